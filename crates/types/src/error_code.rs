@@ -1,0 +1,107 @@
+//! Kafka's wire error codes: the one table every response takes its codes from.
+//!
+//! The numbers are Kafka's (`org.apache.kafka.common.protocol.Errors`); clients act on them, so
+//! they must match exactly. Internal errors live in each crate's own error enum and are mapped to
+//! one of these at the edge.
+
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal, $name:literal, $retriable:literal, $message:literal;)*) => {
+        /// A Kafka wire error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// The code as sent on the wire.
+            pub fn code(self) -> i16 {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// Kafka's name for the error, as users see it in client logs.
+            pub fn name(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name,)* }
+            }
+
+            /// Whether a client may retry the same request and expect success.
+            pub fn is_retriable(self) -> bool {
+                match self { $(ErrorCode::$variant => $retriable,)* }
+            }
+
+            /// A sentence saying what went wrong.
+            pub fn message(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $message,)* }
+            }
+
+            /// The error for a code read off the wire; `None` for a code not in the table.
+            pub fn from_code(code: i16) -> Option<ErrorCode> {
+                match code { $($code => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    UnknownServerError = -1, "UNKNOWN_SERVER_ERROR", false, "The server experienced an unexpected error when processing the request.";
+    None = 0, "NONE", false, "No error.";
+    OffsetOutOfRange = 1, "OFFSET_OUT_OF_RANGE", false, "The requested offset is not within the range of offsets maintained by the server.";
+    CorruptMessage = 2, "CORRUPT_MESSAGE", true, "The message failed its CRC check, exceeded the valid size, has a null key on a compacted topic, or is otherwise corrupt.";
+    UnknownTopicOrPartition = 3, "UNKNOWN_TOPIC_OR_PARTITION", true, "This server does not host this topic-partition.";
+    InvalidFetchSize = 4, "INVALID_FETCH_SIZE", false, "The requested fetch size is invalid.";
+    LeaderNotAvailable = 5, "LEADER_NOT_AVAILABLE", true, "There is no leader for this topic-partition as we are in the middle of a leadership election.";
+    NotLeaderOrFollower = 6, "NOT_LEADER_OR_FOLLOWER", true, "This server is not the leader or a follower for that topic-partition.";
+    RequestTimedOut = 7, "REQUEST_TIMED_OUT", true, "The request timed out.";
+    BrokerNotAvailable = 8, "BROKER_NOT_AVAILABLE", false, "The broker is not available.";
+    MessageTooLarge = 10, "MESSAGE_TOO_LARGE", false, "The request included a message larger than the max message size the server will accept.";
+    NetworkException = 13, "NETWORK_EXCEPTION", true, "The server disconnected before a response was received.";
+    CoordinatorLoadInProgress = 14, "COORDINATOR_LOAD_IN_PROGRESS", true, "The coordinator is loading and hence can't process requests.";
+    CoordinatorNotAvailable = 15, "COORDINATOR_NOT_AVAILABLE", true, "The coordinator is not available.";
+    NotCoordinator = 16, "NOT_COORDINATOR", true, "This is not the correct coordinator.";
+    InvalidTopicException = 17, "INVALID_TOPIC_EXCEPTION", false, "The request attempted to perform an operation on an invalid topic.";
+    RecordListTooLarge = 18, "RECORD_LIST_TOO_LARGE", false, "The request included message batch larger than the configured segment size on the server.";
+    NotEnoughReplicas = 19, "NOT_ENOUGH_REPLICAS", true, "Messages are rejected since there are fewer in-sync replicas than required.";
+    InvalidRequiredAcks = 21, "INVALID_REQUIRED_ACKS", false, "Produce request specified an invalid value for required acks.";
+    IllegalGeneration = 22, "ILLEGAL_GENERATION", false, "Specified group generation id is not valid.";
+    InconsistentGroupProtocol = 23, "INCONSISTENT_GROUP_PROTOCOL", false, "The group member's supported protocols are incompatible with those of existing members.";
+    InvalidGroupId = 24, "INVALID_GROUP_ID", false, "The configured groupId is invalid.";
+    UnknownMemberId = 25, "UNKNOWN_MEMBER_ID", false, "The coordinator is not aware of this member.";
+    InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT", false, "The session timeout is not within the range allowed by the broker.";
+    RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS", false, "The group is rebalancing, so a rejoin is needed.";
+    TopicAuthorizationFailed = 29, "TOPIC_AUTHORIZATION_FAILED", false, "Topic authorization failed.";
+    InvalidTimestamp = 32, "INVALID_TIMESTAMP", false, "The timestamp of the message is out of acceptable range.";
+    UnsupportedVersion = 35, "UNSUPPORTED_VERSION", false, "The version of API is not supported.";
+    TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS", false, "Topic with this name already exists.";
+    InvalidPartitions = 37, "INVALID_PARTITIONS", false, "Number of partitions is below 1.";
+    InvalidReplicationFactor = 38, "INVALID_REPLICATION_FACTOR", false, "Replication factor is below 1 or larger than the number of available brokers.";
+    InvalidReplicaAssignment = 39, "INVALID_REPLICA_ASSIGNMENT", false, "Replica assignment is invalid.";
+    InvalidConfig = 40, "INVALID_CONFIG", false, "Configuration is invalid.";
+    NotController = 41, "NOT_CONTROLLER", true, "This is not the correct controller for this cluster.";
+    InvalidRequest = 42, "INVALID_REQUEST", false, "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker.";
+    UnsupportedForMessageFormat = 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT", false, "The message format version on the broker does not support the request.";
+    PolicyViolation = 44, "POLICY_VIOLATION", false, "Request parameters do not satisfy the configured policy.";
+    KafkaStorageError = 56, "KAFKA_STORAGE_ERROR", true, "Disk error when trying to access log file on the disk.";
+    GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND", false, "The group id does not exist.";
+    TopicDeletionDisabled = 73, "TOPIC_DELETION_DISABLED", false, "Topic deletion is disabled.";
+    FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH", true, "The leader epoch in the request is older than the epoch on the broker.";
+    UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH", true, "The leader epoch in the request is newer than the epoch on the broker.";
+    UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE", false, "The requesting client does not support the compression type of given partition.";
+    OffsetNotAvailable = 78, "OFFSET_NOT_AVAILABLE", true, "The leader high watermark has not caught up from a recent leader election so the offsets cannot be guaranteed to be monotonically increasing.";
+    InvalidRecord = 87, "INVALID_RECORD", false, "This record has failed the validation on broker and hence will be rejected.";
+    ResourceNotFound = 91, "RESOURCE_NOT_FOUND", false, "A request illegally referred to a resource that does not exist.";
+    UnknownTopicId = 100, "UNKNOWN_TOPIC_ID", true, "This server does not host this topic ID.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_match_kafka() {
+        assert_eq!(ErrorCode::None.code(), 0);
+        assert_eq!(ErrorCode::MessageTooLarge.code(), 10);
+        assert_eq!(ErrorCode::UnsupportedVersion.code(), 35);
+        assert_eq!(ErrorCode::from_code(3), Some(ErrorCode::UnknownTopicOrPartition));
+        assert_eq!(ErrorCode::from_code(1234), None);
+        assert_eq!(ErrorCode::OffsetOutOfRange.name(), "OFFSET_OUT_OF_RANGE");
+    }
+}
