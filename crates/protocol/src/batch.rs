@@ -54,7 +54,10 @@ pub enum BatchError {
     #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
     #[error("record batch declares {record_count} records but a last offset delta of {last_offset_delta}")]
-    InconsistentCount { record_count: i32, last_offset_delta: i32 },
+    InconsistentCount {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
     #[error("record batch uses unknown compression codec {0}")]
     UnknownCompression(i16),
 }
@@ -110,7 +113,10 @@ impl BatchHeader {
             if bytes.len() > MAGIC && bytes[MAGIC] as i8 != 2 {
                 return Err(BatchError::UnsupportedMagic(bytes[MAGIC] as i8));
             }
-            return Err(BatchError::Truncated { available: bytes.len(), needed: BATCH_HEADER_BYTES });
+            return Err(BatchError::Truncated {
+                available: bytes.len(),
+                needed: BATCH_HEADER_BYTES,
+            });
         }
         let magic = bytes[MAGIC] as i8;
         if magic != 2 {
@@ -142,7 +148,9 @@ impl BatchHeader {
             });
         }
         if header.compression().is_none() {
-            return Err(BatchError::UnknownCompression(header.attributes & ATTRIBUTE_COMPRESSION_MASK));
+            return Err(BatchError::UnknownCompression(
+                header.attributes & ATTRIBUTE_COMPRESSION_MASK,
+            ));
         }
         Ok(header)
     }
@@ -195,7 +203,10 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     let computed = compute_crc(batch);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     Ok(())
 }
@@ -204,7 +215,10 @@ pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> 
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_bytes() != batch.len() {
-        return Err(BatchError::Truncated { available: batch.len(), needed: header.total_bytes() });
+        return Err(BatchError::Truncated {
+            available: batch.len(),
+            needed: header.total_bytes(),
+        });
     }
     verify_crc(batch, &header)?;
     Ok(header)
@@ -242,7 +256,11 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     pub fn new(bytes: &'a [u8]) -> Batches<'a> {
-        Batches { bytes, position: 0, error: None }
+        Batches {
+            bytes,
+            position: 0,
+            error: None,
+        }
     }
 
     /// Bytes consumed by the whole batches returned so far.
@@ -274,11 +292,140 @@ impl<'a> Iterator for Batches<'a> {
         };
         let needed = header.total_bytes();
         if rest.len() < needed {
-            self.error = Some(BatchError::Truncated { available: rest.len(), needed });
+            self.error = Some(BatchError::Truncated {
+                available: rest.len(),
+                needed,
+            });
             return None;
         }
         let range = self.position..self.position + needed;
         self.position += needed;
         Some((header, range))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use proptest::prelude::*;
+
+    fn encoded_batch(count: usize, compression: Codec) -> Vec<u8> {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The reference encoder starts a new batch unless offset - sequence is constant.
+                sequence: i as i32,
+                timestamp: 1_000 + i as i64,
+                key: Some(bytes::Bytes::from(format!("key-{i}"))),
+                value: Some(bytes::Bytes::from(vec![b'v'; 10 + i])),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn reads_what_the_reference_encoder_wrote() {
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
+            let batch = encoded_batch(5, codec);
+            let header = validate(&batch).unwrap();
+            assert_eq!(header.record_count, 5);
+            assert_eq!(header.last_offset_delta, 4);
+            assert_eq!(header.max_timestamp, TimestampMs(1_004));
+            assert_eq!(header.total_bytes(), batch.len());
+            assert!(!header.is_log_append_time());
+        }
+    }
+
+    #[test]
+    fn offset_rewrite_keeps_the_crc_and_append_time_recomputes_it() {
+        let mut batch = encoded_batch(3, Codec::None);
+        set_base_offset(&mut batch, Offset(42));
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.base_offset, Offset(42));
+        assert_eq!(header.last_offset(), Offset(44));
+        set_log_append_time(&mut batch, TimestampMs(99_000));
+        let header = validate(&batch).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, TimestampMs(99_000));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let batch = encoded_batch(3, Codec::None);
+        let mut flipped = batch.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            validate(&flipped),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+        assert!(matches!(
+            validate(&batch[..batch.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut old_magic = batch.clone();
+        old_magic[16] = 1;
+        assert_eq!(validate(&old_magic), Err(BatchError::UnsupportedMagic(1)));
+    }
+
+    #[test]
+    fn batches_iterator_stops_at_a_torn_tail() {
+        let mut bytes = encoded_batch(2, Codec::None);
+        let second = encoded_batch(3, Codec::Lz4);
+        let first_len = bytes.len();
+        bytes.extend_from_slice(&second[..second.len() - 5]);
+        let mut batches = Batches::new(&bytes);
+        let (header, range) = batches.next().unwrap();
+        assert_eq!(header.record_count, 2);
+        assert_eq!(range, 0..first_len);
+        assert!(batches.next().is_none());
+        assert_eq!(batches.position(), first_len);
+        assert!(matches!(
+            batches.error(),
+            Some(BatchError::Truncated { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn header_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            if let Ok(header) = BatchHeader::parse(&bytes) {
+                prop_assert!(header.total_bytes() >= BATCH_HEADER_BYTES);
+            }
+            for _ in Batches::new(&bytes) {}
+        }
+
+        #[test]
+        fn any_valid_batch_survives_offset_rewrite(count in 1usize..50, base in 0i64..1 << 40) {
+            let mut batch = encoded_batch(count, Codec::None);
+            set_base_offset(&mut batch, Offset(base));
+            let header = validate(&batch).unwrap();
+            prop_assert_eq!(header.base_offset, Offset(base));
+            prop_assert_eq!(header.next_offset(), Offset(base + count as i64));
+        }
     }
 }

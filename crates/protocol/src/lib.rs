@@ -13,3 +13,4 @@ pub mod codec;
 pub mod frame;
 pub mod versions;
 
+pub use codec::{decode_request, encode_response, DecodeError, EncodeError, RequestFrame};

@@ -1,1 +1,88 @@
-//! TODO
+//! The APIs and versions the broker implements: the one table ApiVersions advertises from and
+//! the codec checks every request against.
+//!
+//! Only versions that are implemented and tested appear here. Ranges stop before the versions
+//! that switch to topic ids (Produce v13, Fetch v13) until the broker resolves ids there.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One API the broker serves, with the inclusive range of versions it implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi {
+        key,
+        min_version,
+        max_version,
+    }
+}
+
+/// Every API the broker answers. ApiVersions responses list exactly these.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, 3, 11),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 7),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 3),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported range for `key`, if the broker serves that API at all.
+pub fn supported(key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS.iter().copied().find(|api| api.key == key)
+}
+
+/// Whether the broker implements `version` of `key`.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    supported(key).is_some_and(|api| (api.min_version..=api.max_version).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiKey;
+
+    #[test]
+    fn every_advertised_version_is_one_the_codec_can_decode() {
+        for api in SUPPORTED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(api.min_version >= codec.min, "{:?}", api.key);
+            assert!(api.max_version <= codec.max, "{:?}", api.key);
+            assert!(api.min_version <= api.max_version, "{:?}", api.key);
+        }
+    }
+
+    #[test]
+    fn unknown_and_out_of_range_versions_are_refused() {
+        assert!(is_supported(ApiKey::ApiVersions, 3));
+        assert!(!is_supported(ApiKey::ApiVersions, 4));
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(!is_supported(ApiKey::SaslHandshake, 0));
+    }
+}
+
+/// The ApiVersions response body listing [`SUPPORTED_APIS`], with `error_code`.
+pub fn api_versions_response(error_code: i16) -> kafka_protocol::messages::ApiVersionsResponse {
+    use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+    let api_keys = SUPPORTED_APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+        .with_finalized_features_epoch(-1)
+}

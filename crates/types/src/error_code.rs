@@ -100,7 +100,10 @@ mod tests {
         assert_eq!(ErrorCode::None.code(), 0);
         assert_eq!(ErrorCode::MessageTooLarge.code(), 10);
         assert_eq!(ErrorCode::UnsupportedVersion.code(), 35);
-        assert_eq!(ErrorCode::from_code(3), Some(ErrorCode::UnknownTopicOrPartition));
+        assert_eq!(
+            ErrorCode::from_code(3),
+            Some(ErrorCode::UnknownTopicOrPartition)
+        );
         assert_eq!(ErrorCode::from_code(1234), None);
         assert_eq!(ErrorCode::OffsetOutOfRange.name(), "OFFSET_OUT_OF_RANGE");
     }

@@ -65,7 +65,13 @@ mod tests {
         assert!(TopicName::new("orders.v1_a-b").is_ok());
         assert_eq!(TopicName::new(""), Err(TopicNameError::Empty));
         assert_eq!(TopicName::new(".."), Err(TopicNameError::Reserved));
-        assert_eq!(TopicName::new(&"a".repeat(250)), Err(TopicNameError::TooLong(250)));
-        assert!(matches!(TopicName::new("a/b"), Err(TopicNameError::IllegalCharacter(_))));
+        assert_eq!(
+            TopicName::new(&"a".repeat(250)),
+            Err(TopicNameError::TooLong(250))
+        );
+        assert!(matches!(
+            TopicName::new("a/b"),
+            Err(TopicNameError::IllegalCharacter(_))
+        ));
     }
 }
