@@ -1,0 +1,91 @@
+"""Fixtures that run the real `strom` binary for the end-to-end tests.
+
+Each test gets its own broker process on a free loopback port with its own data directory
+(under pytest's tmp_path), so tests never share state. A broker's stderr goes to a log file;
+when a test fails, the tail of every broker log it used is attached to the failure report,
+and a broker that died during a test (or would not stop cleanly) fails that test.
+
+    def test_something(broker):            # one broker, default settings, already running
+        ...broker.bootstrap...
+
+    def test_other(start_broker):          # a broker with settings, or several
+        b = start_broker(settings={"log.retention.check.interval.ms": 500})
+        b.stop(); b.start()                # restart on the same data dir and port
+
+The binary is $STROM_BIN (scripts/test sets it; default target/debug/strom).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from strom_broker import STROM_BIN, Broker, BrokerError
+
+
+def pytest_report_header(config):
+    return f"strom binary: {STROM_BIN}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for broker in getattr(item, "strom_brokers", []):
+            report.sections.append(
+                (f"strom log: {broker.name} ({broker.log_path})", broker.log_tail())
+            )
+
+
+@pytest.fixture
+def start_broker(request, tmp_path):
+    """Returns a function that starts a broker; every broker it started is stopped afterwards.
+
+    start_broker(settings={...}, port=None, config_text=None, extra_args=None, start=True, name=None)
+    """
+    brokers: list[Broker] = []
+    request.node.strom_brokers = brokers
+
+    def start(settings=None, port=None, config_text=None, extra_args=None, start=True, name=None) -> Broker:
+        name = name or f"broker{len(brokers)}"
+        base = tmp_path / name
+        base.mkdir()
+        config_file = None
+        if config_text is not None:
+            config_file = base / "strom.toml"
+            config_file.write_text(config_text)
+        broker = Broker(
+            name=name,
+            data_dir=base / "data",
+            log_path=base / "strom.log",
+            port=port,
+            settings=settings,
+            config_file=config_file,
+            extra_args=extra_args,
+        )
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield start
+
+    unexpected = [b for b in brokers if b.died_unexpectedly()]
+    for b in brokers:
+        if b.running:
+            try:
+                b.stop()
+            except BrokerError as error:
+                unexpected.append(b)
+                print(error)
+    if unexpected:
+        details = "\n\n".join(
+            f"{b.name}: exit code {b.process.returncode}\n{b.run_log_tail()}" for b in unexpected
+        )
+        pytest.fail(f"broker process(es) died or failed to shut down cleanly:\n{details}")
+
+
+@pytest.fixture
+def broker(start_broker) -> Broker:
+    """A running broker with default settings on a free port and a fresh data directory."""
+    return start_broker()

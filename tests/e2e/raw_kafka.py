@@ -1,0 +1,173 @@
+"""Just enough of the Kafka wire protocol to hand-craft requests, good and bad, on a raw socket.
+
+A frame is a 4-byte big-endian size, then the request header
+(api_key i16, api_version i16, correlation_id i32, client_id nullable string i16-length,
+then, in header v2 for flexible versions, tagged fields as an unsigned varint count), then
+the body. Responses are a 4-byte size, the correlation id, (tagged fields for flexible
+response headers), then the body.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+API_VERSIONS = 18
+METADATA = 3
+UNSUPPORTED_VERSION = 35
+
+
+def uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def read_uvarint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+
+
+def request_header(api_key: int, api_version: int, correlation_id: int, flexible: bool,
+                   client_id: bytes | None = b"strom-e2e") -> bytes:
+    header = struct.pack(">hhi", api_key, api_version, correlation_id)
+    header += struct.pack(">h", -1) if client_id is None else struct.pack(">h", len(client_id)) + client_id
+    if flexible:
+        header += b"\x00"  # no tagged fields
+    return header
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">i", len(payload)) + payload
+
+
+def request(api_key: int, api_version: int, correlation_id: int, body: bytes, flexible: bool) -> bytes:
+    return frame(request_header(api_key, api_version, correlation_id, flexible) + body)
+
+
+def api_versions_request(version: int, correlation_id: int) -> bytes:
+    if version >= 3:
+        body = uvarint(len(b"strom-e2e") + 1) + b"strom-e2e" + uvarint(len(b"1.0") + 1) + b"1.0" + b"\x00"
+        return request(API_VERSIONS, version, correlation_id, body, flexible=True)
+    return request(API_VERSIONS, version, correlation_id, b"", flexible=False)
+
+
+def connect(bootstrap: str, timeout_s: float = 5.0) -> socket.socket:
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def send_quietly(sock: socket.socket, data: bytes) -> bool:
+    """Sends; False if the broker already closed the connection (which it may do)."""
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+
+
+def _recv_exactly(sock: socket.socket, count: int, deadline: float) -> bytes | None:
+    data = bytearray()
+    while len(data) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(count - len(data))
+        except socket.timeout as error:
+            raise TimeoutError from error
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def read_response(sock: socket.socket, timeout_s: float = 5.0) -> bytes | None:
+    """One response frame's payload, None if the broker closed the connection; raises
+    TimeoutError if neither happens within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    size_bytes = _recv_exactly(sock, 4, deadline)
+    if size_bytes is None:
+        return None
+    (size,) = struct.unpack(">i", size_bytes)
+    assert 0 <= size <= 100 * 1024 * 1024, f"response size {size}"
+    return _recv_exactly(sock, size, deadline)
+
+
+def outcome(sock: socket.socket, timeout_s: float = 5.0) -> str:
+    """'closed' or 'answered' (a whole response frame arrived) or 'silent' (neither, in time)."""
+    try:
+        return "closed" if read_response(sock, timeout_s) is None else "answered"
+    except TimeoutError:
+        return "silent"
+
+
+def wait_closed(sock: socket.socket, timeout_s: float = 5.0) -> bool:
+    """True once the broker has closed the connection (reads EOF or reset), draining anything
+    it sent first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            if not sock.recv(65536):
+                return True
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def parse_api_versions_response(payload: bytes, version: int) -> dict:
+    """{correlation_id, error_code, api_keys: {key: (min, max)}} of an ApiVersions response
+    (its header is always v0: no tagged fields, even for flexible versions)."""
+    correlation_id, error_code = struct.unpack_from(">ih", payload, 0)
+    position = 6
+    api_keys = {}
+    if version >= 3:
+        count, position = read_uvarint(payload, position)
+        count -= 1
+    else:
+        (count,) = struct.unpack_from(">i", payload, position)
+        position += 4
+    for _ in range(count):
+        key, min_version, max_version = struct.unpack_from(">hhh", payload, position)
+        position += 6
+        if version >= 3:
+            tagged, position = read_uvarint(payload, position)
+            assert tagged == 0
+        api_keys[key] = (min_version, max_version)
+    return {"correlation_id": correlation_id, "error_code": error_code, "api_keys": api_keys}
+
+
+# The first flexible (tagged-fields, compact encodings) version of each API, from Kafka's
+# message specs; a request at or above it uses request header v2.
+FIRST_FLEXIBLE_VERSION = {
+    0: 9, 1: 12, 2: 6, 3: 9, 8: 8, 9: 6, 10: 3, 11: 6, 12: 4, 13: 4, 14: 4, 15: 5, 16: 3,
+    18: 3, 19: 5, 20: 4, 21: 2, 22: 2, 23: 4, 24: 3, 25: 3, 26: 3, 27: 1, 28: 3, 29: 2,
+    30: 2, 31: 2, 32: 4, 33: 2, 34: 2, 35: 2, 36: 2, 37: 2, 42: 2, 43: 2, 44: 1,
+    48: 1, 49: 1, 50: 0, 51: 0, 60: 0, 61: 0, 68: 0,
+}
+
+
+def is_flexible(api_key: int, api_version: int) -> bool:
+    first = FIRST_FLEXIBLE_VERSION.get(api_key)
+    return first is not None and api_version >= first

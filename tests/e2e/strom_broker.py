@@ -1,0 +1,237 @@
+"""A `strom server` process for the end-to-end tests; the fixtures are in conftest.py.
+
+A Broker starts the binary ($STROM_BIN, default target/debug/strom) on a loopback port with
+its own data directory, logs its stdout and stderr to a file, and can be stopped (SIGTERM),
+killed (SIGKILL) and started again on the same data directory and port.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+STROM_BIN = os.environ.get("STROM_BIN", str(REPO_ROOT / "target" / "debug" / "strom"))
+
+# How long a broker may take to open its port, and to exit after SIGTERM.
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 30.0
+LOG_TAIL_LINES = 150
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class BrokerError(AssertionError):
+    pass
+
+
+class Broker:
+    """One `strom server` process, restartable on the same data directory and port."""
+
+    def __init__(
+        self,
+        name: str,
+        data_dir: pathlib.Path,
+        log_path: pathlib.Path,
+        port: int | None = None,
+        settings: dict | None = None,
+        config_file: pathlib.Path | None = None,
+        host: str = "127.0.0.1",
+        extra_args: list | None = None,
+    ):
+        self.name = name
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.host = host
+        self.port = port
+        self.settings = dict(settings or {})
+        self.config_file = config_file
+        self.extra_args = list(extra_args or [])
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+        # Byte offset in the log file where the current (or last) run's output begins.
+        self.run_log_offset = 0
+        # Set when the test itself ended the process (stop/kill), so an exit is expected.
+        self._expect_exit = False
+
+    # -- addresses -----------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        args = [STROM_BIN, "server", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        if self.config_file is not None:
+            args += ["--config", str(self.config_file)]
+        for key, value in self.settings.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["--set", f"{key}={value}"]
+        # Entries may be callables, so that they can name the port picked at start-up.
+        return args + [a(self) if callable(a) else str(a) for a in self.extra_args]
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> "Broker":
+        """Starts the process and waits until its port accepts connections."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        if not os.access(STROM_BIN, os.X_OK):
+            raise BrokerError(f"broker binary {STROM_BIN} missing: run `cargo build` or set STROM_BIN")
+        # A port picked at random may be taken between picking and binding; only a first start
+        # may move to another port (a restart must keep its address, as clients know it).
+        attempts = 3 if self.port is None else 1
+        for attempt in range(attempts):
+            if self.starts == 0 and (self.port is None or attempt > 0):
+                self.port = free_port()
+            try:
+                self._spawn_and_wait(timeout_s)
+                return self
+            except BrokerError:
+                if attempt + 1 < attempts and "in use" in self.run_log().lower():
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _spawn_and_wait(self, timeout_s: float) -> None:
+        self.starts += 1
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n==== e2e: start #{self.starts}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            self.run_log_offset = log.tell()
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.data_dir.parent,
+                env={**os.environ, "RUST_BACKTRACE": "1", "NO_COLOR": "1"},
+            )
+        self._expect_exit = False
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise BrokerError(
+                    f"broker {self.name} exited with {code} during start-up:\n{self.run_log_tail()}"
+                )
+            if port_accepts(self.host, self.port):
+                return
+            time.sleep(0.05)
+        self.process.kill()
+        self.process.wait()
+        raise BrokerError(
+            f"broker {self.name} did not accept connections on {self.bootstrap} within "
+            f"{timeout_s} s:\n{self.run_log_tail()}"
+        )
+
+    def stop(
+        self,
+        timeout_s: float = STOP_TIMEOUT_S,
+        expect_clean_exit: bool = True,
+        sig: int = signal.SIGTERM,
+    ) -> int:
+        """SIGTERM (or `sig`), then waits for a graceful exit; returns the exit code."""
+        assert self.process is not None, "never started"
+        self._expect_exit = True
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise BrokerError(
+                    f"broker {self.name} did not exit within {timeout_s} s of signal {sig}:\n"
+                    f"{self.run_log_tail()}"
+                )
+        code = self.process.returncode
+        if expect_clean_exit and code != 0:
+            raise BrokerError(
+                f"broker {self.name} exited with {code} after signal {sig} (expected 0):\n"
+                f"{self.run_log_tail()}"
+            )
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to flush or clean up."""
+        assert self.process is not None, "never started"
+        self._expect_exit = True
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> "Broker":
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def assert_running(self) -> None:
+        if not self.running:
+            code = None if self.process is None else self.process.returncode
+            raise BrokerError(f"broker {self.name} is not running (exit code {code}):\n{self.run_log_tail()}")
+
+    def died_unexpectedly(self) -> bool:
+        return self.process is not None and self.process.poll() is not None and not self._expect_exit
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def run_log(self) -> str:
+        """What the current (or last) run of the process has written."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.run_log_offset)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def run_log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.run_log().splitlines()[-lines:])
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    # -- files ---------------------------------------------------------------------------
+
+    def partition_dir(self, topic: str, partition: int) -> pathlib.Path:
+        return self.data_dir / f"{topic}-{partition}"
+
+    def segment_files(self, topic: str, partition: int, suffix: str = ".log") -> list[pathlib.Path]:
+        """The partition's segment files, in base-offset order."""
+        directory = self.partition_dir(topic, partition)
+        if not directory.is_dir():
+            return []
+        files = [p for p in directory.iterdir() if p.name.endswith(suffix) and p.name[:20].isdigit()]
+        return sorted(files, key=lambda p: int(p.name[:20]))
