@@ -1,1 +1,43 @@
-//! client
+//! A small async Kafka client, used by Strom's CLI, its benchmark and its tests.
+//!
+//! A tour, from the wire up:
+//! - [`frame`] encodes request frames (length, request header, body) and decodes response
+//!   frames with the `kafka-protocol` crate's message types; no I/O.
+//! - [`versions`] picks, for each API, the highest version both the broker (from its
+//!   ApiVersions answer) and this client speak; no I/O.
+//! - [`connection`] is one TCP connection: it negotiates versions, then pipelines requests
+//!   (a writer task, a reader task matching responses to callers by correlation id) and
+//!   bounds response size, in-flight requests and waiting time.
+//! - [`metadata`] and [`records`] turn Metadata responses and record batches into plain
+//!   types; [`partitioner`] is Kafka's default key partitioner.
+//! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
+//!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
+//!
+//! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
+//! Every bound is in [`limits`].
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod metadata;
+pub mod partitioner;
+pub mod records;
+pub mod versions;
+
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+mod fake_broker;
+
+pub use client::{
+    Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
+    FetchPosition, FetchedPartition, OffsetSpec,
+};
+pub use connection::{Connection, ConnectionOptions};
+pub use error::ClientError;
+pub use kafka_protocol::records::Compression;
+pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use partitioner::partition_for_key;
+pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};

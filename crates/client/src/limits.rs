@@ -1,0 +1,29 @@
+//! Every bound the client enforces, in one place, each with its unit in its name.
+//!
+//! These are defaults; [`crate::ClientConfig`] carries the ones a caller may change.
+
+/// Largest response frame accepted; a longer length prefix closes the connection before any
+/// memory is allocated for it. Fetch responses are the big ones and the broker caps them far
+/// lower (`FETCH_RESPONSE_BYTES_MAX`), so only a broken or hostile peer reaches this.
+pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Requests sent on one connection and not yet answered. A caller beyond this waits.
+pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX: usize = 64;
+
+/// Longest wait for a response, on top of any wait the request itself asks the broker for
+/// (a fetch's `max_wait_ms`).
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Longest wait for a TCP connection to be established.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// Attempts made at a request that fails with an error a metadata refresh may cure
+/// (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`, `UNKNOWN_TOPIC_OR_PARTITION`, ...).
+pub const METADATA_ATTEMPTS_MAX: u32 = 8;
+
+/// Pause before the first retry; it doubles with each further attempt up to
+/// [`RETRY_BACKOFF_MS_MAX`].
+pub const RETRY_BACKOFF_MS: u64 = 50;
+
+/// Longest pause between two attempts.
+pub const RETRY_BACKOFF_MS_MAX: u64 = 1_000;
