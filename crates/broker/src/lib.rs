@@ -1,1 +1,78 @@
-//! broker
+//! Strom's broker: everything between the socket and the partition logs.
+//!
+//! A request's path: [`network::listener`] accepts a connection (within `max.connections`) and
+//! hands it to [`network::connection`], which reads size-prefixed frames (checking the size
+//! before allocating), decodes them with `strom_protocol`, and calls [`handlers::dispatch`].
+//! Handlers run in the connection's reader task in request order, so appends from one
+//! connection land in the order they were sent; a handler that must wait (an acks=all
+//! produce waiting for [`durability`]'s group commit, a fetch long-polling for data) returns a
+//! future instead of a response, and the connection's writer awaits those futures
+//! concurrently while writing responses strictly in request order.
+//!
+//! State: one [`Broker`] per process, shared by `Arc`: the config, the [`topics::TopicRegistry`]
+//! (topics, partitions, their logs), the group-commit handle, and a counter that every append
+//! bumps to wake fetches waiting for data. [`retention`] runs in the background.
+
+pub mod config;
+pub mod durability;
+pub mod handlers;
+pub mod network;
+pub mod retention;
+pub mod topics;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use config::{BrokerConfig, ConfigError};
+
+/// The broker's shared state.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: topics::TopicRegistry,
+    pub group_commit: durability::GroupCommit,
+    /// Bumped after every append; fetches waiting for data watch it.
+    appended: watch::Sender<u64>,
+}
+
+impl Broker {
+    /// Wakes every fetch waiting for data.
+    pub fn notify_appended(&self) {
+        self.appended
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver that sees the next [`Broker::notify_appended`].
+    pub fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+}
+
+/// Opens the data directory (recovering every log), binds the listener, and serves until
+/// `shutdown` resolves; then stops accepting, lets in-flight requests finish, and flushes and
+/// closes the logs.
+pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let open_config = config.clone();
+    let topics =
+        tokio::task::spawn_blocking(move || topics::TopicRegistry::open(&open_config)).await??;
+    let (appended, _) = watch::channel(0);
+    let broker = Arc::new(Broker {
+        config,
+        topics,
+        group_commit: durability::GroupCommit::start(),
+        appended,
+    });
+    let listener = tokio::net::TcpListener::bind(broker.config.listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", broker.config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on {local}");
+    let retention = tokio::spawn(retention::run(broker.clone()));
+    network::listener::serve(broker.clone(), listener, shutdown).await;
+    retention.abort();
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.topics.close()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}

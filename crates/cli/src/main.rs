@@ -9,7 +9,11 @@ mod topic;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "strom", version, about = "Strom: a Kafka-compatible event streaming platform")]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a Kafka-compatible event streaming platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,8 +1,99 @@
-//! `strom server` (to be written).
+//! `strom server`: runs a broker. With no flags: one node on 127.0.0.1:9092, data in
+//! ./strom-data. Settings apply in this order, later ones winning: built-in defaults, the
+//! `--config` TOML file, `--set KEY=VALUE` overrides, then the dedicated flags.
+
+use std::path::PathBuf;
+
+use strom_broker::config::parse_listener;
+use strom_broker::BrokerConfig;
 
 #[derive(clap::Args)]
-pub struct ServerArgs {}
+pub struct ServerArgs {
+    /// Address to accept clients on (Kafka's `listeners`), HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to (Kafka's `advertised.listeners`); defaults to --listen.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Directory for partition logs and metadata (Kafka's `log.dirs`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML file of broker settings with Kafka's names, e.g. `log.retention.ms = 60000`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// One broker setting by its Kafka name; repeatable. Example: --set num.partitions=3
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// This node's id (Kafka's `node.id`).
+    #[arg(long)]
+    node_id: Option<i32>,
+}
 
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::default();
+    let mut advertise_given = false;
+    if let Some(path) = &args.config {
+        config.apply_file(path)?;
+    }
+    for setting in &args.settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--set takes KEY=VALUE, not '{setting}'"))?;
+        config.set(key.trim(), value.trim())?;
+        advertise_given |= key.trim() == "advertised.listeners";
+    }
+    if let Some(listen) = &args.listen {
+        config.set("listeners", listen)?;
+    }
+    if let Some(advertise) = &args.advertise {
+        config.advertise = parse_listener("--advertise", advertise)?;
+        advertise_given = true;
+    }
+    if !advertise_given {
+        // Like Kafka: advertise the listener, with a wildcard host replaced by loopback.
+        let host = match config.listen.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            ip => ip.to_string(),
+        };
+        config.advertise = (host, config.listen.port());
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(node_id) = args.node_id {
+        config.node_id = node_id;
+    }
+    Ok(config)
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = build_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(strom_broker::run(config, shutdown_signal()))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
 }

@@ -45,6 +45,24 @@ pub fn is_supported(key: ApiKey, version: i16) -> bool {
     supported(key).is_some_and(|api| (api.min_version..=api.max_version).contains(&version))
 }
 
+/// The ApiVersions response body listing [`SUPPORTED_APIS`], with `error_code`.
+pub fn api_versions_response(error_code: i16) -> kafka_protocol::messages::ApiVersionsResponse {
+    use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+    let api_keys = SUPPORTED_APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+        .with_finalized_features_epoch(-1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,22 +85,4 @@ mod tests {
         assert!(!is_supported(ApiKey::Produce, 2));
         assert!(!is_supported(ApiKey::SaslHandshake, 0));
     }
-}
-
-/// The ApiVersions response body listing [`SUPPORTED_APIS`], with `error_code`.
-pub fn api_versions_response(error_code: i16) -> kafka_protocol::messages::ApiVersionsResponse {
-    use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
-    let api_keys = SUPPORTED_APIS
-        .iter()
-        .map(|api| {
-            ApiVersion::default()
-                .with_api_key(api.key as i16)
-                .with_min_version(api.min_version)
-                .with_max_version(api.max_version)
-        })
-        .collect();
-    ApiVersionsResponse::default()
-        .with_error_code(error_code)
-        .with_api_keys(api_keys)
-        .with_finalized_features_epoch(-1)
 }

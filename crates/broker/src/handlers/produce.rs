@@ -1,0 +1,207 @@
+//! Produce: validate each batch's header and CRC, append the bytes as they came (offsets
+//! assigned by rewriting each batch's base offset in place), and answer by `acks`: 0 never,
+//! 1 once the bytes are in the OS, -1 (all) once they are fsynced by the group commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use strom_log::LogError;
+use strom_protocol::batch::{BatchError, Batches};
+use strom_types::{ErrorCode, Offset, TimestampMs};
+
+use super::{str_bytes, Reply};
+use crate::config::TimestampType;
+use crate::topics::{Partition, Topic};
+use crate::Broker;
+
+/// A partition an acks=all request must see fsynced up to (exclusive) `offset`.
+struct DurabilityWait {
+    topic_index: usize,
+    partition_index: usize,
+    partition: Arc<Partition>,
+    offset: Offset,
+}
+
+pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Reply {
+    let acks = request.acks;
+    let mut waits = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
+        let topic = find_topic(broker, topic_data.name.as_str());
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
+            let index = data.index;
+            let outcome = if ![-1, 0, 1].contains(&acks) {
+                Err((
+                    ErrorCode::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, not {acks}"),
+                ))
+            } else {
+                append(topic.as_ref(), data)
+            };
+            match outcome {
+                Ok((response, partition, end)) => {
+                    waits.push(DurabilityWait {
+                        topic_index,
+                        partition_index,
+                        partition,
+                        offset: end,
+                    });
+                    partition_responses.push(response);
+                }
+                Err((code, message)) => {
+                    partition_responses.push(error_response(index, code, message))
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if !waits.is_empty() {
+        broker.notify_appended();
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    match acks {
+        0 => Reply::Silent,
+        -1 => {
+            let broker = broker.clone();
+            Reply::Later(Box::pin(async move {
+                ResponseKind::Produce(wait_durable(&broker, response, waits).await)
+            }))
+        }
+        _ => Reply::Now(ResponseKind::Produce(response)),
+    }
+}
+
+fn find_topic(broker: &Arc<Broker>, name: &str) -> Option<Arc<Topic>> {
+    if let Some(topic) = broker.topics.get(name) {
+        return Some(topic);
+    }
+    if !broker.config.auto_create_topics {
+        return None;
+    }
+    let created = broker.topics.create(
+        &broker.config,
+        name,
+        broker.config.num_partitions,
+        BTreeMap::new(),
+        false,
+    );
+    created.ok().or_else(|| broker.topics.get(name))
+}
+
+type AppendOutcome =
+    Result<(PartitionProduceResponse, Arc<Partition>, Offset), (ErrorCode, String)>;
+
+/// Validates and appends one partition's records.
+fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutcome {
+    let unknown = || {
+        (
+            ErrorCode::UnknownTopicOrPartition,
+            "this server does not host this topic-partition".to_owned(),
+        )
+    };
+    let topic = topic.ok_or_else(unknown)?;
+    let partition = topic.partition(data.index).ok_or_else(unknown)?;
+    let records = data.records.filter(|records| !records.is_empty());
+    let records = records.ok_or_else(|| {
+        (
+            ErrorCode::CorruptMessage,
+            "the produce request carries no records".to_owned(),
+        )
+    })?;
+    validate(&records, topic.config.max_message_bytes)?;
+    // One copy, so that base offsets (and LogAppendTime stamps) can be rewritten in place.
+    let mut owned = BytesMut::from(&records[..]);
+    let append_time =
+        (topic.config.timestamp_type == TimestampType::LogAppendTime).then(TimestampMs::now);
+    let info = partition.log.lock().append(&mut owned, append_time).map_err(|error| match error {
+        LogError::RecordBatchTooLarge { .. } => (ErrorCode::RecordListTooLarge, error.to_string()),
+        LogError::InvalidBatch(_) => (ErrorCode::CorruptMessage, error.to_string()),
+        other => {
+            tracing::error!(topic = %topic.name, partition = data.index, error = %other, "append failed");
+            (ErrorCode::KafkaStorageError, other.to_string())
+        }
+    })?;
+    let log_start = partition.log.lock().log_start_offset();
+    let response = PartitionProduceResponse::default()
+        .with_index(data.index)
+        .with_base_offset(info.base_offset.0)
+        .with_log_append_time_ms(info.log_append_time.map_or(-1, |time| time.0))
+        .with_log_start_offset(log_start.0);
+    Ok((response, partition.clone(), info.last_offset.plus(1)))
+}
+
+/// Every batch: a v2 header, a matching CRC, a consistent record count, within max.message.bytes.
+fn validate(records: &Bytes, max_message_bytes: usize) -> Result<(), (ErrorCode, String)> {
+    let mut batches = Batches::new(records);
+    for (header, range) in batches.by_ref() {
+        if header.total_bytes() > max_message_bytes {
+            return Err((
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "record batch of {} bytes exceeds max.message.bytes ({max_message_bytes})",
+                    header.total_bytes()
+                ),
+            ));
+        }
+        strom_protocol::batch::verify_crc(&records[range], &header)
+            .map_err(|error| (ErrorCode::CorruptMessage, error.to_string()))?;
+        if header.record_count != header.last_offset_delta + 1 {
+            return Err((
+                ErrorCode::InvalidRecord,
+                format!(
+                    "batch holds {} records but its last offset delta is {}",
+                    header.record_count, header.last_offset_delta
+                ),
+            ));
+        }
+    }
+    match batches.error() {
+        None => Ok(()),
+        Some(error @ BatchError::UnsupportedMagic(_)) => {
+            Err((ErrorCode::UnsupportedForMessageFormat, error.to_string()))
+        }
+        Some(error) => Err((ErrorCode::CorruptMessage, error.to_string())),
+    }
+}
+
+fn error_response(index: i32, code: ErrorCode, message: String) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(str_bytes(message)))
+}
+
+async fn wait_durable(
+    broker: &Broker,
+    mut response: ProduceResponse,
+    waits: Vec<DurabilityWait>,
+) -> ProduceResponse {
+    for wait in waits {
+        if let Err(code) = broker
+            .group_commit
+            .wait_durable(wait.partition, wait.offset)
+            .await
+        {
+            let partition =
+                &mut response.responses[wait.topic_index].partition_responses[wait.partition_index];
+            *partition = error_response(
+                partition.index,
+                code,
+                "the records could not be made durable".to_owned(),
+            );
+        }
+    }
+    response
+}

@@ -1,0 +1,4 @@
+//! The network layer: [`listener`] accepts connections, [`connection`] serves one.
+
+pub mod connection;
+pub mod listener;

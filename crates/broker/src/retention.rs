@@ -1,0 +1,47 @@
+//! The background task that deletes log segments past `retention.ms` / `retention.bytes`,
+//! every `log.retention.check.interval.ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_types::TimestampMs;
+
+use crate::Broker;
+
+pub async fn run(broker: Arc<Broker>) {
+    let period = Duration::from_millis(broker.config.retention_check_interval_ms);
+    let mut ticker = tokio::time::interval(period);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let sweeping = broker.clone();
+        if tokio::task::spawn_blocking(move || sweep(&sweeping))
+            .await
+            .is_err()
+        {
+            tracing::error!("retention sweep panicked");
+        }
+    }
+}
+
+fn sweep(broker: &Broker) {
+    let now = TimestampMs::now();
+    for topic in broker.topics.all() {
+        for partition in &topic.partitions {
+            match partition.log.lock().apply_retention(now) {
+                Ok(info) if info.segments_deleted > 0 => tracing::info!(
+                    topic = %topic.name,
+                    partition = partition.index.0,
+                    segments = info.segments_deleted,
+                    bytes = info.bytes_deleted,
+                    log_start_offset = info.log_start_offset.0,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(topic = %topic.name, partition = partition.index.0, %error, "retention failed")
+                }
+            }
+        }
+    }
+}
