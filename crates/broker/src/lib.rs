@@ -17,6 +17,7 @@ pub mod config;
 pub mod durability;
 pub mod handlers;
 pub mod network;
+pub mod producers;
 pub mod retention;
 pub mod topics;
 

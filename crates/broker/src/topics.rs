@@ -23,6 +23,7 @@ use strom_types::{ErrorCode, PartitionIndex, TopicName};
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, TopicConfig};
+use crate::producers::ProducerStates;
 
 /// One partition this broker leads.
 ///
@@ -32,6 +33,8 @@ pub struct Partition {
     pub topic: TopicName,
     pub index: PartitionIndex,
     pub log: Mutex<Log>,
+    /// Idempotent producers' sequence state. Lock order: `log`, then `producers`.
+    pub producers: Mutex<ProducerStates>,
 }
 
 /// A topic: its id, its partitions, its config overrides and the effective config.
@@ -78,7 +81,13 @@ impl From<LogError> for TopicError {
 struct MetadataFile {
     cluster_id: String,
     topics: Vec<TopicRecord>,
+    /// Producer ids below this were handed out (or reserved) before; never reuse them.
+    #[serde(default)]
+    producer_ids_reserved_until: i64,
 }
+
+/// Producer ids are reserved on disk this many at a time, so handing one out rarely writes.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Serialize, Deserialize, Clone)]
 struct TopicRecord {
@@ -93,8 +102,10 @@ pub struct TopicRegistry {
     data_dir: PathBuf,
     cluster_id: String,
     topics: RwLock<BTreeMap<TopicName, Arc<Topic>>>,
-    /// Serialises metadata changes (create, delete) and the metadata file writes.
+    /// Serialises metadata changes (create, delete, producer id blocks) and the file writes.
     changes: Mutex<()>,
+    /// The next producer id to hand out and the end of the reserved block.
+    producer_ids: Mutex<(i64, i64)>,
 }
 
 fn metadata_path(data_dir: &Path) -> PathBuf {
@@ -125,6 +136,7 @@ impl TopicRegistry {
                 let fresh = MetadataFile {
                     cluster_id: new_cluster_id(),
                     topics: Vec::new(),
+                    producer_ids_reserved_until: 0,
                 };
                 write_metadata(&data_dir, &fresh)?;
                 fresh
@@ -137,11 +149,13 @@ impl TopicRegistry {
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
         tracing::info!(topics = topics.len(), cluster_id = %file.cluster_id, "opened topics");
+        let reserved = file.producer_ids_reserved_until;
         Ok(TopicRegistry {
             data_dir,
             cluster_id: file.cluster_id,
             topics: RwLock::new(topics),
             changes: Mutex::new(()),
+            producer_ids: Mutex::new((reserved, reserved)),
         })
     }
 
@@ -252,9 +266,33 @@ impl TopicRegistry {
         Ok(())
     }
 
+    /// A producer id never handed out before, on this broker's whole history.
+    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let _changes = self.changes.lock();
+        let mut ids = self.producer_ids.lock();
+        if ids.0 == ids.1 {
+            let reserved_until = ids.1 + PRODUCER_ID_BLOCK;
+            let mut file = self.metadata_file_with(reserved_until);
+            file.producer_ids_reserved_until = reserved_until;
+            write_metadata(&self.data_dir, &file).map_err(|error| {
+                TopicError::new(ErrorCode::KafkaStorageError, error.to_string())
+            })?;
+            ids.1 = reserved_until;
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
     fn metadata_file(&self) -> MetadataFile {
+        let reserved_until = self.producer_ids.lock().1;
+        self.metadata_file_with(reserved_until)
+    }
+
+    fn metadata_file_with(&self, producer_ids_reserved_until: i64) -> MetadataFile {
         let topics = self.topics.read();
         MetadataFile {
+            producer_ids_reserved_until,
             cluster_id: self.cluster_id.clone(),
             topics: topics
                 .values()
@@ -293,10 +331,12 @@ fn open_topic(config: &BrokerConfig, record: &TopicRecord) -> anyhow::Result<Top
         let log = Log::open(&dir, topic_config.log.clone()).map_err(|error| {
             anyhow::anyhow!("cannot open partition log {}: {error}", dir.display())
         })?;
+        let producers = Mutex::new(rebuild_producer_states(&log)?);
         partitions.push(Arc::new(Partition {
             topic: name.clone(),
             index: PartitionIndex(index),
             log: Mutex::new(log),
+            producers,
         }));
     }
     Ok(Topic {
@@ -306,6 +346,28 @@ fn open_topic(config: &BrokerConfig, record: &TopicRecord) -> anyhow::Result<Top
         overrides: record.configs.clone(),
         config: topic_config,
     })
+}
+
+/// Rebuilds idempotent-producer state from the batch headers of the active segment. Producers
+/// whose last batch lies further back are treated as new, which Kafka also does once their
+/// state has gone (they may continue at any sequence).
+fn rebuild_producer_states(log: &Log) -> anyhow::Result<ProducerStates> {
+    let mut states = ProducerStates::default();
+    let mut offset = log.active_segment_base_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log.read(offset, 1 << 20, end)?;
+        let mut advanced = false;
+        for (header, _) in strom_protocol::batch::Batches::new(&read.records) {
+            states.record(&header);
+            offset = header.next_offset();
+            advanced = true;
+        }
+        if !advanced {
+            break;
+        }
+    }
+    Ok(states)
 }
 
 fn new_cluster_id() -> String {

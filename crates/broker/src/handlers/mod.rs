@@ -10,6 +10,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -49,6 +50,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
         ))),
         RequestKind::Produce(body) => produce::handle(broker, body, version),
         RequestKind::Fetch(body) => fetch::handle(broker, body, version),
+        RequestKind::InitProducerId(body) => Reply::Now(ResponseKind::InitProducerId(
+            init_producer_id::handle(broker, body, version),
+        )),
         RequestKind::ListOffsets(body) => Reply::Now(ResponseKind::ListOffsets(
             list_offsets::handle(broker, body, version),
         )),

@@ -10,11 +10,12 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use strom_log::LogError;
-use strom_protocol::batch::{BatchError, Batches};
+use strom_protocol::batch::{BatchError, BatchHeader, Batches};
 use strom_types::{ErrorCode, Offset, TimestampMs};
 
 use super::{str_bytes, Reply};
 use crate::config::TimestampType;
+use crate::producers::{ProducerStates, SequenceCheck};
 use crate::topics::{Partition, Topic};
 use crate::Broker;
 
@@ -117,12 +118,24 @@ fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutco
             "the produce request carries no records".to_owned(),
         )
     })?;
-    validate(&records, topic.config.max_message_bytes)?;
+    let headers = validate(&records, topic.config.max_message_bytes)?;
     // One copy, so that base offsets (and LogAppendTime stamps) can be rewritten in place.
     let mut owned = BytesMut::from(&records[..]);
     let append_time =
         (topic.config.timestamp_type == TimestampType::LogAppendTime).then(TimestampMs::now);
-    let info = partition.log.lock().append(&mut owned, append_time).map_err(|error| match error {
+    let mut log = partition.log.lock();
+    let mut producers = partition.producers.lock();
+    let response = PartitionProduceResponse::default()
+        .with_index(data.index)
+        .with_log_append_time_ms(-1);
+    if let Some((base_offset, last_offset)) = check_sequences(&producers, &headers)? {
+        // A retry of a batch already written: answer with the original offsets.
+        let response = response
+            .with_base_offset(base_offset.0)
+            .with_log_start_offset(log.log_start_offset().0);
+        return Ok((response, partition.clone(), last_offset.plus(1)));
+    }
+    let info = log.append(&mut owned, append_time).map_err(|error| match error {
         LogError::RecordBatchTooLarge { .. } => (ErrorCode::RecordListTooLarge, error.to_string()),
         LogError::InvalidBatch(_) => (ErrorCode::CorruptMessage, error.to_string()),
         other => {
@@ -130,17 +143,57 @@ fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutco
             (ErrorCode::KafkaStorageError, other.to_string())
         }
     })?;
-    let log_start = partition.log.lock().log_start_offset();
-    let response = PartitionProduceResponse::default()
-        .with_index(data.index)
+    if headers.iter().any(|header| header.producer_id >= 0) {
+        for (header, _) in Batches::new(&owned) {
+            producers.record(&header);
+        }
+    }
+    let response = response
         .with_base_offset(info.base_offset.0)
         .with_log_append_time_ms(info.log_append_time.map_or(-1, |time| time.0))
-        .with_log_start_offset(log_start.0);
+        .with_log_start_offset(log.log_start_offset().0);
     Ok((response, partition.clone(), info.last_offset.plus(1)))
 }
 
+/// Checks idempotent producers' sequences. `Some(span)` means the request is a retry of a
+/// batch already written at that span of offsets.
+fn check_sequences(
+    producers: &ProducerStates,
+    headers: &[BatchHeader],
+) -> Result<Option<(Offset, Offset)>, (ErrorCode, String)> {
+    for header in headers.iter().filter(|header| header.producer_id >= 0) {
+        if header.is_transactional() {
+            return Err((
+                ErrorCode::InvalidRecord,
+                "transactional batches are not supported yet".to_owned(),
+            ));
+        }
+        match producers.check(header) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } if headers.len() == 1 => {
+                return Ok(Some((base_offset, last_offset)));
+            }
+            SequenceCheck::Duplicate { .. } => {
+                return Err((
+                    ErrorCode::DuplicateSequenceNumber,
+                    "a duplicate batch arrived among others".to_owned(),
+                ));
+            }
+            SequenceCheck::Reject(code, message) => return Err((code, message)),
+        }
+    }
+    Ok(None)
+}
+
 /// Every batch: a v2 header, a matching CRC, a consistent record count, within max.message.bytes.
-fn validate(records: &Bytes, max_message_bytes: usize) -> Result<(), (ErrorCode, String)> {
+fn validate(
+    records: &Bytes,
+    max_message_bytes: usize,
+) -> Result<Vec<BatchHeader>, (ErrorCode, String)> {
+    let mut headers = Vec::with_capacity(1);
     let mut batches = Batches::new(records);
     for (header, range) in batches.by_ref() {
         if header.total_bytes() > max_message_bytes {
@@ -163,9 +216,10 @@ fn validate(records: &Bytes, max_message_bytes: usize) -> Result<(), (ErrorCode,
                 ),
             ));
         }
+        headers.push(header);
     }
     match batches.error() {
-        None => Ok(()),
+        None => Ok(headers),
         Some(error @ BatchError::UnsupportedMagic(_)) => {
             Err((ErrorCode::UnsupportedForMessageFormat, error.to_string()))
         }

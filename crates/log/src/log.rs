@@ -1,0 +1,588 @@
+//! [`Log`]: one partition's segments, appended to at the end and read from anywhere.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strom_protocol::batch::{self, BatchError, BatchHeader, Batches, BATCH_HEADER_BYTES};
+use strom_types::{Offset, TimestampMs};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, LogError};
+use crate::segment::Segment;
+use crate::sync::{Durability, SyncHandle};
+
+/// One partition's log.
+///
+/// Lifecycle: [`Log::open`] recovers the directory; the broker then owns the `Log` inside a
+/// mutex until [`Log::close`] (shutdown) or [`Log::delete`] (topic deletion). Appends,
+/// truncation, retention and configuration changes take `&mut self`; reads, timestamp lookups
+/// and [`Log::sync_handle`] take `&self`, so with a read-write lock they may run concurrently
+/// with each other but never with a write. The only work meant to run outside the lock is
+/// [`SyncHandle::sync`].
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) dir_file: Arc<File>,
+    pub(crate) config: LogConfig,
+    /// Ascending, dense (each base offset is the previous segment's next offset), never empty;
+    /// the last one is the active segment.
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) log_start_offset: Offset,
+    pub(crate) durability: Durability,
+}
+
+/// What an append stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The largest batch max timestamp appended (the append time when one was stamped).
+    pub max_timestamp: TimestampMs,
+    pub log_append_time: Option<TimestampMs>,
+    pub bytes: usize,
+}
+
+/// Whole batches read from the log, exactly as stored, with the log's bounds at read time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadInfo {
+    pub records: Bytes,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+impl Log {
+    pub fn log_start_offset(&self) -> Offset {
+        self.log_start_offset
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// Bytes of batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|segment| segment.size_bytes).sum()
+    }
+
+    /// How many segments the log has (the active one included).
+    /// The base offset of the active (last) segment: where the most recent batches start.
+    pub fn active_segment_base_offset(&self) -> Offset {
+        self.segments.last().expect("a log always has a segment").base_offset
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Applies new topic settings; they take effect from the next append or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a log always has an active segment")
+    }
+
+    /// Appends whole v2 batches: assigns their offsets (rewriting each base offset in place),
+    /// stamps `log_append_time` into them when given, rolls the active segment if needed, and
+    /// writes all the bytes with one write (no fsync; see [`Log::sync_handle`]).
+    pub fn append(&mut self, records: &mut [u8], log_append_time: Option<TimestampMs>) -> Result<AppendInfo, LogError> {
+        let ranges = checked_batches(records)?;
+        let segment_bytes = self.config.segment_bytes_effective();
+        if records.len() as u64 > segment_bytes {
+            return Err(LogError::RecordBatchTooLarge { bytes: records.len(), segment_bytes });
+        }
+        let batches = assign_offsets(records, ranges, self.log_end_offset(), log_append_time);
+        let base_offset = batches[0].0.base_offset;
+        let last_offset = batches[batches.len() - 1].0.last_offset();
+        let max_timestamp = batches.iter().map(|(header, _)| header.max_timestamp).max().expect("one batch at least");
+        if self.should_roll(records.len() as u64, last_offset, max_timestamp) {
+            self.roll()?;
+        }
+        let active_base_offset = self.active().base_offset;
+        if last_offset.minus(active_base_offset) > i64::from(i32::MAX) {
+            return Err(LogError::OffsetOverflow { last_offset, segment_base_offset: active_base_offset });
+        }
+        let index_interval_bytes = self.config.index_interval_bytes;
+        self.active_mut().append(records, &batches, index_interval_bytes)?;
+        assert_eq!(self.log_end_offset(), last_offset.plus(1), "the log end moves past the append");
+        Ok(AppendInfo { base_offset, last_offset, max_timestamp, log_append_time, bytes: records.len() })
+    }
+
+    /// Kafka's roll rules, checked before an append of `bytes` ending at `last_offset`.
+    fn should_roll(&self, bytes: u64, last_offset: Offset, max_timestamp: TimestampMs) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let full = active.size_bytes + bytes > self.config.segment_bytes_effective();
+        let offsets_exhausted = last_offset.minus(active.base_offset) > i64::from(i32::MAX);
+        // Like Kafka, age is measured from the first batch's timestamp to the incoming one's,
+        // falling back to the wall clock when the first batch has no timestamp.
+        let age_ms = match active.first_batch_timestamp {
+            Some(first) if first.0 >= 0 => max_timestamp.0.saturating_sub(first.0),
+            _ => TimestampMs::now().0.saturating_sub(active.opened_at.0),
+        };
+        let old = u64::try_from(age_ms).is_ok_and(|age_ms| age_ms > self.config.segment_ms);
+        full || offsets_exhausted || old
+    }
+
+    /// Makes a new, empty segment at the log end the active one.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let next_offset = self.log_end_offset();
+        let old = self.active_mut();
+        old.deactivate()?;
+        let old_files = old.files();
+        let segment = Segment::create(&self.dir, next_offset)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = %next_offset, "rolled to a new segment");
+        self.segments.push(segment);
+        self.durability.rolled(next_offset, old_files);
+        Ok(())
+    }
+
+    /// Reads whole batches from the one holding `start`, up to `max_bytes` (but at least one
+    /// batch if any is below `upper_bound`, as KIP-74 asks), never a batch reaching `upper_bound`.
+    pub fn read(&self, start: Offset, max_bytes: usize, upper_bound: Offset) -> Result<ReadInfo, LogError> {
+        self.check_in_range(start)?;
+        let mut records = Vec::new();
+        let mut from = start;
+        for segment in &self.segments[self.segment_holding(start)..] {
+            let budget = max_bytes.saturating_sub(records.len());
+            let reached_end = segment.read_into(from, upper_bound, budget, records.is_empty(), &mut records)?;
+            if !reached_end {
+                break;
+            }
+            from = segment.next_offset;
+        }
+        Ok(ReadInfo {
+            records: Bytes::from(records),
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        })
+    }
+
+    pub(crate) fn check_in_range(&self, offset: Offset) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The index of the segment whose range holds `offset` (the last one starting at or
+    /// before it); `offset` must not be below the first segment.
+    pub(crate) fn segment_holding(&self, offset: Offset) -> usize {
+        let after = self.segments.partition_point(|segment| segment.base_offset <= offset);
+        after.checked_sub(1).expect("offset is not below the first segment")
+    }
+
+    /// Removes every record at and after `offset` (a batch holding `offset` goes whole). Below
+    /// the log start it empties the log and restarts it at `offset`. Synced before returning.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        assert!(offset.0 >= 0, "cannot truncate to negative offset {offset}");
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let keep = self.segment_holding(offset);
+        // Newest first, so a crash part-way leaves a dense prefix of the log.
+        while self.segments.len() > keep + 1 {
+            let segment = self.segments.pop().expect("more segments than kept");
+            segment.delete_files()?;
+        }
+        let old_end = self.log_end_offset();
+        let active = self.active_mut();
+        active.truncate_to(offset)?;
+        active.file.sync_data().at(&active.path)?;
+        self.dir_file.sync_all().at(&self.dir)?;
+        tracing::info!(dir = %self.dir.display(), %offset, %old_end, new_end = %self.log_end_offset(), "truncated log");
+        self.durability.truncated(self.log_end_offset(), self.active().base_offset);
+        Ok(())
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        while let Some(segment) = self.segments.pop() {
+            segment.delete_files()?;
+        }
+        self.segments.push(Segment::create(&self.dir, offset)?);
+        self.dir_file.sync_all().at(&self.dir)?;
+        tracing::info!(dir = %self.dir.display(), %offset, "emptied log and restarted it at a new offset");
+        self.log_start_offset = offset;
+        self.durability = Durability::new(offset);
+        Ok(())
+    }
+
+    /// The files with writes not yet known to be durable, and the log end offset they cover.
+    pub fn sync_handle(&self) -> SyncHandle {
+        let active = self.active();
+        self.durability.handle(
+            self.log_end_offset(),
+            (active.path.clone(), Arc::clone(&active.file)),
+            (self.dir.clone(), Arc::clone(&self.dir_file)),
+        )
+    }
+
+    /// Records that a [`SyncHandle`] completed: everything below `offset` is durable.
+    pub fn mark_durable(&mut self, offset: Offset) {
+        let log_end_offset = self.log_end_offset();
+        self.durability.mark_durable(offset, log_end_offset);
+    }
+
+    /// Everything below this offset is on stable storage.
+    pub fn durable_offset(&self) -> Offset {
+        self.durability.durable_offset()
+    }
+
+    /// Writes out the active segment's indexes (they are rebuilt on open regardless, so this is
+    /// only for tools that read the files of a running broker).
+    pub fn flush_indexes(&mut self) -> Result<(), LogError> {
+        self.active_mut().flush_indexes()
+    }
+
+    /// Writes the indexes and fsyncs every file and the directory; for graceful shutdown.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.active_mut().deactivate()?;
+        for segment in &self.segments {
+            for (path, file) in segment.files() {
+                file.sync_data().at(&path)?;
+            }
+        }
+        self.dir_file.sync_all().at(&self.dir)
+    }
+
+    /// Deletes the partition directory and everything in it.
+    pub fn delete(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+        tracing::info!(dir = %dir.display(), "deleted partition log");
+        Ok(())
+    }
+}
+
+/// The byte ranges of the whole, valid batches `records` consists of, or why it is not that.
+fn checked_batches(records: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Truncated { available: 0, needed: BATCH_HEADER_BYTES });
+    }
+    let mut walk = Batches::new(records);
+    let ranges: Vec<Range<usize>> = walk.by_ref().map(|(_, range)| range).collect();
+    if let Some(error) = walk.error() {
+        return Err(error.clone());
+    }
+    for range in &ranges {
+        // The handler checked the CRC already; checking again here pairs with recovery's check.
+        let header = batch::validate(&records[range.clone()])?;
+        if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+            return Err(BatchError::InconsistentCount {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+    }
+    Ok(ranges)
+}
+
+/// Rewrites each batch's base offset (from `next_offset` on) and, when given, its append time;
+/// returns each batch's header as stored and its range.
+fn assign_offsets(
+    records: &mut [u8],
+    ranges: Vec<Range<usize>>,
+    mut next_offset: Offset,
+    log_append_time: Option<TimestampMs>,
+) -> Vec<(BatchHeader, Range<usize>)> {
+    let mut batches = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let bytes = &mut records[range.clone()];
+        batch::set_base_offset(bytes, next_offset);
+        if let Some(now) = log_append_time {
+            batch::set_log_append_time(bytes, now);
+        }
+        let header = BatchHeader::parse(bytes).expect("a validated batch still parses after rewriting");
+        next_offset = header.next_offset();
+        batches.push((header, range));
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::batch;
+
+    fn small_config() -> LogConfig {
+        LogConfig { segment_bytes: 1024, index_interval_bytes: 200, ..LogConfig::default() }
+    }
+
+    /// The (base offset, last offset) of each batch in `bytes`, checking each one's CRC.
+    fn offsets_of(bytes: &[u8]) -> Vec<(i64, i64)> {
+        let mut walk = Batches::new(bytes);
+        let offsets = walk
+            .by_ref()
+            .map(|(header, range)| {
+                batch::validate(&bytes[range]).expect("stored batches keep a valid CRC");
+                (header.base_offset.0, header.last_offset().0)
+            })
+            .collect();
+        assert!(walk.error().is_none(), "reads return whole batches only");
+        offsets
+    }
+
+    #[test]
+    fn appends_get_dense_offsets_and_reads_return_the_stored_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(0), Offset(0)));
+        let mut first = batch(999, 3, 1_000, 10);
+        let info = log.append(&mut first, None).unwrap();
+        assert_eq!(
+            info,
+            AppendInfo {
+                base_offset: Offset(0),
+                last_offset: Offset(2),
+                max_timestamp: TimestampMs(1_002),
+                log_append_time: None,
+                bytes: first.len(),
+            }
+        );
+        let mut two = batch(0, 2, 2_000, 10);
+        two.extend(batch(0, 4, 3_000, 10));
+        let info = log.append(&mut two, None).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (Offset(3), Offset(8)));
+        assert_eq!(log.log_end_offset(), Offset(9));
+        assert_eq!(log.size_bytes(), (first.len() + two.len()) as u64);
+
+        let read = log.read(Offset(0), usize::MAX, Offset(9)).unwrap();
+        assert_eq!(read.records.as_ref(), [first.as_slice(), two.as_slice()].concat().as_slice());
+        assert_eq!(offsets_of(&read.records), vec![(0, 2), (3, 4), (5, 8)]);
+        assert_eq!((read.log_start_offset, read.log_end_offset), (Offset(0), Offset(9)));
+    }
+
+    #[test]
+    fn log_append_time_is_stamped_into_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let mut records = batch(0, 2, 1_000, 10);
+        records.extend(batch(0, 2, 5_000, 10));
+        let info = log.append(&mut records, Some(TimestampMs(42_000))).unwrap();
+        assert_eq!((info.max_timestamp, info.log_append_time), (TimestampMs(42_000), Some(TimestampMs(42_000))));
+        let read = log.read(Offset(0), usize::MAX, Offset(4)).unwrap();
+        for (header, _) in Batches::new(&read.records) {
+            assert!(header.is_log_append_time());
+            assert_eq!(header.max_timestamp, TimestampMs(42_000));
+        }
+        assert_eq!(offsets_of(&read.records).len(), 2);
+    }
+
+    #[test]
+    fn bytes_that_are_not_whole_valid_batches_are_refused_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let good = batch(0, 2, 1_000, 10);
+        let mut torn = good[..good.len() - 1].to_vec();
+        let mut flipped = good.clone();
+        flipped[70] ^= 1;
+        let mut trailing = good.clone();
+        trailing.extend([0u8; 5]);
+        for bytes in [&mut Vec::new(), &mut torn, &mut flipped, &mut trailing] {
+            let error = log.append(bytes, None).unwrap_err();
+            assert!(matches!(error, LogError::InvalidBatch(_)), "{error}");
+            assert!(!error.is_fatal());
+        }
+        assert_eq!((log.log_end_offset(), log.size_bytes()), (Offset(0), 0));
+        assert!(matches!(log.append(&mut good.clone(), None), Ok(AppendInfo { base_offset: Offset(0), .. })));
+    }
+
+    #[test]
+    fn an_append_larger_than_a_segment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 100, ..LogConfig::default() }).unwrap();
+        let mut big = batch(0, 5, 1_000, 100);
+        let error = log.append(&mut big, None).unwrap_err();
+        assert!(matches!(error, LogError::RecordBatchTooLarge { segment_bytes: 100, .. }), "{error}");
+        assert_eq!(log.log_end_offset(), Offset(0));
+    }
+
+    #[test]
+    fn full_segments_roll_and_reads_span_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config()).unwrap();
+        let mut stored = Vec::new();
+        for round in 0..20 {
+            let mut records = batch(0, 2, 1_000 + round, 150);
+            log.append(&mut records, None).unwrap();
+            stored.extend(records);
+        }
+        assert!(log.segment_count() > 3, "{} segments", log.segment_count());
+        for segment in &log.segments {
+            assert!(segment.size_bytes <= 1024);
+            assert!(segment.path.ends_with(format!("{:020}.log", segment.base_offset.0)));
+        }
+        let all = log.read(Offset(0), usize::MAX, Offset(40)).unwrap();
+        assert_eq!(all.records.as_ref(), stored.as_slice());
+        let from_middle = log.read(Offset(13), usize::MAX, Offset(40)).unwrap();
+        assert_eq!(offsets_of(&from_middle.records)[0], (12, 13));
+        assert_eq!(offsets_of(&from_middle.records).last(), Some(&(38, 39)));
+    }
+
+    #[test]
+    fn a_segment_rolls_once_records_are_segment_ms_newer_than_its_first_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig { segment_ms: 1_000, ..LogConfig::default() }).unwrap();
+        log.append(&mut batch(0, 1, 10_000, 10), None).unwrap();
+        log.append(&mut batch(0, 1, 11_000, 10), None).unwrap();
+        assert_eq!(log.segment_count(), 1, "exactly segment.ms newer does not roll");
+        log.append(&mut batch(0, 1, 11_001, 10), None).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.active().base_offset, Offset(2));
+    }
+
+    #[test]
+    fn reads_honour_max_bytes_upper_bound_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..4 {
+            let mut records = batch(0, 3, 1_000, 20);
+            sizes.push(records.len());
+            log.append(&mut records, None).unwrap();
+        }
+        // KIP-74: one whole batch even when it alone exceeds max_bytes.
+        assert_eq!(offsets_of(&log.read(Offset(4), 1, Offset(12)).unwrap().records), vec![(3, 5)]);
+        let two = sizes[0] + sizes[1];
+        assert_eq!(offsets_of(&log.read(Offset(0), two + 10, Offset(12)).unwrap().records), vec![(0, 2), (3, 5)]);
+        // A batch reaching the upper bound is not returned, even partly below it.
+        assert_eq!(offsets_of(&log.read(Offset(0), usize::MAX, Offset(7)).unwrap().records), vec![(0, 2), (3, 5)]);
+        assert!(log.read(Offset(7), usize::MAX, Offset(7)).unwrap().records.is_empty());
+        assert!(log.read(Offset(12), usize::MAX, Offset(12)).unwrap().records.is_empty());
+        let error = log.read(Offset(13), usize::MAX, Offset(12)).unwrap_err();
+        assert!(matches!(error, LogError::OffsetOutOfRange { requested: Offset(13), log_end: Offset(12), .. }));
+    }
+
+    #[test]
+    fn truncation_removes_whole_batches_and_appends_continue_densely() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config()).unwrap();
+        for round in 0..20 {
+            log.append(&mut batch(0, 2, 1_000 + round, 150), None).unwrap();
+        }
+        let segments_before = log.segment_count();
+        // Two 2-record batches per segment: offsets 20..24 are the fifth segment.
+        assert_eq!(log.segments[5].base_offset, Offset(20));
+        log.truncate_to(Offset(23)).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(22), "the batch holding 23 goes whole");
+        assert_eq!(log.segment_count(), 6);
+        assert!(log.segment_count() < segments_before);
+        assert_eq!(log.active().max_timestamp, Some((TimestampMs(1_011), Offset(20))));
+        let info = log.append(&mut batch(0, 1, 5_000, 10), None).unwrap();
+        assert_eq!(info.base_offset, Offset(22));
+        let read = log.read(Offset(20), usize::MAX, Offset(25)).unwrap();
+        assert_eq!(offsets_of(&read.records), vec![(20, 21), (22, 22)]);
+
+        let boundary = log.segments[1].base_offset;
+        log.truncate_to(boundary).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset()), (2, boundary));
+        assert!(log.active().is_empty());
+
+        log.truncate_to(Offset(0)).unwrap();
+        assert_eq!((log.segment_count(), log.log_end_offset(), log.size_bytes()), (1, Offset(0), 0));
+        assert_eq!(log.append(&mut batch(0, 1, 1, 10), None).unwrap().base_offset, Offset(0));
+    }
+
+    #[test]
+    fn truncating_below_the_log_start_restarts_the_log_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&mut batch(0, 5, 1, 10), None).unwrap();
+        log.truncate_to(Offset(0)).unwrap();
+        log.truncate_fully_and_start_at(Offset(100)).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(100), Offset(100)));
+        assert_eq!(log.append(&mut batch(0, 1, 1, 10), None).unwrap().base_offset, Offset(100));
+        let error = log.read(Offset(0), 100, Offset(101)).unwrap_err();
+        assert!(matches!(error, LogError::OffsetOutOfRange { log_start: Offset(100), .. }));
+    }
+
+    #[test]
+    fn sync_handles_cover_unsynced_writes_until_marked_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small_config()).unwrap();
+        assert!(log.sync_handle().is_empty(), "a freshly opened log is durable");
+        log.append(&mut batch(0, 2, 1, 150), None).unwrap();
+        let handle = log.sync_handle();
+        assert!(!handle.is_empty());
+        log.append(&mut batch(0, 2, 1, 150), None).unwrap();
+        assert_eq!(handle.sync().unwrap(), Offset(2));
+        log.mark_durable(Offset(2));
+        assert_eq!(log.durable_offset(), Offset(2));
+        for _ in 0..10 {
+            log.append(&mut batch(0, 2, 1, 150), None).unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        let handle = log.sync_handle();
+        let offset = handle.sync().unwrap();
+        log.mark_durable(offset);
+        assert_eq!(log.durable_offset(), log.log_end_offset());
+        assert!(log.sync_handle().is_empty());
+    }
+
+    #[test]
+    fn close_writes_indexes_and_delete_removes_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = dir.path().join("orders-0");
+        let mut log = Log::open(&partition, small_config()).unwrap();
+        for round in 0..6 {
+            log.append(&mut batch(0, 2, 1_000 + round, 150), None).unwrap();
+        }
+        let entries = log.active().offset_index.entries().len();
+        log.close().unwrap();
+        let index = partition.join("00000000000000000000.index");
+        assert!(entries >= 1);
+        assert!(std::fs::metadata(&index).unwrap().len() >= 8);
+        let log = Log::open(&partition, small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(12));
+        log.delete().unwrap();
+        assert!(!partition.exists());
+    }
+
+    #[test]
+    fn index_entries_are_added_every_interval_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { index_interval_bytes: 1000, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config).unwrap();
+        let mut positions = Vec::new();
+        let mut position = 0;
+        for round in 0..12 {
+            let mut records = batch(0, 1, 1_000 + round, 250);
+            positions.push(position);
+            position += records.len() as u32;
+            log.append(&mut records, None).unwrap();
+        }
+        let size = positions[1];
+        let expected_every = 1000_u32.div_ceil(size) as usize;
+        let entries = log.active().offset_index.entries();
+        assert_eq!(entries[0].position, 0);
+        assert_eq!(entries[1].relative_offset as usize, expected_every);
+        assert_eq!(entries[1].position, positions[expected_every]);
+        assert_eq!(log.active().time_index.entries().len(), entries.len());
+    }
+}
