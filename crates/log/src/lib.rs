@@ -1,1 +1,48 @@
-//! The partition log.
+//! The partition log: one [`Log`] per partition directory, storing Kafka v2 record batches
+//! exactly as they arrive on the wire.
+//!
+//! # A tour
+//! - [`log`](crate::Log): the `Log` itself. [`Log::append`] validates the batches, rewrites their
+//!   base offsets (and append time) in place, rolls the active segment when it is full or old,
+//!   and hands all the bytes to the OS in one write. [`Log::read`] finds the segment holding an
+//!   offset, then the position through the offset index, then returns whole batches as stored.
+//! - `segment`: one `<base offset>.log` file and its two indexes; appends, reads, truncation.
+//! - `index`: the sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset)
+//!   files, kept in memory as `Vec`s and appended to their files on roll, sync and close.
+//! - `scan`: walking a segment's batches, by header only or with CRC checks.
+//! - `recovery`: [`Log::open`]; checks inactive segments cheaply, re-reads the active one in full
+//!   (length, CRC-32C, dense offsets), cuts a torn tail and rebuilds indexes.
+//! - `timestamp`: [`Log::offset_for_timestamp`] and [`Log::max_timestamp`] for ListOffsets; the
+//!   only place records are decoded, one batch per lookup.
+//! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
+//! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
+//!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
+//!
+//! # Data flow
+//! produce: handler checks batch CRCs -> `Log::append` (offsets assigned, one `pwrite`) ->
+//! later `sync_handle().sync()` + `mark_durable` for acks=all. fetch: `Log::read` up to the high
+//! watermark -> bytes go out unchanged. Nothing on either path decodes a record.
+//!
+//! # Concurrency
+//! A `Log` is not internally synchronised: writes take `&mut self`, reads `&self`, and the broker
+//! wraps each `Log` in a mutex (or read-write lock). Only [`SyncHandle::sync`] is meant to run
+//! without that lock held. No other process may write the directory while a `Log` has it open.
+
+mod config;
+mod error;
+mod index;
+mod log;
+mod recovery;
+mod retention;
+mod scan;
+mod segment;
+mod sync;
+#[cfg(test)]
+mod test_support;
+mod timestamp;
+
+pub use crate::config::LogConfig;
+pub use crate::error::LogError;
+pub use crate::log::{AppendInfo, Log, ReadInfo};
+pub use crate::retention::RetentionInfo;
+pub use crate::sync::SyncHandle;

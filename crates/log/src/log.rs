@@ -70,7 +70,10 @@ impl Log {
     /// How many segments the log has (the active one included).
     /// The base offset of the active (last) segment: where the most recent batches start.
     pub fn active_segment_base_offset(&self) -> Offset {
-        self.segments.last().expect("a log always has a segment").base_offset
+        self.segments
+            .last()
+            .expect("a log always has a segment")
+            .base_offset
     }
 
     pub fn segment_count(&self) -> usize {
@@ -91,37 +94,66 @@ impl Log {
     }
 
     pub(crate) fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.last_mut().expect("a log always has an active segment")
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
     }
 
     /// Appends whole v2 batches: assigns their offsets (rewriting each base offset in place),
     /// stamps `log_append_time` into them when given, rolls the active segment if needed, and
     /// writes all the bytes with one write (no fsync; see [`Log::sync_handle`]).
-    pub fn append(&mut self, records: &mut [u8], log_append_time: Option<TimestampMs>) -> Result<AppendInfo, LogError> {
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        log_append_time: Option<TimestampMs>,
+    ) -> Result<AppendInfo, LogError> {
         let ranges = checked_batches(records)?;
         let segment_bytes = self.config.segment_bytes_effective();
         if records.len() as u64 > segment_bytes {
-            return Err(LogError::RecordBatchTooLarge { bytes: records.len(), segment_bytes });
+            return Err(LogError::RecordBatchTooLarge {
+                bytes: records.len(),
+                segment_bytes,
+            });
         }
         let batches = assign_offsets(records, ranges, self.log_end_offset(), log_append_time);
         let base_offset = batches[0].0.base_offset;
         let last_offset = batches[batches.len() - 1].0.last_offset();
-        let max_timestamp = batches.iter().map(|(header, _)| header.max_timestamp).max().expect("one batch at least");
+        let max_timestamp = batches
+            .iter()
+            .map(|(header, _)| header.max_timestamp)
+            .max()
+            .expect("one batch at least");
         if self.should_roll(records.len() as u64, last_offset, max_timestamp) {
             self.roll()?;
         }
         let active_base_offset = self.active().base_offset;
         if last_offset.minus(active_base_offset) > i64::from(i32::MAX) {
-            return Err(LogError::OffsetOverflow { last_offset, segment_base_offset: active_base_offset });
+            return Err(LogError::OffsetOverflow {
+                last_offset,
+                segment_base_offset: active_base_offset,
+            });
         }
         let index_interval_bytes = self.config.index_interval_bytes;
-        self.active_mut().append(records, &batches, index_interval_bytes)?;
-        assert_eq!(self.log_end_offset(), last_offset.plus(1), "the log end moves past the append");
-        Ok(AppendInfo { base_offset, last_offset, max_timestamp, log_append_time, bytes: records.len() })
+        self.active_mut()
+            .append(records, &batches, index_interval_bytes)?;
+        assert_eq!(
+            self.log_end_offset(),
+            last_offset.plus(1),
+            "the log end moves past the append"
+        );
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            log_append_time,
+            bytes: records.len(),
+        })
     }
 
     /// Kafka's roll rules, checked before an append of `bytes` ending at `last_offset`.
@@ -157,13 +189,19 @@ impl Log {
 
     /// Reads whole batches from the one holding `start`, up to `max_bytes` (but at least one
     /// batch if any is below `upper_bound`, as KIP-74 asks), never a batch reaching `upper_bound`.
-    pub fn read(&self, start: Offset, max_bytes: usize, upper_bound: Offset) -> Result<ReadInfo, LogError> {
+    pub fn read(
+        &self,
+        start: Offset,
+        max_bytes: usize,
+        upper_bound: Offset,
+    ) -> Result<ReadInfo, LogError> {
         self.check_in_range(start)?;
         let mut records = Vec::new();
         let mut from = start;
         for segment in &self.segments[self.segment_holding(start)..] {
             let budget = max_bytes.saturating_sub(records.len());
-            let reached_end = segment.read_into(from, upper_bound, budget, records.is_empty(), &mut records)?;
+            let reached_end =
+                segment.read_into(from, upper_bound, budget, records.is_empty(), &mut records)?;
             if !reached_end {
                 break;
             }
@@ -190,8 +228,12 @@ impl Log {
     /// The index of the segment whose range holds `offset` (the last one starting at or
     /// before it); `offset` must not be below the first segment.
     pub(crate) fn segment_holding(&self, offset: Offset) -> usize {
-        let after = self.segments.partition_point(|segment| segment.base_offset <= offset);
-        after.checked_sub(1).expect("offset is not below the first segment")
+        let after = self
+            .segments
+            .partition_point(|segment| segment.base_offset <= offset);
+        after
+            .checked_sub(1)
+            .expect("offset is not below the first segment")
     }
 
     /// Removes every record at and after `offset` (a batch holding `offset` goes whole). Below
@@ -211,12 +253,22 @@ impl Log {
             segment.delete_files()?;
         }
         let old_end = self.log_end_offset();
-        let active = self.active_mut();
-        active.truncate_to(offset)?;
-        active.file.sync_data().at(&active.path)?;
-        self.dir_file.sync_all().at(&self.dir)?;
+        self.active_mut().truncate_to(offset)?;
         tracing::info!(dir = %self.dir.display(), %offset, %old_end, new_end = %self.log_end_offset(), "truncated log");
-        self.durability.truncated(self.log_end_offset(), self.active().base_offset);
+        self.sync_everything()
+    }
+
+    /// fsyncs every file with pending writes, the active segment and the directory, under the
+    /// caller's lock; only for rare operations (truncation) that must be durable when they return.
+    fn sync_everything(&mut self) -> Result<(), LogError> {
+        let active = self.active();
+        let mut files = self.durability.rolled_files();
+        files.push((active.path.clone(), Arc::clone(&active.file)));
+        for (path, file) in files {
+            file.sync_data().at(&path)?;
+        }
+        self.dir_file.sync_all().at(&self.dir)?;
+        self.durability.synced_everything(self.log_end_offset());
         Ok(())
     }
 
@@ -283,7 +335,10 @@ impl Log {
 /// The byte ranges of the whole, valid batches `records` consists of, or why it is not that.
 fn checked_batches(records: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
     if records.is_empty() {
-        return Err(BatchError::Truncated { available: 0, needed: BATCH_HEADER_BYTES });
+        return Err(BatchError::Truncated {
+            available: 0,
+            needed: BATCH_HEADER_BYTES,
+        });
     }
     let mut walk = Batches::new(records);
     let ranges: Vec<Range<usize>> = walk.by_ref().map(|(_, range)| range).collect();
@@ -318,7 +373,8 @@ fn assign_offsets(
         if let Some(now) = log_append_time {
             batch::set_log_append_time(bytes, now);
         }
-        let header = BatchHeader::parse(bytes).expect("a validated batch still parses after rewriting");
+        let header =
+            BatchHeader::parse(bytes).expect("a validated batch still parses after rewriting");
         next_offset = header.next_offset();
         batches.push((header, range));
     }
@@ -331,7 +387,11 @@ mod tests {
     use crate::test_support::batch;
 
     fn small_config() -> LogConfig {
-        LogConfig { segment_bytes: 1024, index_interval_bytes: 200, ..LogConfig::default() }
+        LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 200,
+            ..LogConfig::default()
+        }
     }
 
     /// The (base offset, last offset) of each batch in `bytes`, checking each one's CRC.
@@ -352,7 +412,10 @@ mod tests {
     fn appends_get_dense_offsets_and_reads_return_the_stored_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(0), Offset(0)));
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (Offset(0), Offset(0))
+        );
         let mut first = batch(999, 3, 1_000, 10);
         let info = log.append(&mut first, None).unwrap();
         assert_eq!(
@@ -373,9 +436,15 @@ mod tests {
         assert_eq!(log.size_bytes(), (first.len() + two.len()) as u64);
 
         let read = log.read(Offset(0), usize::MAX, Offset(9)).unwrap();
-        assert_eq!(read.records.as_ref(), [first.as_slice(), two.as_slice()].concat().as_slice());
+        assert_eq!(
+            read.records.as_ref(),
+            [first.as_slice(), two.as_slice()].concat().as_slice()
+        );
         assert_eq!(offsets_of(&read.records), vec![(0, 2), (3, 4), (5, 8)]);
-        assert_eq!((read.log_start_offset, read.log_end_offset), (Offset(0), Offset(9)));
+        assert_eq!(
+            (read.log_start_offset, read.log_end_offset),
+            (Offset(0), Offset(9))
+        );
     }
 
     #[test]
@@ -385,7 +454,10 @@ mod tests {
         let mut records = batch(0, 2, 1_000, 10);
         records.extend(batch(0, 2, 5_000, 10));
         let info = log.append(&mut records, Some(TimestampMs(42_000))).unwrap();
-        assert_eq!((info.max_timestamp, info.log_append_time), (TimestampMs(42_000), Some(TimestampMs(42_000))));
+        assert_eq!(
+            (info.max_timestamp, info.log_append_time),
+            (TimestampMs(42_000), Some(TimestampMs(42_000)))
+        );
         let read = log.read(Offset(0), usize::MAX, Offset(4)).unwrap();
         for (header, _) in Batches::new(&read.records) {
             assert!(header.is_log_append_time());
@@ -410,16 +482,38 @@ mod tests {
             assert!(!error.is_fatal());
         }
         assert_eq!((log.log_end_offset(), log.size_bytes()), (Offset(0), 0));
-        assert!(matches!(log.append(&mut good.clone(), None), Ok(AppendInfo { base_offset: Offset(0), .. })));
+        assert!(matches!(
+            log.append(&mut good.clone(), None),
+            Ok(AppendInfo {
+                base_offset: Offset(0),
+                ..
+            })
+        ));
     }
 
     #[test]
     fn an_append_larger_than_a_segment_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig { segment_bytes: 100, ..LogConfig::default() }).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 100,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap();
         let mut big = batch(0, 5, 1_000, 100);
         let error = log.append(&mut big, None).unwrap_err();
-        assert!(matches!(error, LogError::RecordBatchTooLarge { segment_bytes: 100, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                LogError::RecordBatchTooLarge {
+                    segment_bytes: 100,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert_eq!(log.log_end_offset(), Offset(0));
     }
 
@@ -436,7 +530,9 @@ mod tests {
         assert!(log.segment_count() > 3, "{} segments", log.segment_count());
         for segment in &log.segments {
             assert!(segment.size_bytes <= 1024);
-            assert!(segment.path.ends_with(format!("{:020}.log", segment.base_offset.0)));
+            assert!(segment
+                .path
+                .ends_with(format!("{:020}.log", segment.base_offset.0)));
         }
         let all = log.read(Offset(0), usize::MAX, Offset(40)).unwrap();
         assert_eq!(all.records.as_ref(), stored.as_slice());
@@ -448,10 +544,21 @@ mod tests {
     #[test]
     fn a_segment_rolls_once_records_are_segment_ms_newer_than_its_first_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), LogConfig { segment_ms: 1_000, ..LogConfig::default() }).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            LogConfig {
+                segment_ms: 1_000,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap();
         log.append(&mut batch(0, 1, 10_000, 10), None).unwrap();
         log.append(&mut batch(0, 1, 11_000, 10), None).unwrap();
-        assert_eq!(log.segment_count(), 1, "exactly segment.ms newer does not roll");
+        assert_eq!(
+            log.segment_count(),
+            1,
+            "exactly segment.ms newer does not roll"
+        );
         log.append(&mut batch(0, 1, 11_001, 10), None).unwrap();
         assert_eq!(log.segment_count(), 2);
         assert_eq!(log.active().base_offset, Offset(2));
@@ -468,15 +575,39 @@ mod tests {
             log.append(&mut records, None).unwrap();
         }
         // KIP-74: one whole batch even when it alone exceeds max_bytes.
-        assert_eq!(offsets_of(&log.read(Offset(4), 1, Offset(12)).unwrap().records), vec![(3, 5)]);
+        assert_eq!(
+            offsets_of(&log.read(Offset(4), 1, Offset(12)).unwrap().records),
+            vec![(3, 5)]
+        );
         let two = sizes[0] + sizes[1];
-        assert_eq!(offsets_of(&log.read(Offset(0), two + 10, Offset(12)).unwrap().records), vec![(0, 2), (3, 5)]);
+        assert_eq!(
+            offsets_of(&log.read(Offset(0), two + 10, Offset(12)).unwrap().records),
+            vec![(0, 2), (3, 5)]
+        );
         // A batch reaching the upper bound is not returned, even partly below it.
-        assert_eq!(offsets_of(&log.read(Offset(0), usize::MAX, Offset(7)).unwrap().records), vec![(0, 2), (3, 5)]);
-        assert!(log.read(Offset(7), usize::MAX, Offset(7)).unwrap().records.is_empty());
-        assert!(log.read(Offset(12), usize::MAX, Offset(12)).unwrap().records.is_empty());
+        assert_eq!(
+            offsets_of(&log.read(Offset(0), usize::MAX, Offset(7)).unwrap().records),
+            vec![(0, 2), (3, 5)]
+        );
+        assert!(log
+            .read(Offset(7), usize::MAX, Offset(7))
+            .unwrap()
+            .records
+            .is_empty());
+        assert!(log
+            .read(Offset(12), usize::MAX, Offset(12))
+            .unwrap()
+            .records
+            .is_empty());
         let error = log.read(Offset(13), usize::MAX, Offset(12)).unwrap_err();
-        assert!(matches!(error, LogError::OffsetOutOfRange { requested: Offset(13), log_end: Offset(12), .. }));
+        assert!(matches!(
+            error,
+            LogError::OffsetOutOfRange {
+                requested: Offset(13),
+                log_end: Offset(12),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -484,16 +615,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), small_config()).unwrap();
         for round in 0..20 {
-            log.append(&mut batch(0, 2, 1_000 + round, 150), None).unwrap();
+            log.append(&mut batch(0, 2, 1_000 + round, 150), None)
+                .unwrap();
         }
         let segments_before = log.segment_count();
         // Two 2-record batches per segment: offsets 20..24 are the fifth segment.
         assert_eq!(log.segments[5].base_offset, Offset(20));
         log.truncate_to(Offset(23)).unwrap();
-        assert_eq!(log.log_end_offset(), Offset(22), "the batch holding 23 goes whole");
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(22),
+            "the batch holding 23 goes whole"
+        );
         assert_eq!(log.segment_count(), 6);
         assert!(log.segment_count() < segments_before);
-        assert_eq!(log.active().max_timestamp, Some((TimestampMs(1_011), Offset(20))));
+        assert_eq!(
+            log.active().max_timestamp,
+            Some((TimestampMs(1_011), Offset(20)))
+        );
         let info = log.append(&mut batch(0, 1, 5_000, 10), None).unwrap();
         assert_eq!(info.base_offset, Offset(22));
         let read = log.read(Offset(20), usize::MAX, Offset(25)).unwrap();
@@ -505,8 +644,16 @@ mod tests {
         assert!(log.active().is_empty());
 
         log.truncate_to(Offset(0)).unwrap();
-        assert_eq!((log.segment_count(), log.log_end_offset(), log.size_bytes()), (1, Offset(0), 0));
-        assert_eq!(log.append(&mut batch(0, 1, 1, 10), None).unwrap().base_offset, Offset(0));
+        assert_eq!(
+            (log.segment_count(), log.log_end_offset(), log.size_bytes()),
+            (1, Offset(0), 0)
+        );
+        assert_eq!(
+            log.append(&mut batch(0, 1, 1, 10), None)
+                .unwrap()
+                .base_offset,
+            Offset(0)
+        );
     }
 
     #[test]
@@ -516,17 +663,34 @@ mod tests {
         log.append(&mut batch(0, 5, 1, 10), None).unwrap();
         log.truncate_to(Offset(0)).unwrap();
         log.truncate_fully_and_start_at(Offset(100)).unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (Offset(100), Offset(100)));
-        assert_eq!(log.append(&mut batch(0, 1, 1, 10), None).unwrap().base_offset, Offset(100));
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (Offset(100), Offset(100))
+        );
+        assert_eq!(
+            log.append(&mut batch(0, 1, 1, 10), None)
+                .unwrap()
+                .base_offset,
+            Offset(100)
+        );
         let error = log.read(Offset(0), 100, Offset(101)).unwrap_err();
-        assert!(matches!(error, LogError::OffsetOutOfRange { log_start: Offset(100), .. }));
+        assert!(matches!(
+            error,
+            LogError::OffsetOutOfRange {
+                log_start: Offset(100),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn sync_handles_cover_unsynced_writes_until_marked_durable() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), small_config()).unwrap();
-        assert!(log.sync_handle().is_empty(), "a freshly opened log is durable");
+        assert!(
+            log.sync_handle().is_empty(),
+            "a freshly opened log is durable"
+        );
         log.append(&mut batch(0, 2, 1, 150), None).unwrap();
         let handle = log.sync_handle();
         assert!(!handle.is_empty());
@@ -551,7 +715,8 @@ mod tests {
         let partition = dir.path().join("orders-0");
         let mut log = Log::open(&partition, small_config()).unwrap();
         for round in 0..6 {
-            log.append(&mut batch(0, 2, 1_000 + round, 150), None).unwrap();
+            log.append(&mut batch(0, 2, 1_000 + round, 150), None)
+                .unwrap();
         }
         let entries = log.active().offset_index.entries().len();
         log.close().unwrap();
@@ -567,7 +732,10 @@ mod tests {
     #[test]
     fn index_entries_are_added_every_interval_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig { index_interval_bytes: 1000, ..LogConfig::default() };
+        let config = LogConfig {
+            index_interval_bytes: 1000,
+            ..LogConfig::default()
+        };
         let mut log = Log::open(dir.path(), config).unwrap();
         let mut positions = Vec::new();
         let mut position = 0;

@@ -1,0 +1,251 @@
+//! Opening a partition directory: finding the segments, checking or rebuilding their indexes,
+//! and cutting off a torn tail.
+//!
+//! Inactive segments were written whole and their indexes flushed when they were rolled, so they
+//! are trusted after cheap checks: the index files must be well-formed and monotonic, and a header
+//! walk from the last offset-index entry must reach the end of the file exactly. One that fails is
+//! re-read in full with CRCs. The active segment is always re-read in full: every batch's length,
+//! CRC-32C and offset is checked, the file is cut at the first bad batch, and its indexes are
+//! rebuilt. If an inactive segment turns out damaged, it is cut the same way and every later
+//! segment is deleted, since offsets must stay dense. A gap between intact segments is not
+//! repairable and fails the open with [`LogError::Corrupt`].
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+
+use strom_types::Offset;
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, LogError};
+use crate::index::{validate_offset_entries, validate_time_entries};
+use crate::log::Log;
+use crate::scan::{self, Check, WalkStart};
+use crate::segment::{Segment, INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
+use crate::sync::Durability;
+
+impl Log {
+    /// Opens the log in `dir` (creating the directory if missing) and recovers it; see the
+    /// module docs. An empty directory gives an empty log starting at offset 0.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let base_offsets = list_segments(dir)?;
+        let segments = match base_offsets.is_empty() {
+            true => vec![Segment::create(dir, Offset(0))?],
+            false => recover_segments(dir, &base_offsets, &config)?,
+        };
+        let dir_file = Arc::new(File::open(dir).at(dir)?);
+        let active = segments
+            .last()
+            .expect("recovery keeps at least one segment");
+        // Whatever survived recovery is made durable, so the durable offset starts at the end.
+        active.file.sync_data().at(&active.path)?;
+        dir_file.sync_all().at(dir)?;
+        let log_end_offset = active.next_offset;
+        let log_start_offset = segments[0].base_offset;
+        tracing::debug!(dir = %dir.display(), %log_start_offset, %log_end_offset, segments = segments.len(), "opened log");
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            dir_file,
+            config,
+            segments,
+            log_start_offset,
+            durability: Durability::new(log_end_offset),
+        })
+    }
+}
+
+/// The base offsets of the segments in `dir`, ascending. Index files without a `.log` file are
+/// leftovers of a deletion that was cut short and are removed.
+fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
+    let mut logs = BTreeSet::new();
+    let mut indexes = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let path = entry.at(dir)?.path();
+        let Some((base_offset, extension)) = parse_file_name(&path) else {
+            tracing::debug!(path = %path.display(), "ignoring a file that is not a segment file");
+            continue;
+        };
+        match extension {
+            LOG_EXTENSION => {
+                logs.insert(base_offset);
+            }
+            _ => indexes.push((base_offset, path)),
+        }
+    }
+    for (base_offset, path) in indexes {
+        if !logs.contains(&base_offset) {
+            tracing::warn!(path = %path.display(), "deleting an index file whose segment is gone");
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(logs.into_iter().collect())
+}
+
+/// `<20 digits>.log|index|timeindex` -> (base offset, extension).
+fn parse_file_name(path: &Path) -> Option<(Offset, &'static str)> {
+    let name = path.file_name()?.to_str()?;
+    let (stem, extension) = name.split_once('.')?;
+    let extension = [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION]
+        .into_iter()
+        .find(|known| *known == extension)?;
+    if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some((Offset(stem.parse().ok()?), extension))
+}
+
+/// Opens and checks every segment in order; see the module docs.
+fn recover_segments(
+    dir: &Path,
+    base_offsets: &[Offset],
+    config: &LogConfig,
+) -> Result<Vec<Segment>, LogError> {
+    let mut segments: Vec<Segment> = Vec::with_capacity(base_offsets.len());
+    for (at, &base_offset) in base_offsets.iter().enumerate() {
+        let mut segment = Segment::open(dir, base_offset)?;
+        let is_last = at + 1 == base_offsets.len();
+        let cut_short = match is_last {
+            true => recover_active(&mut segment, config.index_interval_bytes)?,
+            false => load_inactive(&mut segment, config.index_interval_bytes)?,
+        };
+        if let Some(previous) = segments.last() {
+            check_dense(previous, &segment)?;
+        }
+        segments.push(segment);
+        if cut_short && !is_last {
+            delete_later_segments(dir, &base_offsets[at + 1..])?;
+            break;
+        }
+    }
+    Ok(segments)
+}
+
+fn check_dense(previous: &Segment, segment: &Segment) -> Result<(), LogError> {
+    if segment.base_offset == previous.next_offset {
+        return Ok(());
+    }
+    Err(LogError::corrupt(
+        &segment.path,
+        format!(
+            "the segment starts at offset {} but the previous segment ends before offset {}; \
+             offsets must be dense, so a segment file is missing or was restored from elsewhere",
+            segment.base_offset, previous.next_offset
+        ),
+    ))
+}
+
+fn delete_later_segments(dir: &Path, base_offsets: &[Offset]) -> Result<(), LogError> {
+    // Newest first, so a crash part-way still leaves a dense prefix.
+    for &base_offset in base_offsets.iter().rev() {
+        let segment = Segment::open(dir, base_offset)?;
+        tracing::warn!(
+            path = %segment.path.display(),
+            bytes = segment.size_bytes,
+            "deleting a segment that follows a damaged one; its records are lost"
+        );
+        segment.delete_files()?;
+    }
+    Ok(())
+}
+
+/// Loads an inactive segment's indexes, falling back to a full rebuild when they do not hold up.
+/// Returns whether the rebuild had to cut the segment short.
+fn load_inactive(segment: &mut Segment, index_interval_bytes: u32) -> Result<bool, LogError> {
+    let offset_index = segment.offset_index.load()?;
+    let time_index = segment.time_index.load()?;
+    let offset_index = offset_index
+        .and_then(|()| validate_offset_entries(segment.offset_index.entries(), segment.size_bytes));
+    let checked = match offset_index.and(time_index) {
+        Ok(()) => segment.load_tail()?,
+        Err(reason) => Err(reason),
+    };
+    let relative_next_offset = segment.next_offset.minus(segment.base_offset) as u64;
+    let checked = checked
+        .and_then(|()| validate_time_entries(segment.time_index.entries(), relative_next_offset));
+    let Err(reason) = checked else {
+        return Ok(false);
+    };
+    tracing::warn!(path = %segment.path.display(), %reason, "rebuilding the indexes of an inactive segment");
+    let cut_short = recover_active(segment, index_interval_bytes)?;
+    if !cut_short {
+        segment.deactivate()?;
+    }
+    Ok(cut_short)
+}
+
+/// Re-reads every batch of the segment, checking length, CRC and offset, rebuilds both indexes,
+/// and cuts the file at the first bad batch. Returns whether it cut anything.
+pub(crate) fn recover_active(
+    segment: &mut Segment,
+    index_interval_bytes: u32,
+) -> Result<bool, LogError> {
+    segment.offset_index.reset()?;
+    segment.time_index.reset()?;
+    segment.next_offset = segment.base_offset;
+    segment.max_timestamp = None;
+    segment.first_batch_timestamp = None;
+    segment.bytes_since_index_entry = 0;
+    let start = WalkStart {
+        position: 0,
+        next_offset: segment.base_offset,
+    };
+    let file = Arc::clone(&segment.file);
+    let path = segment.path.clone();
+    let segment_file = scan::SegmentFile {
+        file: &file,
+        path: &path,
+        size_bytes: segment.size_bytes,
+    };
+    let end = scan::walk(segment_file, start, Check::Crc, |header, position| {
+        segment.note_batch(header, position, index_interval_bytes);
+        ControlFlow::Continue(())
+    })?;
+    assert_eq!(
+        end.next_offset, segment.next_offset,
+        "the walk and the segment agree on the end"
+    );
+    let Some(reason) = end.damage else {
+        return Ok(false);
+    };
+    let dropped_bytes = segment.size_bytes - end.position;
+    tracing::warn!(
+        path = %segment.path.display(),
+        position = end.position,
+        dropped_bytes,
+        %reason,
+        "truncating a torn or damaged segment tail at byte {}: dropping {dropped_bytes} bytes ({reason})",
+        end.position
+    );
+    segment.file.set_len(end.position).at(&segment.path)?;
+    segment.size_bytes = end.position;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_named_segment_files_are_recognised() {
+        let parse = |name: &str| parse_file_name(Path::new(name));
+        assert_eq!(
+            parse("00000000000000000042.log"),
+            Some((Offset(42), LOG_EXTENSION))
+        );
+        assert_eq!(
+            parse("/d/00000000000000000042.timeindex"),
+            Some((Offset(42), TIME_INDEX_EXTENSION))
+        );
+        assert_eq!(
+            parse("00000000000000000042.index"),
+            Some((Offset(42), INDEX_EXTENSION))
+        );
+        assert_eq!(parse("42.log"), None);
+        assert_eq!(parse("0000000000000000004x.log"), None);
+        assert_eq!(parse("00000000000000000042.log.deleted"), None);
+        assert_eq!(parse("leader-epoch-checkpoint"), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! ListOffsets by timestamp: the first record at or after a time, and the newest record.
+//!
+//! The search narrows down without decoding: the first segment whose max timestamp reaches the
+//! target, then its time index (the last entry at or below the target: no earlier record can
+//! qualify), then its offset index to a file position, then batch headers to the first batch
+//! whose max timestamp reaches the target. Only that one batch is decoded (decompressing it if
+//! needed) to find the exact record; a `LogAppendTime` batch needs no decoding, since all its
+//! records carry the batch's timestamp.
+
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use strom_protocol::batch::BatchHeader;
+use strom_types::{Offset, TimestampMs};
+
+use crate::error::{IoContext, LogError};
+use crate::index::OffsetEntry;
+use crate::log::Log;
+use crate::segment::Segment;
+
+impl Log {
+    /// The earliest offset whose record timestamp is at least `timestamp`, with that record's
+    /// timestamp; `None` if no record is that new.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+        for segment in &self.segments {
+            if segment.max_timestamp.is_none_or(|(max, _)| max < timestamp) {
+                continue;
+            }
+            if let Some((header, position)) = first_batch_reaching(segment, timestamp)? {
+                return exact_record(segment, &header, position, timestamp).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp in the log (the first such record when several
+    /// share it), for ListOffsets `MAX_TIMESTAMP`; `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+        let newest = self
+            .segments
+            .iter()
+            .filter_map(|segment| segment.max_timestamp)
+            .map(|(max, _)| max)
+            .max();
+        match newest {
+            Some(newest) => self.offset_for_timestamp(newest),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The first batch of `segment` whose max timestamp is at least `timestamp`.
+fn first_batch_reaching(
+    segment: &Segment,
+    timestamp: TimestampMs,
+) -> Result<Option<(BatchHeader, u64)>, LogError> {
+    let start_offset = match segment.time_index.lookup(timestamp) {
+        Some(entry) => entry.relative_offset,
+        None => 0,
+    };
+    let entry = segment
+        .offset_index
+        .lookup(start_offset)
+        .unwrap_or(OffsetEntry {
+            relative_offset: 0,
+            position: 0,
+        });
+    segment.find_batch(entry, |header| header.max_timestamp >= timestamp)
+}
+
+/// The first record of the batch at `position` whose timestamp is at least `timestamp`.
+fn exact_record(
+    segment: &Segment,
+    header: &BatchHeader,
+    position: u64,
+    timestamp: TimestampMs,
+) -> Result<(Offset, TimestampMs), LogError> {
+    if header.is_log_append_time() {
+        return Ok((header.base_offset, header.max_timestamp));
+    }
+    let mut bytes = vec![0u8; header.total_bytes()];
+    segment
+        .file
+        .read_exact_at(&mut bytes, position)
+        .at(&segment.path)?;
+    let mut buffer = Bytes::from(bytes);
+    let record_set =
+        RecordBatchDecoder::decode(&mut buffer).map_err(|error| LogError::UndecodableRecords {
+            base_offset: header.base_offset,
+            reason: error.to_string(),
+        })?;
+    let found = record_set
+        .records
+        .iter()
+        .find(|record| record.timestamp >= timestamp.0);
+    match found {
+        Some(record) => Ok((Offset(record.offset), TimestampMs(record.timestamp))),
+        // The header's max timestamp promised a record this new; trust the header, as Kafka's
+        // batch-level index does, rather than report nothing.
+        None => Ok((header.last_offset(), header.max_timestamp)),
+    }
+}
