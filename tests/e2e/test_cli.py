@@ -10,6 +10,7 @@ A subcommand that still says "not implemented yet" makes its test xfail; any oth
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 
@@ -32,7 +33,20 @@ from kafka_helpers import (
 CLI_TIMEOUT_S = 60
 
 
+@functools.cache
+def stub_message(subcommand: str) -> str | None:
+    """The error a subcommand gives while it is still a stub ("... not implemented yet"), else
+    None. A stub takes no arguments, so its bare invocation is what tells."""
+    result = subprocess.run(
+        [STROM_BIN, subcommand], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    return result.stderr.strip() if "not implemented yet" in result.stderr else None
+
+
 def strom(*args: str, stdin: str | None = None, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
+    stub = stub_message(args[0])
+    if stub is not None:
+        pytest.xfail(f"`strom {args[0]}` is still a stub: {stub}")
     result = subprocess.run(
         [STROM_BIN, *args],
         input=stdin,

@@ -21,11 +21,22 @@ from kafka_helpers import (
     unique,
     watermarks,
 )
+from segment_file import scan_file
 
 RECORD_COUNT = 100_000
 PARTITIONS = 3
 KEY_COUNT = 37
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def batches_on_disk(broker, topic: str, partition: int):
+    batches = []
+    for segment in broker.segment_files(topic, partition):
+        result = scan_file(segment, verify_crc=False)
+        assert result.valid_bytes == result.file_bytes, f"{segment.name}: bytes after the last whole batch"
+        batches += result.batches
+    return batches
 
 
 def make_record(index: int, codec: str, base_timestamp_ms: int) -> dict:
@@ -138,12 +149,23 @@ def test_codec_round_trip(broker, codec):
             last_sequence[key_number] = sequence
         seen += len(records)
     assert seen == RECORD_COUNT
+
+    # The broker stores the producer's batches as they came: still compressed with the codec.
+    for partition in range(PARTITIONS):
+        batches = batches_on_disk(broker, topic, partition)
+        assert sum(b.record_count for b in batches) == per_partition[partition]
+        # (librdkafka sends LZ4 uncompressed unless the broker advertises FindCoordinator, which
+        # it takes as its sign of LZ4 support.)
+        assert {b.compression for b in batches} == {CODEC_IDS[codec]}, (
+            f"partition {partition}: batches stored with codecs {sorted({b.compression for b in batches})}"
+        )
     print(f"{codec}: produced {RECORD_COUNT} records in {produced_s:.1f} s, consumed in "
           f"{time.monotonic() - started - produced_s:.1f} s")
 
 
-def check_log_append_time(bootstrap: str, topic: str, codec: str) -> None:
+def check_log_append_time(broker, topic: str, codec: str) -> None:
     """Records produced with old CreateTime timestamps come back stamped with broker time."""
+    bootstrap = broker.bootstrap
     count = 500
     old_timestamp_ms = int(time.time() * 1000) - 5 * 60 * 1000
     reports = []
@@ -174,16 +196,23 @@ def check_log_append_time(bootstrap: str, topic: str, codec: str) -> None:
             f"offset {record.offset}: timestamp {record.timestamp} outside the produce window "
             f"[{window_start_ms}, {window_end_ms}]"
         )
+    # On disk, as in Kafka: each batch flagged LogAppendTime, its max timestamp the append time.
+    batches = batches_on_disk(broker, topic, 0)
+    assert sum(b.record_count for b in batches) == count
+    for batch in batches:
+        assert batch.log_append_time, f"batch at offset {batch.base_offset} not flagged LogAppendTime"
+        assert batch.compression == CODEC_IDS[codec]
+        assert window_start_ms <= batch.max_timestamp <= window_end_ms
 
 
 @pytest.mark.parametrize("codec", ["none", "zstd"])
 def test_log_append_time_topic(broker, codec):
     topic = unique("log-append-time")
     create_topic(broker.bootstrap, topic, partitions=1, config={"message.timestamp.type": "LogAppendTime"})
-    check_log_append_time(broker.bootstrap, topic, codec)
+    check_log_append_time(broker, topic, codec)
 
 
 def test_log_append_time_broker_default(start_broker):
     """log.message.timestamp.type on the broker is the default of auto-created topics."""
     b = start_broker(settings={"log.message.timestamp.type": "LogAppendTime", "num.partitions": 1})
-    check_log_append_time(b.bootstrap, unique("auto-created"), "lz4")
+    check_log_append_time(b, unique("auto-created"), "lz4")
