@@ -132,6 +132,17 @@ impl ClientError {
         }
     }
 
+    /// The error for a Kafka error code read from a response by the caller (a topic's code in
+    /// a metadata answer, say), worded and hinted as the client's own calls word them.
+    pub fn from_code(
+        code: i16,
+        broker_message: Option<&str>,
+        topic: Option<&str>,
+        partition: Option<PartitionIndex>,
+    ) -> ClientError {
+        ClientError::kafka(code, broker_message, Subject { topic, partition })
+    }
+
     /// `Err` for a non-zero error code, `Ok` for zero.
     pub(crate) fn check(
         code: i16,

@@ -37,7 +37,7 @@ pub use client::{
 };
 pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
-pub use kafka_protocol::records::Compression;
+pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
