@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use strom_coordinator::GroupConfig;
 use strom_log::LogConfig;
 
 /// A configuration problem a user can fix: names the key and what is wrong with the value.
@@ -224,6 +225,11 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     /// `connections.max.idle.ms`
     pub connection_idle_ms_max: u64,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_partitions: i32,
+    /// The group coordinator's settings (`group.*`, `offset.metadata.max.bytes`,
+    /// `offsets.retention.minutes`).
+    pub group: GroupConfig,
     /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...), by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -256,6 +262,8 @@ impl Default for BrokerConfig {
             request_bytes_max: strom_types::limits::REQUEST_BYTES_MAX,
             connections_max: strom_types::limits::CONNECTIONS_MAX,
             connection_idle_ms_max: strom_types::limits::CONNECTION_IDLE_MS_MAX,
+            offsets_topic_partitions: 50,
+            group: GroupConfig::default(),
             topic_defaults: topic_defaults
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -345,6 +353,30 @@ impl BrokerConfig {
             "max.connections" => self.connections_max = parse_int(key, value, 1)? as usize,
             "connections.max.idle.ms" => {
                 self.connection_idle_ms_max = parse_long(key, value, 1)? as u64
+            }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_partitions = parse_int(key, value, 1)?
+                    .min(strom_types::limits::PARTITIONS_PER_TOPIC_MAX as i64)
+                    as i32
+            }
+            "offsets.topic.replication.factor" => {
+                parse_int(key, value, 1)?;
+            }
+            "group.min.session.timeout.ms" => {
+                self.group.session_timeout_ms_min = parse_int(key, value, 1)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.group.session_timeout_ms_max = parse_int(key, value, 1)? as i32
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?
+            }
+            "group.max.size" => self.group.members_max = parse_int(key, value, 1)? as usize,
+            "offset.metadata.max.bytes" => {
+                self.group.offset_metadata_bytes_max = parse_int(key, value, 0)? as usize
+            }
+            "offsets.retention.minutes" => {
+                self.group.offsets_retention_ms = parse_int(key, value, 1)? * 60_000
             }
             "log.retention.hours" => topic_default(
                 self,

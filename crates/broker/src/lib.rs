@@ -11,10 +11,12 @@
 //!
 //! State: one [`Broker`] per process, shared by `Arc`: the config, the [`topics::TopicRegistry`]
 //! (topics, partitions, their logs), the group-commit handle, and a counter that every append
-//! bumps to wake fetches waiting for data. [`retention`] runs in the background.
+//! bumps to wake fetches waiting for data, and the [`groups`] runtime around the group
+//! coordinator. [`retention`] and the group ticker run in the background.
 
 pub mod config;
 pub mod durability;
+pub mod groups;
 pub mod handlers;
 pub mod network;
 pub mod producers;
@@ -33,6 +35,7 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub topics: topics::TopicRegistry,
     pub group_commit: durability::GroupCommit,
+    pub groups: Arc<groups::GroupRuntime>,
     /// Bumped after every append; fetches waiting for data watch it.
     appended: watch::Sender<u64>,
 }
@@ -54,14 +57,22 @@ impl Broker {
 /// `shutdown` resolves; then stops accepting, lets in-flight requests finish, and flushes and
 /// closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let open_config = config.clone();
-    let topics =
-        tokio::task::spawn_blocking(move || topics::TopicRegistry::open(&open_config)).await??;
+    let group_commit = durability::GroupCommit::start();
+    let (open_config, open_commit) = (config.clone(), group_commit.clone());
+    let (topics, groups) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let topics = topics::TopicRegistry::open(&open_config)?;
+        let groups =
+            groups::GroupRuntime::open(&topics, &open_config, open_config.group, open_commit)?;
+        Ok((topics, Arc::new(groups)))
+    })
+    .await??;
+    let ticker = tokio::spawn(groups.clone().run_ticker());
     let (appended, _) = watch::channel(0);
     let broker = Arc::new(Broker {
         config,
         topics,
-        group_commit: durability::GroupCommit::start(),
+        group_commit,
+        groups,
         appended,
     });
     let listener = tokio::net::TcpListener::bind(broker.config.listen)
@@ -72,6 +83,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let retention = tokio::spawn(retention::run(broker.clone()));
     network::listener::serve(broker.clone(), listener, shutdown).await;
     retention.abort();
+    ticker.abort();
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;
     tracing::info!("shut down cleanly");

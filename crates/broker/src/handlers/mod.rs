@@ -6,14 +6,25 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,6 +79,34 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
         RequestKind::DescribeCluster(body) => Reply::Now(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, body, version),
         )),
+        RequestKind::FindCoordinator(body) => Reply::Now(ResponseKind::FindCoordinator(
+            find_coordinator::handle(broker, body, version),
+        )),
+        RequestKind::JoinGroup(body) => join_group::handle(
+            broker,
+            body,
+            version,
+            request.client_id.as_deref().unwrap_or_default(),
+        ),
+        RequestKind::SyncGroup(body) => sync_group::handle(broker, body, version),
+        RequestKind::Heartbeat(body) => Reply::Now(ResponseKind::Heartbeat(heartbeat::handle(
+            broker, body, version,
+        ))),
+        RequestKind::LeaveGroup(body) => Reply::Now(ResponseKind::LeaveGroup(leave_group::handle(
+            broker, body, version,
+        ))),
+        RequestKind::OffsetCommit(body) => offset_commit::handle(broker, body, version),
+        RequestKind::OffsetFetch(body) => Reply::Now(ResponseKind::OffsetFetch(
+            offset_fetch::handle(broker, body, version),
+        )),
+        RequestKind::DescribeGroups(body) => Reply::Now(ResponseKind::DescribeGroups(
+            describe_groups::handle(broker, body, version),
+        )),
+        RequestKind::ListGroups(body) => Reply::Now(ResponseKind::ListGroups(list_groups::handle(
+            broker, body, version,
+        ))),
+        RequestKind::DeleteGroups(body) => delete_groups::handle(broker, body, version),
+        RequestKind::OffsetDelete(body) => offset_delete::handle(broker, body, version),
         other => unreachable!(
             "the codec admits only the APIs in strom_protocol::versions, not {other:?}"
         ),

@@ -1,0 +1,280 @@
+//! The runtime around `strom_coordinator`: it owns the clock, the timers, the routing of
+//! deferred responses and the `__consumer_offsets` topic; the coordinator owns every decision.
+//!
+//! Lifecycle: [`GroupRuntime::start`] creates `__consumer_offsets` if missing (50 partitions,
+//! `offsets.topic.num.partitions`), replays it into the coordinator, and starts a ticker that
+//! applies timeouts every [`TICK_MS`]. Handlers register a oneshot per JoinGroup/SyncGroup
+//! under a fresh [`ReplyTo`] and wait on it; whatever the coordinator outputs is delivered to
+//! the matching waiter, now or when a later request or tick completes it.
+//!
+//! The coordinator sits behind one mutex: every group operation is short and in memory. An
+//! offset commit is validated under the lock, written and fsynced without it, then applied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::Mutex;
+use strom_coordinator::offsets::{self, CommittedOffset, OffsetKey};
+use strom_coordinator::{
+    GroupConfig, GroupCoordinator, JoinResponse, Output, ReplyTo, SyncResponse,
+};
+use strom_types::{ErrorCode, Offset, TimestampMs};
+use tokio::sync::oneshot;
+
+use crate::durability::GroupCommit;
+use crate::topics::{Topic, TopicRegistry};
+
+/// The internal topic that stores committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often timeouts (sessions, rebalances, offset expiry) are checked.
+pub const TICK_MS: u64 = 100;
+
+/// A deferred JoinGroup or SyncGroup answer.
+pub enum GroupReply {
+    Join(JoinResponse),
+    Sync(SyncResponse),
+}
+
+pub struct GroupRuntime {
+    coordinator: Mutex<GroupCoordinator>,
+    waiting: Mutex<HashMap<ReplyTo, oneshot::Sender<GroupReply>>>,
+    next_reply: AtomicU64,
+    offsets_topic: Arc<Topic>,
+    group_commit: GroupCommit,
+}
+
+fn now_ms() -> i64 {
+    TimestampMs::now().0
+}
+
+impl GroupRuntime {
+    /// Opens (creating if needed) `__consumer_offsets` and rebuilds committed offsets from it.
+    pub fn open(
+        topics: &TopicRegistry,
+        broker_config: &crate::BrokerConfig,
+        config: GroupConfig,
+        group_commit: GroupCommit,
+    ) -> anyhow::Result<GroupRuntime> {
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => {
+                // Kept forever until log compaction exists: offsets must not age out.
+                let overrides = BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]);
+                topics
+                    .create(
+                        broker_config,
+                        OFFSETS_TOPIC,
+                        broker_config.offsets_topic_partitions,
+                        overrides,
+                        false,
+                    )
+                    .map_err(|error| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {error}"))?
+            }
+        };
+        let mut coordinator = GroupCoordinator::new(config);
+        let replayed = replay(&topic, &mut coordinator)?;
+        tracing::info!(records = replayed, "loaded committed offsets");
+        Ok(GroupRuntime {
+            coordinator: Mutex::new(coordinator),
+            waiting: Mutex::new(HashMap::new()),
+            next_reply: AtomicU64::new(1),
+            offsets_topic: topic,
+            group_commit,
+        })
+    }
+
+    pub fn coordinator(&self) -> parking_lot::MutexGuard<'_, GroupCoordinator> {
+        self.coordinator.lock()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    /// A token for a deferred answer and the receiver it will arrive on.
+    pub fn register(&self) -> (ReplyTo, oneshot::Receiver<GroupReply>) {
+        let reply = self.next_reply.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting.lock().insert(reply, sender);
+        (reply, receiver)
+    }
+
+    /// Sends coordinator outputs to the requests waiting for them.
+    pub fn deliver(&self, outputs: Vec<Output>) {
+        let mut waiting = self.waiting.lock();
+        for output in outputs {
+            let (reply, answer) = match output {
+                Output::Join(reply, response) => (reply, GroupReply::Join(response)),
+                Output::Sync(reply, response) => (reply, GroupReply::Sync(response)),
+            };
+            if let Some(sender) = waiting.remove(&reply) {
+                // The client may have gone; nothing to do then.
+                let _ = sender.send(answer);
+            }
+        }
+    }
+
+    /// Applies timeouts forever.
+    pub async fn run_ticker(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
+        loop {
+            ticker.tick().await;
+            let (outputs, expired) = self.coordinator.lock().tick(now_ms());
+            self.deliver(outputs);
+            if !expired.is_empty() {
+                tracing::info!(
+                    offsets = expired.len(),
+                    "expiring committed offsets of empty groups"
+                );
+                if let Err(error) = self.write_tombstones(&expired).await {
+                    tracing::error!(%error, "could not write offset tombstones");
+                }
+            }
+        }
+    }
+
+    /// Writes committed offsets of one group to `__consumer_offsets` and waits until they are
+    /// durable.
+    pub async fn write_offsets(
+        &self,
+        group: &str,
+        entries: &[(String, i32, CommittedOffset)],
+    ) -> Result<(), ErrorCode> {
+        let records = entries
+            .iter()
+            .map(|(topic, partition, value)| {
+                let key = OffsetKey {
+                    group: group.to_owned(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                (
+                    offsets::encode_key(&key),
+                    Some(offsets::encode_value(value)),
+                )
+            })
+            .collect();
+        self.append(group, records).await
+    }
+
+    /// Deletes committed offsets by writing tombstones.
+    pub async fn write_tombstones(&self, keys: &[OffsetKey]) -> Result<(), ErrorCode> {
+        let mut by_group: BTreeMap<&str, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
+        for key in keys {
+            by_group
+                .entry(key.group.as_str())
+                .or_default()
+                .push((offsets::encode_key(key), None));
+        }
+        for (group, records) in by_group {
+            self.append(group, records).await?;
+        }
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), ErrorCode> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let index = offsets::partition_for(group, self.offsets_topic.partitions.len() as i32);
+        let partition = self
+            .offsets_topic
+            .partition(index)
+            .expect("partition_for stays within the topic")
+            .clone();
+        let mut batch = encode_batch(records)?;
+        let end = {
+            let mut log = partition.log.lock();
+            let info = log.append(&mut batch, None).map_err(|error| {
+                tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
+                ErrorCode::KafkaStorageError
+            })?;
+            info.last_offset.plus(1)
+        };
+        self.group_commit.wait_durable(partition, end).await
+    }
+}
+
+fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Result<BytesMut, ErrorCode> {
+    let now = now_ms();
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: index as i32,
+            timestamp: now,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|error| {
+        tracing::error!(%error, "cannot encode an offsets batch");
+        ErrorCode::UnknownServerError
+    })?;
+    Ok(buf)
+}
+
+/// Replays every partition of `__consumer_offsets` into the coordinator. Returns the number of
+/// records applied; an unreadable record is logged and skipped, never fatal.
+fn replay(topic: &Topic, coordinator: &mut GroupCoordinator) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let mut applied = 0;
+    for partition in &topic.partitions {
+        let log = partition.log.lock();
+        let end = log.log_end_offset();
+        let mut offset = log.log_start_offset();
+        while offset < end {
+            let read = log.read(offset, 1 << 20, end)?;
+            let mut bytes = read.records.clone();
+            let batches = RecordBatchDecoder::decode_all(&mut bytes).map_err(|error| {
+                anyhow::anyhow!(
+                    "{OFFSETS_TOPIC}-{} is unreadable at offset {offset}: {error}",
+                    partition.index
+                )
+            })?;
+            let Some(last) = strom_protocol::batch::Batches::new(&read.records).last() else {
+                break;
+            };
+            for batch in batches {
+                for record in batch.records {
+                    let Some(key) = &record.key else { continue };
+                    match offsets::decode(key, record.value.as_ref()) {
+                        Ok(decoded) => {
+                            coordinator.replay(decoded, now);
+                            applied += 1;
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition = partition.index.0, offset = record.offset, %error, "skipping unreadable offsets record")
+                        }
+                    }
+                }
+            }
+            offset = Offset(last.0.next_offset().0.max(offset.0 + 1));
+        }
+    }
+    Ok(applied)
+}

@@ -1,0 +1,103 @@
+//! OffsetCommit: validate the member and generation, write the offsets to
+//! `__consumer_offsets`, wait until they are fsynced, then make them visible.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use strom_coordinator::offsets::CommittedOffset;
+use strom_types::ErrorCode;
+
+use super::Reply;
+use crate::Broker;
+
+pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16) -> Reply {
+    let groups = broker.groups.clone();
+    let group_id = request.group_id.to_string();
+    let now = groups.now_ms();
+    let validated = groups.coordinator().validate_commit(
+        &group_id,
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|id| id.as_str()),
+        request.generation_id_or_member_epoch,
+        now,
+    );
+    let metadata_max = groups.coordinator().config().offset_metadata_bytes_max;
+    // Per partition: Ok(entry to write) or the error to answer with.
+    let mut results = Vec::with_capacity(request.topics.len());
+    let mut entries = Vec::new();
+    for topic in &request.topics {
+        let known = broker.topics.get(topic.name.as_str());
+        let partitions: Vec<(i32, ErrorCode)> = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let metadata = p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let error = match &validated {
+                    Err(error) => *error,
+                    Ok(()) if metadata.len() > metadata_max => ErrorCode::OffsetMetadataTooLarge,
+                    Ok(())
+                        if known
+                            .as_ref()
+                            .and_then(|t| t.partition(p.partition_index))
+                            .is_none() =>
+                    {
+                        ErrorCode::UnknownTopicOrPartition
+                    }
+                    Ok(()) => {
+                        let offset = CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata,
+                            commit_timestamp_ms: now,
+                        };
+                        entries.push((topic.name.to_string(), p.partition_index, offset));
+                        ErrorCode::None
+                    }
+                };
+                (p.partition_index, error)
+            })
+            .collect();
+        results.push((topic.name.clone(), partitions));
+    }
+    Reply::Later(Box::pin(async move {
+        let written = if entries.is_empty() {
+            Ok(())
+        } else {
+            groups.write_offsets(&group_id, &entries).await
+        };
+        match written {
+            Ok(()) => groups
+                .coordinator()
+                .apply_commit(&group_id, entries, groups.now_ms()),
+            Err(error) => tracing::error!(group = %group_id, %error, "offset commit not durable"),
+        }
+        let topics = results
+            .into_iter()
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(index, error)| {
+                        let error = match (&written, error) {
+                            (Err(failure), ErrorCode::None) => *failure,
+                            (_, error) => error,
+                        };
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(index)
+                            .with_error_code(error.code())
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
+    }))
+}

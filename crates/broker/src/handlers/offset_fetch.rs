@@ -1,0 +1,112 @@
+//! OffsetFetch: committed offsets of one group (v1-7) or several (v8+), for the named
+//! partitions or all of them. A partition with nothing committed answers offset -1.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use strom_coordinator::offsets::CommittedOffset;
+
+use super::str_bytes;
+use crate::Broker;
+
+type TopicOffsets = BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>>;
+
+fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> TopicOffsets {
+    let wanted: Option<Vec<(String, i32)>> = topics.map(|topics| {
+        topics
+            .into_iter()
+            .flat_map(|(name, partitions)| partitions.into_iter().map(move |p| (name.clone(), p)))
+            .collect()
+    });
+    let found = broker
+        .groups
+        .coordinator()
+        .fetch_offsets(group, wanted.as_deref());
+    let mut by_topic: TopicOffsets = BTreeMap::new();
+    for (topic, partition, offset) in found {
+        by_topic.entry(topic).or_default().push((partition, offset));
+    }
+    by_topic
+}
+
+fn fields(offset: &Option<CommittedOffset>) -> (i64, i32, String) {
+    match offset {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone()),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|group| {
+                let wanted = group.topics.map(|topics| {
+                    topics
+                        .into_iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let topics = lookup(broker, group.group_id.as_str(), wanted)
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .iter()
+                            .map(|(index, offset)| {
+                                let (committed, epoch, metadata) = fields(offset);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(*index)
+                                    .with_committed_offset(committed)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(str_bytes(metadata)))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(str_bytes(name)))
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(group.group_id.0))
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let topics = lookup(broker, request.group_id.as_str(), wanted)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .iter()
+                .map(|(index, offset)| {
+                    let (committed, epoch, metadata) = fields(offset);
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*index)
+                        .with_committed_offset(committed)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(str_bytes(metadata)))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}

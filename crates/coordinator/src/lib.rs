@@ -1,0 +1,24 @@
+//! The group coordinator, as events in and decisions out: no sockets, no clocks, no disk.
+//!
+//! - [`group`]: one consumer group's classic-protocol state machine (Empty,
+//!   PreparingRebalance, CompletingRebalance, Stable, Dead), its members and its committed
+//!   offsets.
+//! - [`coordinator`]: every group this node coordinates. The broker's runtime calls it with a
+//!   request and the current time in milliseconds and gets back the responses to send, which
+//!   may answer requests that arrived earlier (a JoinGroup waits for the rebalance, a
+//!   SyncGroup for the leader's assignment). Timeouts happen in [`GroupCoordinator::tick`],
+//!   which the runtime calls periodically with the time; tests drive it with a fake clock.
+//! - [`offsets`]: the `__consumer_offsets` record format (Kafka's own key and value layout),
+//!   so committed offsets are durable and rebuilt on start by replaying that topic.
+//!
+//! Responses to deferred requests are addressed by [`ReplyTo`], an opaque token the runtime
+//! chooses per request.
+
+pub mod coordinator;
+pub mod group;
+pub mod offsets;
+
+pub use coordinator::{GroupConfig, GroupCoordinator};
+pub use group::{
+    GroupState, JoinRequest, JoinResponse, Output, Protocol, ReplyTo, SyncRequest, SyncResponse,
+};
