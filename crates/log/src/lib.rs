@@ -2,7 +2,7 @@
 //! exactly as they arrive on the wire.
 //!
 //! # A tour
-//! - [`log`](crate::Log): the `Log` itself. [`Log::append`] validates the batches, rewrites their
+//! - `log`: the [`Log`] itself. [`Log::append`] validates the batches, rewrites their
 //!   base offsets (and append time) in place, rolls the active segment when it is full or old,
 //!   and hands all the bytes to the OS in one write. [`Log::read`] finds the segment holding an
 //!   offset, then the position through the offset index, then returns whole batches as stored.

@@ -311,13 +311,14 @@ impl Log {
         self.active_mut().flush_indexes()
     }
 
-    /// Writes the indexes and fsyncs every file and the directory; for graceful shutdown.
+    /// Writes the active segment's indexes and fsyncs every file with pending writes and the
+    /// directory; for graceful shutdown.
     pub fn close(mut self) -> Result<(), LogError> {
         self.active_mut().deactivate()?;
-        for segment in &self.segments {
-            for (path, file) in segment.files() {
-                file.sync_data().at(&path)?;
-            }
+        let mut files = self.durability.rolled_files();
+        files.extend(self.active().files());
+        for (path, file) in files {
+            file.sync_data().at(&path)?;
         }
         self.dir_file.sync_all().at(&self.dir)
     }
@@ -727,6 +728,13 @@ mod tests {
         assert_eq!(log.log_end_offset(), Offset(12));
         log.delete().unwrap();
         assert!(!partition.exists());
+    }
+
+    #[test]
+    fn a_log_can_be_shared_between_threads_behind_a_lock() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Log>();
+        shareable::<SyncHandle>();
     }
 
     #[test]

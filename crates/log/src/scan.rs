@@ -2,7 +2,7 @@
 //!
 //! Recovery reads every byte of a segment and re-checks each batch's CRC ([`Check::Crc`], in
 //! chunks of [`SCAN_CHUNK_BYTES`]); lookups and index repair only need the headers
-//! ([`Check::Headers`], one 61-byte read per batch). Either way a walk stops at the first batch
+//! ([`Check::Headers`], in chunks of [`HEADER_CHUNK_BYTES`]). Either way a walk stops at the first batch
 //! that is torn, malformed, or does not carry the next expected offset, and reports why: the
 //! caller decides whether that is a torn tail to cut off or damage to refuse.
 
@@ -18,6 +18,9 @@ use crate::error::{IoContext, LogError};
 
 /// Bytes read at a time when a walk checks CRCs.
 pub(crate) const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes read at a time when a walk reads headers only: enough to cover the batches between two
+/// index entries (4 KiB apart by default) with one read.
+pub(crate) const HEADER_CHUNK_BYTES: usize = 8 * 1024;
 
 /// How much of each batch a walk reads and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,10 +95,9 @@ pub(crate) fn walk(
     check: Check,
     mut visit: impl FnMut(&BatchHeader, u64) -> ControlFlow<()>,
 ) -> Result<WalkEnd, LogError> {
-    let chunk_bytes = if check == Check::Crc {
-        SCAN_CHUNK_BYTES
-    } else {
-        0
+    let chunk_bytes = match check {
+        Check::Crc => SCAN_CHUNK_BYTES,
+        Check::Headers => HEADER_CHUNK_BYTES,
     };
     let mut reader = ChunkReader {
         segment,

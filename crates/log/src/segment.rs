@@ -15,6 +15,7 @@ use std::sync::Arc;
 use strom_protocol::batch::{BatchHeader, Batches};
 use strom_types::{Offset, TimestampMs};
 
+use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::scan::{self, Check, SegmentFile, WalkStart};
@@ -79,6 +80,11 @@ impl Segment {
             .open(&path)
             .at(&path)?;
         let size_bytes = file.metadata().at(&path)?.len();
+        if size_bytes > SEGMENT_BYTES_MAX {
+            // Index entries could not address it; this log never writes such a file.
+            let reason = format!("the segment is {size_bytes} bytes, more than the {SEGMENT_BYTES_MAX} a segment may hold");
+            return Err(LogError::corrupt(&path, reason));
+        }
         Segment::with_file(dir, base_offset, path, file, size_bytes)
     }
 
@@ -427,4 +433,134 @@ fn whole_batches_below(bytes: &[u8], upper_bound: Offset) -> (usize, bool) {
         kept = range.end;
     }
     (kept, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recovery::recover_active;
+    use crate::test_support::batch;
+    use strom_protocol::batch::set_base_offset;
+
+    /// A segment at base offset 100 holding `count` 2-record batches of about 300 bytes.
+    fn segment_with(dir: &Path, count: i64, index_interval_bytes: u32) -> (Segment, Vec<Vec<u8>>) {
+        let mut segment = Segment::create(dir, Offset(100)).unwrap();
+        let mut stored = Vec::new();
+        for n in 0..count {
+            let mut bytes = batch(0, 2, 1_000 + 10 * n, 120);
+            set_base_offset(&mut bytes, Offset(100 + 2 * n));
+            let header = BatchHeader::parse(&bytes).unwrap();
+            segment
+                .append(&bytes, &[(header, 0..bytes.len())], index_interval_bytes)
+                .unwrap();
+            stored.push(bytes);
+        }
+        (segment, stored)
+    }
+
+    fn state(segment: &Segment) -> impl PartialEq + std::fmt::Debug {
+        (
+            segment.next_offset,
+            segment.size_bytes,
+            segment.offset_index.entries().to_vec(),
+            segment.time_index.entries().to_vec(),
+            segment.bytes_since_index_entry,
+            segment.max_timestamp,
+            segment.first_batch_timestamp,
+        )
+    }
+
+    #[test]
+    fn files_are_named_by_zero_padded_base_offset() {
+        let path = file_path(Path::new("/data/t-0"), Offset(1234), LOG_EXTENSION);
+        assert_eq!(path, Path::new("/data/t-0/00000000000000001234.log"));
+    }
+
+    #[test]
+    fn locate_finds_the_batch_holding_an_offset_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, stored) = segment_with(dir.path(), 10, 500);
+        assert!(segment.offset_index.entries().len() > 2);
+        let mut position = 0;
+        for (n, bytes) in stored.iter().enumerate() {
+            for offset in [100 + 2 * n as i64, 101 + 2 * n as i64] {
+                let (header, at) = segment.locate(Offset(offset)).unwrap().unwrap();
+                assert_eq!(
+                    (header.base_offset, at),
+                    (Offset(100 + 2 * n as i64), position)
+                );
+            }
+            position += bytes.len() as u64;
+        }
+        assert!(segment.locate(Offset(120)).unwrap().is_none());
+    }
+
+    #[test]
+    fn read_into_stops_at_the_budget_the_bound_and_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, stored) = segment_with(dir.path(), 4, 0);
+        let mut out = Vec::new();
+        let budget = stored[0].len() + stored[1].len() + 5;
+        assert!(!segment
+            .read_into(Offset(101), Offset(200), budget, true, &mut out)
+            .unwrap());
+        assert_eq!(out, [stored[0].clone(), stored[1].clone()].concat());
+        out.clear();
+        assert!(!segment
+            .read_into(Offset(100), Offset(105), usize::MAX, true, &mut out)
+            .unwrap());
+        assert_eq!(out, [stored[0].clone(), stored[1].clone()].concat());
+        out.clear();
+        assert!(segment
+            .read_into(Offset(104), Offset(200), usize::MAX, false, &mut out)
+            .unwrap());
+        assert_eq!(out, [stored[2].clone(), stored[3].clone()].concat());
+        out.clear();
+        assert!(!segment
+            .read_into(Offset(104), Offset(200), 10, false, &mut out)
+            .unwrap());
+        assert!(
+            out.is_empty(),
+            "without take_one, a batch over budget is left for the next read"
+        );
+    }
+
+    #[test]
+    fn truncation_leaves_the_state_a_rebuild_of_the_remaining_bytes_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        for cut in [100, 103, 110, 117, 119] {
+            let (mut segment, _) = segment_with(dir.path(), 10, 400);
+            segment.deactivate().unwrap();
+            segment.truncate_to(Offset(cut)).unwrap();
+            assert_eq!(segment.next_offset, Offset(cut - (cut - 100) % 2));
+            let truncated = state(&segment);
+            assert!(!recover_active(&mut segment, 400).unwrap());
+            assert_eq!(truncated, state(&segment), "cut at {cut}");
+            segment.delete_files().unwrap();
+        }
+    }
+
+    #[test]
+    fn load_tail_after_deactivation_restores_what_appends_knew() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut segment, _) = segment_with(dir.path(), 9, 700);
+        segment.deactivate().unwrap();
+        let before = (
+            segment.next_offset,
+            segment.max_timestamp,
+            segment.bytes_since_index_entry,
+        );
+        let mut reopened = Segment::open(dir.path(), Offset(100)).unwrap();
+        reopened.offset_index.load().unwrap().unwrap();
+        reopened.time_index.load().unwrap().unwrap();
+        reopened.load_tail().unwrap().unwrap();
+        let after = (
+            reopened.next_offset,
+            reopened.max_timestamp,
+            reopened.bytes_since_index_entry,
+        );
+        assert_eq!(before, after);
+        assert_eq!(reopened.first_batch_timestamp, Some(TimestampMs(1_001)));
+        assert_eq!(reopened.largest_timestamp().unwrap(), TimestampMs(1_081));
+    }
 }

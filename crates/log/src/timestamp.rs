@@ -104,3 +104,39 @@ fn exact_record(
         None => Ok((header.last_offset(), header.max_timestamp)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::batch;
+    use crate::{Log, LogConfig, LogError};
+    use strom_protocol::batch::compute_crc;
+    use strom_types::{Offset, TimestampMs};
+
+    #[test]
+    fn records_that_cannot_be_decoded_are_reported_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let mut bytes = batch(0, 3, 1_000, 20);
+        // Scramble the records but keep the CRC right, as a buggy producer could.
+        for byte in &mut bytes[61..] {
+            *byte = 0xff;
+        }
+        let crc = compute_crc(&bytes);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        log.append(&mut bytes, None).unwrap();
+        let error = log.offset_for_timestamp(TimestampMs(1_001)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LogError::UndecodableRecords {
+                    base_offset: Offset(0),
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(!error.is_fatal());
+        // Batch-level answers need no decoding.
+        assert_eq!(log.offset_for_timestamp(TimestampMs(1_003)).unwrap(), None);
+    }
+}
