@@ -138,6 +138,7 @@ fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutco
     let info = log.append(&mut owned, append_time).map_err(|error| match error {
         LogError::RecordBatchTooLarge { .. } => (ErrorCode::RecordListTooLarge, error.to_string()),
         LogError::InvalidBatch(_) => (ErrorCode::CorruptMessage, error.to_string()),
+        other if !other.is_fatal() => (ErrorCode::InvalidRecord, other.to_string()),
         other => {
             tracing::error!(topic = %topic.name, partition = data.index, error = %other, "append failed");
             (ErrorCode::KafkaStorageError, other.to_string())
