@@ -2,6 +2,7 @@
 //! that talks the Kafka protocol to a running broker.
 
 mod consume;
+mod group;
 mod produce;
 mod server;
 mod topic;
@@ -29,6 +30,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Consume records from a topic and print them.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Group(group::GroupArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
