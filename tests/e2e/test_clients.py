@@ -114,8 +114,8 @@ def produce_kcat(bootstrap, topic, records):
         capture_output=True,
         timeout=KCAT_TIMEOUT_S,
     )
+    # kcat -P exits non-zero when a delivery failed; the readers check the content.
     assert result.returncode == 0, f"kcat -P exited {result.returncode}: {result.stderr.decode()}"
-    assert b"fail" not in result.stderr.lower(), result.stderr.decode()
     return None  # kcat does not report offsets
 
 

@@ -7,7 +7,10 @@ their partitions and configs, and new records continue at the old log end.
 from __future__ import annotations
 
 import signal
+import socket
+import time
 
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from kafka_helpers import (
@@ -15,6 +18,7 @@ from kafka_helpers import (
     describe_configs,
     assert_dense,
     consume_range,
+    consumer,
     create_topic,
     list_topic_names,
     produce_all,
@@ -137,3 +141,26 @@ def test_sigint_is_graceful(broker):
     assert broker.stop(sig=signal.SIGINT) == 0
     broker.start()
     assert watermarks(broker.bootstrap, topic, 0) == (0, 100)
+
+
+def test_shutdown_does_not_wait_for_clients(broker):
+    """SIGTERM ends the process promptly even with a consumer parked in a long poll
+    (fetch.wait.max.ms=30 s) and an idle connection open: Kafka completes parked requests
+    and closes connections on shutdown rather than waiting them out."""
+    topic = unique("parked")
+    create_topic(broker.bootstrap, topic)
+    c = consumer(broker.bootstrap, **{"fetch.wait.max.ms": 30_000})
+    idle = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        # Let the consumer connect and park its fetch on the empty partition.
+        settle_until = time.monotonic() + 1.5
+        while time.monotonic() < settle_until:
+            assert c.poll(0.1) is None
+        started = time.monotonic()
+        broker.stop(timeout_s=30)
+        took_s = time.monotonic() - started
+        assert took_s < 5.0, f"graceful shutdown took {took_s:.1f} s with a parked fetch and an idle connection"
+    finally:
+        idle.close()
+        c.close()
