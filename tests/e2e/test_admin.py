@@ -402,3 +402,20 @@ def test_many_partitions_fetch(broker):
     for n in range(partitions):
         expected = [b"%d-%d" % (n, i) for i in range(n, 1200, partitions)]
         assert seen[n] == list(enumerate(expected)), f"partition {n}"
+
+
+def test_fetch_returns_a_batch_larger_than_the_fetch_limits(broker):
+    """KIP-74: the first batch of a fetch comes back whole even if it is larger than
+    max.partition.fetch.bytes and fetch.max.bytes, so a consumer never gets stuck on it."""
+    topic = unique("big-record")
+    create_topic(broker.bootstrap, topic)
+    big = bytes(range(256)) * 2048  # 512 KiB
+    p = producer(broker.bootstrap, **{"compression.type": "none"})
+    produce_all(p, topic, [{"value": b"small-0", "partition": 0}, {"value": big, "partition": 0},
+                           {"value": b"small-2", "partition": 0}])
+    records = consume_range(
+        broker.bootstrap, topic, 0, 0, 3,
+        **{"fetch.max.bytes": 1024, "message.max.bytes": 1000, "max.partition.fetch.bytes": 1024,
+           "receive.message.max.bytes": 2_000_000},
+    )
+    assert [r.value for r in records] == [b"small-0", big, b"small-2"]

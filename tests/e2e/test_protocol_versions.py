@@ -269,3 +269,51 @@ def test_every_advertised_version(broker, api_key):
     assert not failures, "\n".join(failures)
     if high > known_high:
         print(f"{NAMES[api_key]} v{known_high + 1}..v{high} advertised but unknown to kafka-python: not checked")
+
+
+def produce_request(topic: str, partition: int, value: bytes, acks: int):
+    batch = build_batch([(None, value)], int(time.time() * 1000))
+    data = ProduceRequest.TopicProduceData(
+        name=topic, partition_data=[ProduceRequest.TopicProduceData.PartitionProduceData(index=partition, records=batch)]
+    )
+    return ProduceRequest(transactional_id=None, acks=acks, timeout_ms=10000, topic_data=[data])
+
+
+def test_produce_acks_0_gets_no_response(broker):
+    """Kafka sends nothing back for acks=0: the next response on the connection is the next
+    request's. (A stray response would be taken by the client as the answer to another request.)"""
+    topic = f"acks0-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic)
+    s = Session(broker.bootstrap, topic)
+    try:
+        for i in range(3):
+            request = produce_request(topic, 0, b"fire-and-forget-%d" % i, acks=0)
+            s.correlation_id += 1
+            request.with_header(correlation_id=s.correlation_id, client_id="strom-e2e")
+            s.sock.sendall(bytes(request.encode(version=9, header=True, framed=True)))
+        check_api_versions(s, 3)  # fails if the first response to arrive is not this one's
+        check_list_offsets_end(s, 3)
+    finally:
+        s.sock.close()
+
+
+def check_list_offsets_end(s: Session, expected: int):
+    partition = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition(partition_index=0, timestamp=-1)
+    topic = ListOffsetsRequest.ListOffsetsTopic(name=s.topic, partitions=[partition])
+    response = s.call(2, 1, ListOffsetsRequest(replica_id=-1, topics=[topic]))
+    assert response.topics[0].partitions[0].offset == expected
+
+
+@pytest.mark.parametrize("acks", [1, -1])
+def test_produce_to_unknown_partition(broker, acks):
+    topic = f"one-partition-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic)
+    s = Session(broker.bootstrap, topic)
+    try:
+        response = s.call(0, 9, produce_request(topic, 7, b"nowhere", acks=acks))
+        (partition,) = response.responses[0].partition_responses
+        assert partition.error_code == 3, f"error {partition.error_code}, expected UNKNOWN_TOPIC_OR_PARTITION (3)"
+        # (A Produce to a missing topic is not checked: Strom auto-creates topics on Produce
+        # as well as on Metadata, by design, where Kafka creates them on Metadata only.)
+    finally:
+        s.sock.close()

@@ -94,6 +94,19 @@ def test_restart_keeps_everything(broker):
         for name, (partitions, _) in list(topics.items()) + [(auto_topic, (auto_partitions, {}))]:
             assert snapshot(broker.bootstrap, name, partitions) == before[name], f"{name} after restart {restart}"
 
+    # The time index works after the restarts: every partition finds its first record by time.
+    c = consumer(broker.bootstrap)
+    try:
+        for name, (partitions, _) in topics.items():
+            for partition in range(partitions):
+                first_timestamp = before[name][partition][0][4]
+                (found,) = c.offsets_for_times([TopicPartition(name, partition, first_timestamp)], timeout=10)
+                assert found.offset == 0, (name, partition)
+                (found,) = c.offsets_for_times([TopicPartition(name, partition, 2**62)], timeout=10)
+                assert found.offset == -1, (name, partition)
+    finally:
+        c.close()
+
     # New records continue at each partition's old log end.
     for name, (partitions, _) in topics.items():
         ends = {p: len(before[name][p]) for p in range(partitions)}
