@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use strom_coordinator::consumer_group::ConsumerGroupConfig;
 use strom_coordinator::GroupConfig;
 use strom_log::LogConfig;
 
@@ -230,6 +231,8 @@ pub struct BrokerConfig {
     /// The group coordinator's settings (`group.*`, `offset.metadata.max.bytes`,
     /// `offsets.retention.minutes`).
     pub group: GroupConfig,
+    /// The KIP-848 consumer-group settings (`group.consumer.*`).
+    pub consumer_group: ConsumerGroupConfig,
     /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...), by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -264,6 +267,7 @@ impl Default for BrokerConfig {
             connection_idle_ms_max: strom_types::limits::CONNECTION_IDLE_MS_MAX,
             offsets_topic_partitions: 50,
             group: GroupConfig::default(),
+            consumer_group: ConsumerGroupConfig::default(),
             topic_defaults: topic_defaults
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -370,6 +374,15 @@ impl BrokerConfig {
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group.initial_rebalance_delay_ms = parse_int(key, value, 0)?
+            }
+            "group.consumer.session.timeout.ms" => {
+                self.consumer_group.session_timeout_ms = parse_int(key, value, 1)? as i32
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.consumer_group.heartbeat_interval_ms = parse_int(key, value, 1)? as i32
+            }
+            "group.consumer.max.size" => {
+                self.consumer_group.members_max = parse_int(key, value, 1)? as usize
             }
             "group.max.size" => self.group.members_max = parse_int(key, value, 1)? as usize,
             "offset.metadata.max.bytes" => {

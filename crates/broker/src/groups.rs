@@ -77,7 +77,8 @@ impl GroupRuntime {
                     .map_err(|error| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {error}"))?
             }
         };
-        let mut coordinator = GroupCoordinator::new(config);
+        let mut coordinator =
+            GroupCoordinator::with_consumer_config(config, broker_config.consumer_group);
         let replayed = replay(&topic, &mut coordinator)?;
         tracing::info!(records = replayed, "loaded committed offsets");
         Ok(GroupRuntime {

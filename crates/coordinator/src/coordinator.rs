@@ -4,11 +4,15 @@
 //! runtime asks [`GroupCoordinator::validate_commit`], writes the records to
 //! `__consumer_offsets`, waits for the fsync, then calls [`GroupCoordinator::apply_commit`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Buf, Bytes};
 use strom_types::ErrorCode;
 
+use crate::assignors::Assignment;
+use crate::consumer_group::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerHeartbeat, ConsumerHeartbeatResponse,
+};
 use crate::group::{
     Group, GroupState, JoinRequest, JoinResponse, Limits, Output, ReplyTo, SyncRequest,
     SyncResponse,
@@ -84,17 +88,58 @@ pub struct GroupListing {
     pub state: GroupState,
 }
 
+/// Committed offsets of one group id, by (topic, partition).
+type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// A KIP-848 group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topics: Vec<String>,
+    pub assignment: Assignment,
+    pub target_assignment: Assignment,
+}
+
+/// Every group this node coordinates: classic groups, KIP-848 consumer groups, and the
+/// committed offsets of both, kept by group id.
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     config: GroupConfig,
+    consumer_config: ConsumerGroupConfig,
     groups: HashMap<String, Group>,
+    consumer_groups: HashMap<String, ConsumerGroup>,
+    offsets: HashMap<String, GroupOffsets>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator::with_consumer_config(config, ConsumerGroupConfig::default())
+    }
+
+    pub fn with_consumer_config(
+        config: GroupConfig,
+        consumer_config: ConsumerGroupConfig,
+    ) -> GroupCoordinator {
         GroupCoordinator {
             config,
+            consumer_config,
             groups: HashMap::new(),
+            consumer_groups: HashMap::new(),
+            offsets: HashMap::new(),
         }
     }
 
@@ -104,6 +149,17 @@ impl GroupCoordinator {
 
     pub fn group(&self, group_id: &str) -> Option<&Group> {
         self.groups.get(group_id)
+    }
+
+    pub fn consumer_group(&self, group_id: &str) -> Option<&ConsumerGroup> {
+        self.consumer_groups.get(group_id)
+    }
+
+    /// Whether any kind of group, or committed offsets, exist under `group_id`.
+    pub fn exists(&self, group_id: &str) -> bool {
+        self.groups.contains_key(group_id)
+            || self.consumer_groups.contains_key(group_id)
+            || self.offsets.contains_key(group_id)
     }
 
     /// Handles a JoinGroup; `fresh_member_id` is used if the member is new.
@@ -120,6 +176,17 @@ impl GroupCoordinator {
                 JoinResponse::error(ErrorCode::InvalidGroupId, &request.member_id),
             )];
         }
+        if self
+            .consumer_groups
+            .get(&request.group_id)
+            .is_some_and(|g| !g.members.is_empty())
+        {
+            return vec![Output::Join(
+                reply,
+                JoinResponse::error(ErrorCode::InconsistentGroupProtocol, &request.member_id),
+            )];
+        }
+        self.consumer_groups.remove(&request.group_id);
         let limits = self.config.limits();
         let group = self
             .groups
@@ -185,34 +252,101 @@ impl GroupCoordinator {
         Ok((results, outputs))
     }
 
+    /// Handles a ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(
+        &mut self,
+        request: ConsumerHeartbeat,
+        fresh_member_id: String,
+        partition_count: &dyn Fn(&str) -> Option<i32>,
+        now_ms: i64,
+    ) -> ConsumerHeartbeatResponse {
+        let group_id = request.group_id.clone();
+        if group_id.is_empty() {
+            return ConsumerHeartbeatResponse::error(
+                ErrorCode::InvalidGroupId,
+                "the group id is empty",
+                &request.member_id,
+            );
+        }
+        if let Some(classic) = self.groups.get(&group_id) {
+            if !classic.is_idle() {
+                let message =
+                    "the group is a classic group with members; stop them or use another group id";
+                return ConsumerHeartbeatResponse::error(
+                    ErrorCode::GroupIdNotFound,
+                    message,
+                    &request.member_id,
+                );
+            }
+            // An idle classic group (offsets only) becomes a consumer group; offsets stay.
+            self.groups.remove(&group_id);
+        }
+        let config = self.consumer_config;
+        let group = self
+            .consumer_groups
+            .entry(group_id.clone())
+            .or_insert_with(|| ConsumerGroup::new(&group_id, now_ms));
+        group.heartbeat(request, fresh_member_id, partition_count, &config, now_ms)
+    }
+
     /// Applies timeouts. Returns responses to send and offsets that expired (to be deleted
     /// from `__consumer_offsets` with tombstones).
     pub fn tick(&mut self, now_ms: i64) -> (Vec<Output>, Vec<OffsetKey>) {
         let limits = self.config.limits();
-        let retention_ms = self.config.offsets_retention_ms;
         let mut outputs = Vec::new();
-        let mut expired = Vec::new();
         for group in self.groups.values_mut() {
             outputs.extend(group.tick(now_ms, &limits));
-            if group.state == GroupState::Empty
-                && !group.offsets.is_empty()
-                && now_ms - group.empty_since_ms >= retention_ms
-            {
-                let offsets = std::mem::take(&mut group.offsets);
-                expired.extend(offsets.into_keys().map(|(topic, partition)| OffsetKey {
-                    group: group.id.clone(),
-                    topic,
-                    partition,
-                }));
-            }
         }
-        self.groups.retain(|_, group| !group.is_disposable());
+        for group in self.consumer_groups.values_mut() {
+            group.tick(now_ms);
+        }
+        let expired = self.expire_offsets(now_ms);
+        let offsets = &self.offsets;
+        self.groups
+            .retain(|id, group| !group.is_idle() || offsets.contains_key(id));
+        self.consumer_groups
+            .retain(|id, group| !group.members.is_empty() || offsets.contains_key(id));
         (outputs, expired)
+    }
+
+    /// `offsets.retention.minutes`: a group without members loses its offsets that long after
+    /// it became empty; offsets committed outside any group expire that long after the commit.
+    fn expire_offsets(&mut self, now_ms: i64) -> Vec<OffsetKey> {
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut expired = Vec::new();
+        for (group_id, offsets) in self.offsets.iter_mut() {
+            let empty_since = match (
+                self.groups.get(group_id),
+                self.consumer_groups.get(group_id),
+            ) {
+                (Some(group), _) if group.is_idle() => Some(group.empty_since_ms),
+                (_, Some(group)) if group.members.is_empty() => Some(group.empty_since_ms),
+                (None, None) => None,
+                _ => continue,
+            };
+            offsets.retain(|(topic, partition), offset| {
+                let since = empty_since
+                    .unwrap_or(offset.commit_timestamp_ms)
+                    .max(offset.commit_timestamp_ms);
+                let keep = now_ms - since < retention_ms;
+                if !keep {
+                    expired.push(OffsetKey {
+                        group: group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    });
+                }
+                keep
+            });
+        }
+        self.offsets.retain(|_, offsets| !offsets.is_empty());
+        expired
     }
 
     /// Checks that a member may commit offsets now (OffsetCommit). A generation of -1 with no
     /// member id is a commit from outside any group generation (a standalone consumer or an
-    /// admin tool), allowed only while the group has no members.
+    /// admin tool), allowed only while the group has no members. For a KIP-848 group the
+    /// generation is the member epoch.
     pub fn validate_commit(
         &mut self,
         group_id: &str,
@@ -223,6 +357,16 @@ impl GroupCoordinator {
     ) -> Result<(), ErrorCode> {
         if group_id.is_empty() {
             return Err(ErrorCode::InvalidGroupId);
+        }
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            if generation_id < 0 && member_id.is_empty() {
+                return if group.members.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ErrorCode::UnknownMemberId)
+                };
+            }
+            return group.validate_commit(member_id, generation_id);
         }
         let Some(group) = self.groups.get_mut(group_id) else {
             return if generation_id < 0 {
@@ -254,19 +398,22 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Records offsets that are now durable.
+    /// Records offsets that are now durable. A group id with offsets but no group yet is an
+    /// Empty classic group, as in Kafka, so that it shows in ListGroups.
     pub fn apply_commit(
         &mut self,
         group_id: &str,
         offsets: Vec<(String, i32, CommittedOffset)>,
         now_ms: i64,
     ) {
-        let group = self
-            .groups
-            .entry(group_id.to_owned())
-            .or_insert_with(|| Group::new(group_id, now_ms));
+        if !self.consumer_groups.contains_key(group_id) {
+            self.groups
+                .entry(group_id.to_owned())
+                .or_insert_with(|| Group::new(group_id, now_ms));
+        }
+        let stored = self.offsets.entry(group_id.to_owned()).or_default();
         for (topic, partition, offset) in offsets {
-            group.offsets.insert((topic, partition), offset);
+            stored.insert((topic, partition), offset);
         }
     }
 
@@ -277,12 +424,7 @@ impl GroupCoordinator {
                 self.apply_commit(&key.group, vec![(key.topic, key.partition, offset)], now_ms)
             }
             OffsetsRecord::Delete(key) => {
-                if let Some(group) = self.groups.get_mut(&key.group) {
-                    group.offsets.remove(&(key.topic, key.partition));
-                    if group.is_disposable() {
-                        self.groups.remove(&key.group);
-                    }
-                }
+                self.remove_offsets(&key.group, &[(key.topic, key.partition)])
             }
             OffsetsRecord::GroupMetadata => {}
         }
@@ -295,21 +437,20 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> Vec<(String, i32, Option<CommittedOffset>)> {
-        let group = self.groups.get(group_id);
+        let stored = self.offsets.get(group_id);
         match partitions {
             Some(wanted) => wanted
                 .iter()
                 .map(|(topic, partition)| {
-                    let found = group
-                        .and_then(|g| g.offsets.get(&(topic.clone(), *partition)))
+                    let found = stored
+                        .and_then(|o| o.get(&(topic.clone(), *partition)))
                         .cloned();
                     (topic.clone(), *partition, found)
                 })
                 .collect(),
-            None => group
-                .map(|g| {
-                    g.offsets
-                        .iter()
+            None => stored
+                .map(|o| {
+                    o.iter()
                         .map(|((topic, partition), offset)| {
                             (topic.clone(), *partition, Some(offset.clone()))
                         })
@@ -319,6 +460,7 @@ impl GroupCoordinator {
         }
     }
 
+    /// A classic group for DescribeGroups (None if there is none under this id).
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let group = self.groups.get(group_id)?;
         let protocol = group.protocol_name.clone().unwrap_or_default();
@@ -351,6 +493,34 @@ impl GroupCoordinator {
         })
     }
 
+    /// A KIP-848 group for ConsumerGroupDescribe.
+    pub fn describe_consumer(&self, group_id: &str) -> Option<ConsumerGroupDescription> {
+        let group = self.consumer_groups.get(group_id)?;
+        let members = group
+            .members
+            .values()
+            .map(|m| ConsumerMemberDescription {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                rack_id: m.rack_id.clone(),
+                member_epoch: m.member_epoch,
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topics: m.subscribed.clone(),
+                assignment: m.assigned.clone(),
+                target_assignment: group.target.get(&m.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        Some(ConsumerGroupDescription {
+            state: group.state_name(),
+            group_epoch: group.group_epoch,
+            assignment_epoch: group.assignment_epoch,
+            assignor: group.assignor(),
+            members,
+        })
+    }
+
+    /// Classic groups, sorted by id.
     pub fn list(&self) -> Vec<GroupListing> {
         let mut listings: Vec<GroupListing> = self
             .groups
@@ -365,25 +535,45 @@ impl GroupCoordinator {
         listings
     }
 
+    /// KIP-848 groups as (group id, state name), sorted by id.
+    pub fn list_consumer(&self) -> Vec<(String, &'static str)> {
+        let mut listings: Vec<(String, &'static str)> = self
+            .consumer_groups
+            .values()
+            .map(|g| (g.id.clone(), g.state_name()))
+            .collect();
+        listings.sort();
+        listings
+    }
+
     /// Checks that a group may be deleted and returns the offsets whose tombstones must be
     /// written; [`GroupCoordinator::forget`] removes it once they are durable.
     pub fn prepare_delete(&self, group_id: &str) -> Result<Vec<OffsetKey>, ErrorCode> {
-        let group = self
-            .groups
-            .get(group_id)
-            .ok_or(ErrorCode::GroupIdNotFound)?;
-        if group.state != GroupState::Empty {
+        let idle = match (
+            self.groups.get(group_id),
+            self.consumer_groups.get(group_id),
+        ) {
+            (Some(group), _) => group.state == GroupState::Empty,
+            (_, Some(group)) => group.members.is_empty(),
+            (None, None) if self.offsets.contains_key(group_id) => true,
+            (None, None) => return Err(ErrorCode::GroupIdNotFound),
+        };
+        if !idle {
             return Err(ErrorCode::NonEmptyGroup);
         }
-        Ok(group
+        Ok(self
             .offsets
-            .keys()
-            .map(|(topic, partition)| OffsetKey {
-                group: group_id.to_owned(),
-                topic: topic.clone(),
-                partition: *partition,
+            .get(group_id)
+            .map(|o| {
+                o.keys()
+                    .map(|(topic, partition)| OffsetKey {
+                        group: group_id.to_owned(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })
+                    .collect()
             })
-            .collect())
+            .unwrap_or_default())
     }
 
     pub fn forget(&mut self, group_id: &str) {
@@ -394,21 +584,41 @@ impl GroupCoordinator {
         {
             self.groups.remove(group_id);
         }
+        if self
+            .consumer_groups
+            .get(group_id)
+            .is_some_and(|g| g.members.is_empty())
+        {
+            self.consumer_groups.remove(group_id);
+        }
+        self.offsets.remove(group_id);
     }
 
     /// OffsetDelete: a group may drop offsets of topics none of its members subscribe to.
     pub fn check_offset_delete(&self, group_id: &str, topic: &str) -> Result<(), ErrorCode> {
-        let group = self
-            .groups
-            .get(group_id)
-            .ok_or(ErrorCode::GroupIdNotFound)?;
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            if group
+                .members
+                .values()
+                .any(|m| m.subscribed.iter().any(|t| t == topic))
+            {
+                return Err(ErrorCode::GroupSubscribedToTopic);
+            }
+            return Ok(());
+        }
+        let Some(group) = self.groups.get(group_id) else {
+            return if self.offsets.contains_key(group_id) {
+                Ok(())
+            } else {
+                Err(ErrorCode::GroupIdNotFound)
+            };
+        };
+        let protocol = group.protocol_name.as_deref().unwrap_or_default();
         let subscribed = group.protocol_type.as_deref() == Some("consumer")
             && group.members.values().any(|m| {
-                subscribed_topics(
-                    &m.metadata_for(group.protocol_name.as_deref().unwrap_or_default()),
-                )
-                .iter()
-                .any(|t| t == topic)
+                subscribed_topics(&m.metadata_for(protocol))
+                    .iter()
+                    .any(|t| t == topic)
             });
         if subscribed {
             return Err(ErrorCode::GroupSubscribedToTopic);
@@ -417,12 +627,24 @@ impl GroupCoordinator {
     }
 
     pub fn remove_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) {
-        if let Some(group) = self.groups.get_mut(group_id) {
+        if let Some(stored) = self.offsets.get_mut(group_id) {
             for key in partitions {
-                group.offsets.remove(key);
+                stored.remove(key);
             }
-            if group.is_disposable() {
+            if stored.is_empty() {
+                self.offsets.remove(group_id);
+            }
+        }
+        if !self.offsets.contains_key(group_id) {
+            if self.groups.get(group_id).is_some_and(|g| g.is_idle()) {
                 self.groups.remove(group_id);
+            }
+            if self
+                .consumer_groups
+                .get(group_id)
+                .is_some_and(|g| g.members.is_empty())
+            {
+                self.consumer_groups.remove(group_id);
             }
         }
     }

@@ -16,8 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use strom_types::ErrorCode;
 
-use crate::offsets::CommittedOffset;
-
 /// The token the runtime uses to route a deferred response back to its request.
 pub type ReplyTo = u64;
 
@@ -163,7 +161,8 @@ impl Member {
     }
 }
 
-/// One group: membership, generation, and committed offsets.
+/// One classic group: membership and generation. Its committed offsets are kept by the
+/// coordinator, keyed by group id, whichever protocol the group speaks.
 #[derive(Debug)]
 pub struct Group {
     pub(crate) id: String,
@@ -182,7 +181,6 @@ pub struct Group {
     initial_delay_until_ms: i64,
     /// In CompletingRebalance: when members that have not sent SyncGroup are dropped.
     sync_deadline_ms: i64,
-    pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// When the group last became Empty, for `offsets.retention.minutes`.
     pub(crate) empty_since_ms: i64,
 }
@@ -211,7 +209,6 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             sync_deadline_ms: 0,
-            offsets: BTreeMap::new(),
             empty_since_ms: now_ms,
         }
     }
@@ -898,10 +895,8 @@ impl Group {
             || (self.state == GroupState::CompletingRebalance && member.awaiting_sync.is_some())
     }
 
-    /// Whether the group holds nothing worth keeping.
-    pub fn is_disposable(&self) -> bool {
-        self.state == GroupState::Empty
-            && self.offsets.is_empty()
-            && self.pending_members.is_empty()
+    /// Whether the group has no members, joining or pending (its offsets are kept apart).
+    pub fn is_idle(&self) -> bool {
+        self.state == GroupState::Empty && self.pending_members.is_empty()
     }
 }

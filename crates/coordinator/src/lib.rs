@@ -14,6 +14,8 @@
 //! Responses to deferred requests are addressed by [`ReplyTo`], an opaque token the runtime
 //! chooses per request.
 
+pub mod assignors;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod group;
 pub mod offsets;

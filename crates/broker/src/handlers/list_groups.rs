@@ -1,5 +1,5 @@
-//! ListGroups, with the state filter (v4+) and type filter (v5+; every group here is
-//! "classic").
+//! ListGroups, with the state filter (v4+) and the type filter (v5+: "classic" groups of the
+//! JoinGroup protocol, "consumer" groups of KIP-848).
 
 use std::sync::Arc;
 
@@ -24,24 +24,33 @@ pub fn handle(
         .iter()
         .map(|t| t.to_lowercase())
         .collect();
-    let groups = broker
-        .groups
-        .coordinator()
+    let coordinator = broker.groups.coordinator();
+    // (group id, protocol type, state, type) for every group of either protocol.
+    let classic = coordinator
         .list()
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|g| {
+        .map(|g| (g.group_id, g.protocol_type, g.state.name(), "classic"));
+    let consumer = coordinator
+        .list_consumer()
+        .into_iter()
+        .map(|(id, state)| (id, "consumer".to_owned(), state, "consumer"));
+    let mut all: Vec<_> = classic.chain(consumer).collect();
+    all.sort();
+    let groups = all
+        .into_iter()
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(group_id, protocol_type, state, kind)| {
             let listed = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(g.group_id)))
-                .with_protocol_type(str_bytes(g.protocol_type));
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_protocol_type(str_bytes(protocol_type));
             let listed = if version >= 4 {
-                listed.with_group_state(str_bytes(g.state.name()))
+                listed.with_group_state(str_bytes(state))
             } else {
                 listed
             };
             if version >= 5 {
-                listed.with_group_type(str_bytes("classic"))
+                listed.with_group_type(str_bytes(kind))
             } else {
                 listed
             }

@@ -5,6 +5,8 @@
 //! writer awaits; everything else answers at once.
 
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
@@ -107,6 +109,17 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
         ))),
         RequestKind::DeleteGroups(body) => delete_groups::handle(broker, body, version),
         RequestKind::OffsetDelete(body) => offset_delete::handle(broker, body, version),
+        RequestKind::ConsumerGroupHeartbeat(body) => {
+            let client_id = request.client_id.as_deref().unwrap_or_default();
+            Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
+                consumer_group_heartbeat::handle(broker, body, version, client_id),
+            ))
+        }
+        RequestKind::ConsumerGroupDescribe(body) => {
+            Reply::Now(ResponseKind::ConsumerGroupDescribe(
+                consumer_group_describe::handle(broker, body, version),
+            ))
+        }
         other => unreachable!(
             "the codec admits only the APIs in strom_protocol::versions, not {other:?}"
         ),
