@@ -62,6 +62,12 @@ fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> DeletableT
             None => failed(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
         };
     };
+    if topic.name.as_str() == crate::groups::OFFSETS_TOPIC {
+        return failed(
+            ErrorCode::InvalidTopicException,
+            format!("the internal topic {} cannot be deleted", topic.name),
+        );
+    }
     match broker.topics.delete(&topic.name) {
         Ok(()) => result
             .with_name(Some(TopicName(str_bytes(topic.name.as_str()))))

@@ -110,6 +110,13 @@ fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutco
         )
     };
     let topic = topic.ok_or_else(unknown)?;
+    if topic.name.as_str() == crate::groups::OFFSETS_TOPIC {
+        // Only the group coordinator writes there, in its own record format.
+        return Err((
+            ErrorCode::InvalidTopicException,
+            format!("cannot produce to the internal topic {}", topic.name),
+        ));
+    }
     let partition = topic.partition(data.index).ok_or_else(unknown)?;
     let records = data.records.filter(|records| !records.is_empty());
     let records = records.ok_or_else(|| {
