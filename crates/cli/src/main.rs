@@ -1,6 +1,8 @@
 //! `strom`: the one binary. `strom server` runs a broker; every other subcommand is a client
 //! that talks the Kafka protocol to a running broker.
 
+mod bench;
+mod common;
 mod consume;
 mod group;
 mod produce;
@@ -32,6 +34,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe, reset the offsets of, and delete consumer groups.
     Group(group::GroupArgs),
+    /// Measure any Kafka-compatible broker: produce, consume, end-to-end latency, the suite.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
