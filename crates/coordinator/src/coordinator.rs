@@ -186,8 +186,27 @@ impl GroupCoordinator {
                 JoinResponse::error(ErrorCode::InconsistentGroupProtocol, &request.member_id),
             )];
         }
-        self.consumer_groups.remove(&request.group_id);
         let limits = self.config.limits();
+        if !self.groups.contains_key(&request.group_id) {
+            // Refusals that need no group must not create one (Kafka creates a group only for
+            // a member without an id, after checking the session timeout).
+            let timeout_ok = (limits.session_timeout_ms_min..=limits.session_timeout_ms_max)
+                .contains(&request.session_timeout_ms);
+            let refusal = if !timeout_ok {
+                Some(ErrorCode::InvalidSessionTimeout)
+            } else if !request.member_id.is_empty() {
+                Some(ErrorCode::UnknownMemberId)
+            } else {
+                None
+            };
+            if let Some(error) = refusal {
+                return vec![Output::Join(
+                    reply,
+                    JoinResponse::error(error, &request.member_id),
+                )];
+            }
+        }
+        self.consumer_groups.remove(&request.group_id);
         let group = self
             .groups
             .entry(request.group_id.clone())
@@ -233,12 +252,12 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Result<(Vec<ErrorCode>, Vec<Output>), ErrorCode> {
         let limits = self.config.limits();
+        if group_id.is_empty() {
+            return Err(ErrorCode::InvalidGroupId);
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
-            return Err(if group_id.is_empty() {
-                ErrorCode::InvalidGroupId
-            } else {
-                ErrorCode::UnknownMemberId
-            });
+            // Kafka answers each member, not the request as a whole.
+            return Ok((vec![ErrorCode::UnknownMemberId; members.len()], Vec::new()));
         };
         let mut outputs = Vec::new();
         let results = members
@@ -319,7 +338,7 @@ impl GroupCoordinator {
                 self.groups.get(group_id),
                 self.consumer_groups.get(group_id),
             ) {
-                (Some(group), _) if group.is_idle() => Some(group.empty_since_ms),
+                (Some(group), _) if group.is_idle() => group.empty_since_ms,
                 (_, Some(group)) if group.members.is_empty() => Some(group.empty_since_ms),
                 (None, None) => None,
                 _ => continue,
@@ -613,15 +632,24 @@ impl GroupCoordinator {
                 Err(ErrorCode::GroupIdNotFound)
             };
         };
-        let protocol = group.protocol_name.as_deref().unwrap_or_default();
-        let subscribed = group.protocol_type.as_deref() == Some("consumer")
-            && group.members.values().any(|m| {
-                subscribed_topics(&m.metadata_for(protocol))
-                    .iter()
-                    .any(|t| t == topic)
-            });
-        if subscribed {
+        if group.state == GroupState::Empty {
+            return Ok(());
+        }
+        // Kafka's handleDeleteOffsets: only a consumer group's subscriptions can be known; a
+        // live group of any other protocol type is simply not empty.
+        if group.protocol_type.as_deref() != Some("consumer") {
+            return Err(ErrorCode::NonEmptyGroup);
+        }
+        // And when the subscriptions are not known (no protocol chosen yet, or metadata that
+        // does not parse), assume the topic is consumed.
+        let Some(protocol) = group.protocol_name.as_deref() else {
             return Err(ErrorCode::GroupSubscribedToTopic);
+        };
+        for member in group.members.values() {
+            match subscribed_topics(&member.metadata_for(protocol)) {
+                Some(topics) if !topics.iter().any(|t| t == topic) => {}
+                _ => return Err(ErrorCode::GroupSubscribedToTopic),
+            }
         }
         Ok(())
     }
@@ -651,27 +679,24 @@ impl GroupCoordinator {
 }
 
 /// The topics in a consumer-protocol subscription (version, then an array of strings; the
-/// layout is the same in every version's prefix). Unreadable metadata subscribes to nothing.
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+/// layout is the same in every version's prefix); `None` if the metadata does not parse.
+fn subscribed_topics(metadata: &Bytes) -> Option<Vec<String>> {
     let mut buf = metadata.clone();
-    let mut topics = Vec::new();
     if buf.remaining() < 6 {
-        return topics;
+        return None;
     }
     let _version = buf.get_i16();
-    let count = buf.get_i32();
-    for _ in 0..count.max(0) {
+    let count = usize::try_from(buf.get_i32()).ok()?;
+    let mut topics = Vec::with_capacity(count.min(buf.remaining() / 2));
+    for _ in 0..count {
         if buf.remaining() < 2 {
-            break;
+            return None;
         }
-        let length = buf.get_i16();
-        let Ok(length) = usize::try_from(length) else {
-            break;
-        };
+        let length = usize::try_from(buf.get_i16()).ok()?;
         if buf.remaining() < length {
-            break;
+            return None;
         }
-        topics.push(String::from_utf8_lossy(&buf.split_to(length)).into_owned());
+        topics.push(String::from_utf8(buf.split_to(length).to_vec()).ok()?);
     }
-    topics
+    Some(topics)
 }

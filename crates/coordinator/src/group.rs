@@ -11,7 +11,7 @@
 //! misses its session timeout, or joins with new protocols sends the group back to
 //! PreparingRebalance. A group with no members and no offsets is Dead and forgotten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use strom_types::ErrorCode;
@@ -177,12 +177,22 @@ pub struct Group {
     static_members: HashMap<String, String>,
     /// In PreparingRebalance: when the join completes even if members are missing.
     rebalance_deadline_ms: i64,
-    /// In PreparingRebalance of a group that was Empty: no completion before this.
+    /// In the first rebalance of a group that was Empty: no completion before this
+    /// (`group.initial.rebalance.delay.ms`).
     initial_delay_until_ms: i64,
-    /// In CompletingRebalance: when members that have not sent SyncGroup are dropped.
+    /// The configured initial delay, and how much more it may be extended, within the
+    /// rebalance timeout.
+    initial_delay_ms: i64,
+    initial_delay_remaining_ms: i64,
+    /// A member joined during the current initial delay, which then extends it once more.
+    joined_during_initial_delay: bool,
+    /// Members of the current generation that have not sent SyncGroup yet; they are dropped
+    /// at `sync_deadline_ms` (Kafka's pending-sync expiry, KAFKA-13042).
+    pending_sync: HashSet<String>,
     sync_deadline_ms: i64,
-    /// When the group last became Empty, for `offsets.retention.minutes`.
-    pub(crate) empty_since_ms: i64,
+    /// When the group last became Empty, for `offsets.retention.minutes`; `None` while it has
+    /// had no members since this coordinator started (offsets then expire by commit time).
+    pub(crate) empty_since_ms: Option<i64>,
 }
 
 /// The group-wide settings that bound member behaviour.
@@ -195,7 +205,7 @@ pub struct Limits {
 }
 
 impl Group {
-    pub fn new(id: &str, now_ms: i64) -> Group {
+    pub fn new(id: &str, _now_ms: i64) -> Group {
         Group {
             id: id.to_owned(),
             state: GroupState::Empty,
@@ -208,8 +218,12 @@ impl Group {
             static_members: HashMap::new(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
+            initial_delay_ms: 0,
+            initial_delay_remaining_ms: 0,
+            joined_during_initial_delay: false,
+            pending_sync: HashSet::new(),
             sync_deadline_ms: 0,
-            empty_since_ms: now_ms,
+            empty_since_ms: None,
         }
     }
 
@@ -404,6 +418,9 @@ impl Group {
             session_deadline_ms: now_ms + request.session_timeout_ms as i64,
         };
         self.members.insert(member_id, member);
+        if self.state == GroupState::PreparingRebalance && now_ms < self.initial_delay_until_ms {
+            self.joined_during_initial_delay = true;
+        }
         self.prepare_or_complete(now_ms, limits)
     }
 
@@ -517,20 +534,31 @@ impl Group {
                         waiting,
                         SyncResponse::error(ErrorCode::RebalanceInProgress),
                     ));
+                    // It waited without heartbeating; give it a full session to rejoin.
+                    member.session_deadline_ms = now_ms + member.session_timeout_ms as i64;
                 }
             }
         }
+        self.pending_sync.clear();
         let rebalance_timeout_ms = self
             .members
             .values()
             .map(|m| m.rebalance_timeout_ms as i64)
             .max()
             .unwrap_or(0);
-        self.initial_delay_until_ms = if self.state == GroupState::Empty {
+        let first_rebalance = self.state == GroupState::Empty;
+        self.initial_delay_until_ms = if first_rebalance {
             now_ms + limits.initial_rebalance_delay_ms
         } else {
             0
         };
+        self.initial_delay_remaining_ms = if first_rebalance {
+            (rebalance_timeout_ms - limits.initial_rebalance_delay_ms).max(0)
+        } else {
+            0
+        };
+        self.joined_during_initial_delay = false;
+        self.initial_delay_ms = limits.initial_rebalance_delay_ms;
         self.rebalance_deadline_ms = now_ms
             + rebalance_timeout_ms.max(
                 limits.initial_rebalance_delay_ms * i64::from(self.state == GroupState::Empty),
@@ -546,6 +574,25 @@ impl Group {
     fn try_complete_join(&mut self, now_ms: i64) -> Vec<Output> {
         if self.state != GroupState::PreparingRebalance || now_ms < self.initial_delay_until_ms {
             return Vec::new();
+        }
+        if self.initial_delay_until_ms > 0 {
+            // The initial delay just ended. If someone joined during it, more may be on the
+            // way: wait one more delay, within the rebalance timeout (Kafka's
+            // InitialDelayedJoin). Otherwise the join completes now.
+            if self.joined_during_initial_delay
+                && self.initial_delay_remaining_ms > 0
+                && self.initial_delay_ms > 0
+            {
+                let delay = self.initial_delay_remaining_ms.min(self.initial_delay_ms);
+                self.initial_delay_until_ms += delay;
+                self.initial_delay_remaining_ms -= delay;
+                self.joined_during_initial_delay = false;
+                if now_ms < self.initial_delay_until_ms {
+                    return Vec::new();
+                }
+            }
+            self.initial_delay_until_ms = 0;
+            return self.complete_join(now_ms);
         }
         if self.all_joined() || now_ms >= self.rebalance_deadline_ms {
             return self.complete_join(now_ms);
@@ -566,14 +613,24 @@ impl Group {
             self.remove_member(&id);
         }
         self.pending_members.clear();
-        self.generation_id += 1;
-        if self.members.values().all(|m| m.awaiting_join.is_none()) {
-            // Nobody is waiting (everyone left or only absent static members remain).
-            if self.members.is_empty() {
-                self.become_empty(now_ms);
-            }
+        if self.members.is_empty() {
+            self.generation_id += 1;
+            self.become_empty(now_ms);
             return Vec::new();
         }
+        if self.members.values().all(|m| m.awaiting_join.is_none()) {
+            // Only static members that have not rejoined remain: no generation without
+            // anyone in it. Wait another rebalance timeout; their sessions decide (Kafka).
+            let rebalance_timeout_ms = self
+                .members
+                .values()
+                .map(|m| m.rebalance_timeout_ms as i64)
+                .max()
+                .unwrap_or(0);
+            self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms;
+            return Vec::new();
+        }
+        self.generation_id += 1;
         self.protocol_name = self.select_protocol();
         if !self.leader_id.as_ref().is_some_and(|id| {
             self.members
@@ -594,6 +651,7 @@ impl Group {
             .max()
             .unwrap_or(0);
         self.sync_deadline_ms = now_ms + rebalance_timeout_ms;
+        self.pending_sync = self.members.keys().cloned().collect();
         let mut outputs = Vec::new();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
@@ -607,12 +665,14 @@ impl Group {
         outputs
     }
 
+    /// The last member is gone. The protocol type stays (a consumer group remains one),
+    /// only the protocol name goes, as in Kafka.
     fn become_empty(&mut self, now_ms: i64) {
         self.state = GroupState::Empty;
         self.protocol_name = None;
-        self.protocol_type = None;
         self.leader_id = None;
-        self.empty_since_ms = now_ms;
+        self.pending_sync.clear();
+        self.empty_since_ms = Some(now_ms);
     }
 
     /// The protocol all members support that most members list first among those.
@@ -734,6 +794,7 @@ impl Group {
                     .expect("fencing_error checked membership");
                 member.session_deadline_ms = now_ms + member.session_timeout_ms as i64;
                 let assignment = member.assignment.clone();
+                self.pending_sync.remove(&request.member_id);
                 vec![Output::Sync(reply, self.sync_response(assignment))]
             }
             GroupState::CompletingRebalance => {
@@ -749,8 +810,9 @@ impl Group {
                         SyncResponse::error(ErrorCode::RebalanceInProgress),
                     ));
                 }
+                self.pending_sync.remove(&request.member_id);
                 if self.leader_id.as_deref() == Some(request.member_id.as_str()) {
-                    outputs.extend(self.complete_sync(request.assignments));
+                    outputs.extend(self.complete_sync(request.assignments, now_ms));
                 }
                 outputs
             }
@@ -767,7 +829,7 @@ impl Group {
     }
 
     /// The leader's assignment arrived: store it, go Stable, answer every waiting SyncGroup.
-    fn complete_sync(&mut self, assignments: Vec<(String, Bytes)>) -> Vec<Output> {
+    fn complete_sync(&mut self, assignments: Vec<(String, Bytes)>, now_ms: i64) -> Vec<Output> {
         let mut assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
         for member in self.members.values_mut() {
             member.assignment = assignments.remove(&member.id).unwrap_or_default();
@@ -778,9 +840,11 @@ impl Group {
             .members
             .values_mut()
             .filter_map(|m| {
-                m.awaiting_sync
-                    .take()
-                    .map(|reply| (reply, m.assignment.clone()))
+                let reply = m.awaiting_sync.take()?;
+                // It waited without heartbeating: its session starts again now (Kafka's
+                // propagateAssignment).
+                m.session_deadline_ms = now_ms + m.session_timeout_ms as i64;
+                Some((reply, m.assignment.clone()))
             })
             .collect();
         for (reply, assignment) in waiting {
@@ -861,19 +925,19 @@ impl Group {
             .map(|m| m.id.clone())
             .collect();
         for id in expired {
-            outputs.extend(self.member_departed(&id, now_ms, limits));
+            // An earlier departure in this loop may have completed a join that dropped it.
+            if self.members.contains_key(&id) {
+                outputs.extend(self.member_departed(&id, now_ms, limits));
+            }
         }
         match self.state {
             GroupState::PreparingRebalance => outputs.extend(self.try_complete_join(now_ms)),
-            GroupState::CompletingRebalance if now_ms >= self.sync_deadline_ms => {
-                // The leader never sent the assignment, or members never synced: drop those
-                // that did not sync and start over.
-                let unsynced: Vec<String> = self
-                    .members
-                    .values()
-                    .filter(|m| m.awaiting_sync.is_none())
-                    .map(|m| m.id.clone())
-                    .collect();
+            GroupState::CompletingRebalance | GroupState::Stable
+                if !self.pending_sync.is_empty() && now_ms >= self.sync_deadline_ms =>
+            {
+                // Members that never sent SyncGroup within the rebalance timeout hold
+                // partitions nobody consumes: drop them and start over (KAFKA-13042).
+                let unsynced: Vec<String> = self.pending_sync.drain().collect();
                 for id in unsynced {
                     outputs.extend(self.remove_member(&id));
                 }

@@ -255,7 +255,6 @@ fn any_offset_of_an_empty_group_may_be_deleted() {
 }
 
 #[test]
-#[ignore = "bug: OffsetDelete on a non-consumer group with members is allowed (Kafka: NON_EMPTY_GROUP)"]
 fn offset_delete_on_a_live_group_of_another_protocol_type_is_refused() {
     // Kafka's handleDeleteOffsets only inspects subscriptions of groups whose protocol type is
     // "consumer"; any other live group (Connect, Streams' own types, ...) answers
@@ -277,7 +276,6 @@ fn offset_delete_on_a_live_group_of_another_protocol_type_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: unreadable subscription metadata counts as subscribed to nothing (Kafka: subscribed to everything)"]
 fn offset_delete_with_unreadable_subscriptions_assumes_the_topic_is_consumed() {
     // Kafka's isSubscribedToTopic: "When the consumer group does not know, because the
     // information is not available yet or because it has failed to parse the Consumer
@@ -299,7 +297,6 @@ fn offset_delete_with_unreadable_subscriptions_assumes_the_topic_is_consumed() {
 }
 
 #[test]
-#[ignore = "bug: OffsetDelete during the first rebalance (no protocol chosen yet) is allowed (Kafka: subscribed to everything)"]
 fn offset_delete_before_the_first_generation_assumes_the_topic_is_consumed() {
     // Same rule as above: before the first generation has chosen a protocol Kafka does not
     // know the subscriptions and answers GROUP_SUBSCRIBED_TO_TOPIC. Strom reads the metadata
@@ -315,7 +312,6 @@ fn offset_delete_before_the_first_generation_assumes_the_topic_is_consumed() {
 }
 
 #[test]
-#[ignore = "bug: a consumer group that becomes Empty loses its protocol type (Kafka keeps \"consumer\")"]
 fn an_emptied_consumer_group_keeps_its_protocol_type() {
     // Kafka's initNextGeneration clears only the protocol name when the last member goes; the
     // protocol type stays, so ListGroups and DescribeGroups still say "consumer" and

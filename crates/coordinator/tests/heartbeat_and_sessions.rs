@@ -261,7 +261,6 @@ fn a_commit_counts_as_a_heartbeat() {
 }
 
 #[test]
-#[ignore = "bug: two members expiring in the tick that ends a rebalance start a second, spurious rebalance"]
 fn members_expiring_together_at_the_rebalance_deadline_do_not_restart_the_rebalance() {
     // Stable group of three. The leader rejoins (a rebalance); the two followers are gone and
     // their sessions end at the same instant as the rebalance timeout. Removing the first

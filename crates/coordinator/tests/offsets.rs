@@ -341,7 +341,6 @@ fn the_retention_time_counts_from_when_the_group_became_empty() {
 }
 
 #[test]
-#[ignore = "bug: replayed offsets get a fresh retention period at every broker start"]
 fn replayed_offsets_keep_their_age() {
     // Kafka expires a standalone group's offset retention after its commit timestamp (and an
     // emptied consumer group's after the time it became Empty, which it stores in the group

@@ -258,7 +258,6 @@ fn a_static_member_skips_member_id_required() {
 }
 
 #[test]
-#[ignore = "bug: the generation is bumped at every tick while only absent static members remain in PreparingRebalance"]
 fn a_rebalance_nobody_rejoined_waits_without_bumping_the_generation() {
     // Kafka's onCompleteJoin: if no member has rejoined (only absent static members remain),
     // it does not start a generation; it waits another rebalance timeout for them to rejoin

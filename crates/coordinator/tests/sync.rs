@@ -235,7 +235,6 @@ fn when_nobody_syncs_in_time_the_group_empties() {
 }
 
 #[test]
-#[ignore = "bug: a follower that never sends SyncGroup stays in a Stable group forever (Kafka drops it after the rebalance timeout)"]
 fn a_follower_that_never_syncs_is_dropped_even_after_the_group_is_stable() {
     // Kafka (GroupCoordinator.onExpirePendingSync, KAFKA-13042): after a join completes, every
     // member must send SyncGroup within the rebalance timeout; in CompletingRebalance *or
@@ -265,7 +264,6 @@ fn a_follower_that_never_syncs_is_dropped_even_after_the_group_is_stable() {
 }
 
 #[test]
-#[ignore = "bug: answering a waiting SyncGroup does not restart the member's session, so it expires at the next tick"]
 fn a_follower_that_waited_long_in_sync_is_not_expired_once_answered() {
     // A member waiting in SyncGroup is not expected to heartbeat. Kafka
     // (GroupCoordinator.propagateAssignment) restarts the session of every member whose
@@ -301,7 +299,6 @@ fn a_follower_that_waited_long_in_sync_is_not_expired_once_answered() {
 }
 
 #[test]
-#[ignore = "bug: a SyncGroup answered REBALANCE_IN_PROGRESS does not restart the member's session, so it expires at the next tick"]
 fn followers_told_to_rejoin_after_the_sync_deadline_get_time_to_rejoin() {
     // Same root cause as above, on the path where the leader never syncs: the followers waited
     // the whole rebalance timeout in SyncGroup (longer than their session), are answered

@@ -20,6 +20,21 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16)
             OffsetDeleteResponse::default().with_error_code(ErrorCode::GroupIdNotFound.code());
         return Reply::Now(ResponseKind::OffsetDelete(response));
     }
+    // A live group whose subscriptions cannot be known refuses the whole request.
+    let any_topic = request
+        .topics
+        .first()
+        .map(|t| t.name.to_string())
+        .unwrap_or_default();
+    if groups
+        .coordinator()
+        .check_offset_delete(&group_id, &any_topic)
+        == Err(ErrorCode::NonEmptyGroup)
+    {
+        let response =
+            OffsetDeleteResponse::default().with_error_code(ErrorCode::NonEmptyGroup.code());
+        return Reply::Now(ResponseKind::OffsetDelete(response));
+    }
     let mut deletions = Vec::new();
     let mut topics = Vec::new();
     for topic in request.topics {

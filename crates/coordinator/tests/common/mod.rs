@@ -426,7 +426,14 @@ impl Harness {
         );
         let replies: Vec<ReplyTo> = requests.into_iter().map(|r| self.join(r)).collect();
         assert!(replies.iter().all(|r| self.is_waiting(*r)));
-        self.advance_and_tick(delay);
+        // Members that join during the initial delay extend it (Kafka's InitialDelayedJoin),
+        // within the rebalance timeout: keep waiting one delay at a time.
+        for _ in 0..=i64::from(REBALANCE_TIMEOUT_MS) / delay {
+            self.advance_and_tick(delay);
+            if !replies.iter().any(|r| self.is_waiting(*r)) {
+                break;
+            }
+        }
         let answers: Vec<JoinResponse> = replies
             .iter()
             .map(|r| self.join_answer(*r).clone())
