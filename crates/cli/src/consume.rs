@@ -11,7 +11,7 @@ use std::time::Duration;
 use strom_client::{Client, ClientError, FetchOptions, FetchPosition, FetchedRecord, OffsetSpec};
 use strom_types::{ErrorCode, Offset, PartitionIndex};
 
-use crate::topic::{block_on, check_partition, connect, existing_topic, BootstrapArgs};
+use crate::common::{block_on, check_partition, connect, existing_topic, BootstrapArgs};
 
 /// Longest a fetch waits on the broker for new records.
 const FETCH_WAIT_MS_MAX: u32 = 500;

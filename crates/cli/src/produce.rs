@@ -15,7 +15,7 @@ use strom_client::{partition_for_key, Acks, Client, ClientError, Compression, Pr
 use strom_types::{Offset, PartitionIndex};
 use tokio::sync::mpsc;
 
-use crate::topic::{block_on, check_partition, connect, parse_key_value, BootstrapArgs};
+use crate::common::{block_on, check_partition, connect, parse_key_value, BootstrapArgs};
 
 /// Most records sent in one round.
 const ROUND_RECORDS_MAX: usize = 1000;

@@ -35,7 +35,7 @@ use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex, TimestampMs};
 
 use crate::connection::{Connection, ConnectionOptions};
 use crate::error::Subject;
-use crate::metadata::{ClusterMetadata, MetadataCache, TopicMetadata};
+use crate::metadata::{BrokerMetadata, ClusterMetadata, MetadataCache, TopicMetadata};
 use crate::records::{decode_records, encode_batch, FetchedRecord, ProduceRecord};
 use crate::{limits, ClientError};
 
@@ -308,6 +308,21 @@ impl Client {
         };
         connections.brokers.insert(broker, connection.clone());
         Ok(connection)
+    }
+
+    /// A live connection to a broker known by its id and address (a group coordinator, say,
+    /// which FindCoordinator names), entered in the broker table so later calls reuse it.
+    pub(crate) async fn node_connection(
+        &self,
+        broker: BrokerMetadata,
+    ) -> Result<Arc<Connection>, ClientError> {
+        let id = broker.id;
+        self.cache
+            .lock()
+            .expect("metadata cache lock")
+            .brokers
+            .insert(id, broker);
+        self.broker_connection(id).await
     }
 
     /// A live connection to the leader of a partition, looking the topic up if need be.
@@ -865,8 +880,9 @@ impl Client {
     }
 
     /// Decides whether to try a failed request again; if so, forgets the topic's metadata and
-    /// waits out the backoff first.
-    async fn retry(
+    /// waits out the backoff first. Errors that finding a group's coordinator again may cure
+    /// count too (group calls look the coordinator up afresh on every attempt).
+    pub(crate) async fn retry(
         &self,
         error: &ClientError,
         attempt: &mut u32,
@@ -874,6 +890,7 @@ impl Client {
         repeatable: bool,
     ) -> bool {
         let retriable = error.is_metadata_refreshable()
+            || error.is_coordinator_refreshable()
             || error.is_not_sent()
             || (repeatable && error.is_connection_failure());
         if !retriable || *attempt + 1 >= self.config.metadata_attempts_max {
@@ -896,7 +913,7 @@ impl Client {
         true
     }
 
-    fn request_timeout_ms(&self) -> u64 {
+    pub(crate) fn request_timeout_ms(&self) -> u64 {
         self.config.connection.request_timeout_ms
     }
 
@@ -905,7 +922,7 @@ impl Client {
         i32::try_from(self.request_timeout_ms()).unwrap_or(i32::MAX)
     }
 
-    fn missing_from_response(&self, api: &str, what: &str) -> ClientError {
+    pub(crate) fn missing_from_response(&self, api: &str, what: &str) -> ClientError {
         ClientError::Protocol {
             address: self.bootstrap.join(","),
             detail: format!("{api} response does not mention {what}"),
@@ -913,7 +930,7 @@ impl Client {
     }
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 

@@ -79,13 +79,15 @@ pub enum ClientError {
 pub(crate) struct Subject<'a> {
     pub topic: Option<&'a str>,
     pub partition: Option<PartitionIndex>,
+    /// The consumer group, for group requests.
+    pub group: Option<&'a str>,
 }
 
 impl<'a> Subject<'a> {
     pub fn topic(topic: &'a str) -> Subject<'a> {
         Subject {
             topic: Some(topic),
-            partition: None,
+            ..Subject::default()
         }
     }
 
@@ -93,14 +95,40 @@ impl<'a> Subject<'a> {
         Subject {
             topic: Some(topic),
             partition: Some(partition),
+            ..Subject::default()
+        }
+    }
+
+    pub fn group(group: &'a str) -> Subject<'a> {
+        Subject {
+            group: Some(group),
+            ..Subject::default()
+        }
+    }
+
+    /// A partition's committed offset in a group.
+    pub fn group_partition(
+        group: &'a str,
+        topic: &'a str,
+        partition: PartitionIndex,
+    ) -> Subject<'a> {
+        Subject {
+            topic: Some(topic),
+            partition: Some(partition),
+            group: Some(group),
         }
     }
 
     fn describe(&self) -> Option<String> {
-        match (self.topic, self.partition) {
+        let about = match (self.topic, self.partition) {
             (Some(topic), Some(partition)) => Some(format!("{topic}-{partition}")),
             (Some(topic), None) => Some(format!("topic '{topic}'")),
             _ => None,
+        };
+        match (self.group, about) {
+            (Some(group), Some(about)) => Some(format!("group '{group}', {about}")),
+            (Some(group), None) => Some(format!("group '{group}'")),
+            (None, about) => about,
         }
     }
 }
@@ -140,7 +168,15 @@ impl ClientError {
         topic: Option<&str>,
         partition: Option<PartitionIndex>,
     ) -> ClientError {
-        ClientError::kafka(code, broker_message, Subject { topic, partition })
+        ClientError::kafka(
+            code,
+            broker_message,
+            Subject {
+                topic,
+                partition,
+                group: None,
+            },
+        )
     }
 
     /// `Err` for a non-zero error code, `Ok` for zero.
@@ -186,6 +222,12 @@ impl ClientError {
             || self.code() == Some(9)
     }
 
+    /// Whether finding the group's coordinator again may cure the error: the coordinator
+    /// moved, or is still loading the group's state.
+    pub fn is_coordinator_refreshable(&self) -> bool {
+        self.code().is_some_and(is_coordinator_refreshable_code)
+    }
+
     /// Whether the request never reached a broker (so retrying it cannot duplicate anything).
     pub fn is_not_sent(&self) -> bool {
         matches!(self, ClientError::Connect { .. })
@@ -221,8 +263,25 @@ impl ClientError {
     }
 }
 
+/// Whether a wire error code says the coordinator moved or is not ready.
+pub(crate) fn is_coordinator_refreshable_code(code: i16) -> bool {
+    const REFRESHABLE: [ErrorCode; 3] = [
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+    ];
+    ErrorCode::from_code(code).is_some_and(|code| REFRESHABLE.contains(&code))
+}
+
 fn default_message(code: i16, known: Option<ErrorCode>, subject: Subject<'_>) -> String {
     let topic = subject.topic.unwrap_or("?");
+    if let (Some(group), None) = (subject.group, subject.topic) {
+        match known {
+            Some(ErrorCode::GroupIdNotFound) => return format!("group '{group}' does not exist"),
+            Some(ErrorCode::NonEmptyGroup) => return format!("group '{group}' has active members"),
+            _ => {}
+        }
+    }
     match (known, subject.partition) {
         (Some(ErrorCode::TopicAlreadyExists), _) => format!("topic '{topic}' already exists"),
         (Some(ErrorCode::UnknownTopicOrPartition), None) => {
@@ -243,7 +302,21 @@ fn default_message(code: i16, known: Option<ErrorCode>, subject: Subject<'_>) ->
 
 fn hint(code: ErrorCode, subject: Subject<'_>) -> Option<String> {
     let topic = subject.topic.unwrap_or("TOPIC");
+    let group = subject.group.unwrap_or("GROUP");
     let hint = match code {
+        ErrorCode::GroupIdNotFound => "'strom group list' shows the groups".to_string(),
+        ErrorCode::NonEmptyGroup => {
+            format!("stop its consumers first; 'strom group describe {group}' lists them")
+        }
+        ErrorCode::GroupSubscribedToTopic => {
+            format!("the group's consumers still read '{topic}'; stop them first")
+        }
+        ErrorCode::InvalidGroupId => "a group id must not be empty".to_string(),
+        ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => {
+            "the group coordinator is starting or moving; retry in a moment".to_string()
+        }
         ErrorCode::TopicAlreadyExists => format!("use 'strom topic describe {topic}'"),
         ErrorCode::UnknownTopicOrPartition => match subject.partition {
             Some(_) => format!("'strom topic describe {topic}' lists its partitions"),
@@ -316,6 +389,26 @@ mod tests {
         assert_eq!(error.code(), Some(4242));
         assert!(error.to_string().starts_with("UNKNOWN_ERROR_CODE: "));
         assert!(error.to_string().contains("4242"));
+    }
+
+    #[test]
+    fn group_errors_name_the_group() {
+        let error = ClientError::kafka(69, None, Subject::group("g"));
+        assert_eq!(
+            error.to_string(),
+            "GROUP_ID_NOT_FOUND: group 'g' does not exist ('strom group list' shows the groups)"
+        );
+        let error = ClientError::kafka(68, None, Subject::group("g"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("NON_EMPTY_GROUP: group 'g' has active members (stop its"),
+            "{error}"
+        );
+        let error = ClientError::kafka(16, None, Subject::group("g"));
+        assert!(error.is_coordinator_refreshable());
+        assert!(!error.is_metadata_refreshable());
+        assert!(error.to_string().contains("group 'g': "), "{error}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! An in-process fake broker for the client's tests: a tokio listener that answers
 //! ApiVersions, Metadata, CreateTopics, DeleteTopics, DescribeConfigs, Produce, Fetch and
-//! ListOffsets from an in-memory log, with knobs to misbehave.
+//! ListOffsets from an in-memory log, and the group APIs from in-memory groups
+//! ([`crate::fake_groups`]), with knobs to misbehave.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+pub use crate::fake_groups::{FakeGroup, FakeMember};
+
 /// One partition's log: whole batches with their offsets assigned.
 #[derive(Default)]
 pub struct FakePartition {
@@ -56,6 +59,12 @@ pub struct FakeState {
     pub silent: Vec<i16>,
     /// Answer every non-ApiVersions request with a 2 GiB length prefix.
     pub oversize_responses: bool,
+    /// Consumer groups by id, for the group APIs.
+    pub groups: BTreeMap<String, FakeGroup>,
+    /// Error codes the next group requests (not FindCoordinator) answer with, one each.
+    pub coordinator_errors: VecDeque<i16>,
+    /// The coordinator FindCoordinator names, as (node id, port); `None` names this broker.
+    pub coordinator: Option<(i32, u16)>,
 }
 
 impl Default for FakeState {
@@ -70,6 +79,13 @@ impl Default for FakeState {
                 (19, 2, 7),
                 (20, 1, 6),
                 (32, 1, 4),
+                (8, 2, 9),
+                (9, 1, 9),
+                (10, 0, 4),
+                (15, 0, 5),
+                (16, 0, 5),
+                (42, 0, 2),
+                (47, 0, 0),
             ],
             api_versions_version_max: 3,
             topics: BTreeMap::new(),
@@ -78,6 +94,9 @@ impl Default for FakeState {
             requests: Vec::new(),
             silent: Vec::new(),
             oversize_responses: false,
+            groups: BTreeMap::new(),
+            coordinator_errors: VecDeque::new(),
+            coordinator: None,
         }
     }
 }
@@ -169,7 +188,10 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<FakeState>>, port: u16) {
     }
 }
 
-fn encode<R: Encodable + HeaderVersion>(response: &R, version: i16) -> Option<(BytesMut, i16)> {
+pub(crate) fn encode<R: Encodable + HeaderVersion>(
+    response: &R,
+    version: i16,
+) -> Option<(BytesMut, i16)> {
     let mut body = BytesMut::new();
     response.encode(&mut body, version).unwrap();
     Some((body, R::header_version(version)))
@@ -350,6 +372,9 @@ fn handle(
                 })
                 .collect();
             encode(&ListOffsetsResponse::default().with_topics(topics), version)
+        }
+        8 | 9 | 10 | 15 | 16 | 42 | 47 => {
+            crate::fake_groups::handle(&mut state, key, version, body, port)
         }
         other => panic!("the fake broker does not handle api key {other}"),
     }

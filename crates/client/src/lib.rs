@@ -12,6 +12,8 @@
 //!   types; [`partitioner`] is Kafka's default key partitioner.
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
+//! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
+//!   describe (with decoded assignments), committed offsets, the admin commit, deletes.
 //!
 //! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
 //! Every bound is in [`limits`].
@@ -20,6 +22,7 @@ pub mod client;
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod groups;
 pub mod limits;
 pub mod metadata;
 pub mod partitioner;
@@ -30,6 +33,10 @@ pub mod versions;
 mod client_tests;
 #[cfg(test)]
 mod fake_broker;
+#[cfg(test)]
+mod fake_groups;
+#[cfg(test)]
+mod group_tests;
 
 pub use client::{
     Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
@@ -37,6 +44,10 @@ pub use client::{
 };
 pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
+pub use groups::{
+    decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
+    GroupState, PartitionOffset, TopicPartition, TopicPartitions, CONSUMER_PROTOCOL_TYPE,
+};
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
