@@ -120,6 +120,21 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// Serialized as its wire number, so results carrying an error can travel in the metadata log.
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i16(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = i16::deserialize(deserializer)?;
+        ErrorCode::from_code(code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error code {code}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,513 @@
+//! The metadata image: the state every node derives from the committed metadata log.
+//!
+//! [`MetadataImage::apply`] is the only way it changes. It is pure and deterministic, so all
+//! nodes that apply the same log hold the same image. Leader election is part of applying:
+//! fencing a broker moves each of its leaderships to the first unfenced in-sync replica (in
+//! replica order) and bumps the leader epoch; a partition with none left goes offline (leader
+//! -1) until an in-sync replica returns, unless the topic enables unclean election.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strom_types::ErrorCode;
+use uuid::Uuid;
+
+use crate::command::{CommandResult, MetadataCommand, MetadataError};
+use crate::placement::{self, Candidate};
+
+/// No leader: the partition is offline.
+pub const NO_LEADER: i32 = -1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    pub incarnation: Uuid,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub index: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Grows with every change to this partition (Kafka's partition epoch).
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionState>,
+}
+
+impl TopicImage {
+    fn unclean_election(&self) -> bool {
+        self.configs
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v == "true")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// By topic name.
+    pub topics: BTreeMap<String, TopicImage>,
+    pub next_producer_id: i64,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
+    CommandResult::Refused(MetadataError::new(code, message))
+}
+
+impl MetadataImage {
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicImage> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
+    fn topic_name_by_id(&self, id: Uuid) -> Option<String> {
+        self.topic_by_id(id).map(|t| t.name.clone())
+    }
+
+    pub fn is_alive(&self, broker: i32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| Candidate {
+                id: b.id,
+                rack: b.rack.clone(),
+            })
+            .collect()
+    }
+
+    /// Applies one committed command.
+    pub fn apply(&mut self, command: &MetadataCommand) -> CommandResult {
+        match command {
+            MetadataCommand::Bootstrap { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+                CommandResult::Done
+            }
+            MetadataCommand::RegisterBroker {
+                id,
+                incarnation,
+                host,
+                port,
+                rack,
+            } => {
+                let registration = BrokerRegistration {
+                    id: *id,
+                    incarnation: *incarnation,
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                    fenced: false,
+                };
+                self.brokers.insert(*id, registration);
+                self.elect_offline_with(*id);
+                CommandResult::Done
+            }
+            MetadataCommand::FenceBroker { id } | MetadataCommand::ControlledShutdown { id } => {
+                self.fence(*id)
+            }
+            MetadataCommand::UnfenceBroker { id } => match self.brokers.get_mut(id) {
+                Some(broker) => {
+                    broker.fenced = false;
+                    self.elect_offline_with(*id);
+                    CommandResult::Done
+                }
+                None => refuse(
+                    ErrorCode::InvalidRequest,
+                    format!("broker {id} is not registered"),
+                ),
+            },
+            MetadataCommand::CreateTopic {
+                name,
+                id,
+                partitions,
+                replication_factor,
+                assignments,
+                configs,
+            } => self.create_topic(
+                name,
+                *id,
+                *partitions,
+                *replication_factor,
+                assignments.as_deref(),
+                configs,
+            ),
+            MetadataCommand::DeleteTopic { id } => match self.topic_name_by_id(*id) {
+                Some(name) => {
+                    self.topics.remove(&name);
+                    CommandResult::Done
+                }
+                None => refuse(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
+            },
+            MetadataCommand::CreatePartitions {
+                id,
+                count,
+                assignments,
+            } => self.create_partitions(*id, *count, assignments.as_deref()),
+            MetadataCommand::AlterTopicConfigs { id, configs } => {
+                match self.topic_name_by_id(*id) {
+                    Some(name) => {
+                        self.topics.get_mut(&name).expect("found by id").configs = configs.clone();
+                        CommandResult::Done
+                    }
+                    None => refuse(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
+                }
+            }
+            MetadataCommand::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => self.alter_isr(*topic, *partition, *leader, *leader_epoch, isr),
+            MetadataCommand::AllocateProducerIds { count, .. } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += count.max(&1);
+                CommandResult::ProducerIds {
+                    first,
+                    count: *count.max(&1),
+                }
+            }
+        }
+    }
+
+    /// Fencing: leaderships of `id` move to the first unfenced in-sync replica; `id` leaves
+    /// every ISR where another member remains.
+    fn fence(&mut self, id: i32) -> CommandResult {
+        let Some(broker) = self.brokers.get_mut(&id) else {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("broker {id} is not registered"),
+            );
+        };
+        broker.fenced = true;
+        let alive: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        for topic in self.topics.values_mut() {
+            let unclean = topic.unclean_election();
+            for partition in &mut topic.partitions {
+                if !partition.replicas.contains(&id) {
+                    continue;
+                }
+                let mut changed = false;
+                if partition.isr.len() > 1 && partition.isr.contains(&id) {
+                    partition.isr.retain(|member| *member != id);
+                    changed = true;
+                }
+                if partition.leader == id {
+                    let successor = partition
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| *r != id && partition.isr.contains(r) && alive.contains(r));
+                    let successor = successor.or_else(|| {
+                        // Unclean election: any live replica, accepting lost writes.
+                        let pick = unclean
+                            .then(|| {
+                                partition
+                                    .replicas
+                                    .iter()
+                                    .copied()
+                                    .find(|r| alive.contains(r))
+                            })
+                            .flatten();
+                        if let Some(pick) = pick {
+                            partition.isr = vec![pick];
+                        }
+                        pick
+                    });
+                    partition.leader = successor.unwrap_or(NO_LEADER);
+                    partition.leader_epoch += 1;
+                    changed = true;
+                }
+                if changed {
+                    partition.partition_epoch += 1;
+                }
+            }
+        }
+        CommandResult::Done
+    }
+
+    /// Brings partitions that were offline back with `id` as leader where it is in the ISR.
+    fn elect_offline_with(&mut self, id: i32) {
+        for topic in self.topics.values_mut() {
+            for partition in &mut topic.partitions {
+                if partition.leader == NO_LEADER && partition.isr.contains(&id) {
+                    partition.leader = id;
+                    partition.leader_epoch += 1;
+                    partition.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    fn validate_assignments(
+        &self,
+        assignments: &[Vec<i32>],
+        replication_factor: Option<usize>,
+    ) -> Result<(), MetadataError> {
+        let expected = replication_factor
+            .or_else(|| assignments.first().map(Vec::len))
+            .unwrap_or(0);
+        for (index, replicas) in assignments.iter().enumerate() {
+            let mut unique = replicas.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if replicas.is_empty() || unique.len() != replicas.len() || replicas.len() != expected {
+                return Err(MetadataError::new(ErrorCode::InvalidReplicaAssignment, format!("partition {index}: replicas {replicas:?} must be {expected} distinct brokers")));
+            }
+            if let Some(unknown) = replicas.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(MetadataError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("partition {index}: broker {unknown} is not registered"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn new_partition(&self, index: i32, replicas: Vec<i32>) -> PartitionState {
+        let isr: Vec<i32> = replicas
+            .iter()
+            .copied()
+            .filter(|r| self.is_alive(*r))
+            .collect();
+        let leader = isr.first().copied().unwrap_or(NO_LEADER);
+        let isr = if isr.is_empty() {
+            replicas.clone()
+        } else {
+            isr
+        };
+        PartitionState {
+            index,
+            replicas,
+            isr,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i16,
+        assignments: Option<&[Vec<i32>]>,
+        configs: &BTreeMap<String, String>,
+    ) -> CommandResult {
+        if self.topics.contains_key(name) {
+            return refuse(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            );
+        }
+        if self.topic_by_id(id).is_some() {
+            return refuse(ErrorCode::InvalidRequest, format!("topic id {id} is taken"));
+        }
+        let replicas = match assignments {
+            Some(assignments) => {
+                if let Err(error) = self.validate_assignments(assignments, None) {
+                    return CommandResult::Refused(error);
+                }
+                assignments.to_vec()
+            }
+            None => {
+                if partitions < 1 {
+                    return refuse(
+                        ErrorCode::InvalidPartitions,
+                        format!("number of partitions must be at least 1, not {partitions}"),
+                    );
+                }
+                let alive = self.candidates().len();
+                if replication_factor < 1 || replication_factor as usize > alive {
+                    return refuse(ErrorCode::InvalidReplicationFactor, format!("replication factor {replication_factor} is invalid: {alive} broker(s) available"));
+                }
+                let seed = u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+                placement::place(
+                    &self.candidates(),
+                    0,
+                    partitions,
+                    replication_factor as usize,
+                    seed,
+                )
+                .expect("checked broker count")
+            }
+        };
+        let partitions = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(index, replicas)| self.new_partition(index as i32, replicas))
+            .collect();
+        self.topics.insert(
+            name.to_owned(),
+            TopicImage {
+                name: name.to_owned(),
+                id,
+                configs: configs.clone(),
+                partitions,
+            },
+        );
+        CommandResult::TopicCreated { id }
+    }
+
+    fn create_partitions(
+        &mut self,
+        id: Uuid,
+        count: i32,
+        assignments: Option<&[Vec<i32>]>,
+    ) -> CommandResult {
+        let Some(name) = self.topic_name_by_id(id) else {
+            return refuse(ErrorCode::UnknownTopicId, format!("no topic has id {id}"));
+        };
+        let topic = &self.topics[&name];
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return refuse(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {current} partitions; the new count {count} must be larger"
+                ),
+            );
+        }
+        let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+        let replicas = match assignments {
+            Some(assignments) => {
+                if assignments.len() as i32 != count - current {
+                    return refuse(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "{} assignments given for {} new partitions",
+                            assignments.len(),
+                            count - current
+                        ),
+                    );
+                }
+                if let Err(error) = self.validate_assignments(assignments, Some(replication_factor))
+                {
+                    return CommandResult::Refused(error);
+                }
+                assignments.to_vec()
+            }
+            None => {
+                let seed = u64::from_le_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+                match placement::place(
+                    &self.candidates(),
+                    current,
+                    count - current,
+                    replication_factor,
+                    seed,
+                ) {
+                    Some(replicas) => replicas,
+                    None => {
+                        return refuse(
+                            ErrorCode::InvalidReplicationFactor,
+                            "too few brokers are available for the topic's replication factor",
+                        )
+                    }
+                }
+            }
+        };
+        let added: Vec<PartitionState> = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, replicas)| self.new_partition(current + i as i32, replicas))
+            .collect();
+        self.topics
+            .get_mut(&name)
+            .expect("exists")
+            .partitions
+            .extend(added);
+        CommandResult::Done
+    }
+
+    fn alter_isr(
+        &mut self,
+        topic: Uuid,
+        index: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: &[i32],
+    ) -> CommandResult {
+        let Some(name) = self.topic_name_by_id(topic) else {
+            return refuse(
+                ErrorCode::UnknownTopicId,
+                format!("no topic has id {topic}"),
+            );
+        };
+        let alive: Vec<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.id)
+            .collect();
+        let Some(partition) = self
+            .topics
+            .get_mut(&name)
+            .expect("exists")
+            .partitions
+            .get_mut(index as usize)
+        else {
+            return refuse(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("{name} has no partition {index}"),
+            );
+        };
+        if partition.leader != leader {
+            return refuse(
+                ErrorCode::NotLeaderOrFollower,
+                format!("broker {leader} does not lead {name}-{index}"),
+            );
+        }
+        if partition.leader_epoch != leader_epoch {
+            return refuse(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "leader epoch {leader_epoch} is not the current {}",
+                    partition.leader_epoch
+                ),
+            );
+        }
+        if !isr.contains(&leader) || isr.iter().any(|r| !partition.replicas.contains(r)) {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("ISR {isr:?} must contain the leader and only replicas"),
+            );
+        }
+        // A fenced broker may leave the ISR but never join it.
+        if isr
+            .iter()
+            .any(|r| !alive.contains(r) && !partition.isr.contains(r))
+        {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                format!("ISR {isr:?} names a fenced broker"),
+            );
+        }
+        partition.isr = isr.to_vec();
+        partition.partition_epoch += 1;
+        CommandResult::Done
+    }
+}

@@ -1,0 +1,19 @@
+//! Cluster metadata: what topics, partitions, replicas, leaders, ISRs and brokers exist.
+//!
+//! - [`command`]: the entries of the metadata log. Each is a deterministic command; the
+//!   proposer chooses anything random (topic ids) before proposing.
+//! - [`image`]: the metadata image, and [`MetadataImage::apply`], which applies one committed
+//!   command and returns its result. Placement and leader election happen here, identically
+//!   on every node, because they depend only on the image and the log order.
+//! - [`placement`]: replica assignment across brokers and racks.
+//!
+//! The Raft quorum that orders the log (openraft) sits on top of this and is the only part
+//! with I/O. Combined nodes are voters; broker-only nodes are learners, so every broker applies
+//! the same committed log to its own image and follows it.
+
+pub mod command;
+pub mod image;
+pub mod placement;
+
+pub use command::{CommandResult, MetadataCommand, MetadataError};
+pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
