@@ -1,8 +1,7 @@
-//! `strom bench` (to be written).
+//! `strom bench`: the benchmark lives in the `strom-bench` crate; this is its door.
 
-#[derive(clap::Args)]
-pub struct BenchArgs {}
+pub use strom_bench::BenchArgs;
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("strom bench is not implemented yet")
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    Ok(strom_bench::run(args)?)
 }

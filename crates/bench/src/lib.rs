@@ -1,0 +1,232 @@
+//! `strom bench`: load for any Kafka-compatible broker, over the Kafka protocol, and the suite
+//! that measures Strom against the machine it runs on.
+//!
+//! A tour, from the bottom up:
+//! - [`batch`] builds v2 record batches once (templates the producer cuts and stamps) and
+//!   walks fetched ones without copying; [`rate`] says when each record of a rate-limited load
+//!   falls due; [`stats`] holds latency histograms, throughput and table formatting. No I/O.
+//! - [`cluster`] finds (or creates) the topic and its leaders, opens the bench's own
+//!   connections (from `strom-client`) and reads offsets.
+//! - [`produce`], [`consume`] and [`e2e`] are the three loads. Each splits its work into lanes
+//!   of one connection and one task; a producer lane pipelines requests, a consumer lane keeps
+//!   one fetch in flight. Their figures go into a [`report::Report`], printed as a table or
+//!   JSON; [`progress`] draws a bar on stderr meanwhile.
+//! - [`suite`] starts a fresh `strom server`, measures the machine's limits (loopback, disk,
+//!   fsync), runs a fixed set of loads against the broker while reading its CPU time and
+//!   memory from `/proc`, and prints one table with the issue's targets beside the figures.
+//!
+//! Every bound the bench puts on itself is a named constant in the module that uses it.
+
+pub mod args;
+pub mod batch;
+pub mod cluster;
+pub mod consume;
+pub mod e2e;
+pub mod error;
+pub mod produce;
+pub mod progress;
+pub mod rate;
+pub mod report;
+pub mod stats;
+pub mod suite;
+
+pub use error::BenchError;
+
+use crate::args::CommonArgs;
+
+/// `strom bench ...`
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Produce as fast as possible (or at --rate) and report records/s, MB/s and produce
+    /// latency percentiles.
+    Produce(produce::ProduceArgs),
+    /// Read a topic as fast as possible and report records/s, MB/s and fetch latency.
+    Consume(consume::ConsumeArgs),
+    /// Produce at a fixed rate while consuming, and report end-to-end latency percentiles.
+    E2e(e2e::E2eArgs),
+    /// Start a fresh broker, measure the machine's limits and run a fixed set of loads.
+    Suite(suite::SuiteArgs),
+}
+
+/// Runs a bench command and prints its figures on stdout.
+pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    match args.command {
+        BenchCommand::Produce(args) => {
+            let common = args.common.clone();
+            print(&common, runtime(&common)?.block_on(produce::run(args))?)?;
+        }
+        BenchCommand::Consume(args) => {
+            let common = args.common.clone();
+            print(&common, runtime(&common)?.block_on(consume::run(args))?)?;
+        }
+        BenchCommand::E2e(args) => {
+            let common = args.common.clone();
+            print(&common, runtime(&common)?.block_on(e2e::run(args))?)?;
+        }
+        BenchCommand::Suite(args) => suite::run(args)?,
+    }
+    Ok(())
+}
+
+fn print(common: &CommonArgs, report: report::Report) -> Result<(), BenchError> {
+    if common.json {
+        write_stdout(&format!("{}\n", report.to_json()))
+    } else {
+        write_stdout(&report.to_table())
+    }
+}
+
+/// Writes the figures to stdout; a reader that went away (`| head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> Result<(), BenchError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(BenchError::Io {
+            context: "writing the figures to stdout".to_string(),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The bench's async runtime: one thread unless `--threads` asks for more.
+pub fn runtime(common: &CommonArgs) -> Result<tokio::runtime::Runtime, BenchError> {
+    let mut builder = if common.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(usize::from(common.threads));
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("cannot start the async runtime"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum Top {
+        Bench(BenchArgs),
+    }
+
+    fn parse(line: &str) -> Result<BenchCommand, clap::Error> {
+        let words = std::iter::once("strom").chain(line.split_whitespace());
+        Cli::try_parse_from(words).map(|cli| match cli.command {
+            Top::Bench(bench) => bench.command,
+        })
+    }
+
+    #[test]
+    fn produce_defaults_follow_the_kafka_clients() {
+        let BenchCommand::Produce(args) = parse("bench produce").unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(args.topic.topic, "strom-bench");
+        assert_eq!(args.topic.partitions, 1);
+        assert_eq!(args.record_size, 100);
+        assert_eq!(args.rate, 0.0);
+        assert_eq!(args.producer.batch_size, 16_384);
+        assert_eq!(args.producer.linger_ms, 5);
+        assert_eq!(args.producer.in_flight, 5);
+        assert_eq!(args.producer.connections, 1);
+        assert_eq!(args.producer.acks, strom_client::Acks::All);
+        assert_eq!(args.producer.compression, batch::Codec::None);
+        assert_eq!(args.common.bootstrap, "127.0.0.1:9092");
+        assert_eq!(
+            args.limit.limit_or(args::Limit::Records(1)),
+            args::Limit::Records(1)
+        );
+        assert!(!args.common.json);
+    }
+
+    #[test]
+    fn produce_options_parse() {
+        let line = "bench produce --topic t -p 8 --record-size 1KiB --records 5000 --rate 2000 \
+                    --connections 3 --in-flight 10 --batch-size 64k --linger-ms 0 --acks 1 \
+                    -z zstd --keys 100 --bootstrap h:1 --json --threads 2";
+        let BenchCommand::Produce(args) = parse(line).unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!((args.topic.topic.as_str(), args.topic.partitions), ("t", 8));
+        assert_eq!(args.record_size, 1024);
+        assert_eq!(args.limit.records, Some(5000));
+        assert_eq!(args.rate, 2000.0);
+        assert_eq!(
+            (args.producer.connections, args.producer.in_flight),
+            (3, 10)
+        );
+        assert_eq!(args.producer.batch_size, 65_536);
+        assert_eq!(args.producer.linger_ms, 0);
+        assert_eq!(args.producer.acks, strom_client::Acks::Leader);
+        assert_eq!(args.producer.compression, batch::Codec::Zstd);
+        assert_eq!(args.keys, Some(100));
+        assert_eq!(args.common.bootstrap, "h:1");
+        assert!(args.common.json);
+        assert_eq!(args.common.threads, 2);
+        let BenchCommand::Produce(args) = parse("bench produce --acks -1 -d 2.5").unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(args.producer.acks, strom_client::Acks::All);
+        assert_eq!(
+            args.limit.duration,
+            Some(std::time::Duration::from_millis(2_500))
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        for line in [
+            "bench produce --records 5 --duration 3",
+            "bench produce --acks 2",
+            "bench produce --connections 0",
+            "bench produce --partitions 0",
+            "bench produce --record-size big",
+            "bench produce --rate -1",
+            "bench consume --fetch-max-bytes 1x",
+            "bench e2e --warmup -1",
+            "bench suite --runs 0",
+        ] {
+            assert!(parse(line).is_err(), "{line} should be refused");
+        }
+    }
+
+    #[test]
+    fn consume_and_e2e_defaults() {
+        let BenchCommand::Consume(args) = parse("bench consume").unwrap() else {
+            panic!("consume")
+        };
+        assert!(!args.from_end);
+        assert_eq!(args.limit.limit_or_none(), None);
+        assert_eq!(args.consumer.fetch_wait_ms, 500);
+        assert_eq!(args.consumer.fetch_min_bytes, 1);
+        assert_eq!(args.consumer.fetch_max_bytes, 50 << 20);
+        assert_eq!(args.consumer.partition_max_bytes, 1 << 20);
+        let BenchCommand::E2e(args) = parse("bench e2e --warmup 0").unwrap() else {
+            panic!("e2e")
+        };
+        assert_eq!(args.rate, 1000.0);
+        assert_eq!(args.warmup, std::time::Duration::ZERO);
+        assert_eq!(args.producer.acks, strom_client::Acks::All);
+        assert_eq!(args.consumer.fetch_wait_ms, 500);
+    }
+}

@@ -1,0 +1,408 @@
+//! The suite's table and the issue's targets, from the runs' figures; no I/O.
+//!
+//! Every figure is shown as the median over the runs with the range beside it when there are
+//! several. Targets are checked against the medians. MB/s counts record payload (key + value),
+//! which is a little less than what crosses the socket or lands on disk, so a target on MB/s
+//! that is met is met with room.
+
+use serde::Serialize;
+
+use super::{CaseResult, RunResult};
+use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
+
+/// One of the issue's targets, and whether the suite's figures meet it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetCheck {
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// The case names in the order the first run ran them.
+fn case_names(runs: &[RunResult]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for case in runs.iter().flat_map(|run| &run.cases) {
+        if !names.contains(&case.case) {
+            names.push(case.case.clone());
+        }
+    }
+    names
+}
+
+fn results_of<'a>(
+    runs: &'a [RunResult],
+    name: &'a str,
+) -> impl Iterator<Item = &'a CaseResult> + 'a {
+    runs.iter()
+        .flat_map(|run| &run.cases)
+        .filter(move |case| case.case == name)
+}
+
+/// The spread of one figure of a case over the runs.
+fn case_spread(
+    runs: &[RunResult],
+    name: &str,
+    figure: impl Fn(&CaseResult) -> Option<f64>,
+) -> Option<Spread> {
+    let values: Vec<f64> = results_of(runs, name).filter_map(figure).collect();
+    Spread::of(&values)
+}
+
+fn machine_spread(runs: &[RunResult], figure: impl Fn(&RunResult) -> f64) -> Spread {
+    let values: Vec<f64> = runs.iter().map(figure).collect();
+    Spread::of(&values).expect("at least one run")
+}
+
+/// Checks the issue's targets against the medians.
+pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let disk = machine_spread(runs, |run| run.machine.disk_synced_mb_per_s).median;
+    let loopback = machine_spread(runs, |run| run.machine.loopback_mb_per_s).median;
+    let fsync_p99 = machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).median;
+    let mut checks = Vec::new();
+    let mut check = |target: String, measured: String, met: bool| {
+        checks.push(TargetCheck {
+            target,
+            measured,
+            met,
+        })
+    };
+    for name in case_names(runs) {
+        let median = |figure: &dyn Fn(&CaseResult) -> Option<f64>| {
+            case_spread(runs, &name, figure).map(|spread| spread.median)
+        };
+        let latency = |pick: fn(&LatencySummary) -> f64| {
+            median(&|case: &CaseResult| case.latency.as_ref().map(pick))
+        };
+        if name.contains("e2e") && name.contains("1k/s") {
+            if let (Some(p50), Some(p99)) = (latency(|l| l.p50_ms), latency(|l| l.p99_ms)) {
+                check(
+                    format!("{name}: end-to-end p50 ≤ 2 ms"),
+                    format!("{} ms", human_ms(p50)),
+                    p50 <= 2.0,
+                );
+                check(
+                    format!("{name}: end-to-end p99 ≤ 5 ms"),
+                    format!("{} ms", human_ms(p99)),
+                    p99 <= 5.0,
+                );
+            }
+            if let Some(p99) = median(&|case: &CaseResult| case.produce_latency.map(|l| l.p99_ms)) {
+                let limit = 1.5 * fsync_p99;
+                check(
+                    format!(
+                        "{name}: produce p99 ≤ 1.5 × 4 KiB fdatasync p99 ({} ms)",
+                        human_ms(limit)
+                    ),
+                    format!("{} ms", human_ms(p99)),
+                    p99 <= limit,
+                );
+            }
+        }
+        if name.ends_with("produce 100 B acks=1") {
+            if let Some(cpu) = median(&|case: &CaseResult| Some(case.broker_cpu_s_per_million)) {
+                check(
+                    format!("{name}: broker CPU ≤ 0.10 s per million records"),
+                    format!("{cpu:.3} s"),
+                    cpu <= 0.10,
+                );
+            }
+        }
+        for (suffix, share) in [
+            ("produce 1 KiB acks=1", 0.50),
+            ("produce 1 KiB acks=all", 0.35),
+        ] {
+            if name.ends_with(suffix) {
+                if let Some(mb) = median(&|case: &CaseResult| Some(case.mb_per_s)) {
+                    check(
+                        format!("{name}: ≥ {:.0}% of disk write bandwidth with fdatasync ({disk:.0} MB/s)", share * 100.0),
+                        format!("{mb:.1} MB/s = {:.0}%", 100.0 * mb / disk),
+                        mb >= share * disk,
+                    );
+                }
+            }
+        }
+        if name == "consume 1 KiB" {
+            if let Some(mb) = median(&|case: &CaseResult| Some(case.mb_per_s)) {
+                check(
+                    format!("{name}: ≥ 50% of loopback bandwidth ({loopback:.0} MB/s)"),
+                    format!("{mb:.1} MB/s = {:.0}%", 100.0 * mb / loopback),
+                    mb >= 0.5 * loopback,
+                );
+            }
+        }
+        if name.contains("100 partitions") {
+            if let Some(rss) = median(&|case: &CaseResult| Some(case.broker_peak_rss_mib)) {
+                check(
+                    format!("{name}: broker peak RSS < 256 MiB"),
+                    format!("{rss:.0} MiB"),
+                    rss < 256.0,
+                );
+            }
+        }
+    }
+    checks
+}
+
+/// The whole table: machine limits, cases, targets, and how to re-run each case.
+pub fn render(result: &super::SuiteResult) -> String {
+    let runs = &result.runs;
+    let mut out = String::new();
+    let count = runs.len();
+    out.push_str(&format!(
+        "strom bench suite: {count} run{}; each figure is the median{} over the runs\n\n",
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "" } else { " (min–max)" }
+    ));
+    let mb = |value: f64| format!("{value:.0} MB/s");
+    let ms = |value: f64| format!("{} ms", human_ms(value));
+    let machine = vec![
+        vec!["machine limits (same run)".to_string(), String::new()],
+        vec![
+            "loopback TCP, one stream, 256 KiB writes".to_string(),
+            machine_spread(runs, |run| run.machine.loopback_mb_per_s).format(mb),
+        ],
+        vec![
+            "disk, 1 MiB appends, no fdatasync".to_string(),
+            machine_spread(runs, |run| run.machine.disk_buffered_mb_per_s).format(mb),
+        ],
+        vec![
+            "disk, 1 MiB appends, fdatasync each".to_string(),
+            machine_spread(runs, |run| run.machine.disk_synced_mb_per_s).format(mb),
+        ],
+        vec![
+            "4 KiB append + fdatasync, p50".to_string(),
+            machine_spread(runs, |run| run.machine.fsync_4k.p50_ms).format(ms),
+        ],
+        vec![
+            "4 KiB append + fdatasync, p99".to_string(),
+            machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).format(ms),
+        ],
+    ];
+    out.push_str(&format_table(&machine));
+    out.push('\n');
+    out.push_str(&format_table(&case_rows(runs)));
+    out.push('\n');
+    let mut targets = vec![vec![
+        "target (issue 5)".to_string(),
+        "measured (median)".to_string(),
+        "met".to_string(),
+    ]];
+    for check in &result.targets {
+        targets.push(vec![
+            check.target.clone(),
+            check.measured.clone(),
+            if check.met { "yes" } else { "NO" }.to_string(),
+        ]);
+    }
+    out.push_str(&format_table(&targets));
+    out.push_str("\nlatency: produce = produce request to answer; fetch = fetch request to answer; \
+                  e2e = producer send to consumer receipt.\nMB/s = record payload (key + value) per second; \
+                  CPU s/M = CPU seconds (user + system) per million records.\n\ncases as commands:\n");
+    for name in case_names(runs) {
+        if let Some(case) = results_of(runs, &name).next() {
+            out.push_str(&format!("  {name}: {}\n", case.command));
+        }
+    }
+    out
+}
+
+fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
+    let header = [
+        "case",
+        "records/s",
+        "MB/s",
+        "latency",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "broker CPU s/M",
+        "bench CPU s/M",
+        "broker peak RSS MiB",
+    ];
+    let mut rows = vec![header
+        .iter()
+        .map(|cell| cell.to_string())
+        .collect::<Vec<_>>()];
+    let show = |spread: Option<Spread>, format: &dyn Fn(f64) -> String| {
+        spread.map_or("-".to_string(), |spread| spread.format(format))
+    };
+    let latency_cells =
+        |name: &str, pick: &dyn Fn(&CaseResult) -> Option<LatencySummary>| -> Vec<String> {
+            let figures: [fn(&LatencySummary) -> f64; 4] =
+                [|l| l.p50_ms, |l| l.p99_ms, |l| l.p999_ms, |l| l.max_ms];
+            figures
+                .iter()
+                .map(|figure| {
+                    show(
+                        case_spread(runs, name, |case| {
+                            pick(case).map(|latency| figure(&latency))
+                        }),
+                        &human_ms,
+                    )
+                })
+                .collect()
+        };
+    for name in case_names(runs) {
+        let first = results_of(runs, &name)
+            .next()
+            .expect("a named case has a result");
+        let mut row = vec![
+            name.clone(),
+            show(
+                case_spread(runs, &name, |case| Some(case.records_per_s)),
+                &human_count,
+            ),
+            show(
+                case_spread(runs, &name, |case| Some(case.mb_per_s)),
+                &|value| format!("{value:.1}"),
+            ),
+            first.latency_kind.to_string(),
+        ];
+        row.extend(latency_cells(&name, &|case| case.latency));
+        row.push(show(
+            case_spread(runs, &name, |case| Some(case.broker_cpu_s_per_million)),
+            &|value| format!("{value:.3}"),
+        ));
+        row.push(show(
+            case_spread(runs, &name, |case| case.bench_cpu_s_per_million),
+            &|value| format!("{value:.3}"),
+        ));
+        row.push(show(
+            case_spread(runs, &name, |case| Some(case.broker_peak_rss_mib)),
+            &|value| format!("{value:.0}"),
+        ));
+        rows.push(row);
+        if first.produce_latency.is_some() {
+            let mut row = vec![
+                "  (same case)".to_string(),
+                String::new(),
+                String::new(),
+                "produce".to_string(),
+            ];
+            row.extend(latency_cells(&name, &|case| case.produce_latency));
+            row.extend([String::new(), String::new(), String::new()]);
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MachineLimits, SuiteResult};
+    use super::*;
+
+    fn latency(p50_ms: f64, p99_ms: f64) -> LatencySummary {
+        LatencySummary {
+            samples: 100,
+            mean_ms: p50_ms,
+            p50_ms,
+            p99_ms,
+            p999_ms: p99_ms,
+            max_ms: p99_ms,
+        }
+    }
+
+    fn case(name: &str, run: u32, mb_per_s: f64, cpu: f64, latency_ms: (f64, f64)) -> CaseResult {
+        CaseResult {
+            case: name.to_string(),
+            run,
+            command: format!("strom bench {name}"),
+            records: 1_000_000,
+            records_per_s: mb_per_s * 1_000.0,
+            mb_per_s,
+            latency_kind: "e2e",
+            latency: Some(latency(latency_ms.0, latency_ms.1)),
+            produce_latency: name.contains("e2e").then(|| latency(0.5, 1.0)),
+            broker_cpu_s: cpu,
+            broker_cpu_s_per_million: cpu,
+            bench_cpu_s_per_million: Some(0.01),
+            broker_peak_rss_mib: 100.0 + f64::from(run),
+        }
+    }
+
+    fn run(run: u32, cases: Vec<CaseResult>) -> RunResult {
+        RunResult {
+            run,
+            machine: MachineLimits {
+                loopback_mb_per_s: 2_000.0,
+                disk_buffered_mb_per_s: 1_500.0,
+                disk_synced_mb_per_s: 400.0,
+                fsync_4k: latency(0.2, 0.8),
+            },
+            cases,
+        }
+    }
+
+    #[test]
+    fn targets_compare_medians_with_the_machine() {
+        let runs = vec![
+            run(
+                1,
+                vec![
+                    case("produce 100 B acks=1", 1, 50.0, 0.08, (1.0, 2.0)),
+                    case("produce 1 KiB acks=1", 1, 190.0, 0.5, (1.0, 2.0)),
+                    case("consume 1 KiB", 1, 900.0, 0.2, (1.0, 2.0)),
+                    case("e2e 100 B 1k/s acks=all", 1, 0.1, 1.0, (1.5, 6.0)),
+                    case(
+                        "produce 1 KiB acks=1 100 partitions",
+                        1,
+                        100.0,
+                        1.0,
+                        (1.0, 2.0),
+                    ),
+                ],
+            ),
+            run(
+                2,
+                vec![
+                    case("produce 100 B acks=1", 2, 50.0, 0.14, (1.0, 2.0)),
+                    case("produce 1 KiB acks=1", 2, 230.0, 0.5, (1.0, 2.0)),
+                    case("consume 1 KiB", 2, 1_100.0, 0.2, (1.0, 2.0)),
+                    case("e2e 100 B 1k/s acks=all", 2, 0.1, 1.0, (1.7, 4.0)),
+                    case(
+                        "produce 1 KiB acks=1 100 partitions",
+                        2,
+                        100.0,
+                        1.0,
+                        (1.0, 2.0),
+                    ),
+                ],
+            ),
+        ];
+        let checks = check_targets(&runs);
+        let find = |text: &str| {
+            checks
+                .iter()
+                .find(|check| check.target.contains(text))
+                .unwrap_or_else(|| panic!("{text}: {checks:?}"))
+        };
+        assert!(find("end-to-end p50").met, "median p50 1.6 ms");
+        assert!(
+            find("end-to-end p99").met,
+            "median p99 5.0 ms is at the limit"
+        );
+        assert!(!find("broker CPU").met, "median 0.11 s/M is over 0.10");
+        assert!(find("disk write bandwidth").met, "210 MB/s of 400 is 52%");
+        assert!(find("loopback").met, "1000 of 2000 MB/s is exactly 50%");
+        assert!(find("produce p99").met, "1.0 ms against 1.5 × 0.8 ms");
+        assert!(find("RSS").met);
+        assert_eq!(find("RSS").measured, "102 MiB");
+        let table = render(&SuiteResult {
+            targets: checks.clone(),
+            runs,
+        });
+        assert!(
+            table.contains("2 runs; each figure is the median (min–max)"),
+            "{table}"
+        );
+        assert!(table.contains("produce 1 KiB acks=1"), "{table}");
+        assert!(table.contains("210.0 (190.0–230.0)"), "{table}");
+        assert!(table.contains("  (same case)"), "{table}");
+        assert!(table.contains("NO"), "{table}");
+    }
+}

@@ -1,0 +1,172 @@
+"""`strom bench` against a live broker: its figures come out (`--json`) and its record counts
+match what the broker holds, checked with librdkafka's watermarks. No timing thresholds: the
+figures are only checked to be there and consistent, never to be fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from strom_broker import STROM_BIN
+from kafka_helpers import consume_all, topic_partitions, unique, watermarks
+
+BENCH_TIMEOUT_S = 120
+
+
+def bench(*args: str, timeout_s: float = BENCH_TIMEOUT_S) -> dict:
+    result = subprocess.run(
+        [STROM_BIN, "bench", *args, "--json"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert result.returncode == 0, (
+        f"`strom bench {' '.join(args)}` exited {result.returncode}\n"
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    assert result.stderr == "", f"no progress bar or notes without a terminal: {result.stderr!r}"
+    return json.loads(result.stdout)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (Utils.murmur2), as an unsigned 32-bit value."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) // 4 * 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = data[whole:]
+    if len(tail) == 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h = ((h ^ tail[0]) * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_murmur2_matches_kafka():
+    # Kafka's UtilsTest.testMurmur2 vectors.
+    assert murmur2(b"21") == -973932308 & 0xFFFFFFFF
+    assert murmur2(b"foobar") == -790332482 & 0xFFFFFFFF
+    assert murmur2(b"a-little-bit-long-string") == -985981536 & 0xFFFFFFFF
+
+
+def assert_latency(summary: dict | None, samples_min: int = 1) -> None:
+    assert summary is not None
+    assert summary["samples"] >= samples_min
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["p999_ms"] <= summary["max_ms"]
+
+
+def total_records(bootstrap: str, topic: str) -> int:
+    partitions = topic_partitions(bootstrap, topic)
+    assert partitions is not None, f"topic {topic} exists"
+    total = 0
+    for partition in partitions:
+        low, high = watermarks(bootstrap, topic, partition)
+        assert low == 0
+        total += high
+    return total
+
+
+def test_produce_then_consume_counts_match_the_broker(broker):
+    bs = broker.bootstrap
+    topic = unique("bench")
+    produced = bench(
+        "produce", "--bootstrap", bs, "--topic", topic, "--partitions", "3",
+        "--records", "20000", "--record-size", "200", "--acks", "1", "--connections", "2",
+    )
+    assert produced["bench"] == "produce"
+    assert produced["settings"]["partitions"] == 3
+    throughput = produced["throughput"]
+    assert throughput["records"] == 20000
+    assert throughput["payload_bytes"] == 20000 * 200
+    assert throughput["batch_bytes"] > throughput["payload_bytes"]
+    assert throughput["records_per_s"] > 0 and throughput["mb_per_s"] > 0
+    assert_latency(produced["produce_latency"])
+    assert produced["produce_requests"] == produced["produce_latency"]["samples"]
+    assert total_records(bs, topic) == 20000
+
+    consumed = bench("consume", "--bootstrap", bs, "--topic", topic, "--check-crc")
+    assert consumed["throughput"]["records"] == 20000
+    assert consumed["throughput"]["payload_bytes"] == 20000 * 200
+    assert_latency(consumed["fetch_latency"])
+
+
+def test_keys_compression_and_rate(broker):
+    bs = broker.bootstrap
+    topic = unique("bench-keys")
+    produced = bench(
+        "produce", "--bootstrap", bs, "--topic", topic, "--partitions", "2", "--records", "3000",
+        "--record-size", "50", "--keys", "100", "--compression", "zstd", "--rate", "20000",
+        "--linger-ms", "1",
+    )
+    assert produced["throughput"]["records"] == 3000
+    assert produced["settings"]["compression"] == "zstd"
+    assert total_records(bs, topic) == 3000
+    # Keys are 2-digit decimals, each in the partition Kafka's murmur2 partitioner picks.
+    for partition in (0, 1):
+        records = consume_all(bs, topic, partition)
+        assert records, f"partition {partition} got records"
+        for record in records:
+            assert len(record.key) == 2 and record.key.isdigit(), record.key
+            assert kafka_partition(record.key, 2) == partition, record.key
+            assert len(record.value) == 50
+
+
+def test_end_to_end_reads_back_everything_it_sent(broker):
+    bs = broker.bootstrap
+    topic = unique("bench-e2e")
+    report = bench(
+        "e2e", "--bootstrap", bs, "--topic", topic, "--rate", "500", "--records", "1000",
+        "--warmup", "0",
+    )
+    assert report["throughput"]["records"] == 1000
+    assert report["consumed"]["records"] == 1000
+    assert report["unstamped_records"] == 0
+    assert_latency(report["end_to_end_latency"], samples_min=1000)
+    assert_latency(report["produce_latency"])
+    assert total_records(bs, topic) == 1000
+
+
+def test_errors_are_reported_not_raised(broker):
+    result = subprocess.run(
+        [STROM_BIN, "bench", "consume", "--bootstrap", broker.bootstrap, "--topic", unique("missing")],
+        capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )
+    assert result.returncode != 0
+    assert "UNKNOWN_TOPIC_OR_PARTITION" in result.stderr, result.stderr
+
+
+def test_suite_runs_quickly_and_prints_its_table(tmp_path):
+    result = subprocess.run(
+        [STROM_BIN, "bench", "suite", "--quick", "--dir", str(tmp_path), "--only", "produce 100 B acks=1",
+         "--only", "consume 100 B", "--json"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    suite = json.loads(result.stdout)
+    (run,) = suite["runs"]
+    assert run["machine"]["loopback_mb_per_s"] > 0
+    assert run["machine"]["disk_synced_mb_per_s"] > 0
+    assert run["machine"]["fsync_4k"]["samples"] > 0
+    cases = {case["case"]: case for case in run["cases"]}
+    assert set(cases) == {"produce 100 B acks=1", "consume 100 B"}
+    assert cases["consume 100 B"]["records"] == cases["produce 100 B acks=1"]["records"] > 0
+    for case in cases.values():
+        assert case["broker_cpu_s"] >= 0
+        assert case["broker_peak_rss_mib"] > 0
+    assert any("broker CPU" in check["target"] for check in suite["targets"])
+    assert list(tmp_path.iterdir()) == [], "the suite removes its directory"
