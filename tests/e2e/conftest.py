@@ -27,8 +27,6 @@ from strom_broker import STROM_BIN, Broker, BrokerError
 # run stays green and each still shows in the summary (XFAIL, or XPASS once fixed: then
 # delete its line here).
 KNOWN_BROKER_BUGS = {
-    "test_restart.py::test_shutdown_does_not_wait_for_clients":
-        "SIGTERM waits out a parked long-poll fetch (10 s grace) instead of completing it at once",
 }
 
 

@@ -38,6 +38,8 @@ pub struct Broker {
     pub groups: Arc<groups::GroupRuntime>,
     /// Bumped after every append; fetches waiting for data watch it.
     appended: watch::Sender<u64>,
+    /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
+    stopping: watch::Sender<bool>,
 }
 
 impl Broker {
@@ -50,6 +52,16 @@ impl Broker {
     /// A receiver that sees the next [`Broker::notify_appended`].
     pub fn watch_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    /// Tells every waiting request that the broker is stopping.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// A receiver that sees [`Broker::begin_shutdown`]; already `true` once it happened.
+    pub fn watch_shutdown(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 }
 
@@ -68,12 +80,14 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     .await??;
     let ticker = tokio::spawn(groups.clone().run_ticker());
     let (appended, _) = watch::channel(0);
+    let (stopping, _) = watch::channel(false);
     let broker = Arc::new(Broker {
         config,
         topics,
         group_commit,
         groups,
         appended,
+        stopping,
     });
     let listener = tokio::net::TcpListener::bind(broker.config.listen)
         .await

@@ -36,11 +36,16 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
         return Reply::Now(ResponseKind::Fetch(response));
     }
     let broker = broker.clone();
+    let mut stopping = broker.watch_shutdown();
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         loop {
+            if *stopping.borrow() {
+                break;
+            }
             tokio::select! {
                 changed = appends.changed() => if changed.is_err() { break },
+                _ = stopping.changed() => break,
                 _ = tokio::time::sleep_until(deadline) => break,
             }
             let (response, bytes, failed) = read(&broker, &request);

@@ -54,6 +54,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
         "shutting down: no new connections, finishing in-flight requests"
     );
     let _ = stop.send(true);
+    broker.begin_shutdown();
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX), drain)
         .await
