@@ -1,6 +1,7 @@
 """`strom group list|describe|reset-offsets|delete` against consumer groups of real clients.
 
-A librdkafka (confluent-kafka) consumer joins a group, reads and commits; the CLI must then
+A librdkafka (confluent-kafka) consumer joins a group (classic, and for describe also a KIP-848
+consumer group), reads and commits; the CLI must then
 list the group in its state, describe its member, assignment and per-partition lag, reset its
 committed offsets in every mode (refused while the consumer is still a member), and delete it.
 What the CLI reports is checked against what librdkafka itself sees: its member id, the
@@ -80,11 +81,12 @@ def listed(bootstrap: str, *states: str) -> dict[str, dict[str, str]]:
     return {row["GROUP"]: row for row in table(ok(strom(*args, bootstrap=bootstrap)), "GROUP")}
 
 
-def group_consumer(bootstrap: str, group: str, topic: str) -> Consumer:
+def group_consumer(bootstrap: str, group: str, topic: str, protocol: str = "classic") -> Consumer:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": group,
+            "group.protocol": protocol,
             "client.id": "e2e-group-cli",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -142,13 +144,15 @@ def iso_utc(epoch_s: float, zone: str = "Z") -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}{zone}"
 
 
-def test_list_and_describe_show_members_and_lag(group_broker):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_list_and_describe_show_members_and_lag(group_broker, protocol):
+    """`protocol` is librdkafka's group.protocol: JoinGroup/SyncGroup, or KIP-848."""
     bs = group_broker.bootstrap
     topic, group = unique("grp-lag"), unique("grp-lag")
     create_topic(bs, topic, partitions=2)
     produce_to(bs, topic, {0: 10, 1: 6}, "a")
 
-    consumer = group_consumer(bs, group, topic)
+    consumer = group_consumer(bs, group, topic, protocol)
     try:
         read(consumer, 16)
         consumer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
@@ -163,6 +167,7 @@ def test_list_and_describe_show_members_and_lag(group_broker):
 
         described = ok(strom("group", "describe", group, bootstrap=bs))
         assert re.search(r"^state: Stable$", described, re.MULTILINE), described
+        assert re.search(rf"^type: {protocol}$", described, re.MULTILINE), described
         (member,) = table(described, "MEMBER-ID")
         assert member["MEMBER-ID"] == member_id, described
         assert member["CLIENT-ID"] == "e2e-group-cli", described

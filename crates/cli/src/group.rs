@@ -1,9 +1,10 @@
 //! `strom group list|describe|reset-offsets|delete`: consumer-group administration over the
 //! Kafka protocol, after Kafka's `kafka-consumer-groups.sh`.
 //!
-//! `describe` joins three answers: DescribeGroups (members and their decoded assignments),
-//! OffsetFetch (what the group committed) and ListOffsets (each partition's end), and shows the
-//! lag of every partition that has a committed offset or an owner. `reset-offsets` computes new
+//! `describe` joins three answers: the group's description (ConsumerGroupDescribe for KIP-848
+//! groups, else DescribeGroups: members and their assignments), OffsetFetch (what the group
+//! committed) and ListOffsets (each partition's end), and shows the lag of every partition that
+//! has a committed offset or an owner. `reset-offsets` computes new
 //! offsets from ListOffsets and commits them with the "admin commit" (generation -1, no member),
 //! which the coordinator accepts only while the group has no members.
 
@@ -257,6 +258,7 @@ async fn print_partitions(client: &Client, rows: &PartitionRows<'_>) -> Result<(
 
 fn print_summary(description: &GroupDescription) {
     println!("group: {}", description.group_id);
+    println!("type: {}", description.group_type);
     println!("state: {}", description.state);
     let protocol = match (
         description.protocol_type.as_str(),
@@ -714,6 +716,7 @@ mod tests {
         };
         let description = GroupDescription {
             group_id: "g".to_string(),
+            group_type: strom_client::GroupType::Classic,
             state: GroupState::Stable,
             protocol_type: "consumer".to_string(),
             protocol: "range".to_string(),

@@ -86,6 +86,7 @@ impl Default for FakeState {
                 (16, 0, 5),
                 (42, 0, 2),
                 (47, 0, 0),
+                (69, 0, 1),
             ],
             api_versions_version_max: 3,
             topics: BTreeMap::new(),
@@ -373,7 +374,7 @@ fn handle(
                 .collect();
             encode(&ListOffsetsResponse::default().with_topics(topics), version)
         }
-        8 | 9 | 10 | 15 | 16 | 42 | 47 => {
+        8 | 9 | 10 | 15 | 16 | 42 | 47 | 69 => {
             crate::fake_groups::handle(&mut state, key, version, body, port)
         }
         other => panic!("the fake broker does not handle api key {other}"),

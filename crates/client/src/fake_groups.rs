@@ -1,5 +1,6 @@
 //! The fake broker's group coordinator: FindCoordinator, ListGroups, DescribeGroups,
-//! OffsetFetch, OffsetCommit, DeleteGroups and OffsetDelete over in-memory groups, with the
+//! ConsumerGroupDescribe, OffsetFetch, OffsetCommit, DeleteGroups and OffsetDelete over
+//! in-memory groups, with the
 //! rules the client relies on (the admin commit only for groups without members, deletes only
 //! of empty groups) and a queue of coordinator errors to inject.
 
@@ -32,8 +33,10 @@ pub struct FakeMember {
     pub client_id: String,
     pub client_host: String,
     pub instance_id: Option<String>,
-    /// Consumer-protocol assignment bytes (version prefix included).
+    /// Consumer-protocol assignment bytes (version prefix included), for classic groups.
     pub assignment: Bytes,
+    /// The assignment of a KIP-848 group's member: (topic, partitions).
+    pub assigned: Vec<(String, Vec<i32>)>,
 }
 
 /// One fake group.
@@ -45,6 +48,8 @@ pub struct FakeGroup {
     pub members: Vec<FakeMember>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), i64>,
+    /// A KIP-848 consumer group (ConsumerGroupDescribe describes it, DescribeGroups does not).
+    pub kip848: bool,
 }
 
 impl Default for FakeGroup {
@@ -55,6 +60,7 @@ impl Default for FakeGroup {
             protocol: String::new(),
             members: Vec::new(),
             offsets: BTreeMap::new(),
+            kip848: false,
         }
     }
 }
@@ -82,6 +88,10 @@ pub fn handle(
         15 => {
             let request = DescribeGroupsRequest::decode(&mut body, version).unwrap();
             encode(&describe_groups(state, request), version)
+        }
+        69 => {
+            let request = ConsumerGroupDescribeRequest::decode(&mut body, version).unwrap();
+            encode(&consumer_group_describe(state, request), version)
         }
         9 => {
             let request = OffsetFetchRequest::decode(&mut body, version).unwrap();
@@ -168,7 +178,7 @@ fn describe_groups(
             if let Some(code) = state.coordinator_errors.pop_front() {
                 return described.with_error_code(code);
             }
-            let Some(group) = state.groups.get(id.as_str()) else {
+            let Some(group) = state.groups.get(id.as_str()).filter(|group| !group.kip848) else {
                 return described.with_group_state(text("Dead"));
             };
             let members = group
@@ -191,6 +201,53 @@ fn describe_groups(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+fn consumer_group_describe(
+    state: &mut FakeState,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let groups = request
+        .group_ids
+        .into_iter()
+        .map(|id| {
+            let described = DescribedGroup::default().with_group_id(id.clone());
+            if let Some(code) = state.coordinator_errors.pop_front() {
+                return described.with_error_code(code);
+            }
+            let Some(group) = state.groups.get(id.as_str()).filter(|group| group.kip848) else {
+                return described.with_error_code(69);
+            };
+            let members = group
+                .members
+                .iter()
+                .map(|member| {
+                    let assigned = member
+                        .assigned
+                        .iter()
+                        .map(|(topic, partitions)| {
+                            TopicPartitions::default()
+                                .with_topic_name(TopicName(text(topic)))
+                                .with_partitions(partitions.clone())
+                        })
+                        .collect();
+                    Member::default()
+                        .with_member_id(text(&member.member_id))
+                        .with_client_id(text(&member.client_id))
+                        .with_client_host(text(&member.client_host))
+                        .with_assignment(Assignment::default().with_topic_partitions(assigned))
+                })
+                .collect();
+            described
+                .with_group_state(text(&group.state))
+                .with_assignor_name(text(&group.protocol))
+                .with_members(members)
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
 
 /// The committed offsets for the wanted partitions (all committed ones for `None`), -1 where

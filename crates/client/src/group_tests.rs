@@ -8,13 +8,15 @@ use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex};
 
 use crate::fake_broker::{FakeBroker, FakeGroup, FakeMember, FakeState};
 use crate::{
-    Client, ClientConfig, ClientError, GroupState, PartitionOffset, TopicPartition, TopicPartitions,
+    Client, ClientConfig, ClientError, GroupState, GroupType, PartitionOffset, TopicPartition,
+    TopicPartitions,
 };
 
 const FIND_COORDINATOR: i16 = 10;
 const DESCRIBE_GROUPS: i16 = 15;
 const OFFSET_FETCH: i16 = 9;
 const LIST_GROUPS: i16 = 16;
+const CONSUMER_GROUP_DESCRIBE: i16 = 69;
 
 async fn client_for(broker: &FakeBroker) -> Client {
     let config = ClientConfig {
@@ -61,6 +63,7 @@ fn member(id: &str, assignment: Bytes) -> FakeMember {
         client_host: "/127.0.0.1".to_string(),
         instance_id: None,
         assignment,
+        assigned: Vec::new(),
     }
 }
 
@@ -109,8 +112,14 @@ async fn group_requests_go_to_the_coordinator() {
     assert_eq!(offsets.len(), 1);
 
     assert_eq!(bootstrap.state().count(DESCRIBE_GROUPS), 0);
+    assert_eq!(bootstrap.state().count(CONSUMER_GROUP_DESCRIBE), 0);
     assert_eq!(bootstrap.state().count(OFFSET_FETCH), 0);
-    assert_eq!(bootstrap.state().count(FIND_COORDINATOR), 3);
+    assert_eq!(
+        bootstrap.state().count(FIND_COORDINATOR),
+        4,
+        "one lookup per call, two for describe (KIP-848, then classic)"
+    );
+    assert_eq!(coordinator.state().count(CONSUMER_GROUP_DESCRIBE), 1);
     assert_eq!(coordinator.state().count(DESCRIBE_GROUPS), 1);
     assert_eq!(coordinator.state().count(OFFSET_FETCH), 1);
 }
@@ -133,8 +142,9 @@ async fn coordinator_errors_are_retried_after_finding_it_again() {
     let client = client_for(&broker).await;
     let described = client.describe_groups(&["g"]).await.unwrap();
     assert_eq!(described[0].members.len(), 1);
-    assert_eq!(broker.state().count(DESCRIBE_GROUPS), 3);
-    assert_eq!(broker.state().count(FIND_COORDINATOR), 3);
+    assert_eq!(broker.state().count(CONSUMER_GROUP_DESCRIBE), 3);
+    assert_eq!(broker.state().count(DESCRIBE_GROUPS), 1);
+    assert_eq!(broker.state().count(FIND_COORDINATOR), 4);
 
     broker.state().coordinator_errors.extend([15; 100]);
     let error = client.offset_fetch("g", None).await.unwrap_err();
@@ -204,6 +214,7 @@ async fn describe_groups_decodes_assignments() {
         .await
         .unwrap();
     let g = &described[0];
+    assert_eq!(g.group_type, GroupType::Classic);
     assert_eq!(
         (g.protocol_type.as_str(), g.protocol.as_str()),
         ("consumer", "range")
@@ -336,4 +347,59 @@ async fn offset_delete_drops_committed_offsets() {
         .await
         .unwrap_err();
     assert_eq!(error.error_code(), Some(ErrorCode::GroupIdNotFound));
+}
+
+#[tokio::test]
+async fn kip848_groups_are_described_with_consumer_group_describe() {
+    let mut state = FakeState::default();
+    state.groups.insert(
+        "new".to_string(),
+        FakeGroup {
+            state: "Reconciling".to_string(),
+            protocol: "uniform".to_string(),
+            members: vec![FakeMember {
+                assigned: vec![("t".to_string(), vec![2, 0])],
+                ..member("m1", Bytes::new())
+            }],
+            kip848: true,
+            ..FakeGroup::default()
+        },
+    );
+    let broker = FakeBroker::start(state).await;
+    let client = client_for(&broker).await;
+    let described = client.describe_groups(&["new"]).await.unwrap();
+    let group = &described[0];
+    assert_eq!(group.group_type, GroupType::Consumer);
+    assert_eq!(group.state, GroupState::Reconciling);
+    assert_eq!(
+        (group.protocol_type.as_str(), group.protocol.as_str()),
+        ("consumer", "uniform")
+    );
+    assert_eq!(
+        group.members[0].assignment,
+        Some(vec![TopicPartitions {
+            topic: "t".to_string(),
+            partitions: vec![PartitionIndex(2), PartitionIndex(0)],
+        }])
+    );
+    assert_eq!(
+        broker.state().count(DESCRIBE_GROUPS),
+        0,
+        "no fallback needed"
+    );
+}
+
+#[tokio::test]
+async fn describe_falls_back_to_describe_groups_on_older_coordinators() {
+    let mut state = FakeState::default();
+    state
+        .api_versions
+        .retain(|range| range.0 != CONSUMER_GROUP_DESCRIBE);
+    state.groups.insert("g".to_string(), stable_group());
+    let broker = FakeBroker::start(state).await;
+    let client = client_for(&broker).await;
+    let described = client.describe_groups(&["g"]).await.unwrap();
+    assert_eq!(described[0].state, GroupState::Stable);
+    assert_eq!(broker.state().count(CONSUMER_GROUP_DESCRIBE), 0);
+    assert_eq!(broker.state().count(DESCRIBE_GROUPS), 1);
 }

@@ -8,13 +8,19 @@
 //! makes the call look it up again and retry, with the client's bounded backoff. ListGroups goes
 //! to every broker, since each lists only the groups it coordinates.
 //!
-//! Assignments: a consumer-protocol group's member assignment is opaque bytes to the broker;
-//! [`decode_consumer_assignment`] reads them as Kafka's `ConsumerProtocolAssignment`.
+//! Two kinds of group: classic groups (JoinGroup/SyncGroup), described with DescribeGroups,
+//! whose member assignments are bytes opaque to the broker that
+//! [`decode_consumer_assignment`] reads as Kafka's `ConsumerProtocolAssignment`; and KIP-848
+//! consumer groups, described with ConsumerGroupDescribe, whose assignments the broker computes
+//! and reports as topic-partitions. [`Client::describe_groups`] asks ConsumerGroupDescribe first
+//! (when the coordinator speaks it) and DescribeGroups for a group that is not a KIP-848 group,
+//! as Kafka's admin client does.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::{Buf, Bytes};
+use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup as DescribedConsumerGroup;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -26,10 +32,10 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, GroupId, ListGroupsRequest,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerProtocolAssignment,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Message, Request, StrBytes};
 use strom_types::{BrokerId, ErrorCode, LeaderEpoch, Offset, PartitionIndex};
@@ -156,14 +162,34 @@ pub struct GroupMember {
     pub assignment: Option<Vec<TopicPartitions>>,
 }
 
-/// What DescribeGroups says about a group.
+/// Which group protocol a group follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupType {
+    /// JoinGroup/SyncGroup, the members assign partitions (described with DescribeGroups).
+    Classic,
+    /// KIP-848: the broker assigns partitions (described with ConsumerGroupDescribe).
+    Consumer,
+}
+
+impl fmt::Display for GroupType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GroupType::Classic => "classic",
+            GroupType::Consumer => "consumer",
+        })
+    }
+}
+
+/// What the coordinator says about a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
     pub group_id: String,
+    pub group_type: GroupType,
     /// [`GroupState::Dead`] for a group the coordinator does not know.
     pub state: GroupState,
+    /// "consumer" for consumer groups of either type.
     pub protocol_type: String,
-    /// The protocol the members agreed on (the assignor's name, for consumers).
+    /// The protocol the members agreed on, or the broker's assignor: the assignor's name.
     pub protocol: String,
     pub members: Vec<GroupMember>,
 }
@@ -352,34 +378,79 @@ impl Client {
             .collect())
     }
 
-    /// Describes groups, one request to each group's coordinator. A group the coordinator
-    /// does not know comes back [`GroupState::Dead`] with no members, as Kafka reports it.
+    /// Describes groups, with requests to each group's coordinator: ConsumerGroupDescribe
+    /// first, then DescribeGroups for a group that is not a KIP-848 consumer group. A group the
+    /// coordinator does not know comes back [`GroupState::Dead`] with no members, as Kafka
+    /// reports it.
     pub async fn describe_groups(
         &self,
         groups: &[&str],
     ) -> Result<Vec<GroupDescription>, ClientError> {
         let mut described = Vec::with_capacity(groups.len());
         for &group in groups {
-            let (response, _) = self
-                .send_to_coordinator(group, true, |_| {
-                    DescribeGroupsRequest::default().with_groups(vec![group_id(group)])
-                })
-                .await?;
-            let Some(found) = response
-                .groups
-                .into_iter()
-                .find(|found| found.group_id.as_str() == group)
-            else {
-                return Err(self.missing_from_response("DescribeGroups", group));
+            let description = match self.describe_consumer_group(group).await? {
+                Some(description) => description,
+                None => self.describe_classic_group(group).await?,
             };
-            ClientError::check(
-                found.error_code,
-                found.error_message.as_deref(),
-                Subject::group(group),
-            )?;
-            described.push(describe(found));
+            described.push(description);
         }
         Ok(described)
+    }
+
+    /// A KIP-848 consumer group's description; `None` when the group is not one, or the
+    /// coordinator does not speak ConsumerGroupDescribe.
+    async fn describe_consumer_group(
+        &self,
+        group: &str,
+    ) -> Result<Option<GroupDescription>, ClientError> {
+        let sent = self
+            .send_to_coordinator(group, true, |_| {
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)])
+            })
+            .await;
+        let response = match sent {
+            Ok((response, _)) => response,
+            Err(ClientError::UnsupportedVersion { .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let Some(found) = response
+            .groups
+            .into_iter()
+            .find(|found| found.group_id.as_str() == group)
+        else {
+            return Err(self.missing_from_response("ConsumerGroupDescribe", group));
+        };
+        if found.error_code == ErrorCode::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        ClientError::check(
+            found.error_code,
+            found.error_message.as_deref(),
+            Subject::group(group),
+        )?;
+        Ok(Some(describe_consumer(found)))
+    }
+
+    /// A classic group's description (Dead for a group the coordinator does not know).
+    async fn describe_classic_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        let (response, _) = self
+            .send_to_coordinator(group, true, |_| {
+                DescribeGroupsRequest::default().with_groups(vec![group_id(group)])
+            })
+            .await?;
+        let Some(found) = response
+            .groups
+            .into_iter()
+            .find(|found| found.group_id.as_str() == group)
+        else {
+            return Err(self.missing_from_response("DescribeGroups", group));
+        };
+        ClientError::check(
+            found.error_code,
+            found.error_message.as_deref(),
+            Subject::group(group),
+        )?;
+        Ok(describe(found))
     }
 
     /// A group's committed offsets: for the given partitions (each answered, `offset: None`
@@ -630,9 +701,47 @@ fn describe(group: DescribedGroup) -> GroupDescription {
         .collect();
     GroupDescription {
         group_id: group.group_id.to_string(),
+        group_type: GroupType::Classic,
         state: GroupState::parse(&group.group_state),
         protocol_type,
         protocol: group.protocol_data.to_string(),
+        members,
+    }
+}
+
+fn describe_consumer(group: DescribedConsumerGroup) -> GroupDescription {
+    let members = group
+        .members
+        .into_iter()
+        .map(|member| {
+            let assignment = member
+                .assignment
+                .topic_partitions
+                .into_iter()
+                .map(|assigned| TopicPartitions {
+                    topic: assigned.topic_name.to_string(),
+                    partitions: assigned
+                        .partitions
+                        .into_iter()
+                        .map(PartitionIndex)
+                        .collect(),
+                })
+                .collect();
+            GroupMember {
+                member_id: member.member_id.to_string(),
+                instance_id: member.instance_id.map(|id| id.to_string()),
+                client_id: member.client_id.to_string(),
+                client_host: member.client_host.to_string(),
+                assignment: Some(assignment),
+            }
+        })
+        .collect();
+    GroupDescription {
+        group_id: group.group_id.to_string(),
+        group_type: GroupType::Consumer,
+        state: GroupState::parse(&group.group_state),
+        protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+        protocol: group.assignor_name.to_string(),
         members,
     }
 }
@@ -726,6 +835,12 @@ trait CoordinatorResponse {
 }
 
 impl CoordinatorResponse for DescribeGroupsResponse {
+    fn error_codes(&self) -> Vec<i16> {
+        self.groups.iter().map(|group| group.error_code).collect()
+    }
+}
+
+impl CoordinatorResponse for ConsumerGroupDescribeResponse {
     fn error_codes(&self) -> Vec<i16> {
         self.groups.iter().map(|group| group.error_code).collect()
     }

@@ -46,7 +46,8 @@ pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use groups::{
     decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
-    GroupState, PartitionOffset, TopicPartition, TopicPartitions, CONSUMER_PROTOCOL_TYPE,
+    GroupState, GroupType, PartitionOffset, TopicPartition, TopicPartitions,
+    CONSUMER_PROTOCOL_TYPE,
 };
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
