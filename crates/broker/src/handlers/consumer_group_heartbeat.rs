@@ -18,6 +18,7 @@ pub fn handle(
     request: ConsumerGroupHeartbeatRequest,
     _version: i16,
     client_id: &str,
+    client_host: &str,
 ) -> ConsumerGroupHeartbeatResponse {
     let owned = request.topic_partitions.map(|owned| {
         let mut assignment = Assignment::new();
@@ -39,7 +40,7 @@ pub fn handle(
         instance_id: request.instance_id.map(|id| id.to_string()),
         rack_id: request.rack_id.map(|id| id.to_string()),
         client_id: client_id.to_owned(),
-        client_host: String::new(),
+        client_host: client_host.to_owned(),
         rebalance_timeout_ms: request.rebalance_timeout_ms,
         subscribed_topic_names: request
             .subscribed_topic_names

@@ -16,13 +16,14 @@ pub fn handle(
     request: JoinGroupRequest,
     version: i16,
     client_id: &str,
+    client_host: &str,
 ) -> Reply {
     let join = JoinRequest {
         group_id: request.group_id.to_string(),
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),
         client_id: client_id.to_owned(),
-        client_host: String::new(),
+        client_host: client_host.to_owned(),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout; Kafka uses the session timeout then.
         rebalance_timeout_ms: if version == 0 {

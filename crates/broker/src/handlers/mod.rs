@@ -52,7 +52,10 @@ pub enum Reply {
 }
 
 /// Routes a decoded request to its handler.
-pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
+/// `peer` is the client's address, reported as the member host by the group APIs.
+pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::SocketAddr) -> Reply {
+    // Kafka shows client hosts as "/IP".
+    let client_host = format!("/{}", peer.ip());
     let version = request.api_version;
     match request.body {
         RequestKind::ApiVersions(body) => Reply::Now(ResponseKind::ApiVersions(
@@ -89,6 +92,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
             body,
             version,
             request.client_id.as_deref().unwrap_or_default(),
+            &client_host,
         ),
         RequestKind::SyncGroup(body) => sync_group::handle(broker, body, version),
         RequestKind::Heartbeat(body) => Reply::Now(ResponseKind::Heartbeat(heartbeat::handle(
@@ -112,7 +116,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame) -> Reply {
         RequestKind::ConsumerGroupHeartbeat(body) => {
             let client_id = request.client_id.as_deref().unwrap_or_default();
             Reply::Now(ResponseKind::ConsumerGroupHeartbeat(
-                consumer_group_heartbeat::handle(broker, body, version, client_id),
+                consumer_group_heartbeat::handle(broker, body, version, client_id, &client_host),
             ))
         }
         RequestKind::ConsumerGroupDescribe(body) => {

@@ -141,7 +141,7 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<
             None
         }
     };
-    match handlers::dispatch(broker, request) {
+    match handlers::dispatch(broker, request, peer) {
         Reply::Now(body) => encode(body).map(|bytes| Some(Outgoing::Ready(bytes))),
         Reply::Later(future) => Some(Some(Outgoing::Pending(tokio::spawn(async move {
             encode(future.await)
