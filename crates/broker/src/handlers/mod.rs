@@ -130,6 +130,18 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
     }
 }
 
+/// A partition's answer after a write to `__consumer_offsets`: a failed write turns every
+/// per-partition success into that failure.
+pub(crate) fn after_write(
+    written: &Result<(), strom_types::ErrorCode>,
+    error: strom_types::ErrorCode,
+) -> strom_types::ErrorCode {
+    match (written, error) {
+        (Err(failure), strom_types::ErrorCode::None) => *failure,
+        (_, error) => error,
+    }
+}
+
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }

@@ -73,10 +73,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16)
                 let partitions = partitions
                     .into_iter()
                     .map(|(index, error)| {
-                        let error = match (&written, error) {
-                            (Err(failure), ErrorCode::None) => *failure,
-                            (_, error) => error,
-                        };
+                        let error = super::after_write(&written, error);
                         OffsetDeleteResponsePartition::default()
                             .with_partition_index(index)
                             .with_error_code(error.code())

@@ -41,6 +41,31 @@ fn fields(offset: &Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
+/// The v8+ layout and the older one use twin structs with the same fields.
+macro_rules! topic_responses {
+    ($offsets:expr, $topic:ty, $partition:ty) => {
+        $offsets
+            .into_iter()
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .iter()
+                    .map(|(index, offset)| {
+                        let (committed, epoch, metadata) = fields(offset);
+                        <$partition>::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(committed)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(Some(str_bytes(metadata)))
+                    })
+                    .collect();
+                <$topic>::default()
+                    .with_name(TopicName(str_bytes(name)))
+                    .with_partitions(partitions)
+            })
+            .collect()
+    };
+}
+
 pub fn handle(
     broker: &Arc<Broker>,
     request: OffsetFetchRequest,
@@ -57,25 +82,12 @@ pub fn handle(
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(broker, group.group_id.as_str(), wanted)
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let partitions = partitions
-                            .iter()
-                            .map(|(index, offset)| {
-                                let (committed, epoch, metadata) = fields(offset);
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(*index)
-                                    .with_committed_offset(committed)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(Some(str_bytes(metadata)))
-                            })
-                            .collect();
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(str_bytes(name)))
-                            .with_partitions(partitions)
-                    })
-                    .collect();
+                let offsets = lookup(broker, group.group_id.as_str(), wanted);
+                let topics = topic_responses!(
+                    offsets,
+                    OffsetFetchResponseTopics,
+                    OffsetFetchResponsePartitions
+                );
                 OffsetFetchResponseGroup::default()
                     .with_group_id(GroupId(group.group_id.0))
                     .with_topics(topics)
@@ -89,24 +101,10 @@ pub fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let topics = lookup(broker, request.group_id.as_str(), wanted)
-        .into_iter()
-        .map(|(name, partitions)| {
-            let partitions = partitions
-                .iter()
-                .map(|(index, offset)| {
-                    let (committed, epoch, metadata) = fields(offset);
-                    OffsetFetchResponsePartition::default()
-                        .with_partition_index(*index)
-                        .with_committed_offset(committed)
-                        .with_committed_leader_epoch(epoch)
-                        .with_metadata(Some(str_bytes(metadata)))
-                })
-                .collect();
-            OffsetFetchResponseTopic::default()
-                .with_name(TopicName(str_bytes(name)))
-                .with_partitions(partitions)
-        })
-        .collect();
-    OffsetFetchResponse::default().with_topics(topics)
+    let offsets = lookup(broker, request.group_id.as_str(), wanted);
+    OffsetFetchResponse::default().with_topics(topic_responses!(
+        offsets,
+        OffsetFetchResponseTopic,
+        OffsetFetchResponsePartition
+    ))
 }
