@@ -49,9 +49,15 @@ pub enum LogError {
     InvalidBatch(#[from] BatchError),
 
     /// Per request: a stored batch passes its CRC but its records cannot be decoded (the producer
-    /// sent malformed records; only timestamp lookups decode records).
+    /// sent malformed records; only timestamp lookups and compaction decode records).
     #[error("the records of the batch at offset {base_offset} cannot be decoded: {reason}")]
     UndecodableRecords { base_offset: Offset, reason: String },
+
+    /// Per request: compaction cannot rewrite a batch or segment (its records do not fit the
+    /// batch's offsets, a codec failed, or the cleaned segment would outgrow a segment). The log
+    /// is left as it was for everything not yet swapped in; compacting it again fails the same way.
+    #[error("cannot compact at offset {base_offset}: {reason}")]
+    Uncompactable { base_offset: Offset, reason: String },
 
     /// Fatal: damage recovery cannot repair, such as a gap between segment base offsets.
     #[error("log damaged beyond automatic repair at {path}: {reason}")]

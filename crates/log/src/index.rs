@@ -218,8 +218,9 @@ impl TimeIndex {
 }
 
 /// Checks a loaded offset index against its segment's size: entries strictly increasing in both
-/// offset and position, the first one for the segment's first batch, every position inside the
-/// file. Returns why not, if not.
+/// offset and position, the first one for the segment's first batch (at byte 0; after compaction
+/// that batch may start above the base offset), every position inside the file. Returns why not,
+/// if not.
 pub(crate) fn validate_offset_entries(
     entries: &[OffsetEntry],
     segment_bytes: u64,
@@ -228,7 +229,7 @@ pub(crate) fn validate_offset_entries(
         None if segment_bytes > 0 => {
             return Err("it has no entry for a non-empty segment".to_string())
         }
-        Some(first) if (first.relative_offset, first.position) != (0, 0) => {
+        Some(first) if first.position != 0 => {
             return Err(format!(
                 "its first entry {first:?} is not for the segment's first batch"
             ));
@@ -360,7 +361,11 @@ mod tests {
         assert!(validate_offset_entries(&[], 0).is_ok());
         assert!(validate_offset_entries(&[], 10).is_err());
         assert!(validate_offset_entries(&[offset(0, 0), offset(5, 100)], 200).is_ok());
-        assert!(validate_offset_entries(&[offset(3, 0)], 200).is_err());
+        assert!(validate_offset_entries(&[offset(3, 10)], 200).is_err());
+        assert!(
+            validate_offset_entries(&[offset(3, 0)], 200).is_ok(),
+            "a compacted segment's first batch may start above its base offset"
+        );
         assert!(
             validate_offset_entries(&[offset(0, 0), offset(5, 100), offset(4, 150)], 200).is_err()
         );

@@ -15,32 +15,46 @@
 //! - `timestamp`: [`Log::offset_for_timestamp`] and [`Log::max_timestamp`] for ListOffsets; the
 //!   only place records are decoded, one batch per lookup.
 //! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
+//! - `compaction`: [`Log::compact`], Kafka's log cleaner for `cleanup.policy=compact`: maps each
+//!   key's latest offset, rewrites the inactive segments keeping only those records (and
+//!   tombstones until their delete horizon), merging small segments. `cleaner` decides per
+//!   batch, `rewrite` re-encodes batches keeping their offsets and producer fields, `swap`
+//!   swaps cleaned segments in crash-safely (and finishes an interrupted swap on open), and
+//!   `checkpoint` stores where the next pass starts. Offsets never change, so a compacted log
+//!   has gaps between batches: reads starting in one return the next batch.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
 //!
 //! # Data flow
 //! produce: handler checks batch CRCs -> `Log::append` (offsets assigned, one `pwrite`) ->
 //! later `sync_handle().sync()` + `mark_durable` for acks=all. fetch: `Log::read` up to the high
-//! watermark -> bytes go out unchanged. Nothing on either path decodes a record.
+//! watermark -> bytes go out unchanged. Nothing on either path decodes a record; only the
+//! background cleaner (`Log::needs_compaction`, then `Log::compact_below`) does.
 //!
 //! # Concurrency
 //! A `Log` is not internally synchronised: writes take `&mut self`, reads `&self`, and the broker
 //! wraps each `Log` in a mutex (or read-write lock). Only [`SyncHandle::sync`] is meant to run
 //! without that lock held. No other process may write the directory while a `Log` has it open.
 
+mod checkpoint;
+mod cleaner;
+mod compaction;
 mod config;
 mod error;
 mod index;
 mod log;
 mod recovery;
 mod retention;
+mod rewrite;
 mod scan;
 mod segment;
+mod swap;
 mod sync;
 #[cfg(test)]
 mod test_support;
 mod timestamp;
 
+pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
 pub use crate::error::LogError;
 pub use crate::log::{AppendInfo, Log, ReadInfo};

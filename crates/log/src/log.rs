@@ -9,6 +9,7 @@ use bytes::Bytes;
 use strom_protocol::batch::{self, BatchError, BatchHeader, Batches, BATCH_HEADER_BYTES};
 use strom_types::{Offset, TimestampMs};
 
+use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
 use crate::segment::Segment;
@@ -18,18 +19,22 @@ use crate::sync::{Durability, SyncHandle};
 ///
 /// Lifecycle: [`Log::open`] recovers the directory; the broker then owns the `Log` inside a
 /// mutex until [`Log::close`] (shutdown) or [`Log::delete`] (topic deletion). Appends,
-/// truncation, retention and configuration changes take `&mut self`; reads, timestamp lookups
-/// and [`Log::sync_handle`] take `&self`, so with a read-write lock they may run concurrently
-/// with each other but never with a write. The only work meant to run outside the lock is
-/// [`SyncHandle::sync`].
+/// truncation, retention, compaction and configuration changes take `&mut self`; reads,
+/// timestamp lookups and [`Log::sync_handle`] take `&self`, so with a read-write lock they may
+/// run concurrently with each other but never with a write. The only work meant to run outside
+/// the lock is [`SyncHandle::sync`]; a compaction pass holds the lock for all of its I/O.
 pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) dir_file: Arc<File>,
     pub(crate) config: LogConfig,
-    /// Ascending, dense (each base offset is the previous segment's next offset), never empty;
-    /// the last one is the active segment.
+    /// Ascending, contiguous (each base offset is the previous segment's next offset), never
+    /// empty; the last one is the active segment. Within a compacted segment batches may be
+    /// separated by gaps; a cleaned segment keeps its last batch, so segments never are.
     pub(crate) segments: Vec<Segment>,
     pub(crate) log_start_offset: Offset,
+    /// The cleaner checkpoint: compaction has seen everything below it (see `checkpoint`). At
+    /// most the log end; truncation lowers it with the log end.
+    pub(crate) first_dirty_offset: Offset,
     pub(crate) durability: Durability,
 }
 
@@ -174,6 +179,17 @@ impl Log {
         full || offsets_exhausted || old
     }
 
+    /// Rolls the active segment now if it holds anything, so its records become inactive and
+    /// so compactable (Kafka rolls once `max.compaction.lag.ms` has passed). Returns whether it
+    /// rolled.
+    pub fn roll_active(&mut self) -> Result<bool, LogError> {
+        if self.active().is_empty() {
+            return Ok(false);
+        }
+        self.roll()?;
+        Ok(true)
+    }
+
     /// Makes a new, empty segment at the log end the active one.
     fn roll(&mut self) -> Result<(), LogError> {
         let next_offset = self.log_end_offset();
@@ -255,7 +271,20 @@ impl Log {
         let old_end = self.log_end_offset();
         self.active_mut().truncate_to(offset)?;
         tracing::info!(dir = %self.dir.display(), %offset, %old_end, new_end = %self.log_end_offset(), "truncated log");
-        self.sync_everything()
+        self.sync_everything()?;
+        // Records appended from here on are new: compaction must map them (Kafka lowers its
+        // cleaner checkpoint on truncation the same way).
+        self.lower_first_dirty_offset(self.log_end_offset())
+    }
+
+    /// Moves the cleaner checkpoint down to `offset` if it is above, on disk too.
+    pub(crate) fn lower_first_dirty_offset(&mut self, offset: Offset) -> Result<(), LogError> {
+        if self.first_dirty_offset <= offset {
+            return Ok(());
+        }
+        checkpoint::write(&self.dir, &self.dir_file, offset)?;
+        self.first_dirty_offset = offset;
+        Ok(())
     }
 
     /// fsyncs every file with pending writes, the active segment and the directory, under the
@@ -281,6 +310,8 @@ impl Log {
         tracing::info!(dir = %self.dir.display(), %offset, "emptied log and restarted it at a new offset");
         self.log_start_offset = offset;
         self.durability = Durability::new(offset);
+        checkpoint::write(&self.dir, &self.dir_file, offset)?;
+        self.first_dirty_offset = offset;
         Ok(())
     }
 

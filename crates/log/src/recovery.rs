@@ -1,14 +1,17 @@
-//! Opening a partition directory: finding the segments, checking or rebuilding their indexes,
-//! and cutting off a torn tail.
+//! Opening a partition directory: finishing an interrupted compaction swap, finding the
+//! segments, checking or rebuilding their indexes, and cutting off a torn tail.
 //!
-//! Inactive segments were written whole and their indexes flushed when they were rolled, so they
-//! are trusted after cheap checks: the index files must be well-formed and monotonic, and a header
-//! walk from the last offset-index entry must reach the end of the file exactly. One that fails is
-//! re-read in full with CRCs. The active segment is always re-read in full: every batch's length,
-//! CRC-32C and offset is checked, the file is cut at the first bad batch, and its indexes are
-//! rebuilt. If an inactive segment turns out damaged, it is cut the same way and every later
-//! segment is deleted, since offsets must stay dense. A gap between intact segments is not
-//! repairable and fails the open with [`LogError::Corrupt`].
+//! First `swap::finish_interrupted` rolls back a compaction that had not reached its commit
+//! point and completes one that had. Inactive segments were written whole and their indexes
+//! flushed when they were rolled (or swapped in), so they are trusted after cheap checks: the
+//! index files must be well-formed and monotonic, and a header walk from the last offset-index
+//! entry must reach the end of the file exactly. One that fails is re-read in full with CRCs. The
+//! active segment is always re-read in full: every batch's length, CRC-32C and offset is checked
+//! (offsets must grow; compaction's gaps between batches are allowed), the file is cut at the
+//! first bad batch, and its indexes are rebuilt. If an inactive segment turns out damaged, it is
+//! cut the same way and every later segment is deleted, since segments must stay contiguous. A
+//! gap between intact segments is not repairable and fails the open with [`LogError::Corrupt`].
+//! Last, the cleaner checkpoint is read and lowered to the log end if recovery cut below it.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -18,12 +21,14 @@ use std::sync::Arc;
 
 use strom_types::Offset;
 
+use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
 use crate::index::{validate_offset_entries, validate_time_entries};
 use crate::log::Log;
 use crate::scan::{self, Check, WalkStart};
-use crate::segment::{Segment, INDEX_EXTENSION, LOG_EXTENSION, TIME_INDEX_EXTENSION};
+use crate::segment::{self, Segment, EXTENSIONS, LOG_EXTENSION};
+use crate::swap;
 use crate::sync::Durability;
 
 impl Log {
@@ -31,6 +36,7 @@ impl Log {
     /// module docs. An empty directory gives an empty log starting at offset 0.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
+        swap::finish_interrupted(dir)?;
         let base_offsets = list_segments(dir)?;
         let segments = match base_offsets.is_empty() {
             true => vec![Segment::create(dir, Offset(0))?],
@@ -46,14 +52,19 @@ impl Log {
         let log_end_offset = active.next_offset;
         let log_start_offset = segments[0].base_offset;
         tracing::debug!(dir = %dir.display(), %log_start_offset, %log_end_offset, segments = segments.len(), "opened log");
-        Ok(Log {
+        let first_dirty_offset = checkpoint::read(dir)?.unwrap_or(log_start_offset);
+        let mut log = Log {
             dir: dir.to_path_buf(),
             dir_file,
             config,
             segments,
             log_start_offset,
+            first_dirty_offset,
             durability: Durability::new(log_end_offset),
-        })
+        };
+        // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
+        log.lower_first_dirty_offset(log_end_offset)?;
+        Ok(log)
     }
 }
 
@@ -86,15 +97,9 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
 
 /// `<20 digits>.log|index|timeindex` -> (base offset, extension).
 fn parse_file_name(path: &Path) -> Option<(Offset, &'static str)> {
-    let name = path.file_name()?.to_str()?;
-    let (stem, extension) = name.split_once('.')?;
-    let extension = [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION]
-        .into_iter()
-        .find(|known| *known == extension)?;
-    if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    Some((Offset(stem.parse().ok()?), extension))
+    let (base_offset, extension) = segment::parse_file_name(path)?;
+    let extension = EXTENSIONS.into_iter().find(|known| *known == extension)?;
+    Some((base_offset, extension))
 }
 
 /// Opens and checks every segment in order; see the module docs.
@@ -153,7 +158,10 @@ fn delete_later_segments(dir: &Path, base_offsets: &[Offset]) -> Result<(), LogE
 
 /// Loads an inactive segment's indexes, falling back to a full rebuild when they do not hold up.
 /// Returns whether the rebuild had to cut the segment short.
-fn load_inactive(segment: &mut Segment, index_interval_bytes: u32) -> Result<bool, LogError> {
+pub(crate) fn load_inactive(
+    segment: &mut Segment,
+    index_interval_bytes: u32,
+) -> Result<bool, LogError> {
     let offset_index = segment.offset_index.load()?;
     let time_index = segment.time_index.load()?;
     let offset_index = offset_index
@@ -227,6 +235,7 @@ pub(crate) fn recover_active(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::{INDEX_EXTENSION, TIME_INDEX_EXTENSION};
 
     #[test]
     fn only_well_named_segment_files_are_recognised() {

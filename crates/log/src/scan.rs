@@ -3,8 +3,12 @@
 //! Recovery reads every byte of a segment and re-checks each batch's CRC ([`Check::Crc`], in
 //! chunks of [`SCAN_CHUNK_BYTES`]); lookups and index repair only need the headers
 //! ([`Check::Headers`], in chunks of [`HEADER_CHUNK_BYTES`]). Either way a walk stops at the first batch
-//! that is torn, malformed, or does not carry the next expected offset, and reports why: the
-//! caller decides whether that is a torn tail to cut off or damage to refuse.
+//! that is torn, malformed, or starts below the offset where the previous batch ended, and
+//! reports why: the caller decides whether that is a torn tail to cut off or damage to refuse.
+//!
+//! A batch may start *above* the expected offset: compaction removes whole batches and leaves
+//! the gap (as Kafka does), and a follower copying a compacted leader stores the same gaps. What
+//! must never happen is an offset going backwards, so that stays damage.
 
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -95,6 +99,30 @@ pub(crate) fn walk(
     check: Check,
     mut visit: impl FnMut(&BatchHeader, u64) -> ControlFlow<()>,
 ) -> Result<WalkEnd, LogError> {
+    walk_with(segment, start, check, |_, header, position| {
+        Ok(visit(header, position))
+    })
+}
+
+/// Like [`walk`] with CRC checks, but also hands `visit` the bytes of each batch (already in the
+/// walk's buffer), and lets it fail; for compaction, which decodes and copies batches.
+pub(crate) fn walk_batches(
+    segment: SegmentFile<'_>,
+    start: WalkStart,
+    mut visit: impl FnMut(&BatchHeader, u64, &[u8]) -> Result<ControlFlow<()>, LogError>,
+) -> Result<WalkEnd, LogError> {
+    walk_with(segment, start, Check::Crc, |reader, header, position| {
+        let bytes = reader.bytes(position, header.total_bytes())?;
+        visit(header, position, bytes)
+    })
+}
+
+fn walk_with(
+    segment: SegmentFile<'_>,
+    start: WalkStart,
+    check: Check,
+    mut visit: impl FnMut(&mut ChunkReader<'_>, &BatchHeader, u64) -> Result<ControlFlow<()>, LogError>,
+) -> Result<WalkEnd, LogError> {
     let chunk_bytes = match check {
         Check::Crc => SCAN_CHUNK_BYTES,
         Check::Headers => HEADER_CHUNK_BYTES,
@@ -119,7 +147,7 @@ pub(crate) fn walk(
                 break;
             }
         };
-        if visit(&header, end.position).is_break() {
+        if visit(&mut reader, &header, end.position)?.is_break() {
             end.stopped = true;
             break;
         }
@@ -157,7 +185,8 @@ fn next_batch(
             return Ok(Err(error.to_string()));
         }
     }
-    if header.base_offset != expected_offset {
+    // Forward gaps are compaction's (see the module docs); backwards is damage.
+    if header.base_offset < expected_offset {
         return Ok(Err(format!(
             "the batch has base offset {}, but offset {expected_offset} comes next",
             header.base_offset
@@ -294,6 +323,35 @@ mod tests {
             .damage
             .unwrap()
             .contains("base offset 2, but offset 3 comes next"));
+    }
+
+    #[test]
+    fn a_gap_left_by_compaction_is_walked_over_and_batch_bytes_are_handed_out() {
+        let mut bytes = batch(0, 2, 1_000, 50);
+        let second = bytes.len();
+        bytes.extend(batch(7, 3, 1_007, 50));
+        let (file, size) = segment_file(&bytes);
+        let handle = File::open(file.path()).unwrap();
+        let segment = SegmentFile {
+            file: &handle,
+            path: file.path(),
+            size_bytes: size,
+        };
+        let start = WalkStart {
+            position: 0,
+            next_offset: Offset(0),
+        };
+        let mut seen = Vec::new();
+        let end = walk_batches(segment, start, |header, position, batch| {
+            assert_eq!(batch.len(), header.total_bytes());
+            assert_eq!(batch, &bytes[position as usize..][..batch.len()]);
+            seen.push(header.base_offset);
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert_eq!(seen, [Offset(0), Offset(7)]);
+        assert_eq!((end.next_offset, end.damage), (Offset(10), None));
+        assert_eq!(second as u64, size - batch(7, 3, 1_007, 50).len() as u64);
     }
 
     #[test]

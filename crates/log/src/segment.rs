@@ -23,14 +23,38 @@ use crate::scan::{self, Check, SegmentFile, WalkStart};
 pub(crate) const LOG_EXTENSION: &str = "log";
 pub(crate) const INDEX_EXTENSION: &str = "index";
 pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
+/// The three extensions of a segment's files.
+pub(crate) const EXTENSIONS: [&str; 3] = [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION];
 
 /// `<base offset, 20 digits>.<extension>`, Kafka's file naming.
 pub(crate) fn file_path(dir: &Path, base_offset: Offset, extension: &str) -> PathBuf {
+    suffixed_file_path(dir, base_offset, extension, "")
+}
+
+/// `<base offset, 20 digits>.<extension><suffix>`: a segment file being written by compaction
+/// (`.cleaned`) or swapped in (`.swap`).
+pub(crate) fn suffixed_file_path(
+    dir: &Path,
+    base_offset: Offset,
+    extension: &str,
+    suffix: &str,
+) -> PathBuf {
     assert!(
         base_offset.0 >= 0,
         "segment base offset {base_offset} is negative"
     );
-    dir.join(format!("{:020}.{extension}", base_offset.0))
+    dir.join(format!("{:020}.{extension}{suffix}", base_offset.0))
+}
+
+/// `<20 digits>.<rest>` -> (base offset, rest), where rest is an extension with any suffix
+/// (`log`, `index.swap`, ...). Names of other files give `None`.
+pub(crate) fn parse_file_name(path: &Path) -> Option<(Offset, &str)> {
+    let name = path.file_name()?.to_str()?;
+    let (stem, rest) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some((Offset(stem.parse().ok()?), rest))
 }
 
 /// A segment's files and what is known about the batches in them.
@@ -57,14 +81,24 @@ pub(crate) struct Segment {
 impl Segment {
     /// Creates the files of a new, empty segment. Fails if its `.log` file already exists.
     pub fn create(dir: &Path, base_offset: Offset) -> Result<Segment, LogError> {
-        let path = file_path(dir, base_offset, LOG_EXTENSION);
+        Segment::create_suffixed(dir, base_offset, "")
+    }
+
+    /// Creates a new, empty segment whose file names end in `suffix` (compaction writes
+    /// `<base>.log.cleaned` and its indexes this way, then renames them into place).
+    pub fn create_suffixed(
+        dir: &Path,
+        base_offset: Offset,
+        suffix: &str,
+    ) -> Result<Segment, LogError> {
+        let path = suffixed_file_path(dir, base_offset, LOG_EXTENSION, suffix);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .at(&path)?;
-        let mut segment = Segment::with_file(dir, base_offset, path, file, 0)?;
+        let mut segment = Segment::with_file(dir, base_offset, suffix, path, file, 0)?;
         segment.offset_index.reset()?;
         segment.time_index.reset()?;
         Ok(segment)
@@ -85,12 +119,13 @@ impl Segment {
             let reason = format!("the segment is {size_bytes} bytes, more than the {SEGMENT_BYTES_MAX} a segment may hold");
             return Err(LogError::corrupt(&path, reason));
         }
-        Segment::with_file(dir, base_offset, path, file, size_bytes)
+        Segment::with_file(dir, base_offset, "", path, file, size_bytes)
     }
 
     fn with_file(
         dir: &Path,
         base_offset: Offset,
+        suffix: &str,
         path: PathBuf,
         file: File,
         size_bytes: u64,
@@ -101,8 +136,18 @@ impl Segment {
             path,
             file: Arc::new(file),
             size_bytes,
-            offset_index: OffsetIndex::open(&file_path(dir, base_offset, INDEX_EXTENSION))?,
-            time_index: TimeIndex::open(&file_path(dir, base_offset, TIME_INDEX_EXTENSION))?,
+            offset_index: OffsetIndex::open(&suffixed_file_path(
+                dir,
+                base_offset,
+                INDEX_EXTENSION,
+                suffix,
+            ))?,
+            time_index: TimeIndex::open(&suffixed_file_path(
+                dir,
+                base_offset,
+                TIME_INDEX_EXTENSION,
+                suffix,
+            ))?,
             bytes_since_index_entry: 0,
             max_timestamp: None,
             first_batch_timestamp: None,
@@ -135,6 +180,7 @@ impl Segment {
 
     /// Writes whole batches, already given their offsets, with one positional write, then
     /// indexes them. `batches` are the headers and ranges of the batches within `records`.
+    /// Produce appends are dense (the log asserts that); compaction's rewrites may skip offsets.
     pub fn append(
         &mut self,
         records: &[u8],
@@ -142,7 +188,12 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<(), LogError> {
         let (first, _) = batches.first().expect("an append holds at least one batch");
-        assert_eq!(first.base_offset, self.next_offset, "offsets must be dense");
+        assert!(
+            first.base_offset >= self.next_offset,
+            "offsets only grow: batch at {} after offset {}",
+            first.base_offset,
+            self.next_offset
+        );
         let position = self.size_bytes;
         if let Err(source) = self.file.write_all_at(records, position) {
             // Cut off a partial write so it is not mistaken for batches; the next append would
@@ -163,9 +214,12 @@ impl Segment {
     /// Accounts for a batch stored at `position`: next offset, timestamps, index entries. Used
     /// both by appends and by recovery, so a rebuilt index is the one appends would have made.
     pub fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval_bytes: u32) {
-        assert_eq!(
-            header.base_offset, self.next_offset,
-            "batch offsets must be dense"
+        // Compaction leaves gaps between batches; offsets still never go back.
+        assert!(
+            header.base_offset >= self.next_offset,
+            "batch offsets only grow: {} after {}",
+            header.base_offset,
+            self.next_offset
         );
         self.next_offset = header.next_offset();
         self.first_batch_timestamp
@@ -413,12 +467,17 @@ impl Segment {
         ];
         drop(self);
         for path in &paths {
-            match std::fs::remove_file(path) {
-                Err(error) if error.kind() != ErrorKind::NotFound => return Err(error).at(path),
-                _ => {}
-            }
+            remove_if_exists(path)?;
         }
         Ok(())
+    }
+}
+
+/// Deletes a file; one already gone is not an error.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != ErrorKind::NotFound => Err(error).at(path),
+        _ => Ok(()),
     }
 }
 

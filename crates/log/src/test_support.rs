@@ -45,6 +45,60 @@ pub fn batch(
     encode_batch(base_offset, &timestamps, value_bytes, Compression::None)
 }
 
+/// The producer fields of an idempotent producer's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// One uncompressed batch of keyed records (`None` value: a tombstone), all stamped `timestamp`.
+pub fn keyed_batch(records: &[(Option<&str>, Option<&str>)], timestamp: i64) -> Vec<u8> {
+    keyed_batch_with(records, timestamp, Compression::None, None)
+}
+
+/// One batch of `records` (key, value; `None` is null) stamped `timestamp`, compressed with
+/// `compression`, from `producer` if given.
+pub fn keyed_batch_with(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: i64,
+    compression: Compression,
+    producer: Option<Producer>,
+) -> Vec<u8> {
+    let producer = producer.unwrap_or(Producer {
+        id: -1,
+        epoch: -1,
+        base_sequence: 0,
+    });
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: producer.base_sequence + index as i32,
+            timestamp,
+            key: key.map(|key| Bytes::from(key.to_string())),
+            value: value.map(|value| Bytes::from(value.to_string())),
+            headers: IndexMap::new(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("test batch encodes");
+    buffer.to_vec()
+}
+
 fn record(base_offset: i64, index: usize, timestamp: i64, value_bytes: usize) -> Record {
     let offset = base_offset + index as i64;
     // A value that differs per record, so compressed and uncompressed batches differ too.

@@ -5,7 +5,7 @@
 //! qualify), then its offset index to a file position, then batch headers to the first batch
 //! whose max timestamp reaches the target. Only that one batch is decoded (decompressing it if
 //! needed) to find the exact record; a `LogAppendTime` batch needs no decoding, since all its
-//! records carry the batch's timestamp.
+//! records carry the batch's timestamp, unless compaction removed its first record.
 
 use std::os::unix::fs::FileExt;
 
@@ -69,7 +69,10 @@ fn first_batch_reaching(
             relative_offset: 0,
             position: 0,
         });
-    segment.find_batch(entry, |header| header.max_timestamp >= timestamp)
+    // A batch compaction emptied keeps its max timestamp but has no record to answer with.
+    segment.find_batch(entry, |header| {
+        header.max_timestamp >= timestamp && header.record_count > 0
+    })
 }
 
 /// The first record of the batch at `position` whose timestamp is at least `timestamp`.
@@ -79,7 +82,10 @@ fn exact_record(
     position: u64,
     timestamp: TimestampMs,
 ) -> Result<(Offset, TimestampMs), LogError> {
-    if header.is_log_append_time() {
+    // Every record of a LogAppendTime batch carries the append time, so the first record
+    // answers; it sits at the base offset unless compaction removed it.
+    let dense = i64::from(header.record_count) == i64::from(header.last_offset_delta) + 1;
+    if header.is_log_append_time() && dense {
         return Ok((header.base_offset, header.max_timestamp));
     }
     let mut bytes = vec![0u8; header.total_bytes()];
@@ -93,6 +99,13 @@ fn exact_record(
             base_offset: header.base_offset,
             reason: error.to_string(),
         })?;
+    if header.is_log_append_time() {
+        let first = record_set
+            .records
+            .first()
+            .map_or(header.base_offset.0, |record| record.offset);
+        return Ok((Offset(first), header.max_timestamp));
+    }
     let found = record_set
         .records
         .iter()
