@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use strom_coordinator::consumer_group::ConsumerGroupConfig;
 use strom_coordinator::GroupConfig;
-use strom_log::LogConfig;
+use strom_log::{CompactionConfig, LogConfig};
 
 /// A configuration problem a user can fix: names the key and what is wrong with the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +88,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -115,15 +116,35 @@ pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
     topic_key("cleanup.policy", "log.cleanup.policy", ConfigType::List),
     topic_key("compression.type", "compression.type", ConfigType::String),
     topic_key(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        ConfigType::Long,
+    ),
+    topic_key(
         "index.interval.bytes",
         "log.index.interval.bytes",
         ConfigType::Int,
+    ),
+    topic_key(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        ConfigType::Long,
     ),
     topic_key("max.message.bytes", "message.max.bytes", ConfigType::Int),
     topic_key(
         "message.timestamp.type",
         "log.message.timestamp.type",
         ConfigType::String,
+    ),
+    topic_key(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        ConfigType::Double,
+    ),
+    topic_key(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        ConfigType::Long,
     ),
     topic_key(
         "min.insync.replicas",
@@ -145,25 +166,62 @@ pub const TOPIC_CONFIG_KEYS: &[TopicConfigKey] = &[
 #[derive(Debug, Clone)]
 pub struct TopicConfig {
     pub log: LogConfig,
+    pub cleanup: CleanupPolicy,
+    pub compaction: CompactionConfig,
     pub max_message_bytes: usize,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: i32,
 }
 
+/// What happens to old records (`cleanup.policy`): deleted by retention, compacted by key, or
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    fn parse(key: &str, value: &str) -> Result<CleanupPolicy, ConfigError> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in value.split(',').map(str::trim) {
+            match part {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "must be delete, compact, or both separated by a comma",
+                    ))
+                }
+            }
+        }
+        Ok(policy)
+    }
+}
+
 /// Checks one topic config value, returning it normalised (trimmed).
 pub fn validate_topic_config(key: &str, value: &str) -> Result<String, ConfigError> {
     match key {
-        "cleanup.policy" => match value.trim() {
-            "delete" => {}
-            "compact" | "compact,delete" | "delete,compact" => {
-                return Err(invalid(
-                    key,
-                    value,
-                    "log compaction is not supported yet; use delete",
-                ))
+        "cleanup.policy" => {
+            CleanupPolicy::parse(key, value)?;
+        }
+        "delete.retention.ms" | "min.compaction.lag.ms" | "max.compaction.lag.ms" => {
+            parse_long(key, value, 0)?;
+        }
+        "min.cleanable.dirty.ratio" => {
+            let ratio: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(key, value, "not a number"))?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(invalid(key, value, "must be between 0 and 1"));
             }
-            _ => return Err(invalid(key, value, "must be delete")),
-        },
+        }
         "compression.type" => {
             if value.trim() != "producer" {
                 return Err(invalid(
@@ -220,6 +278,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `log.retention.check.interval.ms`
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: how often compacted topics are checked for cleaning.
+    pub cleaner_backoff_ms: u64,
     /// `socket.request.max.bytes`
     pub request_bytes_max: usize,
     /// `max.connections`
@@ -241,6 +301,10 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         let topic_defaults = [
             ("cleanup.policy", "delete"),
+            ("delete.retention.ms", "86400000"),
+            ("max.compaction.lag.ms", "9223372036854775807"),
+            ("min.cleanable.dirty.ratio", "0.5"),
+            ("min.compaction.lag.ms", "0"),
             ("compression.type", "producer"),
             ("index.interval.bytes", "4096"),
             ("max.message.bytes", "1048588"),
@@ -262,6 +326,7 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: 15_000,
             request_bytes_max: strom_types::limits::REQUEST_BYTES_MAX,
             connections_max: strom_types::limits::CONNECTIONS_MAX,
             connection_idle_ms_max: strom_types::limits::CONNECTION_IDLE_MS_MAX,
@@ -348,6 +413,7 @@ impl BrokerConfig {
                 self.default_replication_factor =
                     parse_int(key, value, 1)?.min(i16::MAX as i64) as i16
             }
+            "log.cleaner.backoff.ms" => self.cleaner_backoff_ms = parse_long(key, value, 1)? as u64,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse_long(key, value, 1)? as u64
             }
@@ -472,6 +538,17 @@ impl BrokerConfig {
             )
             .expect("validated when set"),
             min_insync_replicas: number("min.insync.replicas") as i32,
+            cleanup: CleanupPolicy::parse("cleanup.policy", value("cleanup.policy"))
+                .expect("validated when set"),
+            compaction: CompactionConfig {
+                delete_retention_ms: number("delete.retention.ms"),
+                min_compaction_lag_ms: number("min.compaction.lag.ms"),
+                max_compaction_lag_ms: number("max.compaction.lag.ms"),
+                min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                    .parse()
+                    .expect("validated when set"),
+                ..CompactionConfig::default()
+            },
         }
     }
 
@@ -501,6 +578,10 @@ impl BrokerConfig {
             (
                 "default.replication.factor".to_owned(),
                 self.default_replication_factor.to_string(),
+            ),
+            (
+                "log.cleaner.backoff.ms".to_owned(),
+                self.cleaner_backoff_ms.to_string(),
             ),
             (
                 "log.retention.check.interval.ms".to_owned(),
@@ -616,7 +697,23 @@ mod tests {
         assert_eq!(topic.log.segment_bytes, 1 << 30);
         assert_eq!(topic.timestamp_type, TimestampType::CreateTime);
         assert!(validate_topic_config("retention.ms", "abc").is_err());
-        assert!(validate_topic_config("cleanup.policy", "compact").is_err());
+        assert_eq!(
+            validate_topic_config("cleanup.policy", "compact, delete").unwrap(),
+            "compact, delete"
+        );
+        assert!(validate_topic_config("cleanup.policy", "shred").is_err());
+        let compacted = config.topic_config(&BTreeMap::from([(
+            "cleanup.policy".to_owned(),
+            "compact".to_owned(),
+        )]));
+        assert_eq!(
+            compacted.cleanup,
+            CleanupPolicy {
+                delete: false,
+                compact: true
+            }
+        );
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
         assert!(matches!(
             validate_topic_config("bogus", "1"),
             Err(ConfigError::UnknownKey(_))

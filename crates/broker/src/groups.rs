@@ -64,8 +64,9 @@ impl GroupRuntime {
         let topic = match topics.get(OFFSETS_TOPIC) {
             Some(topic) => topic,
             None => {
-                // Kept forever until log compaction exists: offsets must not age out.
-                let overrides = BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]);
+                // Compacted, as in Kafka: every group/partition key keeps its latest commit.
+                let overrides =
+                    BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
                 topics
                     .create(
                         broker_config,

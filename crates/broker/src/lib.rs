@@ -14,6 +14,7 @@
 //! bumps to wake fetches waiting for data, and the [`groups`] runtime around the group
 //! coordinator. [`retention`] and the group ticker run in the background.
 
+pub mod cleaner;
 pub mod config;
 pub mod durability;
 pub mod groups;
@@ -95,8 +96,10 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let local = listener.local_addr()?;
     tracing::info!("listening on {local}");
     let retention = tokio::spawn(retention::run(broker.clone()));
+    let cleaner = tokio::spawn(cleaner::run(broker.clone()));
     network::listener::serve(broker.clone(), listener, shutdown).await;
     retention.abort();
+    cleaner.abort();
     ticker.abort();
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;

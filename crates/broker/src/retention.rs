@@ -27,6 +27,10 @@ pub async fn run(broker: Arc<Broker>) {
 fn sweep(broker: &Broker) {
     let now = TimestampMs::now();
     for topic in broker.topics.all() {
+        // Compact-only topics keep every key's latest record whatever its age or size.
+        if !topic.config.cleanup.delete {
+            continue;
+        }
         for partition in &topic.partitions {
             match partition.log.lock().apply_retention(now) {
                 Ok(info) if info.segments_deleted > 0 => tracing::info!(

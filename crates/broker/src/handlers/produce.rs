@@ -126,6 +126,9 @@ fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutco
         )
     })?;
     let headers = validate(&records, topic.config.max_message_bytes)?;
+    if topic.config.cleanup.compact {
+        require_keys(&records)?;
+    }
     // One copy, so that base offsets (and LogAppendTime stamps) can be rewritten in place.
     let mut owned = BytesMut::from(&records[..]);
     let append_time =
@@ -233,6 +236,30 @@ fn validate(
         }
         Some(error) => Err((ErrorCode::CorruptMessage, error.to_string())),
     }
+}
+
+/// Compaction keeps each key's latest record, so a compacted topic refuses records without a
+/// key, as Kafka does. This decodes the records: compacted topics pay for it, others do not.
+fn require_keys(records: &Bytes) -> Result<(), (ErrorCode, String)> {
+    let mut bytes = records.clone();
+    let batches =
+        kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).map_err(|error| {
+            (
+                ErrorCode::CorruptMessage,
+                format!("records do not decode: {error:#}"),
+            )
+        })?;
+    if batches
+        .iter()
+        .flat_map(|batch| &batch.records)
+        .any(|record| record.key.is_none())
+    {
+        return Err((
+            ErrorCode::InvalidRecord,
+            "a compacted topic cannot accept records without a key".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn error_response(index: i32, code: ErrorCode, message: String) -> PartitionProduceResponse {
