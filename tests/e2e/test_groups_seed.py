@@ -11,7 +11,6 @@ the 3 s initial rebalance delay, as a user's would.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -19,38 +18,8 @@ import time
 from group_helpers import describe_group, state_name, wait_until
 from kafka_helpers import create_topic
 
-# Verbatim from the seed, bootstrap.servers aside ("Example Code for a Kafka Producer in Python").
-SEED_PRODUCER = """\
-from confluent_kafka import Producer
-import json
-config = {'bootstrap.servers': 'localhost:9092'}
-producer = Producer(config)
-message = {"order_id": 101, "product": "Laptop"}
-producer.produce("orders", key="101", value=json.dumps(message))
-producer.flush()
-"""
-
-# Verbatim from the seed, bootstrap.servers and the loop bound aside (`while True:` -> a 60 s
-# deadline, stopping after the first message).
-SEED_CONSUMER = """\
-import time
-deadline = time.monotonic() + 60
-from confluent_kafka import Consumer
-config = {
-'bootstrap.servers': 'localhost:9092',
-'group.id': 'consumer_group_1',
-'auto.offset.reset': 'earliest'
-}
-consumer = Consumer(config)
-consumer.subscribe(['orders'])
-while time.monotonic() < deadline:
-    msg = consumer.poll(timeout=1.0)
-    if msg:
-        print(f"Received: {msg.value().decode('utf-8')}")
-        break
-"""
-
-EXPECTED_VALUE = json.dumps({"order_id": 101, "product": "Laptop"})
+# The seed's code, kept once in test_seed_example.py (which runs it on localhost:9092).
+from test_seed_example import EXPECTED_VALUE, SEED_CONSUMER, SEED_PRODUCER  # noqa: E402
 
 
 def pointed_at(code: str, bootstrap: str) -> str:

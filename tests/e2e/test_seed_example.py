@@ -88,7 +88,6 @@ def test_seed_producer(seed_broker):
     assert (record.key, record.value) == (b"101", EXPECTED_VALUE.encode())
 
 
-@pytest.mark.xfail(reason="needs the group coordinator (issue 3)", strict=False)
 def test_seed_consumer(seed_broker):
     produced = run_python(SEED_PRODUCER)
     assert produced.returncode == 0, produced.stderr
