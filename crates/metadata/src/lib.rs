@@ -6,14 +6,17 @@
 //!   command and returns its result. Placement and leader election happen here, identically
 //!   on every node, because they depend only on the image and the log order.
 //! - [`placement`]: replica assignment across brokers and racks.
-//!
-//! The Raft quorum that orders the log (openraft) sits on top of this and is the only part
-//! with I/O. Combined nodes are voters; broker-only nodes are learners, so every broker applies
-//! the same committed log to its own image and follows it.
+//! - [`quorum`]: the Raft quorum that orders the log (openraft), the only part with I/O: its
+//!   log and snapshots on disk, the controller transport, broker liveness on the leader, and
+//!   [`MetadataQuorum`], the handle a node uses to propose commands and watch the image.
+//!   Combined nodes are voters; broker-only nodes are learners, so every broker applies the
+//!   same committed log to its own image and follows it.
 
 pub mod command;
 pub mod image;
 pub mod placement;
+pub mod quorum;
 
 pub use command::{CommandResult, MetadataCommand, MetadataError};
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
+pub use quorum::{MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

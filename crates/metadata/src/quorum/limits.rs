@@ -1,0 +1,45 @@
+//! Every bound of the quorum's runtime in one place, with its unit in its name.
+
+/// The largest frame on a controller connection (a snapshot travels in one frame), and the
+/// largest record in the Raft log file.
+pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A Raft log segment file is rolled once it holds this many bytes.
+pub const LOG_SEGMENT_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// Log writes queued for the writer thread before `append` waits.
+pub const LOG_WRITER_QUEUE_DEPTH_MAX: usize = 1024;
+
+/// How long a TCP connect to a peer may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+
+/// A connection that has answered nothing for this long while requests wait on it is dropped
+/// and dialled again (a paused or cut-off peer must not hold requests forever).
+pub const CONNECTION_SILENCE_MS_MAX: u64 = 3_000;
+
+/// Requests queued for one peer connection's writer before a caller waits.
+pub const PEER_QUEUE_DEPTH_MAX: usize = 64;
+
+/// Connections the controller listener serves at once.
+pub const SERVER_CONNECTIONS_MAX: usize = 256;
+
+/// Requests one server connection handles at once.
+pub const SERVER_REQUESTS_IN_FLIGHT_MAX: usize = 64;
+
+/// How long `propose` waits for its command to be committed and applied on this node.
+pub const PROPOSE_TIMEOUT_MS: u64 = 15_000;
+
+/// Leader look-ups (NotLeader hints followed, unreachable leaders retried) per request.
+pub const LEADER_ATTEMPTS_MAX: u32 = 30;
+
+/// How long one RPC to the controller leader (propose, heartbeat, add learner) may take.
+pub const LEADER_CALL_TIMEOUT_MS: u64 = 5_000;
+
+/// How long sending a full snapshot to a follower may take.
+pub const SNAPSHOT_SEND_TIMEOUT_MS: u64 = 30_000;
+
+/// The controller leader's liveness and bootstrap loop runs at least this often.
+pub const CONTROLLER_TICK_MS_MAX: u64 = 500;
+
+/// How long `shutdown` waits for the log writer thread to close its files.
+pub const SHUTDOWN_WAIT_MS: u64 = 5_000;

@@ -1,0 +1,31 @@
+//! The Raft quorum that orders the metadata log (openraft), and the runtime around it.
+//!
+//! How a command flows: [`MetadataQuorum::propose`] on any node sends it to the controller
+//! leader ([`network`]); the leader's Raft appends it to its log ([`storage::LogStore`], fsynced
+//! before it counts), replicates it to the voters and learners, and once a majority of voters
+//! hold it, every node applies it with [`MetadataImage::apply`](crate::MetadataImage::apply)
+//! ([`storage::StateMachineStore`]) and publishes the new image on a watch channel.
+//!
+//! - [`config`]: [`QuorumConfig`] and [`QuorumStatus`].
+//! - [`types`]: openraft's type configuration for Strom.
+//! - [`storage`]: the Raft log, vote and snapshots under `<data_dir>/__cluster_metadata/`.
+//! - [`network`]: the controller protocol over TCP (Raft RPCs, proposals, broker heartbeats,
+//!   learners joining).
+//! - [`liveness`]: which brokers the leader fences and unfences; pure, with an injected clock.
+//! - [`node`]: [`MetadataQuorum`], the runtime: starts everything, routes requests to the
+//!   leader, runs the timers.
+//! - [`limits`]: every bound, in one place.
+
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod liveness;
+pub mod network;
+pub mod node;
+pub mod storage;
+pub mod types;
+
+pub use config::{QuorumConfig, QuorumRole, QuorumStatus};
+pub use error::QuorumError;
+pub use liveness::BrokerLiveness;
+pub use node::MetadataQuorum;
