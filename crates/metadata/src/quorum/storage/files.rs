@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Replaces `dir/name` with `bytes`. With `durable`, the content and the rename are fsynced
 /// before returning; without, only atomicity is promised (the file may be older after a crash).
@@ -38,9 +38,4 @@ pub fn read_if_present(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
-}
-
-/// The path an error about `dir/name` should name.
-pub fn path_of(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
