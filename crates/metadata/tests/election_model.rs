@@ -5,6 +5,7 @@
 //! - leader and partition epochs never go back, and a change of leader bumps the leader epoch;
 //! - without unclean election, a new leader was in the ISR before the change (no lost writes);
 //! - one leader per (partition, leader epoch), across the whole run.
+//!
 //! Seeded by proptest, so a failure prints a reproducible case.
 
 use std::collections::{BTreeMap, HashMap};
