@@ -217,6 +217,19 @@ pub async fn run_consumer(
     ends: watch::Receiver<Ends>,
     counters: Arc<Counters>,
 ) -> Result<ConsumeOutcome, BenchError> {
+    // Connect first, so that the clock measures reading only.
+    let mut lanes = Vec::new();
+    for (leader, partitions) in plan.layout.by_leader() {
+        let ways = plan.connections.min(partitions.len());
+        for share in spread(&partitions, ways) {
+            let connection = cluster::open_connection(plan.layout.address(leader)).await?;
+            let positions: BTreeMap<PartitionIndex, Offset> = share
+                .iter()
+                .map(|partition| (*partition, plan.starts[partition]))
+                .collect();
+            lanes.push((connection, positions));
+        }
+    }
     let start = Instant::now();
     let context = Arc::new(ConsumerContext {
         topic_name: TopicName(StrBytes::from_string(plan.layout.name.clone())),
@@ -235,21 +248,13 @@ pub async fn run_consumer(
         counters,
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for (leader, partitions) in plan.layout.by_leader() {
-        let ways = plan.connections.min(partitions.len());
-        for share in spread(&partitions, ways) {
-            let connection = cluster::open_connection(plan.layout.address(leader)).await?;
-            let positions = share
-                .iter()
-                .map(|partition| (*partition, plan.starts[partition]))
-                .collect();
-            tasks.spawn(run_lane(
-                connection,
-                positions,
-                context.clone(),
-                ends.clone(),
-            ));
-        }
+    for (connection, positions) in lanes {
+        tasks.spawn(run_lane(
+            connection,
+            positions,
+            context.clone(),
+            ends.clone(),
+        ));
     }
     let mut total = LaneOutcome::default();
     while let Some(joined) = tasks.join_next().await {

@@ -29,6 +29,9 @@ pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, BrokerProcess}
 pub use machine::{MachineLimits, MachineSizes};
 pub use table::{check_targets, render, TargetCheck};
 
+/// librdkafka's default `batch.size`.
+const LIBRDKAFKA_BATCH_BYTES: u64 = 1_000_000;
+
 /// The librdkafka load script, written next to the run's data when `--librdkafka` is given.
 const LIBRDKAFKA_SCRIPT: &str = include_str!("librdkafka_load.py");
 
@@ -108,8 +111,14 @@ fn cases(args: &SuiteArgs) -> Vec<Case> {
         )
     };
     let bench = |words: String| Load::Bench(words.split_whitespace().map(String::from).collect());
+    // Throughput cases batch like librdkafka (batch.size 1,000,000 bytes and at most 10,000
+    // records a batch), the load the issue's targets are stated for; the end-to-end cases
+    // keep the bench's defaults (the Java client's: 16 KiB batches, linger 5 ms).
     let produce = |topic: &str, bytes: u64, acks: &str, extra: &str| {
-        bench(format!("produce --topic {topic} --record-size {bytes} --acks {acks} --duration {seconds} {extra}"))
+        bench(format!(
+            "produce --topic {topic} --record-size {bytes} --acks {acks} --duration {seconds} \
+             --batch-size {LIBRDKAFKA_BATCH_BYTES} {extra}"
+        ))
     };
     let e2e = |topic: &str, bytes: u64, rate: u64| {
         bench(format!(
@@ -233,6 +242,9 @@ pub struct CaseResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub run: u32,
+    /// The machine's 1-minute load average when the run started and when it ended: other
+    /// work on the machine shows here, and makes every figure noisier.
+    pub load_average: (f64, f64),
     pub machine: MachineLimits,
     pub cases: Vec<CaseResult>,
 }
@@ -308,8 +320,9 @@ fn run_once(
     sizes: MachineSizes,
     python: Option<&Path>,
 ) -> Result<RunResult, BenchError> {
+    let load_before = load_average();
     eprintln!(
-        "run {run}/{runs}: measuring the machine in {}",
+        "run {run}/{runs}: load average {load_before:.2}; measuring the machine in {}",
         run_dir.display()
     );
     let machine = machine::measure(&run_dir.join("probe"), sizes)?;
@@ -377,9 +390,18 @@ fn run_once(
     broker.stop()?;
     Ok(RunResult {
         run,
+        load_average: (load_before, load_average()),
         machine,
         cases: results,
     })
+}
+
+/// The machine's 1-minute load average (0 if /proc/loadavg cannot be read).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// What one case produced, before the suite adds the broker's figures.
@@ -610,7 +632,7 @@ mod tests {
         assert_eq!(
             quick[0].load,
             Load::Bench(
-                "produce --topic suite-100 --record-size 100 --acks 1 --duration 1"
+                "produce --topic suite-100 --record-size 100 --acks 1 --duration 1 --batch-size 1000000"
                     .split(' ')
                     .map(String::from)
                     .collect()

@@ -180,6 +180,16 @@ pub fn render(result: &super::SuiteResult) -> String {
             "4 KiB append + fdatasync, p99".to_string(),
             machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).format(ms),
         ],
+        vec![
+            "load average (1 min) at start, at end".to_string(),
+            format!(
+                "{}, {}",
+                machine_spread(runs, |run| run.load_average.0)
+                    .format(|value| format!("{value:.2}")),
+                machine_spread(runs, |run| run.load_average.1)
+                    .format(|value| format!("{value:.2}"))
+            ),
+        ],
     ];
     out.push_str(&format_table(&machine));
     out.push('\n');
@@ -328,6 +338,7 @@ mod tests {
     fn run(run: u32, cases: Vec<CaseResult>) -> RunResult {
         RunResult {
             run,
+            load_average: (0.5, 1.0),
             machine: MachineLimits {
                 loopback_mb_per_s: 2_000.0,
                 disk_buffered_mb_per_s: 1_500.0,
@@ -404,5 +415,10 @@ mod tests {
         assert!(table.contains("210.0 (190.0–230.0)"), "{table}");
         assert!(table.contains("  (same case)"), "{table}");
         assert!(table.contains("NO"), "{table}");
+        let load = table
+            .lines()
+            .find(|line| line.starts_with("load average"))
+            .unwrap();
+        assert!(load.ends_with(" 0.50, 1.00"), "{load}");
     }
 }
