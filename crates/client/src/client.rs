@@ -463,13 +463,9 @@ impl Client {
             .with_topics(vec![topic])
             .with_timeout_ms(self.broker_timeout_ms());
         let response = self.send_to_controller(&request).await?;
-        let Some(result) = response
-            .topics
-            .into_iter()
-            .find(|result| result.name.as_str() == name)
-        else {
-            return Err(self.missing_from_response("CreateTopics", name));
-        };
+        let result = self.find_in_response(response.topics, "CreateTopics", name, |result| {
+            result.name.as_str() == name
+        })?;
         ClientError::check(
             result.error_code,
             result.error_message.as_deref(),
@@ -509,13 +505,10 @@ impl Client {
                 .lock()
                 .expect("metadata cache lock")
                 .invalidate(name);
-            let Some(result) = response
-                .responses
-                .iter()
-                .find(|result| result.name.as_deref().map(|n| n.as_str()) == Some(*name))
-            else {
-                return Err(self.missing_from_response("DeleteTopics", name));
-            };
+            let result =
+                self.find_in_response(response.responses.iter(), "DeleteTopics", name, |result| {
+                    result.name.as_deref().map(|n| n.as_str()) == Some(*name)
+                })?;
             ClientError::check(
                 result.error_code,
                 result.error_message.as_deref(),
@@ -536,13 +529,10 @@ impl Client {
         let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
         let connection = self.any_connection().await?;
         let response = connection.send(&request).await?;
-        let Some(result) = response
-            .results
-            .into_iter()
-            .find(|result| result.resource_name.as_str() == topic)
-        else {
-            return Err(self.missing_from_response("DescribeConfigs", topic));
-        };
+        let result =
+            self.find_in_response(response.results, "DescribeConfigs", topic, |result| {
+                result.resource_name.as_str() == topic
+            })?;
         ClientError::check(
             result.error_code,
             result.error_message.as_deref(),
@@ -620,15 +610,17 @@ impl Client {
         }
         let timeout_ms = self.request_timeout_ms() + self.broker_timeout_ms() as u64;
         let response = connection.send_with_timeout(&request, timeout_ms).await?;
-        let result = response
+        let partitions = response
             .responses
             .iter()
             .filter(|response| response.name.as_str() == topic)
-            .flat_map(|response| &response.partition_responses)
-            .find(|response| response.index == partition.0);
-        let Some(result) = result else {
-            return Err(self.missing_from_response("Produce", &format!("{topic}-{partition}")));
-        };
+            .flat_map(|response| &response.partition_responses);
+        let result = self.find_in_response(
+            partitions,
+            "Produce",
+            &format!("{topic}-{partition}"),
+            |response| response.index == partition.0,
+        )?;
         let record_error = result
             .record_errors
             .iter()
@@ -834,15 +826,17 @@ impl Client {
                     .with_partition_index(partition.0)
                     .with_timestamp(spec.wire_timestamp())])]);
         let response = connection.send(&request).await?;
-        let result = response
+        let partitions = response
             .topics
             .iter()
             .filter(|response| response.name.as_str() == topic)
-            .flat_map(|response| &response.partitions)
-            .find(|response| response.partition_index == partition.0);
-        let Some(result) = result else {
-            return Err(self.missing_from_response("ListOffsets", &format!("{topic}-{partition}")));
-        };
+            .flat_map(|response| &response.partitions);
+        let result = self.find_in_response(
+            partitions,
+            "ListOffsets",
+            &format!("{topic}-{partition}"),
+            |response| response.partition_index == partition.0,
+        )?;
         ClientError::check(
             result.error_code,
             None,
@@ -920,6 +914,21 @@ impl Client {
     /// How long the broker may take over a produce, create or delete, as sent in the request.
     fn broker_timeout_ms(&self) -> i32 {
         i32::try_from(self.request_timeout_ms()).unwrap_or(i32::MAX)
+    }
+
+    /// The entry of a response that `matches`, or a protocol error naming the API and what the
+    /// broker left out.
+    pub(crate) fn find_in_response<T>(
+        &self,
+        entries: impl IntoIterator<Item = T>,
+        api: &str,
+        what: &str,
+        mut matches: impl FnMut(&T) -> bool,
+    ) -> Result<T, ClientError> {
+        entries
+            .into_iter()
+            .find(|entry| matches(entry))
+            .ok_or_else(|| self.missing_from_response(api, what))
     }
 
     pub(crate) fn missing_from_response(&self, api: &str, what: &str) -> ClientError {

@@ -237,13 +237,12 @@ impl Client {
             .send_versioned(&request, version, self.request_timeout_ms())
             .await?;
         let (error_code, message, node, host, port) = if version >= 4 {
-            let Some(found) = response
-                .coordinators
-                .into_iter()
-                .find(|coordinator| coordinator.key.as_str() == group)
-            else {
-                return Err(self.missing_from_response("FindCoordinator", group));
-            };
+            let found = self.find_in_response(
+                response.coordinators,
+                "FindCoordinator",
+                group,
+                |coordinator| coordinator.key.as_str() == group,
+            )?;
             let (node, host, port) = (found.node_id, found.host, found.port);
             (found.error_code, found.error_message, node, host, port)
         } else {
@@ -413,13 +412,10 @@ impl Client {
             Err(ClientError::UnsupportedVersion { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let Some(found) = response
-            .groups
-            .into_iter()
-            .find(|found| found.group_id.as_str() == group)
-        else {
-            return Err(self.missing_from_response("ConsumerGroupDescribe", group));
-        };
+        let found =
+            self.find_in_response(response.groups, "ConsumerGroupDescribe", group, |found| {
+                found.group_id.as_str() == group
+            })?;
         if found.error_code == ErrorCode::GroupIdNotFound.code() {
             return Ok(None);
         }
@@ -438,13 +434,9 @@ impl Client {
                 DescribeGroupsRequest::default().with_groups(vec![group_id(group)])
             })
             .await?;
-        let Some(found) = response
-            .groups
-            .into_iter()
-            .find(|found| found.group_id.as_str() == group)
-        else {
-            return Err(self.missing_from_response("DescribeGroups", group));
-        };
+        let found = self.find_in_response(response.groups, "DescribeGroups", group, |found| {
+            found.group_id.as_str() == group
+        })?;
         ClientError::check(
             found.error_code,
             found.error_message.as_deref(),
@@ -487,13 +479,9 @@ impl Client {
         // (topic, partition, offset, leader epoch, metadata, error code), whatever the version.
         let mut rows = Vec::new();
         if version >= 8 {
-            let Some(found) = response
-                .groups
-                .into_iter()
-                .find(|found| found.group_id.as_str() == group)
-            else {
-                return Err(self.missing_from_response("OffsetFetch", group));
-            };
+            let found = self.find_in_response(response.groups, "OffsetFetch", group, |found| {
+                found.group_id.as_str() == group
+            })?;
             ClientError::check(found.error_code, None, Subject::group(group))?;
             for topic in found.topics {
                 for p in topic.partitions {
@@ -630,13 +618,10 @@ impl Client {
                     DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)])
                 })
                 .await?;
-            let Some(result) = response
-                .results
-                .iter()
-                .find(|result| result.group_id.as_str() == group)
-            else {
-                return Err(self.missing_from_response("DeleteGroups", group));
-            };
+            let result =
+                self.find_in_response(response.results.iter(), "DeleteGroups", group, |result| {
+                    result.group_id.as_str() == group
+                })?;
             ClientError::check(result.error_code, None, Subject::group(group))?;
         }
         Ok(())
