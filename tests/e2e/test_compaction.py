@@ -41,16 +41,25 @@ def test_compaction_keeps_the_latest_value_of_each_key(start_broker):
     topic = unique("compacted")
     configs = {"cleanup.policy": "compact", "segment.bytes": "2048", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "600000"}
     admin_request(broker.bootstrap, lambda a: a.create_topics([NewTopic(topic, 1, 1, config=configs)]))[topic].result()
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    # Small batches: a batch larger than segment.bytes is refused (RECORD_LIST_TOO_LARGE), as in
+    # Kafka, and librdkafka would otherwise put the tombstone and the fillers in one.
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "batch.num.messages": 10})
+    failed = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failed.append(error)
+
     for round_ in range(ROUNDS):
         for key in range(KEYS):
-            producer.produce(topic, key=f"k{key}", value=f"v{round_}")
+            producer.produce(topic, key=f"k{key}", value=f"v{round_}", on_delivery=delivered)
         producer.flush(10)
     # Delete one key with a tombstone, then push it out of the active segment.
-    producer.produce(topic, key="k0", value=None)
-    for filler in range(60):
-        producer.produce(topic, key=f"filler{filler}", value="x" * 40)
+    producer.produce(topic, key="k0", value=None, on_delivery=delivered)
     producer.flush(10)
+    for filler in range(60):
+        producer.produce(topic, key=f"filler{filler}", value="x" * 40, on_delivery=delivered)
+    assert producer.flush(10) == 0 and not failed, failed
     produced = ROUNDS * KEYS + 1 + 60
 
     def compacted():
