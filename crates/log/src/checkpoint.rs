@@ -43,13 +43,28 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
     Ok(offset.map(Offset))
 }
 
-/// Replaces the checkpoint atomically (temporary file, fsync, rename, directory fsync).
+/// Replaces the checkpoint atomically (see [`replace_file`]).
 pub(crate) fn write(dir: &Path, dir_file: &File, offset: Offset) -> Result<(), LogError> {
-    let path = path(dir);
+    replace_file(
+        dir,
+        dir_file,
+        CHECKPOINT_FILE,
+        format!("{VERSION}\n{}\n", offset.0).as_bytes(),
+    )
+}
+
+/// Replaces the file `name` in `dir` with `contents` so that a crash leaves either the old file
+/// or the new one, never a mix: temporary file, fsync, rename, directory fsync.
+pub(crate) fn replace_file(
+    dir: &Path,
+    dir_file: &File,
+    name: &str,
+    contents: &[u8],
+) -> Result<(), LogError> {
+    let path = dir.join(name);
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).at(&temporary)?;
-    file.write_all(format!("{VERSION}\n{}\n", offset.0).as_bytes())
-        .at(&temporary)?;
+    file.write_all(contents).at(&temporary)?;
     file.sync_all().at(&temporary)?;
     std::fs::rename(&temporary, &path).at(&path)?;
     dir_file.sync_all().at(dir)

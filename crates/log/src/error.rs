@@ -44,6 +44,18 @@ pub enum LogError {
         segment_base_offset: Offset,
     },
 
+    /// Per request: a batch carries a leader epoch older than the latest one in the log
+    /// (a deposed leader appending, or a follower fetching from a stale leader).
+    #[error(
+        "the batch at offset {base_offset} has leader epoch {epoch}, older than the log's \
+         latest epoch {latest_epoch}"
+    )]
+    LeaderEpochBehind {
+        epoch: i32,
+        latest_epoch: i32,
+        base_offset: Offset,
+    },
+
     /// Per request (a caller bug): the bytes passed to append are not whole, valid v2 batches.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),

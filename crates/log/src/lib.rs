@@ -4,14 +4,22 @@
 //! # A tour
 //! - `log`: the [`Log`] itself. [`Log::append`] validates the batches, rewrites their
 //!   base offsets (and append time) in place, rolls the active segment when it is full or old,
-//!   and hands all the bytes to the OS in one write. [`Log::read`] finds the segment holding an
-//!   offset, then the position through the offset index, then returns whole batches as stored.
+//!   and hands all the bytes to the OS in one write; [`Log::append_with_epoch`] does the same
+//!   for a leader and stamps its epoch into every batch. [`Log::read`] finds the segment holding
+//!   an offset, then the position through the offset index, then returns whole batches as stored.
+//! - `epoch_cache`, `epoch_checkpoint`, `leader_epoch`: Kafka's leader epoch cache, which
+//!   epoch started at which offset, kept in `leader-epoch-checkpoint` (Kafka's text format,
+//!   replaced atomically, written before the batches that start a new epoch). Truncation,
+//!   retention and recovery keep it within the log's bounds; [`Log::end_offset_for_epoch`]
+//!   answers OffsetForLeaderEpoch for followers finding where to truncate.
 //! - `segment`: one `<base offset>.log` file and its two indexes; appends, reads, truncation.
 //! - `index`: the sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset)
 //!   files, kept in memory as `Vec`s and appended to their files on roll, sync and close.
 //! - `scan`: walking a segment's batches, by header only or with CRC checks.
 //! - `recovery`: [`Log::open`]; checks inactive segments cheaply, re-reads the active one in full
-//!   (length, CRC-32C, dense offsets), cuts a torn tail and rebuilds indexes.
+//!   (length, CRC-32C, offsets that only grow: gaps are compaction's or a follower's copy of
+//!   them), cuts a torn tail and rebuilds indexes, then loads the leader epoch cache (rebuilt
+//!   from the batch headers if its checkpoint is missing or unreadable).
 //! - `timestamp`: [`Log::offset_for_timestamp`] and [`Log::max_timestamp`] for ListOffsets; the
 //!   only place records are decoded, one batch per lookup.
 //! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
@@ -26,9 +34,9 @@
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
 //!
 //! # Data flow
-//! produce: handler checks batch CRCs -> `Log::append` (offsets assigned, one `pwrite`) ->
-//! later `sync_handle().sync()` + `mark_durable` for acks=all. fetch: `Log::read` up to the high
-//! watermark -> bytes go out unchanged. Nothing on either path decodes a record; only the
+//! produce: handler checks batch CRCs -> `Log::append` or `Log::append_with_epoch` (offsets
+//! assigned, one `pwrite`) -> later `sync_handle().sync()` + `mark_durable` for acks=all.
+//! fetch: `Log::read` up to the high watermark -> bytes go out unchanged. Nothing on either path decodes a record; only the
 //! background cleaner (`Log::needs_compaction`, then `Log::compact_below`) does.
 //!
 //! # Concurrency
@@ -40,8 +48,11 @@ mod checkpoint;
 mod cleaner;
 mod compaction;
 mod config;
+mod epoch_cache;
+mod epoch_checkpoint;
 mod error;
 mod index;
+mod leader_epoch;
 mod log;
 mod recovery;
 mod retention;
@@ -56,6 +67,7 @@ mod timestamp;
 
 pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
+pub use crate::epoch_cache::{NO_PARTITION_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::error::LogError;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::retention::RetentionInfo;

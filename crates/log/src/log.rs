@@ -11,7 +11,9 @@ use strom_types::{Offset, TimestampMs};
 
 use crate::checkpoint;
 use crate::config::LogConfig;
+use crate::epoch_cache::{EpochCache, NO_PARTITION_LEADER_EPOCH};
 use crate::error::{IoContext, LogError};
+use crate::leader_epoch::check_epoch_not_behind;
 use crate::segment::Segment;
 use crate::sync::{Durability, SyncHandle};
 
@@ -36,6 +38,9 @@ pub struct Log {
     /// most the log end; truncation lowers it with the log end.
     pub(crate) first_dirty_offset: Offset,
     pub(crate) durability: Durability,
+    /// Which leader epoch started where, mirrored in `leader-epoch-checkpoint` (see
+    /// `leader_epoch`). Every entry starts below the log end and at or after the log start.
+    pub(crate) epochs: EpochCache,
 }
 
 /// What an append stored.
@@ -113,10 +118,42 @@ impl Log {
     /// Appends whole v2 batches: assigns their offsets (rewriting each base offset in place),
     /// stamps `log_append_time` into them when given, rolls the active segment if needed, and
     /// writes all the bytes with one write (no fsync; see [`Log::sync_handle`]).
+    ///
+    /// The batches' partitionLeaderEpoch is set to -1 (`NO_PARTITION_LEADER_EPOCH`) and the
+    /// epoch cache is left alone: this log was not told which leader wrote them, and what the
+    /// producer put there means nothing. Leaders that know their epoch use
+    /// [`Log::append_with_epoch`].
     pub fn append(
         &mut self,
         records: &mut [u8],
         log_append_time: Option<TimestampMs>,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_as_leader(records, log_append_time, NO_PARTITION_LEADER_EPOCH)
+    }
+
+    /// [`Log::append`] for a leader of epoch `leader_epoch`: stamps it into every batch's
+    /// partitionLeaderEpoch (bytes 12..16, outside the CRC) and records in the epoch cache that
+    /// the epoch starts here if it is new, writing `leader-epoch-checkpoint` before the batches.
+    /// An epoch older than [`Log::latest_epoch`] is refused with
+    /// [`LogError::LeaderEpochBehind`]; a negative one is a caller bug and panics.
+    pub fn append_with_epoch(
+        &mut self,
+        records: &mut [u8],
+        log_append_time: Option<TimestampMs>,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        assert!(
+            leader_epoch >= 0,
+            "a leader appends with a real epoch, not {leader_epoch}"
+        );
+        self.append_as_leader(records, log_append_time, leader_epoch)
+    }
+
+    fn append_as_leader(
+        &mut self,
+        records: &mut [u8],
+        log_append_time: Option<TimestampMs>,
+        leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
         let ranges = checked_batches(records)?;
         let segment_bytes = self.config.segment_bytes_effective();
@@ -126,7 +163,13 @@ impl Log {
                 segment_bytes,
             });
         }
-        let batches = assign_offsets(records, ranges, self.log_end_offset(), log_append_time);
+        let log_end_offset = self.log_end_offset();
+        check_epoch_not_behind(leader_epoch, self.latest_epoch(), log_end_offset)?;
+        let stamp = Stamp {
+            log_append_time,
+            leader_epoch,
+        };
+        let batches = assign_offsets(records, ranges, log_end_offset, stamp);
         let base_offset = batches[0].0.base_offset;
         let last_offset = batches[batches.len() - 1].0.last_offset();
         let max_timestamp = batches
@@ -144,9 +187,8 @@ impl Log {
                 segment_base_offset: active_base_offset,
             });
         }
-        let index_interval_bytes = self.config.index_interval_bytes;
-        self.active_mut()
-            .append(records, &batches, index_interval_bytes)?;
+        self.assign_epochs([(leader_epoch, base_offset)])?;
+        self.write_to_active(records, &batches)?;
         assert_eq!(
             self.log_end_offset(),
             last_offset.plus(1),
@@ -159,6 +201,23 @@ impl Log {
             log_append_time,
             bytes: records.len(),
         })
+    }
+
+    /// Writes batches to the active segment; if that fails, forgets the epoch entries that were
+    /// recorded for them.
+    pub(crate) fn write_to_active(
+        &mut self,
+        records: &[u8],
+        batches: &[(BatchHeader, Range<usize>)],
+    ) -> Result<(), LogError> {
+        let index_interval_bytes = self.config.index_interval_bytes;
+        let written = self
+            .active_mut()
+            .append(records, batches, index_interval_bytes);
+        if written.is_err() {
+            self.forget_epochs_past_log_end();
+        }
+        written
     }
 
     /// Kafka's roll rules, checked before an append of `bytes` ending at `last_offset`.
@@ -272,6 +331,7 @@ impl Log {
         self.active_mut().truncate_to(offset)?;
         tracing::info!(dir = %self.dir.display(), %offset, %old_end, new_end = %self.log_end_offset(), "truncated log");
         self.sync_everything()?;
+        self.truncate_epochs_from_end()?;
         // Records appended from here on are new: compaction must map them (Kafka lowers its
         // cleaner checkpoint on truncation the same way).
         self.lower_first_dirty_offset(self.log_end_offset())
@@ -301,7 +361,15 @@ impl Log {
         Ok(())
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+    /// Deletes every segment and restarts the log, empty, at `offset` (below or above the old
+    /// bounds): a follower whose log end is below the leader's log start starts over this way.
+    /// The leader epoch cache is emptied too. Synced before returning.
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        assert!(
+            offset.0 >= 0,
+            "cannot restart the log at negative offset {offset}"
+        );
+        self.forget_all_epochs()?;
         while let Some(segment) = self.segments.pop() {
             segment.delete_files()?;
         }
@@ -312,7 +380,7 @@ impl Log {
         self.durability = Durability::new(offset);
         checkpoint::write(&self.dir, &self.dir_file, offset)?;
         self.first_dirty_offset = offset;
-        Ok(())
+        self.persist_epochs()
     }
 
     /// The files with writes not yet known to be durable, and the log end offset they cover.
@@ -390,19 +458,27 @@ fn checked_batches(records: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
     Ok(ranges)
 }
 
-/// Rewrites each batch's base offset (from `next_offset` on) and, when given, its append time;
-/// returns each batch's header as stored and its range.
+/// What a leader stamps into every batch besides its offsets.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    log_append_time: Option<TimestampMs>,
+    leader_epoch: i32,
+}
+
+/// Rewrites each batch's base offset (from `next_offset` on), its partition leader epoch and,
+/// when given, its append time; returns each batch's header as stored and its range.
 fn assign_offsets(
     records: &mut [u8],
     ranges: Vec<Range<usize>>,
     mut next_offset: Offset,
-    log_append_time: Option<TimestampMs>,
+    stamp: Stamp,
 ) -> Vec<(BatchHeader, Range<usize>)> {
     let mut batches = Vec::with_capacity(ranges.len());
     for range in ranges {
         let bytes = &mut records[range.clone()];
         batch::set_base_offset(bytes, next_offset);
-        if let Some(now) = log_append_time {
+        batch::set_partition_leader_epoch(bytes, stamp.leader_epoch);
+        if let Some(now) = stamp.log_append_time {
             batch::set_log_append_time(bytes, now);
         }
         let header =

@@ -11,7 +11,10 @@
 //! first bad batch, and its indexes are rebuilt. If an inactive segment turns out damaged, it is
 //! cut the same way and every later segment is deleted, since segments must stay contiguous. A
 //! gap between intact segments is not repairable and fails the open with [`LogError::Corrupt`].
-//! Last, the cleaner checkpoint is read and lowered to the log end if recovery cut below it.
+//! Then the cleaner checkpoint is read and lowered to the log end if recovery cut below it.
+//! Last, the leader epoch cache is loaded (see `leader_epoch`): from its checkpoint, or rebuilt
+//! from the batch headers of every segment when that is missing or unreadable, then cut to the
+//! recovered log's bounds.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -23,6 +26,7 @@ use strom_types::Offset;
 
 use crate::checkpoint;
 use crate::config::LogConfig;
+use crate::epoch_cache::EpochCache;
 use crate::error::{IoContext, LogError};
 use crate::index::{validate_offset_entries, validate_time_entries};
 use crate::log::Log;
@@ -61,9 +65,11 @@ impl Log {
             log_start_offset,
             first_dirty_offset,
             durability: Durability::new(log_end_offset),
+            epochs: EpochCache::default(),
         };
         // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
         log.lower_first_dirty_offset(log_end_offset)?;
+        log.recover_epochs()?;
         Ok(log)
     }
 }

@@ -38,6 +38,7 @@ impl Log {
             self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
             self.durability.deleted_before(self.log_start_offset);
             self.dir_file.sync_all().at(&self.dir)?;
+            self.truncate_epochs_from_start()?;
         }
         Ok(RetentionInfo {
             segments_deleted: count,

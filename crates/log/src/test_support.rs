@@ -45,6 +45,19 @@ pub fn batch(
     encode_batch(base_offset, &timestamps, value_bytes, Compression::None)
 }
 
+/// [`batch`] as a leader of `leader_epoch` stored it (the epoch is outside the CRC).
+pub fn batch_with_epoch(
+    base_offset: i64,
+    record_count: usize,
+    first_timestamp: i64,
+    value_bytes: usize,
+    leader_epoch: i32,
+) -> Vec<u8> {
+    let mut bytes = batch(base_offset, record_count, first_timestamp, value_bytes);
+    strom_protocol::batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+    bytes
+}
+
 /// The producer fields of an idempotent producer's batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Producer {

@@ -1,0 +1,438 @@
+//! The [`Log`]'s leader epoch cache: queries for replication, and keeping the cache and its
+//! checkpoint in step with appends, truncation, retention and recovery.
+//!
+//! The invariant: every entry starts at the base offset of a stored batch carrying that epoch
+//! (or at the log start, after retention), below the log end. Appends write the checkpoint
+//! *before* the batches, so a crash can leave an entry past the log end but never a stored batch
+//! whose epoch the checkpoint lacks; recovery removes entries at or past the log end and below
+//! the log start. Full truncation deletes the checkpoint first, so a crash part-way makes
+//! recovery rebuild the cache from the batches that are left.
+
+use std::ops::ControlFlow;
+
+use strom_types::Offset;
+
+use crate::epoch_cache::{EpochCache, NO_PARTITION_LEADER_EPOCH};
+use crate::epoch_checkpoint;
+use crate::error::LogError;
+use crate::log::Log;
+use crate::scan::{self, Check, WalkStart};
+use crate::segment::Segment;
+
+impl Log {
+    /// The epoch of the newest leader that appended to this log, if any batch carried one.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The (leader epoch, start offset) entries, ascending in both; for tests and tooling.
+    pub fn epoch_entries(&self) -> &[(i32, Offset)] {
+        self.epochs.entries()
+    }
+
+    /// The answer to OffsetForLeaderEpoch for `epoch`, exactly as Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor` gives it: the largest epoch at or below `epoch` and
+    /// the offset it ended at (the log end for the latest epoch; for an epoch below the first
+    /// entry, `epoch` itself and the first entry's start offset). `None` stands for Kafka's
+    /// (`UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`): `epoch` is -1 or above the latest epoch,
+    /// or no batch carried an epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records the epochs of batches about to be written, persisting the cache if it changed.
+    /// Called before the write (see the module docs); batches without an epoch are skipped.
+    pub(crate) fn assign_epochs(
+        &mut self,
+        starts: impl IntoIterator<Item = (i32, Offset)>,
+    ) -> Result<(), LogError> {
+        let mut changed = false;
+        for (epoch, start_offset) in starts {
+            if epoch != NO_PARTITION_LEADER_EPOCH {
+                changed |= self.epochs.assign(epoch, start_offset);
+            }
+        }
+        match changed {
+            true => self.persist_epochs(),
+            false => Ok(()),
+        }
+    }
+
+    /// After a failed write: drops entries for batches that did not make it into the log. The
+    /// write's error is what the caller reports; if the checkpoint cannot be rewritten either,
+    /// recovery drops those entries on the next open.
+    pub(crate) fn forget_epochs_past_log_end(&mut self) {
+        if self.epochs.truncate_from_end(self.log_end_offset()) {
+            if let Err(error) = self.persist_epochs() {
+                tracing::warn!(dir = %self.dir.display(), %error, "cannot rewrite the leader epoch checkpoint after a failed append");
+            }
+        }
+    }
+
+    /// Removes entries at or past the (new) log end, after truncation.
+    pub(crate) fn truncate_epochs_from_end(&mut self) -> Result<(), LogError> {
+        match self.epochs.truncate_from_end(self.log_end_offset()) {
+            true => self.persist_epochs(),
+            false => Ok(()),
+        }
+    }
+
+    /// Moves the cache's start up to the (new) log start, after retention.
+    pub(crate) fn truncate_epochs_from_start(&mut self) -> Result<(), LogError> {
+        match self.epochs.truncate_from_start(self.log_start_offset) {
+            true => self.persist_epochs(),
+            false => Ok(()),
+        }
+    }
+
+    /// Empties the cache for a full truncation: the checkpoint goes first, so a crash before the
+    /// log is emptied leads to a rebuild rather than to stale entries.
+    pub(crate) fn forget_all_epochs(&mut self) -> Result<(), LogError> {
+        epoch_checkpoint::remove(&self.dir, &self.dir_file)?;
+        self.epochs.clear();
+        Ok(())
+    }
+
+    pub(crate) fn persist_epochs(&self) -> Result<(), LogError> {
+        tracing::debug!(dir = %self.dir.display(), entries = ?self.epochs.entries(), "writing the leader epoch checkpoint");
+        epoch_checkpoint::write(&self.dir, &self.dir_file, self.epochs.entries())
+    }
+
+    /// Loads the cache on open: from the checkpoint, or rebuilt from the batch headers of every
+    /// segment when it is missing or unreadable; then cut to the recovered log's bounds and
+    /// written back if anything changed.
+    pub(crate) fn recover_epochs(&mut self) -> Result<(), LogError> {
+        let stored = epoch_checkpoint::read(&self.dir)?;
+        let mut cache = match &stored {
+            Some(entries) => EpochCache::from_entries(entries.iter().copied()),
+            None => self.rebuild_epochs()?,
+        };
+        cache.truncate_from_end(self.log_end_offset());
+        cache.truncate_from_start(self.log_start_offset);
+        let changed = stored.as_deref() != Some(cache.entries());
+        self.epochs = cache;
+        match changed {
+            true => self.persist_epochs(),
+            false => Ok(()),
+        }
+    }
+
+    fn rebuild_epochs(&self) -> Result<EpochCache, LogError> {
+        let mut cache = EpochCache::default();
+        for segment in &self.segments {
+            assign_segment_epochs(segment, &mut cache)?;
+        }
+        tracing::info!(dir = %self.dir.display(), entries = ?cache.entries(), "rebuilt the leader epoch cache from the batches");
+        Ok(cache)
+    }
+}
+
+/// Refuses a batch whose leader epoch is older than `latest`: leader epochs only grow along a
+/// log, so an older one means a deposed leader or a follower fetching from the wrong log.
+/// `NO_PARTITION_LEADER_EPOCH` is not an epoch and always passes.
+pub(crate) fn check_epoch_not_behind(
+    epoch: i32,
+    latest: Option<i32>,
+    base_offset: Offset,
+) -> Result<(), LogError> {
+    match latest {
+        Some(latest) if epoch != NO_PARTITION_LEADER_EPOCH && epoch < latest => {
+            Err(LogError::LeaderEpochBehind {
+                epoch,
+                latest_epoch: latest,
+                base_offset,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Assigns the epoch of every batch in `segment` (headers only), in offset order.
+fn assign_segment_epochs(segment: &Segment, cache: &mut EpochCache) -> Result<(), LogError> {
+    let start = WalkStart {
+        position: 0,
+        next_offset: segment.base_offset,
+    };
+    let end = scan::walk(
+        segment.segment_file(),
+        start,
+        Check::Headers,
+        |header, _| {
+            if header.partition_leader_epoch >= 0 {
+                cache.assign(header.partition_leader_epoch, header.base_offset);
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    match end.damage {
+        Some(damage) => Err(LogError::corrupt(
+            &segment.path,
+            format!(
+                "at byte {} while reading leader epochs: {damage}",
+                end.position
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strom_protocol::batch::{self, Batches};
+    use strom_types::TimestampMs;
+
+    use super::*;
+    use crate::config::LogConfig;
+    use crate::epoch_checkpoint::EPOCH_CHECKPOINT_FILE;
+    use crate::test_support::{batch, batch_with_epoch};
+
+    fn entries(log: &Log) -> Vec<(i32, i64)> {
+        log.epoch_entries().iter().map(|&(e, o)| (e, o.0)).collect()
+    }
+
+    fn checkpoint_text(log: &Log) -> String {
+        std::fs::read_to_string(log.dir().join(EPOCH_CHECKPOINT_FILE)).unwrap()
+    }
+
+    /// The (base offset, partition leader epoch) of every stored batch, CRCs checked.
+    fn stored_epochs(log: &Log) -> Vec<(i64, i32)> {
+        let read = log
+            .read(log.log_start_offset(), usize::MAX, log.log_end_offset())
+            .unwrap();
+        Batches::new(&read.records)
+            .map(|(header, range)| {
+                batch::validate(&read.records[range]).expect("stored batches keep their CRC");
+                (header.base_offset.0, header.partition_leader_epoch)
+            })
+            .collect()
+    }
+
+    /// Three 3-record batches led by epochs 1, 1, 4 then one plain append: offsets 0, 3, 6, 9.
+    fn log_with_epochs(dir: &std::path::Path, config: LogConfig) -> Log {
+        let mut log = Log::open(dir, config).unwrap();
+        for epoch in [1, 1, 4] {
+            log.append_with_epoch(&mut batch(0, 3, 1_000, 100), None, epoch)
+                .unwrap();
+        }
+        log.append(&mut batch(0, 3, 1_000, 100), None).unwrap();
+        log
+    }
+
+    #[test]
+    fn append_with_epoch_stamps_every_batch_and_records_where_each_epoch_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(
+            (log.latest_epoch(), checkpoint_text(&log)),
+            (None, "0\n0\n".into())
+        );
+        let mut two = batch(0, 2, 1_000, 10);
+        two.extend(batch(0, 2, 1_002, 10));
+        let info = log
+            .append_with_epoch(&mut two, Some(TimestampMs(5_000)), 3)
+            .unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (Offset(0), Offset(3)));
+        log.append_with_epoch(&mut batch(0, 1, 1_004, 10), None, 3)
+            .unwrap();
+        log.append_with_epoch(&mut batch(0, 1, 1_005, 10), None, 5)
+            .unwrap();
+        assert_eq!(stored_epochs(&log), [(0, 3), (2, 3), (4, 3), (5, 5)]);
+        assert_eq!(entries(&log), [(3, 0), (5, 5)]);
+        assert_eq!(log.latest_epoch(), Some(5));
+        assert_eq!(checkpoint_text(&log), "0\n2\n3 0\n5 5\n");
+    }
+
+    #[test]
+    fn plain_appends_store_no_epoch_whatever_the_producer_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&mut batch_with_epoch(0, 2, 1_000, 10, 7), None)
+            .unwrap();
+        log.append_with_epoch(&mut batch(0, 1, 1_000, 10), None, 2)
+            .unwrap();
+        log.append(&mut batch_with_epoch(0, 1, 1_000, 10, 9), None)
+            .unwrap();
+        assert_eq!(
+            stored_epochs(&log),
+            [
+                (0, NO_PARTITION_LEADER_EPOCH),
+                (2, 2),
+                (3, NO_PARTITION_LEADER_EPOCH)
+            ]
+        );
+        assert_eq!(entries(&log), [(2, 2)]);
+        assert_eq!(log.end_offset_for_epoch(2), Some((2, Offset(4))));
+    }
+
+    #[test]
+    fn an_append_with_an_older_epoch_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_epochs(dir.path(), LogConfig::default());
+        let size_bytes = log.size_bytes();
+        let error = log
+            .append_with_epoch(&mut batch(0, 1, 1_000, 10), None, 3)
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LogError::LeaderEpochBehind {
+                    epoch: 3,
+                    latest_epoch: 4,
+                    base_offset: Offset(12)
+                }
+            ),
+            "{error}"
+        );
+        assert!(!error.is_fatal());
+        assert_eq!(
+            (log.log_end_offset(), log.size_bytes()),
+            (Offset(12), size_bytes)
+        );
+        assert_eq!(entries(&log), [(1, 0), (4, 6)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a leader appends with a real epoch")]
+    fn appending_with_a_negative_epoch_is_a_caller_bug() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let _ = log.append_with_epoch(&mut batch(0, 1, 1_000, 10), None, -1);
+    }
+
+    #[test]
+    fn end_offsets_for_epochs_answer_like_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_epochs(dir.path(), LogConfig::default());
+        log.append_with_epoch(&mut batch(0, 2, 1_000, 10), None, 6)
+            .unwrap();
+        // Entries (1, 0), (4, 6), (6, 12); the log end is 14.
+        assert_eq!(log.end_offset_for_epoch(6), Some((6, Offset(14))));
+        assert_eq!(log.end_offset_for_epoch(5), Some((4, Offset(12))));
+        assert_eq!(log.end_offset_for_epoch(4), Some((4, Offset(12))));
+        assert_eq!(log.end_offset_for_epoch(2), Some((1, Offset(6))));
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, Offset(0))));
+        assert_eq!(log.end_offset_for_epoch(7), None);
+        assert_eq!(log.end_offset_for_epoch(-1), None);
+    }
+
+    #[test]
+    fn truncation_drops_the_epochs_it_removes_and_full_truncation_all_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_epochs(dir.path(), LogConfig::default());
+        log.truncate_to(Offset(7)).unwrap();
+        assert_eq!(
+            entries(&log),
+            [(1, 0)],
+            "the batch holding 7 started epoch 4"
+        );
+        assert_eq!(checkpoint_text(&log), "0\n1\n1 0\n");
+        log.append_with_epoch(&mut batch(0, 1, 1_000, 10), None, 5)
+            .unwrap();
+        assert_eq!(entries(&log), [(1, 0), (5, 6)]);
+        log.truncate_fully_and_start_at(Offset(50)).unwrap();
+        assert_eq!(
+            (entries(&log), checkpoint_text(&log)),
+            (vec![], "0\n0\n".into())
+        );
+        log.append_with_epoch(&mut batch(0, 1, 1_000, 10), None, 2)
+            .unwrap();
+        assert_eq!(entries(&log), [(2, 50)], "a fresh start accepts any epoch");
+        log.truncate_to(Offset(10)).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), entries(&log)),
+            (Offset(10), vec![])
+        );
+    }
+
+    #[test]
+    fn retention_moves_the_first_epoch_up_to_the_new_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_batch = batch(0, 3, 1_000, 100).len() as u64;
+        let config = LogConfig {
+            segment_bytes: one_batch,
+            retention_ms: -1,
+            ..LogConfig::default()
+        };
+        let mut log = log_with_epochs(dir.path(), config.clone());
+        assert_eq!(log.segment_count(), 4);
+        log.set_config(LogConfig {
+            retention_bytes: (2 * one_batch) as i64,
+            ..config
+        });
+        let info = log.apply_retention(TimestampMs(0)).unwrap();
+        assert_eq!(info.log_start_offset, Offset(6));
+        assert_eq!(entries(&log), [(4, 6)]);
+        let other_dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_epochs(other_dir.path(), LogConfig::default());
+        log.apply_retention(TimestampMs(0)).unwrap();
+        assert_eq!(
+            entries(&log),
+            [(1, 0), (4, 6)],
+            "nothing deleted, nothing moved"
+        );
+        // A log start inside an epoch (a future DeleteRecords) moves that epoch's start up.
+        log.log_start_offset = Offset(4);
+        log.truncate_epochs_from_start().unwrap();
+        assert_eq!(entries(&log), [(1, 4), (4, 6)]);
+        assert_eq!(checkpoint_text(&log), "0\n2\n1 4\n4 6\n");
+    }
+
+    #[test]
+    fn open_rebuilds_a_missing_or_unreadable_checkpoint_from_the_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_batch = batch(0, 3, 1_000, 100).len() as u64;
+        let config = LogConfig {
+            segment_bytes: 2 * one_batch,
+            ..LogConfig::default()
+        };
+        log_with_epochs(dir.path(), config.clone()).close().unwrap();
+        let checkpoint = dir.path().join(EPOCH_CHECKPOINT_FILE);
+        for damage in [None, Some("0\n2\n1 0\n"), Some("garbage")] {
+            match damage {
+                None => std::fs::remove_file(&checkpoint).unwrap(),
+                Some(text) => std::fs::write(&checkpoint, text).unwrap(),
+            }
+            let log = Log::open(dir.path(), config.clone()).unwrap();
+            assert_eq!(log.segment_count(), 2);
+            assert_eq!(entries(&log), [(1, 0), (4, 6)], "{damage:?}");
+            assert_eq!(checkpoint_text(&log), "0\n2\n1 0\n4 6\n");
+        }
+    }
+
+    #[test]
+    fn open_drops_entries_past_the_recovered_log_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_with_epochs(dir.path(), LogConfig::default());
+        let active = log.active().path.clone();
+        let size_bytes = log.size_bytes();
+        drop(log);
+        // A crash after the checkpoint named a new epoch but before its batch was written whole.
+        let checkpoint = dir.path().join(EPOCH_CHECKPOINT_FILE);
+        std::fs::write(&checkpoint, "0\n3\n1 0\n4 6\n9 12\n").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        file.set_len(size_bytes - 5).unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.log_end_offset(), Offset(9));
+        assert_eq!(entries(&log), [(1, 0), (4, 6)]);
+        assert_eq!(checkpoint_text(&log), "0\n2\n1 0\n4 6\n");
+        // A torn batch that started an epoch takes the epoch with it.
+        let mut log = log;
+        log.append_with_epoch(&mut batch(0, 3, 1_000, 100), None, 5)
+            .unwrap();
+        let size_bytes = log.size_bytes();
+        drop(log);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        file.set_len(size_bytes - 5).unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(
+            (log.log_end_offset(), entries(&log)),
+            (Offset(9), vec![(1, 0), (4, 6)])
+        );
+    }
+}
