@@ -44,6 +44,27 @@ pub enum LogError {
         segment_base_offset: Offset,
     },
 
+    /// Per request: a follower append starts below the log end; the follower must truncate
+    /// (or fetch from its log end) first.
+    #[error(
+        "a follower append starts at offset {base_offset}, below the log end offset {log_end}; \
+         fetch from the log end, or truncate the log first"
+    )]
+    OffsetBehindLogEnd {
+        base_offset: Offset,
+        log_end: Offset,
+    },
+
+    /// Per request: within a follower append, a batch starts before the previous one ended.
+    #[error(
+        "batch offsets must grow: a batch at offset {base_offset} follows one that ended \
+         before offset {previous_next_offset}"
+    )]
+    NonMonotonicAppend {
+        base_offset: Offset,
+        previous_next_offset: Offset,
+    },
+
     /// Per request: a batch carries a leader epoch older than the latest one in the log
     /// (a deposed leader appending, or a follower fetching from a stale leader).
     #[error(

@@ -7,6 +7,9 @@
 //!   and hands all the bytes to the OS in one write; [`Log::append_with_epoch`] does the same
 //!   for a leader and stamps its epoch into every batch. [`Log::read`] finds the segment holding
 //!   an offset, then the position through the offset index, then returns whole batches as stored.
+//! - `follower`: [`Log::append_as_follower`] stores batches fetched from the leader unchanged
+//!   (offsets, gaps and leader epochs kept), after checking they follow the log end, rolling
+//!   segments batch by batch so one fetch may span several.
 //! - `epoch_cache`, `epoch_checkpoint`, `leader_epoch`: Kafka's leader epoch cache, which
 //!   epoch started at which offset, kept in `leader-epoch-checkpoint` (Kafka's text format,
 //!   replaced atomically, written before the batches that start a new epoch). Truncation,
@@ -36,7 +39,9 @@
 //! # Data flow
 //! produce: handler checks batch CRCs -> `Log::append` or `Log::append_with_epoch` (offsets
 //! assigned, one `pwrite`) -> later `sync_handle().sync()` + `mark_durable` for acks=all.
-//! fetch: `Log::read` up to the high watermark -> bytes go out unchanged. Nothing on either path decodes a record; only the
+//! fetch: `Log::read` up to the high watermark -> bytes go out unchanged. replication: the
+//! follower asks the leader for `end_offset_for_epoch(latest_epoch)`, `truncate_to`s the answer,
+//! then `append_as_follower`s what it fetches. Nothing on either path decodes a record; only the
 //! background cleaner (`Log::needs_compaction`, then `Log::compact_below`) does.
 //!
 //! # Concurrency
@@ -51,6 +56,7 @@ mod config;
 mod epoch_cache;
 mod epoch_checkpoint;
 mod error;
+mod follower;
 mod index;
 mod leader_epoch;
 mod log;

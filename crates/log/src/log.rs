@@ -31,7 +31,9 @@ pub struct Log {
     pub(crate) config: LogConfig,
     /// Ascending, contiguous (each base offset is the previous segment's next offset), never
     /// empty; the last one is the active segment. Within a compacted segment batches may be
-    /// separated by gaps; a cleaned segment keeps its last batch, so segments never are.
+    /// separated by gaps; a cleaned segment keeps its last batch, so segments never are. A
+    /// follower copying a compacted leader rolls at its log end as well, so its gaps fall
+    /// inside segments too (a segment's first batch may start above its base offset).
     pub(crate) segments: Vec<Segment>,
     pub(crate) log_start_offset: Offset,
     /// The cleaner checkpoint: compaction has seen everything below it (see `checkpoint`). At
@@ -222,20 +224,7 @@ impl Log {
 
     /// Kafka's roll rules, checked before an append of `bytes` ending at `last_offset`.
     fn should_roll(&self, bytes: u64, last_offset: Offset, max_timestamp: TimestampMs) -> bool {
-        let active = self.active();
-        if active.is_empty() {
-            return false;
-        }
-        let full = active.size_bytes + bytes > self.config.segment_bytes_effective();
-        let offsets_exhausted = last_offset.minus(active.base_offset) > i64::from(i32::MAX);
-        // Like Kafka, age is measured from the first batch's timestamp to the incoming one's,
-        // falling back to the wall clock when the first batch has no timestamp.
-        let age_ms = match active.first_batch_timestamp {
-            Some(first) if first.0 >= 0 => max_timestamp.0.saturating_sub(first.0),
-            _ => TimestampMs::now().0.saturating_sub(active.opened_at.0),
-        };
-        let old = u64::try_from(age_ms).is_ok_and(|age_ms| age_ms > self.config.segment_ms);
-        full || offsets_exhausted || old
+        RollState::of(self.active()).should_roll(&self.config, bytes, last_offset, max_timestamp)
     }
 
     /// Rolls the active segment now if it holds anything, so its records become inactive and
@@ -250,7 +239,7 @@ impl Log {
     }
 
     /// Makes a new, empty segment at the log end the active one.
-    fn roll(&mut self) -> Result<(), LogError> {
+    pub(crate) fn roll(&mut self) -> Result<(), LogError> {
         let next_offset = self.log_end_offset();
         let old = self.active_mut();
         old.deactivate()?;
@@ -433,7 +422,25 @@ impl Log {
 }
 
 /// The byte ranges of the whole, valid batches `records` consists of, or why it is not that.
+/// Producers' batches hold one record per offset, so their count must match their offsets.
 fn checked_batches(records: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
+    let batches = validated_batches(records)?;
+    for (header, _) in &batches {
+        if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+            return Err(BatchError::InconsistentCount {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+    }
+    Ok(batches.into_iter().map(|(_, range)| range).collect())
+}
+
+/// The headers and byte ranges of the whole, CRC-valid batches `records` consists of (at least
+/// one), or why it is not that.
+pub(crate) fn validated_batches(
+    records: &[u8],
+) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
     if records.is_empty() {
         return Err(BatchError::Truncated {
             available: 0,
@@ -445,17 +452,77 @@ fn checked_batches(records: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
     if let Some(error) = walk.error() {
         return Err(error.clone());
     }
-    for range in &ranges {
-        // The handler checked the CRC already; checking again here pairs with recovery's check.
-        let header = batch::validate(&records[range.clone()])?;
-        if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
-            return Err(BatchError::InconsistentCount {
-                record_count: header.record_count,
-                last_offset_delta: header.last_offset_delta,
-            });
+    ranges
+        .into_iter()
+        .map(|range| {
+            // The handler checked the CRC already; checking again here pairs with recovery's.
+            let header = batch::validate(&records[range.clone()])?;
+            Ok((header, range))
+        })
+        .collect()
+}
+
+/// What the roll rules look at in the active segment; the follower append also plays them
+/// forward over the batches it is about to write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RollState {
+    pub base_offset: Offset,
+    pub size_bytes: u64,
+    pub first_batch_timestamp: Option<TimestampMs>,
+    pub opened_at: TimestampMs,
+}
+
+impl RollState {
+    pub fn of(segment: &Segment) -> RollState {
+        RollState {
+            base_offset: segment.base_offset,
+            size_bytes: segment.size_bytes,
+            first_batch_timestamp: segment.first_batch_timestamp,
+            opened_at: segment.opened_at,
         }
     }
-    Ok(ranges)
+
+    /// A new, empty segment starting at `base_offset`, as a roll makes it.
+    pub fn rolled_at(base_offset: Offset) -> RollState {
+        RollState {
+            base_offset,
+            size_bytes: 0,
+            first_batch_timestamp: None,
+            opened_at: TimestampMs::now(),
+        }
+    }
+
+    /// Accounts for a batch written to the segment.
+    pub fn add(&mut self, header: &BatchHeader) {
+        self.size_bytes += header.total_bytes() as u64;
+        self.first_batch_timestamp
+            .get_or_insert(header.max_timestamp);
+    }
+
+    /// Kafka's roll rules, checked before writing `bytes` ending at `last_offset`: never for an
+    /// empty segment; otherwise when the bytes would not fit, the offsets would not fit an index
+    /// entry, or the segment is older than `segment.ms`.
+    pub fn should_roll(
+        &self,
+        config: &LogConfig,
+        bytes: u64,
+        last_offset: Offset,
+        max_timestamp: TimestampMs,
+    ) -> bool {
+        if self.size_bytes == 0 {
+            return false;
+        }
+        let full = self.size_bytes + bytes > config.segment_bytes_effective();
+        let offsets_exhausted = last_offset.minus(self.base_offset) > i64::from(i32::MAX);
+        // Like Kafka, age is measured from the first batch's timestamp to the incoming one's,
+        // falling back to the wall clock when the first batch has no timestamp.
+        let age_ms = match self.first_batch_timestamp {
+            Some(first) if first.0 >= 0 => max_timestamp.0.saturating_sub(first.0),
+            _ => TimestampMs::now().0.saturating_sub(self.opened_at.0),
+        };
+        let old = u64::try_from(age_ms).is_ok_and(|age_ms| age_ms > config.segment_ms);
+        full || offsets_exhausted || old
+    }
 }
 
 /// What a leader stamps into every batch besides its offsets.

@@ -240,8 +240,84 @@ pub(crate) fn recover_active(
 
 #[cfg(test)]
 mod tests {
+    use strom_protocol::batch::Batches;
+
     use super::*;
     use crate::segment::{INDEX_EXTENSION, TIME_INDEX_EXTENSION};
+    use crate::test_support::batch_with_epoch;
+
+    /// Batches as a compacted leader stores them: base offsets 10, 14, 18, ... (two records
+    /// each, so gaps of two), epoch 1 then 2 from offset 30.
+    fn follower_batches(count: i64) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|n| {
+                let base = 10 + 4 * n;
+                let epoch = if base < 30 { 1 } else { 2 };
+                batch_with_epoch(base, 2, 1_000 + base, 100, epoch)
+            })
+            .collect()
+    }
+
+    fn stored_batches(log: &Log) -> Vec<Vec<u8>> {
+        let read = log
+            .read(log.log_start_offset(), usize::MAX, log.log_end_offset())
+            .unwrap();
+        Batches::new(&read.records)
+            .map(|(_, range)| read.records[range].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_log_with_gaps_survives_reopening_and_a_torn_tail_is_still_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 3 * follower_batches(1)[0].len() as u64,
+            index_interval_bytes: 1,
+            ..LogConfig::default()
+        };
+        let batches = follower_batches(8);
+        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        log.append_as_follower(&mut batches[..2].concat()).unwrap();
+        log.append_as_follower(&mut batches[2..].concat()).unwrap();
+        let bases: Vec<Offset> = log.segments.iter().map(|s| s.base_offset).collect();
+        assert_eq!(bases, [Offset(0), Offset(20), Offset(32)]);
+        log.close().unwrap();
+
+        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(stored_batches(&log), batches, "gaps are not damage");
+        assert_eq!(log.log_end_offset(), Offset(40));
+        assert_eq!(log.epoch_entries(), [(1, Offset(10)), (2, Offset(30))]);
+        log.append_as_follower(&mut batch_with_epoch(50, 1, 1_050, 100, 3))
+            .unwrap();
+        let active = log.active().path.clone();
+        let size_bytes = log.active().size_bytes;
+        drop(log);
+
+        // Killed half-way through writing the last batch.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        file.set_len(size_bytes - 7).unwrap();
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(stored_batches(&log), batches, "every whole batch is kept");
+        assert_eq!(log.log_end_offset(), Offset(40));
+        assert_eq!(log.epoch_entries(), [(1, Offset(10)), (2, Offset(30))]);
+        assert_eq!(
+            log.active().size_bytes,
+            size_bytes - batch_with_epoch(50, 1, 1_050, 100, 3).len() as u64
+        );
+
+        // An offset going backwards is still damage: the batch after it is cut too.
+        drop(log);
+        let mut bytes = std::fs::read(&active).unwrap();
+        let last = bytes.len() - batches[7].len();
+        bytes[last..last + 8].copy_from_slice(&Offset(33).0.to_be_bytes());
+        std::fs::write(&active, &bytes).unwrap();
+        let log = Log::open(dir.path(), config).unwrap();
+        assert_eq!(stored_batches(&log), batches[..7]);
+        assert_eq!(log.log_end_offset(), Offset(36));
+    }
 
     #[test]
     fn only_well_named_segment_files_are_recognised() {

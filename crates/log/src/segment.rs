@@ -180,7 +180,8 @@ impl Segment {
 
     /// Writes whole batches, already given their offsets, with one positional write, then
     /// indexes them. `batches` are the headers and ranges of the batches within `records`.
-    /// Produce appends are dense (the log asserts that); compaction's rewrites may skip offsets.
+    /// Produce appends are dense (the log asserts that); compaction's rewrites and follower
+    /// appends copying a compacted leader may skip offsets.
     pub fn append(
         &mut self,
         records: &[u8],
