@@ -295,6 +295,86 @@ pub struct BrokerConfig {
     pub consumer_group: ConsumerGroupConfig,
     /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...), by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
+    /// The metadata quorum and replication settings.
+    pub cluster: ClusterConfig,
+}
+
+/// How this node takes part in the cluster. The defaults make a single-node cluster: one
+/// combined broker and controller, no controller listener.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `process.roles`: true for `broker,controller` (the default), false for `broker`.
+    pub controller: bool,
+    /// `controller.listeners` (Strom's name; Kafka puts a CONTROLLER listener in `listeners`):
+    /// where this node serves the other controllers.
+    pub controller_listen: Option<SocketAddr>,
+    /// `controller.quorum.voters`: `ID@HOST:PORT,...`. Empty: a cluster of this node alone.
+    pub voters: Vec<(i32, String)>,
+    /// `broker.rack`
+    pub rack: Option<String>,
+    /// `broker.session.timeout.ms`: a broker not heard from this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
+    /// `controller.quorum.election.timeout.ms`
+    pub election_timeout_ms: u64,
+    /// `offsets.topic.replication.factor` (capped by the brokers registered when the topic
+    /// is created, so a single node still gets its offsets topic).
+    pub offsets_topic_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`
+    pub replica_fetch_max_bytes: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            controller: true,
+            controller_listen: None,
+            voters: Vec::new(),
+            rack: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            election_timeout_ms: 1_000,
+            offsets_topic_replication_factor: 3,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// True when this node is the whole cluster.
+    pub fn is_single_node(&self) -> bool {
+        self.voters.is_empty()
+    }
+}
+
+/// Parses `controller.quorum.voters`: `ID@HOST:PORT` separated by commas.
+pub fn parse_voters(key: &str, value: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    let mut voters = Vec::new();
+    for voter in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let (id, address) = voter
+            .split_once('@')
+            .ok_or_else(|| invalid(key, value, format!("'{voter}' is not ID@HOST:PORT")))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| invalid(key, value, format!("'{id}' is not a node id")))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, value, format!("'{address}' is not HOST:PORT")))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid(key, value, format!("'{address}' is not HOST:PORT")));
+        }
+        voters.push((id, address.to_owned()));
+    }
+    Ok(voters)
 }
 
 impl Default for BrokerConfig {
@@ -337,6 +417,7 @@ impl Default for BrokerConfig {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -430,7 +511,48 @@ impl BrokerConfig {
                     as i32
             }
             "offsets.topic.replication.factor" => {
-                parse_int(key, value, 1)?;
+                self.cluster.offsets_topic_replication_factor =
+                    parse_int(key, value, 1)?.min(i16::MAX as i64) as i16
+            }
+            "process.roles" => {
+                let mut roles: Vec<&str> = value.split(',').map(str::trim).collect();
+                roles.sort_unstable();
+                self.cluster.controller = match roles.as_slice() {
+                    ["broker", "controller"] => true,
+                    ["broker"] => false,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "Strom nodes are 'broker,controller' or 'broker'",
+                        ))
+                    }
+                }
+            }
+            "controller.listeners" => {
+                self.cluster.controller_listen = Some(listener_socket_addr(key, value)?)
+            }
+            "controller.quorum.voters" => self.cluster.voters = parse_voters(key, value)?,
+            "broker.rack" => {
+                self.cluster.rack = Some(value.trim().to_owned()).filter(|r| !r.is_empty())
+            }
+            "broker.session.timeout.ms" => {
+                self.cluster.broker_session_timeout_ms = parse_int(key, value, 1)? as u64
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.cluster.broker_heartbeat_interval_ms = parse_int(key, value, 1)? as u64
+            }
+            "controller.quorum.election.timeout.ms" => {
+                self.cluster.election_timeout_ms = parse_int(key, value, 20)? as u64
+            }
+            "replica.lag.time.max.ms" => {
+                self.cluster.replica_lag_time_max_ms = parse_long(key, value, 1)? as u64
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.cluster.replica_fetch_wait_max_ms = parse_int(key, value, 0)? as u64
+            }
+            "replica.fetch.max.bytes" => {
+                self.cluster.replica_fetch_max_bytes = parse_int(key, value, 1)? as usize
             }
             "group.min.session.timeout.ms" => {
                 self.group.session_timeout_ms_min = parse_int(key, value, 1)? as i32
@@ -600,6 +722,63 @@ impl BrokerConfig {
                 self.connection_idle_ms_max.to_string(),
             ),
         ];
+        let cluster = &self.cluster;
+        let voters: Vec<String> = cluster
+            .voters
+            .iter()
+            .map(|(id, address)| format!("{id}@{address}"))
+            .collect();
+        let roles = match cluster.controller {
+            true => "broker,controller",
+            false => "broker",
+        };
+        entries.extend([
+            ("process.roles".to_owned(), roles.to_owned()),
+            ("controller.quorum.voters".to_owned(), voters.join(",")),
+            (
+                "controller.listeners".to_owned(),
+                cluster
+                    .controller_listen
+                    .map(|addr| addr.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "broker.rack".to_owned(),
+                cluster.rack.clone().unwrap_or_default(),
+            ),
+            (
+                "broker.session.timeout.ms".to_owned(),
+                cluster.broker_session_timeout_ms.to_string(),
+            ),
+            (
+                "broker.heartbeat.interval.ms".to_owned(),
+                cluster.broker_heartbeat_interval_ms.to_string(),
+            ),
+            (
+                "controller.quorum.election.timeout.ms".to_owned(),
+                cluster.election_timeout_ms.to_string(),
+            ),
+            (
+                "offsets.topic.num.partitions".to_owned(),
+                self.offsets_topic_partitions.to_string(),
+            ),
+            (
+                "offsets.topic.replication.factor".to_owned(),
+                cluster.offsets_topic_replication_factor.to_string(),
+            ),
+            (
+                "replica.lag.time.max.ms".to_owned(),
+                cluster.replica_lag_time_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.wait.max.ms".to_owned(),
+                cluster.replica_fetch_wait_max_ms.to_string(),
+            ),
+            (
+                "replica.fetch.max.bytes".to_owned(),
+                cluster.replica_fetch_max_bytes.to_string(),
+            ),
+        ]);
         for key in TOPIC_CONFIG_KEYS {
             entries.push((
                 key.broker_default_key.to_owned(),

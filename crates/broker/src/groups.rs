@@ -61,23 +61,9 @@ impl GroupRuntime {
         config: GroupConfig,
         group_commit: GroupCommit,
     ) -> anyhow::Result<GroupRuntime> {
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                // Compacted, as in Kafka: every group/partition key keeps its latest commit.
-                let overrides =
-                    BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
-                topics
-                    .create(
-                        broker_config,
-                        OFFSETS_TOPIC,
-                        broker_config.offsets_topic_partitions,
-                        overrides,
-                        false,
-                    )
-                    .map_err(|error| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {error}"))?
-            }
-        };
+        let topic = topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} is missing from the metadata image"))?;
         let mut coordinator =
             GroupCoordinator::with_consumer_config(config, broker_config.consumer_group);
         let replayed = replay(&topic, &mut coordinator)?;
@@ -188,11 +174,11 @@ impl GroupRuntime {
         if records.is_empty() {
             return Ok(());
         }
-        let index = offsets::partition_for(group, self.offsets_topic.partitions.len() as i32);
+        let index = offsets::partition_for(group, self.offsets_topic.partition_count);
         let partition = self
             .offsets_topic
             .partition(index)
-            .expect("partition_for stays within the topic")
+            .ok_or(ErrorCode::NotCoordinator)?
             .clone();
         let mut batch = encode_batch(records)?;
         let end = {

@@ -15,6 +15,7 @@
 //! coordinator. [`retention`] and the group ticker run in the background.
 
 pub mod cleaner;
+pub mod cluster;
 pub mod config;
 pub mod durability;
 pub mod groups;
@@ -27,6 +28,7 @@ pub mod topics;
 use std::future::Future;
 use std::sync::Arc;
 
+use strom_metadata::MetadataQuorum;
 use tokio::sync::watch;
 
 pub use config::{BrokerConfig, ConfigError};
@@ -34,9 +36,13 @@ pub use config::{BrokerConfig, ConfigError};
 /// The broker's shared state.
 pub struct Broker {
     pub config: BrokerConfig,
+    /// This node's part in the metadata quorum: the image, proposals, broker registration.
+    pub quorum: MetadataQuorum,
     pub topics: topics::TopicRegistry,
     pub group_commit: durability::GroupCommit,
     pub groups: Arc<groups::GroupRuntime>,
+    /// The block of producer ids the controller handed this broker: (next, end).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Bumped after every append; fetches waiting for data watch it.
     appended: watch::Sender<u64>,
     /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
@@ -66,30 +72,53 @@ impl Broker {
     }
 }
 
-/// Opens the data directory (recovering every log), binds the listener, and serves until
-/// `shutdown` resolves; then stops accepting, lets in-flight requests finish, and flushes and
-/// closes the logs.
+/// Starts this node's part in the metadata quorum, waits for a controller leader, registers
+/// the broker, opens the logs the image assigns it, binds the listener, and serves until
+/// `shutdown` resolves; then stops accepting, moves its leaderships away (in a cluster of
+/// several), lets in-flight requests finish, and flushes and closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let quorum = tokio::select! {
+        started = cluster::join(&config) => started?,
+        () = &mut shutdown => {
+            tracing::info!("stopped before the cluster was ready");
+            return Ok(());
+        }
+    };
     let group_commit = durability::GroupCommit::start();
-    let (open_config, open_commit) = (config.clone(), group_commit.clone());
-    let (topics, groups) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let topics = topics::TopicRegistry::open(&open_config)?;
+    let topics = topics::TopicRegistry::new(&config)?;
+    let image = quorum.image();
+    let (open_config, topics) = (config.clone(), Arc::new(topics));
+    let opening = topics.clone();
+    tokio::task::spawn_blocking(move || {
+        opening.reconcile(&open_config, &image);
+        opening.delete_orphans();
+    })
+    .await?;
+    cluster::ensure_offsets_topic(&config, &quorum, &topics).await?;
+    let (open_config, open_commit, opening) =
+        (config.clone(), group_commit.clone(), topics.clone());
+    let groups = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let groups =
-            groups::GroupRuntime::open(&topics, &open_config, open_config.group, open_commit)?;
-        Ok((topics, Arc::new(groups)))
+            groups::GroupRuntime::open(&opening, &open_config, open_config.group, open_commit)?;
+        Ok(Arc::new(groups))
     })
     .await??;
+    let topics = Arc::into_inner(topics).expect("the registry is not shared yet");
     let ticker = tokio::spawn(groups.clone().run_ticker());
     let (appended, _) = watch::channel(0);
     let (stopping, _) = watch::channel(false);
     let broker = Arc::new(Broker {
         config,
+        quorum,
         topics,
         group_commit,
         groups,
+        producer_ids: tokio::sync::Mutex::new((0, 0)),
         appended,
         stopping,
     });
+    let follower = tokio::spawn(cluster::follow_image(broker.clone()));
     let listener = tokio::net::TcpListener::bind(broker.config.listen)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", broker.config.listen))?;
@@ -101,6 +130,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     retention.abort();
     cleaner.abort();
     ticker.abort();
+    follower.abort();
+    cluster::leave(&broker).await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;
     tracing::info!("shut down cleanly");

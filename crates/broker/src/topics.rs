@@ -1,56 +1,89 @@
-//! The topics this broker hosts: their partitions' logs and their metadata, kept on disk.
+//! The topics this broker knows, and the partition logs it hosts.
 //!
-//! Lifecycle: [`TopicRegistry::open`] reads `metadata/topics.json` from the data directory and
-//! opens (recovers) every partition log it names. CreateTopics and auto-creation add a topic by
-//! writing the metadata file first (write to a temporary file, fsync, rename, fsync the
-//! directory) and then creating the logs; DeleteTopics removes the topic from the metadata
-//! file first and then deletes its logs, so a crash in between leaves at worst an orphaned
-//! directory, never a topic whose logs are gone.
+//! The metadata image (from the Raft metadata quorum, `strom_metadata`) is the truth about
+//! which topics exist, their configs, and each partition's replicas, leader, ISR and epochs.
+//! [`TopicRegistry::reconcile`] makes this node match an image: it opens (creating if needed)
+//! the log of every partition this node is a replica of, deletes the logs of topics the image
+//! no longer has, and copies each partition's replica state next to its log. The broker calls
+//! it on every new image, and right after its own proposals (so a CreateTopics answer comes
+//! after the logs exist).
 //!
-//! Concurrency: the topic map is behind a `RwLock` taken briefly to look topics up; metadata
-//! changes are serialised by `changes`. Each partition's log has its own mutex (see
-//! [`Partition`]). Single-node today: the Raft metadata quorum replaces the file in a later
-//! issue.
+//! A partition directory is `<topic>-<index>` with a `partition.metadata` file naming the topic
+//! id, as in Kafka: a directory left by an older topic of the same name is recognised and
+//! deleted rather than adopted.
+//!
+//! Concurrency: the topic map is behind a `RwLock` taken briefly to look topics up; reconciling
+//! is serialised by its own mutex. Each partition's log has its own mutex (see [`Partition`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use strom_log::{Log, LogError};
+use strom_metadata::{MetadataImage, TopicImage};
 use strom_types::{ErrorCode, PartitionIndex, TopicName};
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::producers::ProducerStates;
 
-/// One partition this broker leads.
+/// A partition's replica state, as the metadata image last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when the partition has no leader (offline).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// One partition this broker hosts a replica of.
 ///
 /// `log` is locked for appends, reads and index lookups, each of which is short; fsync runs
 /// outside the lock (see `durability`).
 pub struct Partition {
     pub topic: TopicName,
+    pub topic_id: Uuid,
     pub index: PartitionIndex,
     pub log: Mutex<Log>,
     /// Idempotent producers' sequence state. Lock order: `log`, then `producers`.
     pub producers: Mutex<ProducerStates>,
+    /// Replicas, leader, ISR and epochs from the metadata image.
+    pub state: RwLock<ReplicaState>,
+}
+
+impl Partition {
+    pub fn state(&self) -> ReplicaState {
+        self.state.read().clone()
+    }
+
+    /// True when the image names `node` this partition's leader.
+    pub fn is_led_by(&self, node: i32) -> bool {
+        self.state.read().leader == node
+    }
 }
 
 /// A topic: its id, its partitions, its config overrides and the effective config.
 pub struct Topic {
     pub name: TopicName,
     pub id: Uuid,
+    /// How many partitions the topic has in the whole cluster.
+    pub partition_count: i32,
+    /// The partitions this node hosts, by ascending index.
     pub partitions: Vec<Arc<Partition>>,
     pub overrides: BTreeMap<String, String>,
     pub config: TopicConfig,
 }
 
 impl Topic {
+    /// The partition `index`, if this node hosts it.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
+        self.partitions
+            .binary_search_by_key(&index, |partition| partition.index.0)
             .ok()
-            .and_then(|index| self.partitions.get(index))
+            .map(|at| &self.partitions[at])
     }
 }
 
@@ -63,7 +96,7 @@ pub struct TopicError {
 }
 
 impl TopicError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> TopicError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> TopicError {
         TopicError {
             code,
             message: message.into(),
@@ -77,39 +110,16 @@ impl From<LogError> for TopicError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct MetadataFile {
-    cluster_id: String,
-    topics: Vec<TopicRecord>,
-    /// Producer ids below this were handed out (or reserved) before; never reuse them.
-    #[serde(default)]
-    producer_ids_reserved_until: i64,
-}
+/// The file in a partition directory that names the topic id it belongs to.
+const PARTITION_METADATA: &str = "partition.metadata";
 
-/// Producer ids are reserved on disk this many at a time, so handing one out rarely writes.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-#[derive(Serialize, Deserialize, Clone)]
-struct TopicRecord {
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    configs: BTreeMap<String, String>,
-}
-
-/// Every topic on this broker.
+/// The topics of the current image, with the logs this node hosts.
 pub struct TopicRegistry {
     data_dir: PathBuf,
-    cluster_id: String,
+    node_id: i32,
     topics: RwLock<BTreeMap<TopicName, Arc<Topic>>>,
-    /// Serialises metadata changes (create, delete, producer id blocks) and the file writes.
-    changes: Mutex<()>,
-    /// The next producer id to hand out and the end of the reserved block.
-    producer_ids: Mutex<(i64, i64)>,
-}
-
-fn metadata_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("metadata").join("topics.json")
+    /// Serialises [`TopicRegistry::reconcile`].
+    reconciling: Mutex<()>,
 }
 
 fn partition_dir(data_dir: &Path, topic: &TopicName, index: i32) -> PathBuf {
@@ -117,50 +127,21 @@ fn partition_dir(data_dir: &Path, topic: &TopicName, index: i32) -> PathBuf {
 }
 
 impl TopicRegistry {
-    /// Reads the metadata file (creating an empty one, with a new cluster id, on first start)
-    /// and opens every partition log, recovering each.
-    pub fn open(config: &BrokerConfig) -> anyhow::Result<TopicRegistry> {
+    /// An empty registry over `config.data_dir`; [`TopicRegistry::reconcile`] fills it.
+    pub fn new(config: &BrokerConfig) -> anyhow::Result<TopicRegistry> {
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(data_dir.join("metadata")).map_err(|error| {
+        std::fs::create_dir_all(&data_dir).map_err(|error| {
             anyhow::anyhow!(
                 "cannot create data directory {}: {error}",
                 data_dir.display()
             )
         })?;
-        let path = metadata_path(&data_dir);
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<MetadataFile>(&bytes).map_err(|error| {
-                anyhow::anyhow!("metadata file {} is damaged: {error}", path.display())
-            })?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let fresh = MetadataFile {
-                    cluster_id: new_cluster_id(),
-                    topics: Vec::new(),
-                    producer_ids_reserved_until: 0,
-                };
-                write_metadata(&data_dir, &fresh)?;
-                fresh
-            }
-            Err(error) => anyhow::bail!("cannot read metadata file {}: {error}", path.display()),
-        };
-        let mut topics = BTreeMap::new();
-        for record in &file.topics {
-            let topic = open_topic(config, record)?;
-            topics.insert(topic.name.clone(), Arc::new(topic));
-        }
-        tracing::info!(topics = topics.len(), cluster_id = %file.cluster_id, "opened topics");
-        let reserved = file.producer_ids_reserved_until;
         Ok(TopicRegistry {
             data_dir,
-            cluster_id: file.cluster_id,
-            topics: RwLock::new(topics),
-            changes: Mutex::new(()),
-            producer_ids: Mutex::new((reserved, reserved)),
+            node_id: config.node_id,
+            topics: RwLock::new(BTreeMap::new()),
+            reconciling: Mutex::new(()),
         })
-    }
-
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -180,129 +161,186 @@ impl TopicRegistry {
         self.topics.read().values().cloned().collect()
     }
 
-    /// Creates a topic (or, with `validate_only`, checks that it could be created).
-    pub fn create(
-        &self,
-        config: &BrokerConfig,
-        name: &str,
-        partitions: i32,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        let name = TopicName::new(name).map_err(|error| {
-            TopicError::new(ErrorCode::InvalidTopicException, error.to_string())
-        })?;
-        if !(1..=strom_types::limits::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-            return Err(TopicError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "number of partitions must be between 1 and {}, not {partitions}",
-                    strom_types::limits::PARTITIONS_PER_TOPIC_MAX
-                ),
-            ));
+    /// Makes this node match `image`: see the module docs. A partition whose log cannot be
+    /// opened is left out (logged); the rest of the image still applies.
+    pub fn reconcile(&self, config: &BrokerConfig, image: &MetadataImage) {
+        let _reconciling = self.reconciling.lock();
+        let current = self.topics.read().clone();
+        let mut next = BTreeMap::new();
+        for topic_image in image.topics.values() {
+            let Ok(name) = TopicName::new(&topic_image.name) else {
+                continue;
+            };
+            let existing = current
+                .get(&name)
+                .filter(|topic| topic.id == topic_image.id);
+            if let Some(old) = current
+                .get(&name)
+                .filter(|topic| topic.id != topic_image.id)
+            {
+                self.delete_logs(old);
+            }
+            let topic = self.reconcile_topic(config, &name, topic_image, existing);
+            next.insert(name, topic);
         }
-        let _changes = self.changes.lock();
-        if self.topics.read().contains_key(&name) {
-            return Err(TopicError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
+        for (name, topic) in &current {
+            if !next.contains_key(name) {
+                self.delete_logs(topic);
+                tracing::info!(topic = %name, "deleted topic");
+            }
         }
-        if self.topics.read().len() >= strom_types::limits::TOPICS_MAX {
-            return Err(TopicError::new(
-                ErrorCode::PolicyViolation,
-                "the broker holds the most topics it allows",
-            ));
-        }
-        let record = TopicRecord {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs: overrides,
-        };
-        if validate_only {
-            let topic_config = config.topic_config(&record.configs);
-            return Ok(Arc::new(Topic {
-                name,
-                id: record.id,
-                partitions: Vec::new(),
-                overrides: record.configs,
-                config: topic_config,
-            }));
-        }
-        let mut file = self.metadata_file();
-        file.topics.push(record.clone());
-        write_metadata(&self.data_dir, &file)
-            .map_err(|error| TopicError::new(ErrorCode::KafkaStorageError, error.to_string()))?;
-        let topic =
-            Arc::new(open_topic(config, &record).map_err(|error| {
-                TopicError::new(ErrorCode::KafkaStorageError, error.to_string())
-            })?);
-        self.topics.write().insert(name.clone(), topic.clone());
-        tracing::info!(topic = %name, partitions, "created topic");
-        Ok(topic)
+        *self.topics.write() = next;
     }
 
-    /// Deletes a topic: forgets it in the metadata file, then deletes its logs.
-    pub fn delete(&self, name: &TopicName) -> Result<(), TopicError> {
-        let _changes = self.changes.lock();
-        let Some(topic) = self.topics.write().remove(name) else {
-            return Err(TopicError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
-        let mut file = self.metadata_file();
-        file.topics.retain(|record| record.name != name.as_str());
-        write_metadata(&self.data_dir, &file)
-            .map_err(|error| TopicError::new(ErrorCode::KafkaStorageError, error.to_string()))?;
+    fn reconcile_topic(
+        &self,
+        config: &BrokerConfig,
+        name: &TopicName,
+        image: &TopicImage,
+        existing: Option<&Arc<Topic>>,
+    ) -> Arc<Topic> {
+        let topic_config = config.topic_config(&image.configs);
+        let mut partitions = Vec::new();
+        for state in &image.partitions {
+            if !state.replicas.contains(&self.node_id) {
+                continue;
+            }
+            let replica = ReplicaState {
+                replicas: state.replicas.clone(),
+                isr: state.isr.clone(),
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+            };
+            let hosted = existing.and_then(|topic| topic.partition(state.index));
+            let partition = match hosted {
+                Some(partition) => partition.clone(),
+                None => match self.open_partition(&topic_config, name, image.id, state.index) {
+                    Ok(partition) => Arc::new(partition),
+                    Err(error) => {
+                        tracing::error!(topic = %name, partition = state.index, %error, "cannot open partition log");
+                        continue;
+                    }
+                },
+            };
+            {
+                let mut current = partition.state.write();
+                if *current != replica {
+                    let opened = current.leader_epoch < 0;
+                    if !opened
+                        && (current.leader != replica.leader
+                            || current.leader_epoch != replica.leader_epoch)
+                    {
+                        tracing::info!(topic = %name, partition = state.index, leader = replica.leader, leader_epoch = replica.leader_epoch, isr = ?replica.isr, "partition leadership changed");
+                    }
+                    *current = replica;
+                }
+            }
+            partitions.push(partition);
+        }
+        if let Some(topic) = existing {
+            let unchanged = topic.overrides == image.configs
+                && topic.partition_count == image.partitions.len() as i32
+                && topic.partitions.len() == partitions.len();
+            if unchanged {
+                return topic.clone();
+            }
+            if topic.overrides != image.configs {
+                for partition in &partitions {
+                    partition.log.lock().set_config(topic_config.log.clone());
+                }
+            }
+        } else {
+            tracing::info!(topic = %name, partitions = image.partitions.len(), hosted = partitions.len(), "created topic");
+        }
+        Arc::new(Topic {
+            name: name.clone(),
+            id: image.id,
+            partition_count: image.partitions.len() as i32,
+            partitions,
+            overrides: image.configs.clone(),
+            config: topic_config,
+        })
+    }
+
+    /// Opens (recovering, or creating) one partition's log, first deleting a directory that
+    /// belongs to an older topic of the same name.
+    fn open_partition(
+        &self,
+        config: &TopicConfig,
+        name: &TopicName,
+        topic_id: Uuid,
+        index: i32,
+    ) -> anyhow::Result<Partition> {
+        let dir = partition_dir(&self.data_dir, name, index);
+        let marker = dir.join(PARTITION_METADATA);
+        match read_partition_metadata(&marker) {
+            Some(id) if id != topic_id => {
+                tracing::info!(dir = %dir.display(), old_topic_id = %id, "deleting the log of an older topic of the same name");
+                std::fs::remove_dir_all(&dir).map_err(|error| {
+                    anyhow::anyhow!("cannot delete old partition {}: {error}", dir.display())
+                })?;
+            }
+            _ => {}
+        }
+        let log = Log::open(&dir, config.log.clone()).map_err(|error| {
+            anyhow::anyhow!("cannot open partition log {}: {error}", dir.display())
+        })?;
+        if read_partition_metadata(&marker) != Some(topic_id) {
+            write_partition_metadata(&marker, topic_id)?;
+        }
+        let producers = Mutex::new(rebuild_producer_states(&log)?);
+        Ok(Partition {
+            topic: name.clone(),
+            topic_id,
+            index: PartitionIndex(index),
+            log: Mutex::new(log),
+            producers,
+            state: RwLock::new(ReplicaState {
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                leader: -1,
+                leader_epoch: -1,
+                partition_epoch: -1,
+            }),
+        })
+    }
+
+    fn delete_logs(&self, topic: &Topic) {
         for partition in &topic.partitions {
-            let dir = partition_dir(&self.data_dir, name, partition.index.0);
+            let dir = partition_dir(&self.data_dir, &topic.name, partition.index.0);
             if let Err(error) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), %error, "could not delete partition directory");
             }
         }
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(())
     }
 
-    /// A producer id never handed out before, on this broker's whole history.
-    pub fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        let _changes = self.changes.lock();
-        let mut ids = self.producer_ids.lock();
-        if ids.0 == ids.1 {
-            let reserved_until = ids.1 + PRODUCER_ID_BLOCK;
-            let mut file = self.metadata_file_with(reserved_until);
-            file.producer_ids_reserved_until = reserved_until;
-            write_metadata(&self.data_dir, &file).map_err(|error| {
-                TopicError::new(ErrorCode::KafkaStorageError, error.to_string())
-            })?;
-            ids.1 = reserved_until;
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
-    }
-
-    fn metadata_file(&self) -> MetadataFile {
-        let reserved_until = self.producer_ids.lock().1;
-        self.metadata_file_with(reserved_until)
-    }
-
-    fn metadata_file_with(&self, producer_ids_reserved_until: i64) -> MetadataFile {
+    /// Deletes partition directories that no topic of the registry owns: left by a topic
+    /// deleted while this node was down (or crashed part-way through deleting it). Call after
+    /// reconciling with an image that is up to date.
+    pub fn delete_orphans(&self) {
         let topics = self.topics.read();
-        MetadataFile {
-            producer_ids_reserved_until,
-            cluster_id: self.cluster_id.clone(),
-            topics: topics
-                .values()
-                .map(|topic| TopicRecord {
-                    name: topic.name.to_string(),
-                    id: topic.id,
-                    partitions: topic.partitions.len() as i32,
-                    configs: topic.overrides.clone(),
-                })
-                .collect(),
+        let owned: BTreeSet<PathBuf> = topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| partition_dir(&self.data_dir, &topic.name, partition.index.0))
+            })
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_partition = path.join(PARTITION_METADATA).is_file();
+            if is_partition && !owned.contains(&path) {
+                tracing::info!(dir = %path.display(), "deleting the log of a partition this node no longer hosts");
+                if let Err(error) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), %error, "could not delete partition directory");
+                }
+            }
         }
     }
 
@@ -322,30 +360,27 @@ impl TopicRegistry {
     }
 }
 
-fn open_topic(config: &BrokerConfig, record: &TopicRecord) -> anyhow::Result<Topic> {
-    let name = TopicName::new(&record.name)?;
-    let topic_config = config.topic_config(&record.configs);
-    let mut partitions = Vec::with_capacity(record.partitions as usize);
-    for index in 0..record.partitions {
-        let dir = partition_dir(&config.data_dir, &name, index);
-        let log = Log::open(&dir, topic_config.log.clone()).map_err(|error| {
-            anyhow::anyhow!("cannot open partition log {}: {error}", dir.display())
-        })?;
-        let producers = Mutex::new(rebuild_producer_states(&log)?);
-        partitions.push(Arc::new(Partition {
-            topic: name.clone(),
-            index: PartitionIndex(index),
-            log: Mutex::new(log),
-            producers,
-        }));
-    }
-    Ok(Topic {
-        name,
-        id: record.id,
-        partitions,
-        overrides: record.configs.clone(),
-        config: topic_config,
-    })
+/// The topic id in a `partition.metadata` file (Kafka's layout: `version: 0`, `topic_id: ID`).
+fn read_partition_metadata(path: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+fn write_partition_metadata(path: &Path, topic_id: Uuid) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut out = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(
+            &mut out,
+            format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
+        )?;
+        out.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(path.parent().expect("a partition file has a directory"))?.sync_all()
+    };
+    write().map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
 }
 
 /// Rebuilds idempotent-producer state from the batch headers of the active segment. Producers
@@ -370,29 +405,38 @@ fn rebuild_producer_states(log: &Log) -> anyhow::Result<ProducerStates> {
     Ok(states)
 }
 
-fn new_cluster_id() -> String {
-    // 128 random bits; clients treat the cluster id as an opaque string.
-    use std::fmt::Write;
-    Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .fold(String::new(), |mut id, byte| {
-            let _ = write!(id, "{byte:02x}");
-            id
-        })
-}
-
-fn write_metadata(data_dir: &Path, file: &MetadataFile) -> anyhow::Result<()> {
-    let path = metadata_path(data_dir);
-    let temporary = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(file)?;
-    let write = || -> std::io::Result<()> {
-        let mut out = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut out, &bytes)?;
-        out.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(path.parent().expect("metadata file has a directory"))?.sync_all()
-    };
-    write()
-        .map_err(|error| anyhow::anyhow!("cannot write metadata file {}: {error}", path.display()))
+/// The partition `index` of `topic` if this node is its leader, or the Kafka error a client
+/// should act on: UNKNOWN_TOPIC_OR_PARTITION if the image has no such partition,
+/// NOT_LEADER_OR_FOLLOWER if another broker leads it (the client refreshes its metadata), and
+/// for a request that names the leader epoch it knows (`current_leader_epoch` >= 0),
+/// FENCED_LEADER_EPOCH if that epoch is older than ours and UNKNOWN_LEADER_EPOCH if newer.
+pub fn led_partition<'a>(
+    image: &MetadataImage,
+    name: &str,
+    topic: Option<&'a Topic>,
+    index: i32,
+    node: i32,
+    current_leader_epoch: i32,
+) -> Result<&'a Arc<Partition>, ErrorCode> {
+    let exists = image
+        .topics
+        .get(name)
+        .is_some_and(|topic| index >= 0 && (index as usize) < topic.partitions.len());
+    if !exists {
+        return Err(ErrorCode::UnknownTopicOrPartition);
+    }
+    let partition = topic
+        .and_then(|topic| topic.partition(index))
+        .ok_or(ErrorCode::NotLeaderOrFollower)?;
+    let state = partition.state.read();
+    if state.leader != node {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    if current_leader_epoch >= 0 && current_leader_epoch < state.leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if current_leader_epoch > state.leader_epoch {
+        return Err(ErrorCode::UnknownLeaderEpoch);
+    }
+    Ok(partition)
 }

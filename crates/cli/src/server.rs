@@ -24,9 +24,17 @@ pub struct ServerArgs {
     /// One broker setting by its Kafka name; repeatable. Example: --set num.partitions=3
     #[arg(long = "set", value_name = "KEY=VALUE")]
     settings: Vec<String>,
-    /// This node's id (Kafka's `node.id`).
+    /// This node's id (Kafka's `node.id`), unique in the cluster.
     #[arg(long)]
     node_id: Option<i32>,
+    /// Where this node serves the other controllers (metadata quorum traffic), HOST:PORT.
+    /// Needed in a cluster of several nodes.
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// The controller voters (Kafka's `controller.quorum.voters`): ID@HOST:PORT,... Without
+    /// it the node is a cluster of one.
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    controller_quorum: Option<String>,
 }
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
@@ -63,6 +71,18 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
     }
+    if let Some(listen) = &args.controller_listen {
+        config.set("controller.listeners", listen)?;
+    }
+    if let Some(voters) = &args.controller_quorum {
+        config.set("controller.quorum.voters", voters)?;
+    }
+    if !config.cluster.is_single_node() && config.cluster.controller_listen.is_none() {
+        anyhow::bail!(
+            "a node of a multi-node cluster needs --controller-listen HOST:PORT \
+             (its entry in --controller-quorum)"
+        );
+    }
     Ok(config)
 }
 
@@ -70,7 +90,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // openraft narrates every election and replication step at info.
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -1,5 +1,6 @@
 //! CreateTopics: validate name, partition count, replication factor, assignments and configs,
-//! then create (or, with `validate_only`, only check).
+//! then propose the topic to the metadata quorum (or, with `validate_only`, only check it
+//! against a copy of the image).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,29 +9,31 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use strom_types::ErrorCode;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
+use strom_metadata::{CommandResult, MetadataCommand};
+use strom_types::{ErrorCode, TopicName};
+use uuid::Uuid;
 
 use super::describe_configs::topic_entries;
-use super::str_bytes;
+use super::{str_bytes, Reply};
+use crate::cluster;
 use crate::config::validate_topic_config;
+use crate::topics::TopicError;
 use crate::Broker;
 
-pub fn handle(
-    broker: &Arc<Broker>,
-    request: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
-    let validate_only = request.validate_only;
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|topic| create(broker, topic, validate_only, version))
-        .collect();
-    CreateTopicsResponse::default().with_topics(topics)
+pub fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let validate_only = request.validate_only;
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in request.topics {
+            topics.push(create(&broker, topic, validate_only, version).await);
+        }
+        ResponseKind::CreateTopics(CreateTopicsResponse::default().with_topics(topics))
+    }))
 }
 
-fn create(
+async fn create(
     broker: &Arc<Broker>,
     request: CreatableTopic,
     validate_only: bool,
@@ -57,28 +60,51 @@ fn create(
             )
         }
     };
-    let replication_factor = match request.replication_factor {
-        -1 => broker.config.default_replication_factor,
-        factor => factor,
-    };
-    if replication_factor < 1 || replication_factor > 1 && request.assignments.is_empty() {
-        let message = format!(
-            "replication factor {replication_factor} is invalid: this cluster has 1 broker"
+    if !(1..=strom_types::limits::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return failed(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "number of partitions must be between 1 and {}, not {partitions}",
+                strom_types::limits::PARTITIONS_PER_TOPIC_MAX
+            ),
         );
-        return failed(ErrorCode::InvalidReplicationFactor, message);
     }
-    let node = broker.config.node_id;
-    for assignment in &request.assignments {
-        if assignment.broker_ids.iter().any(|id| id.0 != node) || assignment.broker_ids.len() != 1 {
+    let replication_factor = match (request.replication_factor, request.assignments.len()) {
+        (-1, 0) => broker.config.default_replication_factor,
+        (factor, 0) => factor,
+        (-1, _) => -1,
+        (_, _) => {
+            return failed(
+                ErrorCode::InvalidRequest,
+                "give either replication_factor or assignments, not both".to_owned(),
+            )
+        }
+    };
+    let mut assignments: Option<Vec<Vec<i32>>> = None;
+    if !request.assignments.is_empty() {
+        let mut sorted: Vec<_> = request.assignments.iter().collect();
+        sorted.sort_by_key(|assignment| assignment.partition_index);
+        if sorted
+            .iter()
+            .enumerate()
+            .any(|(at, assignment)| assignment.partition_index != at as i32)
+        {
             return failed(
                 ErrorCode::InvalidReplicaAssignment,
-                format!(
-                    "partition {} must be assigned to broker {node} alone",
-                    assignment.partition_index
-                ),
+                "assignments must cover partitions 0..N exactly once".to_owned(),
             );
         }
+        assignments = Some(
+            sorted
+                .iter()
+                .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                .collect(),
+        );
     }
+    let name = match TopicName::new(request.name.as_str()) {
+        Ok(name) => name,
+        Err(error) => return failed(ErrorCode::InvalidTopicException, error.to_string()),
+    };
     let mut overrides = BTreeMap::new();
     for config in &request.configs {
         let Some(value) = &config.value else { continue };
@@ -87,30 +113,50 @@ fn create(
             Err(error) => return failed(ErrorCode::InvalidConfig, error.to_string()),
         };
     }
-    match broker.topics.create(
-        &broker.config,
-        request.name.as_str(),
+    let command = MetadataCommand::CreateTopic {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
         partitions,
-        overrides,
-        validate_only,
-    ) {
-        Ok(topic) => {
-            let configs = topic_entries(broker, &topic.overrides)
-                .into_iter()
-                .map(|(name, value, source, _)| {
-                    CreatableTopicConfigs::default()
-                        .with_name(str_bytes(name))
-                        .with_value(Some(str_bytes(value)))
-                        .with_config_source(source as i8)
-                })
-                .collect();
-            result
-                .with_topic_id(topic.id)
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                // The configs field exists from v5 on; the encoder refuses it before.
-                .with_configs((version >= 5).then_some(configs))
+        replication_factor,
+        assignments,
+        configs: overrides.clone(),
+    };
+    let outcome = if validate_only {
+        // The same decision the quorum would make, on a copy of the image.
+        match (*broker.quorum.image()).clone().apply(&command) {
+            CommandResult::Refused(error) => Err(TopicError::new(error.code, error.message)),
+            done => Ok(done),
         }
-        Err(error) => failed(error.code, error.message),
+    } else {
+        cluster::propose(broker, command).await
+    };
+    if let Err(error) = outcome {
+        return failed(error.code, error.message);
     }
+    let image = broker.quorum.image();
+    let (id, factor) = match image.topics.get(name.as_str()) {
+        Some(topic) if !validate_only => (
+            topic.id,
+            topic
+                .partitions
+                .first()
+                .map_or(0, |p| p.replicas.len() as i16),
+        ),
+        _ => (Uuid::nil(), replication_factor),
+    };
+    let configs = topic_entries(broker, &overrides)
+        .into_iter()
+        .map(|(name, value, source, _)| {
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source as i8)
+        })
+        .collect();
+    result
+        .with_topic_id(id)
+        .with_num_partitions(partitions)
+        .with_replication_factor(factor)
+        // The configs field exists from v5 on; the encoder refuses it before.
+        .with_configs((version >= 5).then_some(configs))
 }

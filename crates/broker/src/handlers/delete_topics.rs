@@ -3,18 +3,18 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
+};
+use strom_metadata::MetadataCommand;
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
-use super::str_bytes;
+use super::{str_bytes, Reply};
+use crate::cluster;
 use crate::Broker;
 
-pub fn handle(
-    broker: &Arc<Broker>,
-    request: DeleteTopicsRequest,
-    _version: i16,
-) -> DeleteTopicsResponse {
+pub fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, _version: i16) -> Reply {
     let mut wanted: Vec<(Option<TopicName>, Uuid)> = request
         .topic_names
         .into_iter()
@@ -26,14 +26,17 @@ pub fn handle(
             .into_iter()
             .map(|state| (state.name, state.topic_id)),
     );
-    let responses = wanted
-        .into_iter()
-        .map(|(name, id)| delete(broker, name, id))
-        .collect();
-    DeleteTopicsResponse::default().with_responses(responses)
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(wanted.len());
+        for (name, id) in wanted {
+            responses.push(delete(&broker, name, id).await);
+        }
+        ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+    }))
 }
 
-fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+async fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
     let result = DeletableTopicResult::default()
         .with_name(name.clone())
         .with_topic_id(id);
@@ -49,9 +52,10 @@ fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> DeletableT
             "delete.topic.enable is false on this broker".to_owned(),
         );
     }
+    let image = broker.quorum.image();
     let topic = match &name {
-        Some(name) => broker.topics.get(name.as_str()),
-        None => broker.topics.get_by_id(id),
+        Some(name) => image.topics.get(name.as_str()),
+        None => image.topic_by_id(id),
     };
     let Some(topic) = topic else {
         return match name {
@@ -62,14 +66,15 @@ fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> DeletableT
             None => failed(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
         };
     };
-    if topic.name.as_str() == crate::groups::OFFSETS_TOPIC {
+    if topic.name == crate::groups::OFFSETS_TOPIC {
         return failed(
             ErrorCode::InvalidTopicException,
             format!("the internal topic {} cannot be deleted", topic.name),
         );
     }
-    match broker.topics.delete(&topic.name) {
-        Ok(()) => result
+    let command = MetadataCommand::DeleteTopic { id: topic.id };
+    match cluster::propose(broker, command).await {
+        Ok(_) => result
             .with_name(Some(TopicName(str_bytes(topic.name.as_str()))))
             .with_topic_id(topic.id),
         Err(error) => failed(error.code, error.message),

@@ -1,4 +1,4 @@
-//! DescribeCluster: this node, as both the only broker and the controller.
+//! DescribeCluster: the unfenced brokers of the metadata image and the controller leader.
 
 use std::sync::Arc;
 
@@ -13,15 +13,23 @@ pub fn handle(
     request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let (host, port) = &broker.config.advertise;
-    let node = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.config.node_id))
-        .with_host(str_bytes(host.clone()))
-        .with_port(*port as i32);
+    let image = broker.quorum.image();
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|registration| !registration.fenced)
+        .map(|registration| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(registration.id))
+                .with_host(str_bytes(registration.host.clone()))
+                .with_port(i32::from(registration.port))
+                .with_rack(registration.rack.clone().map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(str_bytes(broker.topics.cluster_id()))
-        .with_controller_id(BrokerId(broker.config.node_id))
-        .with_brokers(vec![node])
+        .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
+        .with_controller_id(BrokerId(broker.quorum.leader().unwrap_or(-1)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -16,6 +16,7 @@ use strom_types::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use strom_types::{ErrorCode, Offset};
 
 use super::Reply;
+use crate::topics::led_partition;
 use crate::Broker;
 
 /// `isolation_level` READ_COMMITTED.
@@ -71,6 +72,8 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool)
             .iter()
             .map(|fetch| {
                 let data = read_partition(
+                    broker,
+                    wanted.topic.as_str(),
                     topic.as_deref(),
                     fetch,
                     &mut budget,
@@ -98,6 +101,8 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool)
 }
 
 fn read_partition(
+    broker: &Broker,
+    name: &str,
     topic: Option<&crate::topics::Topic>,
     fetch: &FetchPartition,
     budget: &mut usize,
@@ -110,13 +115,13 @@ fn read_partition(
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
         .with_aborted_transactions((isolation_level == READ_COMMITTED).then(Vec::new));
-    let Some(partition) = topic.and_then(|topic| topic.partition(fetch.partition)) else {
-        return base.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+    let image = broker.quorum.image();
+    let node = broker.config.node_id;
+    let epoch = fetch.current_leader_epoch;
+    let partition = match led_partition(&image, name, topic, fetch.partition, node, epoch) {
+        Ok(partition) => partition,
+        Err(code) => return base.with_error_code(code.code()),
     };
-    if fetch.current_leader_epoch > 0 {
-        // This node has led every partition since epoch 0; a newer epoch is one it has not seen.
-        return base.with_error_code(ErrorCode::UnknownLeaderEpoch.code());
-    }
     let log = partition.log.lock();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     let base = base

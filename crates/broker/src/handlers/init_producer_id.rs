@@ -4,16 +4,23 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
+};
 use strom_types::ErrorCode;
 
+use super::Reply;
+use crate::cluster;
 use crate::Broker;
 
-pub fn handle(
-    broker: &Arc<Broker>,
-    request: InitProducerIdRequest,
-    _version: i16,
-) -> InitProducerIdResponse {
+pub fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _version: i16) -> Reply {
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        ResponseKind::InitProducerId(init(&broker, request).await)
+    }))
+}
+
+async fn init(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -27,7 +34,7 @@ pub fn handle(
             .with_producer_id(ProducerId(current.0))
             .with_producer_epoch(current.1 + 1);
     }
-    match broker.topics.allocate_producer_id() {
+    match cluster::allocate_producer_id(broker).await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

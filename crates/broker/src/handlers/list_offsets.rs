@@ -10,7 +10,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strom_types::{ErrorCode, TimestampMs};
 
-use crate::topics::Topic;
+use crate::topics::{led_partition, Topic};
 use crate::Broker;
 
 const LATEST: i64 = -1;
@@ -30,7 +30,15 @@ pub fn handle(
             let partitions = wanted
                 .partitions
                 .iter()
-                .map(|partition| lookup(topic.as_deref(), partition, version))
+                .map(|partition| {
+                    lookup(
+                        broker,
+                        wanted.name.as_str(),
+                        topic.as_deref(),
+                        partition,
+                        version,
+                    )
+                })
                 .collect();
             ListOffsetsTopicResponse::default()
                 .with_name(wanted.name)
@@ -41,6 +49,8 @@ pub fn handle(
 }
 
 fn lookup(
+    broker: &Broker,
+    name: &str,
     topic: Option<&Topic>,
     wanted: &ListOffsetsPartition,
     version: i16,
@@ -50,12 +60,13 @@ fn lookup(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(-1);
-    let Some(partition) = topic.and_then(|topic| topic.partition(wanted.partition_index)) else {
-        return response.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+    let image = broker.quorum.image();
+    let (node, index) = (broker.config.node_id, wanted.partition_index);
+    let epoch = wanted.current_leader_epoch;
+    let partition = match led_partition(&image, name, topic, index, node, epoch) {
+        Ok(partition) => partition,
+        Err(code) => return response.with_error_code(code.code()),
     };
-    if wanted.current_leader_epoch > 0 {
-        return response.with_error_code(ErrorCode::UnknownLeaderEpoch.code());
-    }
     let log = partition.log.lock();
     let found = match wanted.timestamp {
         EARLIEST => Ok(Some((log.log_start_offset(), TimestampMs::NONE))),

@@ -1,4 +1,4 @@
-//! Metadata: brokers (this node), topics and their partitions, auto-creating topics on request
+//! Metadata: brokers, topics and their partitions, auto-creating topics on request
 //! (`auto.create.topics.enable`, and the request's `allow_auto_topic_creation` from v4).
 
 use std::collections::BTreeMap;
@@ -7,89 +7,163 @@ use std::sync::Arc;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
+use strom_metadata::image::NO_LEADER;
+use strom_metadata::{MetadataCommand, MetadataImage, TopicImage};
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
-use super::str_bytes;
-use crate::topics::Topic;
+use super::{str_bytes, Reply};
+use crate::cluster;
 use crate::Broker;
 
 /// `authorized_operations` when the client did not ask for them.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = &broker.config.advertise;
-    let node = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.config.node_id))
-        .with_host(str_bytes(host.clone()))
-        .with_port(*port as i32);
+pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> Reply {
     let all_topics = match &request.topics {
         None => true,
         Some(topics) => version == 0 && topics.is_empty(),
     };
-    let topics = if all_topics {
-        broker
+    if all_topics {
+        let image = broker.quorum.image();
+        let topics = image
             .topics
-            .all()
+            .values()
+            .map(|topic| describe(&image, topic))
+            .collect();
+        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics)));
+    }
+    let allow_create =
+        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let requested: Vec<(Option<TopicName>, Uuid)> = request
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|wanted| (wanted.name, wanted.topic_id))
+        .collect();
+    let image = broker.quorum.image();
+    let missing: Vec<&TopicName> = requested
+        .iter()
+        .filter_map(|(name, _)| name.as_ref())
+        .filter(|name| !image.topics.contains_key(name.as_str()))
+        .collect();
+    if !allow_create || missing.is_empty() {
+        let topics = requested
             .iter()
-            .map(|topic| describe(broker, topic))
-            .collect()
-    } else {
-        let allow_create =
-            broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-        let requested = request.topics.unwrap_or_default();
-        requested
+            .map(|(name, id)| lookup(&image, name.as_ref(), *id))
+            .collect();
+        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics)));
+    }
+    let missing: Vec<TopicName> = missing.into_iter().cloned().collect();
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut refused = BTreeMap::new();
+        for name in missing {
+            if let Err(code) = auto_create(&broker, name.as_str()).await {
+                refused.insert(name, code);
+            }
+        }
+        let image = broker.quorum.image();
+        let topics = requested
             .iter()
-            .map(|wanted| lookup(broker, wanted.name.as_ref(), wanted.topic_id, allow_create))
-            .collect()
+            .map(
+                |(name, id)| match name.as_ref().and_then(|name| refused.get(name)) {
+                    Some(code) => error_topic(name.clone(), *id, *code),
+                    None => lookup(&image, name.as_ref(), *id),
+                },
+            )
+            .collect();
+        ResponseKind::Metadata(response(&broker, &image, topics))
+    }))
+}
+
+/// Creates a topic a client asked about (`auto.create.topics.enable`), with the broker's
+/// `num.partitions` and `default.replication.factor` (at most the brokers alive).
+pub(super) async fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<(), ErrorCode> {
+    if strom_types::TopicName::new(name).is_err() {
+        return Err(ErrorCode::InvalidTopicException);
+    }
+    let alive = broker
+        .quorum
+        .image()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .count();
+    let factor = broker
+        .config
+        .default_replication_factor
+        .min(alive.max(1) as i16);
+    let command = MetadataCommand::CreateTopic {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        partitions: broker.config.num_partitions,
+        replication_factor: factor,
+        assignments: None,
+        configs: BTreeMap::new(),
     };
+    match cluster::propose(broker, command).await {
+        Ok(_) => Ok(()),
+        // Another request created it first.
+        Err(error) if error.code == ErrorCode::TopicAlreadyExists => Ok(()),
+        Err(error) => {
+            tracing::debug!(topic = name, %error, "auto-creation refused");
+            Err(error.code)
+        }
+    }
+}
+
+fn response(
+    broker: &Broker,
+    image: &MetadataImage,
+    topics: Vec<MetadataResponseTopic>,
+) -> MetadataResponse {
+    let mut brokers: Vec<MetadataResponseBroker> = image
+        .brokers
+        .values()
+        .filter(|registration| !registration.fenced)
+        .map(|registration| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(registration.id))
+                .with_host(str_bytes(registration.host.clone()))
+                .with_port(i32::from(registration.port))
+                .with_rack(registration.rack.clone().map(str_bytes))
+        })
+        .collect();
+    if !brokers.iter().any(|b| b.node_id.0 == broker.config.node_id) {
+        // This node serves the request, so clients may always talk to it.
+        let (host, port) = &broker.config.advertise;
+        brokers.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.config.node_id))
+                .with_host(str_bytes(host.clone()))
+                .with_port(i32::from(*port))
+                .with_rack(broker.config.cluster.rack.clone().map(str_bytes)),
+        );
+    }
+    let controller = broker.quorum.leader().unwrap_or(-1);
     MetadataResponse::default()
-        .with_brokers(vec![node])
-        .with_cluster_id(Some(str_bytes(broker.topics.cluster_id())))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(image.cluster_id.clone().map(str_bytes))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn lookup(
-    broker: &Arc<Broker>,
-    name: Option<&TopicName>,
-    id: Uuid,
-    allow_create: bool,
-) -> MetadataResponseTopic {
-    let Some(name) = name else {
-        return match broker.topics.get_by_id(id) {
-            Some(topic) => describe(broker, &topic),
-            None => error_topic(None, id, ErrorCode::UnknownTopicId),
-        };
+fn lookup(image: &MetadataImage, name: Option<&TopicName>, id: Uuid) -> MetadataResponseTopic {
+    let found = match name {
+        Some(name) => image.topics.get(name.as_str()),
+        None => image.topic_by_id(id),
     };
-    if let Some(topic) = broker.topics.get(name.as_str()) {
-        return describe(broker, &topic);
-    }
-    if !allow_create {
-        return error_topic(Some(name.clone()), id, ErrorCode::UnknownTopicOrPartition);
-    }
-    let created = broker.topics.create(
-        &broker.config,
-        name.as_str(),
-        broker.config.num_partitions,
-        BTreeMap::new(),
-        false,
-    );
-    match created {
-        Ok(topic) => describe(broker, &topic),
-        // Another request created it between the lookup and the create.
-        Err(error) if error.code == ErrorCode::TopicAlreadyExists => {
-            match broker.topics.get(name.as_str()) {
-                Some(topic) => describe(broker, &topic),
-                None => error_topic(Some(name.clone()), id, ErrorCode::UnknownTopicOrPartition),
-            }
+    match (found, name) {
+        (Some(topic), _) => describe(image, topic),
+        (None, Some(name)) => {
+            error_topic(Some(name.clone()), id, ErrorCode::UnknownTopicOrPartition)
         }
-        Err(error) => {
-            tracing::debug!(topic = name.as_str(), %error, "auto-creation refused");
-            error_topic(Some(name.clone()), id, error.code)
-        }
+        (None, None) => error_topic(None, id, ErrorCode::UnknownTopicId),
     }
 }
 
@@ -101,24 +175,37 @@ fn error_topic(name: Option<TopicName>, id: Uuid, code: ErrorCode) -> MetadataRe
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn describe(broker: &Arc<Broker>, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+fn describe(image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+    let ids = |nodes: &[i32]| nodes.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
+            let offline: Vec<i32> = partition
+                .replicas
+                .iter()
+                .copied()
+                .filter(|replica| !image.is_alive(*replica))
+                .collect();
+            let error = match partition.leader {
+                NO_LEADER => ErrorCode::LeaderNotAvailable,
+                _ => ErrorCode::None,
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(partition.index.0)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(error.code())
+                .with_partition_index(partition.index)
+                .with_leader_id(BrokerId(partition.leader))
+                .with_leader_epoch(partition.leader_epoch)
+                .with_replica_nodes(ids(&partition.replicas))
+                .with_isr_nodes(ids(&partition.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
+    let internal = strom_types::TopicName::new(&topic.name).is_ok_and(|name| name.is_internal());
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(topic.name.as_str()))))
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name.is_internal())
+        .with_is_internal(internal)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }

@@ -61,23 +61,15 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
         RequestKind::ApiVersions(body) => Reply::Now(ResponseKind::ApiVersions(
             api_versions::handle(body, version),
         )),
-        RequestKind::Metadata(body) => Reply::Now(ResponseKind::Metadata(metadata::handle(
-            broker, body, version,
-        ))),
+        RequestKind::Metadata(body) => metadata::handle(broker, body, version),
         RequestKind::Produce(body) => produce::handle(broker, body, version),
         RequestKind::Fetch(body) => fetch::handle(broker, body, version),
-        RequestKind::InitProducerId(body) => Reply::Now(ResponseKind::InitProducerId(
-            init_producer_id::handle(broker, body, version),
-        )),
+        RequestKind::InitProducerId(body) => init_producer_id::handle(broker, body, version),
         RequestKind::ListOffsets(body) => Reply::Now(ResponseKind::ListOffsets(
             list_offsets::handle(broker, body, version),
         )),
-        RequestKind::CreateTopics(body) => Reply::Now(ResponseKind::CreateTopics(
-            create_topics::handle(broker, body, version),
-        )),
-        RequestKind::DeleteTopics(body) => Reply::Now(ResponseKind::DeleteTopics(
-            delete_topics::handle(broker, body, version),
-        )),
+        RequestKind::CreateTopics(body) => create_topics::handle(broker, body, version),
+        RequestKind::DeleteTopics(body) => delete_topics::handle(broker, body, version),
         RequestKind::DescribeConfigs(body) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
         )),

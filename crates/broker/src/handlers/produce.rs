@@ -2,7 +2,6 @@
 //! assigned by rewriting each batch's base offset in place), and answer by `acks`: 0 never,
 //! 1 once the bytes are in the OS, -1 (all) once they are fsynced by the group commit.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +15,7 @@ use strom_types::{ErrorCode, Offset, TimestampMs};
 use super::{str_bytes, Reply};
 use crate::config::TimestampType;
 use crate::producers::{ProducerStates, SequenceCheck};
-use crate::topics::{Partition, Topic};
+use crate::topics::{led_partition, Partition, Topic};
 use crate::Broker;
 
 /// A partition an acks=all request must see fsynced up to (exclusive) `offset`.
@@ -42,7 +41,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 ))
             } else {
-                append(topic.as_ref(), data)
+                append(broker, topic_data.name.as_str(), topic.as_ref(), data)
             };
             match outcome {
                 Ok((response, partition, end)) => {
@@ -81,43 +80,44 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
     }
 }
 
+/// The topic, if this node knows it. A missing topic is created in the background when
+/// `auto.create.topics.enable` is set; meanwhile the client gets the retriable
+/// UNKNOWN_TOPIC_OR_PARTITION and tries again after refreshing its metadata (clients look
+/// topics up with Metadata before producing, which creates them synchronously).
 fn find_topic(broker: &Arc<Broker>, name: &str) -> Option<Arc<Topic>> {
     if let Some(topic) = broker.topics.get(name) {
         return Some(topic);
     }
-    if !broker.config.auto_create_topics {
-        return None;
+    let known = broker.quorum.image().topics.contains_key(name);
+    if broker.config.auto_create_topics && !known && strom_types::TopicName::new(name).is_ok() {
+        let (broker, name) = (broker.clone(), name.to_owned());
+        tokio::spawn(async move { super::metadata::auto_create(&broker, &name).await });
     }
-    let created = broker.topics.create(
-        &broker.config,
-        name,
-        broker.config.num_partitions,
-        BTreeMap::new(),
-        false,
-    );
-    created.ok().or_else(|| broker.topics.get(name))
+    None
 }
 
 type AppendOutcome =
     Result<(PartitionProduceResponse, Arc<Partition>, Offset), (ErrorCode, String)>;
 
 /// Validates and appends one partition's records.
-fn append(topic: Option<&Arc<Topic>>, data: PartitionProduceData) -> AppendOutcome {
-    let unknown = || {
-        (
-            ErrorCode::UnknownTopicOrPartition,
-            "this server does not host this topic-partition".to_owned(),
-        )
-    };
-    let topic = topic.ok_or_else(unknown)?;
-    if topic.name.as_str() == crate::groups::OFFSETS_TOPIC {
+fn append(
+    broker: &Broker,
+    name: &str,
+    topic: Option<&Arc<Topic>>,
+    data: PartitionProduceData,
+) -> AppendOutcome {
+    if name == crate::groups::OFFSETS_TOPIC {
         // Only the group coordinator writes there, in its own record format.
         return Err((
             ErrorCode::InvalidTopicException,
-            format!("cannot produce to the internal topic {}", topic.name),
+            format!("cannot produce to the internal topic {name}"),
         ));
     }
-    let partition = topic.partition(data.index).ok_or_else(unknown)?;
+    let image = broker.quorum.image();
+    let node = broker.config.node_id;
+    let partition = led_partition(&image, name, topic.map(|t| &**t), data.index, node, -1)
+        .map_err(|code| (code, not_here(code)))?;
+    let topic = topic.expect("a led partition has its topic");
     let records = data.records.filter(|records| !records.is_empty());
     let records = records.ok_or_else(|| {
         (
@@ -293,4 +293,12 @@ async fn wait_durable(
         }
     }
     response
+}
+
+/// The message for a partition this node cannot append to.
+fn not_here(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::NotLeaderOrFollower => "this broker is not the partition's leader".to_owned(),
+        _ => "this server does not host this topic-partition".to_owned(),
+    }
 }

@@ -1,0 +1,212 @@
+//! The broker's side of the metadata quorum: joining the cluster, proposing metadata changes
+//! on behalf of the request handlers, following the committed image, and leaving cleanly.
+//!
+//! A single-node `strom server` is a cluster of one: the same quorum code with one voter and
+//! no controller listener, so there is one way metadata changes, whatever the cluster size.
+//!
+//! Every proposal returns once the command is committed and applied to this node's image
+//! (see [`MetadataQuorum::propose`]); the helpers here then reconcile the topic registry with
+//! that image, so a handler that created a topic can use its logs right after.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_metadata::{
+    CommandResult, MetadataCommand, MetadataImage, MetadataQuorum, QuorumConfig, QuorumError,
+};
+use strom_types::ErrorCode;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::groups::OFFSETS_TOPIC;
+use crate::topics::{TopicError, TopicRegistry};
+use crate::Broker;
+
+/// How many producer ids a broker asks the controller for at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// How often a node waiting for the quorum says so.
+const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a handler waits for the quorum to commit its proposal.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The election timeout of a single-node cluster: nobody competes, so waiting out Kafka's
+/// 1 s on every start would only slow restarts down.
+const SINGLE_NODE_ELECTION_TIMEOUT_MS: u64 = 100;
+
+/// The quorum settings of this node.
+pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
+    let cluster = &config.cluster;
+    let mut quorum = QuorumConfig::single_node(config.node_id, config.data_dir.clone());
+    quorum.controller_listen = cluster.controller_listen;
+    quorum.voters = cluster.voters.clone();
+    quorum.is_voter = cluster.controller;
+    quorum.broker_session_timeout_ms = cluster.broker_session_timeout_ms;
+    quorum.broker_heartbeat_interval_ms = cluster.broker_heartbeat_interval_ms;
+    quorum.election_timeout_ms = match cluster.is_single_node() {
+        true => SINGLE_NODE_ELECTION_TIMEOUT_MS.min(cluster.election_timeout_ms),
+        false => cluster.election_timeout_ms,
+    };
+    quorum
+}
+
+/// Starts this node's part in the quorum, waits (as long as it takes, saying so every few
+/// seconds) until a controller leader is known, and registers the broker.
+pub async fn join(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
+    let quorum = MetadataQuorum::start(quorum_config(config)).await?;
+    loop {
+        match quorum.wait_ready(WAITING_LOG_INTERVAL).await {
+            Ok(()) => break,
+            Err(QuorumError::Timeout { .. }) => {
+                tracing::info!(voters = ?config.cluster.voters, "waiting for a controller leader (a majority of the voters must be up)")
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let (host, port) = config.advertise.clone();
+    loop {
+        match quorum
+            .register_broker(
+                config.node_id,
+                host.clone(),
+                port,
+                config.cluster.rack.clone(),
+            )
+            .await
+        {
+            Ok(()) => break,
+            Err(error @ (QuorumError::Timeout { .. } | QuorumError::NoLeader(_))) => {
+                tracing::info!(%error, "registering with the controller; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    tracing::info!(node_id = config.node_id, leader = ?quorum.leader(), cluster_id = ?quorum.image().cluster_id, "joined the cluster");
+    Ok(quorum)
+}
+
+/// Creates `__consumer_offsets` if the image does not have it yet: compacted, with
+/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas
+/// (at most as many as brokers are registered).
+pub async fn ensure_offsets_topic(
+    config: &BrokerConfig,
+    quorum: &MetadataQuorum,
+    topics: &TopicRegistry,
+) -> anyhow::Result<()> {
+    if quorum.image().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let alive = quorum
+        .image()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .count();
+    let factor = config
+        .cluster
+        .offsets_topic_replication_factor
+        .min(alive.max(1) as i16);
+    let command = MetadataCommand::CreateTopic {
+        name: OFFSETS_TOPIC.to_owned(),
+        id: Uuid::new_v4(),
+        partitions: config.offsets_topic_partitions,
+        replication_factor: factor,
+        assignments: None,
+        configs: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+    };
+    match quorum.propose(command).await? {
+        CommandResult::Refused(error) if error.code != ErrorCode::TopicAlreadyExists => {
+            anyhow::bail!("cannot create {OFFSETS_TOPIC}: {error}")
+        }
+        _ => {}
+    }
+    let image = quorum.image();
+    topics.reconcile(config, &image);
+    Ok(())
+}
+
+/// Applies every new image to the topic registry, for as long as the broker runs.
+pub async fn follow_image(broker: Arc<Broker>) {
+    let mut images = broker.quorum.watch();
+    while images.changed().await.is_ok() {
+        let image = images.borrow_and_update().clone();
+        sync_registry(&broker, image).await;
+    }
+}
+
+/// Reconciles the registry with `image` on a blocking thread (it opens and deletes logs).
+async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
+    let syncing = broker.clone();
+    if let Err(error) =
+        tokio::task::spawn_blocking(move || syncing.topics.reconcile(&syncing.config, &image)).await
+    {
+        tracing::error!(%error, "reconciling the topic registry panicked");
+    }
+}
+
+/// Proposes `command` and, once it is applied here, brings the registry up to date.
+pub async fn propose(
+    broker: &Arc<Broker>,
+    command: MetadataCommand,
+) -> Result<CommandResult, TopicError> {
+    let result = tokio::time::timeout(PROPOSAL_TIMEOUT, broker.quorum.propose(command))
+        .await
+        .map_err(|_| {
+            TopicError::new(
+                ErrorCode::RequestTimedOut,
+                "the metadata quorum did not commit the change in time",
+            )
+        })?
+        .map_err(quorum_error)?;
+    sync_registry(broker, broker.quorum.image()).await;
+    match result {
+        CommandResult::Refused(error) => Err(TopicError::new(error.code, error.message)),
+        done => Ok(done),
+    }
+}
+
+/// The Kafka error a client should see for a quorum failure.
+fn quorum_error(error: QuorumError) -> TopicError {
+    let code = match &error {
+        QuorumError::Timeout { .. } => ErrorCode::RequestTimedOut,
+        QuorumError::NoLeader(_) => ErrorCode::NotController,
+        _ => ErrorCode::UnknownServerError,
+    };
+    TopicError::new(code, error.to_string())
+}
+
+/// A producer id never handed out before in the cluster: from this broker's block, asking
+/// the controller for the next block when it runs out.
+pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, TopicError> {
+    let mut ids = broker.producer_ids.lock().await;
+    if ids.0 == ids.1 {
+        let command = MetadataCommand::AllocateProducerIds {
+            broker: broker.config.node_id,
+            count: PRODUCER_ID_BLOCK,
+        };
+        let CommandResult::ProducerIds { first, count } = propose(broker, command).await? else {
+            return Err(TopicError::new(
+                ErrorCode::UnknownServerError,
+                "the controller answered a producer id request with something else",
+            ));
+        };
+        *ids = (first, first + count);
+    }
+    let id = ids.0;
+    ids.0 += 1;
+    Ok(id)
+}
+
+/// Leaves the cluster on a clean shutdown: in a cluster of several, asks the controller to
+/// move this broker's leaderships away first, so clients fail over at once. Then stops the
+/// quorum node.
+pub async fn leave(broker: &Arc<Broker>) {
+    if !broker.config.cluster.is_single_node() {
+        let shutdown = broker.quorum.controlled_shutdown(broker.config.node_id);
+        match tokio::time::timeout(Duration::from_secs(5), shutdown).await {
+            Ok(Ok(())) => tracing::info!("controlled shutdown: leaderships moved"),
+            Ok(Err(error)) => tracing::warn!(%error, "controlled shutdown failed"),
+            Err(_) => tracing::warn!("controlled shutdown timed out"),
+        }
+    }
+}
