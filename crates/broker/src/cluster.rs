@@ -94,6 +94,7 @@ pub async fn ensure_offsets_topic(
     topics: &TopicRegistry,
 ) -> anyhow::Result<()> {
     if quorum.image().topics.contains_key(OFFSETS_TOPIC) {
+        topics.reconcile(config, &quorum.image());
         return Ok(());
     }
     let alive = quorum
@@ -142,6 +143,7 @@ async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
     {
         tracing::error!(%error, "reconciling the topic registry panicked");
     }
+    broker.fetchers.update(broker);
 }
 
 /// Proposes `command` and, once it is applied here, brings the registry up to date.

@@ -32,6 +32,8 @@ use crate::topics::{Topic, TopicRegistry};
 
 /// The internal topic that stores committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for the ISR.
+const OFFSET_COMMIT_TIMEOUT_MS: u64 = 5_000;
 /// How often timeouts (sessions, rebalances, offset expiry) are checked.
 pub const TICK_MS: u64 = 100;
 
@@ -47,6 +49,7 @@ pub struct GroupRuntime {
     next_reply: AtomicU64,
     offsets_topic: Arc<Topic>,
     group_commit: GroupCommit,
+    node_id: i32,
 }
 
 fn now_ms() -> i64 {
@@ -74,6 +77,7 @@ impl GroupRuntime {
             next_reply: AtomicU64::new(1),
             offsets_topic: topic,
             group_commit,
+            node_id: broker_config.node_id,
         })
     }
 
@@ -181,15 +185,40 @@ impl GroupRuntime {
             .ok_or(ErrorCode::NotCoordinator)?
             .clone();
         let mut batch = encode_batch(records)?;
+        let state = partition.state();
+        if state.leader != self.node_id {
+            return Err(ErrorCode::NotCoordinator);
+        }
         let end = {
             let mut log = partition.log.lock();
-            let info = log.append(&mut batch, None).map_err(|error| {
-                tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
-                ErrorCode::KafkaStorageError
-            })?;
+            let info = log
+                .append_with_epoch(&mut batch, None, state.leader_epoch)
+                .map_err(|error| {
+                    tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
+                    ErrorCode::KafkaStorageError
+                })?;
+            crate::replication::advance_high_watermark(
+                &partition,
+                self.node_id,
+                log.log_end_offset(),
+            );
             info.last_offset.plus(1)
         };
-        self.group_commit.wait_durable(partition, end).await
+        self.group_commit
+            .wait_durable(partition.clone(), end)
+            .await?;
+        // Like Kafka's offsets.commit.required.acks=-1: every ISR member has the commit.
+        let mut high_watermark = partition.replication.watch_high_watermark();
+        let replicated = {
+            let wait = high_watermark.wait_for(|high_watermark| *high_watermark >= end.0);
+            match tokio::time::timeout(Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS), wait).await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(ErrorCode::NotCoordinator),
+                Err(_) => Err(ErrorCode::RequestTimedOut),
+            }
+        };
+        replicated
     }
 }
 

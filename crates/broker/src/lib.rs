@@ -22,6 +22,7 @@ pub mod groups;
 pub mod handlers;
 pub mod network;
 pub mod producers;
+pub mod replication;
 pub mod retention;
 pub mod topics;
 
@@ -41,6 +42,8 @@ pub struct Broker {
     pub topics: topics::TopicRegistry,
     pub group_commit: durability::GroupCommit,
     pub groups: Arc<groups::GroupRuntime>,
+    /// The follower side of replication: one fetcher per leader this node follows.
+    pub fetchers: replication::Fetchers,
     /// The block of producer ids the controller handed this broker: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Bumped after every append; fetches waiting for data watch it.
@@ -114,11 +117,14 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         topics,
         group_commit,
         groups,
+        fetchers: replication::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
         appended,
         stopping,
     });
+    broker.fetchers.update(&broker);
     let follower = tokio::spawn(cluster::follow_image(broker.clone()));
+    let isr_maintenance = tokio::spawn(replication::run_isr_maintenance(broker.clone()));
     let listener = tokio::net::TcpListener::bind(broker.config.listen)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", broker.config.listen))?;
@@ -131,6 +137,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     cleaner.abort();
     ticker.abort();
     follower.abort();
+    isr_maintenance.abort();
+    broker.fetchers.stop();
     cluster::leave(&broker).await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;

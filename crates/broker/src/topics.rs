@@ -52,6 +52,8 @@ pub struct Partition {
     pub producers: Mutex<ProducerStates>,
     /// Replicas, leader, ISR and epochs from the metadata image.
     pub state: RwLock<ReplicaState>,
+    /// Replication progress: the high watermark, and on the leader each follower's.
+    pub replication: crate::replication::Progress,
 }
 
 impl Partition {
@@ -223,21 +225,25 @@ impl TopicRegistry {
                     }
                 },
             };
-            {
+            let change = {
                 let mut current = partition.state.write();
-                if *current != replica {
-                    let opened = current.leader_epoch < 0;
-                    if !opened
-                        && (current.leader != replica.leader
-                            || current.leader_epoch != replica.leader_epoch)
-                    {
-                        tracing::info!(topic = %name, partition = state.index, leader = replica.leader, leader_epoch = replica.leader_epoch, isr = ?replica.isr, "partition leadership changed");
-                    }
-                    *current = replica;
+                let opened = current.leader_epoch < 0;
+                let new_epoch = current.leader_epoch != replica.leader_epoch;
+                let changed = *current != replica;
+                if !opened && changed && (current.leader != replica.leader || new_epoch) {
+                    tracing::info!(topic = %name, partition = state.index, leader = replica.leader, leader_epoch = replica.leader_epoch, isr = ?replica.isr, "partition leadership changed");
                 }
+                *current = replica;
+                (changed, new_epoch)
+            };
+            match change {
+                (true, true) => crate::replication::on_new_leader_epoch(&partition, self.node_id),
+                (true, false) => crate::replication::on_isr_change(&partition, self.node_id),
+                _ => {}
             }
             partitions.push(partition);
         }
+        partitions.sort_by_key(|partition| partition.index.0);
         if let Some(topic) = existing {
             let unchanged = topic.overrides == image.configs
                 && topic.partition_count == image.partitions.len() as i32
@@ -303,6 +309,7 @@ impl TopicRegistry {
                 leader_epoch: -1,
                 partition_epoch: -1,
             }),
+            replication: crate::replication::Progress::default(),
         })
     }
 

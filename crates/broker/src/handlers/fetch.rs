@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use strom_log::LogError;
 use strom_types::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use strom_types::{ErrorCode, Offset};
 
 use super::Reply;
-use crate::topics::led_partition;
+use crate::replication;
+use crate::topics::{led_partition, Partition};
 use crate::Broker;
 
 /// `isolation_level` READ_COMMITTED.
@@ -60,7 +63,8 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
 
 /// Reads every requested partition once. Returns the response, the record bytes in it, and
 /// whether any partition failed (a failure answers at once, without waiting).
-fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+fn read(broker: &Arc<Broker>, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let replica = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
     let mut budget = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
     let mut total = 0;
     let mut failed = false;
@@ -73,6 +77,7 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool)
             .map(|fetch| {
                 let data = read_partition(
                     broker,
+                    replica,
                     wanted.topic.as_str(),
                     topic.as_deref(),
                     fetch,
@@ -101,7 +106,8 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool)
 }
 
 fn read_partition(
-    broker: &Broker,
+    broker: &Arc<Broker>,
+    replica: Option<i32>,
     name: &str,
     topic: Option<&crate::topics::Topic>,
     fetch: &FetchPartition,
@@ -122,14 +128,83 @@ fn read_partition(
         Ok(partition) => partition,
         Err(code) => return base.with_error_code(code.code()),
     };
+    if let Some(follower) = replica {
+        if !partition.state.read().replicas.contains(&follower) {
+            return base.with_error_code(ErrorCode::NotLeaderOrFollower.code());
+        }
+    }
     let log = partition.log.lock();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let base = base
-        .with_high_watermark(end.0)
-        .with_last_stable_offset(end.0)
+    let fetch_offset = Offset(fetch.fetch_offset);
+    if let Some(follower) = replica {
+        // KIP-320: a follower whose last fetched epoch ends earlier here than where it wants
+        // to fetch from holds a divergent tail; tell it where our log for that epoch ends.
+        if fetch.last_fetched_epoch >= 0 {
+            if let Some((epoch, epoch_end)) = log.end_offset_for_epoch(fetch.last_fetched_epoch) {
+                if epoch != fetch.last_fetched_epoch || epoch_end < fetch_offset {
+                    let high_watermark = partition.replication.high_watermark();
+                    return base
+                        .with_high_watermark(high_watermark.0)
+                        .with_log_start_offset(start.0)
+                        .with_diverging_epoch(
+                            EpochEndOffset::default()
+                                .with_epoch(epoch)
+                                .with_end_offset(epoch_end.0),
+                        )
+                        .with_records(Some(Default::default()));
+                }
+            }
+        }
+        if fetch_offset >= start && fetch_offset <= end {
+            drop(log);
+            if replication::record_follower_fetch(broker, partition, follower, fetch_offset, end) {
+                // Consumers waiting for the high watermark may now read more.
+                broker.notify_appended();
+            }
+            return read_records(partition, fetch, budget, first_with_data, end, true)
+                .with_aborted_transactions(base.aborted_transactions);
+        }
+    }
+    drop(log);
+    read_records(
+        partition,
+        fetch,
+        budget,
+        first_with_data,
+        partition.replication.high_watermark(),
+        replica.is_some(),
+    )
+    .with_aborted_transactions(base.aborted_transactions)
+}
+
+/// Reads from the fetch offset up to `upper_bound`: the high watermark for consumers, the
+/// log end for followers.
+fn read_records(
+    partition: &Arc<Partition>,
+    fetch: &FetchPartition,
+    budget: &mut usize,
+    first_with_data: bool,
+    upper_bound: Offset,
+    for_follower: bool,
+) -> PartitionData {
+    let log = partition.log.lock();
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let high_watermark = partition.replication.high_watermark().min(end);
+    let upper_bound = upper_bound.min(end);
+    let base = PartitionData::default()
+        .with_partition_index(fetch.partition)
+        .with_high_watermark(high_watermark.0)
+        .with_last_stable_offset(high_watermark.0)
         .with_log_start_offset(start.0);
+    if !for_follower
+        && Offset(fetch.fetch_offset) > high_watermark
+        && Offset(fetch.fetch_offset) <= end
+    {
+        // Above the high watermark but within the log: nothing to see yet, not out of range.
+        return base.with_records(Some(Default::default()));
+    }
     let max_bytes = (fetch.partition_max_bytes.max(0) as usize).min(*budget);
-    match log.read(Offset(fetch.fetch_offset), max_bytes, end) {
+    match log.read(Offset(fetch.fetch_offset), max_bytes, upper_bound) {
         Ok(read) => {
             let records = read.records;
             // Only the first partition with data may exceed the budget (KIP-74); later ones wait.

@@ -1,4 +1,4 @@
-//! FindCoordinator: this node coordinates every group. Transaction coordination does not
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition. Transaction coordination does not
 //! exist yet, so transactional ids get COORDINATOR_NOT_AVAILABLE with a message saying why.
 
 use std::sync::Arc;
@@ -8,20 +8,50 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use strom_types::ErrorCode;
 
+use strom_coordinator::offsets::partition_for;
+
 use super::str_bytes;
+use crate::groups::OFFSETS_TOPIC;
 use crate::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-fn locate(broker: &Broker, key_type: i8) -> Result<(i32, String, i32), (ErrorCode, String)> {
+/// The coordinator of `group`: the leader of its `__consumer_offsets` partition, as Kafka
+/// does, so coordination follows that partition's leadership on failover.
+fn locate(
+    broker: &Broker,
+    key_type: i8,
+    group: &str,
+) -> Result<(i32, String, i32), (ErrorCode, String)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((
             ErrorCode::CoordinatorNotAvailable,
             "transactions are not supported yet".to_owned(),
         ));
     }
-    let (host, port) = &broker.config.advertise;
-    Ok((broker.config.node_id, host.clone(), *port as i32))
+    let image = broker.quorum.image();
+    let unavailable = |why: &str| (ErrorCode::CoordinatorNotAvailable, why.to_owned());
+    let topic = image
+        .topics
+        .get(OFFSETS_TOPIC)
+        .ok_or_else(|| unavailable("the offsets topic does not exist yet"))?;
+    let index = partition_for(group, topic.partitions.len() as i32);
+    let leader = topic
+        .partitions
+        .get(index as usize)
+        .map(|partition| partition.leader)
+        .filter(|leader| *leader >= 0)
+        .ok_or_else(|| unavailable("the group's offsets partition has no leader"))?;
+    let registration = image
+        .brokers
+        .get(&leader)
+        .filter(|registration| !registration.fenced)
+        .ok_or_else(|| unavailable("the group's coordinator is not available"))?;
+    Ok((
+        leader,
+        registration.host.clone(),
+        i32::from(registration.port),
+    ))
 }
 
 pub fn handle(
@@ -30,7 +60,7 @@ pub fn handle(
     version: i16,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        return match locate(broker, request.key_type) {
+        return match locate(broker, request.key_type, request.key.as_str()) {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(node))
                 .with_host(str_bytes(host))
@@ -45,19 +75,21 @@ pub fn handle(
     let coordinators = request
         .coordinator_keys
         .into_iter()
-        .map(|key: StrBytes| match locate(broker, request.key_type) {
-            Ok((node, host, port)) => Coordinator::default()
-                .with_key(key)
-                .with_node_id(BrokerId(node))
-                .with_host(str_bytes(host))
-                .with_port(port),
-            Err((code, message)) => Coordinator::default()
-                .with_key(key)
-                .with_node_id(BrokerId(-1))
-                .with_port(-1)
-                .with_error_code(code.code())
-                .with_error_message(Some(str_bytes(message))),
-        })
+        .map(
+            |key: StrBytes| match locate(broker, request.key_type, key.as_str()) {
+                Ok((node, host, port)) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+                Err((code, message)) => Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(code.code())
+                    .with_error_message(Some(str_bytes(message))),
+            },
+        )
         .collect();
     FindCoordinatorResponse::default().with_coordinators(coordinators)
 }

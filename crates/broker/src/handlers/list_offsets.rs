@@ -70,7 +70,15 @@ fn lookup(
     let log = partition.log.lock();
     let found = match wanted.timestamp {
         EARLIEST => Ok(Some((log.log_start_offset(), TimestampMs::NONE))),
-        LATEST => Ok(Some((log.log_end_offset(), TimestampMs::NONE))),
+        // Consumers see records below the high watermark only.
+        LATEST => Ok(Some((
+            partition
+                .replication
+                .high_watermark()
+                .min(log.log_end_offset())
+                .max(log.log_start_offset()),
+            TimestampMs::NONE,
+        ))),
         MAX_TIMESTAMP => log.max_timestamp(),
         timestamp if timestamp >= 0 => log.offset_for_timestamp(TimestampMs(timestamp)),
         _ => return response.with_error_code(ErrorCode::InvalidRequest.code()),
@@ -78,7 +86,10 @@ fn lookup(
     match found {
         Ok(Some((offset, timestamp))) => {
             // The leader epoch field exists from v4 on; the encoder refuses it before.
-            let epoch = if version >= 4 { 0 } else { -1 };
+            let epoch = match version >= 4 {
+                true => partition.state.read().leader_epoch,
+                false => -1,
+            };
             response
                 .with_offset(offset.0)
                 .with_timestamp(timestamp.0)

@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -75,6 +76,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
         )),
         RequestKind::DescribeCluster(body) => Reply::Now(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, body, version),
+        )),
+        RequestKind::DescribeQuorum(body) => Reply::Now(ResponseKind::DescribeQuorum(
+            describe_quorum::handle(broker, body, version),
         )),
         RequestKind::FindCoordinator(body) => Reply::Now(ResponseKind::FindCoordinator(
             find_coordinator::handle(broker, body, version),

@@ -3,6 +3,7 @@
 //! 1 once the bytes are in the OS, -1 (all) once they are fsynced by the group commit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -15,6 +16,7 @@ use strom_types::{ErrorCode, Offset, TimestampMs};
 use super::{str_bytes, Reply};
 use crate::config::TimestampType;
 use crate::producers::{ProducerStates, SequenceCheck};
+use crate::replication;
 use crate::topics::{led_partition, Partition, Topic};
 use crate::Broker;
 
@@ -24,10 +26,14 @@ struct DurabilityWait {
     partition_index: usize,
     partition: Arc<Partition>,
     offset: Offset,
+    /// The leader epoch the records were appended in: a change means leadership moved.
+    leader_epoch: i32,
+    min_insync_replicas: i32,
 }
 
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Reply {
     let acks = request.acks;
+    let timeout_ms = request.timeout_ms.max(0) as u64;
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
@@ -41,15 +47,21 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 ))
             } else {
-                append(broker, topic_data.name.as_str(), topic.as_ref(), data)
+                append(broker, topic_data.name.as_str(), topic.as_ref(), data, acks)
             };
             match outcome {
                 Ok((response, partition, end)) => {
+                    let min_insync_replicas = topic
+                        .as_ref()
+                        .map_or(1, |topic| topic.config.min_insync_replicas);
+                    let leader_epoch = partition.state.read().leader_epoch;
                     waits.push(DurabilityWait {
                         topic_index,
                         partition_index,
+                        leader_epoch,
                         partition,
                         offset: end,
+                        min_insync_replicas,
                     });
                     partition_responses.push(response);
                 }
@@ -73,7 +85,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
         -1 => {
             let broker = broker.clone();
             Reply::Later(Box::pin(async move {
-                ResponseKind::Produce(wait_durable(&broker, response, waits).await)
+                ResponseKind::Produce(wait_durable(&broker, response, waits, timeout_ms).await)
             }))
         }
         _ => Reply::Now(ResponseKind::Produce(response)),
@@ -105,6 +117,7 @@ fn append(
     name: &str,
     topic: Option<&Arc<Topic>>,
     data: PartitionProduceData,
+    acks: i16,
 ) -> AppendOutcome {
     if name == crate::groups::OFFSETS_TOPIC {
         // Only the group coordinator writes there, in its own record format.
@@ -133,6 +146,19 @@ fn append(
     let mut owned = BytesMut::from(&records[..]);
     let append_time =
         (topic.config.timestamp_type == TimestampType::LogAppendTime).then(TimestampMs::now);
+    let (leader_epoch, isr_size) = {
+        let state = partition.state.read();
+        (state.leader_epoch, state.isr.len() as i32)
+    };
+    if acks == -1 && isr_size < topic.config.min_insync_replicas {
+        return Err((
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "the ISR has {isr_size} replica(s), fewer than min.insync.replicas ({})",
+                topic.config.min_insync_replicas
+            ),
+        ));
+    }
     let mut log = partition.log.lock();
     let mut producers = partition.producers.lock();
     let response = PartitionProduceResponse::default()
@@ -145,7 +171,9 @@ fn append(
             .with_log_start_offset(log.log_start_offset().0);
         return Ok((response, partition.clone(), last_offset.plus(1)));
     }
-    let info = log.append(&mut owned, append_time).map_err(|error| match error {
+    let info = log
+        .append_with_epoch(&mut owned, append_time, leader_epoch)
+        .map_err(|error| match error {
         LogError::RecordBatchTooLarge { .. } => (ErrorCode::RecordListTooLarge, error.to_string()),
         LogError::InvalidBatch(_) => (ErrorCode::CorruptMessage, error.to_string()),
         other if !other.is_fatal() => (ErrorCode::InvalidRecord, other.to_string()),
@@ -159,6 +187,8 @@ fn append(
             producers.record(&header);
         }
     }
+    drop(producers);
+    replication::advance_high_watermark(partition, node, log.log_end_offset());
     let response = response
         .with_base_offset(info.base_offset.0)
         .with_log_append_time_ms(info.log_append_time.map_or(-1, |time| time.0))
@@ -272,27 +302,73 @@ fn error_response(index: i32, code: ErrorCode, message: String) -> PartitionProd
         .with_error_message(Some(str_bytes(message)))
 }
 
+/// Waits until every acks=all append is on the leader's disk and below the high watermark
+/// (every ISR member has it on disk), answering REQUEST_TIMED_OUT after the request's
+/// `timeout_ms`, NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile, and
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas`.
 async fn wait_durable(
     broker: &Broker,
     mut response: ProduceResponse,
     waits: Vec<DurabilityWait>,
+    timeout_ms: u64,
 ) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     for wait in waits {
-        if let Err(code) = broker
+        let outcome = match broker
             .group_commit
-            .wait_durable(wait.partition, wait.offset)
+            .wait_durable(wait.partition.clone(), wait.offset)
             .await
         {
+            Ok(()) => wait_replicated(&wait, deadline).await,
+            Err(code) => Err((code, "the records could not be made durable")),
+        };
+        if let Err((code, message)) = outcome {
             let partition =
                 &mut response.responses[wait.topic_index].partition_responses[wait.partition_index];
-            *partition = error_response(
-                partition.index,
-                code,
-                "the records could not be made durable".to_owned(),
-            );
+            *partition = error_response(partition.index, code, message.to_owned());
         }
     }
     response
+}
+
+async fn wait_replicated(
+    wait: &DurabilityWait,
+    deadline: tokio::time::Instant,
+) -> Result<(), (ErrorCode, &'static str)> {
+    let progress = &wait.partition.replication;
+    let mut high_watermark = progress.watch_high_watermark();
+    loop {
+        let state = wait.partition.state();
+        if state.leader_epoch != wait.leader_epoch {
+            return Err((
+                ErrorCode::NotLeaderOrFollower,
+                "leadership moved before the records were replicated",
+            ));
+        }
+        if *high_watermark.borrow_and_update() >= wait.offset.0 {
+            if (state.isr.len() as i32) < wait.min_insync_replicas {
+                return Err((
+                    ErrorCode::NotEnoughReplicasAfterAppend,
+                    "the ISR shrank below min.insync.replicas",
+                ));
+            }
+            return Ok(());
+        }
+        // Leadership changes do not move the high watermark: look again every so often.
+        let recheck = tokio::time::Instant::now() + Duration::from_millis(100);
+        tokio::select! {
+            changed = high_watermark.changed() => if changed.is_err() {
+                return Err((ErrorCode::NotLeaderOrFollower, "the partition was closed"));
+            },
+            _ = tokio::time::sleep_until(recheck.min(deadline)) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err((
+                ErrorCode::RequestTimedOut,
+                "the in-sync replicas did not all confirm the records in time",
+            ));
+        }
+    }
 }
 
 /// The message for a partition this node cannot append to.
