@@ -2,6 +2,7 @@
 //! that talks the Kafka protocol to a running broker.
 
 mod bench;
+mod cluster;
 mod common;
 mod consume;
 mod group;
@@ -34,6 +35,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe, reset the offsets of, and delete consumer groups.
     Group(group::GroupArgs),
+    /// Show the cluster: its id, brokers and controller quorum.
+    Cluster(cluster::ClusterArgs),
     /// Measure any Kafka-compatible broker: produce, consume, end-to-end latency, the suite.
     Bench(bench::BenchArgs),
 }
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

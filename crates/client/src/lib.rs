@@ -12,6 +12,7 @@
 //!   types; [`partitioner`] is Kafka's default key partitioner.
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
+//! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
 //!   describe (with decoded assignments), committed offsets, the admin commit, deletes.
 //!
@@ -19,6 +20,7 @@
 //! Every bound is in [`limits`].
 
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod frame;
@@ -42,6 +44,7 @@ pub use client::{
     Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
     FetchPosition, FetchedPartition, OffsetSpec,
 };
+pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use groups::{

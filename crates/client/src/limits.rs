@@ -17,6 +17,10 @@ pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Longest wait for a TCP connection to be established.
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
+/// Longest wait for the quorum leader's DescribeQuorum answer once another broker has answered
+/// (that answer stands if the leader is down, frozen or cut off, so `cluster info` never stalls).
+pub const QUORUM_LEADER_WAIT_MS: u64 = 2_000;
+
 /// Attempts made at a request that fails with an error a metadata refresh may cure
 /// (`NOT_LEADER_OR_FOLLOWER`, `LEADER_NOT_AVAILABLE`, `UNKNOWN_TOPIC_OR_PARTITION`, ...).
 pub const METADATA_ATTEMPTS_MAX: u32 = 8;
