@@ -201,8 +201,11 @@ def check_log_append_time(broker, topic: str, codec: str) -> None:
     assert sum(b.record_count for b in batches) == count
     for batch in batches:
         assert batch.log_append_time, f"batch at offset {batch.base_offset} not flagged LogAppendTime"
-        assert batch.compression == CODEC_IDS[codec]
+        # librdkafka sends a batch uncompressed when compressing would not shrink it (a lone
+        # small record, say); the broker stores what it got.
+        assert batch.compression in (CODEC_IDS[codec], 0), f"batch at offset {batch.base_offset}"
         assert window_start_ms <= batch.max_timestamp <= window_end_ms
+    assert any(batch.compression == CODEC_IDS[codec] for batch in batches), "no batch stored compressed"
 
 
 @pytest.mark.parametrize("codec", ["none", "zstd"])

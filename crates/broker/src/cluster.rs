@@ -86,27 +86,40 @@ pub async fn join(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
 }
 
 /// Creates `__consumer_offsets` if the image does not have it yet: compacted, with
-/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas
-/// (at most as many as brokers are registered).
+/// `offsets.topic.num.partitions` partitions and `offsets.topic.replication.factor` replicas.
+/// Like Kafka, a new cluster waits until that many brokers have registered (capped at the
+/// number of controller voters, so a single node gets a factor of one) rather than creating
+/// an under-replicated offsets topic.
 pub async fn ensure_offsets_topic(
     config: &BrokerConfig,
     quorum: &MetadataQuorum,
     topics: &TopicRegistry,
 ) -> anyhow::Result<()> {
-    if quorum.image().topics.contains_key(OFFSETS_TOPIC) {
-        topics.reconcile(config, &quorum.image());
-        return Ok(());
-    }
-    let alive = quorum
-        .image()
-        .brokers
-        .values()
-        .filter(|b| !b.fenced)
-        .count();
     let factor = config
         .cluster
         .offsets_topic_replication_factor
-        .min(alive.max(1) as i16);
+        .min(config.cluster.voters.len().max(1) as i16);
+    let mut images = quorum.watch();
+    loop {
+        let image = images.borrow_and_update().clone();
+        if image.topics.contains_key(OFFSETS_TOPIC) {
+            topics.reconcile(config, &image);
+            return Ok(());
+        }
+        let alive = image.brokers.values().filter(|b| !b.fenced).count();
+        if alive >= factor as usize {
+            break;
+        }
+        match tokio::time::timeout(WAITING_LOG_INTERVAL, images.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => anyhow::bail!("the metadata quorum stopped"),
+            Err(_) => tracing::info!(
+                registered = alive,
+                needed = factor,
+                "waiting for brokers to register before creating {OFFSETS_TOPIC}"
+            ),
+        }
+    }
     let command = MetadataCommand::CreateTopic {
         name: OFFSETS_TOPIC.to_owned(),
         id: Uuid::new_v4(),
@@ -121,8 +134,7 @@ pub async fn ensure_offsets_topic(
         }
         _ => {}
     }
-    let image = quorum.image();
-    topics.reconcile(config, &image);
+    topics.reconcile(config, &quorum.image());
     Ok(())
 }
 

@@ -50,6 +50,8 @@ pub struct GroupRuntime {
     offsets_topic: Arc<Topic>,
     group_commit: GroupCommit,
     node_id: i32,
+    /// The offsets partitions this node leads and has loaded.
+    led: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 fn now_ms() -> i64 {
@@ -70,6 +72,12 @@ impl GroupRuntime {
         let mut coordinator =
             GroupCoordinator::with_consumer_config(config, broker_config.consumer_group);
         let replayed = replay(&topic, &mut coordinator)?;
+        let led = topic
+            .partitions
+            .iter()
+            .filter(|partition| partition.is_led_by(broker_config.node_id))
+            .map(|partition| partition.index.0)
+            .collect();
         tracing::info!(records = replayed, "loaded committed offsets");
         Ok(GroupRuntime {
             coordinator: Mutex::new(coordinator),
@@ -78,7 +86,45 @@ impl GroupRuntime {
             offsets_topic: topic,
             group_commit,
             node_id: broker_config.node_id,
+            led: Mutex::new(led),
         })
+    }
+
+    /// True when this node coordinates `group`: it leads the group's offsets partition.
+    /// Handlers answer NOT_COORDINATOR otherwise, and the client finds the new coordinator.
+    pub fn is_coordinator(&self, group: &str) -> bool {
+        let index = offsets::partition_for(group, self.offsets_topic.partition_count);
+        self.offsets_topic
+            .partition(index)
+            .is_some_and(|partition| partition.is_led_by(self.node_id))
+    }
+
+    /// After a metadata change: replays every offsets partition this node has just become the
+    /// leader of, so committed offsets written under the previous leader are served here.
+    pub fn follow_leadership(&self) {
+        let mut led = self.led.lock();
+        for partition in &self.offsets_topic.partitions {
+            let leads = partition.is_led_by(self.node_id);
+            let index = partition.index.0;
+            if leads && !led.contains(&index) {
+                let mut coordinator = self.coordinator.lock();
+                match replay_partition(partition, &mut coordinator) {
+                    Ok(records) => {
+                        tracing::info!(
+                            partition = index,
+                            records,
+                            "coordinating the groups of an offsets partition"
+                        )
+                    }
+                    Err(error) => {
+                        tracing::error!(partition = index, %error, "cannot load an offsets partition")
+                    }
+                }
+                led.insert(index);
+            } else if !leads {
+                led.remove(&index);
+            }
+        }
     }
 
     pub fn coordinator(&self) -> parking_lot::MutexGuard<'_, GroupCoordinator> {
@@ -258,9 +304,22 @@ fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Result<BytesMut, ErrorC
 /// Replays every partition of `__consumer_offsets` into the coordinator. Returns the number of
 /// records applied; an unreadable record is logged and skipped, never fatal.
 fn replay(topic: &Topic, coordinator: &mut GroupCoordinator) -> anyhow::Result<usize> {
-    let now = now_ms();
     let mut applied = 0;
     for partition in &topic.partitions {
+        applied += replay_partition(partition, coordinator)?;
+    }
+    Ok(applied)
+}
+
+/// Replays one partition of `__consumer_offsets`, oldest record first, so the coordinator
+/// ends with each key's latest value (or its deletion).
+fn replay_partition(
+    partition: &crate::topics::Partition,
+    coordinator: &mut GroupCoordinator,
+) -> anyhow::Result<usize> {
+    let now = now_ms();
+    let mut applied = 0;
+    {
         let log = partition.log.lock();
         let end = log.log_end_offset();
         let mut offset = log.log_start_offset();

@@ -284,10 +284,13 @@ pub async fn run_isr_maintenance(broker: Arc<Broker>) {
     }
 }
 
+/// A running fetcher and the channel that hands it its partitions.
+type Fetcher = (JoinHandle<()>, watch::Sender<Vec<Arc<Partition>>>);
+
 /// The follower fetchers: one task per leader broker this node follows partitions of.
 #[derive(Default)]
 pub struct Fetchers {
-    tasks: Mutex<HashMap<i32, (JoinHandle<()>, watch::Sender<Vec<Arc<Partition>>>)>>,
+    tasks: Mutex<HashMap<i32, Fetcher>>,
 }
 
 impl Fetchers {

@@ -122,7 +122,12 @@ impl Log {
         for segment in &self.segments {
             assign_segment_epochs(segment, &mut cache)?;
         }
-        tracing::info!(dir = %self.dir.display(), entries = ?cache.entries(), "rebuilt the leader epoch cache from the batches");
+        if cache.entries().is_empty() {
+            // A new or epoch-less log: nothing worth reporting.
+            tracing::debug!(dir = %self.dir.display(), "no leader epochs in the batches");
+        } else {
+            tracing::info!(dir = %self.dir.display(), entries = ?cache.entries(), "rebuilt the leader epoch cache from the batches");
+        }
         Ok(cache)
     }
 }

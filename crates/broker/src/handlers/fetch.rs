@@ -64,7 +64,6 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
 /// Reads every requested partition once. Returns the response, the record bytes in it, and
 /// whether any partition failed (a failure answers at once, without waiting).
 fn read(broker: &Arc<Broker>, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let replica = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
     let mut budget = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
     let mut total = 0;
     let mut failed = false;
@@ -77,13 +76,12 @@ fn read(broker: &Arc<Broker>, request: &FetchRequest) -> (FetchResponse, usize, 
             .map(|fetch| {
                 let data = read_partition(
                     broker,
-                    replica,
+                    request,
                     wanted.topic.as_str(),
                     topic.as_deref(),
                     fetch,
                     &mut budget,
                     total == 0,
-                    request.isolation_level,
                 );
                 total += data.records.as_ref().map_or(0, |records| records.len());
                 failed |= data.error_code != ErrorCode::None.code();
@@ -107,14 +105,16 @@ fn read(broker: &Arc<Broker>, request: &FetchRequest) -> (FetchResponse, usize, 
 
 fn read_partition(
     broker: &Arc<Broker>,
-    replica: Option<i32>,
+    request: &FetchRequest,
     name: &str,
     topic: Option<&crate::topics::Topic>,
     fetch: &FetchPartition,
     budget: &mut usize,
     first_with_data: bool,
-    isolation_level: i8,
 ) -> PartitionData {
+    // A follower's fetch names its broker id; a consumer's is -1.
+    let replica = (request.replica_id.0 >= 0).then_some(request.replica_id.0);
+    let isolation_level = request.isolation_level;
     let base = PartitionData::default()
         .with_partition_index(fetch.partition)
         .with_high_watermark(-1)

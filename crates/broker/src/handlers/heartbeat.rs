@@ -4,10 +4,15 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use strom_types::ErrorCode;
+
 use crate::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
     let groups = &broker.groups;
+    if !groups.is_coordinator(request.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
+    }
     let error = groups.coordinator().heartbeat(
         request.group_id.as_str(),
         request.member_id.as_str(),

@@ -45,6 +45,10 @@ pub fn handle(
     // Kafka's member ids: the client id, a dash, and a random UUID.
     let fresh_member_id = format!("{client_id}-{}", uuid::Uuid::new_v4());
     let groups = broker.groups.clone();
+    if !groups.is_coordinator(&join.group_id) {
+        let response = JoinResponse::error(ErrorCode::NotCoordinator, &join.member_id);
+        return Reply::Now(ResponseKind::JoinGroup(encode(response, version)));
+    }
     let (reply, answer) = groups.register();
     let outputs = groups
         .coordinator()

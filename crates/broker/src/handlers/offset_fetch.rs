@@ -10,6 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use strom_coordinator::offsets::CommittedOffset;
+use strom_types::ErrorCode;
 
 use super::str_bytes;
 use crate::Broker;
@@ -82,6 +83,11 @@ pub fn handle(
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if !broker.groups.is_coordinator(group.group_id.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(GroupId(group.group_id.0))
+                        .with_error_code(ErrorCode::NotCoordinator.code());
+                }
                 let offsets = lookup(broker, group.group_id.as_str(), wanted);
                 let topics = topic_responses!(
                     offsets,
@@ -101,6 +107,13 @@ pub fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
+    if !broker.groups.is_coordinator(request.group_id.as_str()) {
+        // The top-level error code exists from v2 on; v1 clients see empty offsets.
+        return OffsetFetchResponse::default().with_error_code(match version >= 2 {
+            true => ErrorCode::NotCoordinator.code(),
+            false => 0,
+        });
+    }
     let offsets = lookup(broker, request.group_id.as_str(), wanted);
     OffsetFetchResponse::default().with_topics(topic_responses!(
         offsets,

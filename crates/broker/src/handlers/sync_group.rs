@@ -25,6 +25,12 @@ pub fn handle(broker: &Arc<Broker>, request: SyncGroupRequest, _version: i16) ->
             .collect(),
     };
     let groups = broker.groups.clone();
+    if !groups.is_coordinator(&sync.group_id) {
+        let response = SyncGroupResponse::default()
+            .with_error_code(ErrorCode::NotCoordinator.code())
+            .with_assignment(Default::default());
+        return Reply::Now(ResponseKind::SyncGroup(response));
+    }
     let (reply, answer) = groups.register();
     let outputs = groups.coordinator().sync(reply, sync, groups.now_ms());
     groups.deliver(outputs);
