@@ -43,8 +43,15 @@ fn clean(broker: &Broker) {
                     continue;
                 }
             }
-            // Single node: everything written is below the high watermark.
-            let end = log.log_end_offset();
+            // Only what every in-sync replica has is cleaned, as in Kafka: a follower may still
+            // truncate above the high watermark.
+            let end = partition
+                .replication
+                .high_watermark()
+                .min(log.log_end_offset());
+            if end.0 < 0 {
+                continue;
+            }
             match log.compact_below(end, now, &topic.config.compaction) {
                 Ok(info) if info.segments_cleaned > 0 => tracing::info!(
                     topic = %topic.name,

@@ -9,10 +9,12 @@
 //! future instead of a response, and the connection's writer awaits those futures
 //! concurrently while writing responses strictly in request order.
 //!
-//! State: one [`Broker`] per process, shared by `Arc`: the config, the [`topics::TopicRegistry`]
-//! (topics, partitions, their logs), the group-commit handle, and a counter that every append
-//! bumps to wake fetches waiting for data, and the [`groups`] runtime around the group
-//! coordinator. [`retention`] and the group ticker run in the background.
+//! State: one [`Broker`] per process, shared by `Arc`: the config, this node's part in the
+//! metadata quorum ([`cluster`]), the [`topics::TopicRegistry`] (the image's topics and the
+//! logs this node hosts, reconciled on every new image), the group-commit handle, the
+//! [`replication`] fetchers, a counter that every append bumps to wake fetches waiting for
+//! data, and the [`groups`] runtime around the group coordinator. [`retention`], the cleaner,
+//! the ISR maintenance and the group ticker run in the background.
 
 pub mod cleaner;
 pub mod cluster;
