@@ -268,7 +268,7 @@ impl GroupRuntime {
     }
 }
 
-fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Result<BytesMut, ErrorCode> {
+pub(crate) fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>) -> Result<BytesMut, ErrorCode> {
     let now = now_ms();
     let records: Vec<Record> = records
         .into_iter()

@@ -183,7 +183,30 @@ pub fn record_follower_fetch(
     leader_end: Offset,
 ) -> bool {
     let node = broker.config.node_id;
-    let now = Instant::now();
+    let moved = note_follower_fetch(
+        partition,
+        node,
+        follower,
+        fetch_offset,
+        leader_end,
+        Instant::now(),
+    );
+    if let Some(isr) = isr_with_rejoined(partition, node, follower, fetch_offset) {
+        propose_isr(broker, partition, isr);
+    }
+    moved
+}
+
+/// Records a follower's fetch (Kafka's rule for when it was last caught up) and moves the
+/// high watermark. Returns whether it moved.
+fn note_follower_fetch(
+    partition: &Partition,
+    node: i32,
+    follower: i32,
+    fetch_offset: Offset,
+    leader_end: Offset,
+    now: Instant,
+) -> bool {
     {
         let mut leader = partition.replication.leader.lock();
         let entry = leader
@@ -199,19 +222,50 @@ pub fn record_follower_fetch(
         entry.fetched_at = now;
         entry.leader_end_at_fetch = leader_end;
     }
-    let moved = advance_high_watermark(partition, node, leader_end);
+    advance_high_watermark(partition, node, leader_end)
+}
+
+/// The ISR with `follower` added, if it is a replica outside the ISR that has caught up to
+/// the high watermark.
+fn isr_with_rejoined(
+    partition: &Partition,
+    node: i32,
+    follower: i32,
+    fetch_offset: Offset,
+) -> Option<Vec<i32>> {
     let state = partition.state();
-    let high_watermark = partition.replication.high_watermark();
     let rejoins = state.leader == node
         && state.replicas.contains(&follower)
         && !state.isr.contains(&follower)
-        && fetch_offset >= high_watermark;
-    if rejoins {
+        && fetch_offset >= partition.replication.high_watermark();
+    rejoins.then(|| {
         let mut isr = state.isr.clone();
         isr.push(follower);
-        propose_isr(broker, partition, isr);
-    }
-    moved
+        isr
+    })
+}
+
+/// The ISR members other than the leader that have not caught up within `lag_max`.
+fn lagging_followers(
+    partition: &Partition,
+    node: i32,
+    now: Instant,
+    lag_max: Duration,
+) -> Vec<i32> {
+    let state = partition.state();
+    let leader = partition.replication.leader.lock();
+    state
+        .isr
+        .iter()
+        .copied()
+        .filter(|member| *member != node)
+        .filter(|member| {
+            leader
+                .followers
+                .get(member)
+                .is_none_or(|follower| now.duration_since(follower.caught_up_at) > lag_max)
+        })
+        .collect()
 }
 
 /// Proposes a new ISR for a partition this node leads, unless a proposal is on its way.
@@ -256,20 +310,7 @@ pub async fn run_isr_maintenance(broker: Arc<Broker>) {
                 if state.leader != node || state.isr.len() <= 1 {
                     continue;
                 }
-                let lagging: Vec<i32> = {
-                    let leader = partition.replication.leader.lock();
-                    state
-                        .isr
-                        .iter()
-                        .copied()
-                        .filter(|member| *member != node)
-                        .filter(|member| {
-                            leader.followers.get(member).is_none_or(|follower| {
-                                now.duration_since(follower.caught_up_at) > lag_max
-                            })
-                        })
-                        .collect()
-                };
+                let lagging = lagging_followers(partition, node, now, lag_max);
                 if !lagging.is_empty() {
                     let isr = state
                         .isr
@@ -563,4 +604,137 @@ fn apply_fetched(broker: &Broker, partition: &Partition, epoch: i32, data: Parti
     }
     let _ = broker;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::ReplicaState;
+    use strom_log::{Log, LogConfig};
+    use strom_types::{PartitionIndex, TopicName};
+
+    const LEADER: i32 = 1;
+
+    fn partition(dir: &std::path::Path, isr: &[i32], records: usize) -> Partition {
+        let mut log = Log::open(dir, LogConfig::default()).unwrap();
+        for _ in 0..records {
+            let record = (
+                bytes::Bytes::from_static(b"k"),
+                Some(bytes::Bytes::from_static(b"v")),
+            );
+            let mut batch = crate::groups::encode_batch(vec![record]).unwrap();
+            log.append_with_epoch(&mut batch, None, 0).unwrap();
+        }
+        let partition = Partition {
+            topic: TopicName::new("t").unwrap(),
+            topic_id: uuid::Uuid::new_v4(),
+            index: PartitionIndex(0),
+            log: parking_lot::Mutex::new(log),
+            producers: Default::default(),
+            state: parking_lot::RwLock::new(ReplicaState {
+                replicas: vec![1, 2, 3],
+                isr: isr.to_vec(),
+                leader: LEADER,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }),
+            replication: Progress::default(),
+        };
+        on_new_leader_epoch(&partition, LEADER);
+        partition
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_in_the_isr_and_never_falls() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), &[1, 2, 3], 10);
+        let now = Instant::now();
+        assert_eq!(
+            p.replication.high_watermark(),
+            Offset(0),
+            "no follower has fetched yet"
+        );
+        assert!(!note_follower_fetch(
+            &p,
+            LEADER,
+            2,
+            Offset(7),
+            Offset(10),
+            now
+        ));
+        assert_eq!(
+            p.replication.high_watermark(),
+            Offset(0),
+            "follower 3 still unknown"
+        );
+        assert!(note_follower_fetch(
+            &p,
+            LEADER,
+            3,
+            Offset(4),
+            Offset(10),
+            now
+        ));
+        assert_eq!(p.replication.high_watermark(), Offset(4));
+        assert!(note_follower_fetch(
+            &p,
+            LEADER,
+            3,
+            Offset(10),
+            Offset(10),
+            now
+        ));
+        assert_eq!(p.replication.high_watermark(), Offset(7));
+        // A follower that restarted lower does not pull the high watermark back.
+        note_follower_fetch(&p, LEADER, 2, Offset(3), Offset(10), now);
+        assert_eq!(p.replication.high_watermark(), Offset(7));
+    }
+
+    #[test]
+    fn replicas_outside_the_isr_do_not_hold_the_high_watermark_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), &[1, 2], 5);
+        note_follower_fetch(&p, LEADER, 2, Offset(5), Offset(5), Instant::now());
+        assert_eq!(p.replication.high_watermark(), Offset(5));
+        assert_eq!(
+            isr_with_rejoined(&p, LEADER, 3, Offset(4)),
+            None,
+            "behind the HW"
+        );
+        assert_eq!(
+            isr_with_rejoined(&p, LEADER, 3, Offset(5)),
+            Some(vec![1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn a_leader_alone_in_the_isr_has_its_log_end_as_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), &[1], 3);
+        assert_eq!(p.replication.high_watermark(), Offset(3));
+        let end = p.log.lock().log_end_offset();
+        assert!(!advance_high_watermark(&p, LEADER, end));
+        assert!(
+            !advance_high_watermark(&p, 2, Offset(9)),
+            "only the leader moves it"
+        );
+    }
+
+    #[test]
+    fn followers_that_do_not_catch_up_within_the_lag_leave_the_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path(), &[1, 2, 3], 10);
+        let start = Instant::now();
+        let lag = Duration::from_millis(100);
+        // 2 keeps reaching the log end seen at its previous fetch; 3 stays behind.
+        let at = |ms| start + Duration::from_millis(ms);
+        note_follower_fetch(&p, LEADER, 2, Offset(10), Offset(10), at(0));
+        note_follower_fetch(&p, LEADER, 3, Offset(2), Offset(10), at(0));
+        note_follower_fetch(&p, LEADER, 2, Offset(12), Offset(12), at(80));
+        note_follower_fetch(&p, LEADER, 3, Offset(3), Offset(12), at(80));
+        let later = at(150);
+        note_follower_fetch(&p, LEADER, 2, Offset(12), Offset(14), later);
+        note_follower_fetch(&p, LEADER, 3, Offset(4), Offset(14), later);
+        assert_eq!(lagging_followers(&p, LEADER, later, lag), vec![3]);
+    }
 }
