@@ -7,6 +7,7 @@
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
@@ -26,6 +27,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -69,7 +71,11 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
         RequestKind::ListOffsets(body) => Reply::Now(ResponseKind::ListOffsets(
             list_offsets::handle(broker, body, version),
         )),
+        RequestKind::OffsetForLeaderEpoch(body) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(broker, body, version),
+        )),
         RequestKind::CreateTopics(body) => create_topics::handle(broker, body, version),
+        RequestKind::CreatePartitions(body) => create_partitions::handle(broker, body, version),
         RequestKind::DeleteTopics(body) => delete_topics::handle(broker, body, version),
         RequestKind::DescribeConfigs(body) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
