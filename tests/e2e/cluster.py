@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -479,11 +480,16 @@ class Cluster:
         except AssertionError as error:
             raise ClusterError(f"{error}; last views (node: (leader, epoch)): {last}; nodes {self.describe_nodes()}")
 
-    def wait_for_brokers(self, count: int, timeout_s: float = 30.0) -> list[dict]:
-        """The registered brokers of cluster_info, once there are `count` of them."""
+    def wait_for_brokers(self, count: int, timeout_s: float = 30.0, agree: bool = True) -> list[dict]:
+        """The registered (unfenced) brokers of cluster_info, once there are `count` of them; with
+        `agree`, once every reachable node lists the same `count` brokers."""
         def brokers():
-            found = self.cluster_info(timeout_s=5)["brokers"]
-            return found if len(found) == count else None
+            if not agree:
+                found = self.cluster_info(timeout_s=5)["brokers"]
+                return found if len(found) == count else None
+            views = [self.cluster_info(n.node_id, timeout_s=5)["brokers"] for n in self.nodes.values() if n.reachable()]
+            ids = {tuple(sorted(b["id"] for b in view)) for view in views}
+            return views[0] if len(ids) == 1 and len(views[0]) == count else None
 
         if not cluster_info_available():
             raise ClusterError(f"{STROM_BIN} has no `cluster info --json` subcommand")
@@ -522,22 +528,50 @@ class Cluster:
         """The current leader's node id (-1: none)."""
         return self.partition_state(topic, partition).leader
 
-    def wait_for_leader(self, topic: str, partition: int, timeout_s: float = 30.0, exclude: tuple[int, ...] = ()) -> int:
-        """The partition's leader once it has one that is not in `exclude` (e.g. a killed node)."""
+    def wait_for_leader(
+        self, topic: str, partition: int, timeout_s: float = 30.0, exclude: tuple[int, ...] = (), agree: bool = True
+    ) -> int:
+        """The partition's leader once it has one that is not in `exclude` (e.g. a killed node);
+        with `agree`, as every reachable node sees it."""
         def leader():
-            state = self.partition_state(topic, partition, timeout_s=5)
+            if agree:
+                state = self.agreed_partition_state(topic, partition)
+                if state is None:
+                    return None
+            else:
+                state = self.partition_state(topic, partition, timeout_s=5)
             return state.leader if state.leader >= 0 and state.leader not in exclude else None
 
         return wait_until(leader, timeout_s, f"{topic}[{partition}] led by a node not in {exclude}", interval_s=0.1)
 
-    def wait_for_isr(self, topic: str, partition: int, size: int, timeout_s: float = 30.0) -> PartitionState:
-        """The partition's state once it has a leader and exactly `size` in-sync replicas."""
-        last: list[PartitionState] = []
+    def agreed_partition_state(self, topic: str, partition: int, timeout_s: float = 5.0) -> PartitionState | None:
+        """The partition's state if every reachable node's Metadata shows the same leader,
+        replicas and ISR, else None. (A node that was cut off or frozen serves its stale view
+        until it has caught up with the metadata log: asking "any node" may get that view.)"""
+        views = {
+            n.node_id: self.partition_state(topic, partition, node_id=n.node_id, timeout_s=timeout_s)
+            for n in self.nodes.values()
+            if n.reachable()
+        }
+        distinct = {(s.leader, tuple(sorted(s.replicas)), tuple(sorted(s.isr))) for s in views.values()}
+        self._last_views = views
+        return next(iter(views.values())) if len(distinct) == 1 else None
+
+    def wait_for_isr(
+        self, topic: str, partition: int, size: int, timeout_s: float = 30.0, agree: bool = True
+    ) -> PartitionState:
+        """The partition's state once it has a leader and exactly `size` in-sync replicas; with
+        `agree`, as seen by every reachable node (see agreed_partition_state)."""
+        last: list = []
 
         def in_sync():
-            state = self.partition_state(topic, partition, timeout_s=5)
-            last[:] = [state]
-            return state if state.leader >= 0 and len(state.isr) == size else None
+            if agree:
+                state = self.agreed_partition_state(topic, partition)
+                last[:] = [getattr(self, "_last_views", None)]
+            else:
+                state = self.partition_state(topic, partition, timeout_s=5)
+                last[:] = [state]
+            return state if state is not None and state.leader >= 0 and len(state.isr) == size else None
 
         try:
             return wait_until(in_sync, timeout_s, f"{topic}[{partition}] with an ISR of {size}", interval_s=0.1)
@@ -574,6 +608,232 @@ class Cluster:
         problems = self.close()
         if problems and exc_info[0] is None:
             raise ClusterError("cluster shutdown problems:\n" + "\n".join(problems))
+
+
+# -- load: a steady producer and a continuous consumer, each in a thread --------------
+
+
+@dataclass(frozen=True)
+class TimedDelivery:
+    """A delivery report with the monotonic time it arrived (error None: acknowledged)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error: object
+    at: float
+
+
+class SteadyProducer:
+    """Produces `rate` records a second, round robin over `partitions`, each with a unique
+    value (b"<tag>-<sequence>"), from a thread, with librdkafka retrying through faults (acks=all,
+    no idempotence by default). Every delivery report is kept, with its arrival time.
+
+        with SteadyProducer(cluster.bootstrap, topic, partitions=3, rate=300) as load:
+            ... faults; load.wait_for_acks(load.acked_count() + 100, 30, "after the kill") ...
+        load.acknowledged / load.errors
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 1, rate: float = 200.0, tag: str = "v", **conf):
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.partitions = partitions
+        self.rate = rate
+        self.tag = tag
+        config = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": False,
+            "linger.ms": 5,
+            "message.timeout.ms": 60000,
+            "request.timeout.ms": 5000,
+            "retry.backoff.ms": 100,
+            "retry.backoff.max.ms": 500,
+            "topic.metadata.refresh.interval.ms": 1000,
+            "reconnect.backoff.max.ms": 500,
+        }
+        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        self.producer = Producer(config)
+        self.reports: list[TimedDelivery] = []
+        self.sent = 0
+        self._stop = False
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def _on_delivery(self, error, message) -> None:
+        report = TimedDelivery(message.partition(), message.offset(), message.key(), message.value(), error, time.monotonic())
+        with self._lock:
+            self.reports.append(report)
+
+    def _run(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop:
+            now = time.monotonic()
+            if now < next_at:
+                self.producer.poll(min(next_at - now, 0.05))
+                continue
+            value = f"{self.tag}-{self.sent}".encode()
+            try:
+                self.producer.produce(
+                    self.topic, value=value, key=b"k%d" % self.sent, partition=self.sent % self.partitions,
+                    on_delivery=self._on_delivery,
+                )
+                self.sent += 1
+                next_at += interval
+                if next_at < now - 1.0:  # fell behind (a long poll, a full queue): do not burst
+                    next_at = now
+            except BufferError:
+                self.producer.poll(0.05)
+            self.producer.poll(0)
+
+    def start(self) -> "SteadyProducer":
+        self._thread = threading.Thread(target=self._run, name=f"producer-{self.topic}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, flush_timeout_s: float = 70.0) -> None:
+        """Stops producing and waits for every outstanding delivery report."""
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(10)
+        remaining = self.producer.flush(flush_timeout_s)
+        if remaining:
+            raise AssertionError(f"{remaining} of {self.sent} records without a delivery report {flush_timeout_s} s after stop")
+
+    def __enter__(self) -> "SteadyProducer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        if exc_info[0] is None:
+            self.stop()
+        else:
+            self._stop = True
+
+    @property
+    def acknowledged(self) -> list[TimedDelivery]:
+        with self._lock:
+            return [r for r in self.reports if r.error is None]
+
+    @property
+    def errors(self) -> list[TimedDelivery]:
+        with self._lock:
+            return [r for r in self.reports if r.error is not None]
+
+    def acked_count(self) -> int:
+        with self._lock:
+            return sum(1 for r in self.reports if r.error is None)
+
+    def wait_for_acks(self, count: int, timeout_s: float, what: str) -> None:
+        """Waits until `count` records are acknowledged in all (progress after a fault)."""
+        try:
+            wait_until(lambda: self.acked_count() >= count, timeout_s, f"{count} acknowledged records {what}", 0.05)
+        except AssertionError as error:
+            errors = self.errors
+            raise AssertionError(
+                f"{error}: {self.acked_count()} acknowledged of {self.sent} sent, {len(errors)} errors"
+                + (f", last: {errors[-1].error}" if errors else "")
+            ) from None
+
+    def describe(self) -> str:
+        errors = self.errors
+        counts: dict[str, int] = {}
+        for r in errors:
+            counts[str(r.error)] = counts.get(str(r.error), 0) + 1
+        return f"{self.sent} sent, {self.acked_count()} acknowledged, {len(errors)} errors {counts}"
+
+
+class ContinuousConsumer:
+    """Reads `partitions` of `topic` from offset 0 onwards in a thread (assign(), no group), and
+    keeps every record seen as (partition, offset, key, value) and every consumer error."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 1, **conf):
+        from confluent_kafka import Consumer
+
+        config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-unused-{os.getpid()}-{id(self)}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 100,
+            "check.crcs": True,
+            "topic.metadata.refresh.interval.ms": 1000,
+            "reconnect.backoff.max.ms": 500,
+        }
+        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        self.topic = topic
+        self.partitions = partitions
+        self.consumer = Consumer(config)
+        self.records: list[tuple[int, int, bytes | None, bytes | None]] = []
+        self.errors: list[str] = []
+        self._stop = False
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.consumer.assign([TopicPartition(self.topic, p, 0) for p in range(self.partitions)])
+        while not self._stop:
+            for message in self.consumer.consume(num_messages=1000, timeout=0.2):
+                with self._lock:
+                    if message.error() is not None:
+                        self.errors.append(str(message.error()))
+                    else:
+                        self.records.append((message.partition(), message.offset(), message.key(), message.value()))
+        self.consumer.close()
+
+    def start(self) -> "ContinuousConsumer":
+        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.topic}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(15)
+
+    def seen(self) -> list[tuple[int, int, bytes | None, bytes | None]]:
+        with self._lock:
+            return list(self.records)
+
+    def next_offsets(self) -> dict[int, int]:
+        """{partition: one past the highest offset seen} (0 when nothing seen)."""
+        out = {p: 0 for p in range(self.partitions)}
+        for partition, offset, _, _ in self.seen():
+            out[partition] = max(out[partition], offset + 1)
+        return out
+
+    def wait_until_caught_up(self, high_watermarks: dict[int, int], timeout_s: float) -> None:
+        def caught_up():
+            offsets = self.next_offsets()
+            return all(offsets[p] >= hw for p, hw in high_watermarks.items())
+
+        try:
+            wait_until(caught_up, timeout_s, f"the consumer reaching the high watermarks {high_watermarks}", 0.1)
+        except AssertionError as error:
+            with self._lock:
+                errors = self.errors[-5:]
+            raise AssertionError(f"{error}: it is at {self.next_offsets()}; last consumer errors: {errors}") from None
+
+
+def java_string_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units, 32-bit wrapping)."""
+    h = 0
+    data = text.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i : i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def offsets_partition_for(group: str, partitions: int = 50) -> int:
+    """Kafka's `Utils.abs(groupId.hashCode()) % offsets.topic.num.partitions`."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
 @pytest.fixture

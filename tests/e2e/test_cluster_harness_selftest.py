@@ -11,7 +11,8 @@ librdkafka compresses them with each codec and a single strom broker stores them
 The cluster harness runs today with single-node brokers (cluster_flags=False: each node gets
 --node-id and --advertise only) to exercise processes, addresses, pause/resume, kill/restart,
 cut/heal in a network lab, and log collection. The tests of the real cluster (3 combined
-broker+controller nodes, `strom cluster info`) skip until `strom server` has --controller-quorum.
+broker+controller nodes, `strom cluster info`, replication) skip where `strom server` has no
+--controller-quorum.
 """
 
 from __future__ import annotations
@@ -397,7 +398,7 @@ def test_controller_waits_against_a_stand_in_cli(cluster_factory, tmp_path, monk
     cluster.resume(2)
 
 
-# -- the real cluster (skips until the cluster flags exist) ------------------------------
+# -- the real cluster (skips where the cluster flags do not exist) -----------------------
 
 
 def test_three_node_cluster_elects_one_controller_and_registers_three_brokers(cluster_factory):  # noqa: F811
@@ -417,9 +418,6 @@ def test_three_node_cluster_elects_one_controller_and_registers_three_brokers(cl
     assert cluster.stop_all() == []
 
 
-@pytest.mark.xfail(
-    reason="followers do not replicate yet (issue 4 in progress): remove this mark once they do", strict=False
-)
 def test_three_node_cluster_replicates_a_topic(cluster_factory):  # noqa: F811
     require_cluster_flags()
     cluster: Cluster = cluster_factory(3)
