@@ -261,11 +261,6 @@ def list_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dic
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="broker bug: a node that becomes leader of a __consumer_offsets partition does not load the "
-    "committed offsets replicated to it (OffsetFetch answers -1001); remove this mark once it does",
-)
 def test_committed_offsets_survive_a_kill_of_the_group_coordinator(cluster_factory):  # noqa: F811
     cluster = fresh_cluster(cluster_factory)
     topic, group = unique("grouped"), unique("group")

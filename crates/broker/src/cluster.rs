@@ -150,9 +150,12 @@ pub async fn follow_image(broker: Arc<Broker>) {
 /// Reconciles the registry with `image` on a blocking thread (it opens and deletes logs).
 async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
     let syncing = broker.clone();
-    if let Err(error) =
-        tokio::task::spawn_blocking(move || syncing.topics.reconcile(&syncing.config, &image)).await
-    {
+    let reconciled = tokio::task::spawn_blocking(move || {
+        syncing.topics.reconcile(&syncing.config, &image);
+        // Offsets partitions this node now leads: load what the previous leader committed.
+        syncing.groups.follow_leadership();
+    });
+    if let Err(error) = reconciled.await {
         tracing::error!(%error, "reconciling the topic registry panicked");
     }
     broker.fetchers.update(broker);
