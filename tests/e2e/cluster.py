@@ -134,7 +134,7 @@ class ClusterNode(Broker):
             data_dir=base / "data",
             log_path=base / "strom.log",
             port=port,
-            settings=cluster.settings,
+            settings={**cluster.settings, **cluster.node_settings.get(node_id, {})},
             host=host,
             extra_args=flags + list(cluster.extra_args),
         )
@@ -251,12 +251,21 @@ class Cluster:
         extra_args: list | None = None,
         lab: NetLab | None = None,
         cluster_flags: bool = True,
+        node_settings: dict[int, dict] | None = None,
+        voters: tuple[int, ...] | None = None,
     ):
         assert mode in ("loopback", "netlab"), f"unknown cluster mode {mode!r}"
         assert 1 <= size <= 250
         self.base_dir = pathlib.Path(base_dir)
         self.mode = mode
         self.settings = dict(settings or {})
+        # {node id: settings}, on top of `settings` for that node only (e.g. broker.rack,
+        # process.roles=broker).
+        self.node_settings = {int(k): dict(v) for k, v in (node_settings or {}).items()}
+        # The controller voters (--controller-quorum); default every node. A node left out
+        # must be started with process.roles=broker (a Raft observer).
+        self.voters = tuple(voters) if voters is not None else tuple(range(1, size + 1))
+        assert set(self.voters) <= set(range(1, size + 1)) and self.voters, f"voters {self.voters} not among the nodes"
         self.extra_args = list(extra_args or [])
         self.cluster_flags = cluster_flags
         self.owns_lab = False
@@ -302,7 +311,7 @@ class Cluster:
 
     @property
     def quorum(self) -> str:
-        return ",".join(f"{n.node_id}@{n.controller_address}" for n in self.nodes.values())
+        return ",".join(f"{n.node_id}@{n.controller_address}" for n in self.nodes.values() if n.node_id in self.voters)
 
     @property
     def bootstrap(self) -> str:
@@ -839,7 +848,9 @@ def offsets_partition_for(group: str, partitions: int = 50) -> int:
 @pytest.fixture
 def cluster_factory(request, tmp_path):
     """Returns make(size=3, mode="loopback", settings=None, start=True, cluster_flags=True,
-    extra_args=None) -> Cluster (started unless start=False). Netlab mode skips, with the reason,
+    extra_args=None, node_settings=None, voters=None) -> Cluster (started unless start=False);
+    node_settings {node id: settings} adds to `settings` per node, voters (default every node)
+    are the --controller-quorum. Netlab mode skips, with the reason,
     where namespaces are unavailable. Every cluster is closed after the test; a node that died
     unexpectedly or did not stop cleanly fails the test; failure reports carry every node's log."""
     clusters: list[Cluster] = []
@@ -854,11 +865,14 @@ def cluster_factory(request, tmp_path):
         start: bool = True,
         cluster_flags: bool = True,
         extra_args: list | None = None,
+        node_settings: dict[int, dict] | None = None,
+        voters: tuple[int, ...] | None = None,
     ) -> Cluster:
         if mode == "netlab":
             require_netlab()
         cluster = Cluster(
-            tmp_path / f"cluster{len(clusters)}", size, mode, settings, extra_args, cluster_flags=cluster_flags
+            tmp_path / f"cluster{len(clusters)}", size, mode, settings, extra_args, cluster_flags=cluster_flags,
+            node_settings=node_settings, voters=voters,
         )
         clusters.append(cluster)
         reported.extend(cluster.nodes.values())
