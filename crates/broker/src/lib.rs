@@ -79,8 +79,8 @@ impl Broker {
 
 /// Starts this node's part in the metadata quorum, waits for a controller leader, registers
 /// the broker, opens the logs the image assigns it, binds the listener, and serves until
-/// `shutdown` resolves; then stops accepting, moves its leaderships away (in a cluster of
-/// several), lets in-flight requests finish, and flushes and closes the logs.
+/// `shutdown` resolves; then moves its leaderships away (in a cluster of several), stops
+/// accepting, lets in-flight requests finish, and flushes and closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
     let quorum = tokio::select! {
@@ -134,6 +134,13 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     tracing::info!("listening on {local}");
     let retention = tokio::spawn(retention::run(broker.clone()));
     let cleaner = tokio::spawn(cleaner::run(broker.clone()));
+    // Like Kafka's controlled shutdown: leaderships move away while this node still serves,
+    // so producers and consumers fail over to the new leaders before the listener closes.
+    let leaving = broker.clone();
+    let shutdown = async move {
+        shutdown.await;
+        cluster::leave(&leaving).await;
+    };
     network::listener::serve(broker.clone(), listener, shutdown).await;
     retention.abort();
     cleaner.abort();
@@ -141,7 +148,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     follower.abort();
     isr_maintenance.abort();
     broker.fetchers.stop();
-    cluster::leave(&broker).await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;
     tracing::info!("shut down cleanly");
