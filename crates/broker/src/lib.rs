@@ -25,6 +25,8 @@ pub mod handlers;
 pub mod network;
 pub mod producers;
 pub mod replication;
+#[cfg(test)]
+mod replication_sim;
 pub mod retention;
 pub mod topics;
 

@@ -111,8 +111,12 @@ impl Progress {
 /// The partition's leader epoch changed (new leader, or this node took over): start the
 /// leader's view of its followers afresh, every ISR member counted as caught up now.
 pub fn on_new_leader_epoch(partition: &Partition, node: i32) {
+    on_new_leader_epoch_at(partition, node, Instant::now());
+}
+
+/// [`on_new_leader_epoch`] at a given time (the simulation tests run their own clock).
+pub fn on_new_leader_epoch_at(partition: &Partition, node: i32, now: Instant) {
     let state = partition.state();
-    let now = Instant::now();
     let mut leader = partition.replication.leader.lock();
     leader.isr_change_in_flight = false;
     leader.followers.clear();
@@ -172,29 +176,63 @@ pub fn advance_high_watermark(partition: &Partition, node: i32, leader_end: Offs
     partition.replication.raise_high_watermark(candidate)
 }
 
-/// On the leader, for a replica fetch from `follower` at `fetch_offset`: records its progress,
-/// moves the high watermark, and, if the follower is back in sync but not in the ISR, asks the
-/// controller to add it. Returns whether the high watermark moved.
-pub fn record_follower_fetch(
-    broker: &Arc<Broker>,
-    partition: &Arc<Partition>,
+/// What the leader makes of a follower's fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowerFetch {
+    /// KIP-320: the follower's last fetched epoch ends at `end` here, before its fetch offset
+    /// (or is an epoch this log does not have): it must truncate first.
+    Diverging { epoch: i32, end: Offset },
+    /// Serve records from the fetch offset up to `log_end`. `high_watermark_moved` says the
+    /// follower's progress raised the high watermark; `rejoin` is the ISR to propose when the
+    /// follower has caught up from outside the ISR.
+    Serve {
+        log_end: Offset,
+        high_watermark_moved: bool,
+        rejoin: Option<Vec<i32>>,
+    },
+    /// The fetch offset is outside this log.
+    OutOfRange,
+}
+
+/// The leader side of a follower's fetch at `fetch_offset` whose last fetched batch was in
+/// `last_fetched_epoch`: the divergence check, then the follower's progress (which may move
+/// the high watermark) and whether it rejoins the ISR.
+pub fn on_follower_fetch(
+    partition: &Partition,
+    node: i32,
     follower: i32,
     fetch_offset: Offset,
-    leader_end: Offset,
-) -> bool {
-    let node = broker.config.node_id;
-    let moved = note_follower_fetch(
-        partition,
-        node,
-        follower,
-        fetch_offset,
-        leader_end,
-        Instant::now(),
-    );
-    if let Some(isr) = isr_with_rejoined(partition, node, follower, fetch_offset) {
-        propose_isr(broker, partition, isr);
+    last_fetched_epoch: i32,
+    now: Instant,
+) -> FollowerFetch {
+    let log = partition.log.lock();
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if last_fetched_epoch >= 0 {
+        if let Some((epoch, epoch_end)) = log.end_offset_for_epoch(last_fetched_epoch) {
+            if epoch != last_fetched_epoch || epoch_end < fetch_offset {
+                return FollowerFetch::Diverging {
+                    epoch,
+                    end: epoch_end,
+                };
+            }
+        }
     }
-    moved
+    drop(log);
+    if fetch_offset < start || fetch_offset > end {
+        return FollowerFetch::OutOfRange;
+    }
+    let high_watermark_moved =
+        note_follower_fetch(partition, node, follower, fetch_offset, end, now);
+    FollowerFetch::Serve {
+        log_end: end,
+        high_watermark_moved,
+        rejoin: isr_with_rejoined(partition, node, follower, fetch_offset),
+    }
+}
+
+/// Asks the controller to add a caught-up follower back to the ISR (see [`on_follower_fetch`]).
+pub fn propose_rejoin(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
+    propose_isr(broker, partition, isr);
 }
 
 /// Records a follower's fetch (Kafka's rule for when it was last caught up) and moves the
@@ -246,7 +284,7 @@ fn isr_with_rejoined(
 }
 
 /// The ISR members other than the leader that have not caught up within `lag_max`.
-fn lagging_followers(
+pub(crate) fn lagging_followers(
     partition: &Partition,
     node: i32,
     now: Instant,
@@ -451,11 +489,10 @@ async fn fetch_from(
                 }
             }
         }
-        let applying = broker.clone();
         let backoff = tokio::task::spawn_blocking(move || {
             let mut backoff = false;
             for (partition, epoch, data) in answers {
-                backoff |= !apply_fetched(&applying, &partition, epoch, data);
+                backoff |= !apply_fetched(&partition, epoch, data);
             }
             backoff
         })
@@ -520,7 +557,7 @@ fn fetch_request(
 /// Applies one partition's fetch answer on the follower: truncates a divergent tail, or
 /// appends and fsyncs the records, then takes the leader's high watermark. Returns false when
 /// the fetcher should back off (an error the next metadata change will resolve).
-fn apply_fetched(broker: &Broker, partition: &Partition, epoch: i32, data: PartitionData) -> bool {
+pub(crate) fn apply_fetched(partition: &Partition, epoch: i32, data: PartitionData) -> bool {
     if partition.state.read().leader_epoch != epoch {
         return true; // The partition moved on while the fetch was out; refetch.
     }
@@ -602,7 +639,6 @@ fn apply_fetched(broker: &Broker, partition: &Partition, epoch: i32, data: Parti
             .replication
             .set_high_watermark(Offset(data.high_watermark).min(end));
     }
-    let _ = broker;
     true
 }
 

@@ -18,7 +18,7 @@ use strom_types::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use strom_types::{ErrorCode, Offset};
 
 use super::Reply;
-use crate::replication;
+use crate::replication::{self, FollowerFetch};
 use crate::topics::{led_partition, Partition};
 use crate::Broker;
 
@@ -133,39 +133,41 @@ fn read_partition(
             return base.with_error_code(ErrorCode::NotLeaderOrFollower.code());
         }
     }
-    let log = partition.log.lock();
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let fetch_offset = Offset(fetch.fetch_offset);
     if let Some(follower) = replica {
-        // KIP-320: a follower whose last fetched epoch ends earlier here than where it wants
-        // to fetch from holds a divergent tail; tell it where our log for that epoch ends.
-        if fetch.last_fetched_epoch >= 0 {
-            if let Some((epoch, epoch_end)) = log.end_offset_for_epoch(fetch.last_fetched_epoch) {
-                if epoch != fetch.last_fetched_epoch || epoch_end < fetch_offset {
-                    let high_watermark = partition.replication.high_watermark();
-                    return base
-                        .with_high_watermark(high_watermark.0)
-                        .with_log_start_offset(start.0)
-                        .with_diverging_epoch(
-                            EpochEndOffset::default()
-                                .with_epoch(epoch)
-                                .with_end_offset(epoch_end.0),
-                        )
-                        .with_records(Some(Default::default()));
+        let fetch_offset = Offset(fetch.fetch_offset);
+        let epoch = fetch.last_fetched_epoch;
+        let now = std::time::Instant::now();
+        match replication::on_follower_fetch(partition, node, follower, fetch_offset, epoch, now) {
+            FollowerFetch::Diverging { epoch, end } => {
+                let start = partition.log.lock().log_start_offset();
+                return base
+                    .with_high_watermark(partition.replication.high_watermark().0)
+                    .with_log_start_offset(start.0)
+                    .with_diverging_epoch(
+                        EpochEndOffset::default()
+                            .with_epoch(epoch)
+                            .with_end_offset(end.0),
+                    )
+                    .with_records(Some(Default::default()));
+            }
+            FollowerFetch::Serve {
+                log_end,
+                high_watermark_moved,
+                rejoin,
+            } => {
+                if high_watermark_moved {
+                    // Consumers waiting for the high watermark may now read more.
+                    broker.notify_appended();
                 }
+                if let Some(isr) = rejoin {
+                    replication::propose_rejoin(broker, partition, isr);
+                }
+                return read_records(partition, fetch, budget, first_with_data, log_end, true)
+                    .with_aborted_transactions(base.aborted_transactions);
             }
-        }
-        if fetch_offset >= start && fetch_offset <= end {
-            drop(log);
-            if replication::record_follower_fetch(broker, partition, follower, fetch_offset, end) {
-                // Consumers waiting for the high watermark may now read more.
-                broker.notify_appended();
-            }
-            return read_records(partition, fetch, budget, first_with_data, end, true)
-                .with_aborted_transactions(base.aborted_transactions);
+            FollowerFetch::OutOfRange => {}
         }
     }
-    drop(log);
     read_records(
         partition,
         fetch,
