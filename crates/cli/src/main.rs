@@ -41,7 +41,32 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Keeps glibc's allocator from giving large buffers back to the kernel after every request.
+///
+/// Produce and fetch requests carry buffers of up to a few MiB. By default glibc serves each
+/// from fresh pages (mmap, or a heap top it trims on free), so every request pays page faults
+/// and page clearing: ~15% of the broker's and ~30% of `strom bench`'s CPU in a 1 KiB acks=all
+/// profile. Raising the mmap and trim thresholds lets freed buffers be reused. Measured with
+/// `strom bench produce -s 1024 --batch-size 1000000 -d 5`, broker and bench both this binary:
+/// acks=all 589 -> 865 MB/s, acks=1 804-903 -> 1211-1233 MB/s, peak RSS 26 MiB either way.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // The one FFI call in Strom; the workspace denies unsafe code elsewhere.
+fn tune_allocator() {
+    const MMAP_THRESHOLD: i32 = 32 << 20;
+    const TRIM_THRESHOLD: i32 = 64 << 20;
+    // SAFETY: mallopt only changes allocator parameters; it is called first thing in main,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
