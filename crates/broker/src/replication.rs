@@ -127,11 +127,13 @@ pub fn on_new_leader_epoch_at(partition: &Partition, node: i32, now: Instant) {
         leader.followers.insert(replica, fresh_follower(now));
     }
     drop(leader);
-    let end = partition.log.lock().log_end_offset();
+    let (start, end) = {
+        let log = partition.log.lock();
+        (log.log_start_offset(), log.log_end_offset())
+    };
     if partition.replication.high_watermark().0 < 0 {
         // Nothing is known below which every ISR member has the data; start at the log start
         // and let the followers' fetches move it (at once when the ISR is this node alone).
-        let start = partition.log.lock().log_start_offset();
         partition.replication.set_high_watermark(start);
     }
     advance_high_watermark(partition, node, end);
@@ -230,11 +232,6 @@ pub fn on_follower_fetch(
     }
 }
 
-/// Asks the controller to add a caught-up follower back to the ISR (see [`on_follower_fetch`]).
-pub fn propose_rejoin(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
-    propose_isr(broker, partition, isr);
-}
-
 /// Records a follower's fetch (Kafka's rule for when it was last caught up) and moves the
 /// high watermark. Returns whether it moved.
 fn note_follower_fetch(
@@ -306,8 +303,9 @@ pub(crate) fn lagging_followers(
         .collect()
 }
 
-/// Proposes a new ISR for a partition this node leads, unless a proposal is on its way.
-fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
+/// Proposes a new ISR for a partition this node leads, unless a proposal is on its way (a
+/// shrink from the ISR maintenance, or a rejoin from [`on_follower_fetch`]).
+pub fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
     {
         let mut leader = partition.replication.leader.lock();
         if leader.isr_change_in_flight {

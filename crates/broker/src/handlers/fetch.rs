@@ -160,7 +160,7 @@ fn read_partition(
                     broker.notify_appended();
                 }
                 if let Some(isr) = rejoin {
-                    replication::propose_rejoin(broker, partition, isr);
+                    replication::propose_isr(broker, partition, isr);
                 }
                 return read_records(partition, fetch, budget, first_with_data, log_end, true)
                     .with_aborted_transactions(base.aborted_transactions);

@@ -115,40 +115,16 @@ fn end_offset_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use bytes::Bytes;
     use strom_log::{Log, LogConfig};
 
     /// A log on disk where each `(epoch, records)` leader appended one batch of that size.
     fn log_with(dir: &std::path::Path, writes: &[(i32, usize)]) -> Log {
         let mut log = Log::open(dir, LogConfig::default()).unwrap();
         for &(epoch, count) in writes {
-            let records: Vec<Record> = (0..count as i64)
-                .map(|offset| Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: -1,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset,
-                    sequence: -1,
-                    timestamp: 1_000,
-                    key: None,
-                    value: Some(bytes::Bytes::from_static(b"v")),
-                    headers: Default::default(),
-                })
-                .collect();
-            let mut buffer = BytesMut::new();
-            let options = RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            };
-            RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
-            log.append_with_epoch(&mut buffer, None, epoch).unwrap();
+            let records = vec![(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v"))); count];
+            let mut batch = crate::groups::encode_batch(records).unwrap();
+            log.append_with_epoch(&mut batch, None, epoch).unwrap();
         }
         log
     }

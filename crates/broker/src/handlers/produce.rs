@@ -50,11 +50,10 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
                 append(broker, topic_data.name.as_str(), topic.as_ref(), data, acks)
             };
             match outcome {
-                Ok((response, partition, end)) => {
+                Ok((response, partition, end, leader_epoch)) => {
                     let min_insync_replicas = topic
                         .as_ref()
                         .map_or(1, |topic| topic.config.min_insync_replicas);
-                    let leader_epoch = partition.state.read().leader_epoch;
                     waits.push(DurabilityWait {
                         topic_index,
                         partition_index,
@@ -108,8 +107,10 @@ fn find_topic(broker: &Arc<Broker>, name: &str) -> Option<Arc<Topic>> {
     None
 }
 
+/// The answer, the partition, the offset the records end at, and the leader epoch they were
+/// appended in; or the error.
 type AppendOutcome =
-    Result<(PartitionProduceResponse, Arc<Partition>, Offset), (ErrorCode, String)>;
+    Result<(PartitionProduceResponse, Arc<Partition>, Offset, i32), (ErrorCode, String)>;
 
 /// Validates and appends one partition's records.
 fn append(
@@ -169,7 +170,12 @@ fn append(
         let response = response
             .with_base_offset(base_offset.0)
             .with_log_start_offset(log.log_start_offset().0);
-        return Ok((response, partition.clone(), last_offset.plus(1)));
+        return Ok((
+            response,
+            partition.clone(),
+            last_offset.plus(1),
+            leader_epoch,
+        ));
     }
     let info = log
         .append_with_epoch(&mut owned, append_time, leader_epoch)
@@ -193,7 +199,12 @@ fn append(
         .with_base_offset(info.base_offset.0)
         .with_log_append_time_ms(info.log_append_time.map_or(-1, |time| time.0))
         .with_log_start_offset(log.log_start_offset().0);
-    Ok((response, partition.clone(), info.last_offset.plus(1)))
+    Ok((
+        response,
+        partition.clone(),
+        info.last_offset.plus(1),
+        leader_epoch,
+    ))
 }
 
 /// Checks idempotent producers' sequences. `Some(span)` means the request is a retry of a
