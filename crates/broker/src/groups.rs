@@ -27,7 +27,7 @@ use strom_coordinator::{
 use strom_types::{ErrorCode, Offset, TimestampMs};
 use tokio::sync::oneshot;
 
-use crate::durability::GroupCommit;
+use crate::durability;
 use crate::topics::{Topic, TopicRegistry};
 
 /// The internal topic that stores committed offsets.
@@ -48,7 +48,6 @@ pub struct GroupRuntime {
     waiting: Mutex<HashMap<ReplyTo, oneshot::Sender<GroupReply>>>,
     next_reply: AtomicU64,
     offsets_topic: Arc<Topic>,
-    group_commit: GroupCommit,
     node_id: i32,
     /// The offsets partitions this node leads and has loaded.
     led: Mutex<std::collections::BTreeSet<i32>>,
@@ -64,7 +63,6 @@ impl GroupRuntime {
         topics: &TopicRegistry,
         broker_config: &crate::BrokerConfig,
         config: GroupConfig,
-        group_commit: GroupCommit,
     ) -> anyhow::Result<GroupRuntime> {
         let topic = topics
             .get(OFFSETS_TOPIC)
@@ -84,7 +82,6 @@ impl GroupRuntime {
             waiting: Mutex::new(HashMap::new()),
             next_reply: AtomicU64::new(1),
             offsets_topic: topic,
-            group_commit,
             node_id: broker_config.node_id,
             led: Mutex::new(led),
         })
@@ -250,9 +247,7 @@ impl GroupRuntime {
             );
             info.last_offset.plus(1)
         };
-        self.group_commit
-            .wait_durable(partition.clone(), end)
-            .await?;
+        durability::wait_durable(&partition, end).await?;
         // Like Kafka's offsets.commit.required.acks=-1: every ISR member has the commit.
         let mut high_watermark = partition.replication.watch_high_watermark();
         let replicated = {

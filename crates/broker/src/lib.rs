@@ -44,7 +44,6 @@ pub struct Broker {
     /// This node's part in the metadata quorum: the image, proposals, broker registration.
     pub quorum: MetadataQuorum,
     pub topics: topics::TopicRegistry,
-    pub group_commit: durability::GroupCommit,
     pub groups: Arc<groups::GroupRuntime>,
     /// The follower side of replication: one fetcher per leader this node follows.
     pub fetchers: replication::Fetchers,
@@ -92,7 +91,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
             return Ok(());
         }
     };
-    let group_commit = durability::GroupCommit::start();
     let topics = topics::TopicRegistry::new(&config)?;
     let image = quorum.image();
     let (open_config, topics) = (config.clone(), Arc::new(topics));
@@ -103,11 +101,9 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     })
     .await?;
     cluster::ensure_offsets_topic(&config, &quorum, &topics).await?;
-    let (open_config, open_commit, opening) =
-        (config.clone(), group_commit.clone(), topics.clone());
+    let (open_config, opening) = (config.clone(), topics.clone());
     let groups = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let groups =
-            groups::GroupRuntime::open(&opening, &open_config, open_config.group, open_commit)?;
+        let groups = groups::GroupRuntime::open(&opening, &open_config, open_config.group)?;
         Ok(Arc::new(groups))
     })
     .await??;
@@ -119,7 +115,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         config,
         quorum,
         topics,
-        group_commit,
         groups,
         fetchers: replication::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((0, 0)),

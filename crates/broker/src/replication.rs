@@ -673,6 +673,7 @@ mod tests {
                 partition_epoch: 0,
             }),
             replication: Progress::default(),
+            sync: Default::default(),
         };
         on_new_leader_epoch(&partition, LEADER);
         partition

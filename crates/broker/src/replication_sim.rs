@@ -135,6 +135,7 @@ fn open_partition(dir: &Path, topic_id: Uuid) -> Partition {
             partition_epoch: -1,
         }),
         replication: Progress::default(),
+        sync: Default::default(),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Partition {
     pub state: RwLock<ReplicaState>,
     /// Replication progress: the high watermark, and on the leader each follower's.
     pub replication: crate::replication::Progress,
+    /// Group commit: at most one fsync at a time, waiters served by the next one.
+    pub sync: crate::durability::SyncGate,
 }
 
 impl Partition {
@@ -310,6 +312,7 @@ impl TopicRegistry {
                 partition_epoch: -1,
             }),
             replication: crate::replication::Progress::default(),
+            sync: Default::default(),
         })
     }
 

@@ -3,7 +3,7 @@
 //! 4 KiB append + fdatasync. Blocking code on plain threads; no broker involved.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -61,10 +61,17 @@ pub fn measure(dir: &Path, sizes: MachineSizes) -> Result<MachineLimits, BenchEr
     std::fs::create_dir_all(dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
     let loopback_mb_per_s = loopback(sizes.loopback_time)?;
     sync_everything();
-    let disk_buffered_mb_per_s =
-        disk_write(&dir.join("probe-buffered"), sizes.buffered_bytes, false)?;
+    let disk_buffered_mb_per_s = disk_write(
+        &dir.join("probe-buffered"),
+        Amount::Bytes(sizes.buffered_bytes),
+        false,
+    )?;
     sync_everything();
-    let disk_synced_mb_per_s = disk_write(&dir.join("probe-synced"), sizes.synced_bytes, true)?;
+    let disk_synced_mb_per_s = disk_write(
+        &dir.join("probe-synced"),
+        Amount::Bytes(sizes.synced_bytes),
+        true,
+    )?;
     let fsync_4k = fsync_latency(&dir.join("probe-fsync"), sizes.fsync_samples)?;
     Ok(MachineLimits {
         loopback_mb_per_s,
@@ -110,26 +117,52 @@ pub fn loopback(time: Duration) -> Result<f64, BenchError> {
     Ok(received as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-/// Appends `total` bytes in 1 MiB writes to a new file, with an fdatasync after each write or
-/// none; MB/s over the writes (and syncs). The file is synced and removed afterwards.
-pub fn disk_write(path: &Path, total: u64, sync_each: bool) -> Result<f64, BenchError> {
+/// How much a disk write probe writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Amount {
+    Bytes(u64),
+    /// For this long; the file starts over at every GiB so that a long probe needs no more
+    /// free space than that.
+    Time(Duration),
+}
+
+/// Largest file a timed probe grows before starting over.
+const TIMED_PROBE_FILE_BYTES: u64 = 1 << 30;
+
+/// Appends 1 MiB writes to a new file, with an fdatasync after each write or none, for the
+/// given amount; MB/s over the writes (and syncs). The file is synced and removed afterwards.
+pub fn disk_write(path: &Path, amount: Amount, sync_each: bool) -> Result<f64, BenchError> {
     let io = |what: &str| BenchError::io(format!("disk write test in {}: {what}", path.display()));
     let mut file = new_file(path).map_err(io("create"))?;
     let mut buffer = vec![0u8; DISK_WRITE_BYTES];
     crate::batch::XorShift::new(7).fill_letters(&mut buffer);
-    let writes = (total / DISK_WRITE_BYTES as u64).max(1);
+    let (mut written, mut in_file) = (0u64, 0u64);
     let started = Instant::now();
-    for _ in 0..writes {
+    loop {
+        let done = match amount {
+            Amount::Bytes(total) => written >= total.max(1),
+            Amount::Time(time) => started.elapsed() >= time,
+        };
+        if done {
+            break;
+        }
+        if in_file >= TIMED_PROBE_FILE_BYTES {
+            file.set_len(0).map_err(io("truncate"))?;
+            file.seek(SeekFrom::Start(0)).map_err(io("seek"))?;
+            in_file = 0;
+        }
         file.write_all(&buffer).map_err(io("write"))?;
         if sync_each {
             file.sync_data().map_err(io("fdatasync"))?;
         }
+        written += DISK_WRITE_BYTES as u64;
+        in_file += DISK_WRITE_BYTES as u64;
     }
     let elapsed = started.elapsed();
     file.sync_data().map_err(io("fdatasync"))?;
     drop(file);
     std::fs::remove_file(path).map_err(io("remove"))?;
-    Ok((writes * DISK_WRITE_BYTES as u64) as f64 / elapsed.as_secs_f64() / 1e6)
+    Ok(written as f64 / elapsed.as_secs_f64() / 1e6)
 }
 
 /// Appends 4 KiB and fdatasyncs, `samples` times; the latency of each append + sync.
@@ -179,5 +212,16 @@ mod tests {
         assert!(limits.disk_synced_mb_per_s > 0.0);
         assert_eq!(limits.fsync_4k.samples, 3);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_timed_probe_writes_for_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe");
+        let started = Instant::now();
+        let mb_per_s = disk_write(&path, Amount::Time(Duration::from_millis(200)), true).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(mb_per_s > 0.0);
+        assert!(!path.exists());
     }
 }

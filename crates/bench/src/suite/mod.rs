@@ -100,6 +100,22 @@ struct Case {
     load: Load,
 }
 
+impl Case {
+    /// How long the case writes to disk, for the produce cases: they are compared with the
+    /// disk's fdatasync'd bandwidth measured for as long right before and right after them.
+    fn disk_probe(&self) -> Option<Duration> {
+        let seconds = match &self.load {
+            Load::Bench(words) if words.first().map(String::as_str) == Some("produce") => words
+                .iter()
+                .position(|word| word == "--duration")
+                .and_then(|at| words.get(at + 1)?.parse::<f64>().ok()),
+            Load::LibrdkafkaProduce { seconds, .. } => Some(*seconds),
+            _ => None,
+        }?;
+        Some(Duration::from_secs_f64(seconds))
+    }
+}
+
 /// The suite's cases, in the order they run.
 fn cases(args: &SuiteArgs) -> Vec<Case> {
     let (seconds, e2e_seconds) = if args.quick {
@@ -236,6 +252,11 @@ pub struct CaseResult {
     pub bench_cpu_s_per_million: Option<f64>,
     /// The broker's peak resident memory (VmHWM) after the case.
     pub broker_peak_rss_mib: f64,
+    /// For produce cases: the disk's bandwidth with an fdatasync after each 1 MiB append,
+    /// measured for the case's duration right before and right after it (the mean of the
+    /// two). The throughput targets compare with this: on a VM whose disk bandwidth comes and
+    /// goes with its neighbours and its burst credit, a figure from minutes earlier says little.
+    pub disk_synced_mb_per_s: Option<f64>,
 }
 
 /// One run: the machine's limits and every case.
@@ -338,8 +359,21 @@ fn run_once(
         .map_err(BenchError::io("cannot start the async runtime"))?;
     let clock_ticks_per_s = broker::clock_ticks_per_s();
     let mut results = Vec::new();
+    // The last probe, while no case has run since it: the next produce case's "before".
+    let mut last_probe = None;
     for case in cases {
         machine::sync_everything();
+        let probe = case.disk_probe();
+        let disk_before = match probe {
+            Some(time) => match last_probe.take() {
+                Some(figure) => Some(figure),
+                None => Some(probe_disk(run_dir, time)?),
+            },
+            None => {
+                last_probe = None;
+                None
+            }
+        };
         let broker_before = broker.cpu_seconds()?;
         let bench_before = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)?;
         let outcome = match &case.load {
@@ -358,6 +392,16 @@ fn run_once(
         })?;
         let broker_cpu_s = broker.cpu_seconds()? - broker_before;
         let bench_cpu_s = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)? - bench_before;
+        let peak_rss_bytes = broker.peak_rss_bytes()?;
+        let disk_synced_mb_per_s = match (probe, disk_before) {
+            (Some(time), Some(before)) => {
+                machine::sync_everything();
+                let after = probe_disk(run_dir, time)?;
+                last_probe = Some(after);
+                Some((before + after) / 2.0)
+            }
+            _ => None,
+        };
         let per_million = |seconds: f64| seconds / (outcome.records.max(1) as f64) * 1e6;
         let result = CaseResult {
             case: case.name.clone(),
@@ -372,10 +416,11 @@ fn run_once(
             broker_cpu_s,
             broker_cpu_s_per_million: per_million(broker_cpu_s),
             bench_cpu_s_per_million: outcome.in_process.then(|| per_million(bench_cpu_s)),
-            broker_peak_rss_mib: broker.peak_rss_bytes()? as f64 / (1 << 20) as f64,
+            broker_peak_rss_mib: peak_rss_bytes as f64 / (1 << 20) as f64,
+            disk_synced_mb_per_s,
         };
         eprintln!(
-            "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M",
+            "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}",
             result.case,
             human_count(result.records_per_s),
             result.mb_per_s,
@@ -383,7 +428,10 @@ fn run_once(
             result
                 .latency
                 .map_or("-".to_string(), |latency| format!("{:.2}", latency.p99_ms)),
-            result.broker_cpu_s_per_million
+            result.broker_cpu_s_per_million,
+            result
+                .disk_synced_mb_per_s
+                .map_or(String::new(), |disk| format!("  disk {disk:.0} MB/s"))
         );
         results.push(result);
     }
@@ -394,6 +442,13 @@ fn run_once(
         machine,
         cases: results,
     })
+}
+
+/// The disk's bandwidth with an fdatasync after each 1 MiB append, written for `time`.
+fn probe_disk(run_dir: &Path, time: Duration) -> Result<f64, BenchError> {
+    let dir = run_dir.join("probe");
+    std::fs::create_dir_all(&dir).map_err(BenchError::io(format!("creating {}", dir.display())))?;
+    machine::disk_write(&dir.join("probe-around"), machine::Amount::Time(time), true)
 }
 
 /// The machine's 1-minute load average (0 if /proc/loadavg cannot be read).
@@ -611,6 +666,18 @@ mod tests {
                     "{}: {words:?}",
                     case.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn produce_cases_and_only_they_are_bracketed_by_disk_probes() {
+        for case in cases(&args("--librdkafka --case-seconds 7")) {
+            let probe = case.disk_probe();
+            if case.name.contains("produce") {
+                assert_eq!(probe, Some(Duration::from_secs(7)), "{}", case.name);
+            } else {
+                assert_eq!(probe, None, "{}", case.name);
             }
         }
     }

@@ -15,6 +15,7 @@ use strom_types::{ErrorCode, Offset, TimestampMs};
 
 use super::{str_bytes, Reply};
 use crate::config::TimestampType;
+use crate::durability;
 use crate::producers::{ProducerStates, SequenceCheck};
 use crate::replication;
 use crate::topics::{led_partition, Partition, Topic};
@@ -81,12 +82,9 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
     let response = ProduceResponse::default().with_responses(responses);
     match acks {
         0 => Reply::Silent,
-        -1 => {
-            let broker = broker.clone();
-            Reply::Later(Box::pin(async move {
-                ResponseKind::Produce(wait_durable(&broker, response, waits, timeout_ms).await)
-            }))
-        }
+        -1 => Reply::Later(Box::pin(async move {
+            ResponseKind::Produce(wait_durable(response, waits, timeout_ms).await)
+        })),
         _ => Reply::Now(ResponseKind::Produce(response)),
     }
 }
@@ -318,18 +316,13 @@ fn error_response(index: i32, code: ErrorCode, message: String) -> PartitionProd
 /// `timeout_ms`, NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile, and
 /// NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas`.
 async fn wait_durable(
-    broker: &Broker,
     mut response: ProduceResponse,
     waits: Vec<DurabilityWait>,
     timeout_ms: u64,
 ) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
     for wait in waits {
-        let outcome = match broker
-            .group_commit
-            .wait_durable(wait.partition.clone(), wait.offset)
-            .await
-        {
+        let outcome = match durability::wait_durable(&wait.partition, wait.offset).await {
             Ok(()) => wait_replicated(&wait, deadline).await,
             Err(code) => Err((code, "the records could not be made durable")),
         };
