@@ -90,6 +90,16 @@ impl BrokerProcess {
         process_cpu_seconds(&format!("/proc/{}/stat", self.pid), self.clock_ticks_per_s)
     }
 
+    /// The broker's system (kernel) CPU time so far, in seconds.
+    pub fn system_cpu_seconds(&self) -> Result<f64, BenchError> {
+        let path = format!("/proc/{}/stat", self.pid);
+        let stat =
+            std::fs::read_to_string(&path).map_err(BenchError::io(format!("reading {path}")))?;
+        stat_user_system_ticks(&stat)
+            .map(|(_, system)| system as f64 / self.clock_ticks_per_s)
+            .ok_or_else(|| BenchError::Suite(format!("cannot read the CPU times in {path}")))
+    }
+
     /// The broker's peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
         let path = format!("/proc/{}/status", self.pid);
@@ -162,12 +172,17 @@ pub fn process_cpu_seconds(path: &str, clock_ticks_per_s: f64) -> Result<f64, Be
 /// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line, in clock ticks. The command
 /// name (field 2) is in parentheses and may hold spaces, so fields count from its last ')'.
 pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    stat_user_system_ticks(stat).map(|(user, system)| user + system)
+}
+
+/// utime and stime of a `/proc/PID/stat` line, in clock ticks.
+pub fn stat_user_system_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // After the name come field 3 (state) onwards: utime is field 14, index 11 here.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// A `Name:   1234 kB` line of `/proc/PID/status`, in KiB.
@@ -209,6 +224,7 @@ mod tests {
         let stat = "4242 (strom server) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 \
                     12345 1000000 2000 18446744073709551615";
         assert_eq!(stat_cpu_ticks(stat), Some(325));
+        assert_eq!(stat_user_system_ticks(stat).map(|(u, s)| u + s), Some(325));
         assert_eq!(stat_cpu_ticks("garbage"), None);
         assert_eq!(stat_cpu_ticks("1 (x) S 1 2"), None);
     }

@@ -105,10 +105,15 @@ impl Case {
     /// disk's fdatasync'd bandwidth measured for as long right before and right after them.
     fn disk_probe(&self) -> Option<Duration> {
         let seconds = match &self.load {
-            Load::Bench(words) if words.first().map(String::as_str) == Some("produce") => words
-                .iter()
-                .position(|word| word == "--duration")
-                .and_then(|at| words.get(at + 1)?.parse::<f64>().ok()),
+            Load::Bench(words)
+                if words.first().map(String::as_str) == Some("produce")
+                    && !words.iter().any(|word| word == "--rate") =>
+            {
+                words
+                    .iter()
+                    .position(|word| word == "--duration")
+                    .and_then(|at| words.get(at + 1)?.parse::<f64>().ok())
+            }
             Load::LibrdkafkaProduce { seconds, .. } => Some(*seconds),
             _ => None,
         }?;
@@ -165,6 +170,21 @@ fn cases(args: &SuiteArgs) -> Vec<Case> {
         Case {
             name: "produce 1 KiB acks=all".into(),
             load: produce("suite-1k-all", 1024, "all", ""),
+        },
+        // Produce latency at a low rate with the bench's defaults (linger 5 ms): acks=all is
+        // the target's case, acks=1 the same requests without the fsync, which shows what the
+        // request's round trip itself costs at this rate on this machine.
+        Case {
+            name: "produce 100 B 1k/s acks=1".into(),
+            load: bench(format!(
+                "produce --topic suite-rate-1 --record-size 100 --acks 1 --rate 1000 --duration {seconds}"
+            )),
+        },
+        Case {
+            name: "produce 100 B 1k/s acks=all".into(),
+            load: bench(format!(
+                "produce --topic suite-rate-all --record-size 100 --acks all --rate 1000 --duration {seconds}"
+            )),
         },
         Case {
             name: "e2e 100 B 1k/s acks=all".into(),
@@ -248,6 +268,9 @@ pub struct CaseResult {
     pub produce_latency: Option<LatencySummary>,
     pub broker_cpu_s: f64,
     pub broker_cpu_s_per_million: f64,
+    /// The share of the broker's CPU time spent in the kernel (system time): on a VM, copying
+    /// appends into freshly allocated page-cache pages dominates it.
+    pub broker_system_cpu_share: f64,
     /// The load generator's own CPU per million records (`None` for librdkafka's).
     pub bench_cpu_s_per_million: Option<f64>,
     /// The broker's peak resident memory (VmHWM) after the case.
@@ -375,6 +398,7 @@ fn run_once(
             }
         };
         let broker_before = broker.cpu_seconds()?;
+        let broker_system_before = broker.system_cpu_seconds()?;
         let bench_before = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)?;
         let outcome = match &case.load {
             Load::Bench(words) => run_bench(&runtime, words, &broker.address),
@@ -391,6 +415,7 @@ fn run_once(
             ))
         })?;
         let broker_cpu_s = broker.cpu_seconds()? - broker_before;
+        let broker_system_cpu_s = broker.system_cpu_seconds()? - broker_system_before;
         let bench_cpu_s = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)? - bench_before;
         let peak_rss_bytes = broker.peak_rss_bytes()?;
         let disk_synced_mb_per_s = match (probe, disk_before) {
@@ -415,6 +440,11 @@ fn run_once(
             produce_latency: outcome.produce_latency,
             broker_cpu_s,
             broker_cpu_s_per_million: per_million(broker_cpu_s),
+            broker_system_cpu_share: if broker_cpu_s > 0.0 {
+                broker_system_cpu_s / broker_cpu_s
+            } else {
+                0.0
+            },
             bench_cpu_s_per_million: outcome.in_process.then(|| per_million(bench_cpu_s)),
             broker_peak_rss_mib: peak_rss_bytes as f64 / (1 << 20) as f64,
             disk_synced_mb_per_s,
@@ -674,7 +704,7 @@ mod tests {
     fn produce_cases_and_only_they_are_bracketed_by_disk_probes() {
         for case in cases(&args("--librdkafka --case-seconds 7")) {
             let probe = case.disk_probe();
-            if case.name.contains("produce") {
+            if case.name.contains("produce") && !case.name.contains("/s") {
                 assert_eq!(probe, Some(Duration::from_secs(7)), "{}", case.name);
             } else {
                 assert_eq!(probe, None, "{}", case.name);
@@ -685,11 +715,11 @@ mod tests {
     #[test]
     fn the_case_list_follows_the_flags() {
         let names: Vec<String> = cases(&args("")).into_iter().map(|case| case.name).collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 13);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert_eq!(names.last().unwrap(), "produce 1 KiB acks=1 100 partitions");
         let with_rd = cases(&args("--librdkafka"));
-        assert_eq!(with_rd.len(), 15);
+        assert_eq!(with_rd.len(), 17);
         let only = cases(&args("--only e2e --only consume"));
         assert!(only
             .iter()

@@ -101,6 +101,19 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                 );
             }
         }
+        if name.starts_with("produce") && name.ends_with("1k/s acks=all") {
+            if let Some(p99) = latency(|l| l.p99_ms) {
+                let limit = 1.5 * fsync_p99;
+                check(
+                    format!(
+                        "{name}: produce p99 ≤ 1.5 × 4 KiB fdatasync p99 ({} ms)",
+                        human_ms(limit)
+                    ),
+                    format!("{} ms", human_ms(p99)),
+                    p99 <= limit,
+                );
+            }
+        }
         if name.ends_with("produce 100 B acks=1") {
             if let Some(cpu) = median(&|case: &CaseResult| Some(case.broker_cpu_s_per_million)) {
                 check(
@@ -242,6 +255,7 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
         "p99.9 ms",
         "max ms",
         "broker CPU s/M",
+        "of it kernel",
         "bench CPU s/M",
         "broker peak RSS MiB",
         "disk MB/s around",
@@ -291,6 +305,10 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
             &|value| format!("{value:.3}"),
         ));
         row.push(show(
+            case_spread(runs, &name, |case| Some(case.broker_system_cpu_share)),
+            &|value| format!("{:.0}%", 100.0 * value),
+        ));
+        row.push(show(
             case_spread(runs, &name, |case| case.bench_cpu_s_per_million),
             &|value| format!("{value:.3}"),
         ));
@@ -311,7 +329,7 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
                 "produce".to_string(),
             ];
             row.extend(latency_cells(&name, &|case| case.produce_latency));
-            row.extend([String::new(), String::new(), String::new(), String::new()]);
+            row.extend(std::iter::repeat_n(String::new(), 5));
             rows.push(row);
         }
     }
@@ -347,6 +365,7 @@ mod tests {
             produce_latency: name.contains("e2e").then(|| latency(0.5, 1.0)),
             broker_cpu_s: cpu,
             broker_cpu_s_per_million: cpu,
+            broker_system_cpu_share: 0.5,
             bench_cpu_s_per_million: Some(0.01),
             broker_peak_rss_mib: 100.0 + f64::from(run),
             disk_synced_mb_per_s: name.starts_with("produce 1 KiB acks=1").then_some(300.0),

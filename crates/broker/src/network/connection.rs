@@ -9,7 +9,9 @@
 //! nothing else; an ApiVersions request of an unknown version is answered with the v0
 //! fallback so the client can retry.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,20 +22,28 @@ use strom_types::limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use crate::handlers::{self, Reply};
 use crate::Broker;
 
-/// The first allocation for a frame body; it grows only as bytes actually arrive.
+/// The socket read buffer and the response write buffer.
 const FRAME_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 
-/// A response, or the task that will produce it.
+/// A frame body up to this size is allocated whole when its size prefix arrives (librdkafka's
+/// produce requests are up to ~1 MB: growing the buffer as bytes arrive copied each one ~1.5
+/// times more); a bigger body grows from here only as its bytes actually arrive, so a size
+/// prefix alone cannot make the broker reserve `socket.request.max.bytes`.
+const FRAME_BODY_BYTES_UPFRONT: usize = 1 << 20;
+
+/// A response, or where the task that will produce it sends it.
 enum Outgoing {
     Ready(Bytes),
-    Pending(JoinHandle<Option<Bytes>>),
+    Pending(oneshot::Receiver<Option<Bytes>>),
 }
+
+/// A handler's deferred part, spawned only after the writer has been told to expect it.
+type Deferred = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -77,13 +87,27 @@ async fn read_requests(
                 }
             },
         };
-        let Some(next) = handle_frame(broker, frame, peer) else {
-            return;
-        };
-        if let Some(next) = next {
-            if outgoing.send(next).await.is_err() {
-                return;
+        let next = match handle_frame(broker, frame, peer) {
+            Handled::Close => return,
+            Handled::Silent => continue,
+            Handled::Ready(bytes) => Outgoing::Ready(bytes),
+            Handled::Deferred(deferred) => {
+                // Spawned last, after the writer is told to expect it and after the handler's
+                // own wake-ups (a long-poll fetch woken by a produce), so that this worker runs
+                // it first: an acks=all produce starts its fsync at once, while the other tasks
+                // move to another thread for that time.
+                let (answer, pending) = oneshot::channel();
+                if outgoing.send(Outgoing::Pending(pending)).await.is_err() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    let _ = answer.send(deferred.await);
+                });
+                continue;
             }
+        };
+        if outgoing.send(next).await.is_err() {
+            return;
         }
     }
 }
@@ -100,7 +124,7 @@ async fn read_frame(
         Err(error) => return Err(error.to_string()),
     }
     let size = frame::request_size(prefix, request_bytes_max).map_err(|error| error.to_string())?;
-    let mut body = Vec::with_capacity(size.min(FRAME_BUFFER_BYTES_INITIAL));
+    let mut body = Vec::with_capacity(size.min(FRAME_BODY_BYTES_UPFRONT));
     let read = (&mut *reader)
         .take(size as u64)
         .read_to_end(&mut body)
@@ -114,8 +138,18 @@ async fn read_frame(
     Ok(Some(Bytes::from(body)))
 }
 
-/// Decodes and handles one frame. `None` closes the connection; `Some(None)` sends nothing.
-fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<Option<Outgoing>> {
+/// What became of one frame.
+enum Handled {
+    /// Close the connection.
+    Close,
+    /// Nothing to send (acks=0).
+    Silent,
+    Ready(Bytes),
+    Deferred(Deferred),
+}
+
+/// Decodes and handles one frame.
+fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled {
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(DecodeError::UnsupportedVersion {
@@ -125,11 +159,11 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<
         }) => {
             tracing::debug!(%peer, version, "ApiVersions version unsupported; answering with the v0 fallback");
             let response = strom_protocol::codec::unsupported_api_versions_response(correlation_id);
-            return Some(Some(Outgoing::Ready(response)));
+            return Handled::Ready(response);
         }
         Err(error) => {
             tracing::warn!(%peer, "closing connection: {error}");
-            return None;
+            return Handled::Close;
         }
     };
     let (correlation_id, api_key, version) =
@@ -142,11 +176,9 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option<
         }
     };
     match handlers::dispatch(broker, request, peer) {
-        Reply::Now(body) => encode(body).map(|bytes| Some(Outgoing::Ready(bytes))),
-        Reply::Later(future) => Some(Some(Outgoing::Pending(tokio::spawn(async move {
-            encode(future.await)
-        })))),
-        Reply::Silent => Some(None),
+        Reply::Now(body) => encode(body).map_or(Handled::Close, Handled::Ready),
+        Reply::Later(future) => Handled::Deferred(Box::pin(async move { encode(future.await) })),
+        Reply::Silent => Handled::Silent,
     }
 }
 
@@ -159,7 +191,7 @@ async fn write_responses(
     while let Some(next) = queue.recv().await {
         let bytes = match next {
             Outgoing::Ready(bytes) => bytes,
-            Outgoing::Pending(task) => match task.await {
+            Outgoing::Pending(answer) => match answer.await {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) | Err(_) => break,
             },
