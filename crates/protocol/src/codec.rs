@@ -122,6 +122,167 @@ pub fn encode_response(
     Ok(buf.freeze())
 }
 
+/// Records at least this big leave as their own chunk of the response instead of being
+/// copied into the response buffer.
+const SHARED_RECORDS_BYTES_MIN: usize = 4096;
+
+/// Encodes a whole response frame, size prefix included, as chunks to write with one vectored
+/// write. A Fetch response's record sets are not copied: each big one is a chunk of its own,
+/// the same `Bytes` the log read them into, between chunks of encoded fields. Every other
+/// response is one chunk, as [`encode_response`] makes it.
+pub fn encode_response_chunks(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    mut body: ResponseKind,
+) -> Result<Vec<Bytes>, EncodeError> {
+    if let ResponseKind::Fetch(fetch) = &mut body {
+        let records: Vec<Option<Bytes>> = fetch
+            .responses
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut())
+            .map(|partition| partition.records.take())
+            .collect();
+        let shared: usize = records
+            .iter()
+            .flatten()
+            .map(Bytes::len)
+            .filter(|length| *length >= SHARED_RECORDS_BYTES_MIN)
+            .sum();
+        if shared > 0 {
+            if let Some(chunks) = encode_fetch_chunks(correlation_id, version, &mut body, &records)? {
+                return Ok(chunks);
+            }
+        }
+        put_records_back(&mut body, records);
+    }
+    Ok(vec![encode_response(correlation_id, api_key, version, &body)?])
+}
+
+fn put_records_back(body: &mut ResponseKind, records: Vec<Option<Bytes>>) {
+    if let ResponseKind::Fetch(fetch) = body {
+        let partitions = fetch
+            .responses
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut());
+        for (partition, records) in partitions.zip(records) {
+            partition.records = records;
+        }
+    }
+}
+
+/// The Fetch response as chunks, given its record sets (taken out of `body`, whose records
+/// are all `None`). The fields are encoded by the crate twice, once with every record set
+/// null and once with every one empty: the two encodings have the same length and differ
+/// exactly at the record sets' length fields (null is -1 / compact 0, empty is 0 / compact
+/// 1), which is where each partition's records go. `None` if the two encodings do not line
+/// up that way (they always do; the caller then copies, as for any response).
+fn encode_fetch_chunks(
+    correlation_id: i32,
+    version: i16,
+    body: &mut ResponseKind,
+    records: &[Option<Bytes>],
+) -> Result<Option<Vec<Bytes>>, EncodeError> {
+    let with_null = encode_response(correlation_id, ApiKey::Fetch, version, body)?;
+    if let ResponseKind::Fetch(fetch) = body {
+        for partition in fetch
+            .responses
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut())
+        {
+            partition.records = Some(Bytes::new());
+        }
+    }
+    let with_empty = encode_response(correlation_id, ApiKey::Fetch, version, body)?;
+    if let ResponseKind::Fetch(fetch) = body {
+        for partition in fetch
+            .responses
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut())
+        {
+            partition.records = None;
+        }
+    }
+    if with_null.len() != with_empty.len() {
+        return Ok(None);
+    }
+    let compact = version >= 12;
+    let field_bytes = if compact { 1 } else { 4 };
+    let length_field = |records: &Option<Bytes>| -> Result<BytesMut, EncodeError> {
+        let mut field = BytesMut::with_capacity(5);
+        match (records, compact) {
+            (None, true) => put_unsigned_varint(&mut field, 0),
+            (None, false) => field.put_i32(-1),
+            (Some(records), true) => {
+                let length = u32::try_from(records.len() + 1).map_err(|_| too_big(version))?;
+                put_unsigned_varint(&mut field, length);
+            }
+            (Some(records), false) => {
+                field.put_i32(i32::try_from(records.len()).map_err(|_| too_big(version))?)
+            }
+        }
+        Ok(field)
+    };
+    let mut chunks = Vec::new();
+    let mut head = BytesMut::with_capacity(with_null.len() + 64);
+    let (mut next, mut copied_from) = (0, 0);
+    let mut position = 0;
+    while position < with_null.len() {
+        if with_null[position] == with_empty[position] {
+            position += 1;
+            continue;
+        }
+        let Some(partition_records) = records.get(next) else {
+            return Ok(None);
+        };
+        if position + field_bytes > with_null.len() {
+            return Ok(None);
+        }
+        head.extend_from_slice(&with_null[copied_from..position]);
+        head.extend_from_slice(&length_field(partition_records)?);
+        match partition_records {
+            Some(records) if records.len() >= SHARED_RECORDS_BYTES_MIN => {
+                chunks.push(head.split().freeze());
+                chunks.push(records.clone());
+            }
+            Some(records) => head.extend_from_slice(records),
+            None => {}
+        }
+        next += 1;
+        position += field_bytes;
+        copied_from = position;
+    }
+    if next != records.len() {
+        return Ok(None);
+    }
+    head.extend_from_slice(&with_null[copied_from..]);
+    chunks.push(head.freeze());
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let size = i32::try_from(total - 4).map_err(|_| too_big(version))?;
+    // The size prefix is in the first chunk, which is always encoded fields.
+    let mut first = BytesMut::from(&chunks[0][..]);
+    first[0..4].copy_from_slice(&size.to_be_bytes());
+    chunks[0] = first.freeze();
+    chunks.retain(|chunk| !chunk.is_empty());
+    Ok(Some(chunks))
+}
+
+fn too_big(version: i16) -> EncodeError {
+    EncodeError {
+        api_key: ApiKey::Fetch,
+        version,
+        reason: "the records do not fit a frame".to_string(),
+    }
+}
+
+fn put_unsigned_varint(buf: &mut BytesMut, mut value: u32) {
+    while value >= 0x80 {
+        buf.put_u8((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    buf.put_u8(value as u8);
+}
+
 /// The answer to an ApiVersions request of a version the broker does not implement: a v0
 /// response with UNSUPPORTED_VERSION and the supported list, so the client can retry with a
 /// version both sides know (KIP-511).
@@ -137,7 +298,8 @@ pub fn unsupported_api_versions_response(correlation_id: i32) -> Bytes {
 mod tests {
     use super::*;
     use kafka_protocol::messages::MetadataRequest;
-    use kafka_protocol::protocol::Encodable;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use uuid::Uuid;
 
     fn frame(api_key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
         let mut buf = BytesMut::new();
@@ -186,6 +348,73 @@ mod tests {
             error,
             DecodeError::UnsupportedVersion { version: 99, .. }
         ));
+    }
+
+    /// A Fetch response in chunks is byte for byte the response encoded whole, in every
+    /// version, with big, small, empty and null record sets across topics.
+    #[test]
+    fn fetch_chunks_concatenate_to_the_whole_encoding() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::{FetchResponse, TopicName};
+        let records = |length: usize, fill: u8| Some(Bytes::from(vec![fill; length]));
+        let partitions = |records: Vec<Option<Bytes>>| -> Vec<PartitionData> {
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(index, records)| {
+                    PartitionData::default()
+                        .with_partition_index(index as i32)
+                        .with_high_watermark(1_000 + index as i64)
+                        .with_error_code(if records.is_none() { 1 } else { 0 })
+                        .with_records(records)
+                })
+                .collect()
+        };
+        let response = |version: i16| {
+            let topic = |name: &'static str, records| {
+                let topic = FetchableTopicResponse::default().with_partitions(partitions(records));
+                if version >= 13 {
+                    topic.with_topic_id(Uuid::from_u128(7))
+                } else {
+                    topic.with_topic(TopicName(StrBytes::from_static_str(name)))
+                }
+            };
+            FetchResponse::default().with_responses(vec![
+                topic(
+                    "one",
+                    vec![records(70_000, 0xff), None, records(100, 0), records(5_000, 1)],
+                ),
+                topic("two", vec![Some(Bytes::new()), records(300_000, 0x80)]),
+            ])
+        };
+        // The versions served and the newer ones (topic ids from v13, node endpoints in v16).
+        let served = versions::supported(ApiKey::Fetch).unwrap();
+        for version in served.min_version..=16 {
+            let body = ResponseKind::Fetch(response(version));
+            let whole = encode_response(9, ApiKey::Fetch, version, &body).unwrap();
+            let chunks = encode_response_chunks(9, ApiKey::Fetch, version, body).unwrap();
+            assert!(chunks.len() > 1, "v{version}: the big record sets are shared");
+            assert!(
+                chunks.iter().any(|chunk| chunk.len() == 300_000),
+                "v{version}: a record set is its own chunk"
+            );
+            assert_eq!(chunks.concat(), whole.to_vec(), "v{version}");
+        }
+    }
+
+    #[test]
+    fn small_fetches_and_other_responses_are_one_chunk() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::FetchResponse;
+        let response = FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default().with_partitions(vec![
+                PartitionData::default().with_records(Some(Bytes::from_static(b"small")))
+            ]),
+        ]);
+        let body = ResponseKind::Fetch(response);
+        let whole = encode_response(1, ApiKey::Fetch, 12, &body).unwrap();
+        let chunks = encode_response_chunks(1, ApiKey::Fetch, 12, body).unwrap();
+        assert_eq!(chunks, vec![whole]);
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub mod codec;
 pub mod frame;
 pub mod versions;
 
-pub use codec::{decode_request, encode_response, DecodeError, EncodeError, RequestFrame};
+pub use codec::{
+    decode_request, encode_response, encode_response_chunks, DecodeError, EncodeError, RequestFrame,
+};

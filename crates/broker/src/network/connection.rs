@@ -10,16 +10,17 @@
 //! fallback so the client can retry.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::ApiKey;
-use strom_protocol::{decode_request, encode_response, frame, DecodeError};
+use strom_protocol::{decode_request, encode_response_chunks, frame, DecodeError};
 use strom_types::limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
@@ -27,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use crate::handlers::{self, Reply};
 use crate::Broker;
 
-/// The socket read buffer and the response write buffer.
+/// The socket read buffer.
 const FRAME_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 
 /// A frame body up to this size is allocated whole when its size prefix arrives (librdkafka's
@@ -36,14 +37,24 @@ const FRAME_BUFFER_BYTES_INITIAL: usize = 64 * 1024;
 /// prefix alone cannot make the broker reserve `socket.request.max.bytes`.
 const FRAME_BODY_BYTES_UPFRONT: usize = 1 << 20;
 
+/// One encoded response frame: chunks for one vectored write (a Fetch response's record sets
+/// are chunks of their own, not copied; see `strom_protocol::encode_response_chunks`).
+type Chunks = Vec<Bytes>;
+
 /// A response, or where the task that will produce it sends it.
 enum Outgoing {
-    Ready(Bytes),
-    Pending(oneshot::Receiver<Option<Bytes>>),
+    Ready(Chunks),
+    Pending(oneshot::Receiver<Option<Chunks>>),
 }
 
 /// A handler's deferred part, spawned only after the writer has been told to expect it.
-type Deferred = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+type Deferred = Pin<Box<dyn Future<Output = Option<Chunks>> + Send>>;
+
+/// Most buffers one `writev` takes (Linux's IOV_MAX).
+const WRITE_SLICES_MAX: usize = 1024;
+
+/// Queued responses are written once nothing else is queued or this much has gathered.
+const WRITE_GATHER_BYTES: usize = 1 << 20;
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -144,7 +155,7 @@ enum Handled {
     Close,
     /// Nothing to send (acks=0).
     Silent,
-    Ready(Bytes),
+    Ready(Chunks),
     Deferred(Deferred),
 }
 
@@ -159,7 +170,7 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled
         }) => {
             tracing::debug!(%peer, version, "ApiVersions version unsupported; answering with the v0 fallback");
             let response = strom_protocol::codec::unsupported_api_versions_response(correlation_id);
-            return Handled::Ready(response);
+            return Handled::Ready(vec![response]);
         }
         Err(error) => {
             tracing::warn!(%peer, "closing connection: {error}");
@@ -168,8 +179,8 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled
     };
     let (correlation_id, api_key, version) =
         (request.correlation_id, request.api_key, request.api_version);
-    let encode = move |body| match encode_response(correlation_id, api_key, version, &body) {
-        Ok(bytes) => Some(bytes),
+    let encode = move |body| match encode_response_chunks(correlation_id, api_key, version, body) {
+        Ok(chunks) => Some(chunks),
         Err(error) => {
             tracing::error!(%peer, "{error}");
             None
@@ -183,28 +194,61 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled
 }
 
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    mut writer: OwnedWriteHalf,
     mut queue: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
 ) {
-    let mut writer = BufWriter::with_capacity(FRAME_BUFFER_BYTES_INITIAL, writer);
+    let mut gathered: Vec<Bytes> = Vec::new();
+    let mut gathered_bytes = 0;
     while let Some(next) = queue.recv().await {
-        let bytes = match next {
-            Outgoing::Ready(bytes) => bytes,
+        let chunks = match next {
+            Outgoing::Ready(chunks) => chunks,
             Outgoing::Pending(answer) => match answer.await {
-                Ok(Some(bytes)) => bytes,
+                Ok(Some(chunks)) => chunks,
                 Ok(None) | Err(_) => break,
             },
         };
-        if writer.write_all(&bytes).await.is_err() {
-            break;
-        }
-        // Flush when nothing else is queued: pipelined responses leave in one write.
-        if queue.is_empty() && writer.flush().await.is_err() {
-            break;
+        gathered_bytes += chunks.iter().map(Bytes::len).sum::<usize>();
+        gathered.extend(chunks);
+        // Pipelined responses leave together: write when nothing else is queued.
+        if queue.is_empty() || gathered_bytes >= WRITE_GATHER_BYTES {
+            if let Err(error) = write_all_vectored(&mut writer, &mut gathered).await {
+                tracing::debug!(%peer, %error, "writing responses failed");
+                return;
+            }
+            gathered_bytes = 0;
         }
     }
-    if let Err(error) = writer.flush().await {
-        tracing::debug!(%peer, %error, "final flush failed");
+    if let Err(error) = write_all_vectored(&mut writer, &mut gathered).await {
+        tracing::debug!(%peer, %error, "final write failed");
     }
+}
+
+/// Writes every chunk, in order, with as few `writev` calls as the socket allows; leaves
+/// `chunks` empty.
+async fn write_all_vectored(writer: &mut OwnedWriteHalf, chunks: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(WRITE_SLICES_MAX)
+            .map(|chunk| IoSlice::new(chunk))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+    }
+    chunks.clear();
+    Ok(())
 }
