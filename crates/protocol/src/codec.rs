@@ -150,13 +150,19 @@ pub fn encode_response_chunks(
             .filter(|length| *length >= SHARED_RECORDS_BYTES_MIN)
             .sum();
         if shared > 0 {
-            if let Some(chunks) = encode_fetch_chunks(correlation_id, version, &mut body, &records)? {
+            if let Some(chunks) = encode_fetch_chunks(correlation_id, version, &mut body, &records)?
+            {
                 return Ok(chunks);
             }
         }
         put_records_back(&mut body, records);
     }
-    Ok(vec![encode_response(correlation_id, api_key, version, &body)?])
+    Ok(vec![encode_response(
+        correlation_id,
+        api_key,
+        version,
+        &body,
+    )?])
 }
 
 fn put_records_back(body: &mut ResponseKind, records: Vec<Option<Bytes>>) {
@@ -382,7 +388,12 @@ mod tests {
             FetchResponse::default().with_responses(vec![
                 topic(
                     "one",
-                    vec![records(70_000, 0xff), None, records(100, 0), records(5_000, 1)],
+                    vec![
+                        records(70_000, 0xff),
+                        None,
+                        records(100, 0),
+                        records(5_000, 1),
+                    ],
                 ),
                 topic("two", vec![Some(Bytes::new()), records(300_000, 0x80)]),
             ])
@@ -393,7 +404,10 @@ mod tests {
             let body = ResponseKind::Fetch(response(version));
             let whole = encode_response(9, ApiKey::Fetch, version, &body).unwrap();
             let chunks = encode_response_chunks(9, ApiKey::Fetch, version, body).unwrap();
-            assert!(chunks.len() > 1, "v{version}: the big record sets are shared");
+            assert!(
+                chunks.len() > 1,
+                "v{version}: the big record sets are shared"
+            );
             assert!(
                 chunks.iter().any(|chunk| chunk.len() == 300_000),
                 "v{version}: a record set is its own chunk"
@@ -406,11 +420,11 @@ mod tests {
     fn small_fetches_and_other_responses_are_one_chunk() {
         use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
         use kafka_protocol::messages::FetchResponse;
-        let response = FetchResponse::default().with_responses(vec![
-            FetchableTopicResponse::default().with_partitions(vec![
-                PartitionData::default().with_records(Some(Bytes::from_static(b"small")))
-            ]),
-        ]);
+        let response =
+            FetchResponse::default()
+                .with_responses(vec![FetchableTopicResponse::default().with_partitions(
+                    vec![PartitionData::default().with_records(Some(Bytes::from_static(b"small")))],
+                )]);
         let body = ResponseKind::Fetch(response);
         let whole = encode_response(1, ApiKey::Fetch, 12, &body).unwrap();
         let chunks = encode_response_chunks(1, ApiKey::Fetch, 12, body).unwrap();
