@@ -101,6 +101,20 @@ struct Case {
 }
 
 impl Case {
+    /// The topic the case writes or reads.
+    fn topic(&self) -> Option<&str> {
+        match &self.load {
+            Load::Bench(words) => words
+                .iter()
+                .position(|word| word == "--topic")
+                .and_then(|at| words.get(at + 1))
+                .map(String::as_str),
+            Load::LibrdkafkaProduce { topic, .. } | Load::LibrdkafkaE2e { topic, .. } => {
+                Some(topic)
+            }
+        }
+    }
+
     /// How long the case writes to disk, for the produce cases: they are compared with the
     /// disk's fdatasync'd bandwidth measured for as long right before and right after them.
     fn disk_probe(&self) -> Option<Duration> {
@@ -384,7 +398,7 @@ fn run_once(
     let mut results = Vec::new();
     // The last probe, while no case has run since it: the next produce case's "before".
     let mut last_probe = None;
-    for case in cases {
+    for (index, case) in cases.iter().enumerate() {
         machine::sync_everything();
         let probe = case.disk_probe();
         let disk_before = match probe {
@@ -464,6 +478,7 @@ fn run_once(
                 .map_or(String::new(), |disk| format!("  disk {disk:.0} MB/s"))
         );
         results.push(result);
+        drop_finished_topics(&runtime, &broker.address, cases, index)?;
     }
     broker.stop()?;
     Ok(RunResult {
@@ -471,6 +486,32 @@ fn run_once(
         load_average: (load_before, load_average()),
         machine,
         cases: results,
+    })
+}
+
+/// Deletes the topic of case `done` unless a later case uses it: a run writes tens of GB,
+/// more than a small disk holds at once.
+fn drop_finished_topics(
+    runtime: &tokio::runtime::Runtime,
+    address: &str,
+    cases: &[Case],
+    done: usize,
+) -> Result<(), BenchError> {
+    let Some(topic) = cases[done].topic() else {
+        return Ok(());
+    };
+    if cases[done + 1..]
+        .iter()
+        .any(|later| later.topic() == Some(topic))
+    {
+        return Ok(());
+    }
+    runtime.block_on(async {
+        let client = crate::cluster::connect(address).await?;
+        client
+            .delete_topics(&[topic])
+            .await
+            .map_err(|error| BenchError::Broker(format!("deleting topic {topic}: {error}")))
     })
 }
 
@@ -708,6 +749,20 @@ mod tests {
                 assert_eq!(probe, Some(Duration::from_secs(7)), "{}", case.name);
             } else {
                 assert_eq!(probe, None, "{}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_case_names_its_topic_and_the_consume_cases_read_earlier_ones() {
+        let cases = cases(&args("--librdkafka"));
+        assert!(cases.iter().all(|case| case.topic().is_some()));
+        for (index, case) in cases.iter().enumerate() {
+            if case.name.starts_with("consume") {
+                let topic = case.topic();
+                assert!(cases[..index]
+                    .iter()
+                    .any(|earlier| earlier.topic() == topic));
             }
         }
     }
