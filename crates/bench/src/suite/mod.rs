@@ -385,8 +385,8 @@ fn run_once(
     );
     let machine = machine::measure(&run_dir.join("probe"), sizes)?;
     eprintln!(
-        "  loopback {:.0} MB/s, disk {:.0} MB/s buffered, {:.0} MB/s with fdatasync, 4 KiB fdatasync p99 {:.2} ms",
-        machine.loopback_mb_per_s, machine.disk_buffered_mb_per_s, machine.disk_synced_mb_per_s, machine.fsync_4k.p99_ms
+        "  loopback {:.0} MB/s, disk {:.0} MB/s buffered, {:.0} MB/s with fdatasync, 4 KiB fdatasync p99 {:.2} ms back to back, {:.2} ms one per 5 ms",
+        machine.loopback_mb_per_s, machine.disk_buffered_mb_per_s, machine.disk_synced_mb_per_s, machine.fsync_4k.p99_ms, machine.fsync_4k_spaced.p99_ms
     );
     let broker = BrokerProcess::start(binary, &run_dir.join("data"), &run_dir.join("broker.log"))?;
     eprintln!("  broker pid {} on {}", broker.pid, broker.address);

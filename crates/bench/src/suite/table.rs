@@ -60,7 +60,7 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
     }
     let disk = machine_spread(runs, |run| run.machine.disk_synced_mb_per_s).median;
     let loopback = machine_spread(runs, |run| run.machine.loopback_mb_per_s).median;
-    let fsync_p99 = machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).median;
+    let fsync_p99 = machine_spread(runs, |run| run.machine.fsync_4k_spaced.p99_ms).median;
     let mut checks = Vec::new();
     let mut check = |target: String, measured: String, met: bool| {
         checks.push(TargetCheck {
@@ -93,7 +93,7 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                 let limit = 1.5 * fsync_p99;
                 check(
                     format!(
-                        "{name}: produce p99 ≤ 1.5 × 4 KiB fdatasync p99 ({} ms)",
+                        "{name}: produce p99 ≤ 1.5 × single 4 KiB fdatasync p99 ({} ms)",
                         human_ms(limit)
                     ),
                     format!("{} ms", human_ms(p99)),
@@ -106,7 +106,7 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                 let limit = 1.5 * fsync_p99;
                 check(
                     format!(
-                        "{name}: produce p99 ≤ 1.5 × 4 KiB fdatasync p99 ({} ms)",
+                        "{name}: produce p99 ≤ 1.5 × single 4 KiB fdatasync p99 ({} ms)",
                         human_ms(limit)
                     ),
                     format!("{} ms", human_ms(p99)),
@@ -198,12 +198,20 @@ pub fn render(result: &super::SuiteResult) -> String {
             machine_spread(runs, |run| run.machine.disk_synced_mb_per_s).format(mb),
         ],
         vec![
-            "4 KiB append + fdatasync, p50".to_string(),
+            "4 KiB append + fdatasync, back to back, p50".to_string(),
             machine_spread(runs, |run| run.machine.fsync_4k.p50_ms).format(ms),
         ],
         vec![
-            "4 KiB append + fdatasync, p99".to_string(),
+            "4 KiB append + fdatasync, back to back, p99".to_string(),
             machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).format(ms),
+        ],
+        vec![
+            "4 KiB append + fdatasync, one per 5 ms, p50".to_string(),
+            machine_spread(runs, |run| run.machine.fsync_4k_spaced.p50_ms).format(ms),
+        ],
+        vec![
+            "4 KiB append + fdatasync, one per 5 ms, p99".to_string(),
+            machine_spread(runs, |run| run.machine.fsync_4k_spaced.p99_ms).format(ms),
         ],
         vec![
             "load average (1 min) at start, at end".to_string(),
@@ -380,7 +388,8 @@ mod tests {
                 loopback_mb_per_s: 2_000.0,
                 disk_buffered_mb_per_s: 1_500.0,
                 disk_synced_mb_per_s: 400.0,
-                fsync_4k: latency(0.2, 0.8),
+                fsync_4k: latency(0.1, 0.3),
+                fsync_4k_spaced: latency(0.2, 0.8),
             },
             cases,
         }
