@@ -15,7 +15,7 @@ import time
 import pytest
 
 import raw_kafka as rk
-from kafka_helpers import round_trip
+from kafka_helpers import create_topic, round_trip
 
 
 def assert_healthy(broker):
@@ -217,6 +217,29 @@ def test_pipelined_requests_answered_in_order(broker):
             assert payload is not None, f"closed after {i} responses"
             response = rk.parse_api_versions_response(payload, i % 4)
             assert response["correlation_id"] == 1000 + i, f"response {i} out of order"
+
+
+def test_a_ready_answer_is_not_held_behind_a_long_poll(broker):
+    """Answers keep request order, but one that is ready leaves at once even when the request
+    after it is a fetch that waits out its max_wait_ms."""
+    topic = "held-behind-long-poll"
+    create_topic(broker.bootstrap, topic)
+    name = topic.encode()
+    # Fetch v4: replica -1, max_wait 5000 ms, min_bytes 1, max_bytes, read_uncommitted; one
+    # topic with partition 0 from offset 0 (the empty log's end: the fetch waits).
+    fetch = struct.pack(">iiiib", -1, 5000, 1, 1 << 20, 0)
+    fetch += struct.pack(">ih", 1, len(name)) + name + struct.pack(">iiqi", 1, 0, 0, 1 << 20)
+    with rk.connect(broker.bootstrap) as sock:
+        started = time.monotonic()
+        sock.sendall(rk.api_versions_request(3, correlation_id=1) + rk.request(1, 4, 2, fetch, flexible=False))
+        first = rk.read_response(sock, 10.0)
+        first_after = time.monotonic() - started
+        second = rk.read_response(sock, 10.0)
+        second_after = time.monotonic() - started
+    assert first is not None and rk.parse_api_versions_response(first, 3)["correlation_id"] == 1
+    assert first_after < 2.5, f"the ApiVersions answer waited {first_after:.1f} s behind the fetch"
+    assert second is not None and struct.unpack(">i", second[:4])[0] == 2
+    assert second_after > 4.0, f"the fetch answered after {second_after:.1f} s, before its max wait"
 
 
 def test_request_sent_one_byte_at_a_time(broker):

@@ -195,10 +195,19 @@ async fn write_responses(
     while let Some(next) = queue.recv().await {
         let chunks = match next {
             Outgoing::Ready(chunks) => chunks,
-            Outgoing::Pending(deferred) => match deferred.await {
-                Some(chunks) => chunks,
-                None => break,
-            },
+            Outgoing::Pending(deferred) => {
+                // What is ready leaves before waiting: a long-poll fetch may take its whole
+                // max_wait_ms.
+                if let Err(error) = write_all_vectored(&mut writer, &mut gathered).await {
+                    tracing::debug!(%peer, %error, "writing responses failed");
+                    return;
+                }
+                gathered_bytes = 0;
+                match deferred.await {
+                    Some(chunks) => chunks,
+                    None => break,
+                }
+            }
         };
         gathered_bytes += chunks.iter().map(Bytes::len).sum::<usize>();
         gathered.extend(chunks);
