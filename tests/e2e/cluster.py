@@ -52,9 +52,11 @@ from strom_broker import START_TIMEOUT_S, STOP_TIMEOUT_S, STROM_BIN, Broker, Bro
 NETLAB_KAFKA_PORT = 9092
 NETLAB_CONTROLLER_PORT = 9093
 CLI_TIMEOUT_S = 15.0
-# Settings that make failure detection fast enough for tests (pass as settings=...).
+# Settings that make failure detection fast enough for tests (pass as settings=...): a broker
+# is fenced after 3 s without a heartbeat, a follower leaves the ISR after 3 s behind.
 FAST_FAILOVER_SETTINGS = {
     "broker.session.timeout.ms": 3000,
+    "broker.heartbeat.interval.ms": 500,
     "replica.lag.time.max.ms": 3000,
 }
 

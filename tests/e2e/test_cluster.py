@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
 from cluster import (  # noqa: F401 - cluster_factory is the fixture
+    FAST_FAILOVER_SETTINGS,
     Cluster,
     SteadyProducer,
     cluster_factory,
@@ -36,12 +37,7 @@ from kafka_helpers import (
 )
 from replica_checker import check_replicas
 
-FAST = {
-    "broker.session.timeout.ms": 3000,
-    "broker.heartbeat.interval.ms": 500,
-    "replica.lag.time.max.ms": 3000,
-    "group.initial.rebalance.delay.ms": 0,
-}
+FAST = {**FAST_FAILOVER_SETTINGS, "group.initial.rebalance.delay.ms": 0}
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_PARTITIONS = 50
 

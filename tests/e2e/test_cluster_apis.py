@@ -52,7 +52,6 @@ FENCED_LEADER_EPOCH = 74
 UNKNOWN_LEADER_EPOCH = 75
 
 TIMEOUT_S = 30.0
-FAST_FAILOVER = {**FAST_FAILOVER_SETTINGS, "broker.heartbeat.interval.ms": 500}
 
 
 # -- raw requests -------------------------------------------------------------------------
@@ -362,7 +361,7 @@ def test_after_a_leader_change_old_epochs_end_at_the_log_end_and_stale_ones_are_
     (KIP-320) and carries on: a wrong answer would make it detect log truncation and reset
     (an error here, with auto.offset.reset=error)."""
     require_cluster_info()
-    cluster = cluster_factory(3, settings=FAST_FAILOVER)
+    cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS)
     cluster.wait_for_controller_leader(timeout_s=20)
     cluster.wait_for_brokers(3, timeout_s=20)
     topic = unique("epochs-failover")

@@ -26,6 +26,7 @@ import time
 import pytest
 
 from cluster import (  # noqa: F401 - cluster_factory is the fixture
+    FAST_FAILOVER_SETTINGS,
     Cluster,
     ContinuousConsumer,
     SteadyProducer,
@@ -35,11 +36,7 @@ from cluster import (  # noqa: F401 - cluster_factory is the fixture
 from kafka_helpers import produce_all, producer, unique
 from replica_checker import check_replicas, read_replica
 
-FAST = {
-    "broker.session.timeout.ms": 3000,
-    "broker.heartbeat.interval.ms": 500,
-    "replica.lag.time.max.ms": 3000,
-}
+FAST = FAST_FAILOVER_SETTINGS
 CHAOS_SECONDS = 60
 RECOVERY_TIMEOUT_S = 30
 

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import NewTopic
 
 from cluster import (  # noqa: F401 - cluster_factory is the fixture
+    FAST_FAILOVER_SETTINGS,
     Cluster,
     cluster_factory,
     require_cluster_info,
@@ -40,11 +41,7 @@ from kafka_helpers import (
 )
 from replica_checker import check_replicas, read_replica
 
-FAST = {
-    "broker.session.timeout.ms": 3000,
-    "broker.heartbeat.interval.ms": 500,
-    "replica.lag.time.max.ms": 3000,
-}
+FAST = FAST_FAILOVER_SETTINGS
 
 
 def started(cluster: Cluster, brokers: int) -> Cluster:

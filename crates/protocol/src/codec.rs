@@ -7,6 +7,7 @@
 //! the frame.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -136,26 +137,20 @@ pub fn encode_response_chunks(
     version: i16,
     mut body: ResponseKind,
 ) -> Result<Vec<Bytes>, EncodeError> {
-    if let ResponseKind::Fetch(fetch) = &mut body {
-        let records: Vec<Option<Bytes>> = fetch
-            .responses
-            .iter_mut()
-            .flat_map(|topic| topic.partitions.iter_mut())
-            .map(|partition| partition.records.take())
-            .collect();
-        let shared: usize = records
-            .iter()
-            .flatten()
-            .map(Bytes::len)
-            .filter(|length| *length >= SHARED_RECORDS_BYTES_MIN)
-            .sum();
-        if shared > 0 {
-            if let Some(chunks) = encode_fetch_chunks(correlation_id, version, &mut body, &records)?
-            {
-                return Ok(chunks);
-            }
+    let records: Vec<Option<Bytes>> = fetch_partitions(&mut body)
+        .map(|partition| partition.records.take())
+        .collect();
+    let shared = records
+        .iter()
+        .flatten()
+        .any(|records| records.len() >= SHARED_RECORDS_BYTES_MIN);
+    if shared {
+        if let Some(chunks) = encode_fetch_chunks(correlation_id, version, &mut body, &records)? {
+            return Ok(chunks);
         }
-        put_records_back(&mut body, records);
+    }
+    for (partition, records) in fetch_partitions(&mut body).zip(records) {
+        partition.records = records;
     }
     Ok(vec![encode_response(
         correlation_id,
@@ -165,16 +160,16 @@ pub fn encode_response_chunks(
     )?])
 }
 
-fn put_records_back(body: &mut ResponseKind, records: Vec<Option<Bytes>>) {
-    if let ResponseKind::Fetch(fetch) = body {
-        let partitions = fetch
-            .responses
-            .iter_mut()
-            .flat_map(|topic| topic.partitions.iter_mut());
-        for (partition, records) in partitions.zip(records) {
-            partition.records = records;
-        }
-    }
+/// Every partition of a Fetch response, in encoding order; none for any other response.
+fn fetch_partitions(body: &mut ResponseKind) -> impl Iterator<Item = &mut PartitionData> {
+    let fetch = match body {
+        ResponseKind::Fetch(fetch) => Some(fetch),
+        _ => None,
+    };
+    fetch
+        .into_iter()
+        .flat_map(|fetch| fetch.responses.iter_mut())
+        .flat_map(|topic| topic.partitions.iter_mut())
 }
 
 /// The Fetch response as chunks, given its record sets (taken out of `body`, whose records
@@ -190,62 +185,63 @@ fn encode_fetch_chunks(
     records: &[Option<Bytes>],
 ) -> Result<Option<Vec<Bytes>>, EncodeError> {
     let with_null = encode_response(correlation_id, ApiKey::Fetch, version, body)?;
-    if let ResponseKind::Fetch(fetch) = body {
-        for partition in fetch
-            .responses
-            .iter_mut()
-            .flat_map(|topic| topic.partitions.iter_mut())
-        {
-            partition.records = Some(Bytes::new());
-        }
-    }
+    fetch_partitions(body).for_each(|partition| partition.records = Some(Bytes::new()));
     let with_empty = encode_response(correlation_id, ApiKey::Fetch, version, body)?;
-    if let ResponseKind::Fetch(fetch) = body {
-        for partition in fetch
-            .responses
-            .iter_mut()
-            .flat_map(|topic| topic.partitions.iter_mut())
-        {
-            partition.records = None;
-        }
-    }
+    fetch_partitions(body).for_each(|partition| partition.records = None);
     if with_null.len() != with_empty.len() {
         return Ok(None);
     }
     let compact = version >= 12;
-    let field_bytes = if compact { 1 } else { 4 };
-    let length_field = |records: &Option<Bytes>| -> Result<BytesMut, EncodeError> {
-        let mut field = BytesMut::with_capacity(5);
-        match (records, compact) {
-            (None, true) => put_unsigned_varint(&mut field, 0),
-            (None, false) => field.put_i32(-1),
-            (Some(records), true) => {
-                let length = u32::try_from(records.len() + 1).map_err(|_| too_big(version))?;
-                put_unsigned_varint(&mut field, length);
-            }
-            (Some(records), false) => {
-                field.put_i32(i32::try_from(records.len()).map_err(|_| too_big(version))?)
-            }
-        }
-        Ok(field)
+    let placeholder_bytes = if compact { 1 } else { 4 };
+    let too_big = || EncodeError {
+        api_key: ApiKey::Fetch,
+        version,
+        reason: "the records do not fit a frame".to_string(),
     };
+    // Each partition's records length field: null is -1 (compact: 0), else the size (compact:
+    // the size + 1, as an unsigned varint; the crate does not export its encoders).
+    let length_fields = records
+        .iter()
+        .map(|records| {
+            let mut field = BytesMut::with_capacity(5);
+            match (records, compact) {
+                (None, true) => field.put_u8(0),
+                (None, false) => field.put_i32(-1),
+                (Some(records), true) => {
+                    let mut value = u32::try_from(records.len() + 1).map_err(|_| too_big())?;
+                    while value >= 0x80 {
+                        field.put_u8((value as u8 & 0x7f) | 0x80);
+                        value >>= 7;
+                    }
+                    field.put_u8(value as u8);
+                }
+                (Some(records), false) => {
+                    field.put_i32(i32::try_from(records.len()).map_err(|_| too_big())?)
+                }
+            }
+            Ok(field)
+        })
+        .collect::<Result<Vec<BytesMut>, EncodeError>>()?;
+    let total = with_null.len() - records.len() * placeholder_bytes
+        + length_fields.iter().map(BytesMut::len).sum::<usize>()
+        + records.iter().flatten().map(Bytes::len).sum::<usize>();
+    let size = i32::try_from(total - 4).map_err(|_| too_big())?;
     let mut chunks = Vec::new();
     let mut head = BytesMut::with_capacity(with_null.len() + 64);
-    let (mut next, mut copied_from) = (0, 0);
-    let mut position = 0;
+    head.put_i32(size);
+    let (mut next, mut copied_from, mut position) = (0, 4, 4);
     while position < with_null.len() {
         if with_null[position] == with_empty[position] {
             position += 1;
             continue;
         }
-        let Some(partition_records) = records.get(next) else {
+        let (Some(partition_records), Some(length_field)) =
+            (records.get(next), length_fields.get(next))
+        else {
             return Ok(None);
         };
-        if position + field_bytes > with_null.len() {
-            return Ok(None);
-        }
         head.extend_from_slice(&with_null[copied_from..position]);
-        head.extend_from_slice(&length_field(partition_records)?);
+        head.extend_from_slice(length_field);
         match partition_records {
             Some(records) if records.len() >= SHARED_RECORDS_BYTES_MIN => {
                 chunks.push(head.split().freeze());
@@ -255,38 +251,16 @@ fn encode_fetch_chunks(
             None => {}
         }
         next += 1;
-        position += field_bytes;
+        position += placeholder_bytes;
         copied_from = position;
     }
-    if next != records.len() {
+    if next != records.len() || copied_from > with_null.len() {
         return Ok(None);
     }
     head.extend_from_slice(&with_null[copied_from..]);
     chunks.push(head.freeze());
-    let total: usize = chunks.iter().map(Bytes::len).sum();
-    let size = i32::try_from(total - 4).map_err(|_| too_big(version))?;
-    // The size prefix is in the first chunk, which is always encoded fields.
-    let mut first = BytesMut::from(&chunks[0][..]);
-    first[0..4].copy_from_slice(&size.to_be_bytes());
-    chunks[0] = first.freeze();
     chunks.retain(|chunk| !chunk.is_empty());
     Ok(Some(chunks))
-}
-
-fn too_big(version: i16) -> EncodeError {
-    EncodeError {
-        api_key: ApiKey::Fetch,
-        version,
-        reason: "the records do not fit a frame".to_string(),
-    }
-}
-
-fn put_unsigned_varint(buf: &mut BytesMut, mut value: u32) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
 }
 
 /// The answer to an ApiVersions request of a version the broker does not implement: a v0

@@ -183,44 +183,53 @@ pub fn render(result: &super::SuiteResult) -> String {
     ));
     let mb = |value: f64| format!("{value:.0} MB/s");
     let ms = |value: f64| format!("{} ms", human_ms(value));
+    let row = |label: &str, figure: fn(&RunResult) -> f64, show: &dyn Fn(f64) -> String| {
+        vec![label.to_string(), machine_spread(runs, figure).format(show)]
+    };
+    let load = |value: f64| format!("{value:.2}");
     let machine = vec![
         vec!["machine limits (same run)".to_string(), String::new()],
-        vec![
-            "loopback TCP, one stream, 256 KiB writes".to_string(),
-            machine_spread(runs, |run| run.machine.loopback_mb_per_s).format(mb),
-        ],
-        vec![
-            "disk, 1 MiB appends, no fdatasync".to_string(),
-            machine_spread(runs, |run| run.machine.disk_buffered_mb_per_s).format(mb),
-        ],
-        vec![
-            "disk, 1 MiB appends, fdatasync each".to_string(),
-            machine_spread(runs, |run| run.machine.disk_synced_mb_per_s).format(mb),
-        ],
-        vec![
-            "4 KiB append + fdatasync, back to back, p50".to_string(),
-            machine_spread(runs, |run| run.machine.fsync_4k.p50_ms).format(ms),
-        ],
-        vec![
-            "4 KiB append + fdatasync, back to back, p99".to_string(),
-            machine_spread(runs, |run| run.machine.fsync_4k.p99_ms).format(ms),
-        ],
-        vec![
-            "4 KiB append + fdatasync, one per 5 ms, p50".to_string(),
-            machine_spread(runs, |run| run.machine.fsync_4k_spaced.p50_ms).format(ms),
-        ],
-        vec![
-            "4 KiB append + fdatasync, one per 5 ms, p99".to_string(),
-            machine_spread(runs, |run| run.machine.fsync_4k_spaced.p99_ms).format(ms),
-        ],
+        row(
+            "loopback TCP, one stream, 256 KiB writes",
+            |run| run.machine.loopback_mb_per_s,
+            &mb,
+        ),
+        row(
+            "disk, 1 MiB appends, no fdatasync",
+            |run| run.machine.disk_buffered_mb_per_s,
+            &mb,
+        ),
+        row(
+            "disk, 1 MiB appends, fdatasync each",
+            |run| run.machine.disk_synced_mb_per_s,
+            &mb,
+        ),
+        row(
+            "4 KiB append + fdatasync, back to back, p50",
+            |run| run.machine.fsync_4k.p50_ms,
+            &ms,
+        ),
+        row(
+            "4 KiB append + fdatasync, back to back, p99",
+            |run| run.machine.fsync_4k.p99_ms,
+            &ms,
+        ),
+        row(
+            "4 KiB append + fdatasync, one per 5 ms, p50",
+            |run| run.machine.fsync_4k_spaced.p50_ms,
+            &ms,
+        ),
+        row(
+            "4 KiB append + fdatasync, one per 5 ms, p99",
+            |run| run.machine.fsync_4k_spaced.p99_ms,
+            &ms,
+        ),
         vec![
             "load average (1 min) at start, at end".to_string(),
             format!(
                 "{}, {}",
-                machine_spread(runs, |run| run.load_average.0)
-                    .format(|value| format!("{value:.2}")),
-                machine_spread(runs, |run| run.load_average.1)
-                    .format(|value| format!("{value:.2}"))
+                machine_spread(runs, |run| run.load_average.0).format(load),
+                machine_spread(runs, |run| run.load_average.1).format(load)
             ),
         ],
     ];
