@@ -33,29 +33,10 @@ fn clean(broker: &Broker) {
             continue;
         }
         for partition in &topic.partitions {
-            let mut log = partition.log.lock();
-            let now = TimestampMs::now();
-            match log.needs_compaction(now, &topic.config.compaction) {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(error) => {
-                    tracing::warn!(topic = %topic.name, partition = partition.index.0, %error, "cannot plan compaction");
-                    continue;
-                }
-            }
-            // Only what every in-sync replica has is cleaned, as in Kafka: a follower may still
-            // truncate above the high watermark.
-            let end = partition
-                .replication
-                .high_watermark()
-                .min(log.log_end_offset());
-            if end.0 < 0 {
-                continue;
-            }
-            match log.compact_below(end, now, &topic.config.compaction) {
-                Ok(info) if info.segments_cleaned > 0 => tracing::info!(
+            match partition.compact(TimestampMs::now(), &topic.config.compaction) {
+                Ok(Some(info)) if info.segments_cleaned > 0 => tracing::info!(
                     topic = %topic.name,
-                    partition = partition.index.0,
+                    partition = %partition.index(),
                     segments = info.segments_cleaned,
                     records_removed = info.records_removed,
                     bytes_before = info.bytes_before,
@@ -64,10 +45,10 @@ fn clean(broker: &Broker) {
                 ),
                 Ok(_) => {}
                 Err(error) if error.is_fatal() => {
-                    tracing::error!(topic = %topic.name, partition = partition.index.0, %error, "compaction failed")
+                    tracing::error!(topic = %topic.name, partition = %partition.index(), %error, "compaction failed")
                 }
                 Err(error) => {
-                    tracing::warn!(topic = %topic.name, partition = partition.index.0, %error, "partition left uncompacted")
+                    tracing::warn!(topic = %topic.name, partition = %partition.index(), %error, "partition left uncompacted")
                 }
             }
         }

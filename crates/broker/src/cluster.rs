@@ -18,9 +18,11 @@ use strom_metadata::{
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
+use strom_coordinator::OFFSETS_TOPIC;
+
 use crate::config::BrokerConfig;
-use crate::groups::OFFSETS_TOPIC;
-use crate::topics::{TopicError, TopicRegistry};
+use crate::error::BrokerError;
+use crate::topics::TopicRegistry;
 use crate::Broker;
 
 /// How many producer ids a broker asks the controller for at a time.
@@ -63,24 +65,11 @@ pub async fn join(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
         }
     }
     let (host, port) = config.advertise.clone();
-    loop {
-        match quorum
-            .register_broker(
-                config.node_id,
-                host.clone(),
-                port,
-                config.cluster.rack.clone(),
-            )
-            .await
-        {
-            Ok(()) => break,
-            Err(error @ (QuorumError::Timeout { .. } | QuorumError::NoLeader(_))) => {
-                tracing::info!(%error, "registering with the controller; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
+    let rack = config.cluster.rack.clone();
+    retry_until_applied("registering with the controller", || {
+        quorum.register_broker(config.node_id, host.clone(), port, rack.clone())
+    })
+    .await?;
     tracing::info!(node_id = config.node_id, leader = ?quorum.leader(), cluster_id = ?quorum.image().cluster_id, "joined the cluster");
     Ok(quorum)
 }
@@ -128,7 +117,11 @@ pub async fn ensure_offsets_topic(
         assignments: None,
         configs: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
     };
-    match quorum.propose(command).await? {
+    let created = retry_until_applied("creating the offsets topic", || {
+        quorum.propose(command.clone())
+    })
+    .await?;
+    match created {
         CommandResult::Refused(error) if error.code != ErrorCode::TopicAlreadyExists => {
             anyhow::bail!("cannot create {OFFSETS_TOPIC}: {error}")
         }
@@ -136,6 +129,30 @@ pub async fn ensure_offsets_topic(
     }
     topics.reconcile(config, &quorum.image());
     Ok(())
+}
+
+/// How long a start-up proposal waits before trying again.
+const START_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Runs a start-up proposal until the quorum answers it. A failure that is not fatal (a
+/// timeout, no leader yet, or leadership changing while the proposal was pending, as happens
+/// when several nodes start together) may or may not have been applied, and every start-up
+/// proposal is safe to repeat, so it is repeated; a fatal one (storage) ends the start.
+async fn retry_until_applied<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, QuorumError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QuorumError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error) if !error.is_fatal() => {
+                tracing::info!(%error, "{what}; retrying");
+                tokio::time::sleep(START_RETRY_BACKOFF).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Applies every new image to the topic registry, for as long as the broker runs.
@@ -151,9 +168,11 @@ pub async fn follow_image(broker: Arc<Broker>) {
 async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
     let syncing = broker.clone();
     let reconciled = tokio::task::spawn_blocking(move || {
-        syncing.topics.reconcile(&syncing.config, &image);
-        // Offsets partitions this node now leads: load what the previous leader committed.
-        syncing.groups.follow_leadership();
+        let reconciled = syncing.topics.reconcile(&syncing.config, &image);
+        if reconciled.leadership_changed {
+            // Offsets partitions this node now leads: load what the previous leader committed.
+            syncing.groups.follow_leadership();
+        }
     });
     if let Err(error) = reconciled.await {
         tracing::error!(%error, "reconciling the topic registry panicked");
@@ -165,11 +184,11 @@ async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
 pub async fn propose(
     broker: &Arc<Broker>,
     command: MetadataCommand,
-) -> Result<CommandResult, TopicError> {
+) -> Result<CommandResult, BrokerError> {
     let result = tokio::time::timeout(PROPOSAL_TIMEOUT, broker.quorum.propose(command))
         .await
         .map_err(|_| {
-            TopicError::new(
+            BrokerError::new(
                 ErrorCode::RequestTimedOut,
                 "the metadata quorum did not commit the change in time",
             )
@@ -177,24 +196,24 @@ pub async fn propose(
         .map_err(quorum_error)?;
     sync_registry(broker, broker.quorum.image()).await;
     match result {
-        CommandResult::Refused(error) => Err(TopicError::new(error.code, error.message)),
+        CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
         done => Ok(done),
     }
 }
 
 /// The Kafka error a client should see for a quorum failure.
-fn quorum_error(error: QuorumError) -> TopicError {
+fn quorum_error(error: QuorumError) -> BrokerError {
     let code = match &error {
         QuorumError::Timeout { .. } => ErrorCode::RequestTimedOut,
         QuorumError::NoLeader(_) => ErrorCode::NotController,
         _ => ErrorCode::UnknownServerError,
     };
-    TopicError::new(code, error.to_string())
+    BrokerError::new(code, error.to_string())
 }
 
 /// A producer id never handed out before in the cluster: from this broker's block, asking
 /// the controller for the next block when it runs out.
-pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, TopicError> {
+pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, BrokerError> {
     let mut ids = broker.producer_ids.lock().await;
     if ids.0 == ids.1 {
         let command = MetadataCommand::AllocateProducerIds {
@@ -202,7 +221,7 @@ pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, TopicErro
             count: PRODUCER_ID_BLOCK,
         };
         let CommandResult::ProducerIds { first, count } = propose(broker, command).await? else {
-            return Err(TopicError::new(
+            return Err(BrokerError::new(
                 ErrorCode::UnknownServerError,
                 "the controller answered a producer id request with something else",
             ));

@@ -8,7 +8,9 @@
 //! the matching waiter, now or when a later request or tick completes it.
 //!
 //! The coordinator sits behind one mutex: every group operation is short and in memory. An
-//! offset commit is validated under the lock, written and fsynced without it, then applied.
+//! offset commit is validated under the lock, written without it through the offsets
+//! partition's own append path (the one produce requests take), acknowledged once the ISR has
+//! it on disk, then applied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,16 +24,14 @@ use kafka_protocol::records::{
 use parking_lot::Mutex;
 use strom_coordinator::offsets::{self, CommittedOffset, OffsetKey};
 use strom_coordinator::{
-    GroupConfig, GroupCoordinator, JoinResponse, Output, ReplyTo, SyncResponse,
+    GroupConfig, GroupCoordinator, JoinResponse, Output, ReplyTo, SyncResponse, OFFSETS_TOPIC,
 };
-use strom_types::{ErrorCode, Offset, TimestampMs};
+use strom_partition::{Acks, AppendOptions, Partition, PartitionError, ReadBound};
+use strom_types::{ErrorCode, Offset, PartitionIndex, TimestampMs};
 use tokio::sync::oneshot;
 
-use crate::durability;
 use crate::topics::{Topic, TopicRegistry};
 
-/// The internal topic that stores committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for the ISR.
 const OFFSET_COMMIT_TIMEOUT_MS: u64 = 5_000;
 /// How often timeouts (sessions, rebalances, offset expiry) are checked.
@@ -48,9 +48,8 @@ pub struct GroupRuntime {
     waiting: Mutex<HashMap<ReplyTo, oneshot::Sender<GroupReply>>>,
     next_reply: AtomicU64,
     offsets_topic: Arc<Topic>,
-    node_id: i32,
     /// The offsets partitions this node leads and has loaded.
-    led: Mutex<std::collections::BTreeSet<i32>>,
+    led: Mutex<std::collections::BTreeSet<PartitionIndex>>,
 }
 
 fn now_ms() -> i64 {
@@ -58,7 +57,7 @@ fn now_ms() -> i64 {
 }
 
 impl GroupRuntime {
-    /// Opens (creating if needed) `__consumer_offsets` and rebuilds committed offsets from it.
+    /// Rebuilds committed offsets from `__consumer_offsets` (created by the cluster at start).
     pub fn open(
         topics: &TopicRegistry,
         broker_config: &crate::BrokerConfig,
@@ -73,8 +72,8 @@ impl GroupRuntime {
         let led = topic
             .partitions
             .iter()
-            .filter(|partition| partition.is_led_by(broker_config.node_id))
-            .map(|partition| partition.index.0)
+            .filter(|partition| partition.is_leader())
+            .map(|partition| partition.index())
             .collect();
         tracing::info!(records = replayed, "loaded committed offsets");
         Ok(GroupRuntime {
@@ -82,7 +81,6 @@ impl GroupRuntime {
             waiting: Mutex::new(HashMap::new()),
             next_reply: AtomicU64::new(1),
             offsets_topic: topic,
-            node_id: broker_config.node_id,
             led: Mutex::new(led),
         })
     }
@@ -90,10 +88,14 @@ impl GroupRuntime {
     /// True when this node coordinates `group`: it leads the group's offsets partition.
     /// Handlers answer NOT_COORDINATOR otherwise, and the client finds the new coordinator.
     pub fn is_coordinator(&self, group: &str) -> bool {
+        self.offsets_partition(group)
+            .is_some_and(|partition| partition.is_leader())
+    }
+
+    /// The offsets partition `group` hashes to, if this node hosts it.
+    fn offsets_partition(&self, group: &str) -> Option<&Arc<Partition>> {
         let index = offsets::partition_for(group, self.offsets_topic.partition_count);
-        self.offsets_topic
-            .partition(index)
-            .is_some_and(|partition| partition.is_led_by(self.node_id))
+        self.offsets_topic.partition(PartitionIndex(index))
     }
 
     /// After a metadata change: replays every offsets partition this node has just become the
@@ -101,20 +103,20 @@ impl GroupRuntime {
     pub fn follow_leadership(&self) {
         let mut led = self.led.lock();
         for partition in &self.offsets_topic.partitions {
-            let leads = partition.is_led_by(self.node_id);
-            let index = partition.index.0;
+            let leads = partition.is_leader();
+            let index = partition.index();
             if leads && !led.contains(&index) {
                 let mut coordinator = self.coordinator.lock();
                 match replay_partition(partition, &mut coordinator) {
                     Ok(records) => {
                         tracing::info!(
-                            partition = index,
+                            partition = %index,
                             records,
                             "coordinating the groups of an offsets partition"
                         )
                     }
                     Err(error) => {
-                        tracing::error!(partition = index, %error, "cannot load an offsets partition")
+                        tracing::error!(partition = %index, %error, "cannot load an offsets partition")
                     }
                 }
                 led.insert(index);
@@ -221,45 +223,45 @@ impl GroupRuntime {
         if records.is_empty() {
             return Ok(());
         }
-        let index = offsets::partition_for(group, self.offsets_topic.partition_count);
         let partition = self
-            .offsets_topic
-            .partition(index)
+            .offsets_partition(group)
             .ok_or(ErrorCode::NotCoordinator)?
             .clone();
         let mut batch = encode_batch(records)?;
-        let state = partition.state();
-        if state.leader != self.node_id {
-            return Err(ErrorCode::NotCoordinator);
-        }
-        let end = {
-            let mut log = partition.log.lock();
-            let info = log
-                .append_with_epoch(&mut batch, None, state.leader_epoch)
-                .map_err(|error| {
-                    tracing::error!(%error, "cannot append to {OFFSETS_TOPIC}");
-                    ErrorCode::KafkaStorageError
-                })?;
-            crate::replication::advance_high_watermark(
-                &partition,
-                self.node_id,
-                log.log_end_offset(),
-            );
-            info.last_offset.plus(1)
-        };
-        durability::wait_durable(&partition, end).await?;
         // Like Kafka's offsets.commit.required.acks=-1: every ISR member has the commit.
-        let mut high_watermark = partition.replication.watch_high_watermark();
-        let replicated = {
-            let wait = high_watermark.wait_for(|high_watermark| *high_watermark >= end.0);
-            match tokio::time::timeout(Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS), wait).await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err(ErrorCode::NotCoordinator),
-                Err(_) => Err(ErrorCode::RequestTimedOut),
-            }
+        let options = AppendOptions {
+            acks: Acks::All,
+            log_append_time: None,
+            min_insync_replicas: self.offsets_topic.config.min_insync_replicas,
         };
-        replicated
+        let appended = partition
+            .append_as_leader(&mut batch, options)
+            .map_err(commit_error)?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS);
+        partition
+            .wait_acknowledged(&appended.ack, deadline)
+            .await
+            .map_err(commit_error)
+    }
+}
+
+/// What a commit's client is told when the write to `__consumer_offsets` failed: Kafka's
+/// translation (GroupMetadataManager), so clients find the coordinator again or retry.
+fn commit_error(error: PartitionError) -> ErrorCode {
+    if error.is_fatal() {
+        tracing::error!(%error, "cannot write to {OFFSETS_TOPIC}");
+    }
+    match error.code() {
+        ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend
+        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
+        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => {
+            ErrorCode::InvalidCommitOffsetSize
+        }
+        other => other,
     }
 }
 
@@ -309,43 +311,43 @@ fn replay(topic: &Topic, coordinator: &mut GroupCoordinator) -> anyhow::Result<u
 /// Replays one partition of `__consumer_offsets`, oldest record first, so the coordinator
 /// ends with each key's latest value (or its deletion).
 fn replay_partition(
-    partition: &crate::topics::Partition,
+    partition: &Partition,
     coordinator: &mut GroupCoordinator,
 ) -> anyhow::Result<usize> {
     let now = now_ms();
     let mut applied = 0;
-    {
-        let log = partition.log.lock();
-        let end = log.log_end_offset();
-        let mut offset = log.log_start_offset();
-        while offset < end {
-            let read = log.read(offset, 1 << 20, end)?;
-            let mut bytes = read.records.clone();
-            let batches = RecordBatchDecoder::decode_all(&mut bytes).map_err(|error| {
-                anyhow::anyhow!(
-                    "{OFFSETS_TOPIC}-{} is unreadable at offset {offset}: {error}",
-                    partition.index
-                )
-            })?;
-            let Some(last) = strom_protocol::batch::Batches::new(&read.records).last() else {
-                break;
-            };
-            for batch in batches {
-                for record in batch.records {
-                    let Some(key) = &record.key else { continue };
-                    match offsets::decode(key, record.value.as_ref()) {
-                        Ok(decoded) => {
-                            coordinator.replay(decoded, now);
-                            applied += 1;
-                        }
-                        Err(error) => {
-                            tracing::warn!(partition = partition.index.0, offset = record.offset, %error, "skipping unreadable offsets record")
-                        }
+    let end = partition.log_end_offset();
+    let mut offset = partition.log_start_offset();
+    while offset < end {
+        let read = partition.read(offset, REPLAY_READ_BYTES, ReadBound::LogEnd)?;
+        let mut bytes = read.records.clone();
+        let batches = RecordBatchDecoder::decode_all(&mut bytes).map_err(|error| {
+            anyhow::anyhow!(
+                "{OFFSETS_TOPIC}-{} is unreadable at offset {offset}: {error}",
+                partition.index()
+            )
+        })?;
+        let Some(last) = strom_protocol::batch::Batches::new(&read.records).last() else {
+            break;
+        };
+        for batch in batches {
+            for record in batch.records {
+                let Some(key) = &record.key else { continue };
+                match offsets::decode(key, record.value.as_ref()) {
+                    Ok(decoded) => {
+                        coordinator.replay(decoded, now);
+                        applied += 1;
+                    }
+                    Err(error) => {
+                        tracing::warn!(partition = %partition.index(), offset = record.offset, %error, "skipping unreadable offsets record")
                     }
                 }
             }
-            offset = Offset(last.0.next_offset().0.max(offset.0 + 1));
         }
+        offset = Offset(last.0.next_offset().0.max(offset.0 + 1));
     }
     Ok(applied)
 }
+
+/// Bytes read at a time when replaying an offsets partition.
+const REPLAY_READ_BYTES: usize = 1 << 20;

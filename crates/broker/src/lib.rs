@@ -1,32 +1,36 @@
-//! Strom's broker: everything between the socket and the partition logs.
+//! Strom's broker: everything between the socket and the partitions.
 //!
 //! A request's path: [`network::listener`] accepts a connection (within `max.connections`) and
 //! hands it to [`network::connection`], which reads size-prefixed frames (checking the size
 //! before allocating), decodes them with `strom_protocol`, and calls [`handlers::dispatch`].
 //! Handlers run in the connection's reader task in request order, so appends from one
 //! connection land in the order they were sent; a handler that must wait (an acks=all
-//! produce waiting for [`durability`]'s group commit, a fetch long-polling for data) returns a
-//! future instead of a response, and the connection's writer awaits those futures
-//! concurrently while writing responses strictly in request order.
+//! produce waiting for its partition's group commit and ISR, a fetch long-polling for data)
+//! returns a future instead of a response, and the connection's writer runs those futures in
+//! turn while writing responses strictly in request order. Everything about one partition
+//! (log, producer state, high watermark, waiters) belongs to its `strom_partition::Partition`;
+//! handlers validate requests, call it, and build answers.
 //!
 //! State: one [`Broker`] per process, shared by `Arc`: the config, this node's part in the
 //! metadata quorum ([`cluster`]), the [`topics::TopicRegistry`] (the image's topics and the
-//! logs this node hosts, reconciled on every new image), the group-commit handle, the
-//! [`replication`] fetchers, a counter that every append bumps to wake fetches waiting for
-//! data, and the [`groups`] runtime around the group coordinator. [`retention`], the cleaner,
-//! the ISR maintenance and the group ticker run in the background.
+//! partitions this node hosts, reconciled on every new image), the [`fetchers`] that follow
+//! other leaders, and the [`groups`] runtime around the group coordinator. In the background:
+//! [`cluster::follow_image`], [`isr`] (shrinking ISRs and proposing partitions' ISR changes),
+//! [`retention`], the [`cleaner`] and the group ticker.
+//!
+//! Imports point one way: `network` -> `handlers` -> `cluster`, `groups`, `fetchers`, `isr`
+//! -> `topics` -> `config`, `error`; `cluster` reaches the fetchers and groups only through
+//! the [`Broker`] it is given.
 
 pub mod cleaner;
 pub mod cluster;
 pub mod config;
-pub mod durability;
+pub mod error;
+pub mod fetchers;
 pub mod groups;
 pub mod handlers;
+pub mod isr;
 pub mod network;
-pub mod producers;
-pub mod replication;
-#[cfg(test)]
-mod replication_sim;
 pub mod retention;
 pub mod topics;
 
@@ -46,25 +50,17 @@ pub struct Broker {
     pub topics: topics::TopicRegistry,
     pub groups: Arc<groups::GroupRuntime>,
     /// The follower side of replication: one fetcher per leader this node follows.
-    pub fetchers: replication::Fetchers,
+    pub fetchers: fetchers::Fetchers,
     /// The block of producer ids the controller handed this broker: (next, end).
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    /// Bumped after every append; fetches waiting for data watch it.
-    appended: watch::Sender<u64>,
     /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
     stopping: watch::Sender<bool>,
 }
 
 impl Broker {
-    /// Wakes every fetch waiting for data.
-    pub fn notify_appended(&self) {
-        self.appended
-            .send_modify(|count| *count = count.wrapping_add(1));
-    }
-
-    /// A receiver that sees the next [`Broker::notify_appended`].
-    pub fn watch_appends(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+    /// This node's id.
+    pub fn node(&self) -> strom_types::BrokerId {
+        strom_types::BrokerId(self.config.node_id)
     }
 
     /// Tells every waiting request that the broker is stopping.
@@ -91,7 +87,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
             return Ok(());
         }
     };
-    let topics = topics::TopicRegistry::new(&config)?;
+    let (proposals, proposed) = isr::proposal_channel();
+    let topics = topics::TopicRegistry::new(&config, proposals)?;
     let image = quorum.image();
     let (open_config, topics) = (config.clone(), Arc::new(topics));
     let opening = topics.clone();
@@ -109,21 +106,20 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     .await??;
     let topics = Arc::into_inner(topics).expect("the registry is not shared yet");
     let ticker = tokio::spawn(groups.clone().run_ticker());
-    let (appended, _) = watch::channel(0);
     let (stopping, _) = watch::channel(false);
     let broker = Arc::new(Broker {
         config,
         quorum,
         topics,
         groups,
-        fetchers: replication::Fetchers::default(),
+        fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((0, 0)),
-        appended,
         stopping,
     });
     broker.fetchers.update(&broker);
     let follower = tokio::spawn(cluster::follow_image(broker.clone()));
-    let isr_maintenance = tokio::spawn(replication::run_isr_maintenance(broker.clone()));
+    let proposer = tokio::spawn(isr::run_proposer(broker.clone(), proposed));
+    let isr_maintenance = tokio::spawn(isr::run_maintenance(broker.clone()));
     let listener = tokio::net::TcpListener::bind(broker.config.listen)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", broker.config.listen))?;
@@ -143,6 +139,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     cleaner.abort();
     ticker.abort();
     follower.abort();
+    proposer.abort();
     isr_maintenance.abort();
     broker.fetchers.stop();
     let closing = broker.clone();

@@ -32,10 +32,10 @@ fn sweep(broker: &Broker) {
             continue;
         }
         for partition in &topic.partitions {
-            match partition.log.lock().apply_retention(now) {
+            match partition.apply_retention(now) {
                 Ok(info) if info.segments_deleted > 0 => tracing::info!(
                     topic = %topic.name,
-                    partition = partition.index.0,
+                    partition = %partition.index(),
                     segments = info.segments_deleted,
                     bytes = info.bytes_deleted,
                     log_start_offset = info.log_start_offset.0,
@@ -43,7 +43,7 @@ fn sweep(broker: &Broker) {
                 ),
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::error!(topic = %topic.name, partition = partition.index.0, %error, "retention failed")
+                    tracing::error!(topic = %topic.name, partition = %partition.index(), %error, "retention failed")
                 }
             }
         }

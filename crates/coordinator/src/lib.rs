@@ -21,6 +21,10 @@ pub mod group;
 pub mod offsets;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};
+
+/// The internal topic that stores committed offsets; its partition's leader coordinates the
+/// groups that hash to it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub use group::{
     GroupState, JoinRequest, JoinResponse, Output, Protocol, ReplyTo, SyncRequest, SyncResponse,
 };

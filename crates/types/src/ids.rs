@@ -43,6 +43,10 @@ id_type!(
     ProducerId(i64)
 );
 id_type!(
+    /// The generation of a producer id: a newer epoch fences the older one's writes.
+    ProducerEpoch(i16)
+);
+id_type!(
     /// Milliseconds since the Unix epoch.
     TimestampMs(i64)
 );
@@ -57,6 +61,16 @@ impl Offset {
     pub fn minus(self, earlier: Offset) -> i64 {
         self.0 - earlier.0
     }
+}
+
+impl LeaderEpoch {
+    /// No epoch known (Kafka's -1).
+    pub const UNKNOWN: LeaderEpoch = LeaderEpoch(-1);
+}
+
+impl BrokerId {
+    /// No broker (Kafka's -1: no leader, or a consumer rather than a replica).
+    pub const NONE: BrokerId = BrokerId(-1);
 }
 
 impl TimestampMs {

@@ -11,5 +11,7 @@ pub mod limits;
 pub mod topic;
 
 pub use error_code::ErrorCode;
-pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionIndex, ProducerId, TimestampMs};
+pub use ids::{
+    BrokerId, LeaderEpoch, Offset, PartitionIndex, ProducerEpoch, ProducerId, TimestampMs,
+};
 pub use topic::{TopicName, TopicNameError};

@@ -19,7 +19,7 @@ use strom_types::ErrorCode;
 
 use super::{str_bytes, Reply};
 use crate::cluster;
-use crate::topics::TopicError;
+use crate::error::BrokerError;
 use crate::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest, _version: i16) -> Reply {
@@ -35,7 +35,7 @@ pub fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest, _version: 
         }
         // Like Kafka, a name given twice is refused once, and neither entry is acted on.
         for name in duplicated {
-            let refusal = TopicError::new(ErrorCode::InvalidRequest, "Duplicate topic name.");
+            let refusal = BrokerError::new(ErrorCode::InvalidRequest, "Duplicate topic name.");
             results.push(result(str_bytes(name).into(), Err(refusal)));
         }
         ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))
@@ -53,7 +53,7 @@ fn duplicated_names(topics: &[CreatePartitionsTopic]) -> BTreeSet<String> {
 
 fn result(
     name: kafka_protocol::messages::TopicName,
-    outcome: Result<(), TopicError>,
+    outcome: Result<(), BrokerError>,
 ) -> CreatePartitionsTopicResult {
     let result = CreatePartitionsTopicResult::default().with_name(name);
     match outcome {
@@ -69,13 +69,13 @@ async fn grow(
     broker: &Arc<Broker>,
     wanted: &CreatePartitionsTopic,
     validate_only: bool,
-) -> Result<(), TopicError> {
+) -> Result<(), BrokerError> {
     let image = broker.quorum.image();
     let command = check(&image, wanted)?;
     if validate_only {
         // The same decision the quorum would make, on a copy of the image.
         return match (*image).clone().apply(&command) {
-            CommandResult::Refused(error) => Err(TopicError::new(error.code, error.message)),
+            CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
             _ => Ok(()),
         };
     }
@@ -87,13 +87,13 @@ async fn grow(
 fn check(
     image: &MetadataImage,
     wanted: &CreatePartitionsTopic,
-) -> Result<MetadataCommand, TopicError> {
+) -> Result<MetadataCommand, BrokerError> {
     let name = wanted.name.as_str();
     let Some(topic) = image.topics.get(name) else {
-        return Err(TopicError::new(ErrorCode::UnknownTopicOrPartition, ""));
+        return Err(BrokerError::new(ErrorCode::UnknownTopicOrPartition, ""));
     };
     let (current, count) = (topic.partitions.len() as i32, wanted.count);
-    let invalid = |message: String| Err(TopicError::new(ErrorCode::InvalidPartitions, message));
+    let invalid = |message: String| Err(BrokerError::new(ErrorCode::InvalidPartitions, message));
     if count == current {
         return invalid(format!("Topic already has {current} partition(s)."));
     }
@@ -111,7 +111,7 @@ fn check(
     }
     // Groups find their coordinator by hashing over this topic's partition count: more
     // partitions would move groups away from their committed offsets on the next restart.
-    if name == crate::groups::OFFSETS_TOPIC {
+    if name == strom_coordinator::OFFSETS_TOPIC {
         return invalid(format!(
             "the internal topic {name} cannot gain partitions: consumer groups are placed by its \
              partition count"
@@ -141,8 +141,8 @@ fn check_assignments(
     current: i32,
     count: i32,
     assignments: &[CreatePartitionsAssignment],
-) -> Result<Vec<Vec<i32>>, TopicError> {
-    let refuse = |message: String| TopicError::new(ErrorCode::InvalidReplicaAssignment, message);
+) -> Result<Vec<Vec<i32>>, BrokerError> {
+    let refuse = |message: String| BrokerError::new(ErrorCode::InvalidReplicaAssignment, message);
     let additional = count - current;
     if assignments.len() as i32 != additional {
         return Err(refuse(format!(

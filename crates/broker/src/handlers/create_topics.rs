@@ -18,7 +18,7 @@ use super::describe_configs::topic_entries;
 use super::{str_bytes, Reply};
 use crate::cluster;
 use crate::config::validate_topic_config;
-use crate::topics::TopicError;
+use crate::error::BrokerError;
 use crate::Broker;
 
 pub fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> Reply {
@@ -124,7 +124,7 @@ async fn create(
     let outcome = if validate_only {
         // The same decision the quorum would make, on a copy of the image.
         match (*broker.quorum.image()).clone().apply(&command) {
-            CommandResult::Refused(error) => Err(TopicError::new(error.code, error.message)),
+            CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
             done => Ok(done),
         }
     } else {

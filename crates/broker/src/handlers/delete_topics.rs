@@ -66,7 +66,7 @@ async fn delete(broker: &Arc<Broker>, name: Option<TopicName>, id: Uuid) -> Dele
             None => failed(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
         };
     };
-    if topic.name == crate::groups::OFFSETS_TOPIC {
+    if topic.name == strom_coordinator::OFFSETS_TOPIC {
         return failed(
             ErrorCode::InvalidTopicException,
             format!("the internal topic {} cannot be deleted", topic.name),

@@ -11,8 +11,8 @@ use strom_types::ErrorCode;
 use strom_coordinator::offsets::partition_for;
 
 use super::str_bytes;
-use crate::groups::OFFSETS_TOPIC;
 use crate::Broker;
+use strom_coordinator::OFFSETS_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 

@@ -8,9 +8,10 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use strom_types::{ErrorCode, TimestampMs};
+use strom_partition::OffsetSpec;
+use strom_types::{ErrorCode, PartitionIndex, TimestampMs};
 
-use crate::topics::{led_partition, Topic};
+use crate::topics::{led_partition, requested_epoch, Topic};
 use crate::Broker;
 
 const LATEST: i64 = -1;
@@ -61,33 +62,23 @@ fn lookup(
         .with_offset(-1)
         .with_leader_epoch(-1);
     let image = broker.quorum.image();
-    let (node, index) = (broker.config.node_id, wanted.partition_index);
-    let epoch = wanted.current_leader_epoch;
-    let partition = match led_partition(&image, name, topic, index, node, epoch) {
+    let index = PartitionIndex(wanted.partition_index);
+    let epoch = requested_epoch(wanted.current_leader_epoch);
+    let partition = match led_partition(&image, name, topic, index, epoch) {
         Ok(partition) => partition,
-        Err(code) => return response.with_error_code(code.code()),
+        Err(error) => return response.with_error_code(error.code.code()),
     };
-    let log = partition.log.lock();
-    let found = match wanted.timestamp {
-        EARLIEST => Ok(Some((log.log_start_offset(), TimestampMs::NONE))),
-        // Consumers see records below the high watermark only.
-        LATEST => Ok(Some((
-            partition
-                .replication
-                .high_watermark()
-                .min(log.log_end_offset())
-                .max(log.log_start_offset()),
-            TimestampMs::NONE,
-        ))),
-        MAX_TIMESTAMP => log.max_timestamp(),
-        timestamp if timestamp >= 0 => log.offset_for_timestamp(TimestampMs(timestamp)),
+    let spec = match wanted.timestamp {
+        EARLIEST => OffsetSpec::Earliest,
+        LATEST => OffsetSpec::Latest,
+        MAX_TIMESTAMP => OffsetSpec::MaxTimestamp,
+        timestamp if timestamp >= 0 => OffsetSpec::Timestamp(TimestampMs(timestamp)),
         _ => return response.with_error_code(ErrorCode::InvalidRequest.code()),
     };
-    match found {
+    match partition.list_offset(spec) {
         Ok(Some((offset, timestamp))) => {
-            // The leader epoch field exists from v4 on; the encoder refuses it before.
             let epoch = match version >= 4 {
-                true => partition.state.read().leader_epoch,
+                true => partition.leader_epoch().0,
                 false => -1,
             };
             response
@@ -97,8 +88,8 @@ fn lookup(
         }
         Ok(None) => response,
         Err(error) => {
-            tracing::error!(topic = %partition.topic, partition = wanted.partition_index, %error, "offset lookup failed");
-            response.with_error_code(ErrorCode::KafkaStorageError.code())
+            tracing::error!(topic = %partition.topic(), partition = wanted.partition_index, %error, "offset lookup failed");
+            response.with_error_code(error.code().code())
         }
     }
 }

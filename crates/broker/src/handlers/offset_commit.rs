@@ -28,8 +28,13 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16)
     // Per partition: Ok(entry to write) or the error to answer with.
     let mut results = Vec::with_capacity(request.topics.len());
     let mut entries = Vec::new();
+    let image = broker.quorum.image();
     for topic in &request.topics {
-        let known = broker.topics.get(topic.name.as_str());
+        // Like Kafka, the partition must exist in the cluster, wherever its replicas are.
+        let partition_count = image
+            .topics
+            .get(topic.name.as_str())
+            .map_or(0, |topic| topic.partitions.len() as i32);
         let partitions: Vec<(i32, ErrorCode)> = topic
             .partitions
             .iter()
@@ -42,12 +47,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16)
                 let error = match &validated {
                     Err(error) => *error,
                     Ok(()) if metadata.len() > metadata_max => ErrorCode::OffsetMetadataTooLarge,
-                    Ok(())
-                        if known
-                            .as_ref()
-                            .and_then(|t| t.partition(p.partition_index))
-                            .is_none() =>
-                    {
+                    Ok(()) if !(0..partition_count).contains(&p.partition_index) => {
                         ErrorCode::UnknownTopicOrPartition
                     }
                     Ok(()) => {

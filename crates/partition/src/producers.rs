@@ -9,31 +9,33 @@
 //!   for (its state was lost to retention or a restart): it is appended;
 //! - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER, or INVALID_PRODUCER_EPOCH for an older epoch.
 //!
-//! Pure logic, no I/O: the produce handler consults it and records appended batches while it
-//! holds the partition's log lock; the broker rebuilds it from batch headers read back from the
-//! log's tail on start.
+//! Pure logic, no I/O: the partition consults it and records appended batches while it holds
+//! its store lock; on open it is loaded from a snapshot (`snapshot`) and brought up to the log
+//! end from the batch headers after it, and after a truncation it is rebuilt the same way.
 
 use std::collections::{HashMap, VecDeque};
 
 use strom_protocol::batch::BatchHeader;
-use strom_types::{ErrorCode, Offset};
+use strom_types::{ErrorCode, Offset, ProducerEpoch, ProducerId};
 
 /// How many of a producer's latest batches are kept for duplicate detection; Kafka keeps 5,
 /// matching `max.in.flight.requests.per.connection` <= 5 for idempotent producers.
 pub const REMEMBERED_BATCHES_PER_PRODUCER: usize = 5;
 
+/// One remembered batch of a producer: its sequences and where it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BatchSpan {
-    first_sequence: i32,
-    last_sequence: i32,
-    base_offset: Offset,
-    last_offset: Offset,
+pub(crate) struct BatchSpan {
+    pub(crate) first_sequence: i32,
+    pub(crate) last_sequence: i32,
+    pub(crate) base_offset: Offset,
+    pub(crate) last_offset: Offset,
 }
 
-#[derive(Debug, Default)]
-struct ProducerEntry {
-    epoch: i16,
-    batches: VecDeque<BatchSpan>,
+/// One producer's epoch and latest batches, oldest first.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    pub(crate) epoch: ProducerEpoch,
+    pub(crate) batches: VecDeque<BatchSpan>,
 }
 
 /// What to do with one batch from an idempotent producer.
@@ -51,9 +53,9 @@ pub enum SequenceCheck {
 }
 
 /// The idempotent producers of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    producers: HashMap<ProducerId, ProducerEntry>,
 }
 
 fn last_sequence(header: &BatchHeader) -> i32 {
@@ -81,10 +83,11 @@ impl ProducerStates {
                 ),
             );
         }
-        let Some(entry) = self.producers.get(&header.producer_id) else {
+        let epoch = ProducerEpoch(header.producer_epoch);
+        let Some(entry) = self.producers.get(&ProducerId(header.producer_id)) else {
             return SequenceCheck::Append;
         };
-        if header.producer_epoch < entry.epoch {
+        if epoch < entry.epoch {
             return SequenceCheck::Reject(
                 ErrorCode::InvalidProducerEpoch,
                 format!(
@@ -93,7 +96,7 @@ impl ProducerStates {
                 ),
             );
         }
-        if header.producer_epoch > entry.epoch {
+        if epoch > entry.epoch {
             if header.base_sequence != 0 {
                 return SequenceCheck::Reject(
                     ErrorCode::OutOfOrderSequenceNumber,
@@ -135,9 +138,13 @@ impl ProducerStates {
         if header.producer_id < 0 {
             return;
         }
-        let entry = self.producers.entry(header.producer_id).or_default();
-        if header.producer_epoch != entry.epoch {
-            entry.epoch = header.producer_epoch;
+        let epoch = ProducerEpoch(header.producer_epoch);
+        let entry = self
+            .producers
+            .entry(ProducerId(header.producer_id))
+            .or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
             entry.batches.clear();
         }
         if entry.batches.len() == REMEMBERED_BATCHES_PER_PRODUCER {
@@ -151,9 +158,23 @@ impl ProducerStates {
         });
     }
 
-    /// Forgets every producer (the log was truncated below their batches).
-    pub fn clear(&mut self) {
-        self.producers.clear();
+    /// How many producers are remembered.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Every producer's entry, for the snapshot.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (ProducerId, &ProducerEntry)> {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
+    /// Puts back one producer's entry read from a snapshot.
+    pub(crate) fn insert(&mut self, id: ProducerId, entry: ProducerEntry) {
+        self.producers.insert(id, entry);
     }
 }
 

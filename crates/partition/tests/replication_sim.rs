@@ -1,10 +1,11 @@
 //! Deterministic simulation of replication and leader election: three replicas of one
-//! partition, each a real [`Partition`] with a real `strom_log::Log` on disk, driven by the
-//! same code the broker runs (the leader side of a follower fetch, the follower's
-//! `apply_fetched`, the high watermark and ISR rules of `replication`, and the controller's
-//! decisions in `MetadataImage::apply`), over a simulated clock and network: messages are
-//! delayed, dropped, and lost to network partitions; nodes are cut off and killed. Every run
-//! is reproducible from its seed (`STROM_SIM_SEEDS=N` runs more seeds, `STROM_SIM_SEED=S` one).
+//! partition, each a real [`Partition`] with a real `strom_log::Log` on disk, driven through the
+//! same methods the broker calls (the leader's `append_as_leader` and `read_for_follower`, the
+//! follower's `follower_position` and `apply_fetched`, `apply_replica_state`, ISR shrinks and
+//! the proposals partitions send) and the controller's decisions in `MetadataImage::apply`,
+//! over a simulated clock and network: messages are delayed, dropped, and lost to network
+//! partitions; nodes are cut off and killed. Every run is reproducible from its seed
+//! (`STROM_SIM_SEEDS=N` runs more seeds, `STROM_SIM_SEED=S` one).
 //!
 //! Invariants checked after the faults heal: every write acknowledged with acks=all is in the
 //! final leader's log at its acknowledged offset with its value; the in-sync replicas agree
@@ -15,23 +16,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, PartitionData};
-use kafka_protocol::records::RecordBatchDecoder;
-use strom_log::{Log, LogConfig};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_log::LogConfig;
+use strom_metadata::image::PartitionState;
 use strom_metadata::{CommandResult, MetadataCommand, MetadataImage};
-use strom_types::{ErrorCode, Offset, PartitionIndex, TopicName};
+use strom_partition::{
+    AckWait, Acknowledgement, Acks, AppendOptions, FetchedData, FollowerPosition, FollowerRead,
+    IsrProposal, Partition, PartitionId, ReadBound, ReplicaState,
+};
+use strom_protocol::batch::Batches;
+use strom_types::{BrokerId, ErrorCode, LeaderEpoch, Offset, PartitionIndex, TopicName};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::replication::{self, FollowerFetch, Progress};
-use crate::topics::{Partition, ReplicaState};
-
 const NODES: [i32; 3] = [1, 2, 3];
-const MIN_INSYNC: usize = 2;
+const MIN_INSYNC: i32 = 2;
 const SESSION_MS: u64 = 600;
 const LAG_MS: u64 = 400;
 const RUN_MS: u64 = 6_000;
 const QUIET_MS: u64 = 3_000;
+const FETCH_BYTES_MAX: usize = 64 * 1024;
 
 /// xorshift64*: small, seedable, good enough to pick faults.
 struct Rng(u64);
@@ -61,14 +68,13 @@ enum Message {
         value: u64,
     },
     Fetch {
-        from: i32,
-        fetch_offset: Offset,
-        last_epoch: i32,
-        current_epoch: i32,
+        from: BrokerId,
+        position: FollowerPosition,
+        current_epoch: LeaderEpoch,
     },
     FetchAnswer {
-        epoch: i32,
-        data: Box<PartitionData>,
+        epoch: LeaderEpoch,
+        data: Box<FetchedData>,
     },
 }
 
@@ -79,15 +85,29 @@ struct Envelope {
     message: Message,
 }
 
+/// One replica's process: its partition and where its ISR proposals arrive.
+struct Running {
+    partition: Arc<Partition>,
+    proposals: mpsc::UnboundedReceiver<IsrProposal>,
+}
+
 struct Node {
     dir: PathBuf,
     /// None while the process is down.
-    partition: Option<Arc<Partition>>,
+    running: Option<Running>,
     /// The metadata this node has applied (it lags the controller's).
     version: u64,
     fetch_sent_at: Option<u64>,
-    /// acks=all writes waiting: (offset the write needs below the HW, leader epoch, value).
-    pending: Vec<(Offset, i32, u64)>,
+    /// acks=all writes waiting: what the acknowledgement waits for, and the value.
+    pending: Vec<(AckWait, u64)>,
+}
+
+impl Node {
+    fn partition(&self) -> Option<Arc<Partition>> {
+        self.running
+            .as_ref()
+            .map(|running| running.partition.clone())
+    }
 }
 
 struct Sim {
@@ -108,34 +128,100 @@ struct Sim {
     next_value: u64,
 }
 
+fn image_state(image: &MetadataImage) -> &PartitionState {
+    &image.topics["sim"].partitions[0]
+}
+
 fn state_of(image: &MetadataImage) -> ReplicaState {
-    let partition = &image.topics["sim"].partitions[0];
+    let partition = image_state(image);
+    let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect();
     ReplicaState {
-        replicas: partition.replicas.clone(),
-        isr: partition.isr.clone(),
-        leader: partition.leader,
-        leader_epoch: partition.leader_epoch,
+        replicas: ids(&partition.replicas),
+        isr: ids(&partition.isr),
+        leader: (partition.leader >= 0).then_some(BrokerId(partition.leader)),
+        leader_epoch: LeaderEpoch(partition.leader_epoch),
         partition_epoch: partition.partition_epoch,
     }
 }
 
-fn open_partition(dir: &Path, topic_id: Uuid) -> Partition {
-    let log = Log::open(dir, LogConfig::default()).expect("the simulated log opens");
-    Partition {
+fn start(dir: &Path, topic_id: Uuid, node: i32) -> Running {
+    let id = PartitionId {
         topic: TopicName::new("sim").expect("valid name"),
         topic_id,
         index: PartitionIndex(0),
-        log: parking_lot::Mutex::new(log),
-        producers: Default::default(),
-        state: parking_lot::RwLock::new(ReplicaState {
-            replicas: Vec::new(),
-            isr: Vec::new(),
-            leader: -1,
-            leader_epoch: -1,
-            partition_epoch: -1,
-        }),
-        replication: Progress::default(),
-        sync: Default::default(),
+    };
+    let (sender, proposals) = mpsc::unbounded_channel();
+    let partition = Partition::open(dir, id, BrokerId(node), LogConfig::default(), Some(sender))
+        .expect("the simulated partition opens");
+    Running {
+        partition: Arc::new(partition),
+        proposals,
+    }
+}
+
+/// One batch holding `value`, as a producer without an id sends it.
+fn batch(value: u64) -> BytesMut {
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_000,
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from(value.to_string())),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encodes");
+    buf
+}
+
+/// What the leader's answer to a follower's fetch carries, as the broker's Fetch handler
+/// would put it on the wire.
+fn answer(read: Result<FollowerRead, strom_partition::PartitionError>) -> FetchedData {
+    let nothing = |error: ErrorCode| FetchedData {
+        error,
+        high_watermark: Offset(-1),
+        log_start_offset: Offset(-1),
+        diverging_epoch: None,
+        records: None,
+    };
+    match read {
+        Ok(FollowerRead::Diverging {
+            epoch,
+            end_offset,
+            high_watermark,
+            log_start_offset,
+        }) => FetchedData {
+            high_watermark,
+            log_start_offset,
+            diverging_epoch: Some((epoch, end_offset)),
+            ..nothing(ErrorCode::None)
+        },
+        Ok(FollowerRead::Records(read)) => FetchedData {
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            records: Some(read.records),
+            ..nothing(ErrorCode::None)
+        },
+        Ok(FollowerRead::OutOfRange {
+            high_watermark,
+            log_start_offset,
+        }) => FetchedData {
+            high_watermark,
+            log_start_offset,
+            ..nothing(ErrorCode::OffsetOutOfRange)
+        },
+        Err(error) => nothing(error.code()),
     }
 }
 
@@ -171,7 +257,7 @@ impl Sim {
         for id in NODES {
             let dir = root.join(format!("node{id}"));
             let node = Node {
-                partition: Some(Arc::new(open_partition(&dir, topic_id))),
+                running: Some(start(&dir, topic_id, id)),
                 dir,
                 version: 0,
                 fetch_sent_at: None,
@@ -208,7 +294,7 @@ impl Sim {
     }
 
     fn is_up(&self, id: i32) -> bool {
-        self.nodes[&id].partition.is_some()
+        self.nodes[&id].running.is_some()
     }
 
     /// The controller sits with the majority: a cut-off or dead node cannot reach it.
@@ -234,7 +320,7 @@ impl Sim {
         self.image.apply(&command);
         if self.image != before {
             self.version += 1;
-            let state = state_of(&self.image);
+            let state = image_state(&self.image);
             if state.leader >= 0 {
                 let previous = self
                     .leaders_by_epoch
@@ -259,18 +345,8 @@ impl Sim {
             }
             let node = self.nodes.get_mut(&id).expect("node exists");
             node.version = self.version;
-            let partition = node.partition.as_ref().expect("up").clone();
-            let new_epoch = {
-                let mut current = partition.state.write();
-                let new_epoch = current.leader_epoch != state.leader_epoch;
-                *current = state.clone();
-                new_epoch
-            };
-            if new_epoch {
-                replication::on_new_leader_epoch_at(&partition, id, now);
-            } else {
-                replication::on_isr_change(&partition, id);
-            }
+            let partition = node.partition().expect("up");
+            partition.apply_replica_state(state.clone(), now);
         }
     }
 
@@ -289,18 +365,33 @@ impl Sim {
         }
     }
 
-    fn propose_isr(&mut self, leader: i32, isr: Vec<i32>) {
-        if !self.reaches_controller(leader) {
-            return;
+    /// The ISR proposals partitions sent reach the controller from nodes that can reach it;
+    /// either way the proposer reports back, as the broker's does once the quorum answers or
+    /// the proposal times out.
+    fn proposals(&mut self) {
+        for id in NODES {
+            let reaches = self.reaches_controller(id);
+            let Some(running) = self.nodes.get_mut(&id).and_then(|n| n.running.as_mut()) else {
+                continue;
+            };
+            let mut sent = Vec::new();
+            while let Ok(proposal) = running.proposals.try_recv() {
+                sent.push(proposal);
+            }
+            let partition = running.partition.clone();
+            for proposal in sent {
+                if reaches {
+                    self.apply(MetadataCommand::AlterIsr {
+                        topic: self.topic_id,
+                        partition: proposal.partition.0,
+                        leader: proposal.leader.0,
+                        leader_epoch: proposal.leader_epoch.0,
+                        isr: proposal.isr.iter().map(|id| id.0).collect(),
+                    });
+                }
+                partition.isr_proposal_finished();
+            }
         }
-        let state = self.nodes[&leader].partition.as_ref().expect("up").state();
-        self.apply(MetadataCommand::AlterIsr {
-            topic: self.topic_id,
-            partition: 0,
-            leader,
-            leader_epoch: state.leader_epoch,
-            isr,
-        });
     }
 
     fn faults(&mut self) {
@@ -314,7 +405,7 @@ impl Sim {
             self.cut_until.insert(id, until);
         } else if self.rng.chance(2) {
             let node = self.nodes.get_mut(&id).expect("node exists");
-            node.partition = None;
+            node.running = None;
             node.pending.clear();
             node.fetch_sent_at = None;
             let until = self.now_ms + 50 + self.rng.below(1000);
@@ -333,12 +424,13 @@ impl Sim {
                 continue;
             }
             self.down_until.remove(&id);
+            let state = state_of(&self.image);
+            let version = self.version;
             let node = self.nodes.get_mut(&id).expect("node exists");
-            let partition = Arc::new(open_partition(&node.dir, self.topic_id));
-            *partition.state.write() = state_of(&self.image);
-            replication::on_new_leader_epoch_at(&partition, id, now);
-            node.partition = Some(partition);
-            node.version = self.version;
+            let running = start(&node.dir, self.topic_id, id);
+            running.partition.apply_replica_state(state, now);
+            node.running = Some(running);
+            node.version = version;
         }
     }
 
@@ -346,7 +438,7 @@ impl Sim {
         if self.now_ms > RUN_MS || !self.rng.chance(300) {
             return;
         }
-        let leader = state_of(&self.image).leader;
+        let leader = image_state(&self.image).leader;
         if leader < 0 {
             return;
         }
@@ -357,31 +449,30 @@ impl Sim {
 
     fn fetches(&mut self) {
         for id in NODES {
-            let Some(partition) = self.nodes[&id].partition.clone() else {
+            let Some(partition) = self.nodes[&id].partition() else {
                 continue;
             };
-            let state = partition.state();
-            if state.leader < 0 || state.leader == id {
-                continue;
-            }
+            let state = partition.replica_state();
+            let leader = match state.leader {
+                Some(leader) if leader != BrokerId(id) => leader,
+                _ => continue,
+            };
             let outstanding = self.nodes[&id]
                 .fetch_sent_at
                 .is_some_and(|sent| self.now_ms - sent < 50);
             if outstanding {
                 continue;
             }
-            let (fetch_offset, last_epoch) = {
-                let log = partition.log.lock();
-                (log.log_end_offset(), log.latest_epoch().unwrap_or(-1))
+            let Some((position, _, current_epoch)) = partition.follower_position() else {
+                continue;
             };
             self.nodes.get_mut(&id).expect("node exists").fetch_sent_at = Some(self.now_ms);
             let message = Message::Fetch {
-                from: id,
-                fetch_offset,
-                last_epoch,
-                current_epoch: state.leader_epoch,
+                from: BrokerId(id),
+                position,
+                current_epoch,
             };
-            self.send(id, state.leader, message);
+            self.send(id, leader.0, message);
         }
     }
 
@@ -391,23 +482,8 @@ impl Sim {
         }
         let now = self.instant();
         for id in NODES {
-            let Some(partition) = self.nodes[&id].partition.clone() else {
-                continue;
-            };
-            let state = partition.state();
-            if state.leader != id || state.isr.len() <= 1 {
-                continue;
-            }
-            let lagging =
-                replication::lagging_followers(&partition, id, now, Duration::from_millis(LAG_MS));
-            if !lagging.is_empty() {
-                let isr = state
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|m| !lagging.contains(m))
-                    .collect();
-                self.propose_isr(id, isr);
+            if let Some(partition) = self.nodes[&id].partition() {
+                partition.shrink_isr_if_lagging(now, Duration::from_millis(LAG_MS));
             }
         }
     }
@@ -420,123 +496,81 @@ impl Sim {
         self.network = later;
         for envelope in due {
             let cut = self.is_cut(envelope.to) || (envelope.from > 0 && self.is_cut(envelope.from));
-            let Some(partition) = self.nodes[&envelope.to].partition.clone() else {
+            let Some(partition) = self.nodes[&envelope.to].partition() else {
                 continue;
             };
             if cut {
                 continue;
             }
-            self.receive(envelope.to, envelope.from, &partition, envelope.message);
+            self.receive(envelope.to, &partition, envelope.message);
         }
     }
 
-    fn receive(&mut self, id: i32, from: i32, partition: &Arc<Partition>, message: Message) {
+    fn receive(&mut self, id: i32, partition: &Arc<Partition>, message: Message) {
         match message {
             Message::Produce { value } => {
-                let state = partition.state();
-                if state.leader != id || state.isr.len() < MIN_INSYNC {
-                    return;
-                }
-                let key = Bytes::from_static(b"k");
-                let record = (key, Some(Bytes::from(value.to_string())));
-                let mut batch = crate::groups::encode_batch(vec![record]).expect("encodes");
-                let end = {
-                    let mut log = partition.log.lock();
-                    log.append_with_epoch(&mut batch, None, state.leader_epoch)
-                        .expect("the simulated append succeeds");
-                    log.log_end_offset()
+                let options = AppendOptions {
+                    acks: Acks::All,
+                    log_append_time: None,
+                    min_insync_replicas: MIN_INSYNC,
                 };
-                replication::advance_high_watermark(partition, id, end);
-                let node = self.nodes.get_mut(&id).expect("node exists");
-                node.pending.push((end, state.leader_epoch, value));
+                // Refused (not the leader, too few in sync): the client would retry.
+                if let Ok(appended) = partition.append_as_leader(&mut batch(value), options) {
+                    let node = self.nodes.get_mut(&id).expect("node exists");
+                    node.pending.push((appended.ack, value));
+                }
             }
             Message::Fetch {
-                from: follower,
-                fetch_offset,
-                last_epoch,
+                from,
+                position,
                 current_epoch,
             } => {
-                let state = partition.state();
-                let base = PartitionData::default().with_partition_index(0);
-                let data = if state.leader != id || state.leader_epoch != current_epoch {
-                    base.with_error_code(ErrorCode::NotLeaderOrFollower.code())
-                } else {
-                    let now = self.instant();
-                    match replication::on_follower_fetch(
-                        partition,
-                        id,
-                        follower,
-                        fetch_offset,
-                        last_epoch,
-                        now,
-                    ) {
-                        FollowerFetch::Diverging { epoch, end } => base
-                            .with_high_watermark(partition.replication.high_watermark().0)
-                            .with_diverging_epoch(
-                                EpochEndOffset::default()
-                                    .with_epoch(epoch)
-                                    .with_end_offset(end.0),
-                            ),
-                        FollowerFetch::Serve {
-                            log_end, rejoin, ..
-                        } => {
-                            if let Some(isr) = rejoin {
-                                self.propose_isr(id, isr);
-                            }
-                            let log = partition.log.lock();
-                            let read = log
-                                .read(fetch_offset, 64 * 1024, log_end)
-                                .expect("an in-range read succeeds");
-                            base.with_high_watermark(partition.replication.high_watermark().0)
-                                .with_log_start_offset(log.log_start_offset().0)
-                                .with_records(Some(read.records))
-                        }
-                        FollowerFetch::OutOfRange => {
-                            let log = partition.log.lock();
-                            base.with_error_code(ErrorCode::OffsetOutOfRange.code())
-                                .with_high_watermark(partition.replication.high_watermark().0)
-                                .with_log_start_offset(log.log_start_offset().0)
-                        }
-                    }
+                let data = match partition.check_leader(Some(current_epoch)) {
+                    Err(error) => answer(Err(error)),
+                    Ok(_) => answer(partition.read_for_follower(
+                        from,
+                        position,
+                        FETCH_BYTES_MAX,
+                        self.instant(),
+                    )),
                 };
-                self.send(
-                    id,
-                    follower,
-                    Message::FetchAnswer {
-                        epoch: current_epoch,
-                        data: Box::new(data),
-                    },
-                );
+                let message = Message::FetchAnswer {
+                    epoch: current_epoch,
+                    data: Box::new(data),
+                };
+                self.send(id, from.0, message);
             }
             Message::FetchAnswer { epoch, data } => {
-                replication::apply_fetched(partition, epoch, *data);
+                // Refusals are what a real fetcher backs off from; panics fail the test.
+                let _ = partition.apply_fetched(epoch, *data);
                 self.nodes.get_mut(&id).expect("node exists").fetch_sent_at = None;
-                let _ = from;
             }
         }
     }
 
-    /// acks=all answers: a write is acknowledged once it is below the high watermark of a
-    /// leader still in the epoch it was appended in.
+    /// acks=all answers: the group commit's fsync, then each pending write's acknowledgement
+    /// as the produce handler would see it.
     fn acknowledge(&mut self) {
         for id in NODES {
-            let Some(partition) = self.nodes[&id].partition.clone() else {
+            let Some(partition) = self.nodes[&id].partition() else {
                 continue;
             };
-            let state = partition.state();
-            let high_watermark = partition.replication.high_watermark();
+            if self.nodes[&id].pending.is_empty() {
+                continue;
+            }
+            partition.sync().expect("the simulated fsync succeeds");
             let node = self.nodes.get_mut(&id).expect("node exists");
             let mut acknowledged = Vec::new();
-            node.pending.retain(|(end, epoch, value)| {
-                if state.leader != id || state.leader_epoch != *epoch {
-                    return false; // NOT_LEADER_OR_FOLLOWER: the client retries, maybe elsewhere.
-                }
-                if high_watermark >= *end {
-                    acknowledged.push((Offset(end.0 - 1), *value));
-                    return false;
-                }
-                true
-            });
+            node.pending
+                .retain(|(ack, value)| match partition.acknowledgement(ack) {
+                    Acknowledgement::Pending => true,
+                    Acknowledgement::Done => {
+                        acknowledged.push((Offset(ack.end.0 - 1), *value));
+                        false
+                    }
+                    // NOT_LEADER_OR_FOLLOWER and the like: the client retries, maybe elsewhere.
+                    Acknowledgement::Failed(_) => false,
+                });
             self.acknowledged.extend(acknowledged);
         }
     }
@@ -551,6 +585,7 @@ impl Sim {
         self.fetches();
         self.deliver();
         self.isr_maintenance();
+        self.proposals();
         self.acknowledge();
     }
 
@@ -567,13 +602,21 @@ impl Sim {
         }
     }
 
-    /// Every record of a replica's log below `end`: (offset, value).
+    /// Every record of a replica's log below `end`: (offset, value), and the bytes.
     fn records(partition: &Partition, end: Offset) -> (Vec<(Offset, u64)>, Bytes) {
-        let log = partition.log.lock();
-        let bytes = log
-            .read(log.log_start_offset(), usize::MAX >> 1, end)
+        let all = partition
+            .read(
+                partition.log_start_offset(),
+                usize::MAX >> 1,
+                ReadBound::LogEnd,
+            )
             .expect("the whole log reads")
             .records;
+        let below = Batches::new(&all)
+            .take_while(|(header, _)| header.next_offset() <= end)
+            .last()
+            .map_or(0, |(_, range)| range.end);
+        let bytes = all.slice(..below);
         let mut decoding = bytes.clone();
         let batches = RecordBatchDecoder::decode_all(&mut decoding).expect("batches decode");
         let records = batches
@@ -593,32 +636,29 @@ impl Sim {
 
     fn check(&self, seed: u64) {
         let state = state_of(&self.image);
-        assert!(
-            state.leader >= 0,
-            "seed {seed}: no leader after healing: {state:?}"
-        );
-        let leader = self.nodes[&state.leader].partition.as_ref().expect("up");
-        let high_watermark = leader.replication.high_watermark();
-        let (records, leader_bytes) = Sim::records(leader, high_watermark);
+        let leader = state
+            .leader
+            .unwrap_or_else(|| panic!("seed {seed}: no leader after healing: {state:?}"));
+        let partition = self.nodes[&leader.0].partition().expect("up");
+        let high_watermark = partition.high_watermark();
+        let (records, leader_bytes) = Sim::records(&partition, high_watermark);
         let by_offset: BTreeMap<Offset, u64> = records.into_iter().collect();
         for (offset, value) in &self.acknowledged {
             assert_eq!(
                 by_offset.get(offset),
                 Some(value),
                 "seed {seed}: acknowledged value {value} at offset {offset} lost or replaced \
-                 (leader {}, epoch {}, hw {high_watermark})",
-                state.leader,
+                 (leader {leader}, epoch {}, hw {high_watermark})",
                 state.leader_epoch
             );
         }
         for member in &state.isr {
-            let partition = self.nodes[member].partition.as_ref().expect("up");
-            let (_, bytes) = Sim::records(partition, high_watermark);
+            let replica = self.nodes[&member.0].partition().expect("up");
+            let (_, bytes) = Sim::records(&replica, high_watermark);
             assert!(
                 bytes == leader_bytes,
-                "seed {seed}: replica {member} differs from leader {} below the high watermark \
-                 {high_watermark}",
-                state.leader
+                "seed {seed}: replica {member} differs from leader {leader} below the high \
+                 watermark {high_watermark}"
             );
         }
     }

@@ -1,0 +1,36 @@
+//! The broker's one error type: a Kafka error code for the client and a message that says what
+//! to do. Errors from the partition and the log convert with their own code mapping
+//! (`strom_partition::log_error_code` is the only map from log errors to codes).
+
+use strom_log::LogError;
+use strom_partition::PartitionError;
+use strom_types::ErrorCode;
+
+/// Why a request (or one partition or topic of it) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.name())]
+pub struct BrokerError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl BrokerError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> BrokerError {
+        BrokerError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<PartitionError> for BrokerError {
+    fn from(error: PartitionError) -> BrokerError {
+        BrokerError::new(error.code(), error.to_string())
+    }
+}
+
+impl From<LogError> for BrokerError {
+    fn from(error: LogError) -> BrokerError {
+        PartitionError::from(error).into()
+    }
+}

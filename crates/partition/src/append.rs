@@ -1,0 +1,262 @@
+//! The leader's append path, shared by the produce handler and the group coordinator's
+//! `__consumer_offsets` writes: [`Partition::append_as_leader`] checks leadership, the ISR size
+//! and idempotent producers' sequences, writes the batches with the leader epoch stamped in,
+//! moves the high watermark and wakes the followers' fetches; it returns what an acknowledgement
+//! must wait for. [`Partition::wait_acknowledged`] then waits for the group-commit fsync and for
+//! the ISR (the high watermark passing the records), on this partition's own waiters.
+
+use std::time::Instant;
+
+use strom_protocol::batch::{BatchHeader, Batches};
+use strom_types::{ErrorCode, LeaderEpoch, Offset, TimestampMs};
+
+use crate::error::PartitionError;
+use crate::partition::{check_leader, Partition};
+use crate::producers::{ProducerStates, SequenceCheck};
+use crate::waiters::Waiter;
+
+/// How many replicas must have the records before a produce is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: no answer at all.
+    None,
+    /// acks=1: the leader wrote them (to the OS).
+    Leader,
+    /// acks=all: fsynced on the leader and below the high watermark (every ISR member has
+    /// them on disk).
+    All,
+}
+
+/// How to append.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    pub acks: Acks,
+    /// Stamp this append time into the batches (`message.timestamp.type=LogAppendTime`).
+    pub log_append_time: Option<TimestampMs>,
+    /// `min.insync.replicas`: acks=all is refused when the ISR is smaller.
+    pub min_insync_replicas: i32,
+}
+
+/// What an append stored (or, for a producer's retry, had stored before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAppend {
+    pub base_offset: Offset,
+    pub log_append_time: Option<TimestampMs>,
+    pub log_start_offset: Offset,
+    /// What an acknowledgement waits for.
+    pub ack: AckWait,
+}
+
+/// An acknowledgement's condition: the records below `end` fsynced here and below the high
+/// watermark, while the leader epoch they were appended in still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckWait {
+    pub end: Offset,
+    pub leader_epoch: LeaderEpoch,
+    pub min_insync_replicas: i32,
+}
+
+/// Where an acknowledgement stands.
+#[derive(Debug)]
+pub enum Acknowledgement {
+    Pending,
+    Done,
+    Failed(PartitionError),
+}
+
+impl Partition {
+    /// Appends whole v2 batches as the leader; see the module docs. The caller has checked
+    /// the batches' CRCs and sizes (the request's own rules); their base offsets, leader epoch
+    /// and (with `log_append_time`) timestamps are rewritten in place.
+    pub fn append_as_leader(
+        &self,
+        records: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<LeaderAppend, PartitionError> {
+        let headers: Vec<BatchHeader> = Batches::new(records).map(|(header, _)| header).collect();
+        let state = self.state.read();
+        let leader_epoch = check_leader(&state, self.local(), None)?;
+        if options.acks == Acks::All && (state.isr.len() as i32) < options.min_insync_replicas {
+            return Err(PartitionError::NotEnoughReplicas {
+                isr: state.isr.len(),
+                min: options.min_insync_replicas,
+            });
+        }
+        let ack = |end| AckWait {
+            end,
+            leader_epoch,
+            min_insync_replicas: options.min_insync_replicas,
+        };
+        let mut store = self.store.lock();
+        if let Some((base_offset, last_offset)) = check_sequences(&store.producers, &headers)? {
+            // A retry of a batch already written: answer with the original offsets.
+            return Ok(LeaderAppend {
+                base_offset,
+                log_append_time: None,
+                log_start_offset: store.log.log_start_offset(),
+                ack: ack(last_offset.plus(1)),
+            });
+        }
+        let end_before = store.log.log_end_offset();
+        let segment_before = store.log.active_segment_base_offset();
+        let info = store
+            .log
+            .append_with_epoch(records, options.log_append_time, leader_epoch.0)
+            .inspect_err(|error| {
+                if error.is_fatal() {
+                    tracing::error!(topic = %self.topic(), partition = %self.index(), %error, "append failed");
+                }
+            })?;
+        assert_eq!(info.base_offset, end_before, "offsets only grow, densely");
+        debug_assert_crcs(records);
+        if headers.iter().any(|header| header.producer_id >= 0) {
+            for (header, _) in Batches::new(records) {
+                store.producers.record(&header);
+            }
+        }
+        if store.log.active_segment_base_offset() != segment_before {
+            // A roll: snapshot producer state so a restart reads only the new segment.
+            if let Err(error) = store.snapshot_producers(false) {
+                tracing::warn!(topic = %self.topic(), partition = %self.index(), %error, "cannot write the producer state snapshot");
+            }
+        }
+        let moved = self.advance_high_watermark(&state, &store);
+        let log_start_offset = store.log.log_start_offset();
+        drop(store);
+        drop(state);
+        self.log_end_waiters.wake_all();
+        if moved {
+            self.visible_waiters.wake_all();
+        }
+        Ok(LeaderAppend {
+            base_offset: info.base_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset,
+            ack: ack(info.last_offset.plus(1)),
+        })
+    }
+
+    /// Where the acknowledgement of an append stands now.
+    pub fn acknowledgement(&self, ack: &AckWait) -> Acknowledgement {
+        if self.sync.is_poisoned() {
+            return Acknowledgement::Failed(PartitionError::StoragePoisoned);
+        }
+        let state = self.state.read();
+        if state.leader_epoch != ack.leader_epoch || !state.is_led_by(self.local()) {
+            return Acknowledgement::Failed(PartitionError::LeadershipMoved);
+        }
+        if self.high_watermark() < ack.end || self.durable_offset() < ack.end {
+            return Acknowledgement::Pending;
+        }
+        if (state.isr.len() as i32) < ack.min_insync_replicas {
+            return Acknowledgement::Failed(PartitionError::NotEnoughReplicasAfterAppend {
+                min: ack.min_insync_replicas,
+            });
+        }
+        Acknowledgement::Done
+    }
+
+    /// Waits until the records of an acks=all append are fsynced here (group commit) and
+    /// every ISR member has them, or `deadline` passes (REQUEST_TIMED_OUT).
+    pub async fn wait_acknowledged(
+        &self,
+        ack: &AckWait,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), PartitionError> {
+        self.sync.wait_durable(&self.store, ack.end).await?;
+        let waiter = Waiter::new();
+        self.visible_waiters.register(&waiter);
+        loop {
+            match self.acknowledgement(ack) {
+                Acknowledgement::Done => return Ok(()),
+                Acknowledgement::Failed(error) => return Err(error),
+                Acknowledgement::Pending => {}
+            }
+            tokio::select! {
+                () = waiter.woken() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return match self.acknowledgement(ack) {
+                        Acknowledgement::Done => Ok(()),
+                        Acknowledgement::Failed(error) => Err(error),
+                        Acknowledgement::Pending => Err(PartitionError::ReplicationTimedOut),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Drops the followers that have not caught up within `lag_max` from the ISR (a proposal
+    /// to the controller), if this broker leads. Returns whether it proposed.
+    pub fn shrink_isr_if_lagging(&self, now: Instant, lag_max: std::time::Duration) -> bool {
+        let state = self.state.read();
+        if !state.is_led_by(self.local()) || state.isr.len() <= 1 {
+            return false;
+        }
+        let mut store = self.store.lock();
+        let lagging = store
+            .progress
+            .lagging(&state.isr, self.local(), now, lag_max);
+        if lagging.is_empty() || store.progress.isr_change_in_flight {
+            return false;
+        }
+        let isr = state
+            .isr
+            .iter()
+            .copied()
+            .filter(|member| !lagging.contains(member))
+            .collect();
+        self.propose_isr(&state, &mut store, isr);
+        true
+    }
+}
+
+/// Checks idempotent producers' sequences. `Some(span)` means the request is a retry of a
+/// batch already written at that span of offsets.
+fn check_sequences(
+    producers: &ProducerStates,
+    headers: &[BatchHeader],
+) -> Result<Option<(Offset, Offset)>, PartitionError> {
+    let refuse = |code, message: &str| PartitionError::Producer {
+        code,
+        message: message.to_owned(),
+    };
+    for header in headers.iter().filter(|header| header.producer_id >= 0) {
+        if header.is_transactional() {
+            return Err(refuse(
+                ErrorCode::InvalidRecord,
+                "transactional batches are not supported yet",
+            ));
+        }
+        match producers.check(header) {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } if headers.len() == 1 => return Ok(Some((base_offset, last_offset))),
+            SequenceCheck::Duplicate { .. } => {
+                return Err(refuse(
+                    ErrorCode::DuplicateSequenceNumber,
+                    "a duplicate batch arrived among others",
+                ))
+            }
+            SequenceCheck::Reject(code, message) => {
+                return Err(PartitionError::Producer { code, message })
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// In debug builds, checks every batch's CRC (after an append, and when read back), so a bug
+/// that damages stored bytes fails where it starts.
+pub(crate) fn debug_assert_crcs(records: &[u8]) {
+    if cfg!(debug_assertions) {
+        let mut batches = Batches::new(records);
+        for (header, range) in batches.by_ref() {
+            if let Err(error) = strom_protocol::batch::verify_crc(&records[range], &header) {
+                panic!("batch at offset {} damaged: {error}", header.base_offset);
+            }
+        }
+        assert!(batches.error().is_none(), "{:?}", batches.error());
+    }
+}

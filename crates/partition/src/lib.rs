@@ -1,0 +1,61 @@
+//! Strom's partition: one owner for everything a broker keeps about one partition it hosts,
+//! the way Kafka has `Partition`/`UnifiedLog` and Redpanda `cluster::partition`.
+//!
+//! # A tour
+//! - `partition`: [`Partition`] itself, its state and lock order, leadership checks, the
+//!   replica state from the metadata image ([`Partition::apply_replica_state`]: become leader
+//!   or follower), the high watermark's rules, retention, compaction and close.
+//! - `append`: the leader's append path, one for produce requests and the group
+//!   coordinator's offset commits ([`Partition::append_as_leader`]), and what an acks=all
+//!   answer waits for ([`Partition::wait_acknowledged`]).
+//! - `read`: records up to the high watermark (consumers) or the log end (followers),
+//!   ListOffsets and OffsetForLeaderEpoch lookups.
+//! - `leader`: a follower's fetch as the leader sees it ([`Partition::read_for_follower`]):
+//!   divergence, progress, the high watermark, ISR rejoins. `progress` is the pure bookkeeping
+//!   behind it (Kafka's rules for caught-up and lagging followers).
+//! - `follower`: where this broker fetches from when it follows, and applying the leader's
+//!   answer ([`Partition::apply_fetched`]): truncation, append, fsync, high watermark.
+//! - `producers` and `snapshot`: idempotent producers' sequence state, kept with the log
+//!   (`store`) and snapshotted so a restart does not rescan the log.
+//! - `durability`: group commit, one fsync for every acks=all request waiting.
+//! - `waiters`: per-partition waiter lists (Kafka's purgatory keyed by partition): a long-poll
+//!   fetch or an acks=all produce is woken only by its own partitions.
+//! - `replica`: the replica state, and the ISR proposals a leader sends up a channel instead
+//!   of calling the controller itself.
+//! - `error`: [`PartitionError`], and the one mapping from log errors to Kafka error codes.
+//!
+//! # Data flow
+//! produce: handler validates the request's batches -> [`Partition::append_as_leader`] (leader
+//! check, producer sequences, `Log::append_with_epoch`, high watermark) -> wakes followers'
+//! fetches -> [`Partition::wait_acknowledged`] for acks=all (fsync, then the high watermark on
+//! this partition's waiters). Follower: [`Partition::follower_position`] -> Fetch to the leader
+//! -> [`Partition::read_for_follower`] there -> [`Partition::apply_fetched`] here.
+//!
+//! Nothing here knows the network or the metadata quorum: the replica state comes in as a
+//! value, proposals go out on a channel, time is passed in.
+
+mod append;
+mod durability;
+mod error;
+mod follower;
+mod leader;
+mod partition;
+mod producers;
+mod progress;
+mod read;
+mod replica;
+mod snapshot;
+mod store;
+#[cfg(test)]
+mod test_support;
+mod waiters;
+
+pub use append::{AckWait, Acknowledgement, Acks, AppendOptions, LeaderAppend};
+pub use error::{log_error_code, PartitionError};
+pub use follower::{Applied, FetchedData};
+pub use leader::{FollowerPosition, FollowerRead};
+pub use partition::{Partition, PartitionId};
+pub use producers::{ProducerStates, SequenceCheck, REMEMBERED_BATCHES_PER_PRODUCER};
+pub use read::{OffsetSpec, PartitionRead, ReadBound};
+pub use replica::{IsrProposal, ProposalSender, ReplicaState, StateChange};
+pub use waiters::{WaitFor, Waiter};

@@ -1,0 +1,115 @@
+//! What a partition keeps behind its store lock: the log, the idempotent producers' state
+//! (kept with the log, as Kafka's `ProducerStateManager` is) and, on the leader, its followers'
+//! progress. Everything here changes together: an append checks and records producer sequences
+//! in the same critical section that writes the batches, so a retry can never slip between.
+
+use strom_log::{Log, LogError};
+use strom_protocol::batch::Batches;
+use strom_types::Offset;
+
+use crate::producers::ProducerStates;
+use crate::progress::FollowerProgress;
+use crate::snapshot;
+
+/// Bytes read at a time when walking batch headers to rebuild producer state.
+const SCAN_READ_BYTES: usize = 1 << 20;
+
+pub(crate) struct Store {
+    pub(crate) log: Log,
+    pub(crate) producers: ProducerStates,
+    pub(crate) progress: FollowerProgress,
+}
+
+impl Store {
+    /// A store over a just-opened log, with producer state loaded from the snapshot (or
+    /// rebuilt; see `snapshot`).
+    pub(crate) fn new(log: Log) -> Result<Store, LogError> {
+        let producers = load_producers(&log)?;
+        Ok(Store {
+            log,
+            producers,
+            progress: FollowerProgress::default(),
+        })
+    }
+
+    /// Rebuilds producer state after the log lost its tail.
+    pub(crate) fn rebuild_producers(&mut self) -> Result<(), LogError> {
+        self.producers = load_producers(&self.log)?;
+        Ok(())
+    }
+
+    /// Writes the producer state as of the log end (see `snapshot` for when).
+    pub(crate) fn snapshot_producers(&self, durable: bool) -> std::io::Result<()> {
+        snapshot::write(
+            self.log.dir(),
+            self.log.log_end_offset(),
+            &self.producers,
+            durable,
+        )
+    }
+
+    /// Truncates the log to `offset`, deleting a producer snapshot that lies above it first,
+    /// then rebuilds producer state from what is left.
+    pub(crate) fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        if offset < self.log.log_end_offset() {
+            delete_snapshot(&self.log);
+        }
+        self.log.truncate_to(offset)?;
+        self.rebuild_producers()
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
+    pub(crate) fn restart_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        delete_snapshot(&self.log);
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.producers = ProducerStates::default();
+        Ok(())
+    }
+}
+
+fn delete_snapshot(log: &Log) {
+    if let Err(error) = snapshot::delete(log.dir()) {
+        // A stale snapshot left behind is caught on open only if its offset is past the log
+        // end; make the failure loud, it means the directory is not writable.
+        tracing::error!(dir = %log.dir().display(), %error, "cannot delete the producer state snapshot");
+    }
+}
+
+/// Producer state for `log`: the snapshot if it lies within the log, brought up to the log end
+/// from the batch headers after it; otherwise rebuilt from the active segment's headers.
+fn load_producers(log: &Log) -> Result<ProducerStates, LogError> {
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let (mut states, from) = match snapshot::read(log.dir()) {
+        Ok(Some((offset, states))) if offset >= start && offset <= end => (states, offset),
+        Ok(Some((offset, _))) => {
+            tracing::debug!(dir = %log.dir().display(), %offset, %start, %end, "producer state snapshot is outside the log; rebuilding");
+            (ProducerStates::default(), log.active_segment_base_offset())
+        }
+        Ok(None) => (ProducerStates::default(), log.active_segment_base_offset()),
+        Err(error) => {
+            tracing::warn!(dir = %log.dir().display(), %error, "ignoring the producer state snapshot; rebuilding");
+            (ProducerStates::default(), log.active_segment_base_offset())
+        }
+    };
+    scan_producers(log, from.max(start), &mut states)?;
+    Ok(states)
+}
+
+/// Records into `states` every batch from `from` to the log end.
+fn scan_producers(log: &Log, from: Offset, states: &mut ProducerStates) -> Result<(), LogError> {
+    let end = log.log_end_offset();
+    let mut offset = from;
+    while offset < end {
+        let read = log.read(offset, SCAN_READ_BYTES, end)?;
+        let mut advanced = false;
+        for (header, _) in Batches::new(&read.records) {
+            states.record(&header);
+            offset = header.next_offset();
+            advanced = true;
+        }
+        if !advanced {
+            break;
+        }
+    }
+    Ok(())
+}
