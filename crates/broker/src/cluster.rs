@@ -15,7 +15,7 @@ use std::time::Duration;
 use strom_metadata::{
     CommandResult, MetadataCommand, MetadataImage, MetadataQuorum, QuorumConfig, QuorumError,
 };
-use strom_types::ErrorCode;
+use strom_types::{ErrorCode, ProducerId};
 use uuid::Uuid;
 
 use strom_coordinator::OFFSETS_TOPIC;
@@ -213,7 +213,7 @@ fn quorum_error(error: QuorumError) -> BrokerError {
 
 /// A producer id never handed out before in the cluster: from this broker's block, asking
 /// the controller for the next block when it runs out.
-pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, BrokerError> {
+pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<ProducerId, BrokerError> {
     let mut ids = broker.producer_ids.lock().await;
     if ids.0 == ids.1 {
         let command = MetadataCommand::AllocateProducerIds {
@@ -226,10 +226,10 @@ pub async fn allocate_producer_id(broker: &Arc<Broker>) -> Result<i64, BrokerErr
                 "the controller answered a producer id request with something else",
             ));
         };
-        *ids = (first, first + count);
+        *ids = (ProducerId(first), ProducerId(first + count));
     }
     let id = ids.0;
-    ids.0 += 1;
+    ids.0 = ProducerId(id.0 + 1);
     Ok(id)
 }
 

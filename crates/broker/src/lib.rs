@@ -38,6 +38,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use strom_metadata::MetadataQuorum;
+use strom_types::ProducerId;
 use tokio::sync::watch;
 
 pub use config::{BrokerConfig, ConfigError};
@@ -51,8 +52,8 @@ pub struct Broker {
     pub groups: Arc<groups::GroupRuntime>,
     /// The follower side of replication: one fetcher per leader this node follows.
     pub fetchers: fetchers::Fetchers,
-    /// The block of producer ids the controller handed this broker: (next, end).
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// The block of producer ids the controller handed this broker: next to hand out, end.
+    producer_ids: tokio::sync::Mutex<(ProducerId, ProducerId)>,
     /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
     stopping: watch::Sender<bool>,
 }
@@ -113,7 +114,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         topics,
         groups,
         fetchers: fetchers::Fetchers::default(),
-        producer_ids: tokio::sync::Mutex::new((0, 0)),
+        producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
     });
     broker.fetchers.update(&broker);

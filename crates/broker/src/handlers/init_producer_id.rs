@@ -36,7 +36,7 @@ async fn init(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProdu
     }
     match cluster::allocate_producer_id(broker).await {
         Ok(id) => response
-            .with_producer_id(ProducerId(id))
+            .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),
         Err(error) => {
             tracing::error!(%error, "cannot allocate a producer id");
