@@ -41,6 +41,17 @@ def read_uvarint(data: bytes, position: int) -> tuple[int, int]:
         shift += 7
 
 
+def compact_string(value: bytes | None) -> bytes:
+    """A compact (nullable) string or bytes of a flexible version: unsigned varint length + 1
+    (0 for null), then the bytes. Its length is not bounded by 32767 the way a plain string's is."""
+    return uvarint(0) if value is None else uvarint(len(value) + 1) + value
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    """A compact array of already encoded items: unsigned varint count + 1, then the items."""
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
 def request_header(api_key: int, api_version: int, correlation_id: int, flexible: bool,
                    client_id: bytes | None = b"strom-e2e") -> bytes:
     header = struct.pack(">hhi", api_key, api_version, correlation_id)

@@ -191,12 +191,13 @@ impl GroupRuntime {
                     topic: topic.clone(),
                     partition: *partition,
                 };
-                (
-                    offsets::encode_key(&key),
-                    Some(offsets::encode_value(value)),
-                )
+                let key = offsets::try_encode_key(&key).map_err(unencodable)?;
+                Ok((
+                    key,
+                    Some(offsets::try_encode_value(value).map_err(unencodable)?),
+                ))
             })
-            .collect();
+            .collect::<Result<_, ErrorCode>>()?;
         self.append(group, records).await
     }
 
@@ -207,7 +208,7 @@ impl GroupRuntime {
             by_group
                 .entry(key.group.as_str())
                 .or_default()
-                .push((offsets::encode_key(key), None));
+                .push((offsets::try_encode_key(key).map_err(unencodable)?, None));
         }
         for (group, records) in by_group {
             self.append(group, records).await?;
@@ -244,6 +245,13 @@ impl GroupRuntime {
             .await
             .map_err(commit_error)
     }
+}
+
+/// A record the coordinator admitted but the record format cannot hold (a string over 32 KiB):
+/// the coordinator's checks should have refused it, so this is a bug, answered, not a panic.
+fn unencodable(error: offsets::RecordError) -> ErrorCode {
+    tracing::error!(%error, "cannot encode an offsets record the coordinator admitted");
+    ErrorCode::UnknownServerError
 }
 
 /// What a commit's client is told when the write to `__consumer_offsets` failed: Kafka's

@@ -18,6 +18,10 @@
 //!
 //! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
 //! Every bound is in [`limits`].
+//!
+//! The unit tests (`client_tests`, `group_tests`) run against `fake_broker`, an in-process
+//! broker over in-memory topics whose `groups` child answers the group APIs; both can be told
+//! to misbehave.
 
 pub mod client;
 pub mod cluster;
@@ -35,8 +39,6 @@ pub mod versions;
 mod client_tests;
 #[cfg(test)]
 mod fake_broker;
-#[cfg(test)]
-mod fake_groups;
 #[cfg(test)]
 mod group_tests;
 

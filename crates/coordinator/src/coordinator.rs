@@ -1,8 +1,14 @@
 //! Every group this node coordinates, and the offset and admin operations over them.
 //!
 //! Offset commits are two steps so that nothing is acknowledged before it is durable: the
-//! runtime asks [`GroupCoordinator::validate_commit`], writes the records to
-//! `__consumer_offsets`, waits for the fsync, then calls [`GroupCoordinator::apply_commit`].
+//! runtime asks [`GroupCoordinator::validate_commit`] (and [`crate::limits::check_offset`] per
+//! partition), writes the records to `__consumer_offsets`, waits for the fsync, then calls
+//! [`GroupCoordinator::apply_commit`].
+//!
+//! Every request that can create a group or lead to a record (join, sync, heartbeats, leave,
+//! commits, deletes) has its group id checked with [`crate::limits`] before anything else, so a
+//! group id no record could hold never becomes state or a record; look-ups (describe, fetch)
+//! need no check, since such an id is never found.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +23,7 @@ use crate::group::{
     Group, GroupState, JoinRequest, JoinResponse, Limits, Output, ReplyTo, SyncRequest,
     SyncResponse,
 };
+use crate::limits::{self, check_group_id, check_group_id_not_empty};
 use crate::offsets::{CommittedOffset, OffsetKey, OffsetsRecord};
 
 /// The coordinator's settings, with Kafka's names and defaults.
@@ -170,10 +177,10 @@ impl GroupCoordinator {
         fresh_member_id: String,
         now_ms: i64,
     ) -> Vec<Output> {
-        if request.group_id.is_empty() {
+        if let Err(error) = check_group_id_not_empty(&request.group_id) {
             return vec![Output::Join(
                 reply,
-                JoinResponse::error(ErrorCode::InvalidGroupId, &request.member_id),
+                JoinResponse::error(error, &request.member_id),
             )];
         }
         if self
@@ -215,12 +222,11 @@ impl GroupCoordinator {
     }
 
     pub fn sync(&mut self, reply: ReplyTo, request: SyncRequest, now_ms: i64) -> Vec<Output> {
+        if let Err(error) = check_group_id_not_empty(&request.group_id) {
+            return vec![Output::Sync(reply, SyncResponse::error(error))];
+        }
         match self.groups.get_mut(&request.group_id) {
             Some(group) => group.sync(reply, request, now_ms),
-            None if request.group_id.is_empty() => vec![Output::Sync(
-                reply,
-                SyncResponse::error(ErrorCode::InvalidGroupId),
-            )],
             None => vec![Output::Sync(
                 reply,
                 SyncResponse::error(ErrorCode::UnknownMemberId),
@@ -236,9 +242,11 @@ impl GroupCoordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> ErrorCode {
+        if let Err(error) = check_group_id_not_empty(group_id) {
+            return error;
+        }
         match self.groups.get_mut(group_id) {
             Some(group) => group.heartbeat(member_id, instance_id, generation_id, now_ms),
-            None if group_id.is_empty() => ErrorCode::InvalidGroupId,
             None => ErrorCode::UnknownMemberId,
         }
     }
@@ -251,10 +259,8 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now_ms: i64,
     ) -> Result<(Vec<ErrorCode>, Vec<Output>), ErrorCode> {
+        check_group_id_not_empty(group_id)?;
         let limits = self.config.limits();
-        if group_id.is_empty() {
-            return Err(ErrorCode::InvalidGroupId);
-        }
         let Some(group) = self.groups.get_mut(group_id) else {
             // Kafka answers each member, not the request as a whole.
             return Ok((vec![ErrorCode::UnknownMemberId; members.len()], Vec::new()));
@@ -280,12 +286,16 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> ConsumerHeartbeatResponse {
         let group_id = request.group_id.clone();
-        if group_id.is_empty() {
-            return ConsumerHeartbeatResponse::error(
-                ErrorCode::InvalidGroupId,
-                "the group id is empty",
-                &request.member_id,
-            );
+        if let Err(error) = check_group_id_not_empty(&group_id) {
+            let message = match group_id.is_empty() {
+                true => "the group id is empty".to_owned(),
+                false => format!(
+                    "the group id has {} bytes, more than the {}-byte limit",
+                    group_id.len(),
+                    limits::GROUP_ID_BYTES_MAX
+                ),
+            };
+            return ConsumerHeartbeatResponse::error(error, message, &request.member_id);
         }
         if let Some(classic) = self.groups.get(&group_id) {
             if !classic.is_idle() {
@@ -374,9 +384,7 @@ impl GroupCoordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> Result<(), ErrorCode> {
-        if group_id.is_empty() {
-            return Err(ErrorCode::InvalidGroupId);
-        }
+        check_group_id_not_empty(group_id)?;
         if let Some(group) = self.consumer_groups.get(group_id) {
             if generation_id < 0 && member_id.is_empty() {
                 return if group.members.is_empty() {
@@ -418,13 +426,22 @@ impl GroupCoordinator {
     }
 
     /// Records offsets that are now durable. A group id with offsets but no group yet is an
-    /// Empty classic group, as in Kafka, so that it shows in ListGroups.
+    /// Empty classic group, as in Kafka, so that it shows in ListGroups. A commit none of whose
+    /// partitions was written (all refused) changes nothing: it must not create a group.
     pub fn apply_commit(
         &mut self,
         group_id: &str,
         offsets: Vec<(String, i32, CommittedOffset)>,
         now_ms: i64,
     ) {
+        if offsets.is_empty() {
+            return;
+        }
+        assert_eq!(
+            check_group_id(group_id),
+            Ok(()),
+            "validate_commit refuses group ids no record can hold"
+        );
         if !self.consumer_groups.contains_key(group_id) {
             self.groups
                 .entry(group_id.to_owned())
@@ -568,6 +585,8 @@ impl GroupCoordinator {
     /// Checks that a group may be deleted and returns the offsets whose tombstones must be
     /// written; [`GroupCoordinator::forget`] removes it once they are durable.
     pub fn prepare_delete(&self, group_id: &str) -> Result<Vec<OffsetKey>, ErrorCode> {
+        // Kafka accepts DeleteGroups for the empty group id (old clients); it is simply not found.
+        check_group_id(group_id)?;
         let idle = match (
             self.groups.get(group_id),
             self.consumer_groups.get(group_id),
@@ -615,6 +634,7 @@ impl GroupCoordinator {
 
     /// OffsetDelete: a group may drop offsets of topics none of its members subscribe to.
     pub fn check_offset_delete(&self, group_id: &str, topic: &str) -> Result<(), ErrorCode> {
+        check_group_id_not_empty(group_id)?;
         if let Some(group) = self.consumer_groups.get(group_id) {
             if group
                 .members

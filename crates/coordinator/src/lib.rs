@@ -3,6 +3,9 @@
 //! - [`group`]: one consumer group's classic-protocol state machine (Empty,
 //!   PreparingRebalance, CompletingRebalance, Stable, Dead), its members and its committed
 //!   offsets.
+//! - [`consumer_group`]: a KIP-848 consumer group (`group.protocol=consumer`), driven by
+//!   ConsumerGroupHeartbeat; the coordinator computes its assignment with one of the
+//!   server-side [`assignors`] (`uniform`, `range`).
 //! - [`coordinator`]: every group this node coordinates. The broker's runtime calls it with a
 //!   request and the current time in milliseconds and gets back the responses to send, which
 //!   may answer requests that arrived earlier (a JoinGroup waits for the rebalance, a
@@ -10,6 +13,8 @@
 //!   which the runtime calls periodically with the time; tests drive it with a fake clock.
 //! - [`offsets`]: the `__consumer_offsets` record format (Kafka's own key and value layout),
 //!   so committed offsets are durable and rebuilt on start by replaying that topic.
+//! - [`limits`]: what every entry point refuses before it keeps or writes anything: group ids,
+//!   topics and metadata longer than a record's 16-bit string length can hold.
 //!
 //! Responses to deferred requests are addressed by [`ReplyTo`], an opaque token the runtime
 //! chooses per request.
@@ -18,6 +23,7 @@ pub mod assignors;
 pub mod consumer_group;
 pub mod coordinator;
 pub mod group;
+pub mod limits;
 pub mod offsets;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};

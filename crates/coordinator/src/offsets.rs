@@ -5,6 +5,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::limits::RECORD_STRING_BYTES_MAX;
+
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const GROUP_METADATA_KEY_VERSION: i16 = 2;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
@@ -26,7 +28,7 @@ pub struct CommittedOffset {
     pub commit_timestamp_ms: i64,
 }
 
-/// Why a record of `__consumer_offsets` could not be read.
+/// Why a record of `__consumer_offsets` could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     #[error("offsets record is truncated")]
@@ -35,6 +37,11 @@ pub enum RecordError {
     NotUtf8,
     #[error("offsets record has unknown {what} version {version}")]
     UnknownVersion { what: &'static str, version: i16 },
+    #[error(
+        "the {field} of an offsets record has {bytes} bytes; a record holds at most \
+         {RECORD_STRING_BYTES_MAX}"
+    )]
+    StringTooLong { field: &'static str, bytes: usize },
 }
 
 /// What one record of `__consumer_offsets` says.
@@ -46,11 +53,16 @@ pub enum OffsetsRecord {
     GroupMetadata,
 }
 
-fn put_string(buf: &mut BytesMut, text: &str) {
-    let length = i16::try_from(text.len())
-        .expect("group ids, topics and metadata are bounded well below 32 KiB");
+/// Writes a Kafka `string` (i16 length); `field` names it in the error.
+fn put_string(buf: &mut BytesMut, field: &'static str, text: &str) -> Result<(), RecordError> {
+    let too_long = RecordError::StringTooLong {
+        field,
+        bytes: text.len(),
+    };
+    let length = i16::try_from(text.len()).map_err(|_| too_long)?;
     buf.put_i16(length);
     buf.put_slice(text.as_bytes());
+    Ok(())
 }
 
 fn get_string(buf: &mut Bytes) -> Result<String, RecordError> {
@@ -76,23 +88,38 @@ fn get<T>(
     Ok(read(buf))
 }
 
-pub fn encode_key(key: &OffsetKey) -> Bytes {
+/// A record key, or [`RecordError::StringTooLong`] for a group id or topic that a record cannot
+/// hold (the coordinator refuses those before it gets here: see [`crate::limits`]).
+pub fn try_encode_key(key: &OffsetKey) -> Result<Bytes, RecordError> {
     let mut buf = BytesMut::with_capacity(8 + key.group.len() + key.topic.len());
     buf.put_i16(OFFSET_COMMIT_KEY_VERSION);
-    put_string(&mut buf, &key.group);
-    put_string(&mut buf, &key.topic);
+    put_string(&mut buf, "group id", &key.group)?;
+    put_string(&mut buf, "topic", &key.topic)?;
     buf.put_i32(key.partition);
-    buf.freeze()
+    Ok(buf.freeze())
 }
 
-pub fn encode_value(value: &CommittedOffset) -> Bytes {
+/// A record value, or [`RecordError::StringTooLong`] for metadata that a record cannot hold.
+pub fn try_encode_value(value: &CommittedOffset) -> Result<Bytes, RecordError> {
     let mut buf = BytesMut::with_capacity(24 + value.metadata.len());
     buf.put_i16(OFFSET_COMMIT_VALUE_VERSION);
     buf.put_i64(value.offset);
     buf.put_i32(value.leader_epoch);
-    put_string(&mut buf, &value.metadata);
+    put_string(&mut buf, "metadata", &value.metadata)?;
     buf.put_i64(value.commit_timestamp_ms);
-    buf.freeze()
+    Ok(buf.freeze())
+}
+
+/// [`try_encode_key`] for a key the coordinator produced or accepted: every entry point checks
+/// group ids and topics against [`crate::limits`] first, so a key a record cannot hold is a
+/// bug here, not a client's doing. Callers that can report an error use `try_encode_key`.
+pub fn encode_key(key: &OffsetKey) -> Bytes {
+    try_encode_key(key).unwrap_or_else(|error| panic!("{error}: the coordinator admitted it"))
+}
+
+/// [`try_encode_value`] for a value the coordinator accepted (see [`encode_key`]).
+pub fn encode_value(value: &CommittedOffset) -> Bytes {
+    try_encode_value(value).unwrap_or_else(|error| panic!("{error}: the coordinator admitted it"))
 }
 
 /// Reads one record's key and (possibly null) value.
@@ -182,6 +209,48 @@ mod tests {
                 what: "key",
                 version: 9
             })
+        );
+    }
+
+    #[test]
+    fn strings_a_record_cannot_hold_are_errors_not_panics() {
+        let long = "x".repeat(RECORD_STRING_BYTES_MAX + 1);
+        let key = |group: &str, topic: &str| OffsetKey {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition: 0,
+        };
+        assert_eq!(
+            try_encode_key(&key(&long, "t")),
+            Err(RecordError::StringTooLong {
+                field: "group id",
+                bytes: long.len()
+            })
+        );
+        assert_eq!(
+            try_encode_key(&key("g", &long)),
+            Err(RecordError::StringTooLong {
+                field: "topic",
+                bytes: long.len()
+            })
+        );
+        let value = |metadata: &str| CommittedOffset {
+            offset: 1,
+            leader_epoch: 0,
+            metadata: metadata.to_owned(),
+            commit_timestamp_ms: 0,
+        };
+        let error = try_encode_value(&value(&long)).unwrap_err();
+        assert!(error.to_string().contains("metadata"), "{error}");
+
+        // The longest strings a record holds still round-trip.
+        let longest = "y".repeat(RECORD_STRING_BYTES_MAX);
+        let (key, value) = (key(&longest, &longest), value(&longest));
+        let encoded_key = try_encode_key(&key).unwrap();
+        let encoded_value = try_encode_value(&value).unwrap();
+        assert_eq!(
+            decode(&encoded_key, Some(&encoded_value)),
+            Ok(OffsetsRecord::Commit(key, value))
         );
     }
 

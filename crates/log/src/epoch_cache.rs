@@ -5,9 +5,12 @@
 //! Followers use it to find where their log diverged from a new leader's (KIP-101, KIP-279):
 //! they ask the leader for the end offset of their latest epoch (OffsetForLeaderEpoch) and
 //! truncate to it. Entries are strictly increasing in both epoch and start offset; every rule
-//! below keeps that true, the way Kafka's does.
+//! below keeps that true, the way Kafka's does. [`check_epoch_not_behind`] is the rule appends
+//! (as leader and as follower) apply before a batch reaches the cache.
 
 use strom_types::Offset;
+
+use crate::error::LogError;
 
 /// Kafka's `OffsetsForLeaderEpochResponse.UNDEFINED_EPOCH`: no epoch is known.
 pub const UNDEFINED_EPOCH: i32 = -1;
@@ -135,6 +138,26 @@ impl EpochCache {
             None => requested,
         };
         Some((epoch, end_offset))
+    }
+}
+
+/// Refuses a batch whose leader epoch is older than `latest`: leader epochs only grow along a
+/// log, so an older one means a deposed leader or a follower fetching from the wrong log.
+/// `NO_PARTITION_LEADER_EPOCH` is not an epoch and always passes.
+pub(crate) fn check_epoch_not_behind(
+    epoch: i32,
+    latest: Option<i32>,
+    base_offset: Offset,
+) -> Result<(), LogError> {
+    match latest {
+        Some(latest) if epoch != NO_PARTITION_LEADER_EPOCH && epoch < latest => {
+            Err(LogError::LeaderEpochBehind {
+                epoch,
+                latest_epoch: latest,
+                base_offset,
+            })
+        }
+        _ => Ok(()),
     }
 }
 

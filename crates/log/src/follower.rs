@@ -16,8 +16,8 @@ use std::ops::Range;
 
 use strom_protocol::batch::{BatchError, BatchHeader};
 
+use crate::epoch_cache::check_epoch_not_behind;
 use crate::error::LogError;
-use crate::leader_epoch::check_epoch_not_behind;
 use crate::log::{validated_batches, AppendInfo, Log, RollState};
 
 /// Consecutive batches of one append that go to the same segment.

@@ -132,26 +132,6 @@ impl Log {
     }
 }
 
-/// Refuses a batch whose leader epoch is older than `latest`: leader epochs only grow along a
-/// log, so an older one means a deposed leader or a follower fetching from the wrong log.
-/// `NO_PARTITION_LEADER_EPOCH` is not an epoch and always passes.
-pub(crate) fn check_epoch_not_behind(
-    epoch: i32,
-    latest: Option<i32>,
-    base_offset: Offset,
-) -> Result<(), LogError> {
-    match latest {
-        Some(latest) if epoch != NO_PARTITION_LEADER_EPOCH && epoch < latest => {
-            Err(LogError::LeaderEpochBehind {
-                epoch,
-                latest_epoch: latest,
-                base_offset,
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Assigns the epoch of every batch in `segment` (headers only), in offset order.
 fn assign_segment_epochs(segment: &Segment, cache: &mut EpochCache) -> Result<(), LogError> {
     let start = WalkStart {

@@ -12,7 +12,9 @@
 //!   segments batch by batch so one fetch may span several.
 //! - `epoch_cache`, `epoch_checkpoint`, `leader_epoch`: Kafka's leader epoch cache, which
 //!   epoch started at which offset, kept in `leader-epoch-checkpoint` (Kafka's text format,
-//!   replaced atomically, written before the batches that start a new epoch). Truncation,
+//!   replaced atomically, written before the batches that start a new epoch). `epoch_cache`
+//!   holds the data and its rules (an append whose epoch goes backwards is refused there),
+//!   `epoch_checkpoint` the file, and `leader_epoch` wires both to the [`Log`]. Truncation,
 //!   retention and recovery keep it within the log's bounds; [`Log::end_offset_for_epoch`]
 //!   answers OffsetForLeaderEpoch for followers finding where to truncate.
 //! - `segment`: one `<base offset>.log` file and its two indexes; appends, reads, truncation.

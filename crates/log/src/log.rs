@@ -11,9 +11,8 @@ use strom_types::{Offset, TimestampMs};
 
 use crate::checkpoint;
 use crate::config::LogConfig;
-use crate::epoch_cache::{EpochCache, NO_PARTITION_LEADER_EPOCH};
+use crate::epoch_cache::{check_epoch_not_behind, EpochCache, NO_PARTITION_LEADER_EPOCH};
 use crate::error::{IoContext, LogError};
-use crate::leader_epoch::check_epoch_not_behind;
 use crate::segment::Segment;
 use crate::sync::{Durability, SyncHandle};
 

@@ -7,6 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use strom_coordinator::limits;
 use strom_coordinator::offsets::CommittedOffset;
 use strom_types::ErrorCode;
 
@@ -44,9 +45,11 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16)
                     .as_ref()
                     .map(|m| m.to_string())
                     .unwrap_or_default();
-                let error = match &validated {
-                    Err(error) => *error,
-                    Ok(()) if metadata.len() > metadata_max => ErrorCode::OffsetMetadataTooLarge,
+                let checked = validated.and_then(|()| {
+                    limits::check_offset(topic.name.as_str(), &metadata, metadata_max)
+                });
+                let error = match checked {
+                    Err(error) => error,
                     Ok(()) if !(0..partition_count).contains(&p.partition_index) => {
                         ErrorCode::UnknownTopicOrPartition
                     }

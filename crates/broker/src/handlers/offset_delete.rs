@@ -15,6 +15,10 @@ use crate::Broker;
 pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16) -> Reply {
     let groups = broker.groups.clone();
     let group_id = request.group_id.to_string();
+    if let Err(error) = strom_coordinator::limits::check_group_id_not_empty(&group_id) {
+        let response = OffsetDeleteResponse::default().with_error_code(error.code());
+        return Reply::Now(ResponseKind::OffsetDelete(response));
+    }
     if groups.coordinator().group(&group_id).is_none() {
         let response =
             OffsetDeleteResponse::default().with_error_code(ErrorCode::GroupIdNotFound.code());

@@ -1,8 +1,14 @@
 //! Every bound of the quorum's runtime in one place, with its unit in its name.
 
 /// The largest frame on a controller connection (a snapshot travels in one frame), and the
-/// largest record in the Raft log file.
+/// largest record in the Raft log file. A larger size prefix closes the connection.
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A frame body up to this size is allocated whole when its size prefix arrives; a larger one
+/// grows from here only as its bytes actually arrive, so a size prefix alone (the listener is
+/// not authenticated) cannot make a node reserve [`FRAME_BYTES_MAX`]. Votes, appends and
+/// heartbeats are far smaller; only snapshots grow past it. The client listener does the same.
+pub const FRAME_BODY_BYTES_UPFRONT: usize = 1024 * 1024;
 
 /// A Raft log segment file is rolled once it holds this many bytes.
 pub const LOG_SEGMENT_BYTES_MAX: u64 = 8 * 1024 * 1024;

@@ -117,7 +117,19 @@ impl Connection {
         });
         let reader_state = state.clone();
         let read_task = tokio::spawn(async move {
-            while let Ok(Some(body)) = frame::read(&mut reader).await {
+            loop {
+                let body = match frame::read(&mut reader).await {
+                    Ok(Some(body)) => body,
+                    Ok(None) => break,
+                    Err(error) if frame::is_oversized(&error) => {
+                        tracing::warn!("dropping a controller connection: {error}");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::debug!("dropping a controller connection: {error}");
+                        break;
+                    }
+                };
                 let Ok(response) = serde_json::from_slice::<ResponseFrame>(&body) else {
                     tracing::warn!("dropping a controller connection: undecodable response");
                     break;

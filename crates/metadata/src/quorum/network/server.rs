@@ -69,6 +69,10 @@ async fn serve_connection<H: Handler>(stream: TcpStream, from: SocketAddr, handl
         let body = match frame::read(&mut reader).await {
             Ok(Some(body)) => body,
             Ok(None) => break,
+            Err(error) if frame::is_oversized(&error) => {
+                tracing::warn!(%from, "closing a controller connection: {error}");
+                break;
+            }
             Err(error) => {
                 tracing::debug!(%from, "closing a controller connection: {error}");
                 break;

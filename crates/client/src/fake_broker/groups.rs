@@ -24,7 +24,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
-use crate::fake_broker::{encode, FakeState};
+use super::{encode, FakeState};
 
 /// One member of a fake group.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! An in-process fake broker for the client's tests: a tokio listener that answers
 //! ApiVersions, Metadata, CreateTopics, DeleteTopics, DescribeConfigs, Produce, Fetch and
 //! ListOffsets from an in-memory log, and the group APIs from in-memory groups
-//! ([`crate::fake_groups`]), with knobs to misbehave.
+//! ([`groups`]), with knobs to misbehave.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-pub use crate::fake_groups::{FakeGroup, FakeMember};
+mod groups;
+
+pub use groups::{FakeGroup, FakeMember};
 
 /// One partition's log: whole batches with their offsets assigned.
 #[derive(Default)]
@@ -189,10 +191,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<FakeState>>, port: u16) {
     }
 }
 
-pub(crate) fn encode<R: Encodable + HeaderVersion>(
-    response: &R,
-    version: i16,
-) -> Option<(BytesMut, i16)> {
+fn encode<R: Encodable + HeaderVersion>(response: &R, version: i16) -> Option<(BytesMut, i16)> {
     let mut body = BytesMut::new();
     response.encode(&mut body, version).unwrap();
     Some((body, R::header_version(version)))
@@ -374,9 +373,7 @@ fn handle(
                 .collect();
             encode(&ListOffsetsResponse::default().with_topics(topics), version)
         }
-        8 | 9 | 10 | 15 | 16 | 42 | 47 | 69 => {
-            crate::fake_groups::handle(&mut state, key, version, body, port)
-        }
+        8 | 9 | 10 | 15 | 16 | 42 | 47 | 69 => groups::handle(&mut state, key, version, body, port),
         other => panic!("the fake broker does not handle api key {other}"),
     }
 }
