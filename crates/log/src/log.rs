@@ -454,7 +454,8 @@ pub(crate) fn validated_batches(
     ranges
         .into_iter()
         .map(|range| {
-            // The handler checked the CRC already; checking again here pairs with recovery's.
+            // The one CRC check of an append (the produce handler leaves it to the log); it
+            // pairs with recovery's on open and the partition's on read back in debug builds.
             let header = batch::validate(&records[range.clone()])?;
             Ok((header, range))
         })

@@ -88,7 +88,13 @@ impl Partition {
             min_insync_replicas: options.min_insync_replicas,
         };
         let mut store = self.store.lock();
-        if let Some((base_offset, last_offset)) = check_sequences(&store.producers, &headers)? {
+        let sequences = check_sequences(&store.producers, &headers);
+        if !matches!(sequences, Ok(None)) {
+            // The log checks CRCs as it appends; an answer given without appending (a retry's
+            // original offsets, a sequence refusal) must not vouch for a damaged batch either.
+            verify_crcs(records)?;
+        }
+        if let Some((base_offset, last_offset)) = sequences? {
             // A retry of a batch already written: answer with the original offsets.
             return Ok(LeaderAppend {
                 base_offset,
@@ -245,6 +251,15 @@ fn check_sequences(
         }
     }
     Ok(None)
+}
+
+/// Every batch's CRC, as the log would check it on append.
+fn verify_crcs(records: &[u8]) -> Result<(), PartitionError> {
+    for (header, range) in Batches::new(records) {
+        strom_protocol::batch::verify_crc(&records[range], &header)
+            .map_err(|error| PartitionError::Log(strom_log::LogError::InvalidBatch(error)))?;
+    }
+    Ok(())
 }
 
 /// In debug builds, checks every batch's CRC (after an append, and when read back), so a bug
