@@ -130,7 +130,14 @@ async fn fetch_from(
         let timeout_ms = wait_ms + 10_000;
         let response = tokio::select! {
             response = conn.send_versioned(&request, REPLICA_FETCH_VERSION, timeout_ms) => response,
-            _ = assigned.changed() => continue,
+            _ = assigned.changed() => {
+                // New partitions to follow: fetch them now. Not on this connection, where the
+                // leader answers in request order and so would hold the new fetch behind the
+                // abandoned long poll for up to replica.fetch.wait.max.ms (the first acks=all
+                // produces to a new topic waited 200-560 ms for it); on a new one.
+                connection = None;
+                continue;
+            }
         };
         let response = match response {
             Ok(response) => response,
