@@ -118,3 +118,48 @@ async fn shutdown_signal() {
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServerArgs {
+        ServerArgs {
+            listen: None,
+            advertise: None,
+            data_dir: None,
+            config: None,
+            settings: Vec::new(),
+            node_id: None,
+            controller_listen: None,
+            controller_quorum: None,
+        }
+    }
+
+    #[test]
+    fn flags_and_the_file_are_given_settings() {
+        let file = std::env::temp_dir().join(format!("strom-server-{}.toml", std::process::id()));
+        std::fs::write(&file, "advertised.listeners = \"broker.example:9999\"\n").unwrap();
+        let config = build_config(&ServerArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:19092".to_owned()),
+            node_id: Some(4),
+            ..args()
+        });
+        std::fs::remove_file(&file).unwrap();
+        let config = config.unwrap();
+        // The file's advertised address stays: only a missing one becomes the listener's.
+        assert_eq!(config.advertise, ("broker.example".to_owned(), 9999));
+        assert_eq!(config.node_id, 4);
+        assert_eq!(config.given("node.id"), Some("4"));
+        assert_eq!(config.given("listeners"), Some("127.0.0.1:19092"));
+
+        let config = build_config(&ServerArgs {
+            listen: Some("0.0.0.0:19093".to_owned()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(config.advertise, ("127.0.0.1".to_owned(), 19093));
+        assert_eq!(config.given("advertised.listeners"), None);
+    }
+}
