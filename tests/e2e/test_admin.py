@@ -193,6 +193,44 @@ def test_config_file(start_broker):
     wait_until(lambda: len(topic_partitions(b.bootstrap, topic) or {}) == 4, 20, "auto-created with 4 partitions")
 
 
+def test_broker_configs_list_every_key_with_its_source(start_broker):
+    """Broker DescribeConfigs lists every settable key, and tells the given ones from defaults."""
+    b = start_broker(settings={"group.max.size": 5, "log.retention.hours": 2, "num.partitions": 1})
+    configs = describe_broker_configs(b.bootstrap)
+    # Settable keys that DescribeConfigs used to leave out.
+    for key in [
+        "group.max.size",
+        "group.initial.rebalance.delay.ms",
+        "group.consumer.max.size",
+        "offsets.retention.minutes",
+        "offset.metadata.max.bytes",
+        "log.retention.hours",
+        "log.retention.minutes",
+        "broker.id",
+        "log.dir",
+    ]:
+        assert key in configs, key
+    static, default = ConfigSource.STATIC_BROKER_CONFIG.value, ConfigSource.DEFAULT_CONFIG.value
+    assert (configs["group.max.size"].value, configs["group.max.size"].source) == ("5", static)
+    # Given at start, even with the default value, is static, as Kafka reports server.properties.
+    assert configs["num.partitions"].source == static
+    assert configs["offset.metadata.max.bytes"].source == default
+    assert configs["offset.metadata.max.bytes"].is_default
+    assert configs["log.retention.minutes"].value is None  # Kafka's null: no default
+    # log.retention.ms takes its value from log.retention.hours, and says so.
+    retention = configs["log.retention.ms"]
+    assert (retention.value, retention.source) == (str(2 * 3600 * 1000), static)
+    assert {"log.retention.hours", "log.retention.ms"} <= set(retention.synonyms)
+    # Flags are given settings too.
+    assert configs["listeners"].source == static
+    assert configs["log.dirs"].source == static
+    # Topics created afterwards take the broker's value, reported as coming from the broker.
+    topic = unique("from-broker")
+    create_topic(b.bootstrap, topic)
+    topic_retention = describe_topic_configs(b.bootstrap, topic)["retention.ms"]
+    assert (topic_retention.value, topic_retention.source) == (str(2 * 3600 * 1000), static)
+
+
 def test_auto_create_disabled(start_broker):
     b = start_broker(settings={"auto.create.topics.enable": False})
     topic = unique("not-auto")

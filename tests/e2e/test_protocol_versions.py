@@ -200,12 +200,23 @@ def check_describe_configs(s: Session, version: int):
     resource = DescribeConfigsRequest.DescribeConfigsResource(
         resource_type=TOPIC_RESOURCE, resource_name=s.topic, configuration_keys=None
     )
-    response = s.call(32, version, DescribeConfigsRequest(resources=[resource], include_synonyms=False,
-                                                          include_documentation=False))
+    response = s.call(32, version, DescribeConfigsRequest(resources=[resource], include_synonyms=True,
+                                                          include_documentation=True))
     (r,) = response.results
     assert r.error_code == 0, f"error {r.error_code} {r.error_message}"
-    names = {c.name for c in r.configs}
-    assert {"retention.ms", "segment.bytes", "cleanup.policy"} <= names
+    configs = {c.name: c for c in r.configs}
+    assert {"retention.ms", "segment.bytes", "cleanup.policy"} <= set(configs)
+    retention = configs["retention.ms"]
+    assert retention.config_source == 5  # DEFAULT_CONFIG: the topic was created without it
+    # The broker keys that supply the default, each with its value and source.
+    assert [(y.name, y.value, y.source) for y in retention.synonyms] == [
+        ("log.retention.ms", "604800000", 5),
+        ("log.retention.hours", "168", 5),
+    ]
+    if version >= 3:
+        assert retention.config_type == 5  # LONG
+        assert configs["cleanup.policy"].config_type == 7  # LIST
+        assert retention.documentation, "documentation was asked for"
 
 
 def check_describe_cluster(s: Session, version: int):

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use strom_broker::config::parse_listener;
 use strom_broker::BrokerConfig;
 
 #[derive(clap::Args)]
@@ -39,7 +38,6 @@ pub struct ServerArgs {
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
-    let mut advertise_given = false;
     if let Some(path) = &args.config {
         config.apply_file(path)?;
     }
@@ -48,16 +46,16 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--set takes KEY=VALUE, not '{setting}'"))?;
         config.set(key.trim(), value.trim())?;
-        advertise_given |= key.trim() == "advertised.listeners";
     }
+    // Each flag is the key of the same meaning given once more, so it wins and DescribeConfigs
+    // reports it as given.
     if let Some(listen) = &args.listen {
         config.set("listeners", listen)?;
     }
     if let Some(advertise) = &args.advertise {
-        config.advertise = parse_listener("--advertise", advertise)?;
-        advertise_given = true;
+        config.set("advertised.listeners", advertise)?;
     }
-    if !advertise_given {
+    if config.given("advertised.listeners").is_none() {
         // Like Kafka: advertise the listener, with a wildcard host replaced by loopback.
         let host = match config.listen.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
@@ -66,10 +64,12 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
         config.advertise = (host, config.listen.port());
     }
     if let Some(dir) = &args.data_dir {
+        // Not through `log.dirs`, which keeps the first of a comma-separated list: the flag
+        // takes any path.
         config.data_dir = dir.clone();
     }
     if let Some(node_id) = args.node_id {
-        config.node_id = node_id;
+        config.set("node.id", &node_id.to_string())?;
     }
     if let Some(listen) = &args.controller_listen {
         config.set("controller.listeners", listen)?;
@@ -116,5 +116,50 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServerArgs {
+        ServerArgs {
+            listen: None,
+            advertise: None,
+            data_dir: None,
+            config: None,
+            settings: Vec::new(),
+            node_id: None,
+            controller_listen: None,
+            controller_quorum: None,
+        }
+    }
+
+    #[test]
+    fn flags_and_the_file_are_given_settings() {
+        let file = std::env::temp_dir().join(format!("strom-server-{}.toml", std::process::id()));
+        std::fs::write(&file, "advertised.listeners = \"broker.example:9999\"\n").unwrap();
+        let config = build_config(&ServerArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:19092".to_owned()),
+            node_id: Some(4),
+            ..args()
+        });
+        std::fs::remove_file(&file).unwrap();
+        let config = config.unwrap();
+        // The file's advertised address stays: only a missing one becomes the listener's.
+        assert_eq!(config.advertise, ("broker.example".to_owned(), 9999));
+        assert_eq!(config.node_id, 4);
+        assert_eq!(config.given("node.id"), Some("4"));
+        assert_eq!(config.given("listeners"), Some("127.0.0.1:19092"));
+
+        let config = build_config(&ServerArgs {
+            listen: Some("0.0.0.0:19093".to_owned()),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(config.advertise, ("127.0.0.1".to_owned(), 19093));
+        assert_eq!(config.given("advertised.listeners"), None);
     }
 }

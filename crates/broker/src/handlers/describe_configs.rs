@@ -1,78 +1,40 @@
 //! DescribeConfigs for topics (every topic config with its effective value and where it comes
-//! from) and for this broker (its settings by their Kafka names).
+//! from) and for this broker (every setting of the broker key table by its Kafka name), with
+//! synonyms (v1+, when asked), types and documentation (v3+, documentation when asked). The
+//! values, sources and synonyms come from `config::describe`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use strom_types::ErrorCode;
 
 use super::str_bytes;
-use crate::config::{BrokerConfig, ConfigType, TOPIC_CONFIG_KEYS};
+use crate::config::{ConfigSource, ConfigType, DescribedConfig};
 use crate::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
-/// Where a config value comes from, with Kafka's numbering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigSource {
-    DynamicTopic = 1,
-    StaticBroker = 4,
-    Default = 5,
-}
-
-/// A topic's configs: (name, value, source, type), every key the broker knows.
+/// A topic's configs as (name, value, source, type), every key the broker knows; CreateTopics
+/// v5+ returns them too.
 pub fn topic_entries(
     broker: &Broker,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(String, String, ConfigSource, ConfigType)> {
-    let builtin = BrokerConfig::default().topic_defaults;
-    TOPIC_CONFIG_KEYS
-        .iter()
-        .map(|key| {
-            let (value, source) = match overrides.get(key.name) {
-                Some(value) => (value.clone(), ConfigSource::DynamicTopic),
-                None => {
-                    let value = broker.config.topic_defaults[key.name].clone();
-                    let source = if builtin[key.name] == value {
-                        ConfigSource::Default
-                    } else {
-                        ConfigSource::StaticBroker
-                    };
-                    (value, source)
-                }
-            };
-            (key.name.to_owned(), value, source, key.config_type)
-        })
-        .collect()
-}
-
-fn broker_entries(broker: &Broker) -> Vec<(String, String, ConfigSource, ConfigType)> {
-    let builtin: BTreeMap<String, String> =
-        BrokerConfig::default().describe().into_iter().collect();
-    broker
-        .config
-        .describe()
-        .into_iter()
-        .map(|(name, value)| {
-            let source = if builtin.get(&name) == Some(&value) {
-                ConfigSource::Default
-            } else {
-                ConfigSource::StaticBroker
-            };
-            let config_type = if value == "true" || value == "false" {
-                ConfigType::Boolean
-            } else if value.parse::<i64>().is_ok() {
-                ConfigType::Long
-            } else {
-                ConfigType::String
-            };
-            (name, value, source, config_type)
+    (broker.config.describe_topic(overrides).into_iter())
+        .map(|config| {
+            let value = config.value.unwrap_or_default();
+            (
+                config.name.to_owned(),
+                value,
+                config.source,
+                config.config_type,
+            )
         })
         .collect()
 }
@@ -82,15 +44,30 @@ pub fn handle(
     request: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
+    let detail = Detail {
+        synonyms: request.include_synonyms,
+        documentation: request.include_documentation,
+    };
     let results = request
         .resources
         .into_iter()
-        .map(|resource| describe(broker, resource))
+        .map(|resource| describe(broker, resource, detail))
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn describe(broker: &Arc<Broker>, resource: DescribeConfigsResource) -> DescribeConfigsResult {
+/// What the request asked for beyond each config's value.
+#[derive(Clone, Copy)]
+struct Detail {
+    synonyms: bool,
+    documentation: bool,
+}
+
+fn describe(
+    broker: &Arc<Broker>,
+    resource: DescribeConfigsResource,
+    detail: Detail,
+) -> DescribeConfigsResult {
     let result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
@@ -103,7 +80,7 @@ fn describe(broker: &Arc<Broker>, resource: DescribeConfigsResource) -> Describe
     let name = resource.resource_name.as_str();
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => match broker.topics.get(name) {
-            Some(topic) => topic_entries(broker, &topic.overrides),
+            Some(topic) => broker.config.describe_topic(&topic.overrides),
             None => {
                 return failed(
                     ErrorCode::UnknownTopicOrPartition,
@@ -112,7 +89,7 @@ fn describe(broker: &Arc<Broker>, resource: DescribeConfigsResource) -> Describe
             }
         },
         RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
-            broker_entries(broker)
+            broker.config.describe()
         }
         RESOURCE_BROKER => {
             return failed(
@@ -132,14 +109,34 @@ fn describe(broker: &Arc<Broker>, resource: DescribeConfigsResource) -> Describe
         .map(|keys| keys.iter().map(|key| key.to_string()).collect::<Vec<_>>());
     let configs = entries
         .into_iter()
-        .filter(|(name, ..)| wanted.as_ref().is_none_or(|keys| keys.contains(name)))
-        .map(|(name, value, source, config_type)| {
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_config_source(source as i8)
-                .with_config_type(config_type as i8)
-        })
+        .filter(|config| (wanted.as_ref()).is_none_or(|keys| keys.iter().any(|k| k == config.name)))
+        .map(|config| result_entry(config, detail))
         .collect();
     result.with_configs(configs)
+}
+
+/// One config on the wire. The encoder leaves out what the request's version lacks
+/// (`config_type` and `documentation` before v3).
+fn result_entry(config: DescribedConfig, detail: Detail) -> DescribeConfigsResourceResult {
+    let synonyms = match detail.synonyms {
+        true => (config.synonyms.into_iter())
+            .map(|synonym| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(synonym.name))
+                    .with_value(synonym.value.map(str_bytes))
+                    .with_source(synonym.source as i8)
+            })
+            .collect(),
+        false => Vec::new(),
+    };
+    let documentation = (detail.documentation).then(|| str_bytes(config.documentation));
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(config.name))
+        .with_value(config.value.map(str_bytes))
+        .with_read_only(config.read_only)
+        .with_config_source(config.source as i8)
+        .with_is_sensitive(config.sensitive)
+        .with_synonyms(synonyms)
+        .with_config_type(config.config_type as i8)
+        .with_documentation(documentation)
 }

@@ -1,0 +1,912 @@
+//! Every broker setting, declared once: its Kafka name, type, default, accepted values, Kafka's
+//! update mode, a sentence of documentation, the `strom server` flag that also sets it, and how
+//! its value lands in [`BrokerConfig`]. `BrokerConfig::set`, `BrokerConfig::default`, broker
+//! DescribeConfigs and the README's configuration table all read [`BROKER_KEYS`].
+//! (Kafka's `ConfigDef` built by `KafkaConfig`, Redpanda's `config::configuration`.)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use strom_types::limits::PARTITIONS_PER_TOPIC_MAX;
+
+use super::topic_keys::{TopicKey, TOPIC_KEYS};
+use super::value::{self, ConfigType, UpdateMode, Validator, Value};
+use super::{invalid, BrokerConfig, ConfigError};
+
+/// One broker setting (Kafka's `ConfigDef.ConfigKey`, Redpanda's `config::property`).
+pub struct BrokerKey {
+    /// Kafka's name for it.
+    pub name: &'static str,
+    pub config_type: ConfigType,
+    /// As Kafka prints it; `None` is Kafka's null (no value unless given).
+    pub default: Option<&'static str>,
+    pub validator: Validator,
+    /// Whether Kafka can change it at runtime; AlterConfigs will follow it.
+    pub update_mode: UpdateMode,
+    /// One sentence, for DescribeConfigs and the README.
+    pub documentation: &'static str,
+    /// The `strom server` flag that sets it too.
+    pub flag: Option<&'static str>,
+    pub access: Access,
+}
+
+/// Where a broker setting's value lives.
+pub enum Access {
+    /// In a field of [`BrokerConfig`]: `apply` lands a checked value there, `read` shows the
+    /// current one as DescribeConfigs does.
+    Field {
+        apply: fn(&mut BrokerConfig, &Value),
+        read: fn(&BrokerConfig) -> Option<String>,
+    },
+    /// In `BrokerConfig::topic_defaults`: the key is the broker-wide default of the topic config
+    /// whose `broker_default_key` it is (`log.segment.bytes` for `segment.bytes`).
+    TopicDefault,
+    /// Another name for the key `of`, in other units or an older spelling
+    /// (`log.retention.hours` for `log.retention.ms`). Kafka's precedence: `of` wins over its
+    /// synonyms, and a synonym over those listed after it in [`BROKER_KEYS`]. `convert` turns
+    /// the value into `of`'s terms. It reads back as given, or as its default.
+    Synonym {
+        of: &'static str,
+        convert: fn(&Value) -> Value,
+    },
+}
+
+const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+
+/// What most keys share: Kafka fixes them at start and no flag sets them. An entry states the
+/// rest; a test checks that none is left empty.
+const FIXED: BrokerKey = BrokerKey {
+    name: "",
+    config_type: ConfigType::String,
+    default: None,
+    validator: Validator::Any,
+    update_mode: UpdateMode::ReadOnly,
+    documentation: "",
+    flag: None,
+    access: Access::TopicDefault,
+};
+
+/// Every broker setting, in the order the README lists them.
+pub const BROKER_KEYS: &[BrokerKey] = &[
+    // -- this node ----------------------------------------------------------------------------
+    BrokerKey {
+        name: "node.id",
+        config_type: ConfigType::Int,
+        default: Some("1"),
+        validator: Validator::AtLeast(0),
+        documentation: "This node's id, unique in the cluster.",
+        flag: Some("--node-id"),
+        access: Access::Field {
+            apply: |c, v| c.node_id = v.number() as i32,
+            read: |c| Some(c.node_id.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "broker.id",
+        config_type: ConfigType::Int,
+        validator: Validator::AtLeast(0),
+        documentation: "The older name of `node.id`.",
+        access: Access::Synonym {
+            of: "node.id",
+            convert: Value::clone,
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "process.roles",
+        config_type: ConfigType::List,
+        default: Some("broker,controller"),
+        validator: Validator::Custom {
+            check: |text| parse_roles(text).map(drop),
+            valid: "[broker,controller], [broker]",
+        },
+        documentation: "`broker,controller` for a node that votes in the metadata quorum, \
+                        `broker` for one that only follows it (a Raft learner).",
+        access: Access::Field {
+            apply: |c, v| c.cluster.controller = parse_roles(&v.to_string()).expect("checked"),
+            read: |c| {
+                let roles = match c.cluster.controller {
+                    true => "broker,controller",
+                    false => "broker",
+                };
+                Some(roles.to_owned())
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "listeners",
+        config_type: ConfigType::String,
+        default: Some("PLAINTEXT://127.0.0.1:9092"),
+        validator: Validator::Custom {
+            check: |text| listen_address(text).map(drop),
+            valid: "[PLAINTEXT://]IP:PORT",
+        },
+        update_mode: UpdateMode::PerBroker,
+        documentation: "Where the broker accepts clients (the first listener of a list).",
+        flag: Some("--listen"),
+        access: Access::Field {
+            apply: |c, v| c.listen = listen_address(v.text()).expect("checked"),
+            read: |c| Some(format!("PLAINTEXT://{}", c.listen)),
+        },
+    },
+    BrokerKey {
+        name: "advertised.listeners",
+        config_type: ConfigType::String,
+        validator: Validator::Custom {
+            check: |text| host_port(text).map(drop),
+            valid: "[PLAINTEXT://]HOST:PORT",
+        },
+        update_mode: UpdateMode::PerBroker,
+        documentation: "The address clients are told to connect to; without it, the listener \
+                        with a wildcard host replaced by loopback.",
+        flag: Some("--advertise"),
+        access: Access::Field {
+            apply: |c, v| c.advertise = host_port(v.text()).expect("checked"),
+            read: |c| {
+                let (host, port) = &c.advertise;
+                Some(format!("PLAINTEXT://{host}:{port}"))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.dirs",
+        config_type: ConfigType::String,
+        default: Some("./strom-data"),
+        validator: Validator::Custom {
+            check: |text| first_dir(text).map(drop),
+            valid: "DIR",
+        },
+        documentation: "The directory of partition logs and metadata (the first of a list: \
+                        Strom keeps one).",
+        flag: Some("--data-dir"),
+        access: Access::Field {
+            apply: |c, v| c.data_dir = first_dir(v.text()).expect("checked"),
+            read: |c| Some(c.data_dir.display().to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.dir",
+        config_type: ConfigType::String,
+        validator: Validator::Custom {
+            check: |text| first_dir(text).map(drop),
+            valid: "DIR",
+        },
+        documentation: "The older, single-directory name of `log.dirs`.",
+        access: Access::Synonym {
+            of: "log.dirs",
+            convert: Value::clone,
+        },
+        ..FIXED
+    },
+    // -- the metadata quorum ------------------------------------------------------------------
+    BrokerKey {
+        name: "controller.quorum.voters",
+        config_type: ConfigType::List,
+        default: Some(""),
+        validator: Validator::Custom {
+            check: |text| voters(text).map(drop),
+            valid: "ID@HOST:PORT,...",
+        },
+        documentation: "The metadata quorum's voters; empty makes this node a cluster of its \
+                        own.",
+        flag: Some("--controller-quorum"),
+        access: Access::Field {
+            apply: |c, v| c.cluster.voters = voters(&v.to_string()).expect("checked"),
+            read: |c| {
+                let voters: Vec<String> = (c.cluster.voters.iter())
+                    .map(|(id, address)| format!("{id}@{address}"))
+                    .collect();
+                Some(voters.join(","))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "controller.listeners",
+        config_type: ConfigType::String,
+        validator: Validator::Custom {
+            check: |text| listen_address(text).map(drop),
+            valid: "[PLAINTEXT://]IP:PORT",
+        },
+        documentation: "Where this node serves the other controllers (Strom's key: Kafka \
+                        names a CONTROLLER listener in `listeners`).",
+        flag: Some("--controller-listen"),
+        access: Access::Field {
+            apply: |c, v| {
+                c.cluster.controller_listen = Some(listen_address(v.text()).expect("checked"))
+            },
+            read: |c| {
+                c.cluster
+                    .controller_listen
+                    .map(|address| address.to_string())
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "controller.quorum.election.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("1000"),
+        validator: Validator::AtLeast(20),
+        documentation: "The metadata quorum's Raft election timeout (a cluster of one node \
+                        uses at most 100).",
+        access: Access::Field {
+            apply: |c, v| c.cluster.election_timeout_ms = v.number() as u64,
+            read: |c| Some(c.cluster.election_timeout_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "broker.rack",
+        config_type: ConfigType::String,
+        documentation: "This node's rack: a partition's replicas are spread over as many racks \
+                        as there are.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.rack = Some(v.text().to_owned()).filter(|r| !r.is_empty()),
+            read: |c| c.cluster.rack.clone(),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "broker.session.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("9000"),
+        validator: Validator::AtLeast(1),
+        documentation: "A broker the controller has not heard from for this long is fenced.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.broker_session_timeout_ms = v.number() as u64,
+            read: |c| Some(c.cluster.broker_session_timeout_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "broker.heartbeat.interval.ms",
+        config_type: ConfigType::Int,
+        default: Some("2000"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often a broker heartbeats to the controller.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.broker_heartbeat_interval_ms = v.number() as u64,
+            read: |c| Some(c.cluster.broker_heartbeat_interval_ms.to_string()),
+        },
+        ..FIXED
+    },
+    // -- topics ---------------------------------------------------------------------------------
+    BrokerKey {
+        name: "auto.create.topics.enable",
+        config_type: ConfigType::Boolean,
+        default: Some("true"),
+        documentation: "Creates a topic that a Metadata or Produce request names but that does \
+                        not exist.",
+        access: Access::Field {
+            apply: |c, v| c.auto_create_topics = v.boolean(),
+            read: |c| Some(c.auto_create_topics.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "delete.topic.enable",
+        config_type: ConfigType::Boolean,
+        default: Some("true"),
+        documentation: "Lets DeleteTopics delete topics.",
+        access: Access::Field {
+            apply: |c, v| c.delete_topic_enable = v.boolean(),
+            read: |c| Some(c.delete_topic_enable.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "num.partitions",
+        config_type: ConfigType::Int,
+        default: Some("1"),
+        validator: Validator::Between(1, PARTITIONS_PER_TOPIC_MAX as i64),
+        documentation: "Partitions of an auto-created topic, and of CreateTopics asking for the \
+                        default (-1).",
+        access: Access::Field {
+            apply: |c, v| c.num_partitions = v.number() as i32,
+            read: |c| Some(c.num_partitions.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "default.replication.factor",
+        config_type: ConfigType::Int,
+        default: Some("1"),
+        validator: Validator::Between(1, i16::MAX as i64),
+        documentation: "Replicas of an auto-created topic (capped at the live brokers), and of \
+                        CreateTopics asking for the default (-1).",
+        access: Access::Field {
+            apply: |c, v| c.default_replication_factor = v.number() as i16,
+            read: |c| Some(c.default_replication_factor.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "message.max.bytes",
+        config_type: ConfigType::Int,
+        default: Some("1048588"),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "The largest record batch a topic accepts.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.segment.bytes",
+        config_type: ConfigType::Int,
+        default: Some("1073741824"),
+        validator: Validator::AtLeast(14),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How large a segment file grows before the next one is started.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.roll.ms",
+        config_type: ConfigType::Long,
+        default: Some("604800000"),
+        validator: Validator::AtLeast(1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How old a segment's first record may get before the next segment is \
+                        started.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.roll.hours",
+        config_type: ConfigType::Int,
+        default: Some("168"),
+        validator: Validator::AtLeast(1),
+        documentation: "`log.roll.ms` in hours.",
+        access: Access::Synonym {
+            of: "log.roll.ms",
+            convert: |v| Value::Number(v.number() * HOUR_MS),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.retention.ms",
+        config_type: ConfigType::Long,
+        default: Some("604800000"),
+        validator: Validator::AtLeast(-1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How long a segment is kept once its newest record is this old; -1 \
+                        keeps segments forever.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.retention.minutes",
+        config_type: ConfigType::Int,
+        validator: Validator::AtLeast(-1),
+        documentation: "`log.retention.ms` in minutes.",
+        access: Access::Synonym {
+            of: "log.retention.ms",
+            convert: |v| Value::Number((v.number() * MINUTE_MS).max(-1)),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.retention.hours",
+        config_type: ConfigType::Int,
+        default: Some("168"),
+        validator: Validator::AtLeast(-1),
+        documentation: "`log.retention.ms` in hours.",
+        access: Access::Synonym {
+            of: "log.retention.ms",
+            convert: |v| Value::Number((v.number() * HOUR_MS).max(-1)),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.retention.bytes",
+        config_type: ConfigType::Long,
+        default: Some("-1"),
+        validator: Validator::AtLeast(-1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How large a partition may grow before its oldest segments are deleted; \
+                        -1 for no limit.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.retention.check.interval.ms",
+        config_type: ConfigType::Long,
+        default: Some("300000"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often retention looks for segments to delete.",
+        access: Access::Field {
+            apply: |c, v| c.retention_check_interval_ms = v.number() as u64,
+            read: |c| Some(c.retention_check_interval_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.index.interval.bytes",
+        config_type: ConfigType::Int,
+        default: Some("4096"),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Bytes of records between two entries of the sparse offset and time \
+                        indexes.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.message.timestamp.type",
+        config_type: ConfigType::String,
+        default: Some("CreateTime"),
+        validator: Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "`CreateTime` keeps the producer's record timestamps, `LogAppendTime` \
+                        stamps each batch with the broker's clock as it is appended.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleanup.policy",
+        config_type: ConfigType::List,
+        default: Some("delete"),
+        validator: Validator::EachOf(&["compact", "delete"]),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "`delete` drops old segments by retention, `compact` keeps each key's \
+                        latest record (and refuses records without a key); both may be given.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleaner.backoff.ms",
+        config_type: ConfigType::Long,
+        default: Some("15000"),
+        validator: Validator::AtLeast(1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How often compacted topics are checked for cleaning.",
+        access: Access::Field {
+            apply: |c, v| c.cleaner_backoff_ms = v.number() as u64,
+            read: |c| Some(c.cleaner_backoff_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleaner.min.cleanable.ratio",
+        config_type: ConfigType::Double,
+        default: Some("0.5"),
+        validator: Validator::Fraction(0.0, 1.0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "The share of a log not yet compacted that starts a compaction.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleaner.delete.retention.ms",
+        config_type: ConfigType::Long,
+        default: Some("86400000"),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How long a tombstone survives compaction, so that readers see the \
+                        delete.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleaner.min.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        default: Some("0"),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "A record younger than this is not compacted away.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.cleaner.max.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        default: Some("9223372036854775807"),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "A record older than this makes its log due for compaction whatever \
+                        its dirty share.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "compression.type",
+        config_type: ConfigType::String,
+        default: Some("producer"),
+        validator: Validator::Custom {
+            check: |text| match text {
+                "producer" => Ok(()),
+                _ => Err(
+                    "only 'producer' (store batches as the producer compressed them) \
+                          is supported"
+                        .to_owned(),
+                ),
+            },
+            valid: "[producer]",
+        },
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "How batches are stored: `producer` keeps them as the producer \
+                        compressed them.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "min.insync.replicas",
+        config_type: ConfigType::Int,
+        default: Some("1"),
+        validator: Validator::AtLeast(1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "In-sync replicas an acks=all produce needs.",
+        ..FIXED
+    },
+    BrokerKey {
+        name: "unclean.leader.election.enable",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Accepted for Kafka's tools; Strom elects leaders from the in-sync \
+                        replicas only.",
+        ..FIXED
+    },
+    // -- replication ----------------------------------------------------------------------------
+    BrokerKey {
+        name: "replica.lag.time.max.ms",
+        config_type: ConfigType::Long,
+        default: Some("30000"),
+        validator: Validator::AtLeast(1),
+        documentation: "A follower not caught up for this long leaves the in-sync replicas.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.replica_lag_time_max_ms = v.number() as u64,
+            read: |c| Some(c.cluster.replica_lag_time_max_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "replica.fetch.wait.max.ms",
+        config_type: ConfigType::Int,
+        default: Some("500"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long a follower's fetch waits at the leader for new records.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.replica_fetch_wait_max_ms = v.number() as u64,
+            read: |c| Some(c.cluster.replica_fetch_wait_max_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "replica.fetch.max.bytes",
+        config_type: ConfigType::Int,
+        default: Some("1048576"),
+        validator: Validator::AtLeast(1),
+        documentation: "Bytes a follower fetches per partition and request.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.replica_fetch_max_bytes = v.number() as usize,
+            read: |c| Some(c.cluster.replica_fetch_max_bytes.to_string()),
+        },
+        ..FIXED
+    },
+    // -- connections ----------------------------------------------------------------------------
+    BrokerKey {
+        name: "socket.request.max.bytes",
+        config_type: ConfigType::Int,
+        default: Some("104857600"),
+        validator: Validator::AtLeast(1),
+        documentation: "The largest request frame, checked before it is read into memory.",
+        access: Access::Field {
+            apply: |c, v| c.request_bytes_max = v.number() as usize,
+            read: |c| Some(c.request_bytes_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "max.connections",
+        config_type: ConfigType::Int,
+        default: Some("4096"),
+        validator: Validator::AtLeast(1),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Connections beyond this many are refused.",
+        access: Access::Field {
+            apply: |c, v| c.connections_max = v.number() as usize,
+            read: |c| Some(c.connections_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "connections.max.idle.ms",
+        config_type: ConfigType::Long,
+        default: Some("600000"),
+        validator: Validator::AtLeast(1),
+        documentation: "A connection idle this long is closed.",
+        access: Access::Field {
+            apply: |c, v| c.connection_idle_ms_max = v.number() as u64,
+            read: |c| Some(c.connection_idle_ms_max.to_string()),
+        },
+        ..FIXED
+    },
+    // -- consumer groups ------------------------------------------------------------------------
+    BrokerKey {
+        name: "offsets.topic.num.partitions",
+        config_type: ConfigType::Int,
+        default: Some("50"),
+        validator: Validator::Between(1, PARTITIONS_PER_TOPIC_MAX as i64),
+        documentation: "Partitions of `__consumer_offsets`, fixed when it is created.",
+        access: Access::Field {
+            apply: |c, v| c.offsets_topic_partitions = v.number() as i32,
+            read: |c| Some(c.offsets_topic_partitions.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "offsets.topic.replication.factor",
+        config_type: ConfigType::Short,
+        default: Some("3"),
+        validator: Validator::AtLeast(1),
+        documentation: "Replicas of `__consumer_offsets`, capped at the number of voters when \
+                        it is created.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.offsets_topic_replication_factor = v.number() as i16,
+            read: |c| Some(c.cluster.offsets_topic_replication_factor.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "offsets.retention.minutes",
+        config_type: ConfigType::Int,
+        default: Some("10080"),
+        validator: Validator::AtLeast(1),
+        documentation: "The committed offsets of a group left empty expire after this long.",
+        access: Access::Field {
+            apply: |c, v| c.group.offsets_retention_ms = v.number() * MINUTE_MS,
+            read: |c| Some((c.group.offsets_retention_ms / MINUTE_MS).to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "offset.metadata.max.bytes",
+        config_type: ConfigType::Int,
+        default: Some("4096"),
+        validator: Validator::AtLeast(0),
+        documentation: "The longest metadata string an offset commit may carry.",
+        access: Access::Field {
+            apply: |c, v| c.group.offset_metadata_bytes_max = v.number() as usize,
+            read: |c| Some(c.group.offset_metadata_bytes_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.initial.rebalance.delay.ms",
+        config_type: ConfigType::Int,
+        default: Some("3000"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long the first rebalance of an empty group waits for more members.",
+        access: Access::Field {
+            apply: |c, v| c.group.initial_rebalance_delay_ms = v.number(),
+            read: |c| Some(c.group.initial_rebalance_delay_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.min.session.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("6000"),
+        validator: Validator::AtLeast(1),
+        documentation: "The shortest session timeout a classic-protocol member may ask for.",
+        access: Access::Field {
+            apply: |c, v| c.group.session_timeout_ms_min = v.number() as i32,
+            read: |c| Some(c.group.session_timeout_ms_min.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.max.session.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("1800000"),
+        validator: Validator::AtLeast(1),
+        documentation: "The longest session timeout a classic-protocol member may ask for.",
+        access: Access::Field {
+            apply: |c, v| c.group.session_timeout_ms_max = v.number() as i32,
+            read: |c| Some(c.group.session_timeout_ms_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.max.size",
+        config_type: ConfigType::Int,
+        default: Some("2147483647"),
+        validator: Validator::AtLeast(1),
+        documentation: "The most members a classic-protocol group admits.",
+        access: Access::Field {
+            apply: |c, v| c.group.members_max = v.number() as usize,
+            read: |c| Some(c.group.members_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.consumer.session.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("45000"),
+        validator: Validator::AtLeast(1),
+        documentation: "A KIP-848 member not heard from for this long leaves its group.",
+        access: Access::Field {
+            apply: |c, v| c.consumer_group.session_timeout_ms = v.number() as i32,
+            read: |c| Some(c.consumer_group.session_timeout_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.consumer.heartbeat.interval.ms",
+        config_type: ConfigType::Int,
+        default: Some("5000"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often KIP-848 members are told to heartbeat.",
+        access: Access::Field {
+            apply: |c, v| c.consumer_group.heartbeat_interval_ms = v.number() as i32,
+            read: |c| Some(c.consumer_group.heartbeat_interval_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "group.consumer.max.size",
+        config_type: ConfigType::Int,
+        default: Some("2147483647"),
+        validator: Validator::AtLeast(1),
+        documentation: "The most members a KIP-848 group admits.",
+        access: Access::Field {
+            apply: |c, v| c.consumer_group.members_max = v.number() as usize,
+            read: |c| Some(c.consumer_group.members_max.to_string()),
+        },
+        ..FIXED
+    },
+];
+
+/// The broker key of this name.
+pub fn broker_key(name: &str) -> Option<&'static BrokerKey> {
+    BROKER_KEYS.iter().find(|key| key.name == name)
+}
+
+impl BrokerKey {
+    /// Parses and checks a value for this key; the error names the key.
+    pub fn parse(&self, text: &str) -> Result<Value, ConfigError> {
+        value::parse(self.config_type, &self.validator, text)
+            .map_err(|reason| invalid(self.name, text, reason))
+    }
+
+    /// The topic config this key is the broker-wide default of.
+    pub fn topic_key(&self) -> Option<&'static TopicKey> {
+        TOPIC_KEYS
+            .iter()
+            .find(|topic| topic.broker_default_key == self.name)
+    }
+
+    /// The key this one is a synonym of.
+    pub fn synonym_of(&self) -> Option<&'static BrokerKey> {
+        match self.access {
+            Access::Synonym { of, .. } => {
+                Some(broker_key(of).expect("a synonym names a key of the table"))
+            }
+            _ => None,
+        }
+    }
+
+    /// This key and its synonyms, in Kafka's order of precedence (the key itself first), or for
+    /// a synonym, itself and the synonyms that lose to it.
+    pub fn precedence(&self) -> Vec<&'static BrokerKey> {
+        let primary = self.synonym_of().map_or(self.name, |primary| primary.name);
+        let group = BROKER_KEYS.iter().filter(|key| {
+            key.name == primary || matches!(key.access, Access::Synonym { of, .. } if of == primary)
+        });
+        group.skip_while(|key| key.name != self.name).collect()
+    }
+
+    /// The keys whose value wins over this one's: for a synonym, the key it stands for and the
+    /// synonyms listed before it; none for other keys.
+    pub fn outranked_by(&self) -> Vec<&'static BrokerKey> {
+        match self.synonym_of() {
+            Some(primary) => (primary.precedence().into_iter())
+                .take_while(|stronger| stronger.name != self.name)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Lands a checked value in `config`; for a synonym, in the key it stands for.
+    pub(super) fn apply(&self, config: &mut BrokerConfig, value: &Value) {
+        match &self.access {
+            Access::Field { apply, .. } => apply(config, value),
+            Access::TopicDefault => {
+                let topic = self.topic_key().expect("a topic default has its topic key");
+                (config.topic_defaults).insert(topic.name.to_owned(), value.to_string());
+            }
+            Access::Synonym { convert, .. } => {
+                let primary = self.synonym_of().expect("a synonym");
+                primary.apply(config, &convert(value));
+            }
+        }
+    }
+
+    /// The current value as DescribeConfigs shows it; `None` is Kafka's null.
+    pub fn read(&self, config: &BrokerConfig) -> Option<String> {
+        match &self.access {
+            Access::Field { read, .. } => read(config),
+            Access::TopicDefault => {
+                let topic = self.topic_key().expect("a topic default has its topic key");
+                config.topic_defaults.get(topic.name).cloned()
+            }
+            Access::Synonym { .. } => {
+                (config.given.get(self.name).cloned()).or_else(|| self.default.map(str::to_owned))
+            }
+        }
+    }
+}
+
+/// `HOST:PORT` or `PLAINTEXT://HOST:PORT`, the first of a list.
+fn host_port(value: &str) -> Result<(String, u16), String> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let address = match first.split_once("://") {
+        Some(("PLAINTEXT", address)) => address,
+        Some((protocol, _)) => {
+            return Err(format!(
+                "security protocol {protocol} is not supported yet; use PLAINTEXT"
+            ))
+        }
+        None => first,
+    };
+    let (host, port) = (address.rsplit_once(':')).ok_or("expected HOST:PORT")?;
+    let port: u16 = port.parse().map_err(|_| "port must be 0-65535")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_owned(), port))
+}
+
+/// A listener to bind: its host must be an IP address (or localhost).
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    let (host, port) = host_port(value)?;
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        &host
+    };
+    let ip: std::net::IpAddr = (host.parse())
+        .map_err(|_| "the listen host must be an IP address or localhost".to_owned())?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn first_dir(value: &str) -> Result<PathBuf, String> {
+    match value.split(',').next().unwrap_or_default().trim() {
+        "" => Err("must name a directory".to_owned()),
+        dir => Ok(PathBuf::from(dir)),
+    }
+}
+
+/// `process.roles`: true when the node is a controller too.
+fn parse_roles(value: &str) -> Result<bool, String> {
+    let mut roles: Vec<&str> = value.split(',').map(str::trim).collect();
+    roles.sort_unstable();
+    match roles.as_slice() {
+        ["broker", "controller"] => Ok(true),
+        ["broker"] => Ok(false),
+        _ => Err("Strom nodes are 'broker,controller' or 'broker'".to_owned()),
+    }
+}
+
+/// `controller.quorum.voters`: `ID@HOST:PORT` separated by commas.
+fn voters(value: &str) -> Result<Vec<(i32, String)>, String> {
+    let mut voters = Vec::new();
+    for voter in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let (id, address) =
+            (voter.split_once('@')).ok_or_else(|| format!("'{voter}' is not ID@HOST:PORT"))?;
+        let id: i32 = (id.parse().ok())
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("'{id}' is not a node id"))?;
+        let (host, port) =
+            (address.rsplit_once(':')).ok_or_else(|| format!("'{address}' is not HOST:PORT"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("'{address}' is not HOST:PORT"));
+        }
+        voters.push((id, address.to_owned()));
+    }
+    Ok(voters)
+}
+
+/// Parses `HOST:PORT` or Kafka's `PLAINTEXT://HOST:PORT` (the first listener of a list); the
+/// error names `key`.
+pub fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    host_port(value).map_err(|reason| invalid(key, value, reason))
+}
+
+/// Parses `controller.quorum.voters`: `ID@HOST:PORT` separated by commas; the error names `key`.
+pub fn parse_voters(key: &str, value: &str) -> Result<Vec<(i32, String)>, ConfigError> {
+    voters(value).map_err(|reason| invalid(key, value, reason))
+}

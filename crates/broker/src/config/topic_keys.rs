@@ -1,0 +1,166 @@
+//! Every topic config: its name and the broker key that supplies its default. A topic config
+//! takes its type, default, accepted values and documentation from that broker key, so the two
+//! cannot disagree (`segment.bytes` is checked exactly as `log.segment.bytes` is). CreateTopics
+//! and topic DescribeConfigs read [`TOPIC_KEYS`]; [`TopicConfig`] is a topic's effective
+//! settings as the log and the handlers use them.
+
+use std::collections::BTreeMap;
+
+use strom_log::{CompactionConfig, LogConfig};
+
+use super::broker_keys::{broker_key, BrokerKey};
+use super::value::{ConfigType, Value};
+use super::{invalid, BrokerConfig, ConfigError};
+
+/// One topic-level config (Kafka's `LogConfig` keys).
+pub struct TopicKey {
+    pub name: &'static str,
+    /// The broker key whose value is the default of this config for every topic.
+    pub broker_default_key: &'static str,
+}
+
+const fn key(name: &'static str, broker_default_key: &'static str) -> TopicKey {
+    TopicKey {
+        name,
+        broker_default_key,
+    }
+}
+
+/// Every topic config the broker understands; CreateTopics refuses any other name, as Kafka does.
+pub const TOPIC_KEYS: &[TopicKey] = &[
+    key("cleanup.policy", "log.cleanup.policy"),
+    key("compression.type", "compression.type"),
+    key("delete.retention.ms", "log.cleaner.delete.retention.ms"),
+    key("index.interval.bytes", "log.index.interval.bytes"),
+    key("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    key("max.message.bytes", "message.max.bytes"),
+    key("message.timestamp.type", "log.message.timestamp.type"),
+    key(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+    ),
+    key("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
+    key("min.insync.replicas", "min.insync.replicas"),
+    key("retention.bytes", "log.retention.bytes"),
+    key("retention.ms", "log.retention.ms"),
+    key("segment.bytes", "log.segment.bytes"),
+    key("segment.ms", "log.roll.ms"),
+    key(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+    ),
+];
+
+/// The topic config of this name.
+pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
+    TOPIC_KEYS.iter().find(|key| key.name == name)
+}
+
+impl TopicKey {
+    /// The broker key that supplies this config's default, type, validation and documentation.
+    pub fn broker_key(&self) -> &'static BrokerKey {
+        broker_key(self.broker_default_key).expect("a topic key's broker key is in the table")
+    }
+
+    pub fn config_type(&self) -> ConfigType {
+        self.broker_key().config_type
+    }
+
+    /// Parses and checks a value for this config; the error names the topic config.
+    pub fn parse(&self, text: &str) -> Result<Value, ConfigError> {
+        let broker = self.broker_key();
+        super::value::parse(broker.config_type, &broker.validator, text)
+            .map_err(|reason| invalid(self.name, text, reason))
+    }
+}
+
+/// Checks one topic config value, returning it normalised (trimmed).
+pub fn validate_topic_config(key: &str, value: &str) -> Result<String, ConfigError> {
+    let entry = topic_key(key).ok_or_else(|| ConfigError::UnknownKey(key.to_owned()))?;
+    entry.parse(value)?;
+    Ok(value.trim().to_owned())
+}
+
+/// How a topic's record timestamps are set (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+impl TimestampType {
+    fn parse(value: &str) -> Option<TimestampType> {
+        match value.trim() {
+            "CreateTime" => Some(TimestampType::CreateTime),
+            "LogAppendTime" => Some(TimestampType::LogAppendTime),
+            _ => None,
+        }
+    }
+}
+
+/// What happens to old records (`cleanup.policy`): deleted by retention, compacted by key, or
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    fn parse(value: &str) -> CleanupPolicy {
+        let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+        CleanupPolicy {
+            delete: parts.contains(&"delete"),
+            compact: parts.contains(&"compact"),
+        }
+    }
+}
+
+/// The effective settings of one topic: broker defaults with the topic's overrides applied.
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub log: LogConfig,
+    pub cleanup: CleanupPolicy,
+    pub compaction: CompactionConfig,
+    pub max_message_bytes: usize,
+    pub timestamp_type: TimestampType,
+    pub min_insync_replicas: i32,
+}
+
+impl BrokerConfig {
+    /// The effective config of a topic with `overrides` (already validated).
+    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        let value = |key: &str| -> &str {
+            overrides
+                .get(key)
+                .or_else(|| self.topic_defaults.get(key))
+                .map(String::as_str)
+                .expect("every topic key has a default")
+        };
+        let number = |key: &str| -> i64 { value(key).trim().parse().expect("validated when set") };
+        TopicConfig {
+            log: LogConfig {
+                segment_bytes: number("segment.bytes") as u64,
+                segment_ms: number("segment.ms") as u64,
+                retention_ms: number("retention.ms"),
+                retention_bytes: number("retention.bytes"),
+                index_interval_bytes: number("index.interval.bytes") as u32,
+            },
+            max_message_bytes: number("max.message.bytes") as usize,
+            timestamp_type: TimestampType::parse(value("message.timestamp.type"))
+                .expect("validated when set"),
+            min_insync_replicas: number("min.insync.replicas") as i32,
+            cleanup: CleanupPolicy::parse(value("cleanup.policy")),
+            compaction: CompactionConfig {
+                delete_retention_ms: number("delete.retention.ms"),
+                min_compaction_lag_ms: number("min.compaction.lag.ms"),
+                max_compaction_lag_ms: number("max.compaction.lag.ms"),
+                min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                    .trim()
+                    .parse()
+                    .expect("validated when set"),
+                ..CompactionConfig::default()
+            },
+        }
+    }
+}
