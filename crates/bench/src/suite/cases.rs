@@ -303,7 +303,7 @@ fn librdkafka_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
 }
 
 /// The same produce load (100 B at 10,000 records/s, acks=1, the bench's 16 KiB batches and
-/// 5 ms linger: ~200 appends a second) into a topic of one partition, first with a topic of
+/// 5 ms linger: ~160 appends a second) into a topic of one partition, first with a topic of
 /// 1,000 partitions nobody reads, then with 200 consumers long-polling those partitions. The
 /// two run one after the other on the same broker, whose CPU per produced record they compare.
 fn idle_consumer_cases(seconds: f64) -> Vec<Case> {
