@@ -311,7 +311,7 @@ async fn run_lane(
         if wanted.is_empty() || limit_reached {
             break;
         }
-        let request = fetch_request(&context, &wanted);
+        let request = fetch_request(&context.topic_name, &wanted, &context.fetch);
         let sent = Instant::now();
         let deadline = context
             .deadline
@@ -346,8 +346,13 @@ async fn run_lane(
     Ok(outcome)
 }
 
-fn fetch_request(context: &ConsumerContext, wanted: &[(PartitionIndex, Offset)]) -> FetchRequest {
-    let partition_max_bytes = i32::try_from(context.fetch.partition_max_bytes).unwrap_or(i32::MAX);
+/// A fetch of one topic's partitions from the given positions, with a consumer's settings.
+pub fn fetch_request(
+    topic_name: &TopicName,
+    wanted: &[(PartitionIndex, Offset)],
+    fetch: &ConsumerArgs,
+) -> FetchRequest {
+    let partition_max_bytes = i32::try_from(fetch.partition_max_bytes).unwrap_or(i32::MAX);
     let partitions = wanted
         .iter()
         .map(|(partition, position)| {
@@ -358,11 +363,11 @@ fn fetch_request(context: &ConsumerContext, wanted: &[(PartitionIndex, Offset)])
         })
         .collect();
     FetchRequest::default()
-        .with_max_wait_ms(i32::try_from(context.fetch.fetch_wait_ms).unwrap_or(i32::MAX))
-        .with_min_bytes(context.fetch.fetch_min_bytes)
-        .with_max_bytes(i32::try_from(context.fetch.fetch_max_bytes).unwrap_or(i32::MAX))
+        .with_max_wait_ms(i32::try_from(fetch.fetch_wait_ms).unwrap_or(i32::MAX))
+        .with_min_bytes(fetch.fetch_min_bytes)
+        .with_max_bytes(i32::try_from(fetch.fetch_max_bytes).unwrap_or(i32::MAX))
         .with_topics(vec![FetchTopic::default()
-            .with_topic(context.topic_name.clone())
+            .with_topic(topic_name.clone())
             .with_partitions(partitions)])
 }
 
@@ -427,7 +432,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, other: &Tally) {
+    pub fn add(&mut self, other: &Tally) {
         self.records += other.records;
         self.payload_bytes += other.payload_bytes;
         self.batch_bytes += other.batch_bytes;

@@ -7,13 +7,15 @@
 //!   falls due; [`stats`] holds latency histograms, throughput and table formatting. No I/O.
 //! - [`cluster`] finds (or creates) the topic and its leaders, opens the bench's own
 //!   connections (from `strom-client`) and reads offsets.
-//! - [`produce`], [`consume`] and [`e2e`] are the three loads. Each splits its work into lanes
-//!   of one connection and one task; a producer lane pipelines requests, a consumer lane keeps
-//!   one fetch in flight. Their figures go into a [`report::Report`], printed as a table or
-//!   JSON; [`progress`] draws a bar on stderr meanwhile.
+//! - [`produce`], [`consume`] and [`e2e`] are the three loads, and [`idle`] the consumers that
+//!   long-poll partitions nothing is written to, to run beside them. Each splits its work into
+//!   lanes of one connection and one task; a producer lane pipelines requests, a consumer lane
+//!   keeps one fetch in flight. Their figures go into a [`report::Report`], printed as a table
+//!   or JSON; [`progress`] draws a bar on stderr meanwhile.
 //! - [`suite`] starts a fresh `strom server`, measures the machine's limits (loopback, disk,
 //!   fsync), runs a fixed set of loads against the broker while reading its CPU time and
-//!   memory from `/proc`, and prints one table with the targets beside the figures.
+//!   memory from `/proc` (then starts a three-node cluster for the replicated case), and
+//!   prints one table with the targets beside the figures.
 //!
 //! Every bound the bench puts on itself is a named constant in the module that uses it.
 
@@ -23,6 +25,7 @@ pub mod cluster;
 pub mod consume;
 pub mod e2e;
 pub mod error;
+pub mod idle;
 pub mod produce;
 pub mod progress;
 pub mod rate;
@@ -50,6 +53,9 @@ pub enum BenchCommand {
     Consume(consume::ConsumeArgs),
     /// Produce at a fixed rate while consuming, and report end-to-end latency percentiles.
     E2e(e2e::E2eArgs),
+    /// Long-poll partitions nothing is written to (idle consumers), to run beside a produce
+    /// load to another topic; reports the fetches answered per second and their latency.
+    IdleFetch(idle::IdleFetchArgs),
     /// Start a fresh broker, measure the machine's limits and run a fixed set of loads.
     Suite(suite::SuiteArgs),
 }
@@ -68,6 +74,10 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         BenchCommand::E2e(args) => {
             let common = args.common.clone();
             print(&common, runtime(&common)?.block_on(e2e::run(args))?)?;
+        }
+        BenchCommand::IdleFetch(args) => {
+            let common = args.common.clone();
+            print(&common, runtime(&common)?.block_on(idle::run(args))?)?;
         }
         BenchCommand::Suite(args) => suite::run(args)?,
     }
@@ -208,6 +218,19 @@ mod tests {
         ] {
             assert!(parse(line).is_err(), "{line} should be refused");
         }
+    }
+
+    #[test]
+    fn idle_fetch_defaults_poll_1000_partitions_over_200_connections() {
+        let BenchCommand::IdleFetch(args) = parse("bench idle-fetch").unwrap() else {
+            panic!("idle-fetch")
+        };
+        assert_eq!(args.topic, "strom-bench-idle");
+        assert_eq!((args.partitions, args.connections), (1_000, 200));
+        assert_eq!(args.consumer.fetch_wait_ms, 500);
+        assert_eq!(args.consumer.fetch_min_bytes, 1);
+        assert_eq!(args.duration, std::time::Duration::from_secs(10));
+        assert!(parse("bench idle-fetch --connections 0").is_err());
     }
 
     #[test]

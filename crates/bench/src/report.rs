@@ -20,6 +20,8 @@ pub struct Report {
     /// From sending a fetch to its answer, per fetch.
     pub fetch_latency: Option<LatencySummary>,
     pub fetches: Option<u64>,
+    /// Fetches answered per second (idle-fetch: shows the consumers really polled).
+    pub fetches_per_s: Option<f64>,
     /// From the producer sending a record to the consumer receiving it, per record.
     pub end_to_end_latency: Option<LatencySummary>,
     /// Records the end-to-end consumer read that carried no send stamp.
@@ -38,6 +40,7 @@ impl Report {
             produce_requests: None,
             fetch_latency: None,
             fetches: None,
+            fetches_per_s: None,
             end_to_end_latency: None,
             unstamped_records: None,
         }
@@ -127,6 +130,12 @@ impl Report {
         if latency_rows.len() > 1 {
             out.push('\n');
             out.push_str(&format_table(&latency_rows));
+        }
+        if let (Some(fetches), Some(per_s)) = (self.fetches, self.fetches_per_s) {
+            out.push_str(&format!(
+                "\nfetches answered: {fetches} ({}/s)\n",
+                human_count(per_s)
+            ));
         }
         if let Some(unstamped) = self.unstamped_records.filter(|count| *count > 0) {
             out.push_str(&format!(

@@ -1,9 +1,11 @@
-//! The suite's broker: a `strom server` child process on a free loopback port with a data
-//! directory of its own, and what `/proc` says about it (CPU time, memory).
+//! The suite's brokers: `strom server` child processes on free loopback ports, each with a
+//! data directory of its own, and what `/proc` says about them (CPU time, memory).
 //!
-//! Lifecycle: [`BrokerProcess::start`] spawns it and waits until its port accepts connections;
-//! [`BrokerProcess::stop`] sends SIGTERM and waits for a clean exit; dropping a process that
-//! is still running kills it. Only the suite's thread touches it.
+//! Lifecycle: [`Brokers::single`] starts one broker, [`Brokers::three_voters`] three combined
+//! broker + controller nodes (a three-voter metadata quorum); each waits until its brokers
+//! serve. [`Brokers::stop`] sends SIGTERM to every node at once (a node stopping alone may wait
+//! for a quorum of peers that stop after it) and waits for clean exits; dropping a process that
+//! is still running kills it. Only the suite's thread touches them.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
@@ -15,48 +17,222 @@ use crate::error::BenchError;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a three-node cluster may take, once its ports accept, until every node's
+/// metadata lists all three brokers (a controller elected, every broker registered).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+const REGISTER_POLL: Duration = Duration::from_millis(200);
 const LOG_TAIL_BYTES: usize = 4_000;
 
-pub struct BrokerProcess {
+/// The broker, or the nodes of the cluster, a phase of the suite runs against.
+pub struct Brokers {
+    nodes: Vec<BrokerProcess>,
+}
+
+impl Brokers {
+    /// One `strom server` on a free port of 127.0.0.1, its data in `dir/data`.
+    pub fn single(binary: &Path, dir: &Path) -> Result<Brokers, BenchError> {
+        let address = format!("127.0.0.1:{}", free_port()?);
+        let args = ["server", "--listen", &address, "--data-dir"].map(String::from);
+        let mut broker = BrokerProcess::spawn(
+            binary,
+            args.into_iter().chain([path_arg(&dir.join("data"))]),
+            address,
+            &dir.join("broker.log"),
+        )?;
+        broker.wait_until_accepting()?;
+        Ok(Brokers {
+            nodes: vec![broker],
+        })
+    }
+
+    /// Three combined broker + controller nodes on free ports of 127.0.0.1 (node N's data in
+    /// `dir/nodeN`), started together since each waits for a quorum before it serves; returns
+    /// once every node's metadata lists all three brokers.
+    pub fn three_voters(
+        binary: &Path,
+        dir: &Path,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<Brokers, BenchError> {
+        let mut ports = Vec::new();
+        for _ in 0..3 {
+            ports.push((free_port()?, free_port()?));
+        }
+        let quorum: Vec<String> = (1..)
+            .zip(&ports)
+            .map(|(id, (_, controller))| format!("{id}@127.0.0.1:{controller}"))
+            .collect();
+        let quorum = quorum.join(",");
+        let mut nodes = Vec::new();
+        for (id, (port, controller)) in (1..).zip(&ports) {
+            let node_dir = dir.join(format!("node{id}"));
+            std::fs::create_dir_all(&node_dir)
+                .map_err(BenchError::io(format!("creating {}", node_dir.display())))?;
+            let address = format!("127.0.0.1:{port}");
+            let args = [
+                "server".to_string(),
+                "--node-id".to_string(),
+                id.to_string(),
+                "--listen".to_string(),
+                address.clone(),
+                "--controller-listen".to_string(),
+                format!("127.0.0.1:{controller}"),
+                "--controller-quorum".to_string(),
+                quorum.clone(),
+                "--data-dir".to_string(),
+                path_arg(&node_dir.join("data")),
+            ];
+            nodes.push(BrokerProcess::spawn(
+                binary,
+                args,
+                address,
+                &node_dir.join("broker.log"),
+            )?);
+        }
+        let mut brokers = Brokers { nodes };
+        for node in &mut brokers.nodes {
+            node.wait_until_accepting()?;
+        }
+        runtime.block_on(brokers.wait_until_registered())?;
+        Ok(brokers)
+    }
+
+    /// Polls every node's metadata until each lists as many brokers as there are nodes.
+    async fn wait_until_registered(&self) -> Result<(), BenchError> {
+        let started = Instant::now();
+        for node in &self.nodes {
+            loop {
+                let listed = match crate::cluster::connect(&node.address).await {
+                    Ok(client) => client
+                        .metadata(Some(&[]))
+                        .await
+                        .map_or(0, |metadata| metadata.brokers.len()),
+                    Err(_) => 0,
+                };
+                if listed == self.nodes.len() {
+                    break;
+                }
+                if started.elapsed() > REGISTER_TIMEOUT {
+                    return Err(BenchError::Suite(format!(
+                        "node {} lists {listed} of {} brokers after {} s:\n{}",
+                        node.address,
+                        self.nodes.len(),
+                        REGISTER_TIMEOUT.as_secs(),
+                        self.log_tail()
+                    )));
+                }
+                tokio::time::sleep(REGISTER_POLL).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first node's address, for clients to bootstrap from.
+    pub fn bootstrap(&self) -> &str {
+        &self.nodes[0].address
+    }
+
+    /// Each node's pid and address, for the progress lines.
+    pub fn describe(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("pid {} on {}", node.pid, node.address))
+            .collect();
+        nodes.join(", ")
+    }
+
+    /// User plus system CPU seconds used so far, summed over the nodes.
+    pub fn cpu_seconds(&self) -> Result<f64, BenchError> {
+        self.nodes.iter().map(BrokerProcess::cpu_seconds).sum()
+    }
+
+    /// System (kernel) CPU seconds used so far, summed over the nodes.
+    pub fn system_cpu_seconds(&self) -> Result<f64, BenchError> {
+        self.nodes
+            .iter()
+            .map(BrokerProcess::system_cpu_seconds)
+            .sum()
+    }
+
+    /// The largest node's peak resident memory (VmHWM) so far, in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
+        let mut peak = 0;
+        for node in &self.nodes {
+            peak = peak.max(node.peak_rss_bytes()?);
+        }
+        Ok(peak)
+    }
+
+    /// The end of every node's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        match self.nodes.as_slice() {
+            [only] => only.log_tail(),
+            nodes => nodes
+                .iter()
+                .map(|node| format!("--- {} ---\n{}", node.address, node.log_tail()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// SIGTERM to every node at once, then waits for each to exit; the first problem (an
+    /// unclean exit, a node killed after the time-out) is returned once all are gone.
+    pub fn stop(mut self) -> Result<(), BenchError> {
+        for node in &self.nodes {
+            node.terminate();
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut first_problem = Ok(());
+        for node in &mut self.nodes {
+            let stopped = node.wait_for_exit(deadline);
+            if first_problem.is_ok() {
+                first_problem = stopped;
+            }
+        }
+        first_problem
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+struct BrokerProcess {
     child: Option<Child>,
-    pub address: String,
-    pub pid: u32,
+    address: String,
+    pid: u32,
     log_path: PathBuf,
     clock_ticks_per_s: f64,
 }
 
 impl BrokerProcess {
-    /// Starts `binary server` on a free port of 127.0.0.1 with `data_dir`, its output going to
-    /// `log_path`, and waits until it accepts connections.
-    pub fn start(
+    /// Starts `binary` with `args` (a `server` command line listening on `address`), its
+    /// output going to `log_path`; does not wait for it to serve.
+    fn spawn(
         binary: &Path,
-        data_dir: &Path,
+        args: impl IntoIterator<Item = String>,
+        address: String,
         log_path: &Path,
     ) -> Result<BrokerProcess, BenchError> {
-        let port = free_port()?;
-        let address = format!("127.0.0.1:{port}");
         let log = File::create(log_path)
             .map_err(BenchError::io(format!("creating {}", log_path.display())))?;
         let log_err = log
             .try_clone()
             .map_err(BenchError::io("duplicating the broker log handle"))?;
         let child = Command::new(binary)
-            .args(["server", "--listen", &address, "--data-dir"])
-            .arg(data_dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(BenchError::io(format!("starting {}", binary.display())))?;
-        let mut broker = BrokerProcess {
+        Ok(BrokerProcess {
             pid: child.id(),
             child: Some(child),
             address,
             log_path: log_path.to_path_buf(),
             clock_ticks_per_s: clock_ticks_per_s(),
-        };
-        broker.wait_until_accepting()?;
-        Ok(broker)
+        })
     }
 
     fn wait_until_accepting(&mut self) -> Result<(), BenchError> {
@@ -86,12 +262,12 @@ impl BrokerProcess {
     }
 
     /// User plus system CPU seconds the broker has used so far.
-    pub fn cpu_seconds(&self) -> Result<f64, BenchError> {
+    fn cpu_seconds(&self) -> Result<f64, BenchError> {
         process_cpu_seconds(&format!("/proc/{}/stat", self.pid), self.clock_ticks_per_s)
     }
 
     /// The broker's system (kernel) CPU time so far, in seconds.
-    pub fn system_cpu_seconds(&self) -> Result<f64, BenchError> {
+    fn system_cpu_seconds(&self) -> Result<f64, BenchError> {
         let path = format!("/proc/{}/stat", self.pid);
         let stat =
             std::fs::read_to_string(&path).map_err(BenchError::io(format!("reading {path}")))?;
@@ -101,7 +277,7 @@ impl BrokerProcess {
     }
 
     /// The broker's peak resident memory so far (VmHWM), in bytes.
-    pub fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
+    fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
         let path = format!("/proc/{}/status", self.pid);
         let status =
             std::fs::read_to_string(&path).map_err(BenchError::io(format!("reading {path}")))?;
@@ -110,17 +286,22 @@ impl BrokerProcess {
             .ok_or_else(|| BenchError::Suite(format!("{path} has no VmHWM line")))
     }
 
-    /// Sends SIGTERM and waits for the broker to exit; a broker that does not exit in time is
-    /// killed and reported.
-    pub fn stop(mut self) -> Result<(), BenchError> {
+    /// Sends SIGTERM: a clean shutdown (leaderships move away first in a cluster).
+    fn terminate(&self) {
+        if self.child.is_some() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits until `deadline` for the broker to exit after [`BrokerProcess::terminate`]; one
+    /// still running then is killed and reported.
+    fn wait_for_exit(&mut self, deadline: Instant) -> Result<(), BenchError> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < STOP_TIMEOUT {
+        while Instant::now() < deadline {
             if let Some(status) = child
                 .try_wait()
                 .map_err(BenchError::io("waiting for the broker"))?
@@ -129,7 +310,8 @@ impl BrokerProcess {
                     return Ok(());
                 }
                 return Err(BenchError::Suite(format!(
-                    "the broker exited with {status} on SIGTERM:\n{}",
+                    "the broker on {} exited with {status} on SIGTERM:\n{}",
+                    self.address,
                     self.log_tail()
                 )));
             }
@@ -138,13 +320,15 @@ impl BrokerProcess {
         let _ = child.kill();
         let _ = child.wait();
         Err(BenchError::Suite(format!(
-            "the broker did not exit within {} s of SIGTERM and was killed",
-            STOP_TIMEOUT.as_secs()
+            "the broker on {} did not exit within {} s of SIGTERM and was killed:\n{}",
+            self.address,
+            STOP_TIMEOUT.as_secs(),
+            self.log_tail()
         )))
     }
 
     /// The end of the broker's log, for error messages.
-    pub fn log_tail(&self) -> String {
+    fn log_tail(&self) -> String {
         let log = std::fs::read(&self.log_path).unwrap_or_default();
         let tail = &log[log.len().saturating_sub(LOG_TAIL_BYTES)..];
         String::from_utf8_lossy(tail).into_owned()

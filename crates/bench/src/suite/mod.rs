@@ -2,38 +2,40 @@
 //!
 //! Each run (`--runs N` repeats the whole set) makes a directory under `--dir`, measures the
 //! machine there ([`machine`]), starts `strom server` of this same binary on a free port with
-//! its data directory inside ([`broker`]), and runs the cases in order. Every case but the
-//! librdkafka ones is an ordinary `strom bench` command line, printed with the results so that
-//! any row can be re-run by hand. Around each case the suite reads the broker's CPU time and
-//! peak memory from `/proc`, and runs `sync` before it so one case's write-back does not land
-//! in the next. [`table`] turns the runs into the table (median and range over the runs) and
-//! checks the issue's targets.
+//! its data directory inside ([`broker`]), and runs the cases ([`cases`]) in order; then it
+//! stops that broker and starts three nodes (a three-voter cluster) for the replicated cases.
+//! Every case but the librdkafka and kcat ones is an ordinary `strom bench` command line
+//! ([`loads`]), printed with the results so that any row can be re-run by hand; the
+//! idle-consumer case runs `strom bench idle-fetch` beside its load ([`beside`]). Around each
+//! case the suite reads the brokers' CPU time and peak memory from `/proc`, and runs `sync`
+//! before it so one case's write-back does not land in the next. [`table`] turns the runs into
+//! the table (median and range over the runs) and checks the issue's targets.
 
+mod beside;
 mod broker;
+mod cases;
+mod loads;
 mod machine;
 mod table;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use bytes::Bytes;
 use serde::Serialize;
+use strom_client::{Acks, Compression, ProduceRecord};
 
 use crate::args::parse_seconds;
 use crate::error::BenchError;
-use crate::report::Report;
+use crate::idle::IdleOutcome;
 use crate::stats::{human_count, LatencySummary};
-use crate::BenchCommand;
+use beside::Beside;
+use cases::{cases, Case, Load, NewTopic, Nodes};
+use loads::Outcome;
 
-pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, BrokerProcess};
+pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, Brokers};
 pub use machine::{MachineLimits, MachineSizes};
 pub use table::{check_targets, render, TargetCheck};
-
-/// librdkafka's default `batch.size`.
-const LIBRDKAFKA_BATCH_BYTES: u64 = 1_000_000;
-
-/// The librdkafka load script, written next to the run's data when `--librdkafka` is given.
-const LIBRDKAFKA_SCRIPT: &str = include_str!("librdkafka_load.py");
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SuiteArgs {
@@ -56,7 +58,8 @@ pub struct SuiteArgs {
     /// Tiny machine probes and 1-second cases: checks that the suite works, measures little.
     #[arg(long)]
     pub quick: bool,
-    /// Also load the broker with librdkafka (confluent-kafka, through --python).
+    /// Also load the broker with librdkafka: confluent-kafka through --python, and kcat if it
+    /// is on the PATH.
     #[arg(long)]
     pub librdkafka: bool,
     /// The Python with confluent-kafka for --librdkafka. Default: .venv/bin/python if it
@@ -72,196 +75,6 @@ pub struct SuiteArgs {
     /// Keep the suite's directory (broker data and log) instead of removing it.
     #[arg(long)]
     pub keep: bool,
-}
-
-/// What a case runs.
-#[derive(Debug, Clone, PartialEq)]
-enum Load {
-    /// A `strom bench` command line (the words after `strom bench`).
-    Bench(Vec<String>),
-    /// The librdkafka script: produce (record bytes, acks) or e2e (record bytes, rate).
-    LibrdkafkaProduce {
-        topic: String,
-        record_bytes: u64,
-        acks: &'static str,
-        seconds: f64,
-    },
-    LibrdkafkaE2e {
-        topic: String,
-        record_bytes: u64,
-        rate: u64,
-        seconds: f64,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Case {
-    name: String,
-    load: Load,
-}
-
-impl Case {
-    /// The topic the case writes or reads.
-    fn topic(&self) -> Option<&str> {
-        match &self.load {
-            Load::Bench(words) => words
-                .iter()
-                .position(|word| word == "--topic")
-                .and_then(|at| words.get(at + 1))
-                .map(String::as_str),
-            Load::LibrdkafkaProduce { topic, .. } | Load::LibrdkafkaE2e { topic, .. } => {
-                Some(topic)
-            }
-        }
-    }
-
-    /// How long the case writes to disk, for the produce cases: they are compared with the
-    /// disk's fdatasync'd bandwidth measured for as long right before and right after them.
-    fn disk_probe(&self) -> Option<Duration> {
-        let seconds = match &self.load {
-            Load::Bench(words)
-                if words.first().map(String::as_str) == Some("produce")
-                    && !words.iter().any(|word| word == "--rate") =>
-            {
-                words
-                    .iter()
-                    .position(|word| word == "--duration")
-                    .and_then(|at| words.get(at + 1)?.parse::<f64>().ok())
-            }
-            Load::LibrdkafkaProduce { seconds, .. } => Some(*seconds),
-            _ => None,
-        }?;
-        Some(Duration::from_secs_f64(seconds))
-    }
-}
-
-/// The suite's cases, in the order they run.
-fn cases(args: &SuiteArgs) -> Vec<Case> {
-    let (seconds, e2e_seconds) = if args.quick {
-        (1.0, 2.0)
-    } else {
-        (
-            args.case_seconds.as_secs_f64(),
-            args.e2e_seconds.as_secs_f64(),
-        )
-    };
-    let bench = |words: String| Load::Bench(words.split_whitespace().map(String::from).collect());
-    // Throughput cases batch like librdkafka (batch.size 1,000,000 bytes and at most 10,000
-    // records a batch), the load the issue's targets are stated for; the end-to-end cases
-    // keep the bench's defaults (the Java client's: 16 KiB batches, linger 5 ms).
-    let produce = |topic: &str, bytes: u64, acks: &str, extra: &str| {
-        bench(format!(
-            "produce --topic {topic} --record-size {bytes} --acks {acks} --duration {seconds} \
-             --batch-size {LIBRDKAFKA_BATCH_BYTES} {extra}"
-        ))
-    };
-    let e2e = |topic: &str, bytes: u64, rate: u64| {
-        bench(format!(
-            "e2e --topic {topic} --record-size {bytes} --rate {rate} --duration {e2e_seconds}"
-        ))
-    };
-    let mut cases = vec![
-        Case {
-            name: "produce 100 B acks=1".into(),
-            load: produce("suite-100", 100, "1", ""),
-        },
-        Case {
-            name: "produce 1 KiB acks=1".into(),
-            load: produce("suite-1k", 1024, "1", ""),
-        },
-        Case {
-            name: "consume 100 B".into(),
-            load: bench("consume --topic suite-100".into()),
-        },
-        Case {
-            name: "consume 1 KiB".into(),
-            load: bench("consume --topic suite-1k".into()),
-        },
-        Case {
-            name: "produce 100 B acks=all".into(),
-            load: produce("suite-100-all", 100, "all", ""),
-        },
-        Case {
-            name: "produce 1 KiB acks=all".into(),
-            load: produce("suite-1k-all", 1024, "all", ""),
-        },
-        // Produce latency at a low rate with the bench's defaults (linger 5 ms): acks=all is
-        // the target's case, acks=1 the same requests without the fsync, which shows what the
-        // request's round trip itself costs at this rate on this machine.
-        Case {
-            name: "produce 100 B 1k/s acks=1".into(),
-            load: bench(format!(
-                "produce --topic suite-rate-1 --record-size 100 --acks 1 --rate 1000 --duration {seconds}"
-            )),
-        },
-        Case {
-            name: "produce 100 B 1k/s acks=all".into(),
-            load: bench(format!(
-                "produce --topic suite-rate-all --record-size 100 --acks all --rate 1000 --duration {seconds}"
-            )),
-        },
-        Case {
-            name: "e2e 100 B 1k/s acks=all".into(),
-            load: e2e("suite-e2e-100-1k", 100, 1_000),
-        },
-        Case {
-            name: "e2e 100 B 10k/s acks=all".into(),
-            load: e2e("suite-e2e-100-10k", 100, 10_000),
-        },
-        Case {
-            name: "e2e 1 KiB 1k/s acks=all".into(),
-            load: e2e("suite-e2e-1k-1k", 1024, 1_000),
-        },
-        Case {
-            name: "e2e 1 KiB 10k/s acks=all".into(),
-            load: e2e("suite-e2e-1k-10k", 1024, 10_000),
-        },
-    ];
-    if args.librdkafka {
-        let rd_produce =
-            |topic: &str, record_bytes: u64, acks: &'static str| Load::LibrdkafkaProduce {
-                topic: topic.to_string(),
-                record_bytes,
-                acks,
-                seconds,
-            };
-        cases.extend([
-            Case {
-                name: "librdkafka produce 100 B acks=1".into(),
-                load: rd_produce("suite-rd-100", 100, "1"),
-            },
-            Case {
-                name: "librdkafka produce 1 KiB acks=1".into(),
-                load: rd_produce("suite-rd-1k", 1024, "1"),
-            },
-            Case {
-                name: "librdkafka produce 1 KiB acks=all".into(),
-                load: rd_produce("suite-rd-1k-all", 1024, "all"),
-            },
-            Case {
-                name: "librdkafka e2e 100 B 1k/s acks=all".into(),
-                load: Load::LibrdkafkaE2e {
-                    topic: "suite-rd-e2e".into(),
-                    record_bytes: 100,
-                    rate: 1_000,
-                    seconds: e2e_seconds,
-                },
-            },
-        ]);
-    }
-    // Last, so that the broker's peak memory after it covers the whole run.
-    cases.push(Case {
-        name: "produce 1 KiB acks=1 100 partitions".into(),
-        load: produce("suite-100p", 1024, "1", "--partitions 100"),
-    });
-    cases.retain(|case| {
-        args.only.is_empty()
-            || args
-                .only
-                .iter()
-                .any(|only| case.name.contains(only.as_str()))
-    });
-    cases
 }
 
 /// One case's figures in one run.
@@ -280,6 +93,9 @@ pub struct CaseResult {
     pub latency: Option<LatencySummary>,
     /// The end-to-end cases' produce request latency.
     pub produce_latency: Option<LatencySummary>,
+    /// What the idle consumers beside the load did, for the cases that have them.
+    pub idle_consumers: Option<IdleFigures>,
+    /// The broker's CPU seconds during the case (the three-node cases: summed over the nodes).
     pub broker_cpu_s: f64,
     pub broker_cpu_s_per_million: f64,
     /// The share of the broker's CPU time spent in the kernel (system time): on a VM, copying
@@ -287,13 +103,37 @@ pub struct CaseResult {
     pub broker_system_cpu_share: f64,
     /// The load generator's own CPU per million records (`None` for librdkafka's).
     pub bench_cpu_s_per_million: Option<f64>,
-    /// The broker's peak resident memory (VmHWM) after the case.
+    /// The broker's peak resident memory (VmHWM) after the case (the three-node cases: the
+    /// largest node's).
     pub broker_peak_rss_mib: f64,
     /// For produce cases: the disk's bandwidth with an fdatasync after each 1 MiB append,
     /// measured for the case's duration right before and right after it (the mean of the
     /// two). The throughput targets compare with this: on a VM whose disk bandwidth comes and
     /// goes with its neighbours and its burst credit, a figure from minutes earlier says little.
     pub disk_synced_mb_per_s: Option<f64>,
+}
+
+/// The idle consumers' figures: they show that the consumers really polled.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleFigures {
+    pub consumers: usize,
+    pub fetches: u64,
+    pub fetches_per_s: f64,
+    pub fetch_latency: Option<LatencySummary>,
+    /// Records that reached the idle partitions after all (none unless something else wrote).
+    pub records: u64,
+}
+
+impl IdleFigures {
+    fn of(outcome: &IdleOutcome) -> IdleFigures {
+        IdleFigures {
+            consumers: outcome.connections,
+            fetches: outcome.fetches,
+            fetches_per_s: outcome.fetches_per_s(),
+            fetch_latency: outcome.fetch_latencies.summary(),
+            records: outcome.arrived.records,
+        }
+    }
 }
 
 /// One run: the machine's limits and every case.
@@ -314,6 +154,15 @@ pub struct SuiteResult {
     pub targets: Vec<TargetCheck>,
 }
 
+/// The programs the suite runs besides itself.
+struct Tools {
+    binary: PathBuf,
+    /// For the librdkafka cases (`--librdkafka`).
+    python: Option<PathBuf>,
+    /// For the kcat case (`--librdkafka`, when kcat is on the PATH).
+    kcat: Option<PathBuf>,
+}
+
 /// `strom bench suite`.
 pub fn run(args: SuiteArgs) -> Result<(), BenchError> {
     let binary = match &args.strom_bin {
@@ -328,8 +177,24 @@ pub fn run(args: SuiteArgs) -> Result<(), BenchError> {
             "making a directory in {}",
             parent.display()
         )))?;
-    let python = args.librdkafka.then(|| find_python(&args)).transpose()?;
-    let cases = cases(&args);
+    let kcat = args.librdkafka.then(loads::find_kcat).flatten();
+    if args.librdkafka && kcat.is_none() {
+        eprintln!("note: kcat is not on the PATH; the kcat case is left out");
+    }
+    let cases = cases(&args, kcat.is_some());
+    let needs_python = cases.iter().any(|case| {
+        matches!(
+            case.load,
+            Load::LibrdkafkaProduce { .. } | Load::LibrdkafkaE2e { .. }
+        )
+    });
+    let tools = Tools {
+        binary,
+        python: needs_python
+            .then(|| loads::find_python(&args))
+            .transpose()?,
+        kcat,
+    };
     let sizes = if args.quick {
         MachineSizes::QUICK
     } else {
@@ -338,15 +203,7 @@ pub fn run(args: SuiteArgs) -> Result<(), BenchError> {
     let mut runs = Vec::new();
     for run in 1..=args.runs {
         let run_dir = base.path().join(format!("run{run}"));
-        let result = run_once(
-            &binary,
-            &run_dir,
-            run,
-            args.runs,
-            &cases,
-            sizes,
-            python.as_deref(),
-        );
+        let result = run_once(&tools, &run_dir, run, args.runs, &cases, sizes);
         if !args.keep {
             let _ = std::fs::remove_dir_all(&run_dir);
         }
@@ -369,14 +226,22 @@ pub fn run(args: SuiteArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// What every case of a run shares.
+struct RunContext<'a> {
+    tools: &'a Tools,
+    run_dir: &'a Path,
+    run: u32,
+    runtime: tokio::runtime::Runtime,
+    clock_ticks_per_s: f64,
+}
+
 fn run_once(
-    binary: &Path,
+    tools: &Tools,
     run_dir: &Path,
     run: u32,
     runs: u32,
     cases: &[Case],
     sizes: MachineSizes,
-    python: Option<&Path>,
 ) -> Result<RunResult, BenchError> {
     let load_before = load_average();
     eprintln!(
@@ -388,99 +253,38 @@ fn run_once(
         "  loopback {:.0} MB/s, disk {:.0} MB/s buffered, {:.0} MB/s with fdatasync, 4 KiB fdatasync p99 {:.2} ms back to back, {:.2} ms one per 5 ms",
         machine.loopback_mb_per_s, machine.disk_buffered_mb_per_s, machine.disk_synced_mb_per_s, machine.fsync_4k.p99_ms, machine.fsync_4k_spaced.p99_ms
     );
-    let broker = BrokerProcess::start(binary, &run_dir.join("data"), &run_dir.join("broker.log"))?;
-    eprintln!("  broker pid {} on {}", broker.pid, broker.address);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(BenchError::io("cannot start the async runtime"))?;
-    let clock_ticks_per_s = broker::clock_ticks_per_s();
+    let context = RunContext {
+        tools,
+        run_dir,
+        run,
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::io("cannot start the async runtime"))?,
+        clock_ticks_per_s: broker::clock_ticks_per_s(),
+    };
     let mut results = Vec::new();
-    // The last probe, while no case has run since it: the next produce case's "before".
-    let mut last_probe = None;
-    for (index, case) in cases.iter().enumerate() {
-        machine::sync_everything();
-        let probe = case.disk_probe();
-        let disk_before = match probe {
-            Some(time) => match last_probe.take() {
-                Some(figure) => Some(figure),
-                None => Some(probe_disk(run_dir, time)?),
-            },
-            None => {
-                last_probe = None;
-                None
+    // One phase per kind of brokers, one after the other: the three nodes start only once the
+    // single broker has stopped, so they take nothing from its figures.
+    for nodes in [Nodes::One, Nodes::ThreeVoters] {
+        let phase: Vec<Case> = cases
+            .iter()
+            .filter(|case| case.nodes == nodes)
+            .cloned()
+            .collect();
+        if phase.is_empty() {
+            continue;
+        }
+        let brokers = match nodes {
+            Nodes::One => Brokers::single(&tools.binary, run_dir)?,
+            Nodes::ThreeVoters => {
+                Brokers::three_voters(&tools.binary, &run_dir.join("cluster"), &context.runtime)?
             }
         };
-        let broker_before = broker.cpu_seconds()?;
-        let broker_system_before = broker.system_cpu_seconds()?;
-        let bench_before = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)?;
-        let outcome = match &case.load {
-            Load::Bench(words) => run_bench(&runtime, words, &broker.address),
-            Load::LibrdkafkaProduce { .. } | Load::LibrdkafkaE2e { .. } => {
-                let python = python.expect("a Python is found when librdkafka cases exist");
-                run_librdkafka(&runtime, python, run_dir, &case.load, &broker.address)
-            }
-        };
-        let outcome = outcome.map_err(|error| {
-            BenchError::Suite(format!(
-                "case '{}' failed: {error}\nbroker log tail:\n{}",
-                case.name,
-                broker.log_tail()
-            ))
-        })?;
-        let broker_cpu_s = broker.cpu_seconds()? - broker_before;
-        let broker_system_cpu_s = broker.system_cpu_seconds()? - broker_system_before;
-        let bench_cpu_s = process_cpu_seconds("/proc/self/stat", clock_ticks_per_s)? - bench_before;
-        let peak_rss_bytes = broker.peak_rss_bytes()?;
-        let disk_synced_mb_per_s = match (probe, disk_before) {
-            (Some(time), Some(before)) => {
-                machine::sync_everything();
-                let after = probe_disk(run_dir, time)?;
-                last_probe = Some(after);
-                Some((before + after) / 2.0)
-            }
-            _ => None,
-        };
-        let per_million = |seconds: f64| seconds / (outcome.records.max(1) as f64) * 1e6;
-        let result = CaseResult {
-            case: case.name.clone(),
-            run,
-            command: outcome.command,
-            records: outcome.records,
-            records_per_s: outcome.records_per_s,
-            mb_per_s: outcome.mb_per_s,
-            latency_kind: outcome.latency_kind,
-            latency: outcome.latency,
-            produce_latency: outcome.produce_latency,
-            broker_cpu_s,
-            broker_cpu_s_per_million: per_million(broker_cpu_s),
-            broker_system_cpu_share: if broker_cpu_s > 0.0 {
-                broker_system_cpu_s / broker_cpu_s
-            } else {
-                0.0
-            },
-            bench_cpu_s_per_million: outcome.in_process.then(|| per_million(bench_cpu_s)),
-            broker_peak_rss_mib: peak_rss_bytes as f64 / (1 << 20) as f64,
-            disk_synced_mb_per_s,
-        };
-        eprintln!(
-            "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}",
-            result.case,
-            human_count(result.records_per_s),
-            result.mb_per_s,
-            result.latency_kind,
-            result
-                .latency
-                .map_or("-".to_string(), |latency| format!("{:.2}", latency.p99_ms)),
-            result.broker_cpu_s_per_million,
-            result
-                .disk_synced_mb_per_s
-                .map_or(String::new(), |disk| format!("  disk {disk:.0} MB/s"))
-        );
-        results.push(result);
-        drop_finished_topics(&runtime, &broker.address, cases, index)?;
+        eprintln!("  brokers: {}", brokers.describe());
+        results.extend(run_phase(&context, &brokers, &phase)?);
+        brokers.stop()?;
     }
-    broker.stop()?;
     Ok(RunResult {
         run,
         load_average: (load_before, load_average()),
@@ -489,29 +293,241 @@ fn run_once(
     })
 }
 
-/// Deletes the topic of case `done` unless a later case uses it: a run writes tens of GB,
-/// more than a small disk holds at once.
+/// Runs `cases` in order against `brokers`; the produce throughput cases are bracketed by
+/// disk probes, one probe serving as the "after" of a case and the "before" of the next.
+fn run_phase(
+    context: &RunContext,
+    brokers: &Brokers,
+    cases: &[Case],
+) -> Result<Vec<CaseResult>, BenchError> {
+    let mut results = Vec::new();
+    // The last probe, while no case has run since it: the next produce case's "before".
+    let mut last_probe = None;
+    for (index, case) in cases.iter().enumerate() {
+        prepare(context, brokers, case)?;
+        machine::sync_everything();
+        let probe = case.disk_probe();
+        let disk_before = match probe {
+            Some(time) => match last_probe.take() {
+                Some(figure) => Some(figure),
+                None => Some(probe_disk(context.run_dir, time)?),
+            },
+            None => {
+                last_probe = None;
+                None
+            }
+        };
+        let mut result = run_case(context, brokers, case).map_err(|error| {
+            BenchError::Suite(format!(
+                "case '{}' failed: {error}\nbroker log tail:\n{}",
+                case.name,
+                brokers.log_tail()
+            ))
+        })?;
+        if let (Some(time), Some(before)) = (probe, disk_before) {
+            machine::sync_everything();
+            let after = probe_disk(context.run_dir, time)?;
+            last_probe = Some(after);
+            result.disk_synced_mb_per_s = Some((before + after) / 2.0);
+        }
+        print_progress(&result);
+        results.push(result);
+        clean_up(context, case)?;
+        drop_finished_topics(&context.runtime, brokers.bootstrap(), cases, index)?;
+    }
+    Ok(results)
+}
+
+/// What a case needs before its figures are taken: its topics, the kcat case's file.
+fn prepare(context: &RunContext, brokers: &Brokers, case: &Case) -> Result<(), BenchError> {
+    context
+        .runtime
+        .block_on(create_topics(brokers.bootstrap(), &case.creates))?;
+    if let Load::KcatProduce {
+        records,
+        record_bytes,
+        ..
+    } = &case.load
+    {
+        let file = loads::kcat_file(context.run_dir, *records, *record_bytes);
+        loads::write_kcat_file(&file, *records, *record_bytes)?;
+    }
+    Ok(())
+}
+
+/// Creates topics a case needs. A replicated one then gets one acks=all write per partition:
+/// the first such write waits ~0.4 s for the followers to start fetching (measured on this
+/// VM), a start-up cost that would otherwise be the case's produce p99.9.
+async fn create_topics(address: &str, creates: &[NewTopic]) -> Result<(), BenchError> {
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let client = crate::cluster::connect(address).await?;
+    for topic in creates {
+        let layout = crate::cluster::ensure_topic(
+            &client,
+            &topic.name,
+            topic.partitions,
+            topic.replication_factor,
+        )
+        .await?;
+        if topic.replication_factor <= 1 {
+            continue;
+        }
+        let record = ProduceRecord::new(None, Some(Bytes::from_static(b"suite warm-up")));
+        for (partition, _) in &layout.partitions {
+            client
+                .produce(
+                    &topic.name,
+                    *partition,
+                    std::slice::from_ref(&record),
+                    Acks::All,
+                    Compression::None,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what [`prepare`] wrote that the next cases do not need.
+fn clean_up(context: &RunContext, case: &Case) -> Result<(), BenchError> {
+    if let Load::KcatProduce {
+        records,
+        record_bytes,
+        ..
+    } = &case.load
+    {
+        let file = loads::kcat_file(context.run_dir, *records, *record_bytes);
+        std::fs::remove_file(&file)
+            .map_err(BenchError::io(format!("removing {}", file.display())))?;
+    }
+    Ok(())
+}
+
+/// Runs one case's load (and the idle consumers beside it) with the brokers' CPU time read
+/// right before and right after.
+fn run_case(
+    context: &RunContext,
+    brokers: &Brokers,
+    case: &Case,
+) -> Result<CaseResult, BenchError> {
+    let address = brokers.bootstrap();
+    let beside = case
+        .beside
+        .as_ref()
+        .map(|words| Beside::start(words, address))
+        .transpose()?;
+    let own_stat = "/proc/self/stat";
+    let broker_before = brokers.cpu_seconds()?;
+    let broker_system_before = brokers.system_cpu_seconds()?;
+    let bench_before = process_cpu_seconds(own_stat, context.clock_ticks_per_s)?;
+    let outcome = run_load(context, &case.load, address)?;
+    let broker_cpu_s = brokers.cpu_seconds()? - broker_before;
+    let broker_system_cpu_s = brokers.system_cpu_seconds()? - broker_system_before;
+    let bench_cpu_s = process_cpu_seconds(own_stat, context.clock_ticks_per_s)? - bench_before;
+    let (idle, command) = match beside {
+        Some(beside) => {
+            // By hand, the consumers get a head start to connect before the load begins.
+            let command = format!("{} & sleep 1; {}", beside.command, outcome.command);
+            (Some(IdleFigures::of(&beside.stop()?)), command)
+        }
+        None => (None, outcome.command.clone()),
+    };
+    let per_million = |seconds: f64| seconds / (outcome.records.max(1) as f64) * 1e6;
+    Ok(CaseResult {
+        case: case.name.clone(),
+        run: context.run,
+        command,
+        records: outcome.records,
+        records_per_s: outcome.records_per_s,
+        mb_per_s: outcome.mb_per_s,
+        latency_kind: outcome.latency_kind,
+        latency: outcome.latency,
+        produce_latency: outcome.produce_latency,
+        idle_consumers: idle,
+        broker_cpu_s,
+        broker_cpu_s_per_million: per_million(broker_cpu_s),
+        broker_system_cpu_share: if broker_cpu_s > 0.0 {
+            broker_system_cpu_s / broker_cpu_s
+        } else {
+            0.0
+        },
+        bench_cpu_s_per_million: outcome.in_process.then(|| per_million(bench_cpu_s)),
+        broker_peak_rss_mib: brokers.peak_rss_bytes()? as f64 / (1 << 20) as f64,
+        disk_synced_mb_per_s: None,
+    })
+}
+
+fn run_load(context: &RunContext, load: &Load, address: &str) -> Result<Outcome, BenchError> {
+    let runtime = &context.runtime;
+    match load {
+        Load::Bench(words) => loads::run_bench(runtime, words, address),
+        Load::LibrdkafkaProduce { .. } | Load::LibrdkafkaE2e { .. } => {
+            let python = context.tools.python.as_deref();
+            let python = python.expect("a Python is found when librdkafka cases exist");
+            loads::run_librdkafka(runtime, python, context.run_dir, load, address)
+        }
+        Load::KcatProduce { .. } => {
+            let kcat = context.tools.kcat.as_deref();
+            let kcat = kcat.expect("kcat is found when the kcat case exists");
+            loads::run_kcat(runtime, kcat, context.run_dir, load, address)
+        }
+    }
+}
+
+fn print_progress(result: &CaseResult) {
+    eprintln!(
+        "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}{}",
+        result.case,
+        human_count(result.records_per_s),
+        result.mb_per_s,
+        result.latency_kind,
+        result
+            .latency
+            .map_or("-".to_string(), |latency| format!("{:.2}", latency.p99_ms)),
+        result.broker_cpu_s_per_million,
+        result
+            .disk_synced_mb_per_s
+            .map_or(String::new(), |disk| format!("  disk {disk:.0} MB/s")),
+        result
+            .idle_consumers
+            .as_ref()
+            .map_or(String::new(), |idle| {
+                format!(
+                    "  {} idle consumers: {:.0} fetches/s",
+                    idle.consumers, idle.fetches_per_s
+                )
+            })
+    );
+}
+
+/// Deletes the topics of case `done` that no later case uses: a run writes tens of GB, more
+/// than a small disk holds at once.
 fn drop_finished_topics(
     runtime: &tokio::runtime::Runtime,
     address: &str,
     cases: &[Case],
     done: usize,
 ) -> Result<(), BenchError> {
-    let Some(topic) = cases[done].topic() else {
-        return Ok(());
-    };
-    if cases[done + 1..]
-        .iter()
-        .any(|later| later.topic() == Some(topic))
-    {
+    let finished: Vec<&str> = cases[done]
+        .topics()
+        .into_iter()
+        .filter(|topic| {
+            !cases[done + 1..]
+                .iter()
+                .any(|later| later.topics().contains(topic))
+        })
+        .collect();
+    if finished.is_empty() {
         return Ok(());
     }
     runtime.block_on(async {
         let client = crate::cluster::connect(address).await?;
         client
-            .delete_topics(&[topic])
+            .delete_topics(&finished)
             .await
-            .map_err(|error| BenchError::Broker(format!("deleting topic {topic}: {error}")))
+            .map_err(|error| BenchError::Broker(format!("deleting topics {finished:?}: {error}")))
     })
 }
 
@@ -528,267 +544,4 @@ fn load_average() -> f64 {
         .ok()
         .and_then(|text| text.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// What one case produced, before the suite adds the broker's figures.
-struct Outcome {
-    command: String,
-    records: u64,
-    records_per_s: f64,
-    mb_per_s: f64,
-    latency_kind: &'static str,
-    latency: Option<LatencySummary>,
-    produce_latency: Option<LatencySummary>,
-    /// Whether the load ran in this process (so this process's CPU time is the load's).
-    in_process: bool,
-}
-
-/// A `strom bench` command line as a parser, to run the suite's cases exactly as a user would.
-#[derive(Parser)]
-#[command(name = "strom bench")]
-struct BenchLine {
-    #[command(subcommand)]
-    command: BenchCommand,
-}
-
-fn run_bench(
-    runtime: &tokio::runtime::Runtime,
-    words: &[String],
-    address: &str,
-) -> Result<Outcome, BenchError> {
-    let mut line: Vec<String> = vec!["strom bench".to_string()];
-    line.extend(words.iter().cloned());
-    line.extend(["--bootstrap".to_string(), address.to_string()]);
-    let parsed = BenchLine::try_parse_from(&line).map_err(|error| {
-        BenchError::InvalidArgument(format!("suite case '{}': {error}", words.join(" ")))
-    })?;
-    let command = format!("strom bench {} --bootstrap {address}", words.join(" "));
-    let report: Report = match parsed.command {
-        BenchCommand::Produce(args) => runtime.block_on(crate::produce::run(args))?,
-        BenchCommand::Consume(args) => runtime.block_on(crate::consume::run(args))?,
-        BenchCommand::E2e(args) => runtime.block_on(crate::e2e::run(args))?,
-        BenchCommand::Suite(_) => unreachable!("the suite does not run itself"),
-    };
-    let throughput = report
-        .throughput
-        .expect("every bench report has a throughput");
-    let (latency_kind, latency, produce_latency) = match report.bench {
-        "produce" => ("produce", report.produce_latency, None),
-        "consume" => ("fetch", report.fetch_latency, None),
-        _ => ("e2e", report.end_to_end_latency, report.produce_latency),
-    };
-    Ok(Outcome {
-        command,
-        records: throughput.records,
-        records_per_s: throughput.records_per_s,
-        mb_per_s: throughput.mb_per_s,
-        latency_kind,
-        latency,
-        produce_latency,
-        in_process: true,
-    })
-}
-
-/// Runs the librdkafka script for a case; the topic is created first, with one partition.
-fn run_librdkafka(
-    runtime: &tokio::runtime::Runtime,
-    python: &Path,
-    run_dir: &Path,
-    load: &Load,
-    address: &str,
-) -> Result<Outcome, BenchError> {
-    let script = run_dir.join("librdkafka_load.py");
-    if !script.exists() {
-        std::fs::write(&script, LIBRDKAFKA_SCRIPT)
-            .map_err(BenchError::io(format!("writing {}", script.display())))?;
-    }
-    let (topic, words, latency_kind) = match load {
-        Load::LibrdkafkaProduce {
-            topic,
-            record_bytes,
-            acks,
-            seconds,
-        } => {
-            let words = [
-                "produce",
-                address,
-                topic,
-                &record_bytes.to_string(),
-                acks,
-                &seconds.to_string(),
-            ];
-            (topic, words.map(String::from).to_vec(), "-")
-        }
-        Load::LibrdkafkaE2e {
-            topic,
-            record_bytes,
-            rate,
-            seconds,
-        } => {
-            let words = [
-                "e2e",
-                address,
-                topic,
-                &record_bytes.to_string(),
-                &rate.to_string(),
-                &seconds.to_string(),
-                "1",
-            ];
-            (topic, words.map(String::from).to_vec(), "e2e")
-        }
-        Load::Bench(_) => unreachable!("not a librdkafka load"),
-    };
-    runtime.block_on(async {
-        let client = crate::cluster::connect(address).await?;
-        crate::cluster::ensure_topic(&client, topic, 1, -1)
-            .await
-            .map(|_| ())
-    })?;
-    let output = std::process::Command::new(python)
-        .arg(&script)
-        .args(&words)
-        .output()
-        .map_err(BenchError::io(format!("running {}", python.display())))?;
-    if !output.status.success() {
-        return Err(BenchError::Suite(format!(
-            "the librdkafka load exited with {}:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|error| {
-        BenchError::Suite(format!("the librdkafka load printed no JSON ({error})"))
-    })?;
-    let number = |key: &str| result[key].as_f64().unwrap_or(0.0);
-    let latency = result.get("latency").and_then(|latency| {
-        Some(LatencySummary {
-            samples: latency["samples"].as_u64()?,
-            mean_ms: latency["mean_ms"].as_f64()?,
-            p50_ms: latency["p50_ms"].as_f64()?,
-            p99_ms: latency["p99_ms"].as_f64()?,
-            p999_ms: latency["p999_ms"].as_f64()?,
-            max_ms: latency["max_ms"].as_f64()?,
-        })
-    });
-    Ok(Outcome {
-        command: format!(
-            "{} librdkafka_load.py {}",
-            python.display(),
-            words.join(" ")
-        ),
-        records: number("records") as u64,
-        records_per_s: number("records_per_s"),
-        mb_per_s: number("mb_per_s"),
-        latency_kind,
-        latency,
-        produce_latency: None,
-        in_process: false,
-    })
-}
-
-/// The Python for the librdkafka load: --python, else .venv/bin/python, else python3; it must
-/// import confluent_kafka.
-fn find_python(args: &SuiteArgs) -> Result<PathBuf, BenchError> {
-    let python = args.python.clone().unwrap_or_else(|| {
-        let venv = PathBuf::from(".venv/bin/python");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        }
-    });
-    let works = std::process::Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if !works {
-        return Err(BenchError::InvalidArgument(format!(
-            "--librdkafka needs a Python with confluent-kafka; {} has none (run scripts/test once to \
-             make .venv, or give --python)",
-            python.display()
-        )));
-    }
-    Ok(python)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(line: &str) -> SuiteArgs {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            suite: SuiteArgs,
-        }
-        Wrapper::try_parse_from(std::iter::once("suite").chain(line.split_whitespace()))
-            .unwrap()
-            .suite
-    }
-
-    #[test]
-    fn every_case_is_a_valid_bench_command_line() {
-        for case in cases(&args("--librdkafka")) {
-            if let Load::Bench(words) = &case.load {
-                let mut line = vec!["strom bench".to_string()];
-                line.extend(words.iter().cloned());
-                assert!(
-                    BenchLine::try_parse_from(&line).is_ok(),
-                    "{}: {words:?}",
-                    case.name
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn produce_cases_and_only_they_are_bracketed_by_disk_probes() {
-        for case in cases(&args("--librdkafka --case-seconds 7")) {
-            let probe = case.disk_probe();
-            if case.name.contains("produce") && !case.name.contains("/s") {
-                assert_eq!(probe, Some(Duration::from_secs(7)), "{}", case.name);
-            } else {
-                assert_eq!(probe, None, "{}", case.name);
-            }
-        }
-    }
-
-    #[test]
-    fn every_case_names_its_topic_and_the_consume_cases_read_earlier_ones() {
-        let cases = cases(&args("--librdkafka"));
-        assert!(cases.iter().all(|case| case.topic().is_some()));
-        for (index, case) in cases.iter().enumerate() {
-            if case.name.starts_with("consume") {
-                let topic = case.topic();
-                assert!(cases[..index]
-                    .iter()
-                    .any(|earlier| earlier.topic() == topic));
-            }
-        }
-    }
-
-    #[test]
-    fn the_case_list_follows_the_flags() {
-        let names: Vec<String> = cases(&args("")).into_iter().map(|case| case.name).collect();
-        assert_eq!(names.len(), 13);
-        assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
-        assert_eq!(names.last().unwrap(), "produce 1 KiB acks=1 100 partitions");
-        let with_rd = cases(&args("--librdkafka"));
-        assert_eq!(with_rd.len(), 17);
-        let only = cases(&args("--only e2e --only consume"));
-        assert!(only
-            .iter()
-            .all(|case| case.name.contains("e2e") || case.name.contains("consume")));
-        assert_eq!(only.len(), 6);
-        let quick = cases(&args("--quick --case-seconds 30"));
-        assert_eq!(
-            quick[0].load,
-            Load::Bench(
-                "produce --topic suite-100 --record-size 100 --acks 1 --duration 1 --batch-size 1000000"
-                    .split(' ')
-                    .map(String::from)
-                    .collect()
-            )
-        );
-    }
 }

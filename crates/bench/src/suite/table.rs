@@ -7,8 +7,12 @@
 
 use serde::Serialize;
 
+use super::cases::NO_IDLE_CONSUMERS;
 use super::{CaseResult, RunResult};
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
+
+/// How much more broker CPU per produced record idle consumers may cost.
+const IDLE_CPU_RATIO_MAX: f64 = 1.25;
 
 /// One of the issue's targets, and whether the suite's figures meet it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,7 +80,11 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         let latency = |pick: fn(&LatencySummary) -> f64| {
             median(&|case: &CaseResult| case.latency.as_ref().map(pick))
         };
-        if name.contains("e2e") && name.contains("1k/s") {
+        if name.contains("RF=3") {
+            for replicated in replicated_targets(runs, &name) {
+                check(replicated.target, replicated.measured, replicated.met);
+            }
+        } else if name.contains("e2e") && name.contains("1k/s") {
             if let (Some(p50), Some(p99)) = (latency(|l| l.p50_ms), latency(|l| l.p99_ms)) {
                 check(
                     format!("{name}: end-to-end p50 ≤ 2 ms"),
@@ -158,6 +166,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                 );
             }
         }
+        if let Some(idle) = idle_target(runs, &name) {
+            check(idle.target, idle.measured, idle.met);
+        }
         if name.contains("100 partitions") {
             if let Some(rss) = median(&|case: &CaseResult| Some(case.broker_peak_rss_mib)) {
                 check(
@@ -169,6 +180,67 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         }
     }
     checks
+}
+
+/// The replicated case's tail: its produce p99.9 and end-to-end p99.
+fn replicated_targets(runs: &[RunResult], name: &str) -> Vec<TargetCheck> {
+    let median = |figure: &dyn Fn(&CaseResult) -> Option<f64>| {
+        case_spread(runs, name, figure).map(|spread| spread.median)
+    };
+    let limits = [
+        (
+            "produce p99.9 ≤ 20 ms",
+            median(&|case: &CaseResult| case.produce_latency.map(|l| l.p999_ms)),
+            20.0,
+        ),
+        (
+            "end-to-end p99 ≤ 5 ms",
+            median(&|case: &CaseResult| case.latency.map(|l| l.p99_ms)),
+            5.0,
+        ),
+    ];
+    limits
+        .into_iter()
+        .filter_map(|(target, measured, limit_ms)| {
+            let measured = measured?;
+            Some(TargetCheck {
+                target: format!("{name}: {target}"),
+                measured: format!("{} ms", human_ms(measured)),
+                met: measured <= limit_ms,
+            })
+        })
+        .collect()
+}
+
+/// Idle consumers must cost the broker little: a case with them against the same case
+/// without them (named alike, ending in "no idle consumers"), on broker CPU per million
+/// produced records.
+fn idle_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
+    let (base, consumers) = name.rsplit_once(", ")?;
+    if !consumers.ends_with(" idle consumers") || consumers == NO_IDLE_CONSUMERS {
+        return None;
+    }
+    let without = format!("{base}, {NO_IDLE_CONSUMERS}");
+    let cpu = |name: &str| {
+        case_spread(runs, name, |case| Some(case.broker_cpu_s_per_million))
+            .map(|spread| spread.median)
+    };
+    let (with_cpu, without_cpu) = (cpu(name)?, cpu(&without)?);
+    let fetches_per_s = case_spread(runs, name, |case| {
+        case.idle_consumers.as_ref().map(|idle| idle.fetches_per_s)
+    })
+    .map_or(0.0, |spread| spread.median);
+    let limit = IDLE_CPU_RATIO_MAX * without_cpu;
+    Some(TargetCheck {
+        target: format!(
+            "{name}: broker CPU per million produced records ≤ {IDLE_CPU_RATIO_MAX} × the same case without them ({limit:.3} s)"
+        ),
+        measured: format!(
+            "{with_cpu:.3} s = {:.2}× ({fetches_per_s:.0} idle fetches/s)",
+            with_cpu / without_cpu.max(f64::MIN_POSITIVE)
+        ),
+        met: with_cpu <= limit,
+    })
 }
 
 /// The whole table: machine limits, cases, targets, and how to re-run each case.
@@ -252,7 +324,8 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&targets));
     out.push_str("\nlatency: produce = produce request to answer; fetch = fetch request to answer; \
                   e2e = producer send to consumer receipt.\nMB/s = record payload (key + value) per second; \
-                  CPU s/M = CPU seconds (user + system) per million records.\n\ncases as commands:\n");
+                  CPU s/M = CPU seconds (user + system) per million records.\nRF=3 cases run on three \
+                  nodes: broker CPU is summed over them, peak RSS is the largest node's.\n\ncases as commands:\n");
     for name in case_names(runs) {
         if let Some(case) = results_of(runs, &name).next() {
             out.push_str(&format!("  {name}: {}\n", case.command));
@@ -349,6 +422,24 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
             row.extend(std::iter::repeat_n(String::new(), 5));
             rows.push(row);
         }
+        if let Some(idle) = &first.idle_consumers {
+            let fetches_per_s = case_spread(runs, &name, |case| {
+                case.idle_consumers.as_ref().map(|idle| idle.fetches_per_s)
+            });
+            let mut row = vec![
+                format!("  ({} idle consumers)", idle.consumers),
+                format!("{} fetches/s", show(fetches_per_s, &human_count)),
+                String::new(),
+                "fetch".to_string(),
+            ];
+            row.extend(latency_cells(&name, &|case| {
+                case.idle_consumers
+                    .as_ref()
+                    .and_then(|idle| idle.fetch_latency)
+            }));
+            row.extend(std::iter::repeat_n(String::new(), 5));
+            rows.push(row);
+        }
     }
     rows
 }
@@ -380,6 +471,7 @@ mod tests {
             latency_kind: "e2e",
             latency: Some(latency(latency_ms.0, latency_ms.1)),
             produce_latency: name.contains("e2e").then(|| latency(0.5, 1.0)),
+            idle_consumers: None,
             broker_cpu_s: cpu,
             broker_cpu_s_per_million: cpu,
             broker_system_cpu_share: 0.5,
@@ -481,5 +573,63 @@ mod tests {
             .find(|line| line.starts_with("load average"))
             .unwrap();
         assert!(load.ends_with(" 0.50, 1.00"), "{load}");
+    }
+
+    #[test]
+    fn idle_consumers_and_the_replicated_case_have_their_own_targets() {
+        let base = "produce 100 B 10k/s acks=1, 1,000 partitions";
+        let without = case(
+            &format!("{base}, no idle consumers"),
+            1,
+            1.0,
+            4.0,
+            (0.3, 1.0),
+        );
+        let mut with = case(
+            &format!("{base}, 200 idle consumers"),
+            1,
+            1.0,
+            4.8,
+            (0.3, 1.0),
+        );
+        with.idle_consumers = Some(super::super::IdleFigures {
+            consumers: 200,
+            fetches: 3_800,
+            fetches_per_s: 380.0,
+            fetch_latency: Some(latency(505.0, 540.0)),
+            records: 0,
+        });
+        let mut replicated = case("e2e 100 B 1k/s acks=all RF=3", 1, 0.1, 50.0, (2.0, 6.0));
+        replicated.produce_latency = Some(LatencySummary {
+            p999_ms: 19.0,
+            ..latency(2.0, 10.0)
+        });
+        let runs = vec![run(1, vec![without, with, replicated])];
+        let checks = check_targets(&runs);
+        let targets: Vec<&str> = checks.iter().map(|check| check.target.as_str()).collect();
+        assert_eq!(checks.len(), 3, "{targets:?}");
+        let idle = &checks[0];
+        assert!(idle
+            .target
+            .contains("≤ 1.25 × the same case without them (5.000 s)"));
+        assert_eq!(idle.measured, "4.800 s = 1.20× (380 idle fetches/s)");
+        assert!(idle.met);
+        assert!(checks[1].target.ends_with("RF=3: produce p99.9 ≤ 20 ms"));
+        assert!(checks[1].met, "19 ms");
+        assert!(checks[2].target.ends_with("RF=3: end-to-end p99 ≤ 5 ms"));
+        assert!(!checks[2].met, "6 ms");
+        let table = render(&SuiteResult {
+            targets: checks.clone(),
+            runs,
+        });
+        let idle_row = table
+            .lines()
+            .find(|line| line.starts_with("  (200 idle consumers)"))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(idle_row.contains("380 fetches/s"), "{idle_row}");
+        assert!(
+            idle_row.contains("fetch") && idle_row.contains("505"),
+            "{idle_row}"
+        );
     }
 }

@@ -1,0 +1,484 @@
+//! The suite's cases: what each runs, against which brokers, in which order; no I/O.
+
+use std::time::Duration;
+
+use super::SuiteArgs;
+
+/// librdkafka's default `batch.size`.
+const LIBRDKAFKA_BATCH_BYTES: u64 = 1_000_000;
+/// The idle-consumer cases: a topic of this many partitions, long-polled by this many
+/// consumers (5 partitions each), while a producer writes to another topic at this rate.
+pub const IDLE_PARTITIONS: i32 = 1_000;
+pub const IDLE_CONSUMERS: u16 = 200;
+const IDLE_PRODUCE_RATE: u64 = 10_000;
+/// The end of the idle-consumer cases' names: the target pairs each case that has idle
+/// consumers with the one that has none.
+pub const NO_IDLE_CONSUMERS: &str = "no idle consumers";
+/// Records the kcat case sends per second of `--case-seconds`: kcat sends ~650,000 100-byte
+/// records a second from a file on this VM, so the case runs about as long as the others.
+const KCAT_RECORDS_PER_CASE_SECOND: u64 = 600_000;
+const KCAT_RECORDS_QUICK: u64 = 100_000;
+
+/// What a case runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// A `strom bench` command line (the words after `strom bench`).
+    Bench(Vec<String>),
+    /// The librdkafka script: produce (record bytes, acks) or e2e (record bytes, rate).
+    LibrdkafkaProduce {
+        topic: String,
+        record_bytes: u64,
+        acks: &'static str,
+        seconds: f64,
+    },
+    LibrdkafkaE2e {
+        topic: String,
+        record_bytes: u64,
+        rate: u64,
+        seconds: f64,
+    },
+    /// `kcat -P` sending a file of `records` lines of `record_bytes` each (the file is written
+    /// before the case's figures are taken), with acks=1 and linger.ms=5.
+    KcatProduce {
+        topic: String,
+        records: u64,
+        record_bytes: u64,
+    },
+}
+
+/// The brokers a case runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// The run's single broker.
+    One,
+    /// Three combined broker + controller nodes, started once the single broker's cases are
+    /// done and it has stopped, so that they disturb none of its figures.
+    ThreeVoters,
+}
+
+/// A topic a case needs before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    /// -1: the broker's default.
+    pub replication_factor: i16,
+}
+
+impl NewTopic {
+    fn new(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
+        NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub name: String,
+    pub load: Load,
+    /// Topics the suite creates before the case's figures are taken: creating 1,000
+    /// partitions costs the broker more CPU than a short case's load, and a replicated
+    /// partition's first requests wait for its followers to start fetching.
+    pub creates: Vec<NewTopic>,
+    /// A `strom bench idle-fetch` command line that runs beside the load: started (and its
+    /// consumers polling) before the case's figures are taken, stopped when the load ends.
+    pub beside: Option<Vec<String>>,
+    pub nodes: Nodes,
+}
+
+impl Case {
+    fn new(name: &str, load: Load) -> Case {
+        Case {
+            name: name.to_string(),
+            load,
+            creates: Vec::new(),
+            beside: None,
+            nodes: Nodes::One,
+        }
+    }
+
+    /// The topic the case's load writes or reads.
+    pub fn topic(&self) -> Option<&str> {
+        match &self.load {
+            Load::Bench(words) => word_after(words, "--topic"),
+            Load::LibrdkafkaProduce { topic, .. }
+            | Load::LibrdkafkaE2e { topic, .. }
+            | Load::KcatProduce { topic, .. } => Some(topic),
+        }
+    }
+
+    /// Every topic the case uses: its load's, those it creates first, the idle consumers'.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.topic().into_iter().collect();
+        topics.extend(self.creates.iter().map(|topic| topic.name.as_str()));
+        topics.extend(
+            self.beside
+                .as_deref()
+                .and_then(|words| word_after(words, "--topic")),
+        );
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
+    /// How long the case writes to disk, for the produce throughput cases: they are compared
+    /// with the disk's fdatasync'd bandwidth measured for as long right before and right after
+    /// them.
+    pub fn disk_probe(&self) -> Option<Duration> {
+        let seconds = match &self.load {
+            Load::Bench(words)
+                if words.first().map(String::as_str) == Some("produce")
+                    && !words.iter().any(|word| word == "--rate") =>
+            {
+                word_after(words, "--duration").and_then(|seconds| seconds.parse::<f64>().ok())
+            }
+            Load::LibrdkafkaProduce { seconds, .. } => Some(*seconds),
+            _ => None,
+        }?;
+        Some(Duration::from_secs_f64(seconds))
+    }
+}
+
+fn word_after<'a>(words: &'a [String], flag: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|word| word == flag)
+        .and_then(|at| words.get(at + 1))
+        .map(String::as_str)
+}
+
+fn bench(line: String) -> Load {
+    Load::Bench(words(&line))
+}
+
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(String::from).collect()
+}
+
+/// The suite's cases, in the order they run (the three-node ones last); `kcat`: whether kcat
+/// is on the PATH (its case is one of `--librdkafka`'s: kcat is librdkafka's own C tool).
+pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
+    let (seconds, e2e_seconds) = if args.quick {
+        (1.0, 2.0)
+    } else {
+        (
+            args.case_seconds.as_secs_f64(),
+            args.e2e_seconds.as_secs_f64(),
+        )
+    };
+    let mut cases = bench_cases(seconds, e2e_seconds);
+    if args.librdkafka {
+        cases.extend(librdkafka_cases(seconds, e2e_seconds));
+    }
+    if args.librdkafka && kcat {
+        let records = if args.quick {
+            KCAT_RECORDS_QUICK
+        } else {
+            (seconds * KCAT_RECORDS_PER_CASE_SECOND as f64) as u64
+        };
+        let topic = "suite-kcat-100";
+        cases.push(Case {
+            creates: vec![NewTopic::new(topic, 1, -1)],
+            ..Case::new(
+                "kcat produce 100 B acks=1",
+                Load::KcatProduce {
+                    topic: topic.to_string(),
+                    records,
+                    record_bytes: 100,
+                },
+            )
+        });
+    }
+    // A fixed-rate load like the end-to-end cases, so it runs as long: over 5 s its broker
+    // CPU would be only ~15 of /proc's 10 ms ticks.
+    cases.extend(idle_consumer_cases(e2e_seconds));
+    // Last of the single broker's, so that its peak memory after it covers the whole run.
+    cases.push(Case::new(
+        "produce 1 KiB acks=1 100 partitions",
+        produce_throughput("suite-100p", 1024, "1", seconds, "--partitions 100"),
+    ));
+    cases.push(Case {
+        nodes: Nodes::ThreeVoters,
+        creates: vec![NewTopic::new("suite-e2e-rf3", 1, 3)],
+        ..Case::new(
+            "e2e 100 B 1k/s acks=all RF=3",
+            bench(format!(
+                "e2e --topic suite-e2e-rf3 --partitions 1 --replication-factor 3 --record-size 100 \
+                 --rate 1000 --duration {e2e_seconds}"
+            )),
+        )
+    });
+    cases.retain(|case| {
+        args.only.is_empty()
+            || args
+                .only
+                .iter()
+                .any(|only| case.name.contains(only.as_str()))
+    });
+    cases
+}
+
+/// Throughput cases batch like librdkafka (batch.size 1,000,000 bytes and at most 10,000
+/// records a batch), the load the issue's targets are stated for.
+fn produce_throughput(topic: &str, bytes: u64, acks: &str, seconds: f64, extra: &str) -> Load {
+    bench(format!(
+        "produce --topic {topic} --record-size {bytes} --acks {acks} --duration {seconds} \
+         --batch-size {LIBRDKAFKA_BATCH_BYTES} {extra}"
+    ))
+}
+
+/// The `strom bench` cases on the single broker.
+fn bench_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
+    let produce =
+        |topic: &str, bytes: u64, acks: &str| produce_throughput(topic, bytes, acks, seconds, "");
+    // The end-to-end cases keep the bench's defaults (the Java client's: 16 KiB batches,
+    // linger 5 ms).
+    let e2e = |topic: &str, bytes: u64, rate: u64| {
+        bench(format!(
+            "e2e --topic {topic} --record-size {bytes} --rate {rate} --duration {e2e_seconds}"
+        ))
+    };
+    vec![
+        Case::new("produce 100 B acks=1", produce("suite-100", 100, "1")),
+        Case::new("produce 1 KiB acks=1", produce("suite-1k", 1024, "1")),
+        Case::new("consume 100 B", bench("consume --topic suite-100".into())),
+        Case::new("consume 1 KiB", bench("consume --topic suite-1k".into())),
+        Case::new("produce 100 B acks=all", produce("suite-100-all", 100, "all")),
+        Case::new("produce 1 KiB acks=all", produce("suite-1k-all", 1024, "all")),
+        // Produce latency at a low rate with the bench's defaults (linger 5 ms): acks=all is
+        // the target's case, acks=1 the same requests without the fsync, which shows what the
+        // request's round trip itself costs at this rate on this machine.
+        Case::new(
+            "produce 100 B 1k/s acks=1",
+            bench(format!(
+                "produce --topic suite-rate-1 --record-size 100 --acks 1 --rate 1000 --duration {seconds}"
+            )),
+        ),
+        Case::new(
+            "produce 100 B 1k/s acks=all",
+            bench(format!(
+                "produce --topic suite-rate-all --record-size 100 --acks all --rate 1000 --duration {seconds}"
+            )),
+        ),
+        Case::new("e2e 100 B 1k/s acks=all", e2e("suite-e2e-100-1k", 100, 1_000)),
+        Case::new("e2e 100 B 10k/s acks=all", e2e("suite-e2e-100-10k", 100, 10_000)),
+        Case::new("e2e 1 KiB 1k/s acks=all", e2e("suite-e2e-1k-1k", 1024, 1_000)),
+        Case::new("e2e 1 KiB 10k/s acks=all", e2e("suite-e2e-1k-10k", 1024, 10_000)),
+    ]
+}
+
+fn librdkafka_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
+    let produce = |topic: &str, record_bytes: u64, acks: &'static str| Load::LibrdkafkaProduce {
+        topic: topic.to_string(),
+        record_bytes,
+        acks,
+        seconds,
+    };
+    vec![
+        Case::new(
+            "librdkafka produce 100 B acks=1",
+            produce("suite-rd-100", 100, "1"),
+        ),
+        Case::new(
+            "librdkafka produce 1 KiB acks=1",
+            produce("suite-rd-1k", 1024, "1"),
+        ),
+        Case::new(
+            "librdkafka produce 1 KiB acks=all",
+            produce("suite-rd-1k-all", 1024, "all"),
+        ),
+        Case::new(
+            "librdkafka e2e 100 B 1k/s acks=all",
+            Load::LibrdkafkaE2e {
+                topic: "suite-rd-e2e".into(),
+                record_bytes: 100,
+                rate: 1_000,
+                seconds: e2e_seconds,
+            },
+        ),
+    ]
+}
+
+/// The same produce load (100 B at 10,000 records/s, acks=1, the bench's 16 KiB batches and
+/// 5 ms linger: ~160 appends a second) into a topic of one partition, first with a topic of
+/// 1,000 partitions nobody reads, then with 200 consumers long-polling those partitions. The
+/// two run one after the other on the same broker, whose CPU per produced record they compare.
+fn idle_consumer_cases(seconds: f64) -> Vec<Case> {
+    let idle_topic = "suite-idle";
+    let produce = bench(format!(
+        "produce --topic suite-idle-load --record-size 100 --acks 1 --rate {IDLE_PRODUCE_RATE} \
+         --duration {seconds}"
+    ));
+    let name =
+        |consumers: &str| format!("produce 100 B 10k/s acks=1, 1,000 partitions, {consumers}");
+    let creates = vec![
+        NewTopic::new(idle_topic, IDLE_PARTITIONS, -1),
+        NewTopic::new("suite-idle-load", 1, -1),
+    ];
+    let without = Case {
+        creates: creates.clone(),
+        ..Case::new(&name(NO_IDLE_CONSUMERS), produce.clone())
+    };
+    let with = Case {
+        creates,
+        beside: Some(words(&format!(
+            "idle-fetch --topic {idle_topic} --partitions {IDLE_PARTITIONS} \
+             --connections {IDLE_CONSUMERS} --fetch-wait-ms 500 --duration {}",
+            seconds + IDLE_SETUP_SECONDS
+        ))),
+        ..Case::new(&name(&format!("{IDLE_CONSUMERS} idle consumers")), produce)
+    };
+    vec![without, with]
+}
+
+/// How much longer than the load the idle consumers' command line asks to run, for a run by
+/// hand (`strom bench idle-fetch ... & sleep 1; strom bench produce ...`): the consumers take
+/// ~0.3 s to connect and read 1,000 end offsets, and get a 1 s head start. (In the suite they
+/// run until the load ends.)
+const IDLE_SETUP_SECONDS: f64 = 2.0;
+
+#[cfg(test)]
+mod tests {
+    use super::super::loads::BenchLine;
+    use super::*;
+    use clap::Parser;
+
+    fn args(line: &str) -> SuiteArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            suite: SuiteArgs,
+        }
+        Wrapper::try_parse_from(std::iter::once("suite").chain(line.split_whitespace()))
+            .unwrap()
+            .suite
+    }
+
+    fn parses(words: &[String]) -> bool {
+        let mut line = vec!["strom bench".to_string()];
+        line.extend(words.iter().cloned());
+        BenchLine::try_parse_from(&line).is_ok()
+    }
+
+    #[test]
+    fn every_case_is_a_valid_bench_command_line() {
+        for case in cases(&args("--librdkafka"), true) {
+            if let Load::Bench(words) = &case.load {
+                assert!(parses(words), "{}: {words:?}", case.name);
+            }
+            if let Some(words) = &case.beside {
+                assert!(parses(words), "{}: {words:?}", case.name);
+                assert_eq!(words[0], "idle-fetch", "{}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn produce_throughput_cases_and_only_they_are_bracketed_by_disk_probes() {
+        for case in cases(&args("--librdkafka --case-seconds 7"), true) {
+            let probe = case.disk_probe();
+            let throughput = (case.name.starts_with("produce")
+                || case.name.starts_with("librdkafka produce"))
+                && !case.name.contains("/s");
+            if throughput {
+                assert_eq!(probe, Some(Duration::from_secs(7)), "{}", case.name);
+            } else {
+                assert_eq!(probe, None, "{}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_case_names_its_topic_and_the_consume_cases_read_earlier_ones() {
+        let cases = cases(&args("--librdkafka"), true);
+        assert!(cases.iter().all(|case| case.topic().is_some()));
+        for (index, case) in cases.iter().enumerate() {
+            if case.name.starts_with("consume") {
+                let topic = case.topic();
+                assert!(cases[..index]
+                    .iter()
+                    .any(|earlier| earlier.topic() == topic));
+            }
+        }
+    }
+
+    #[test]
+    fn the_idle_consumer_cases_differ_only_in_their_consumers() {
+        let idle = cases(&args("--only idle"), false);
+        assert_eq!(idle.len(), 2);
+        let (without, with) = (&idle[0], &idle[1]);
+        assert!(without.name.ends_with(NO_IDLE_CONSUMERS));
+        assert!(with.name.ends_with("200 idle consumers"));
+        assert_eq!(without.load, with.load);
+        assert_eq!(without.creates, with.creates);
+        assert!(without
+            .creates
+            .contains(&NewTopic::new("suite-idle", 1_000, -1)));
+        assert_eq!(without.beside, None);
+        let beside = with.beside.as_ref().unwrap().join(" ");
+        assert!(beside.contains("--topic suite-idle --partitions 1000 --connections 200"));
+        assert_eq!(with.topics(), vec!["suite-idle", "suite-idle-load"]);
+        assert_eq!(with.disk_probe(), None, "a fixed-rate load");
+    }
+
+    #[test]
+    fn the_case_list_follows_the_flags() {
+        let names: Vec<String> = cases(&args(""), false)
+            .into_iter()
+            .map(|case| case.name)
+            .collect();
+        assert_eq!(names.len(), 16);
+        assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
+        assert!(names.iter().all(|name| !name.starts_with("kcat")));
+        assert_eq!(names[14], "produce 1 KiB acks=1 100 partitions");
+        assert_eq!(names[15], "e2e 100 B 1k/s acks=all RF=3");
+        let all = cases(&args("--librdkafka"), true);
+        assert_eq!(all.len(), 21);
+        let three: Vec<&Case> = all
+            .iter()
+            .filter(|case| case.nodes == Nodes::ThreeVoters)
+            .collect();
+        assert_eq!(three.len(), 1);
+        assert!(three[0].name.contains("RF=3"));
+        assert_eq!(
+            all.last(),
+            three.last().copied(),
+            "three-node cases run last"
+        );
+        let only = cases(&args("--only e2e --only consume"), true);
+        assert!(only
+            .iter()
+            .all(|case| case.name.contains("e2e") || case.name.contains("consume")));
+        assert_eq!(
+            only.len(),
+            9,
+            "five e2e, two consume, two with idle consumers"
+        );
+        let without_librdkafka = cases(&args("--only kcat"), true);
+        assert!(
+            without_librdkafka.is_empty(),
+            "kcat comes with --librdkafka"
+        );
+        let quick = cases(&args("--quick --librdkafka --case-seconds 30"), true);
+        assert_eq!(
+            quick[0].load,
+            Load::Bench(words(
+                "produce --topic suite-100 --record-size 100 --acks 1 --duration 1 --batch-size 1000000"
+            ))
+        );
+        let kcat = quick
+            .iter()
+            .find(|case| case.name.starts_with("kcat"))
+            .unwrap();
+        assert!(matches!(
+            kcat.load,
+            Load::KcatProduce {
+                records: KCAT_RECORDS_QUICK,
+                ..
+            }
+        ));
+    }
+}
