@@ -50,6 +50,14 @@ impl TopicName {
     }
 }
 
+/// Lets maps keyed by `TopicName` be looked up with a `&str` off the wire, without validating
+/// or allocating (the two order and hash alike: both are the string's).
+impl std::borrow::Borrow<str> for TopicName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for TopicName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -47,6 +47,11 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
     }
     let broker = broker.clone();
     let mut stopping = broker.watch_shutdown();
+    // A consumer's fetch that nothing woke answers with what it read first: anything a
+    // consumer sees (the high watermark, leadership) wakes it. A follower's is read again, for
+    // the high watermark its followers' fetches moved meanwhile.
+    let reuse_first = request.replica_id.0 < 0;
+    let mut unchanged = Some(response);
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         loop {
@@ -58,12 +63,16 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
                 _ = stopping.changed() => break,
                 () = tokio::time::sleep_until(deadline) => break,
             }
+            unchanged = None;
             let (response, bytes, failed) = read(&broker, &request, None);
             if failed || bytes >= request.min_bytes.max(0) as usize {
                 return ResponseKind::Fetch(response);
             }
         }
-        ResponseKind::Fetch(read(&broker, &request, None).0)
+        match unchanged.filter(|_| reuse_first) {
+            Some(response) => ResponseKind::Fetch(response),
+            None => ResponseKind::Fetch(read(&broker, &request, None).0),
+        }
     }))
 }
 
