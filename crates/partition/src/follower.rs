@@ -58,7 +58,10 @@ impl Partition {
         fetched_in: LeaderEpoch,
         data: FetchedData,
     ) -> Result<Applied, PartitionError> {
-        if self.leader_epoch() != fetched_in {
+        // Held throughout, so the partition cannot become leader (and take appends of its own)
+        // while a fetch from the old leader is being written (Kafka's leaderIsrUpdateLock).
+        let state = self.state.read();
+        if state.leader_epoch != fetched_in || state.is_led_by(self.local()) {
             return Ok(Applied::Stale);
         }
         match data.error {
@@ -80,6 +83,7 @@ impl Partition {
                 self.visible_waiters.wake_all();
             }
         }
+        drop(state);
         Ok(Applied::Fetched)
     }
 
