@@ -13,8 +13,10 @@ import socket
 import struct
 import time
 
+PRODUCE = 0
 API_VERSIONS = 18
 METADATA = 3
+INIT_PRODUCER_ID = 22
 UNSUPPORTED_VERSION = 35
 
 
@@ -39,6 +41,19 @@ def read_uvarint(data: bytes, position: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, position
         shift += 7
+
+
+def string(value: bytes | None) -> bytes:
+    """A (nullable) string of a non-flexible version: i16 length (-1 for null), then the bytes."""
+    return struct.pack(">h", -1) if value is None else struct.pack(">h", len(value)) + value
+
+
+def read_string(data: bytes, position: int) -> tuple[bytes | None, int]:
+    (length,) = struct.unpack_from(">h", data, position)
+    position += 2
+    if length < 0:
+        return None, position
+    return data[position : position + length], position + length
 
 
 def compact_string(value: bytes | None) -> bytes:
@@ -182,3 +197,112 @@ FIRST_FLEXIBLE_VERSION = {
 def is_flexible(api_key: int, api_version: int) -> bool:
     first = FIRST_FLEXIBLE_VERSION.get(api_key)
     return first is not None and api_version >= first
+
+
+def skip_tagged_fields(data: bytes, position: int) -> int:
+    count, position = read_uvarint(data, position)
+    for _ in range(count):
+        _, position = read_uvarint(data, position)
+        size, position = read_uvarint(data, position)
+        position += size
+    return position
+
+
+def produce_request(
+    version: int,
+    correlation_id: int,
+    topic: str,
+    partition: int,
+    records: bytes,
+    acks: int = -1,
+    timeout_ms: int = 10_000,
+) -> bytes:
+    """A Produce request (v3..v8, the non-flexible versions with record batches v2) of one
+    partition's records."""
+    assert 3 <= version <= 8, version
+    body = string(None)  # transactional id
+    body += struct.pack(">hi", acks, timeout_ms)
+    body += struct.pack(">i", 1) + string(topic.encode())
+    body += struct.pack(">i", 1) + struct.pack(">i", partition)
+    body += struct.pack(">i", len(records)) + records
+    return request(PRODUCE, version, correlation_id, body, flexible=False)
+
+
+def parse_produce_response(payload: bytes, version: int) -> dict:
+    """{correlation_id, partitions: [{topic, partition, error_code, base_offset,
+    log_append_time_ms, log_start_offset, error_message}]} of a Produce v3..v8 response."""
+    assert 3 <= version <= 8, version
+    (correlation_id,) = struct.unpack_from(">i", payload, 0)
+    position = 4
+    partitions = []
+    (topics,) = struct.unpack_from(">i", payload, position)
+    position += 4
+    for _ in range(topics):
+        name, position = read_string(payload, position)
+        (count,) = struct.unpack_from(">i", payload, position)
+        position += 4
+        for _ in range(count):
+            index, error_code, base_offset, log_append_time_ms = struct.unpack_from(">ihqq", payload, position)
+            position += 22
+            log_start_offset = -1
+            if version >= 5:
+                (log_start_offset,) = struct.unpack_from(">q", payload, position)
+                position += 8
+            error_message = None
+            if version >= 8:
+                (record_errors,) = struct.unpack_from(">i", payload, position)
+                position += 4
+                for _ in range(max(record_errors, 0)):
+                    position += 4  # batch index
+                    _, position = read_string(payload, position)
+                error_message, position = read_string(payload, position)
+            partitions.append({
+                "topic": name.decode(),
+                "partition": index,
+                "error_code": error_code,
+                "base_offset": base_offset,
+                "log_append_time_ms": log_append_time_ms,
+                "log_start_offset": log_start_offset,
+                "error_message": None if error_message is None else error_message.decode(errors="replace"),
+            })
+    position += 4  # throttle time
+    assert position == len(payload), f"{len(payload) - position} bytes left over in a Produce v{version} response"
+    return {"correlation_id": correlation_id, "partitions": partitions}
+
+
+def init_producer_id_request(
+    version: int,
+    correlation_id: int,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    transaction_timeout_ms: int = 60_000,
+) -> bytes:
+    """An InitProducerId request (v0..v4) without a transactional id; from v3 it may name the
+    producer's current id and epoch, to be given the next epoch."""
+    assert 0 <= version <= 4, version
+    flexible = is_flexible(INIT_PRODUCER_ID, version)
+    body = compact_string(None) if flexible else string(None)
+    body += struct.pack(">i", transaction_timeout_ms)
+    if version >= 3:
+        body += struct.pack(">qh", producer_id, producer_epoch)
+    if flexible:
+        body += b"\x00"
+    return request(INIT_PRODUCER_ID, version, correlation_id, body, flexible)
+
+
+def parse_init_producer_id_response(payload: bytes, version: int) -> dict:
+    """{correlation_id, error_code, producer_id, producer_epoch} of an InitProducerId response."""
+    flexible = is_flexible(INIT_PRODUCER_ID, version)
+    (correlation_id,) = struct.unpack_from(">i", payload, 0)
+    position = skip_tagged_fields(payload, 4) if flexible else 4
+    _, error_code, producer_id, producer_epoch = struct.unpack_from(">ihqh", payload, position)
+    position += 16
+    if flexible:
+        position = skip_tagged_fields(payload, position)
+    assert position == len(payload), f"{len(payload) - position} bytes left over in an InitProducerId v{version} response"
+    return {
+        "correlation_id": correlation_id,
+        "error_code": error_code,
+        "producer_id": producer_id,
+        "producer_epoch": producer_epoch,
+    }

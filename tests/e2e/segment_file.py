@@ -130,9 +130,15 @@ def _zigzag_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def build_batch(records: list[tuple[bytes | None, bytes | None]], timestamp_ms: int) -> bytes:
-    """An uncompressed v2 record batch (base offset 0, no producer id) of (key, value) records,
-    as a producer sends it."""
+def build_batch(
+    records: list[tuple[bytes | None, bytes | None]],
+    timestamp_ms: int,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """An uncompressed v2 record batch (base offset 0) of (key, value) records, as a producer
+    sends it: without a producer id by default, or an idempotent producer's batch."""
     body = bytearray()
     for offset_delta, (key, value) in enumerate(records):
         record = bytearray(b"\x00")  # attributes
@@ -146,7 +152,15 @@ def build_batch(records: list[tuple[bytes | None, bytes | None]], timestamp_ms: 
         record += _zigzag_varint(0)  # headers
         body += _zigzag_varint(len(record)) + record
     after_crc = struct.pack(
-        ">hiqqqhii", 0, len(records) - 1, timestamp_ms, timestamp_ms, -1, -1, -1, len(records)
+        ">hiqqqhii",
+        0,
+        len(records) - 1,
+        timestamp_ms,
+        timestamp_ms,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(records),
     ) + bytes(body)
     after_length = struct.pack(">ib", -1, 2) + struct.pack(">I", crc32c(after_crc)) + after_crc
     return struct.pack(">qi", 0, len(after_length)) + after_length

@@ -6,7 +6,9 @@
 //! that offset is in it, none at or above. On open the partition loads it when that offset
 //! lies within the log and reads the batch headers from there to the log end; when it does not
 //! (the log was truncated or cleaned past it, or the file is missing or damaged) the state is
-//! rebuilt from the headers of the active segment instead, as it was before snapshots.
+//! rebuilt from the headers of the active segment instead, as it was before snapshots, and the
+//! unusable file is deleted: one beyond a log end that later grows past it again would
+//! otherwise pass for current on the next open.
 //!
 //! Written on a clean close (fsynced: the next start reads nothing) and when the active segment
 //! rolls (not fsynced: a crash may lose it, and the CRC and the offset check catch a torn or

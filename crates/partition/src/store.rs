@@ -77,17 +77,25 @@ fn delete_snapshot(log: &Log) {
 
 /// Producer state for `log`: the snapshot if it lies within the log, brought up to the log end
 /// from the batch headers after it; otherwise rebuilt from the active segment's headers.
+///
+/// A snapshot that is not used is deleted (as Kafka's `ProducerStateManager` deletes snapshots
+/// out of range or unreadable): one beyond the log end (the log lost a torn tail on open)
+/// describes batches that are gone, and once appends carry the log end past its offset again
+/// it would look usable to the next open after a crash, which would then answer retries of the
+/// lost batches as duplicates at offsets holding other records.
 fn load_producers(log: &Log) -> Result<ProducerStates, LogError> {
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     let (mut states, from) = match snapshot::read(log.dir()) {
         Ok(Some((offset, states))) if offset >= start && offset <= end => (states, offset),
         Ok(Some((offset, _))) => {
-            tracing::debug!(dir = %log.dir().display(), %offset, %start, %end, "producer state snapshot is outside the log; rebuilding");
+            tracing::info!(dir = %log.dir().display(), %offset, %start, %end, "deleting the producer state snapshot, outside the log; rebuilding");
+            delete_snapshot(log);
             (ProducerStates::default(), log.active_segment_base_offset())
         }
         Ok(None) => (ProducerStates::default(), log.active_segment_base_offset()),
         Err(error) => {
             tracing::warn!(dir = %log.dir().display(), %error, "ignoring the producer state snapshot; rebuilding");
+            delete_snapshot(log);
             (ProducerStates::default(), log.active_segment_base_offset())
         }
     };

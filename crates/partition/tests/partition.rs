@@ -444,3 +444,48 @@ fn truncation_rebuilds_producer_state() {
         .unwrap();
     assert_eq!(again.base_offset, Offset(1));
 }
+
+/// A snapshot beyond the log end (the log lost a torn tail on open) is not used, and not
+/// kept either: once appends carry the log end past its offset, the next open after a crash
+/// would take it for current and answer a retry of a lost batch as a duplicate, at offsets that
+/// hold other records, writing nothing.
+#[test]
+fn a_snapshot_beyond_a_torn_tail_is_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let append = |p: &Partition, producer| {
+        p.append_as_leader(&mut batch(3, producer), options(Acks::Leader, 1))
+            .unwrap()
+            .base_offset
+    };
+    {
+        let p = open(dir.path(), LEADER, LogConfig::default());
+        p.apply_replica_state(state(&[1], 1, 0), Instant::now());
+        assert_eq!(append(&p, Some((9, 0, 0))), Offset(0));
+        assert_eq!(append(&p, Some((9, 0, 3))), Offset(3));
+        p.close().unwrap(); // the snapshot, as of offset 6
+    }
+    // Tear the last batch (offsets 3-5): the log restarts at 3, below the snapshot.
+    let segment = dir.path().join("00000000000000000000.log");
+    let bytes = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(bytes - 10).unwrap();
+    {
+        let p = open(dir.path(), LEADER, LogConfig::default());
+        p.apply_replica_state(state(&[1], 1, 1), Instant::now());
+        assert_eq!(p.log_end_offset(), Offset(3));
+        assert_eq!(append(&p, None), Offset(3));
+        assert_eq!(append(&p, None), Offset(6));
+        // Dropped without close: a crash, no new snapshot.
+    }
+    let p = open(dir.path(), LEADER, LogConfig::default());
+    p.apply_replica_state(state(&[1], 1, 2), Instant::now());
+    assert_eq!(
+        append(&p, Some((9, 0, 3))),
+        Offset(9),
+        "the batch the torn tail lost is written, not taken for a duplicate at offset 3"
+    );
+    assert_eq!(p.log_end_offset(), Offset(12));
+}
