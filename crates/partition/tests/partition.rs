@@ -2,13 +2,12 @@
 //! commit, acknowledgements woken by their own partition, per-partition waiters, producer
 //! state across restarts, and the invariants it asserts.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use strom_log::LogConfig;
 use strom_partition::{
     Acknowledgement, Acks, AppendOptions, FetchedData, FollowerPosition, FollowerRead, Partition,
@@ -18,38 +17,12 @@ use strom_types::{BrokerId, ErrorCode, LeaderEpoch, Offset, PartitionIndex, Topi
 
 const LEADER: BrokerId = BrokerId(1);
 
-/// One v2 batch of `count` records; with `producer`, from idempotent producer (id, epoch,
-/// first sequence).
-fn batch(count: usize, producer: Option<(i64, i16, i32)>) -> BytesMut {
-    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
-    let records: Vec<Record> = (0..count)
-        .map(|index| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: if sequence < 0 {
-                -1
-            } else {
-                sequence + index as i32
-            },
-            timestamp: 1_000,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from(format!("value-{index}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
+/// One v2 batch of `count` records; with `producer`, from that idempotent producer.
+fn batch(count: usize, producer: Option<common::ProducerFields>) -> BytesMut {
+    let values: Vec<Bytes> = (0..count)
+        .map(|index| Bytes::from(format!("value-{index}")))
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodes");
-    buf
+    common::batch_of(&values, producer)
 }
 
 fn open(dir: &std::path::Path, local: BrokerId, config: LogConfig) -> Partition {

@@ -11,15 +11,15 @@
 //! final leader's log at its acknowledged offset with its value; the in-sync replicas agree
 //! byte for byte below the high watermark; and at most one leader per epoch was ever seen.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use strom_log::LogConfig;
 use strom_metadata::image::PartitionState;
 use strom_metadata::{CommandResult, MetadataCommand, MetadataImage};
@@ -161,28 +161,7 @@ fn start(dir: &Path, topic_id: Uuid, node: i32) -> Running {
 
 /// One batch holding `value`, as a producer without an id sends it.
 fn batch(value: u64) -> BytesMut {
-    let record = Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_000,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-        delete_horizon: false,
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encodes");
-    buf
+    common::batch_of(&[Bytes::from(value.to_string())], None)
 }
 
 /// What the leader's answer to a follower's fetch carries, as the broker's Fetch handler

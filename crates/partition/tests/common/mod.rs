@@ -1,0 +1,44 @@
+//! What the partition's integration tests share: v2 record batches as producers send them.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// An idempotent producer's identity in a batch: id, epoch, first sequence.
+pub type ProducerFields = (i64, i16, i32);
+
+/// One v2 batch holding `values` (key "k"); with `producer`, from that idempotent producer.
+pub fn batch_of(values: &[Bytes], producer: Option<ProducerFields>) -> BytesMut {
+    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: if sequence < 0 {
+                -1
+            } else {
+                sequence + index as i32
+            },
+            timestamp: 1_000,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(value.clone()),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("test batches encode");
+    buf
+}
