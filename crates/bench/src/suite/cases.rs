@@ -11,6 +11,10 @@ const LIBRDKAFKA_BATCH_BYTES: u64 = 1_000_000;
 pub const IDLE_PARTITIONS: i32 = 1_000;
 pub const IDLE_CONSUMERS: u16 = 200;
 const IDLE_PRODUCE_RATE: u64 = 10_000;
+/// The idle consumers alone, give or take a trickle: the third idle case's produce rate.
+const IDLE_ALONE_PRODUCE_RATE: u64 = 10;
+/// The name of the case that measures the idle consumers with (almost) no appends.
+pub const IDLE_ALONE: &str = "200 idle consumers beside 10 records/s";
 /// The end of the idle-consumer cases' names: the target pairs each case that has idle
 /// consumers with the one that has none.
 pub const NO_IDLE_CONSUMERS: &str = "no idle consumers";
@@ -304,34 +308,46 @@ fn librdkafka_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
 
 /// The same produce load (100 B at 10,000 records/s, acks=1, the bench's 16 KiB batches and
 /// 5 ms linger: ~160 appends a second) into a topic of one partition, first with a topic of
-/// 1,000 partitions nobody reads, then with 200 consumers long-polling those partitions. The
-/// two run one after the other on the same broker, whose CPU per produced record they compare.
+/// 1,000 partitions nobody reads, then with 200 consumers long-polling those partitions; and
+/// last the consumers beside a trickle of 10 records a second, which is what they cost by
+/// themselves. The three run one after the other on the same broker for the same time.
 fn idle_consumer_cases(seconds: f64) -> Vec<Case> {
     let idle_topic = "suite-idle";
-    let produce = bench(format!(
-        "produce --topic suite-idle-load --record-size 100 --acks 1 --rate {IDLE_PRODUCE_RATE} \
-         --duration {seconds}"
-    ));
+    let produce = |rate: u64| {
+        bench(format!(
+            "produce --topic suite-idle-load --record-size 100 --acks 1 --rate {rate} \
+             --duration {seconds}"
+        ))
+    };
     let name =
         |consumers: &str| format!("produce 100 B 10k/s acks=1, 1,000 partitions, {consumers}");
     let creates = vec![
         NewTopic::new(idle_topic, IDLE_PARTITIONS, -1),
         NewTopic::new("suite-idle-load", 1, -1),
     ];
+    let consumers = words(&format!(
+        "idle-fetch --topic {idle_topic} --partitions {IDLE_PARTITIONS} \
+         --connections {IDLE_CONSUMERS} --fetch-wait-ms 500 --duration {}",
+        seconds + IDLE_SETUP_SECONDS
+    ));
     let without = Case {
         creates: creates.clone(),
-        ..Case::new(&name(NO_IDLE_CONSUMERS), produce.clone())
+        ..Case::new(&name(NO_IDLE_CONSUMERS), produce(IDLE_PRODUCE_RATE))
     };
     let with = Case {
-        creates,
-        beside: Some(words(&format!(
-            "idle-fetch --topic {idle_topic} --partitions {IDLE_PARTITIONS} \
-             --connections {IDLE_CONSUMERS} --fetch-wait-ms 500 --duration {}",
-            seconds + IDLE_SETUP_SECONDS
-        ))),
-        ..Case::new(&name(&format!("{IDLE_CONSUMERS} idle consumers")), produce)
+        creates: creates.clone(),
+        beside: Some(consumers.clone()),
+        ..Case::new(
+            &name(&format!("{IDLE_CONSUMERS} idle consumers")),
+            produce(IDLE_PRODUCE_RATE),
+        )
     };
-    vec![without, with]
+    let alone = Case {
+        creates,
+        beside: Some(consumers),
+        ..Case::new(IDLE_ALONE, produce(IDLE_ALONE_PRODUCE_RATE))
+    };
+    vec![without, with, alone]
 }
 
 /// How much longer than the load the idle consumers' command line asks to run, for a run by
@@ -408,8 +424,15 @@ mod tests {
     #[test]
     fn the_idle_consumer_cases_differ_only_in_their_consumers() {
         let idle = cases(&args("--only idle"), false);
-        assert_eq!(idle.len(), 2);
-        let (without, with) = (&idle[0], &idle[1]);
+        assert_eq!(idle.len(), 3);
+        let (without, with, alone) = (&idle[0], &idle[1], &idle[2]);
+        assert_eq!(alone.name, IDLE_ALONE);
+        assert_eq!(alone.beside, with.beside, "the same consumers");
+        assert_eq!(alone.creates, with.creates);
+        let Load::Bench(load) = &alone.load else {
+            panic!("a bench load")
+        };
+        assert!(load.join(" ").contains("--rate 10 "), "{load:?}");
         assert!(without.name.ends_with(NO_IDLE_CONSUMERS));
         assert!(with.name.ends_with("200 idle consumers"));
         assert_eq!(without.load, with.load);
@@ -430,13 +453,13 @@ mod tests {
             .into_iter()
             .map(|case| case.name)
             .collect();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert!(names.iter().all(|name| !name.starts_with("kcat")));
-        assert_eq!(names[14], "produce 1 KiB acks=1 100 partitions");
-        assert_eq!(names[15], "e2e 100 B 1k/s acks=all RF=3");
+        assert_eq!(names[15], "produce 1 KiB acks=1 100 partitions");
+        assert_eq!(names[16], "e2e 100 B 1k/s acks=all RF=3");
         let all = cases(&args("--librdkafka"), true);
-        assert_eq!(all.len(), 21);
+        assert_eq!(all.len(), 22);
         let three: Vec<&Case> = all
             .iter()
             .filter(|case| case.nodes == Nodes::ThreeVoters)
@@ -454,8 +477,8 @@ mod tests {
             .all(|case| case.name.contains("e2e") || case.name.contains("consume")));
         assert_eq!(
             only.len(),
-            9,
-            "five e2e, two consume, two with idle consumers"
+            10,
+            "five e2e, two consume, three with idle consumers"
         );
         let without_librdkafka = cases(&args("--only kcat"), true);
         assert!(

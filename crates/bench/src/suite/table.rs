@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::cases::NO_IDLE_CONSUMERS;
+use super::cases::{IDLE_ALONE, NO_IDLE_CONSUMERS};
 use super::{CaseResult, RunResult};
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
 
@@ -169,6 +169,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         if let Some(idle) = idle_target(runs, &name) {
             check(idle.target, idle.measured, idle.met);
         }
+        if let Some(idle) = idle_interaction_target(runs, &name) {
+            check(idle.target, idle.measured, idle.met);
+        }
         if name.contains("100 partitions") {
             if let Some(rss) = median(&|case: &CaseResult| Some(case.broker_peak_rss_mib)) {
                 check(
@@ -240,6 +243,31 @@ fn idle_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
             with_cpu / without_cpu.max(f64::MIN_POSITIVE)
         ),
         met: with_cpu <= limit,
+    })
+}
+
+/// Whether appends elsewhere make idle consumers costlier (they did when every append woke
+/// every waiting fetch): what the consumers add beside 10,000 records a second, against what
+/// they cost beside a trickle, on the broker's CPU seconds over the (equally long) cases.
+fn idle_interaction_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
+    let (base, consumers) = name.rsplit_once(", ")?;
+    if !consumers.ends_with(" idle consumers") || consumers == NO_IDLE_CONSUMERS {
+        return None;
+    }
+    let cpu = |name: &str| {
+        case_spread(runs, name, |case| Some(case.broker_cpu_s)).map(|spread| spread.median)
+    };
+    let with = cpu(name)?;
+    let without = cpu(&format!("{base}, {NO_IDLE_CONSUMERS}"))?;
+    let alone = cpu(IDLE_ALONE)?;
+    let added = with - without;
+    let limit = IDLE_CPU_RATIO_MAX * alone;
+    Some(TargetCheck {
+        target: format!(
+            "{name}: what they add to the broker's CPU ≤ {IDLE_CPU_RATIO_MAX} × what they cost beside 10 records/s ({limit:.2} s)"
+        ),
+        measured: format!("{added:.2} s = {:.2}×", added / alone.max(f64::MIN_POSITIVE)),
+        met: added <= limit,
     })
 }
 
@@ -631,5 +659,34 @@ mod tests {
             idle_row.contains("fetch") && idle_row.contains("505"),
             "{idle_row}"
         );
+    }
+
+    /// The idle consumers add 0.9 CPU-seconds beside the load and cost 0.8 beside a trickle:
+    /// 1.125×, within the bound; with the old wake-everyone design they added ten times more.
+    #[test]
+    fn idle_consumers_beside_a_load_are_compared_with_them_beside_a_trickle() {
+        let base = "produce 100 B 10k/s acks=1, 1,000 partitions";
+        let without = case(
+            &format!("{base}, no idle consumers"),
+            1,
+            1.0,
+            3.0,
+            (0.3, 1.0),
+        );
+        let with = case(
+            &format!("{base}, 200 idle consumers"),
+            1,
+            1.0,
+            3.9,
+            (0.3, 1.0),
+        );
+        let alone = case(IDLE_ALONE, 1, 0.0, 0.8, (0.3, 1.0));
+        let checks = check_targets(&[run(1, vec![without, with, alone])]);
+        let interaction = checks
+            .iter()
+            .find(|check| check.target.contains("beside 10 records/s"))
+            .unwrap_or_else(|| panic!("{checks:?}"));
+        assert_eq!(interaction.measured, "0.90 s = 1.12×");
+        assert!(interaction.met);
     }
 }
