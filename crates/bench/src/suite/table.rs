@@ -338,7 +338,7 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&case_rows(runs)));
     out.push('\n');
     let mut targets = vec![vec![
-        "target (issue 5)".to_string(),
+        "target (issues 5 and 9)".to_string(),
         "measured (median)".to_string(),
         "met".to_string(),
     ]];
