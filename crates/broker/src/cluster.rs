@@ -185,6 +185,8 @@ pub async fn propose(
     broker: &Arc<Broker>,
     command: MetadataCommand,
 ) -> Result<CommandResult, BrokerError> {
+    // Refused here, before the metadata log holds a change this node could not carry out.
+    broker.capacity.admit(&broker.quorum.image(), &command)?;
     let result = tokio::time::timeout(PROPOSAL_TIMEOUT, broker.quorum.propose(command))
         .await
         .map_err(|_| {

@@ -22,6 +22,7 @@
 //! -> `topics` -> `config`, `error`; `cluster` reaches the fetchers and groups only through
 //! the [`Broker`] it is given.
 
+pub mod capacity;
 pub mod cleaner;
 pub mod cluster;
 pub mod config;
@@ -46,6 +47,8 @@ pub use config::{BrokerConfig, ConfigError};
 /// The broker's shared state.
 pub struct Broker {
     pub config: BrokerConfig,
+    /// How many open files and partitions this node may hold (see [`capacity`]).
+    pub capacity: capacity::NodeCapacity,
     /// This node's part in the metadata quorum: the image, proposals, broker registration.
     pub quorum: MetadataQuorum,
     pub topics: topics::TopicRegistry,
@@ -81,6 +84,14 @@ impl Broker {
 /// accepting, lets in-flight requests finish, and flushes and closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let capacity = capacity::NodeCapacity::derive(&config);
+    strom_log::FilePool::process().set_capacity(capacity.open_files);
+    tracing::info!(
+        descriptor_limit = capacity.descriptor_limit,
+        "capacity: {} open segment files (log.max.open.files), {} partitions per broker (max.broker.partitions)",
+        capacity.open_files,
+        capacity.partitions
+    );
     let quorum = tokio::select! {
         started = cluster::join(&config) => started?,
         () = &mut shutdown => {
@@ -106,10 +117,12 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     })
     .await??;
     let topics = Arc::into_inner(topics).expect("the registry is not shared yet");
+    topics.finish_start()?;
     let ticker = tokio::spawn(groups.clone().run_ticker());
     let (stopping, _) = watch::channel(false);
     let broker = Arc::new(Broker {
         config,
+        capacity,
         quorum,
         topics,
         groups,

@@ -15,12 +15,13 @@
 //! Concurrency: the topic map is behind a `RwLock` taken briefly to look topics up; reconciling
 //! is serialised by its own mutex. Everything about one partition is its [`Partition`]'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
+use strom_log::Recovery;
 use strom_metadata::image::PartitionState;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_partition::{Partition, PartitionId, ProposalSender, ReplicaState, StateChange};
@@ -75,6 +76,13 @@ pub struct Reconciled {
 
 /// The file in a partition directory that names the topic id it belongs to.
 const PARTITION_METADATA: &str = "partition.metadata";
+/// Threads opening one topic's partitions at most, and partitions per thread at least.
+const OPENING_THREADS_MAX: usize = 4;
+const OPENS_PER_THREAD_MIN: usize = 64;
+
+/// Written in the data directory once a shutdown closed every partition and synced the
+/// filesystem (Kafka's `.kafka_cleanshutdown`); removed as the next start begins.
+const CLEAN_SHUTDOWN_FILE: &str = ".strom_cleanshutdown";
 
 /// The topics of the current image, with the partitions this node hosts.
 pub struct TopicRegistry {
@@ -85,6 +93,9 @@ pub struct TopicRegistry {
     reconciling: Mutex<()>,
     /// Where this node's partitions send ISR proposals.
     proposals: ProposalSender,
+    /// How the logs found at start are recovered, until [`TopicRegistry::finish_start`]; a
+    /// log opened later is opened alone (checked and fsynced before it serves).
+    start_recovery: Mutex<Option<Recovery>>,
 }
 
 fn partition_dir(data_dir: &Path, topic: &TopicName, index: PartitionIndex) -> PathBuf {
@@ -113,13 +124,36 @@ impl TopicRegistry {
                 data_dir.display()
             )
         })?;
+        let recovery = match take_clean_shutdown_marker(&data_dir)? {
+            true => Recovery::Clean,
+            false => Recovery::Crash,
+        };
+        tracing::info!(data_dir = %data_dir.display(), ?recovery, "opening partition logs as after a {} shutdown", match recovery {
+            Recovery::Clean => "clean",
+            _ => "possibly unclean",
+        });
         Ok(TopicRegistry {
             data_dir,
             node_id: BrokerId(config.node_id),
             topics: RwLock::new(BTreeMap::new()),
             reconciling: Mutex::new(()),
             proposals,
+            start_recovery: Mutex::new(Some(recovery)),
         })
+    }
+
+    /// Ends start-up: makes what recovery found durable with one sync of the filesystem (the
+    /// logs opened at start fsynced nothing; see `strom_log::Recovery`). Call before serving.
+    pub fn finish_start(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        strom_log::sync_filesystem(&self.data_dir)?;
+        *self.start_recovery.lock() = None;
+        tracing::info!(
+            partitions = self.partitions().len(),
+            sync_ms = started.elapsed().as_millis() as u64,
+            "partition logs open and synced"
+        );
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -196,6 +230,14 @@ impl TopicRegistry {
         let topic_config = config.topic_config(&image.configs);
         let now = Instant::now();
         let mut partitions = Vec::new();
+        let to_open: Vec<PartitionIndex> = image
+            .partitions
+            .iter()
+            .filter(|state| state.replicas.contains(&self.node_id.0))
+            .map(|state| PartitionIndex(state.index))
+            .filter(|&index| existing.and_then(|topic| topic.partition(index)).is_none())
+            .collect();
+        let mut opened = self.open_partitions(&topic_config, name, image.id, &to_open);
         for state in &image.partitions {
             if !state.replicas.contains(&self.node_id.0) {
                 continue;
@@ -204,12 +246,13 @@ impl TopicRegistry {
             let hosted = existing.and_then(|topic| topic.partition(index));
             let partition = match hosted {
                 Some(partition) => partition.clone(),
-                None => match self.open_partition(&topic_config, name, image.id, index) {
-                    Ok(partition) => Arc::new(partition),
-                    Err(error) => {
+                None => match opened.remove(&index) {
+                    Some(Ok(partition)) => Arc::new(partition),
+                    Some(Err(error)) => {
                         tracing::error!(topic = %name, partition = %index, %error, "cannot open partition log");
                         continue;
                     }
+                    None => continue,
                 },
             };
             let replica = replica_state(state);
@@ -255,6 +298,38 @@ impl TopicRegistry {
         })
     }
 
+    /// Opens `indexes` of one topic, on several threads when there are many: opening reads
+    /// and creates files, so a start or a large CreateTopics waits on the disk less this way.
+    fn open_partitions(
+        &self,
+        config: &TopicConfig,
+        name: &TopicName,
+        topic_id: Uuid,
+        indexes: &[PartitionIndex],
+    ) -> HashMap<PartitionIndex, anyhow::Result<Partition>> {
+        let open =
+            |index: PartitionIndex| (index, self.open_partition(config, name, topic_id, index));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, OPENING_THREADS_MAX);
+        if indexes.len() < OPENS_PER_THREAD_MIN * 2 || threads == 1 {
+            return indexes.iter().map(|&index| open(index)).collect();
+        }
+        let chunk = indexes.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = indexes
+                .chunks(chunk)
+                .map(|chunk| {
+                    scope.spawn(move || chunk.iter().map(|&index| open(index)).collect::<Vec<_>>())
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().expect("opening a partition does not panic"))
+                .collect()
+        })
+    }
+
     /// Opens (recovering, or creating) one partition, first deleting a directory that belongs
     /// to an older topic of the same name.
     fn open_partition(
@@ -281,10 +356,16 @@ impl TopicRegistry {
             index,
         };
         let proposals = Some(self.proposals.clone());
-        let partition = Partition::open(&dir, id, self.node_id, config.log.clone(), proposals)
-            .map_err(|error| {
-                anyhow::anyhow!("cannot open partition log {}: {error}", dir.display())
-            })?;
+        let recovery = self.start_recovery.lock().unwrap_or(Recovery::CrashAndSync);
+        let partition = Partition::open(
+            &dir,
+            id,
+            self.node_id,
+            config.log.clone(),
+            proposals,
+            recovery,
+        )
+        .map_err(|error| anyhow::anyhow!("cannot open partition log {}: {error}", dir.display()))?;
         if read_partition_metadata(&marker) != Some(topic_id) {
             write_partition_metadata(&marker, topic_id)?;
         }
@@ -329,15 +410,53 @@ impl TopicRegistry {
         }
     }
 
-    /// Flushes and fsyncs every partition and snapshots its producer state; called once on
-    /// graceful shutdown.
+    /// Writes out every partition's indexes and producer state snapshot, syncs the filesystem
+    /// once, and then marks the shutdown clean, so the next start trusts the files; called once
+    /// on graceful shutdown. Any failure leaves the marker out: the next start recovers fully.
     pub fn close(&self) {
+        let started = Instant::now();
+        let mut clean = true;
         for partition in self.partitions() {
-            if let Err(error) = partition.close() {
+            if let Err(error) = partition.close_unsynced() {
                 tracing::error!(topic = %partition.topic(), partition = %partition.index(), %error, "flush on shutdown failed");
+                clean = false;
             }
         }
+        if let Err(error) = strom_log::sync_filesystem(&self.data_dir) {
+            tracing::error!(%error, "syncing the data directory on shutdown failed");
+            clean = false;
+        }
+        if clean {
+            if let Err(error) = write_clean_shutdown_marker(&self.data_dir) {
+                tracing::warn!(%error, "cannot mark the shutdown clean; the next start checks every log in full");
+            }
+        }
+        tracing::info!(
+            clean,
+            ms = started.elapsed().as_millis() as u64,
+            "closed partition logs"
+        );
     }
+}
+
+/// Whether the last shutdown was clean, removing the marker (durably, before any log is
+/// opened) so that a crash from here on is not taken for a clean shutdown.
+fn take_clean_shutdown_marker(data_dir: &Path) -> anyhow::Result<bool> {
+    let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => anyhow::bail!("cannot remove {}: {error}", marker.display()),
+    }
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| anyhow::anyhow!("cannot sync {}: {error}", data_dir.display()))?;
+    Ok(true)
+}
+
+fn write_clean_shutdown_marker(data_dir: &Path) -> std::io::Result<()> {
+    std::fs::File::create(data_dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
 }
 
 /// The topic id in a `partition.metadata` file (Kafka's layout: `version: 0`, `topic_id: ID`).
@@ -348,6 +467,9 @@ fn read_partition_metadata(path: &Path) -> Option<Uuid> {
         .and_then(|id| Uuid::parse_str(id.trim()).ok())
 }
 
+/// Written by rename, so a reader sees the whole file or none, but not fsynced: creating a
+/// partition then costs no fsync (the log's first sync makes the directory durable), and a
+/// file lost or left empty by a crash reads as `None` and is written again on the next open.
 fn write_partition_metadata(path: &Path, topic_id: Uuid) -> anyhow::Result<()> {
     let temporary = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
@@ -356,9 +478,7 @@ fn write_partition_metadata(path: &Path, topic_id: Uuid) -> anyhow::Result<()> {
             &mut out,
             format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
         )?;
-        out.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        std::fs::File::open(path.parent().expect("a partition file has a directory"))?.sync_all()
+        std::fs::rename(&temporary, path)
     };
     write().map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use strom_types::Offset;
 
 use crate::error::{IoContext, LogError};
+use crate::files;
 
 pub(crate) const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const VERSION: &str = "0";
@@ -44,10 +45,9 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
 }
 
 /// Replaces the checkpoint atomically (see [`replace_file`]).
-pub(crate) fn write(dir: &Path, dir_file: &File, offset: Offset) -> Result<(), LogError> {
+pub(crate) fn write(dir: &Path, offset: Offset) -> Result<(), LogError> {
     replace_file(
         dir,
-        dir_file,
         CHECKPOINT_FILE,
         format!("{VERSION}\n{}\n", offset.0).as_bytes(),
     )
@@ -55,19 +55,14 @@ pub(crate) fn write(dir: &Path, dir_file: &File, offset: Offset) -> Result<(), L
 
 /// Replaces the file `name` in `dir` with `contents` so that a crash leaves either the old file
 /// or the new one, never a mix: temporary file, fsync, rename, directory fsync.
-pub(crate) fn replace_file(
-    dir: &Path,
-    dir_file: &File,
-    name: &str,
-    contents: &[u8],
-) -> Result<(), LogError> {
+pub(crate) fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), LogError> {
     let path = dir.join(name);
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).at(&temporary)?;
     file.write_all(contents).at(&temporary)?;
     file.sync_all().at(&temporary)?;
     std::fs::rename(&temporary, &path).at(&path)?;
-    dir_file.sync_all().at(dir)
+    files::sync_path(dir)
 }
 
 #[cfg(test)]
@@ -77,9 +72,8 @@ mod tests {
     #[test]
     fn a_checkpoint_round_trips_and_garbage_reads_as_none() {
         let dir = tempfile::tempdir().unwrap();
-        let dir_file = File::open(dir.path()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
-        write(dir.path(), &dir_file, Offset(1234)).unwrap();
+        write(dir.path(), Offset(1234)).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(Offset(1234)));
         assert_eq!(
             std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap(),

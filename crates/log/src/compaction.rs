@@ -38,6 +38,7 @@ use crate::rewrite;
 use crate::scan::{self, Check, WalkStart};
 use crate::segment::Segment;
 use crate::swap::{self, CLEANED_SUFFIX};
+use crate::sync::SyncTarget;
 
 /// A compacted topic's settings, with Kafka's names and defaults, plus the cleaner's memory limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,7 +216,7 @@ impl Log {
         }
         info.first_dirty_offset = map_end.max(first_dirty);
         if info.first_dirty_offset != self.first_dirty_offset {
-            checkpoint::write(&self.dir, &self.dir_file, info.first_dirty_offset)?;
+            checkpoint::write(&self.dir, info.first_dirty_offset)?;
             self.first_dirty_offset = info.first_dirty_offset;
         }
         tracing::info!(dir = %self.dir.display(), keys = map.len(), segments_cleaned = info.segments_cleaned, records_removed = info.records_removed, bytes_before = info.bytes_before, bytes_after = info.bytes_after, first_dirty_offset = %info.first_dirty_offset, "compacted log");
@@ -257,8 +258,9 @@ impl Log {
                 position: 0,
                 next_offset: segment.base_offset,
             };
+            let file = segment.file.get()?;
             let end = scan::walk(
-                segment.segment_file(),
+                segment.segment_file(&file),
                 start,
                 Check::Headers,
                 |header, _| {
@@ -287,7 +289,7 @@ impl Log {
         let group_end = segments[segments.len() - 1].next_offset;
         swap::discard_cleaned(&self.dir, base)?;
         let mut writer = CleanedWriter {
-            segment: Segment::create_suffixed(&self.dir, base, CLEANED_SUFFIX)?,
+            segment: Segment::create_suffixed(&self.dir, base, CLEANED_SUFFIX, &self.pool)?,
             pending: Vec::new(),
             batches: Vec::new(),
             index_interval_bytes: self.config.index_interval_bytes,
@@ -319,8 +321,8 @@ impl Log {
         );
         drop(writer);
         let replaced: Vec<Offset> = segments.iter().map(|segment| segment.base_offset).collect();
-        swap::commit(&self.dir, &self.dir_file, base, &replaced)?;
-        let mut segment = Segment::open(&self.dir, base)?;
+        swap::commit(&self.dir, base, &replaced)?;
+        let mut segment = Segment::open(&self.dir, base, &self.pool)?;
         if recovery::load_inactive(&mut segment, self.config.index_interval_bytes)? {
             return Err(LogError::corrupt(
                 &segment.path,
@@ -344,8 +346,9 @@ fn build_offset_map(
         .filter(|segment| segment.next_offset > first_dirty)
     {
         let mut full_at = None;
+        let file = segment.file.get()?;
         let end = scan::walk_batches(
-            segment.segment_file(),
+            segment.segment_file(&file),
             walk_start(segment, first_dirty),
             |header, _, bytes| {
                 if header.last_offset() < first_dirty || !cleaner::is_compactable(header) {
@@ -445,7 +448,8 @@ fn write_group(
             position: 0,
             next_offset: segment.base_offset,
         };
-        let end = scan::walk_batches(segment.segment_file(), start, |header, _, bytes| {
+        let file = segment.file.get()?;
+        let end = scan::walk_batches(segment.segment_file(&file), start, |header, _, bytes| {
             let producer_last = header.producer_id >= 0
                 && producers.get(&header.producer_id) == Some(&header.last_offset());
             let keep_header = producer_last || header.next_offset() == group_end;
@@ -471,9 +475,7 @@ fn write_group(
 fn latest_modification(segments: &[Segment]) -> Result<SystemTime, LogError> {
     let mut latest = SystemTime::UNIX_EPOCH;
     for segment in segments {
-        let modified = segment
-            .file
-            .metadata()
+        let modified = std::fs::metadata(&segment.path)
             .and_then(|metadata| metadata.modified())
             .at(&segment.path)?;
         latest = latest.max(modified);
@@ -529,10 +531,11 @@ impl CleanedWriter {
         self.flush()?;
         self.segment.deactivate()?;
         let segment = &self.segment;
-        segment.file.set_modified(modified).at(&segment.path)?;
-        segment.file.sync_all().at(&segment.path)?;
-        for index in [segment.offset_index.file(), segment.time_index.file()] {
-            index.sync_data().at(&segment.path)?;
+        let file = segment.file.get()?;
+        file.set_modified(modified).at(&segment.path)?;
+        file.sync_all().at(&segment.path)?;
+        for index in [segment.offset_index.path(), segment.time_index.path()] {
+            SyncTarget::Path(index.to_path_buf()).sync()?;
         }
         Ok(())
     }

@@ -12,13 +12,13 @@
 //! truncation or retention pass, never per record, so the fsyncs cost nothing measurable. A
 //! missing or unreadable file is not an error: recovery rebuilds the cache from the batches.
 
-use std::fs::File;
 use std::path::Path;
 
 use strom_types::Offset;
 
 use crate::checkpoint::replace_file;
 use crate::error::{IoContext, LogError};
+use crate::files;
 
 pub(crate) const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 const VERSION: &str = "0";
@@ -80,23 +80,19 @@ fn parse_entry(line: &str) -> Result<(i32, Offset), String> {
 }
 
 /// Replaces the checkpoint atomically with `entries`.
-pub(crate) fn write(
-    dir: &Path,
-    dir_file: &File,
-    entries: &[(i32, Offset)],
-) -> Result<(), LogError> {
+pub(crate) fn write(dir: &Path, entries: &[(i32, Offset)]) -> Result<(), LogError> {
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for (epoch, start_offset) in entries {
         text.push_str(&format!("{epoch} {}\n", start_offset.0));
     }
-    replace_file(dir, dir_file, EPOCH_CHECKPOINT_FILE, text.as_bytes())
+    replace_file(dir, EPOCH_CHECKPOINT_FILE, text.as_bytes())
 }
 
 /// Deletes the checkpoint, so that a crash before the next write makes recovery rebuild the
 /// cache from the batches instead of trusting entries the log no longer matches.
-pub(crate) fn remove(dir: &Path, dir_file: &File) -> Result<(), LogError> {
+pub(crate) fn remove(dir: &Path) -> Result<(), LogError> {
     crate::segment::remove_if_exists(&dir.join(EPOCH_CHECKPOINT_FILE))?;
-    dir_file.sync_all().at(dir)
+    files::sync_path(dir)
 }
 
 #[cfg(test)]
@@ -106,18 +102,17 @@ mod tests {
     #[test]
     fn a_checkpoint_round_trips_in_kafkas_format() {
         let dir = tempfile::tempdir().unwrap();
-        let dir_file = File::open(dir.path()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
-        write(dir.path(), &dir_file, &[]).unwrap();
+        write(dir.path(), &[]).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(vec![]));
         let entries = [(0, Offset(0)), (3, Offset(1500))];
-        write(dir.path(), &dir_file, &entries).unwrap();
+        write(dir.path(), &entries).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join(EPOCH_CHECKPOINT_FILE)).unwrap(),
             "0\n2\n0 0\n3 1500\n"
         );
         assert_eq!(read(dir.path()).unwrap(), Some(entries.to_vec()));
-        remove(dir.path(), &dir_file).unwrap();
+        remove(dir.path()).unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
     }
 

@@ -19,7 +19,6 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use strom_types::TimestampMs;
 
@@ -87,40 +86,51 @@ impl IndexEntry for TimeEntry {
     }
 }
 
-/// An index: its entries in memory and the file they are appended to.
+/// An index: its entries in memory and the file they are appended to. The file is opened only
+/// for the operation at hand (load, flush, truncation), so an index holds no descriptor.
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: Arc<File>,
     entries: Vec<E>,
     /// How many leading entries are already written to the file.
     persisted: usize,
+    /// The entries were reset but the file not yet emptied: the next flush empties it first.
+    /// Recovery resets the indexes of every active segment it re-reads, and a truncate per
+    /// file made that most of a restart's cost; the file is only read back when its segment
+    /// is inactive, which it becomes through a flush.
+    reset_pending: bool,
 }
 
 pub(crate) type OffsetIndex = Index<OffsetEntry>;
 pub(crate) type TimeIndex = Index<TimeEntry>;
 
 impl<E: IndexEntry> Index<E> {
-    /// Opens (creating if missing) the index file, with no entries loaded.
-    pub fn open(path: &Path) -> Result<Index<E>, LogError> {
-        let file = OpenOptions::new()
+    /// The index stored at `path`, with no entries loaded and nothing opened yet.
+    pub fn new(path: &Path) -> Index<E> {
+        Index {
+            path: path.to_path_buf(),
+            entries: Vec::new(),
+            persisted: 0,
+            reset_pending: false,
+        }
+    }
+
+    /// Opens the file for one operation, creating it if missing.
+    fn open(&self) -> Result<File, LogError> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)
-            .at(path)?;
-        Ok(Index {
-            path: path.to_path_buf(),
-            file: Arc::new(file),
-            entries: Vec::new(),
-            persisted: 0,
-        })
+            .open(&self.path)
+            .at(&self.path)
     }
 
-    /// Reads the entries stored in the file. The outer error is I/O; the inner one says why the
-    /// file cannot be an index (its length), in which case the caller rebuilds it.
+    /// Reads the entries stored in the file (an empty file if it is missing). The outer error is
+    /// I/O; the inner one says why the file cannot be an index (its length), in which case the
+    /// caller rebuilds it.
     pub fn load(&mut self) -> Result<Result<(), String>, LogError> {
-        let length = self.file.metadata().at(&self.path)?.len();
+        let file = self.open()?;
+        let length = file.metadata().at(&self.path)?.len();
         let length = usize::try_from(length).expect("an index file fits in memory");
         if length % E::BYTES != 0 {
             return Ok(Err(format!(
@@ -129,18 +139,18 @@ impl<E: IndexEntry> Index<E> {
             )));
         }
         let mut bytes = vec![0u8; length];
-        self.file.read_exact_at(&mut bytes, 0).at(&self.path)?;
+        file.read_exact_at(&mut bytes, 0).at(&self.path)?;
         self.entries = bytes.chunks_exact(E::BYTES).map(E::decode).collect();
         self.persisted = self.entries.len();
+        self.reset_pending = false;
         Ok(Ok(()))
     }
 
     /// Drops every entry, in memory and in the file, before a rebuild.
-    pub fn reset(&mut self) -> Result<(), LogError> {
+    pub fn reset(&mut self) {
         self.entries.clear();
-        self.file.set_len(0).at(&self.path)?;
         self.persisted = 0;
-        Ok(())
+        self.reset_pending = true;
     }
 
     pub fn push(&mut self, entry: E) {
@@ -159,12 +169,12 @@ impl<E: IndexEntry> Index<E> {
         &self.path
     }
 
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
-    }
-
     /// Appends the entries not yet in the file, with one write.
     pub fn flush(&mut self) -> Result<(), LogError> {
+        if self.reset_pending {
+            self.open()?.set_len(0).at(&self.path)?;
+            self.reset_pending = false;
+        }
         if self.persisted == self.entries.len() {
             return Ok(());
         }
@@ -176,7 +186,7 @@ impl<E: IndexEntry> Index<E> {
             entry.encode(out);
         }
         let position = u64::try_from(self.persisted * E::BYTES).expect("index position fits u64");
-        self.file.write_all_at(&bytes, position).at(&self.path)?;
+        self.open()?.write_all_at(&bytes, position).at(&self.path)?;
         self.persisted = self.entries.len();
         Ok(())
     }
@@ -189,7 +199,7 @@ impl<E: IndexEntry> Index<E> {
         self.entries.truncate(keep);
         if self.persisted > keep {
             let length = u64::try_from(keep * E::BYTES).expect("index length fits u64");
-            self.file.set_len(length).at(&self.path)?;
+            self.open()?.set_len(length).at(&self.path)?;
             self.persisted = keep;
         }
         Ok(())
@@ -304,7 +314,7 @@ mod tests {
     fn entries_round_trip_through_the_file_and_truncate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut index = OffsetIndex::open(&path).unwrap();
+        let mut index = OffsetIndex::new(&path);
         index.push(offset(0, 0));
         index.push(offset(10, 4100));
         index.flush().unwrap();
@@ -316,7 +326,7 @@ mod tests {
             &[0, 0, 0, 10, 0, 0, 0x10, 0x04]
         );
 
-        let mut reloaded = OffsetIndex::open(&path).unwrap();
+        let mut reloaded = OffsetIndex::new(&path);
         reloaded.load().unwrap().unwrap();
         assert_eq!(
             reloaded.entries(),
@@ -332,7 +342,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
         std::fs::write(&path, [0u8; 13]).unwrap();
-        let mut index = TimeIndex::open(&path).unwrap();
+        let mut index = TimeIndex::new(&path);
         let reason = index.load().unwrap().unwrap_err();
         assert!(reason.contains("not a multiple of 12"), "{reason}");
     }
@@ -340,7 +350,7 @@ mod tests {
     #[test]
     fn lookups_return_the_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let mut offsets = OffsetIndex::open(&dir.path().join("0.index")).unwrap();
+        let mut offsets = OffsetIndex::new(&dir.path().join("0.index"));
         assert_eq!(offsets.lookup(5), None);
         offsets.push(offset(0, 0));
         offsets.push(offset(10, 4100));
@@ -348,7 +358,7 @@ mod tests {
         assert_eq!(offsets.lookup(10), Some(offset(10, 4100)));
         assert_eq!(offsets.lookup(1000), Some(offset(10, 4100)));
 
-        let mut times = TimeIndex::open(&dir.path().join("0.timeindex")).unwrap();
+        let mut times = TimeIndex::new(&dir.path().join("0.timeindex"));
         times.push(time(100, 0));
         times.push(time(200, 7));
         assert_eq!(times.lookup(TimestampMs(99)), None);

@@ -88,14 +88,14 @@ impl Log {
     /// Empties the cache for a full truncation: the checkpoint goes first, so a crash before the
     /// log is emptied leads to a rebuild rather than to stale entries.
     pub(crate) fn forget_all_epochs(&mut self) -> Result<(), LogError> {
-        epoch_checkpoint::remove(&self.dir, &self.dir_file)?;
+        epoch_checkpoint::remove(&self.dir)?;
         self.epochs.clear();
         Ok(())
     }
 
     pub(crate) fn persist_epochs(&self) -> Result<(), LogError> {
         tracing::debug!(dir = %self.dir.display(), entries = ?self.epochs.entries(), "writing the leader epoch checkpoint");
-        epoch_checkpoint::write(&self.dir, &self.dir_file, self.epochs.entries())
+        epoch_checkpoint::write(&self.dir, self.epochs.entries())
     }
 
     /// Loads the cache on open: from the checkpoint, or rebuilt from the batch headers of every
@@ -109,7 +109,11 @@ impl Log {
         };
         cache.truncate_from_end(self.log_end_offset());
         cache.truncate_from_start(self.log_start_offset);
-        let changed = stored.as_deref() != Some(cache.entries());
+        // No checkpoint and no epochs (a new log) is already what the files say.
+        let changed = match &stored {
+            Some(entries) => entries.as_slice() != cache.entries(),
+            None => !cache.entries().is_empty(),
+        };
         self.epochs = cache;
         match changed {
             true => self.persist_epochs(),
@@ -138,8 +142,9 @@ fn assign_segment_epochs(segment: &Segment, cache: &mut EpochCache) -> Result<()
         position: 0,
         next_offset: segment.base_offset,
     };
+    let file = segment.file.get()?;
     let end = scan::walk(
-        segment.segment_file(),
+        segment.segment_file(&file),
         start,
         Check::Headers,
         |header, _| {
@@ -207,9 +212,10 @@ mod tests {
     fn append_with_epoch_stamps_every_batch_and_records_where_each_epoch_starts() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!(
-            (log.latest_epoch(), checkpoint_text(&log)),
-            (None, "0\n0\n".into())
+        assert_eq!(log.latest_epoch(), None);
+        assert!(
+            !log.dir().join(EPOCH_CHECKPOINT_FILE).exists(),
+            "a new log has no epochs to write down"
         );
         let mut two = batch(0, 2, 1_000, 10);
         two.extend(batch(0, 2, 1_002, 10));

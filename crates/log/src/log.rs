@@ -1,9 +1,7 @@
 //! [`Log`]: one partition's segments, appended to at the end and read from anywhere.
 
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use strom_protocol::batch::{self, BatchError, BatchHeader, Batches, BATCH_HEADER_BYTES};
@@ -13,8 +11,9 @@ use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::epoch_cache::{check_epoch_not_behind, EpochCache, NO_PARTITION_LEADER_EPOCH};
 use crate::error::{IoContext, LogError};
+use crate::files::{self, FilePool};
 use crate::segment::Segment;
-use crate::sync::{Durability, SyncHandle};
+use crate::sync::{Durability, SyncHandle, SyncTarget};
 
 /// One partition's log.
 ///
@@ -26,7 +25,8 @@ use crate::sync::{Durability, SyncHandle};
 /// the lock is [`SyncHandle::sync`]; a compaction pass holds the lock for all of its I/O.
 pub struct Log {
     pub(crate) dir: PathBuf,
-    pub(crate) dir_file: Arc<File>,
+    /// Where the segment files are opened (see `files`): the node's one bound on descriptors.
+    pub(crate) pool: FilePool,
     pub(crate) config: LogConfig,
     /// Ascending, contiguous (each base offset is the previous segment's next offset), never
     /// empty; the last one is the active segment. Within a compacted segment batches may be
@@ -93,6 +93,13 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directory holding the log's directory (a root, for a log opened at `/`).
+    fn parent_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map_or_else(|| self.dir.clone(), Path::to_path_buf)
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -243,7 +250,7 @@ impl Log {
         let old = self.active_mut();
         old.deactivate()?;
         let old_files = old.files();
-        let segment = Segment::create(&self.dir, next_offset)?;
+        let segment = Segment::create(&self.dir, next_offset, &self.pool)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = %next_offset, "rolled to a new segment");
         self.segments.push(segment);
         self.durability.rolled(next_offset, old_files);
@@ -330,7 +337,7 @@ impl Log {
         if self.first_dirty_offset <= offset {
             return Ok(());
         }
-        checkpoint::write(&self.dir, &self.dir_file, offset)?;
+        checkpoint::write(&self.dir, offset)?;
         self.first_dirty_offset = offset;
         Ok(())
     }
@@ -338,13 +345,12 @@ impl Log {
     /// fsyncs every file with pending writes, the active segment and the directory, under the
     /// caller's lock; only for rare operations (truncation) that must be durable when they return.
     fn sync_everything(&mut self) -> Result<(), LogError> {
-        let active = self.active();
         let mut files = self.durability.rolled_files();
-        files.push((active.path.clone(), Arc::clone(&active.file)));
-        for (path, file) in files {
-            file.sync_data().at(&path)?;
+        files.push(SyncTarget::Pooled(self.active().file.clone()));
+        for file in files {
+            file.sync()?;
         }
-        self.dir_file.sync_all().at(&self.dir)?;
+        files::sync_path(&self.dir)?;
         self.durability.synced_everything(self.log_end_offset());
         Ok(())
     }
@@ -361,23 +367,24 @@ impl Log {
         while let Some(segment) = self.segments.pop() {
             segment.delete_files()?;
         }
-        self.segments.push(Segment::create(&self.dir, offset)?);
-        self.dir_file.sync_all().at(&self.dir)?;
+        self.segments
+            .push(Segment::create(&self.dir, offset, &self.pool)?);
+        files::sync_path(&self.dir)?;
         tracing::info!(dir = %self.dir.display(), %offset, "emptied log and restarted it at a new offset");
         self.log_start_offset = offset;
         self.durability = Durability::new(offset);
-        checkpoint::write(&self.dir, &self.dir_file, offset)?;
+        checkpoint::write(&self.dir, offset)?;
         self.first_dirty_offset = offset;
         self.persist_epochs()
     }
 
     /// The files with writes not yet known to be durable, and the log end offset they cover.
     pub fn sync_handle(&self) -> SyncHandle {
-        let active = self.active();
         self.durability.handle(
             self.log_end_offset(),
-            (active.path.clone(), Arc::clone(&active.file)),
-            (self.dir.clone(), Arc::clone(&self.dir_file)),
+            SyncTarget::Pooled(self.active().file.clone()),
+            SyncTarget::Path(self.dir.clone()),
+            SyncTarget::Path(self.parent_dir()),
         )
     }
 
@@ -404,10 +411,13 @@ impl Log {
         self.active_mut().deactivate()?;
         let mut files = self.durability.rolled_files();
         files.extend(self.active().files());
-        for (path, file) in files {
-            file.sync_data().at(&path)?;
+        if self.durability.directory_is_new() {
+            files.push(SyncTarget::Path(self.parent_dir()));
         }
-        self.dir_file.sync_all().at(&self.dir)
+        for file in files {
+            file.sync()?;
+        }
+        files::sync_path(&self.dir)
     }
 
     /// Deletes the partition directory and everything in it.
@@ -861,11 +871,20 @@ mod tests {
     #[test]
     fn sync_handles_cover_unsynced_writes_until_marked_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Log::open(dir.path(), small_config()).unwrap();
-        assert!(
-            log.sync_handle().is_empty(),
-            "a freshly opened log is durable"
+        let partition = dir.path().join("t-0");
+        let log = Log::open(&partition, small_config()).unwrap();
+        let handle = log.sync_handle();
+        assert_eq!(
+            (handle.is_empty(), handle.offset()),
+            (false, Offset(0)),
+            "a new log's directory, its entry and its segment wait for the first sync"
         );
+        let mut log = log;
+        log.mark_durable(handle.sync().unwrap());
+        assert!(log.sync_handle().is_empty());
+        drop(log);
+        let mut log = Log::open(&partition, small_config()).unwrap();
+        assert!(log.sync_handle().is_empty(), "a reopened log is durable");
         log.append(&mut batch(0, 2, 1, 150), None).unwrap();
         let handle = log.sync_handle();
         assert!(!handle.is_empty());

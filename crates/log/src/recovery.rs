@@ -17,10 +17,8 @@
 //! recovered log's bounds.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
 
 use strom_types::Offset;
 
@@ -28,43 +26,68 @@ use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::epoch_cache::EpochCache;
 use crate::error::{IoContext, LogError};
+use crate::files::{self, FilePool};
 use crate::index::{validate_offset_entries, validate_time_entries};
 use crate::log::Log;
 use crate::scan::{self, Check, WalkStart};
 use crate::segment::{self, Segment, EXTENSIONS, LOG_EXTENSION};
 use crate::swap;
-use crate::sync::Durability;
+use crate::sync::{Durability, SyncTarget};
 
 impl Log {
     /// Opens the log in `dir` (creating the directory if missing) and recovers it; see the
     /// module docs. An empty directory gives an empty log starting at offset 0.
+    /// The log is made durable as recovered (its active segment and directory fsynced) before
+    /// this returns.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        Log::open_in(dir, config, FilePool::process(), Recovery::CrashAndSync)
+    }
+
+    /// [`Log::open`] with the segment files opened through `pool` and `recovery` saying how
+    /// far the files are trusted and who fsyncs what recovery found (see [`Recovery`]).
+    pub fn open_in(
+        dir: &Path,
+        config: LogConfig,
+        pool: &FilePool,
+        recovery: Recovery,
+    ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
         swap::finish_interrupted(dir)?;
         let base_offsets = list_segments(dir)?;
-        let segments = match base_offsets.is_empty() {
-            true => vec![Segment::create(dir, Offset(0))?],
-            false => recover_segments(dir, &base_offsets, &config)?,
+        let (segments, durability) = match base_offsets.is_empty() {
+            true => (
+                vec![Segment::create(dir, Offset(0), pool)?],
+                Durability::for_new_directory(),
+            ),
+            false => {
+                let segments = recover_segments(dir, &base_offsets, &config, pool, recovery)?;
+                let active = segments
+                    .last()
+                    .expect("recovery keeps at least one segment");
+                // The caller makes whatever survived recovery durable before serving.
+                let durability = Durability::new(active.next_offset);
+                (segments, durability)
+            }
         };
-        let dir_file = Arc::new(File::open(dir).at(dir)?);
         let active = segments
             .last()
             .expect("recovery keeps at least one segment");
-        // Whatever survived recovery is made durable, so the durable offset starts at the end.
-        active.file.sync_data().at(&active.path)?;
-        dir_file.sync_all().at(dir)?;
+        if recovery == Recovery::CrashAndSync && !base_offsets.is_empty() {
+            SyncTarget::Pooled(active.file.clone()).sync()?;
+            files::sync_path(dir)?;
+        }
         let log_end_offset = active.next_offset;
         let log_start_offset = segments[0].base_offset;
         tracing::debug!(dir = %dir.display(), %log_start_offset, %log_end_offset, segments = segments.len(), "opened log");
         let first_dirty_offset = checkpoint::read(dir)?.unwrap_or(log_start_offset);
         let mut log = Log {
             dir: dir.to_path_buf(),
-            dir_file,
+            pool: pool.clone(),
             config,
             segments,
             log_start_offset,
             first_dirty_offset,
-            durability: Durability::new(log_end_offset),
+            durability,
             epochs: EpochCache::default(),
         };
         // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
@@ -72,6 +95,33 @@ impl Log {
         log.recover_epochs()?;
         Ok(log)
     }
+}
+
+/// How far [`Log::open_in`] trusts the files it finds, and who makes what it recovered
+/// durable. The log's durable offset starts at its end, so that must be true before the
+/// log's owner acknowledges anything: a node opening many logs at start uses `Clean` or
+/// `Crash` and then syncs the filesystem once ([`sync_filesystem`]), one call instead of two
+/// fsyncs per log; a log opened alone uses `CrashAndSync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The node shut down cleanly: every log was closed, the filesystem synced, and then the
+    /// clean-shutdown marker written (Kafka's `.kafka_cleanshutdown`). The active segment is
+    /// checked as cheaply as the inactive ones. Nothing is fsynced.
+    Clean,
+    /// The node may have crashed: the active segment is re-read in full, every batch's CRC
+    /// checked, and cut at the first bad one. Nothing is fsynced.
+    Crash,
+    /// As `Crash`, then the active segment and the directory are fsynced before it returns.
+    CrashAndSync,
+}
+
+/// fsyncs everything written to the filesystem holding `path` (`syncfs`), once for all the
+/// logs on it: after opening them at start, and before marking a shutdown clean.
+pub fn sync_filesystem(path: &Path) -> Result<(), LogError> {
+    let dir = std::fs::File::open(path).at(path)?;
+    rustix::fs::syncfs(&dir)
+        .map_err(std::io::Error::from)
+        .at(path)
 }
 
 /// The base offsets of the segments in `dir`, ascending. Index files without a `.log` file are
@@ -113,21 +163,27 @@ fn recover_segments(
     dir: &Path,
     base_offsets: &[Offset],
     config: &LogConfig,
+    pool: &FilePool,
+    recovery: Recovery,
 ) -> Result<Vec<Segment>, LogError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(base_offsets.len());
     for (at, &base_offset) in base_offsets.iter().enumerate() {
-        let mut segment = Segment::open(dir, base_offset)?;
+        let mut segment = Segment::open(dir, base_offset, pool)?;
         let is_last = at + 1 == base_offsets.len();
-        let cut_short = match is_last {
-            true => recover_active(&mut segment, config.index_interval_bytes)?,
-            false => load_inactive(&mut segment, config.index_interval_bytes)?,
+        let cut_short = match (is_last, recovery) {
+            (true, Recovery::Crash | Recovery::CrashAndSync) => {
+                recover_active(&mut segment, config.index_interval_bytes)?
+            }
+            // Closed cleanly: the active segment's indexes were written at close, so it is
+            // checked like an inactive one (and re-read in full only if that fails).
+            _ => load_inactive(&mut segment, config.index_interval_bytes)?,
         };
         if let Some(previous) = segments.last() {
             check_dense(previous, &segment)?;
         }
         segments.push(segment);
         if cut_short && !is_last {
-            delete_later_segments(dir, &base_offsets[at + 1..])?;
+            delete_later_segments(dir, &base_offsets[at + 1..], pool)?;
             break;
         }
     }
@@ -148,10 +204,14 @@ fn check_dense(previous: &Segment, segment: &Segment) -> Result<(), LogError> {
     ))
 }
 
-fn delete_later_segments(dir: &Path, base_offsets: &[Offset]) -> Result<(), LogError> {
+fn delete_later_segments(
+    dir: &Path,
+    base_offsets: &[Offset],
+    pool: &FilePool,
+) -> Result<(), LogError> {
     // Newest first, so a crash part-way still leaves a dense prefix.
     for &base_offset in base_offsets.iter().rev() {
-        let segment = Segment::open(dir, base_offset)?;
+        let segment = Segment::open(dir, base_offset, pool)?;
         tracing::warn!(
             path = %segment.path.display(),
             bytes = segment.size_bytes,
@@ -196,8 +256,8 @@ pub(crate) fn recover_active(
     segment: &mut Segment,
     index_interval_bytes: u32,
 ) -> Result<bool, LogError> {
-    segment.offset_index.reset()?;
-    segment.time_index.reset()?;
+    segment.offset_index.reset();
+    segment.time_index.reset();
     segment.next_offset = segment.base_offset;
     segment.max_timestamp = None;
     segment.first_batch_timestamp = None;
@@ -206,7 +266,7 @@ pub(crate) fn recover_active(
         position: 0,
         next_offset: segment.base_offset,
     };
-    let file = Arc::clone(&segment.file);
+    let file = segment.file.get()?;
     let path = segment.path.clone();
     let segment_file = scan::SegmentFile {
         file: &file,
@@ -233,7 +293,7 @@ pub(crate) fn recover_active(
         "truncating a torn or damaged segment tail at byte {}: dropping {dropped_bytes} bytes ({reason})",
         end.position
     );
-    segment.file.set_len(end.position).at(&segment.path)?;
+    file.set_len(end.position).at(&segment.path)?;
     segment.size_bytes = end.position;
     Ok(true)
 }

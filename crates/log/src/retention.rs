@@ -4,7 +4,8 @@
 
 use strom_types::{Offset, TimestampMs};
 
-use crate::error::{IoContext, LogError};
+use crate::error::LogError;
+use crate::files;
 use crate::log::Log;
 
 /// What a retention pass deleted.
@@ -37,7 +38,7 @@ impl Log {
         if count > 0 {
             self.log_start_offset = self.log_start_offset.max(self.segments[0].base_offset);
             self.durability.deleted_before(self.log_start_offset);
-            self.dir_file.sync_all().at(&self.dir)?;
+            files::sync_path(&self.dir)?;
             self.truncate_epochs_from_start()?;
         }
         Ok(RetentionInfo {

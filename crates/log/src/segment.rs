@@ -10,15 +10,16 @@ use std::io::ErrorKind;
 use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use strom_protocol::batch::{BatchHeader, Batches};
 use strom_types::{Offset, TimestampMs};
 
 use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
+use crate::files::{self, FilePool, PooledFile};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::scan::{self, Check, SegmentFile, WalkStart};
+use crate::sync::SyncTarget;
 
 pub(crate) const LOG_EXTENSION: &str = "log";
 pub(crate) const INDEX_EXTENSION: &str = "index";
@@ -63,7 +64,9 @@ pub(crate) struct Segment {
     /// The offset after the segment's last batch (its base offset while empty).
     pub next_offset: Offset,
     pub path: PathBuf,
-    pub file: Arc<File>,
+    /// The `.log` file, opened on use through the node's pool (the indexes live in memory and
+    /// are opened only to be written out).
+    pub file: PooledFile,
     /// Bytes of whole batches; anything in the file past this is not part of the log.
     pub size_bytes: u64,
     pub offset_index: OffsetIndex,
@@ -80,8 +83,8 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates the files of a new, empty segment. Fails if its `.log` file already exists.
-    pub fn create(dir: &Path, base_offset: Offset) -> Result<Segment, LogError> {
-        Segment::create_suffixed(dir, base_offset, "")
+    pub fn create(dir: &Path, base_offset: Offset, pool: &FilePool) -> Result<Segment, LogError> {
+        Segment::create_suffixed(dir, base_offset, "", pool)
     }
 
     /// Creates a new, empty segment whose file names end in `suffix` (compaction writes
@@ -90,6 +93,7 @@ impl Segment {
         dir: &Path,
         base_offset: Offset,
         suffix: &str,
+        pool: &FilePool,
     ) -> Result<Segment, LogError> {
         let path = suffixed_file_path(dir, base_offset, LOG_EXTENSION, suffix);
         let file = OpenOptions::new()
@@ -98,28 +102,33 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .at(&path)?;
-        let mut segment = Segment::with_file(dir, base_offset, suffix, path, file, 0)?;
-        segment.offset_index.reset()?;
-        segment.time_index.reset()?;
+        let file = pool.adopt(path.clone(), file);
+        let mut segment = Segment::with_file(dir, base_offset, suffix, path, file, 0);
+        segment.offset_index.reset();
+        segment.time_index.reset();
         Ok(segment)
     }
 
     /// Opens an existing segment's files. Nothing is known about its batches until recovery
     /// loads or rebuilds its indexes.
-    pub fn open(dir: &Path, base_offset: Offset) -> Result<Segment, LogError> {
+    pub fn open(dir: &Path, base_offset: Offset, pool: &FilePool) -> Result<Segment, LogError> {
         let path = file_path(dir, base_offset, LOG_EXTENSION);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = files::open_read_write(&path)?;
         let size_bytes = file.metadata().at(&path)?.len();
         if size_bytes > SEGMENT_BYTES_MAX {
             // Index entries could not address it; this log never writes such a file.
             let reason = format!("the segment is {size_bytes} bytes, more than the {SEGMENT_BYTES_MAX} a segment may hold");
             return Err(LogError::corrupt(&path, reason));
         }
-        Segment::with_file(dir, base_offset, "", path, file, size_bytes)
+        let file = pool.adopt(path.clone(), file);
+        Ok(Segment::with_file(
+            dir,
+            base_offset,
+            "",
+            path,
+            file,
+            size_bytes,
+        ))
     }
 
     fn with_file(
@@ -127,37 +136,38 @@ impl Segment {
         base_offset: Offset,
         suffix: &str,
         path: PathBuf,
-        file: File,
+        file: PooledFile,
         size_bytes: u64,
-    ) -> Result<Segment, LogError> {
-        Ok(Segment {
+    ) -> Segment {
+        Segment {
             base_offset,
             next_offset: base_offset,
             path,
-            file: Arc::new(file),
+            file,
             size_bytes,
-            offset_index: OffsetIndex::open(&suffixed_file_path(
+            offset_index: OffsetIndex::new(&suffixed_file_path(
                 dir,
                 base_offset,
                 INDEX_EXTENSION,
                 suffix,
-            ))?,
-            time_index: TimeIndex::open(&suffixed_file_path(
+            )),
+            time_index: TimeIndex::new(&suffixed_file_path(
                 dir,
                 base_offset,
                 TIME_INDEX_EXTENSION,
                 suffix,
-            ))?,
+            )),
             bytes_since_index_entry: 0,
             max_timestamp: None,
             first_batch_timestamp: None,
             opened_at: TimestampMs::now(),
-        })
+        }
     }
 
-    pub fn segment_file(&self) -> SegmentFile<'_> {
+    /// The segment as a walk reads it, through `file` (from [`PooledFile::get`]).
+    pub fn segment_file<'a>(&'a self, file: &'a File) -> SegmentFile<'a> {
         SegmentFile {
-            file: &self.file,
+            file,
             path: &self.path,
             size_bytes: self.size_bytes,
         }
@@ -196,10 +206,11 @@ impl Segment {
             self.next_offset
         );
         let position = self.size_bytes;
-        if let Err(source) = self.file.write_all_at(records, position) {
+        let file = self.file.get()?;
+        if let Err(source) = file.write_all_at(records, position) {
             // Cut off a partial write so it is not mistaken for batches; the next append would
             // overwrite it anyway, as writes go to `size_bytes`, and recovery drops a torn tail.
-            let _ = self.file.set_len(position);
+            let _ = file.set_len(position);
             return Err(LogError::Io {
                 path: self.path.clone(),
                 source,
@@ -307,8 +318,9 @@ impl Segment {
             next_offset: self.base_offset.plus(i64::from(entry.relative_offset)),
         };
         let mut found = None;
+        let file = self.file.get()?;
         let end = scan::walk(
-            self.segment_file(),
+            self.segment_file(&file),
             start,
             Check::Headers,
             |header, position| {
@@ -359,6 +371,7 @@ impl Segment {
             0,
         );
         self.file
+            .get()?
             .read_exact_at(&mut out[old_length..], position)
             .at(&self.path)?;
         let (kept, reached_bound) = whole_batches_below(&out[old_length..], upper_bound);
@@ -376,7 +389,7 @@ impl Segment {
         let Some((header, position)) = self.locate(offset)? else {
             return Ok(());
         };
-        self.file.set_len(position).at(&self.path)?;
+        self.file.get()?.set_len(position).at(&self.path)?;
         self.size_bytes = position;
         let relative_offset = self.relative(header.base_offset);
         self.offset_index.truncate_from(relative_offset)?;
@@ -405,13 +418,19 @@ impl Segment {
             )
         });
         let mut bytes_since_index_entry = 0;
-        let end = scan::walk(self.segment_file(), start, Check::Headers, |header, _| {
-            if max_timestamp.is_none_or(|(max, _)| header.max_timestamp > max) {
-                max_timestamp = Some((header.max_timestamp, header.base_offset));
-            }
-            bytes_since_index_entry += header.total_bytes() as u64;
-            ControlFlow::Continue(())
-        })?;
+        let file = self.file.get()?;
+        let end = scan::walk(
+            self.segment_file(&file),
+            start,
+            Check::Headers,
+            |header, _| {
+                if max_timestamp.is_none_or(|(max, _)| header.max_timestamp > max) {
+                    max_timestamp = Some((header.max_timestamp, header.base_offset));
+                }
+                bytes_since_index_entry += header.total_bytes() as u64;
+                ControlFlow::Continue(())
+            },
+        )?;
         if let Some(damage) = end.damage {
             return Ok(Err(format!("at byte {}: {damage}", end.position)));
         }
@@ -420,7 +439,7 @@ impl Segment {
         self.bytes_since_index_entry = bytes_since_index_entry;
         self.first_batch_timestamp = match self.is_empty() {
             true => None,
-            false => Some(scan::header_at(self.segment_file(), 0)?.max_timestamp),
+            false => Some(scan::header_at(self.segment_file(&file), 0)?.max_timestamp),
         };
         Ok(Ok(()))
     }
@@ -431,9 +450,7 @@ impl Segment {
         if let Some((timestamp, _)) = self.max_timestamp.filter(|(timestamp, _)| timestamp.0 >= 0) {
             return Ok(timestamp);
         }
-        let modified = self
-            .file
-            .metadata()
+        let modified = std::fs::metadata(&self.path)
             .and_then(|metadata| metadata.modified())
             .at(&self.path)?;
         let since_epoch = modified
@@ -444,18 +461,12 @@ impl Segment {
         ))
     }
 
-    /// The segment's files and their names, for fsync.
-    pub fn files(&self) -> Vec<(PathBuf, Arc<File>)> {
+    /// The segment's three files, for fsync.
+    pub fn files(&self) -> Vec<SyncTarget> {
         vec![
-            (self.path.clone(), Arc::clone(&self.file)),
-            (
-                self.offset_index.path().to_path_buf(),
-                Arc::clone(self.offset_index.file()),
-            ),
-            (
-                self.time_index.path().to_path_buf(),
-                Arc::clone(self.time_index.file()),
-            ),
+            SyncTarget::Pooled(self.file.clone()),
+            SyncTarget::Path(self.offset_index.path().to_path_buf()),
+            SyncTarget::Path(self.time_index.path().to_path_buf()),
         ]
     }
 
@@ -504,7 +515,7 @@ mod tests {
 
     /// A segment at base offset 100 holding `count` 2-record batches of about 300 bytes.
     fn segment_with(dir: &Path, count: i64, index_interval_bytes: u32) -> (Segment, Vec<Vec<u8>>) {
-        let mut segment = Segment::create(dir, Offset(100)).unwrap();
+        let mut segment = Segment::create(dir, Offset(100), FilePool::process()).unwrap();
         let mut stored = Vec::new();
         for n in 0..count {
             let mut bytes = batch(0, 2, 1_000 + 10 * n, 120);
@@ -610,7 +621,7 @@ mod tests {
             segment.max_timestamp,
             segment.bytes_since_index_entry,
         );
-        let mut reopened = Segment::open(dir.path(), Offset(100)).unwrap();
+        let mut reopened = Segment::open(dir.path(), Offset(100), FilePool::process()).unwrap();
         reopened.offset_index.load().unwrap().unwrap();
         reopened.time_index.load().unwrap().unwrap();
         reopened.load_tail().unwrap().unwrap();

@@ -32,6 +32,7 @@ use strom_types::Offset;
 
 use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
+use crate::files;
 use crate::scan::{self, Check, SegmentFile, WalkStart};
 use crate::segment::{
     file_path, parse_file_name, remove_if_exists, suffixed_file_path, EXTENSIONS, INDEX_EXTENSION,
@@ -49,18 +50,13 @@ fn rename(from: &Path, to: &Path) -> Result<(), LogError> {
 
 /// Swaps in the fsynced `.cleaned` segment at `base` for the segments at `replaced` (the group's
 /// base offsets, `base` first); see the module docs.
-pub(crate) fn commit(
-    dir: &Path,
-    dir_file: &File,
-    base: Offset,
-    replaced: &[Offset],
-) -> Result<(), LogError> {
+pub(crate) fn commit(dir: &Path, base: Offset, replaced: &[Offset]) -> Result<(), LogError> {
     assert_eq!(
         replaced.first(),
         Some(&base),
         "a cleaned segment keeps its group's first base offset"
     );
-    let sync_dir = || dir_file.sync_all().at(dir);
+    let sync_dir = || files::sync_path(dir);
     let cleaned = |extension| suffixed_file_path(dir, base, extension, CLEANED_SUFFIX);
     let swap = suffixed_file_path(dir, base, LOG_EXTENSION, SWAP_SUFFIX);
     let log = file_path(dir, base, LOG_EXTENSION);

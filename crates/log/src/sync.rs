@@ -16,17 +16,43 @@
 //! [`Log::mark_durable`]: crate::Log::mark_durable
 
 use std::fs::File;
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use strom_types::Offset;
 
 use crate::error::{IoContext, LogError};
+use crate::files::PooledFile;
+
+/// A file to fsync: a segment file through the pool (open while it is being written, so the
+/// sync reuses its descriptor), or an index or directory opened just for the sync.
+#[derive(Clone)]
+pub(crate) enum SyncTarget {
+    Pooled(PooledFile),
+    Path(PathBuf),
+}
+
+impl SyncTarget {
+    /// fdatasync (a directory's entries count as its data). A file deleted meanwhile (by
+    /// retention or truncation, after its segment rolled) has nothing left to make durable.
+    pub fn sync(&self) -> Result<(), LogError> {
+        let (path, file) = match self {
+            SyncTarget::Pooled(file) => (file.path(), file.get()),
+            SyncTarget::Path(path) => (path.as_path(), File::open(path).map(Arc::new).at(path)),
+        };
+        match file {
+            Ok(file) => file.sync_data().at(path),
+            Err(LogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
 
 /// Files to fsync and the log end offset they make durable; see the module docs.
 #[must_use = "a sync handle does nothing until sync() is called"]
 pub struct SyncHandle {
-    files: Vec<(PathBuf, Arc<File>)>,
+    files: Vec<SyncTarget>,
     offset: Offset,
 }
 
@@ -34,8 +60,8 @@ impl SyncHandle {
     /// fdatasyncs every file (the caller must not hold the log's lock) and returns the offset
     /// that is now durable, for [`Log::mark_durable`](crate::Log::mark_durable).
     pub fn sync(self) -> Result<Offset, LogError> {
-        for (path, file) in &self.files {
-            file.sync_data().at(path)?;
+        for file in &self.files {
+            file.sync()?;
         }
         Ok(self.offset)
     }
@@ -55,7 +81,7 @@ impl SyncHandle {
 struct Rolled {
     /// The offset after the segment's last batch: the base of the segment rolled to.
     next_offset: Offset,
-    files: Vec<(PathBuf, Arc<File>)>,
+    files: Vec<SyncTarget>,
 }
 
 /// What is known to be on stable storage; owned by the `Log`.
@@ -64,6 +90,9 @@ pub(crate) struct Durability {
     rolled: Vec<Rolled>,
     /// The base offset of the newest segment whose directory entry may not be synced.
     directory_dirty_since: Option<Offset>,
+    /// The log's directory was just created and nothing synced it yet: its own entry in the
+    /// parent directory and its first segment's entry are not durable.
+    created: bool,
 }
 
 impl Durability {
@@ -73,6 +102,17 @@ impl Durability {
             durable_offset,
             rolled: Vec::new(),
             directory_dirty_since: None,
+            created: false,
+        }
+    }
+
+    /// A log just created in a new directory, synced by nothing yet: creating a partition costs
+    /// no fsync, and the first sync (before anything is acknowledged as durable) makes the
+    /// directory, its entry in the parent and the empty segment durable along with the data.
+    pub fn for_new_directory() -> Durability {
+        Durability {
+            created: true,
+            ..Durability::new(Offset(0))
         }
     }
 
@@ -81,7 +121,7 @@ impl Durability {
     }
 
     /// A segment ending at `next_offset` was rolled and a new segment's files were created.
-    pub fn rolled(&mut self, next_offset: Offset, files: Vec<(PathBuf, Arc<File>)>) {
+    pub fn rolled(&mut self, next_offset: Offset, files: Vec<SyncTarget>) {
         self.rolled.push(Rolled { next_offset, files });
         self.directory_dirty_since = Some(next_offset);
     }
@@ -91,15 +131,19 @@ impl Durability {
     pub fn handle(
         &self,
         log_end_offset: Offset,
-        active: (PathBuf, Arc<File>),
-        directory: (PathBuf, Arc<File>),
+        active: SyncTarget,
+        directory: SyncTarget,
+        parent: SyncTarget,
     ) -> SyncHandle {
         let mut files = self.rolled_files();
-        if self.durable_offset < log_end_offset {
+        if self.durable_offset < log_end_offset || self.created {
             files.push(active);
         }
-        if self.directory_dirty_since.is_some() {
+        if self.directory_dirty_since.is_some() || self.created {
             files.push(directory);
+        }
+        if self.created {
+            files.push(parent);
         }
         SyncHandle {
             files,
@@ -112,6 +156,8 @@ impl Durability {
     pub fn mark_durable(&mut self, offset: Offset, log_end_offset: Offset) {
         let offset = offset.min(log_end_offset);
         self.durable_offset = self.durable_offset.max(offset);
+        // Every handle taken since creation synced the directories.
+        self.created = false;
         self.rolled.retain(|rolled| offset <= rolled.next_offset);
         if self
             .directory_dirty_since
@@ -122,7 +168,7 @@ impl Durability {
     }
 
     /// The files of every rolled segment not yet known to be synced.
-    pub fn rolled_files(&self) -> Vec<(PathBuf, Arc<File>)> {
+    pub fn rolled_files(&self) -> Vec<SyncTarget> {
         self.rolled
             .iter()
             .flat_map(|rolled| rolled.files.iter().cloned())
@@ -132,7 +178,15 @@ impl Durability {
     /// Everything the log holds, up to `log_end_offset`, was just synced, directory included
     /// (truncation does this, so it never leaves stale sync state behind).
     pub fn synced_everything(&mut self, log_end_offset: Offset) {
-        *self = Durability::new(log_end_offset);
+        *self = Durability {
+            created: self.created,
+            ..Durability::new(log_end_offset)
+        };
+    }
+
+    /// Whether the log's directory is new and its entry in the parent not yet synced.
+    pub fn directory_is_new(&self) -> bool {
+        self.created
     }
 
     /// Segments below `log_start_offset` were deleted by retention: nothing to sync for them.
@@ -146,20 +200,31 @@ impl Durability {
 mod tests {
     use super::*;
 
-    fn file(dir: &tempfile::TempDir, name: &str) -> (PathBuf, Arc<File>) {
+    fn file(dir: &tempfile::TempDir, name: &str) -> SyncTarget {
         let path = dir.path().join(name);
-        (path.clone(), Arc::new(File::create(&path).unwrap()))
+        File::create(&path).unwrap();
+        SyncTarget::Path(path)
     }
 
     #[test]
     fn a_handle_covers_only_what_is_not_yet_durable() {
         let dir = tempfile::tempdir().unwrap();
         let mut durability = Durability::new(Offset(10));
-        let empty = durability.handle(Offset(10), file(&dir, "a.log"), file(&dir, "dir"));
+        let empty = durability.handle(
+            Offset(10),
+            file(&dir, "a.log"),
+            file(&dir, "dir"),
+            file(&dir, "parent"),
+        );
         assert!(empty.is_empty());
         assert_eq!(empty.sync().unwrap(), Offset(10));
 
-        let handle = durability.handle(Offset(15), file(&dir, "a.log"), file(&dir, "dir"));
+        let handle = durability.handle(
+            Offset(15),
+            file(&dir, "a.log"),
+            file(&dir, "dir"),
+            file(&dir, "parent"),
+        );
         assert_eq!((handle.files.len(), handle.offset()), (1, Offset(15)));
         assert_eq!(handle.sync().unwrap(), Offset(15));
         durability.mark_durable(Offset(15), Offset(15));
@@ -171,11 +236,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut durability = Durability::new(Offset(0));
         // A handle taken before the roll, at the offset the roll then happens at.
-        let early = durability.handle(Offset(20), file(&dir, "a.log"), file(&dir, "dir"));
+        let early = durability.handle(
+            Offset(20),
+            file(&dir, "a.log"),
+            file(&dir, "dir"),
+            file(&dir, "parent"),
+        );
         durability.rolled(Offset(20), vec![file(&dir, "a.log"), file(&dir, "a.index")]);
         durability.mark_durable(early.sync().unwrap(), Offset(30));
         assert_eq!(durability.durable_offset(), Offset(20));
-        let late = durability.handle(Offset(30), file(&dir, "b.log"), file(&dir, "dir"));
+        let late = durability.handle(
+            Offset(30),
+            file(&dir, "b.log"),
+            file(&dir, "dir"),
+            file(&dir, "parent"),
+        );
         assert_eq!(
             late.files.len(),
             4,
@@ -183,7 +258,12 @@ mod tests {
         );
         durability.mark_durable(late.sync().unwrap(), Offset(30));
         assert!(durability
-            .handle(Offset(30), file(&dir, "b.log"), file(&dir, "dir"))
+            .handle(
+                Offset(30),
+                file(&dir, "b.log"),
+                file(&dir, "dir"),
+                file(&dir, "parent")
+            )
             .is_empty());
     }
 
@@ -195,7 +275,12 @@ mod tests {
         // Truncated to 40 (and synced) while a sync taken at 70 was running.
         durability.synced_everything(Offset(40));
         assert!(durability
-            .handle(Offset(40), file(&dir, "b.log"), file(&dir, "dir"))
+            .handle(
+                Offset(40),
+                file(&dir, "b.log"),
+                file(&dir, "dir"),
+                file(&dir, "parent")
+            )
             .is_empty());
         durability.mark_durable(Offset(70), Offset(45));
         assert_eq!(durability.durable_offset(), Offset(45));

@@ -91,6 +91,7 @@ fn exact_record(
     let mut bytes = vec![0u8; header.total_bytes()];
     segment
         .file
+        .get()?
         .read_exact_at(&mut bytes, position)
         .at(&segment.path)?;
     let mut buffer = Bytes::from(bytes);

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
-use strom_log::{CompactionConfig, CompactionInfo, Log, LogConfig, RetentionInfo};
+use strom_log::{
+    CompactionConfig, CompactionInfo, FilePool, Log, LogConfig, Recovery, RetentionInfo,
+};
 use strom_types::{BrokerId, LeaderEpoch, Offset, PartitionIndex, TimestampMs, TopicName};
 use uuid::Uuid;
 
@@ -58,8 +60,10 @@ impl Partition {
         local: BrokerId,
         config: LogConfig,
         proposals: Option<ProposalSender>,
+        recovery: Recovery,
     ) -> Result<Partition, PartitionError> {
-        let log = Log::open(dir, config)?;
+        // Nothing is fsynced here: see `Log::open_in`; the node syncs its filesystem once.
+        let log = Log::open_in(dir, config, FilePool::process(), recovery)?;
         Ok(Partition {
             id,
             local,
@@ -243,6 +247,19 @@ impl Partition {
         store.log.flush_indexes()?;
         if let Err(error) = store.snapshot_producers(true) {
             // The next start rebuilds the state from the log instead.
+            tracing::warn!(topic = %self.id.topic, partition = %self.id.index, %error, "cannot write the producer state snapshot");
+        }
+        Ok(())
+    }
+
+    /// Writes out what a restart reads (the active segment's indexes and the producer state
+    /// snapshot) without fsyncing anything: the caller closes every partition this way, syncs
+    /// the filesystem once (`strom_log::sync_filesystem`) and only then marks the shutdown
+    /// clean. What was acknowledged is durable already; this is for the next start's speed.
+    pub fn close_unsynced(&self) -> Result<(), PartitionError> {
+        let mut store = self.store.lock();
+        store.log.flush_indexes()?;
+        if let Err(error) = store.snapshot_producers(false) {
             tracing::warn!(topic = %self.id.topic, partition = %self.id.index, %error, "cannot write the producer state snapshot");
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use strom_log::LogConfig;
+use strom_log::{LogConfig, Recovery};
 use strom_partition::{
     Acknowledgement, Acks, AppendOptions, FetchedData, FollowerPosition, FollowerRead, Partition,
     PartitionError, PartitionId, ReadBound, ReplicaState, StateChange, WaitFor, Waiter,
@@ -31,7 +31,7 @@ fn open(dir: &std::path::Path, local: BrokerId, config: LogConfig) -> Partition 
         topic_id: uuid::Uuid::from_u64_pair(1, 2),
         index: PartitionIndex(0),
     };
-    Partition::open(dir, id, local, config, None).unwrap()
+    Partition::open(dir, id, local, config, None, Recovery::CrashAndSync).unwrap()
 }
 
 fn state(isr: &[i32], leader: i32, epoch: i32) -> ReplicaState {
@@ -108,7 +108,15 @@ fn replicas_outside_the_isr_do_not_hold_the_high_watermark_back_and_rejoin_when_
         topic_id: uuid::Uuid::from_u64_pair(1, 2),
         index: PartitionIndex(0),
     };
-    let p = Partition::open(dir.path(), id, LEADER, LogConfig::default(), Some(sender)).unwrap();
+    let p = Partition::open(
+        dir.path(),
+        id,
+        LEADER,
+        LogConfig::default(),
+        Some(sender),
+        Recovery::CrashAndSync,
+    )
+    .unwrap();
     p.apply_replica_state(state(&[1, 2], 1, 0), Instant::now());
     for _ in 0..5 {
         p.append_as_leader(&mut batch(1, None), options(Acks::Leader, 1))
@@ -148,7 +156,15 @@ fn lagging_followers_are_proposed_out_of_the_isr() {
         topic_id: uuid::Uuid::from_u64_pair(1, 2),
         index: PartitionIndex(0),
     };
-    let p = Partition::open(dir.path(), id, LEADER, LogConfig::default(), Some(sender)).unwrap();
+    let p = Partition::open(
+        dir.path(),
+        id,
+        LEADER,
+        LogConfig::default(),
+        Some(sender),
+        Recovery::CrashAndSync,
+    )
+    .unwrap();
     let start = Instant::now();
     p.apply_replica_state(state(&[1, 2, 3], 1, 0), start);
     p.append_as_leader(&mut batch(3, None), options(Acks::Leader, 1))

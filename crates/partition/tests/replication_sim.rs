@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
-use strom_log::LogConfig;
+use strom_log::{LogConfig, Recovery};
 use strom_metadata::image::PartitionState;
 use strom_metadata::{CommandResult, MetadataCommand, MetadataImage};
 use strom_partition::{
@@ -151,8 +151,15 @@ fn start(dir: &Path, topic_id: Uuid, node: i32) -> Running {
         index: PartitionIndex(0),
     };
     let (sender, proposals) = mpsc::unbounded_channel();
-    let partition = Partition::open(dir, id, BrokerId(node), LogConfig::default(), Some(sender))
-        .expect("the simulated partition opens");
+    let partition = Partition::open(
+        dir,
+        id,
+        BrokerId(node),
+        LogConfig::default(),
+        Some(sender),
+        Recovery::CrashAndSync,
+    )
+    .expect("the simulated partition opens");
     Running {
         partition: Arc::new(partition),
         proposals,

@@ -577,6 +577,33 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         },
         ..FIXED
     },
+    // -- capacity -------------------------------------------------------------------------------
+    BrokerKey {
+        name: "log.max.open.files",
+        config_type: ConfigType::Int,
+        validator: Validator::AtLeast(1),
+        documentation: "Segment files kept open at once; files beyond it are closed while \
+                        idle and reopened on use. Unset: half the process's open-file limit \
+                        (raised to its hard limit at start).",
+        access: Access::Field {
+            apply: |c, v| c.log_open_files_max = Some(v.number() as usize),
+            read: |c| c.log_open_files_max.map(|n| n.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "max.broker.partitions",
+        config_type: ConfigType::Int,
+        validator: Validator::AtLeast(1),
+        documentation: "Partition replicas one broker may host (KIP-578); CreateTopics and \
+                        CreatePartitions beyond it are refused. Unset: 16 per open file of \
+                        `log.max.open.files`, within 256 KiB each of half the memory.",
+        access: Access::Field {
+            apply: |c, v| c.broker_partitions_max = Some(v.number() as usize),
+            read: |c| c.broker_partitions_max.map(|n| n.to_string()),
+        },
+        ..FIXED
+    },
     // -- connections ----------------------------------------------------------------------------
     BrokerKey {
         name: "socket.request.max.bytes",

@@ -93,6 +93,10 @@ pub struct BrokerConfig {
     pub request_bytes_max: usize,
     /// `max.connections`
     pub connections_max: usize,
+    /// `log.max.open.files`; `None` derives it (see `capacity`).
+    pub log_open_files_max: Option<usize>,
+    /// `max.broker.partitions`; `None` derives it (see `capacity`).
+    pub broker_partitions_max: Option<usize>,
     /// `connections.max.idle.ms`
     pub connection_idle_ms_max: u64,
     /// `offsets.topic.num.partitions`
@@ -170,6 +174,8 @@ impl Default for BrokerConfig {
             cleaner_backoff_ms: 0,
             request_bytes_max: 0,
             connections_max: 0,
+            log_open_files_max: None,
+            broker_partitions_max: None,
             connection_idle_ms_max: 0,
             offsets_topic_partitions: 0,
             group: GroupConfig::default(),
@@ -440,7 +446,8 @@ mod tests {
                 .iter()
                 .any(|c| c.name == key));
         }
-        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len());
+        // Keys added since the table: the capacity bounds of issue 10.
+        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2);
     }
 
     #[test]

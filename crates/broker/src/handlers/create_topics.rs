@@ -122,11 +122,14 @@ async fn create(
         configs: overrides.clone(),
     };
     let outcome = if validate_only {
-        // The same decision the quorum would make, on a copy of the image.
-        match (*broker.quorum.image()).clone().apply(&command) {
-            CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
-            done => Ok(done),
-        }
+        // The same decisions propose and the quorum would make, on a copy of the image.
+        let image = broker.quorum.image();
+        broker.capacity.admit(&image, &command).and_then(|()| {
+            match (*image).clone().apply(&command) {
+                CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
+                done => Ok(done),
+            }
+        })
     } else {
         cluster::propose(broker, command).await
     };
