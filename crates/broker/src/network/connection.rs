@@ -16,7 +16,8 @@
 //!
 //! What an idle connection holds: its two tasks (reader and writer), the channel between
 //! them, and the socket; the [`FrameReader`] lets its read buffer go and the writer shrinks
-//! its list of chunks after each write (about 5 KiB in all, 10,000 connections measured).
+//! its list of chunks after each write (3.7 KiB of RSS in all, measured over 10,000 idle
+//! connections by tests/e2e/test_many_connections.py).
 
 use std::future::Future;
 use std::io::IoSlice;
