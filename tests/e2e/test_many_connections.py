@@ -13,20 +13,24 @@ STROM_E2E_IDLE_CONNECTIONS sets how many (default 10,000; about 10 s here).
 Beyond `max.connections` a new connection is closed at once and the others are served. Out of
 descriptors (its limit lowered under it with prlimit), the broker leaves new connections
 queued, retries accepting them a few times a second without spinning, serves those it has,
-and takes the queued ones in once descriptors are free again.
+and takes the queued ones in once descriptors are free again. `strom bench idle-connections`
+sets up and holds the connections it is asked for.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
+import subprocess
 import time
 
 import pytest
 
 import raw_kafka
 from kafka_helpers import round_trip, wait_until
+from strom_broker import STROM_BIN
 
 IDLE_CONNECTIONS = int(os.environ.get("STROM_E2E_IDLE_CONNECTIONS", "10000"))
 IDLE_CONNECTION_BYTES_MAX = 64 * 1024
@@ -209,3 +213,16 @@ def test_out_of_descriptors_the_broker_waits_to_accept_and_keeps_serving(start_b
         for sock in held + queued:
             sock.close()
     round_trip(broker.bootstrap)
+
+
+def test_bench_idle_connections_holds_what_it_is_asked_for(broker):
+    completed = subprocess.run(
+        [STROM_BIN, "bench", "idle-connections", "--connections", "500", "--duration", "0.2",
+         "--bootstrap", broker.bootstrap, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["connections"] == 500
+    assert report["connection_setup_latency"]["samples"] == 500
+    assert report["connections_per_s"] > 0
