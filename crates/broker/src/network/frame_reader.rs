@@ -57,6 +57,8 @@ impl FrameReader {
 
     /// The next frame's body. `Ok(None)` is a clean end of stream between frames. The size is
     /// checked against `socket.request.max.bytes` before anything is allocated for the body.
+    /// Dropped while it reads a frame bigger than the buffer, it loses that frame's bytes:
+    /// the connection is closing then (shutdown, `connections.max.idle.ms`), as it must.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             // The frame's size, prefix included, once its prefix is here.
