@@ -8,7 +8,8 @@
 //! - [`cluster`] finds (or creates) the topic and its leaders, opens the bench's own
 //!   connections (from `strom-client`) and reads offsets.
 //! - [`produce`], [`consume`] and [`e2e`] are the three loads, and [`idle`] the consumers that
-//!   long-poll partitions nothing is written to, to run beside them. Each splits its work into
+//!   long-poll partitions nothing is written to, to run beside them; [`connections`] holds
+//!   thousands of connections that send nothing once set up. Each splits its work into
 //!   lanes of one connection and one task; a producer lane pipelines requests, a consumer lane
 //!   keeps one fetch in flight. Their figures go into a [`report::Report`], printed as a table
 //!   or JSON; [`progress`] draws a bar on stderr meanwhile.
@@ -22,6 +23,7 @@
 pub mod args;
 pub mod batch;
 pub mod cluster;
+pub mod connections;
 pub mod consume;
 pub mod e2e;
 pub mod error;
@@ -56,6 +58,9 @@ pub enum BenchCommand {
     /// Long-poll partitions nothing is written to (idle consumers), to run beside a produce
     /// load to another topic; reports the fetches answered per second and their latency.
     IdleFetch(idle::IdleFetchArgs),
+    /// Open many connections, set each up (ApiVersions) and hold them idle, to see what an
+    /// idle connection costs the broker; reports how fast they were set up.
+    IdleConnections(connections::IdleConnectionsArgs),
     /// Start a fresh broker, measure the machine's limits and run a fixed set of loads.
     Suite(suite::SuiteArgs),
 }
@@ -78,6 +83,10 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         BenchCommand::IdleFetch(args) => {
             let common = args.common.clone();
             print(&common, runtime(&common)?.block_on(idle::run(args))?)?;
+        }
+        BenchCommand::IdleConnections(args) => {
+            let common = args.common.clone();
+            print(&common, runtime(&common)?.block_on(connections::run(args))?)?;
         }
         BenchCommand::Suite(args) => suite::run(args)?,
     }

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Throughput};
 
-/// The figures of one `strom bench produce|consume|e2e` run.
+/// The figures of one `strom bench produce|consume|e2e|idle-fetch|idle-connections` run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub bench: &'static str,
@@ -26,6 +26,12 @@ pub struct Report {
     pub end_to_end_latency: Option<LatencySummary>,
     /// Records the end-to-end consumer read that carried no send stamp.
     pub unstamped_records: Option<u64>,
+    /// Idle connections held (idle-connections).
+    pub connections: Option<u64>,
+    /// Connections set up per second, while they were opened.
+    pub connections_per_s: Option<f64>,
+    /// From connecting to the ApiVersions answer, per connection.
+    pub connection_setup_latency: Option<LatencySummary>,
 }
 
 impl Report {
@@ -43,6 +49,9 @@ impl Report {
             fetches_per_s: None,
             end_to_end_latency: None,
             unstamped_records: None,
+            connections: None,
+            connections_per_s: None,
+            connection_setup_latency: None,
         }
     }
 
@@ -62,14 +71,17 @@ impl Report {
                 .join(" "),
             other => other.to_string(),
         };
-        rows.push(vec![format!(
-            "strom bench {}: topic '{}'",
-            self.bench, self.topic
-        )]);
+        rows.push(vec![if self.topic.is_empty() {
+            format!("strom bench {}", self.bench)
+        } else {
+            format!("strom bench {}: topic '{}'", self.bench, self.topic)
+        }]);
         rows.push(vec![settings]);
-        rows.push(vec![String::new()]);
-        let header = ["", "records", "seconds", "records/s", "MB/s", "batch MB/s"];
-        rows.push(header.iter().map(|cell| cell.to_string()).collect());
+        if self.throughput.is_some() || self.consumed.is_some() {
+            rows.push(vec![String::new()]);
+            let header = ["", "records", "seconds", "records/s", "MB/s", "batch MB/s"];
+            rows.push(header.iter().map(|cell| cell.to_string()).collect());
+        }
         let named = [
             ("produced", self.bench != "consume"),
             ("consumed", self.bench == "consume"),
@@ -114,6 +126,7 @@ impl Report {
             ("produce request", self.produce_latency),
             ("fetch request", self.fetch_latency),
             ("end to end", self.end_to_end_latency),
+            ("connection set-up", self.connection_setup_latency),
         ] {
             if let Some(summary) = summary {
                 latency_rows.push(vec![
@@ -134,6 +147,12 @@ impl Report {
         if let (Some(fetches), Some(per_s)) = (self.fetches, self.fetches_per_s) {
             out.push_str(&format!(
                 "\nfetches answered: {fetches} ({}/s)\n",
+                human_count(per_s)
+            ));
+        }
+        if let (Some(connections), Some(per_s)) = (self.connections, self.connections_per_s) {
+            out.push_str(&format!(
+                "\nconnections held: {connections} (set up at {}/s)\n",
                 human_count(per_s)
             ));
         }
@@ -194,5 +213,26 @@ mod tests {
         assert_eq!(json["throughput"]["records_per_s"], 500.0);
         assert_eq!(json["produce_latency"]["p99_ms"], 2.5);
         assert!(json["fetch_latency"].is_null());
+    }
+
+    #[test]
+    fn an_idle_connections_report_shows_its_connections() {
+        #[derive(Serialize)]
+        struct Settings {
+            connections: u32,
+        }
+        let mut report = Report::new("idle-connections", "", &Settings { connections: 10 });
+        report.connections = Some(10);
+        report.connections_per_s = Some(5_000.0);
+        let table = report.to_table();
+        assert!(
+            table.starts_with("strom bench idle-connections\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("connections held: 10 (set up at 5000/s)"),
+            "{table}"
+        );
+        assert!(!table.contains("records"), "no throughput: {table}");
     }
 }

@@ -16,7 +16,8 @@
 //! partitions this node hosts, reconciled on every new image), the [`fetchers`] that follow
 //! other leaders, and the [`groups`] runtime around the group coordinator. In the background:
 //! [`cluster::follow_image`], [`isr`] (shrinking ISRs and proposing partitions' ISR changes),
-//! [`retention`], the [`cleaner`] and the group ticker.
+//! [`retention`], the [`cleaner`] and the group ticker. [`resources`] reads (and at start-up
+//! raises) the process's open-file limit, which bounds what the broker keeps open.
 //!
 //! Imports point one way: `network` -> `handlers` -> `cluster`, `groups`, `fetchers`, `isr`
 //! -> `topics` -> `config`, `error`; `cluster` reaches the fetchers and groups only through
@@ -32,6 +33,7 @@ pub mod groups;
 pub mod handlers;
 pub mod isr;
 pub mod network;
+pub mod resources;
 pub mod retention;
 pub mod topics;
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use strom_broker::BrokerConfig;
+use strom_broker::{resources, BrokerConfig};
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -95,6 +95,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before anything opens a file: partitions and connections all take descriptors.
+    match resources::raise_open_files_limit() {
+        Ok(raised) => tracing::info!("{raised}"),
+        Err(error) => tracing::warn!("{error}"),
+    }
     let config = build_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

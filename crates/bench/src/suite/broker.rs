@@ -22,6 +22,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 const REGISTER_POLL: Duration = Duration::from_millis(200);
 const LOG_TAIL_BYTES: usize = 4_000;
+/// The single broker's `max.connections`: room for the idle-connections case's 10,000
+/// connections and the suite's own (the default is 4,096).
+const SINGLE_BROKER_SETTINGS: [&str; 2] = ["--set", "max.connections=12000"];
 
 /// The broker, or the nodes of the cluster, a phase of the suite runs against.
 pub struct Brokers {
@@ -32,13 +35,13 @@ impl Brokers {
     /// One `strom server` on a free port of 127.0.0.1, its data in `dir/data`.
     pub fn single(binary: &Path, dir: &Path) -> Result<Brokers, BenchError> {
         let address = format!("127.0.0.1:{}", free_port()?);
-        let args = ["server", "--listen", &address, "--data-dir"].map(String::from);
-        let mut broker = BrokerProcess::spawn(
-            binary,
-            args.into_iter().chain([path_arg(&dir.join("data"))]),
-            address,
-            &dir.join("broker.log"),
-        )?;
+        let args: Vec<String> = ["server", "--listen", &address]
+            .into_iter()
+            .chain(SINGLE_BROKER_SETTINGS)
+            .map(String::from)
+            .chain(["--data-dir".to_string(), path_arg(&dir.join("data"))])
+            .collect();
+        let mut broker = BrokerProcess::spawn(binary, args, address, &dir.join("broker.log"))?;
         broker.wait_until_accepting()?;
         Ok(Brokers {
             nodes: vec![broker],
@@ -163,6 +166,14 @@ impl Brokers {
         Ok(peak)
     }
 
+    /// Resident memory (VmRSS) now, summed over the nodes, in bytes.
+    pub fn rss_bytes(&self) -> Result<u64, BenchError> {
+        self.nodes
+            .iter()
+            .map(|node| node.status_bytes("VmRSS"))
+            .sum()
+    }
+
     /// The end of every node's log, for error messages.
     pub fn log_tail(&self) -> String {
         match self.nodes.as_slice() {
@@ -278,12 +289,17 @@ impl BrokerProcess {
 
     /// The broker's peak resident memory so far (VmHWM), in bytes.
     fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
+        self.status_bytes("VmHWM")
+    }
+
+    /// A memory line of the broker's `/proc/PID/status` (VmHWM, VmRSS), in bytes.
+    fn status_bytes(&self, name: &str) -> Result<u64, BenchError> {
         let path = format!("/proc/{}/status", self.pid);
         let status =
             std::fs::read_to_string(&path).map_err(BenchError::io(format!("reading {path}")))?;
-        status_kib(&status, "VmHWM")
+        status_kib(&status, name)
             .map(|kib| kib * 1024)
-            .ok_or_else(|| BenchError::Suite(format!("{path} has no VmHWM line")))
+            .ok_or_else(|| BenchError::Suite(format!("{path} has no {name} line")))
     }
 
     /// Sends SIGTERM: a clean shutdown (leaderships move away first in a cluster).

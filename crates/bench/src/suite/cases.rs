@@ -22,6 +22,10 @@ pub const NO_IDLE_CONSUMERS: &str = "no idle consumers";
 /// records a second from a file on this VM, so the case runs about as long as the others.
 const KCAT_RECORDS_PER_CASE_SECOND: u64 = 600_000;
 const KCAT_RECORDS_QUICK: u64 = 100_000;
+/// The idle-connections case: connections set up and held while the broker's memory is read
+/// (issue 10: 10,000 at <= 64 KiB of broker memory each).
+const IDLE_CONNECTIONS: u32 = 10_000;
+const IDLE_CONNECTIONS_QUICK: u32 = 1_000;
 
 /// What a case runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +52,9 @@ pub enum Load {
         records: u64,
         record_bytes: u64,
     },
+    /// `strom bench idle-connections`: this many connections set up and held, with the
+    /// broker's resident memory read before they open and once they are all set up.
+    IdleConnections { connections: u32 },
 }
 
 /// The brokers a case runs against.
@@ -104,13 +111,14 @@ impl Case {
         }
     }
 
-    /// The topic the case's load writes or reads.
+    /// The topic the case's load writes or reads (none for idle connections).
     pub fn topic(&self) -> Option<&str> {
         match &self.load {
             Load::Bench(words) => word_after(words, "--topic"),
             Load::LibrdkafkaProduce { topic, .. }
             | Load::LibrdkafkaE2e { topic, .. }
             | Load::KcatProduce { topic, .. } => Some(topic),
+            Load::IdleConnections { .. } => None,
         }
     }
 
@@ -144,6 +152,19 @@ impl Case {
         }?;
         Some(Duration::from_secs_f64(seconds))
     }
+}
+
+/// 10000 as "10,000".
+fn thousands(value: u32) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 fn word_after<'a>(words: &'a [String], flag: &str) -> Option<&'a str> {
@@ -203,6 +224,16 @@ pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
     cases.push(Case::new(
         "produce 1 KiB acks=1 100 partitions",
         produce_throughput("suite-100p", 1024, "1", seconds, "--partitions 100"),
+    ));
+    // After the peak memory above is taken: the connections add to the broker's peak.
+    let connections = if args.quick {
+        IDLE_CONNECTIONS_QUICK
+    } else {
+        IDLE_CONNECTIONS
+    };
+    cases.push(Case::new(
+        &format!("{} idle connections", thousands(connections)),
+        Load::IdleConnections { connections },
     ));
     cases.push(Case {
         nodes: Nodes::ThreeVoters,
@@ -410,7 +441,9 @@ mod tests {
     #[test]
     fn every_case_names_its_topic_and_the_consume_cases_read_earlier_ones() {
         let cases = cases(&args("--librdkafka"), true);
-        assert!(cases.iter().all(|case| case.topic().is_some()));
+        assert!(cases.iter().all(
+            |case| case.topic().is_some() || matches!(case.load, Load::IdleConnections { .. })
+        ));
         for (index, case) in cases.iter().enumerate() {
             if case.name.starts_with("consume") {
                 let topic = case.topic();
@@ -423,7 +456,7 @@ mod tests {
 
     #[test]
     fn the_idle_consumer_cases_differ_only_in_their_consumers() {
-        let idle = cases(&args("--only idle"), false);
+        let idle = cases(&args("--only consumers"), false);
         assert_eq!(idle.len(), 3);
         let (without, with, alone) = (&idle[0], &idle[1], &idle[2]);
         assert_eq!(alone.name, IDLE_ALONE);
@@ -448,18 +481,28 @@ mod tests {
     }
 
     #[test]
+    fn counts_read_with_thousands_separated() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(123_456), "123,456");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
     fn the_case_list_follows_the_flags() {
         let names: Vec<String> = cases(&args(""), false)
             .into_iter()
             .map(|case| case.name)
             .collect();
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 18);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert!(names.iter().all(|name| !name.starts_with("kcat")));
         assert_eq!(names[15], "produce 1 KiB acks=1 100 partitions");
-        assert_eq!(names[16], "e2e 100 B 1k/s acks=all RF=3");
+        assert_eq!(names[16], "10,000 idle connections");
+        assert_eq!(names[17], "e2e 100 B 1k/s acks=all RF=3");
         let all = cases(&args("--librdkafka"), true);
-        assert_eq!(all.len(), 22);
+        assert_eq!(all.len(), 23);
         let three: Vec<&Case> = all
             .iter()
             .filter(|case| case.nodes == Nodes::ThreeVoters)
@@ -486,6 +529,10 @@ mod tests {
             "kcat comes with --librdkafka"
         );
         let quick = cases(&args("--quick --librdkafka --case-seconds 30"), true);
+        assert!(quick
+            .iter()
+            .any(|case| case.name == "1,000 idle connections"
+                && case.load == Load::IdleConnections { connections: 1_000 }));
         assert_eq!(
             quick[0].load,
             Load::Bench(words(

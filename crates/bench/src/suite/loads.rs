@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Parser;
+use serde::Serialize;
 use strom_client::OffsetSpec;
 
 use super::cases::Load;
@@ -36,6 +37,32 @@ pub struct Outcome {
     pub produce_latency: Option<LatencySummary>,
     /// Whether the load ran in this process (so this process's CPU time is the load's).
     pub in_process: bool,
+    /// The idle-connections case's memory figures.
+    pub idle_connections: Option<ConnectionFigures>,
+}
+
+/// What idle connections cost the broker: its resident memory before they were opened and
+/// once all were set up.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionFigures {
+    pub connections: usize,
+    pub broker_rss_before_mib: f64,
+    pub broker_rss_held_mib: f64,
+    /// The growth over the connections, per connection.
+    pub broker_rss_kib_per_connection: f64,
+}
+
+impl ConnectionFigures {
+    fn new(connections: usize, rss_before_bytes: u64, rss_held_bytes: u64) -> ConnectionFigures {
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        let growth = rss_held_bytes as f64 - rss_before_bytes as f64;
+        ConnectionFigures {
+            connections,
+            broker_rss_before_mib: mib(rss_before_bytes),
+            broker_rss_held_mib: mib(rss_held_bytes),
+            broker_rss_kib_per_connection: growth / connections.max(1) as f64 / 1024.0,
+        }
+    }
 }
 
 /// A `strom bench` command line as a parser, to run the suite's cases exactly as a user would.
@@ -73,7 +100,7 @@ pub fn run_bench(
         BenchCommand::Produce(args) => runtime.block_on(crate::produce::run(args))?,
         BenchCommand::Consume(args) => runtime.block_on(crate::consume::run(args))?,
         BenchCommand::E2e(args) => runtime.block_on(crate::e2e::run(args))?,
-        BenchCommand::IdleFetch(_) | BenchCommand::Suite(_) => {
+        BenchCommand::IdleFetch(_) | BenchCommand::IdleConnections(_) | BenchCommand::Suite(_) => {
             unreachable!("the suite's loads produce, consume or both")
         }
     };
@@ -94,6 +121,7 @@ pub fn run_bench(
         latency,
         produce_latency,
         in_process: true,
+        idle_connections: None,
     })
 }
 
@@ -191,6 +219,42 @@ pub fn run_librdkafka(
         latency,
         produce_latency: None,
         in_process: false,
+        idle_connections: None,
+    })
+}
+
+/// Sets up `connections` idle connections and holds them while `broker_rss_bytes` is read:
+/// before they open and once all are set up. Records count the connections set up.
+pub fn run_idle_connections(
+    runtime: &tokio::runtime::Runtime,
+    connections: u32,
+    address: &str,
+    broker_rss_bytes: impl Fn() -> Result<u64, BenchError>,
+) -> Result<Outcome, BenchError> {
+    let before = broker_rss_bytes()?;
+    let mut held_rss = None;
+    let held = runtime.block_on(crate::connections::hold(
+        address,
+        connections as usize,
+        || held_rss = Some(broker_rss_bytes()),
+        async {},
+    ))?;
+    let held_rss = held_rss.expect("the connections were held")?;
+    let words = [
+        "idle-connections",
+        "--connections",
+        &connections.to_string(),
+    ];
+    Ok(Outcome {
+        command: BenchLine::command(&words.map(String::from), address),
+        records: held.connections as u64,
+        records_per_s: held.connections_per_s(),
+        mb_per_s: 0.0,
+        latency_kind: "set-up",
+        latency: held.setup_latencies.summary(),
+        produce_latency: None,
+        in_process: true,
+        idle_connections: Some(ConnectionFigures::new(held.connections, before, held_rss)),
     })
 }
 
@@ -270,6 +334,7 @@ pub fn run_kcat(
         latency: None,
         produce_latency: None,
         in_process: false,
+        idle_connections: None,
     })
 }
 

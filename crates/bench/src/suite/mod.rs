@@ -6,7 +6,9 @@
 //! stops that broker and starts three nodes (a three-voter cluster) for the replicated cases.
 //! Every case but the librdkafka and kcat ones is an ordinary `strom bench` command line
 //! ([`loads`]), printed with the results so that any row can be re-run by hand; the
-//! idle-consumer case runs `strom bench idle-fetch` beside its load ([`beside`]). Around each
+//! idle-consumer case runs `strom bench idle-fetch` beside its load ([`beside`]), and the
+//! idle-connections case reads the broker's memory while `strom bench idle-connections` holds
+//! its connections. Around each
 //! case the suite reads the brokers' CPU time and peak memory from `/proc`, and runs `sync`
 //! before it so one case's write-back does not land in the next. [`table`] turns the runs into
 //! the table (median and range over the runs) and checks the targets.
@@ -31,7 +33,7 @@ use crate::idle::IdleOutcome;
 use crate::stats::{human_count, LatencySummary};
 use beside::Beside;
 use cases::{cases, Case, Load, NewTopic, Nodes};
-use loads::Outcome;
+use loads::{ConnectionFigures, Outcome};
 
 pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, Brokers};
 pub use machine::{MachineLimits, MachineSizes};
@@ -95,6 +97,8 @@ pub struct CaseResult {
     pub produce_latency: Option<LatencySummary>,
     /// What the idle consumers beside the load did, for the cases that have them.
     pub idle_consumers: Option<IdleFigures>,
+    /// What the idle connections cost the broker, for the idle-connections case.
+    pub idle_connections: Option<ConnectionFigures>,
     /// The broker's CPU seconds during the case (the three-node cases: summed over the nodes).
     pub broker_cpu_s: f64,
     pub broker_cpu_s_per_million: f64,
@@ -422,7 +426,7 @@ fn run_case(
     let broker_before = brokers.cpu_seconds()?;
     let broker_system_before = brokers.system_cpu_seconds()?;
     let bench_before = process_cpu_seconds(own_stat, context.clock_ticks_per_s)?;
-    let outcome = run_load(context, &case.load, address)?;
+    let outcome = run_load(context, brokers, &case.load)?;
     let broker_cpu_s = brokers.cpu_seconds()? - broker_before;
     let broker_system_cpu_s = brokers.system_cpu_seconds()? - broker_system_before;
     let bench_cpu_s = process_cpu_seconds(own_stat, context.clock_ticks_per_s)? - bench_before;
@@ -446,6 +450,7 @@ fn run_case(
         latency: outcome.latency,
         produce_latency: outcome.produce_latency,
         idle_consumers: idle,
+        idle_connections: outcome.idle_connections,
         broker_cpu_s,
         broker_cpu_s_per_million: per_million(broker_cpu_s),
         broker_system_cpu_share: if broker_cpu_s > 0.0 {
@@ -459,8 +464,9 @@ fn run_case(
     })
 }
 
-fn run_load(context: &RunContext, load: &Load, address: &str) -> Result<Outcome, BenchError> {
+fn run_load(context: &RunContext, brokers: &Brokers, load: &Load) -> Result<Outcome, BenchError> {
     let runtime = &context.runtime;
+    let address = brokers.bootstrap();
     match load {
         Load::Bench(words) => loads::run_bench(runtime, words, address),
         Load::LibrdkafkaProduce { .. } | Load::LibrdkafkaE2e { .. } => {
@@ -473,12 +479,15 @@ fn run_load(context: &RunContext, load: &Load, address: &str) -> Result<Outcome,
             let kcat = kcat.expect("kcat is found when the kcat case exists");
             loads::run_kcat(runtime, kcat, context.run_dir, load, address)
         }
+        Load::IdleConnections { connections } => {
+            loads::run_idle_connections(runtime, *connections, address, || brokers.rss_bytes())
+        }
     }
 }
 
 fn print_progress(result: &CaseResult) {
     eprintln!(
-        "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}{}",
+        "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}{}{}",
         result.case,
         human_count(result.records_per_s),
         result.mb_per_s,
@@ -497,6 +506,17 @@ fn print_progress(result: &CaseResult) {
                 format!(
                     "  {} idle consumers: {:.0} fetches/s",
                     idle.consumers, idle.fetches_per_s
+                )
+            }),
+        result
+            .idle_connections
+            .as_ref()
+            .map_or(String::new(), |held| {
+                format!(
+                    "  broker RSS {:.1} -> {:.1} MiB: {:.1} KiB per connection",
+                    held.broker_rss_before_mib,
+                    held.broker_rss_held_mib,
+                    held.broker_rss_kib_per_connection
                 )
             })
     );

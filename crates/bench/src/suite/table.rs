@@ -13,6 +13,8 @@ use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
 
 /// How much more broker CPU per produced record idle consumers may cost.
 const IDLE_CPU_RATIO_MAX: f64 = 1.25;
+/// The most resident memory an idle connection may cost the broker (issue 10).
+const IDLE_CONNECTION_RSS_KIB_MAX: f64 = 64.0;
 
 /// One of the issue's targets, and whether the suite's figures meet it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -172,6 +174,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         if let Some(idle) = idle_interaction_target(runs, &name) {
             check(idle.target, idle.measured, idle.met);
         }
+        if let Some(held) = idle_connections_target(runs, &name) {
+            check(held.target, held.measured, held.met);
+        }
         if name.contains("100 partitions") {
             if let Some(rss) = median(&|case: &CaseResult| Some(case.broker_peak_rss_mib)) {
                 check(
@@ -271,6 +276,25 @@ fn idle_interaction_target(runs: &[RunResult], name: &str) -> Option<TargetCheck
     })
 }
 
+/// Idle connections must cost the broker little memory: its resident memory's growth over
+/// them, per connection.
+fn idle_connections_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
+    let figure = |pick: fn(&super::ConnectionFigures) -> f64| {
+        case_spread(runs, name, |case| case.idle_connections.as_ref().map(pick))
+            .map(|spread| spread.median)
+    };
+    let per_connection = figure(|held| held.broker_rss_kib_per_connection)?;
+    let before = figure(|held| held.broker_rss_before_mib)?;
+    let held = figure(|held| held.broker_rss_held_mib)?;
+    Some(TargetCheck {
+        target: format!(
+            "{name}: broker RSS per idle connection ≤ {IDLE_CONNECTION_RSS_KIB_MAX:.0} KiB"
+        ),
+        measured: format!("{per_connection:.1} KiB ({before:.0} -> {held:.0} MiB)"),
+        met: per_connection <= IDLE_CONNECTION_RSS_KIB_MAX,
+    })
+}
+
 /// The whole table: machine limits, cases, targets, and how to re-run each case.
 pub fn render(result: &super::SuiteResult) -> String {
     let runs = &result.runs;
@@ -338,7 +362,7 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&case_rows(runs)));
     out.push('\n');
     let mut targets = vec![vec![
-        "target (issues 5 and 9)".to_string(),
+        "target (issues 5, 9 and 10)".to_string(),
         "measured (median)".to_string(),
         "met".to_string(),
     ]];
@@ -353,7 +377,8 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str("\nlatency: produce = produce request to answer; fetch = fetch request to answer; \
                   e2e = producer send to consumer receipt.\nMB/s = record payload (key + value) per second; \
                   CPU s/M = CPU seconds (user + system) per million records.\nRF=3 cases run on three \
-                  nodes: broker CPU is summed over them, peak RSS is the largest node's.\n\ncases as commands:\n");
+                  nodes: broker CPU is summed over them, peak RSS is the largest node's.\nIdle connections: \
+                  records = connections, set-up = connect to ApiVersions answer.\n\ncases as commands:\n");
     for name in case_names(runs) {
         if let Some(case) = results_of(runs, &name).next() {
             out.push_str(&format!("  {name}: {}\n", case.command));
@@ -468,6 +493,22 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
             row.extend(std::iter::repeat_n(String::new(), 5));
             rows.push(row);
         }
+        if let Some(held) = &first.idle_connections {
+            let per_connection = case_spread(runs, &name, |case| {
+                case.idle_connections
+                    .as_ref()
+                    .map(|held| held.broker_rss_kib_per_connection)
+            });
+            let mut row = vec![
+                format!("  ({} connections held)", held.connections),
+                format!(
+                    "{} KiB RSS each",
+                    show(per_connection, &|value| format!("{value:.1}"))
+                ),
+            ];
+            row.extend(std::iter::repeat_n(String::new(), 11));
+            rows.push(row);
+        }
     }
     rows
 }
@@ -500,6 +541,7 @@ mod tests {
             latency: Some(latency(latency_ms.0, latency_ms.1)),
             produce_latency: name.contains("e2e").then(|| latency(0.5, 1.0)),
             idle_consumers: None,
+            idle_connections: None,
             broker_cpu_s: cpu,
             broker_cpu_s_per_million: cpu,
             broker_system_cpu_share: 0.5,
@@ -659,6 +701,35 @@ mod tests {
             idle_row.contains("fetch") && idle_row.contains("505"),
             "{idle_row}"
         );
+    }
+
+    #[test]
+    fn idle_connections_are_held_to_their_memory_target() {
+        let mut held = case("10,000 idle connections", 1, 0.0, 0.5, (0.1, 0.3));
+        held.idle_connections = Some(super::super::ConnectionFigures {
+            connections: 10_000,
+            broker_rss_before_mib: 15.0,
+            broker_rss_held_mib: 51.0,
+            broker_rss_kib_per_connection: 3.7,
+        });
+        let runs = vec![run(1, vec![held])];
+        let checks = check_targets(&runs);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(
+            checks[0].target,
+            "10,000 idle connections: broker RSS per idle connection ≤ 64 KiB"
+        );
+        assert_eq!(checks[0].measured, "3.7 KiB (15 -> 51 MiB)");
+        assert!(checks[0].met);
+        let table = render(&SuiteResult {
+            targets: checks,
+            runs,
+        });
+        let row = table
+            .lines()
+            .find(|line| line.starts_with("  (10000 connections held)"))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("3.7 KiB RSS each"), "{row}");
     }
 
     /// The idle consumers add 0.9 CPU-seconds beside the load and cost 0.8 beside a trickle:

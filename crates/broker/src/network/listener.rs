@@ -1,10 +1,17 @@
 //! Accepts client connections, at most `max.connections` at once, until shutdown; then stops
 //! accepting, tells every connection to stop reading, and gives in-flight requests time to
 //! finish.
+//!
+//! A connection beyond `max.connections` is closed as soon as it is accepted (Kafka closes
+//! those beyond `max.connections.per.ip` the same way). When `accept` itself fails, most
+//! often for want of descriptors (EMFILE, ENFILE), the listener pauses briefly and tries
+//! again: the pending connection stays queued, so retrying at once would spin, and the
+//! connections already open go on being served meanwhile. Both are logged at most once per
+//! `WARNING_INTERVAL` with a count of those not logged, so a flood costs a line a second.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -16,10 +23,20 @@ use crate::Broker;
 /// How long shutdown waits for in-flight requests before cutting connections.
 const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 
+/// The pause after a failed `accept`: short enough that new clients barely notice once a
+/// descriptor is free again, long enough that ten retries a second cost no CPU to speak of.
+const ACCEPT_RETRY_MS: u64 = 100;
+
+/// At most one warning of a kind (refused connection, failed accept) this often.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(broker.config.connections_max));
+    let limit = broker.config.connections_max;
+    let slots = Arc::new(Semaphore::new(limit));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut refusals = Throttle::new(WARNING_INTERVAL);
+    let mut accept_failures = Throttle::new(WARNING_INTERVAL);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -27,16 +44,19 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, limit = broker.config.connections_max, "max.connections reached; refusing connection");
+                        if let Some(unlogged) = refusals.admit(Instant::now()) {
+                            tracing::warn!(%peer, limit, unlogged, "max.connections reached; refusing connections");
+                        }
                         continue;
                     };
                     let _ = socket.set_nodelay(true);
                     connections.spawn(connection::serve(broker.clone(), socket, peer, stopped.clone(), slot));
                 }
                 Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(unlogged) = accept_failures.admit(Instant::now()) {
+                        tracing::warn!(%error, unlogged, open = connections.len(), "accepting a connection failed; retrying in {ACCEPT_RETRY_MS} ms");
+                    }
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 }
             },
             Some(finished) = connections.join_next(), if !connections.is_empty() => {
@@ -62,5 +82,55 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
     {
         tracing::warn!("in-flight requests did not finish in time; closing their connections");
         connections.shutdown().await;
+    }
+}
+
+/// Lets one warning through per interval and counts those it holds back.
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Throttle {
+        Throttle {
+            interval,
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    /// `Some(n)` if a warning may be logged at `now`, `n` being how many were held back since
+    /// the last one; `None` if this one is held back.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.admit(at(0)), Some(0));
+        assert_eq!(throttle.admit(at(10)), None);
+        assert_eq!(throttle.admit(at(999)), None);
+        assert_eq!(throttle.admit(at(1_000)), Some(2));
+        assert_eq!(throttle.admit(at(1_500)), None);
+        assert_eq!(throttle.admit(at(5_000)), Some(1));
+        assert_eq!(throttle.admit(at(7_000)), Some(0));
     }
 }

@@ -1,4 +1,6 @@
-//! The network layer: [`listener`] accepts connections, [`connection`] serves one.
+//! The network layer: [`listener`] accepts connections, [`connection`] serves one, reading
+//! its requests with a [`frame_reader::FrameReader`].
 
 pub mod connection;
+pub mod frame_reader;
 pub mod listener;
