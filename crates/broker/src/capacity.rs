@@ -3,8 +3,12 @@
 //!
 //! Two bounds, each a setting that is derived from the machine when not given:
 //! - `log.max.open.files`: the segment files kept open at once (`strom_log::FilePool`), by
-//!   default half the process's open-file limit, leaving the other half to client connections,
-//!   the metadata quorum and files opened for one operation (indexes, checkpoints, fsyncs).
+//!   default half the process's open-file limit up to [`OPEN_FILES_DEFAULT_MAX`], leaving
+//!   the rest to client connections, the metadata quorum and files opened for one operation
+//!   (indexes, checkpoints, fsyncs).
+//! - `max.connections`: client connections, by default what the open-file limit leaves after
+//!   the pool and [`DESCRIPTORS_RESERVED`]; beyond it a connection is closed at once, and an
+//!   `accept` failing for want of descriptors backs off (see `network::listener`).
 //! - `max.broker.partitions` (KIP-578's name): the partition replicas one broker may host. A
 //!   partition holds no descriptor while idle, so descriptors do not cap the count outright,
 //!   but a node whose partitions far outnumber its open files reopens a file for nearly every
@@ -25,6 +29,7 @@ use strom_types::ErrorCode;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::resources::open_files_limit;
 
 /// Partitions a broker may host per segment file it may keep open, by default.
 pub const PARTITIONS_PER_OPEN_FILE: usize = 16;
@@ -32,6 +37,14 @@ pub const PARTITIONS_PER_OPEN_FILE: usize = 16;
 pub const PARTITION_MEMORY_BUDGET_BYTES: u64 = 256 * 1024;
 /// Never fewer open files than this, whatever the limit says: the log needs a few to work.
 const OPEN_FILES_MIN: usize = 16;
+/// The most open files the default takes: more buys little, and a high limit is better
+/// spent on connections.
+pub const OPEN_FILES_DEFAULT_MAX: usize = 8192;
+/// Descriptors neither the pool nor client connections take: the metadata quorum's
+/// connections and log, the listeners, and files opened for one operation.
+pub const DESCRIPTORS_RESERVED: usize = 256;
+/// Never fewer client connections than this by default.
+const CONNECTIONS_MIN: usize = 64;
 
 /// This node's bounds, as derived at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +53,8 @@ pub struct NodeCapacity {
     pub descriptor_limit: u64,
     /// `log.max.open.files` in effect.
     pub open_files: usize,
+    /// `max.connections` in effect.
+    pub connections: usize,
     /// `max.broker.partitions` in effect.
     pub partitions: usize,
 }
@@ -48,13 +63,18 @@ impl NodeCapacity {
     /// The configured bounds, or ones derived from the open-file limit and the machine's
     /// memory where the config leaves them unset.
     pub fn derive(config: &BrokerConfig) -> NodeCapacity {
-        NodeCapacity::from_machine(config, descriptor_limit(), memory_bytes())
+        NodeCapacity::from_machine(config, open_files_limit(), memory_bytes())
     }
 
     fn from_machine(config: &BrokerConfig, descriptor_limit: u64, memory: u64) -> NodeCapacity {
-        let open_files = config.log_open_files_max.unwrap_or_else(|| {
-            let half = usize::try_from(descriptor_limit / 2).unwrap_or(usize::MAX);
-            half.max(OPEN_FILES_MIN)
+        let limit = usize::try_from(descriptor_limit).unwrap_or(usize::MAX);
+        let open_files = config
+            .log_open_files_max
+            .unwrap_or_else(|| (limit / 2).clamp(OPEN_FILES_MIN, OPEN_FILES_DEFAULT_MAX));
+        let connections = config.connections_max.unwrap_or_else(|| {
+            limit
+                .saturating_sub(open_files + DESCRIPTORS_RESERVED)
+                .max(CONNECTIONS_MIN)
         });
         let partitions = config.broker_partitions_max.unwrap_or_else(|| {
             let by_files = open_files.saturating_mul(PARTITIONS_PER_OPEN_FILE);
@@ -65,6 +85,7 @@ impl NodeCapacity {
         NodeCapacity {
             descriptor_limit,
             open_files,
+            connections,
             partitions,
         }
     }
@@ -123,13 +144,6 @@ fn replicas_per_broker(image: &MetadataImage) -> BTreeMap<i32, usize> {
     counts
 }
 
-/// The process's soft open-file limit (`RLIMIT_NOFILE`); unlimited counts as `u64::MAX`.
-pub fn descriptor_limit() -> u64 {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX)
-}
-
 /// The machine's memory (`MemTotal` of `/proc/meminfo`); 1 GiB if it cannot be read.
 fn memory_bytes() -> u64 {
     read_mem_total(Path::new("/proc/meminfo")).unwrap_or(1 << 30)
@@ -153,7 +167,11 @@ mod tests {
         let config = BrokerConfig::default();
         let small = NodeCapacity::from_machine(&config, 4096, 24 * GIB);
         assert_eq!(small.open_files, 2048);
+        assert_eq!(small.connections, 4096 - 2048 - DESCRIPTORS_RESERVED);
         assert_eq!(small.partitions, 2048 * PARTITIONS_PER_OPEN_FILE);
+        let here = NodeCapacity::from_machine(&config, 20_000, 24 * GIB);
+        assert_eq!(here.open_files, OPEN_FILES_DEFAULT_MAX);
+        assert!(here.connections >= 10_000, "{here:?}");
         let tiny_memory = NodeCapacity::from_machine(&config, 1 << 20, GIB);
         assert_eq!(
             tiny_memory.partitions, 2048,
@@ -161,6 +179,7 @@ mod tests {
         );
         let starved = NodeCapacity::from_machine(&config, 10, 24 * GIB);
         assert_eq!(starved.open_files, OPEN_FILES_MIN);
+        assert_eq!(starved.connections, CONNECTIONS_MIN);
     }
 
     #[test]
@@ -168,8 +187,16 @@ mod tests {
         let mut config = BrokerConfig::default();
         config.set("log.max.open.files", "100").unwrap();
         config.set("max.broker.partitions", "7").unwrap();
+        config.set("max.connections", "9").unwrap();
         let capacity = NodeCapacity::from_machine(&config, 4096, 24 * GIB);
-        assert_eq!((capacity.open_files, capacity.partitions), (100, 7));
+        assert_eq!(
+            (
+                capacity.open_files,
+                capacity.partitions,
+                capacity.connections
+            ),
+            (100, 7, 9)
+        );
     }
 
     #[test]

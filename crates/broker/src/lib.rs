@@ -90,9 +90,10 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     strom_log::FilePool::process().set_capacity(capacity.open_files);
     tracing::info!(
         descriptor_limit = capacity.descriptor_limit,
-        "capacity: {} open segment files (log.max.open.files), {} partitions per broker (max.broker.partitions)",
+        "capacity: {} open segment files (log.max.open.files), {} partitions per broker (max.broker.partitions), {} connections (max.connections)",
         capacity.open_files,
-        capacity.partitions
+        capacity.partitions,
+        capacity.connections
     );
     let quorum = tokio::select! {
         started = cluster::join(&config) => started?,

@@ -5,8 +5,6 @@
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
-/// Most client connections served at once (Kafka's `max.connections`, bounded here).
-pub const CONNECTIONS_MAX: usize = 4096;
 /// Requests read ahead of their responses on one connection (librdkafka pipelines up to 1,000000
 /// in theory; in practice `max.in.flight` is 5 per partition leader).
 pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX: usize = 64;

@@ -620,13 +620,14 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     BrokerKey {
         name: "max.connections",
         config_type: ConfigType::Int,
-        default: Some("4096"),
         validator: Validator::AtLeast(1),
         update_mode: UpdateMode::ClusterWide,
-        documentation: "Connections beyond this many are refused.",
+        documentation: "Connections beyond this many are closed at once. Unset: the \
+                        process's open-file limit less `log.max.open.files` and 256 for the \
+                        quorum and files opened briefly.",
         access: Access::Field {
-            apply: |c, v| c.connections_max = v.number() as usize,
-            read: |c| Some(c.connections_max.to_string()),
+            apply: |c, v| c.connections_max = Some(v.number() as usize),
+            read: |c| c.connections_max.map(|n| n.to_string()),
         },
         ..FIXED
     },

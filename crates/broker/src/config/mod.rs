@@ -91,8 +91,8 @@ pub struct BrokerConfig {
     pub cleaner_backoff_ms: u64,
     /// `socket.request.max.bytes`
     pub request_bytes_max: usize,
-    /// `max.connections`
-    pub connections_max: usize,
+    /// `max.connections`; `None` derives it (see `capacity`).
+    pub connections_max: Option<usize>,
     /// `log.max.open.files`; `None` derives it (see `capacity`).
     pub log_open_files_max: Option<usize>,
     /// `max.broker.partitions`; `None` derives it (see `capacity`).
@@ -173,7 +173,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 0,
             cleaner_backoff_ms: 0,
             request_bytes_max: 0,
-            connections_max: 0,
+            connections_max: None,
             log_open_files_max: None,
             broker_partitions_max: None,
             connection_idle_ms_max: 0,
@@ -575,7 +575,6 @@ mod tests {
         assert_eq!(config.consumer_group.members_max, consumer.members_max);
         use strom_types::limits;
         assert_eq!(config.request_bytes_max, limits::REQUEST_BYTES_MAX);
-        assert_eq!(config.connections_max, limits::CONNECTIONS_MAX);
         assert_eq!(
             config.connection_idle_ms_max,
             limits::CONNECTION_IDLE_MS_MAX

@@ -31,7 +31,7 @@ const ACCEPT_RETRY_MS: u64 = 100;
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let limit = broker.config.connections_max;
+    let limit = broker.capacity.connections;
     let slots = Arc::new(Semaphore::new(limit));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
