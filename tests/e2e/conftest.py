@@ -57,12 +57,15 @@ def pytest_runtest_makereport(item, call):
 def start_broker(request, tmp_path):
     """Returns a function that starts a broker; every broker it started is stopped afterwards.
 
-    start_broker(settings={...}, port=None, config_text=None, extra_args=None, start=True, name=None)
+    start_broker(settings={...}, port=None, config_text=None, extra_args=None, start=True, name=None,
+                 open_files_limit=None)
     """
     brokers: list[Broker] = []
     request.node.strom_brokers = brokers
 
-    def start(settings=None, port=None, config_text=None, extra_args=None, start=True, name=None) -> Broker:
+    def start(
+        settings=None, port=None, config_text=None, extra_args=None, start=True, name=None, open_files_limit=None
+    ) -> Broker:
         name = name or f"broker{len(brokers)}"
         base = tmp_path / name
         base.mkdir()
@@ -78,6 +81,7 @@ def start_broker(request, tmp_path):
             settings=settings,
             config_file=config_file,
             extra_args=extra_args,
+            open_files_limit=open_files_limit,
         )
         brokers.append(broker)
         if start:

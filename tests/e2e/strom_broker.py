@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -55,6 +56,7 @@ class Broker:
         config_file: pathlib.Path | None = None,
         host: str = "127.0.0.1",
         extra_args: list | None = None,
+        open_files_limit: int | None = None,
     ):
         self.name = name
         self.data_dir = data_dir
@@ -62,6 +64,8 @@ class Broker:
         self.host = host
         self.port = port
         self.settings = dict(settings or {})
+        # RLIMIT_NOFILE (soft and hard) the broker process starts with; None inherits ours.
+        self.open_files_limit = open_files_limit
         self.config_file = config_file
         self.extra_args = list(extra_args or [])
         self.process: subprocess.Popen | None = None
@@ -124,6 +128,7 @@ class Broker:
                 stderr=log,
                 cwd=self.data_dir.parent,
                 env={**os.environ, "RUST_BACKTRACE": "1", "NO_COLOR": "1"},
+                preexec_fn=self._limit_open_files,
             )
         self._expect_exit = False
         deadline = time.monotonic() + timeout_s
@@ -142,6 +147,12 @@ class Broker:
             f"broker {self.name} did not accept connections on {self.bootstrap} within "
             f"{timeout_s} s:\n{self.run_log_tail()}"
         )
+
+    def _limit_open_files(self) -> None:
+        """In the child before exec: a hard limit the broker cannot raise itself past."""
+        if self.open_files_limit is not None:
+            limit = self.open_files_limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     def stop(
         self,
