@@ -35,6 +35,9 @@
 //!   swaps cleaned segments in crash-safely (and finishes an interrupted swap on open), and
 //!   `checkpoint` stores where the next pass starts. Offsets never change, so a compacted log
 //!   has gaps between batches: reads starting in one return the next batch.
+//! - `files`: the node's bounded pool of open segment files ([`FilePool`], `log.max.open.files`):
+//!   an idle partition holds no descriptor; indexes, directories and checkpoints are opened
+//!   only for the operation at hand.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
 //!
