@@ -15,6 +15,7 @@
 //! - [`liveness`]: which brokers the leader fences and unfences; pure, with an injected clock.
 //! - [`node`]: [`MetadataQuorum`], the runtime: starts everything, routes requests to the
 //!   leader, runs the timers.
+//! - [`supervisor`]: runs Raft, and starts it again after a storage error stopped it.
 //! - [`limits`]: every bound, in one place.
 
 pub mod config;
@@ -24,7 +25,10 @@ pub mod limits;
 pub mod liveness;
 pub mod network;
 pub mod node;
+#[cfg(test)]
+mod recovery_tests;
 pub mod storage;
+pub mod supervisor;
 pub mod types;
 
 pub use config::{QuorumConfig, QuorumRole, QuorumStatus};

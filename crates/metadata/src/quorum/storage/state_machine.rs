@@ -135,6 +135,15 @@ impl StateMachineHandle {
         })
     }
 
+    /// True once the last store was dropped, so that [`StateMachineHandle::resume`] succeeds.
+    pub fn is_parked(&self) -> bool {
+        self.shared
+            .parked
+            .lock()
+            .expect("never held across a panic")
+            .is_some()
+    }
+
     /// A receiver of every image any store of this state machine publishes.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.shared.publisher.subscribe()
