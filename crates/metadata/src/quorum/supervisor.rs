@@ -106,6 +106,12 @@ impl Supervisor {
     pub async fn restart_after_failure(&self) {
         let stopped = self.raft();
         let error = stopped_on_storage_error(&stopped, &self.context.health).await;
+        // Said even when the episode began earlier (a failing commit hint, say): this is the
+        // moment the node stops leading.
+        tracing::warn!(
+            "Raft stopped on a storage error ({error}); restarting it once the metadata log \
+             can be written again"
+        );
         self.context.health.report(
             Problem::RaftStopped,
             format!("Raft stopped on a storage error and is being restarted: {error}"),
