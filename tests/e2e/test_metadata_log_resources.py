@@ -37,7 +37,7 @@ RETRIABLE = {REQUEST_TIMED_OUT, NOT_CONTROLLER}
 ANSWER_TIMEOUT_S = 45.0
 RECOVERY_TIMEOUT_S = 30.0
 
-UNHEALTHY = "the metadata quorum is unhealthy"
+UNHEALTHY = "the metadata quorum is unhealthy:"
 HEALTHY_AGAIN = "the metadata quorum is healthy again"
 RAFT_STOPPED = "Raft stopped on a storage error"
 RAFT_RUNS_AGAIN = "Raft runs again on the reopened metadata log"

@@ -7,7 +7,8 @@
 //! between healthy and unhealthy on every proposal.
 //!
 //! The log says each episode once: an error when the node turns unhealthy, an info when it is
-//! healthy again. Problems that come and go within an episode only change the reason.
+//! healthy again, and in between a warning for each other kind of problem that appears (Raft
+//! stopping after the commit hint failed, say); repeats are debug lines.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -92,6 +93,8 @@ impl HealthMonitor {
                  retriable error until it recovers by itself"
             );
             episode.since = Some(Instant::now());
+        } else if !episode.problems.contains_key(&problem) {
+            tracing::warn!(?problem, "the metadata quorum is unhealthy, also: {reason}");
         } else {
             tracing::debug!(?problem, "the metadata quorum is still unhealthy: {reason}");
         }

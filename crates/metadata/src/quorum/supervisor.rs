@@ -97,6 +97,7 @@ impl Supervisor {
         self.state_machine.subscribe()
     }
 
+    /// What the storage and this supervisor report problems to.
     pub fn health(&self) -> &HealthMonitor {
         &self.context.health
     }
@@ -106,15 +107,12 @@ impl Supervisor {
     pub async fn restart_after_failure(&self) {
         let stopped = self.raft();
         let error = stopped_on_storage_error(&stopped, &self.context.health).await;
-        // Said even when the episode began earlier (a failing commit hint, say): this is the
-        // moment the node stops leading.
-        tracing::warn!(
-            "Raft stopped on a storage error ({error}); restarting it once the metadata log \
-             can be written again"
-        );
         self.context.health.report(
             Problem::RaftStopped,
-            format!("Raft stopped on a storage error and is being restarted: {error}"),
+            format!(
+                "Raft stopped on a storage error ({error}); it is restarted once the metadata \
+                 log can be written again"
+            ),
         );
         // Joins the core and its timer; the core dropped the log store and the state machine
         // when it stopped.
@@ -147,12 +145,15 @@ impl Supervisor {
     async fn start_again(&self) -> Result<(), QuorumError> {
         self.wait_released().await?;
         let (log, writer) = storage::reopen(&self.dir, self.context.clone())?;
+        // Kept before Raft runs: if Raft::new fails, the next attempt waits for this writer.
+        *self.writer.lock().expect("never held across a panic") = writer;
         let state_machine = self
             .state_machine
             .resume()
             .expect("the stopped Raft released the state machine");
         let network = NetworkFactory::new(self.id, self.peers.clone());
-        // On failure Raft::new drops the state machine store, which parks its state again.
+        // On failure Raft::new drops the log store and the state machine store, which parks
+        // its state again.
         let raft = Raft::new(
             self.id,
             self.raft_config.clone(),
@@ -162,7 +163,6 @@ impl Supervisor {
         )
         .await
         .map_err(|e| QuorumError::Stopped(e.to_string()))?;
-        *self.writer.lock().expect("never held across a panic") = writer;
         self.current.send_replace(raft);
         Ok(())
     }

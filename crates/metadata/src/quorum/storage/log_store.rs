@@ -495,8 +495,10 @@ impl Writer {
         match &result {
             Ok(()) => self.context.health.resolve(Problem::Write(kind)),
             Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), ?kind, "a metadata log write failed: {error}");
-                let reason = format!("a metadata log write ({kind:?}) failed: {error}");
+                let reason = format!(
+                    "a write to the metadata log in {} ({kind:?}) failed: {error}",
+                    self.dir.display()
+                );
                 self.context.health.report(Problem::Write(kind), reason);
             }
         }
