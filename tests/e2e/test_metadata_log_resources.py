@@ -106,7 +106,8 @@ def test_running_out_of_descriptors_does_not_poison_the_metadata_log(broker):
         # Still answering while descriptors are out.
         admin.create_topic(unique("exhausted"))
     finally:
-        resource.prlimit(broker.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        if broker.running:
+            resource.prlimit(broker.pid, resource.RLIMIT_NOFILE, (soft, hard))
 
     # Before the fix, the first failure left the log refusing every write, and this was
     # answered NOT_CONTROLLER until a restart.
