@@ -207,7 +207,9 @@ pub async fn propose(
 fn quorum_error(error: QuorumError) -> BrokerError {
     let code = match &error {
         QuorumError::Timeout { .. } => ErrorCode::RequestTimedOut,
-        QuorumError::NoLeader(_) => ErrorCode::NotController,
+        // Like Kafka's controller when it resigns with a write pending: the client refreshes
+        // its metadata and asks again (its retry may find the first attempt committed).
+        QuorumError::NoLeader(_) | QuorumError::Interrupted(_) => ErrorCode::NotController,
         _ => ErrorCode::UnknownServerError,
     };
     BrokerError::new(code, error.to_string())

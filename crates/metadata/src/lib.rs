@@ -19,4 +19,4 @@ pub mod quorum;
 
 pub use command::{CommandResult, MetadataCommand, MetadataError};
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
-pub use quorum::{MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};
+pub use quorum::{Health, MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

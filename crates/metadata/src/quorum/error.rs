@@ -39,6 +39,12 @@ pub enum QuorumError {
     #[error("no controller leader is reachable: {0}")]
     NoLeader(String),
 
+    /// Per request: the leader stopped leading while the proposal was pending (another node
+    /// took over, or its metadata log failed and Raft is restarting). The proposal may or may
+    /// not be committed; asking again, later or elsewhere, may succeed.
+    #[error("the controller leader stopped leading while the proposal was pending: {0}")]
+    Interrupted(String),
+
     /// Per request: the leader answered, but not with what was asked for.
     #[error("the controller leader failed the request: {0}")]
     Failed(String),

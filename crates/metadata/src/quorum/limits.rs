@@ -49,3 +49,15 @@ pub const CONTROLLER_TICK_MS_MAX: u64 = 500;
 
 /// How long `shutdown` waits for the log writer thread to close its files.
 pub const SHUTDOWN_WAIT_MS: u64 = 5_000;
+
+/// After a storage error stopped Raft, the first attempt to start it again waits this long;
+/// each failed attempt doubles the wait, up to [`RAFT_RESTART_BACKOFF_MS_MAX`]. Short enough
+/// that a node is back soon after the resource is, long enough not to spin on a full disk.
+pub const RAFT_RESTART_BACKOFF_MS_MIN: u64 = 100;
+
+/// The longest wait between attempts to start Raft again.
+pub const RAFT_RESTART_BACKOFF_MS_MAX: u64 = 5_000;
+
+/// How long a restart waits for the stopped Raft's log writer and state machine worker to let
+/// go of their files and state before this attempt gives up (the next one waits again).
+pub const RAFT_RELEASE_WAIT_MS: u64 = 5_000;

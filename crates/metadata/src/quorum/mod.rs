@@ -11,21 +11,28 @@
 //! - [`storage`]: the Raft log, vote and snapshots under `<data_dir>/__cluster_metadata/`.
 //! - [`network`]: the controller protocol over TCP (Raft RPCs, proposals, broker heartbeats,
 //!   learners joining).
+//! - [`health`]: whether the metadata log can be written, as a readiness check sees it.
 //! - [`liveness`]: which brokers the leader fences and unfences; pure, with an injected clock.
 //! - [`node`]: [`MetadataQuorum`], the runtime: starts everything, routes requests to the
 //!   leader, runs the timers.
+//! - [`supervisor`]: runs Raft, and starts it again after a storage error stopped it.
 //! - [`limits`]: every bound, in one place.
 
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod limits;
 pub mod liveness;
 pub mod network;
 pub mod node;
+#[cfg(test)]
+mod recovery_tests;
 pub mod storage;
+pub mod supervisor;
 pub mod types;
 
 pub use config::{QuorumConfig, QuorumRole, QuorumStatus};
 pub use error::QuorumError;
+pub use health::Health;
 pub use liveness::BrokerLiveness;
 pub use node::MetadataQuorum;

@@ -5,9 +5,12 @@
 //!
 //! Lifecycle: [`MetadataQuorum::start`] makes a [`Node`] shared (behind an `Arc`) by the
 //! listener's request tasks and the background tasks; [`MetadataQuorum::shutdown`] aborts the
-//! tasks, stops Raft, and waits for the log writer to close its files. The liveness tracker is
-//! the only mutable state of its own: it lives behind a mutex, made afresh for each term in
-//! which this node leads.
+//! tasks, stops Raft, and waits for the log writer to close its files. Raft itself is run by a
+//! [`Supervisor`], which starts a new one when a storage error stopped it; every use takes the
+//! current one, and waits follow metrics across restarts. While it is down this node does not
+//! lead, so requests get NotLeader, and a proposal it was leading gets Interrupted: both
+//! retriable. The liveness tracker is the only mutable state of its own: it lives behind a
+//! mutex, made afresh for each term in which this node leads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -16,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::metrics::WaitError;
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,15 +30,16 @@ use crate::command::{CommandResult, MetadataCommand};
 use crate::image::MetadataImage;
 use crate::quorum::config::{QuorumConfig, QuorumRole, QuorumStatus};
 use crate::quorum::error::QuorumError;
+use crate::quorum::health::Health;
 use crate::quorum::limits::{
     CONTROLLER_TICK_MS_MAX, LEADER_ATTEMPTS_MAX, LEADER_CALL_TIMEOUT_MS, PROPOSE_TIMEOUT_MS,
     SHUTDOWN_WAIT_MS, SNAPSHOT_SEND_TIMEOUT_MS,
 };
 use crate::quorum::liveness::BrokerLiveness;
-use crate::quorum::network::raft::NetworkFactory;
 use crate::quorum::network::rpc::{Request, Response};
 use crate::quorum::network::{self, Handler, Peers};
-use crate::quorum::storage::{self, WriterThread};
+use crate::quorum::storage::{self, StorageContext};
+use crate::quorum::supervisor::Supervisor;
 use crate::quorum::types::{kafka_id, raft_id, NodeId, Raft, Snapshot};
 
 /// One node's handle on the metadata quorum.
@@ -46,14 +49,15 @@ pub struct MetadataQuorum {
     tasks: Vec<JoinHandle<()>>,
     /// The broker heartbeat loop, once the broker is registered.
     heartbeat: Mutex<Option<JoinHandle<()>>>,
-    writer: WriterThread,
 }
 
 /// What the request handlers and background tasks share.
 struct Node {
     id: NodeId,
     config: QuorumConfig,
-    raft: Raft,
+    /// The address other nodes reach this one at (empty for a single node).
+    own_addr: String,
+    supervisor: Supervisor,
     images: watch::Receiver<Arc<MetadataImage>>,
     peers: Arc<Peers>,
     /// The tracker of the term in which this node leads, made on first use in that term.
@@ -88,6 +92,25 @@ impl MetadataQuorum {
         config: QuorumConfig,
         listener: Option<TcpListener>,
     ) -> Result<MetadataQuorum, QuorumError> {
+        MetadataQuorum::start_in(config, listener, StorageContext::default()).await
+    }
+
+    /// Like [`MetadataQuorum::start_with_listener`], with the storage's faults injected from
+    /// `context`.
+    #[cfg(test)]
+    pub(crate) async fn start_with_faults(
+        config: QuorumConfig,
+        listener: Option<TcpListener>,
+        context: StorageContext,
+    ) -> Result<MetadataQuorum, QuorumError> {
+        MetadataQuorum::start_in(config, listener, context).await
+    }
+
+    async fn start_in(
+        config: QuorumConfig,
+        listener: Option<TcpListener>,
+        context: StorageContext,
+    ) -> Result<MetadataQuorum, QuorumError> {
         config.validate()?;
         let single = config.voters.is_empty();
         if !single && listener.is_none() {
@@ -98,36 +121,33 @@ impl MetadataQuorum {
         let id = raft_id(config.node_id);
         let own_addr = own_address(&config, listener.as_ref())?;
         let dir = storage::metadata_dir(&config.data_dir);
-        let (log, writer, state_machine) = storage::open(&dir)?;
-        let images = state_machine.subscribe();
         let peers = Arc::new(Peers::default());
         let raft_config = raft_config(&config)?;
-        let network = NetworkFactory::new(id, peers.clone());
-        let raft = Raft::new(id, Arc::new(raft_config), network, log, state_machine)
-            .await
-            .map_err(stopped)?;
+        let supervisor = Supervisor::start(id, raft_config, peers.clone(), dir, context).await?;
+        let images = supervisor.images();
         let node = Arc::new(Node {
             id,
             config,
-            raft,
+            own_addr,
+            supervisor,
             images,
             peers,
             liveness: Mutex::new(None),
         });
-        node.form_cluster(&own_addr).await?;
+        node.form_cluster().await?;
         let mut tasks = Vec::new();
         if let Some(listener) = listener {
             tasks.push(tokio::spawn(network::serve(listener, node.clone())));
         }
+        tasks.push(tokio::spawn(node.clone().supervise()));
         tasks.push(tokio::spawn(node.clone().controller_loop()));
         if !node.config.is_voter {
-            tasks.push(tokio::spawn(node.clone().join_as_learner(own_addr)));
+            tasks.push(tokio::spawn(node.clone().join_as_learner()));
         }
         Ok(MetadataQuorum {
             node,
             tasks,
             heartbeat: Mutex::new(None),
-            writer,
         })
     }
 
@@ -155,23 +175,37 @@ impl MetadataQuorum {
 
     /// The quorum as this node sees it, for `strom cluster info`.
     pub fn status(&self) -> QuorumStatus {
-        status_of(&self.node.raft.metrics().borrow(), self.node.config.node_id)
+        status_of(
+            &self.node.raft().metrics().borrow(),
+            self.node.config.node_id,
+        )
+    }
+
+    /// Whether this node's metadata log works; Unhealthy while a write keeps failing or Raft
+    /// is being restarted after one did. For readiness checks.
+    pub fn health(&self) -> Health {
+        self.node.supervisor.health().health()
+    }
+
+    /// Every change of [`MetadataQuorum::health`] from now on.
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.node.supervisor.health().subscribe()
     }
 
     /// Waits until a leader is known and the cluster has its id.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), QuorumError> {
         let deadline = Instant::now() + timeout;
-        let mut metrics = self.node.raft.metrics();
+        let mut metrics = self.node.supervisor.metrics();
         let mut images = self.node.images.clone();
         loop {
-            let leader_known = known_leader(&metrics.borrow_and_update(), self.node.id).is_some();
+            let leader_known = known_leader(&metrics.latest(), self.node.id).is_some();
             let cluster_named = images.borrow_and_update().cluster_id.is_some();
             if leader_known && cluster_named {
                 return Ok(());
             }
             let changed = timeout_at(deadline, async {
                 tokio::select! {
-                    changed = metrics.changed() => changed.is_ok(),
+                    changed = metrics.changed() => changed,
                     changed = images.changed() => changed.is_ok(),
                 }
             });
@@ -242,17 +276,10 @@ impl MetadataQuorum {
         for task in tasks {
             let _ = task.await;
         }
-        if let Err(error) = self.node.raft.shutdown().await {
-            tracing::warn!("Raft did not shut down cleanly: {error}");
-        }
-        self.node.peers.close_all();
-        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_WAIT_MS);
-        while !self.writer.is_finished() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if !self.writer.is_finished() {
-            tracing::warn!("the metadata log writer did not stop in time");
-        }
+        self.node
+            .supervisor
+            .shutdown(Duration::from_millis(SHUTDOWN_WAIT_MS))
+            .await;
     }
 
     fn lock_heartbeat(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
@@ -384,15 +411,21 @@ impl Node {
         self.images.borrow().clone()
     }
 
+    /// The current Raft (see [`Supervisor::raft`]).
+    fn raft(&self) -> Raft {
+        self.supervisor.raft()
+    }
+
     /// Forms a brand-new cluster (a voter with an empty log initializes it with the voter set),
     /// and makes a lone voter that restarts elect itself at once instead of after a timeout.
-    async fn form_cluster(&self, own_addr: &str) -> Result<(), QuorumError> {
+    /// Runs again after the supervisor restarts Raft.
+    async fn form_cluster(&self) -> Result<(), QuorumError> {
         if !self.config.is_voter {
             return Ok(());
         }
-        if self.raft.is_initialized().await.map_err(stopped)? {
-            let voters: BTreeSet<NodeId> = self
-                .raft
+        let raft = self.raft();
+        if raft.is_initialized().await.map_err(stopped)? {
+            let voters: BTreeSet<NodeId> = raft
                 .metrics()
                 .borrow()
                 .membership_config
@@ -400,12 +433,12 @@ impl Node {
                 .voter_ids()
                 .collect();
             if voters == BTreeSet::from([self.id]) {
-                self.raft.trigger().elect().await.map_err(stopped)?;
+                raft.trigger().elect().await.map_err(stopped)?;
             }
             return Ok(());
         }
         let members: BTreeMap<NodeId, BasicNode> = if self.config.voters.is_empty() {
-            BTreeMap::from([(self.id, BasicNode::new(own_addr))])
+            BTreeMap::from([(self.id, BasicNode::new(&self.own_addr))])
         } else {
             self.config
                 .voters
@@ -413,19 +446,19 @@ impl Node {
                 .map(|(id, addr)| (raft_id(*id), BasicNode::new(addr)))
                 .collect()
         };
-        match self.raft.initialize(members).await {
+        match raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(error) => Err(stopped(error)),
         }
     }
 
     fn current_leader(&self) -> Option<NodeId> {
-        known_leader(&self.raft.metrics().borrow(), self.id)
+        known_leader(&self.raft().metrics().borrow(), self.id)
     }
 
     /// The term in which this node leads, if it does (and a quorum has acknowledged it).
     fn leading_term(&self) -> Option<u64> {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft().metrics();
         let metrics = metrics.borrow();
         (known_leader(&metrics, self.id) == Some(self.id)).then_some(metrics.current_term)
     }
@@ -443,7 +476,7 @@ impl Node {
     /// configured voters.
     fn address_of(&self, id: NodeId) -> Option<String> {
         let from_membership = self
-            .raft
+            .raft()
             .metrics()
             .borrow()
             .membership_config
@@ -460,13 +493,13 @@ impl Node {
     }
 
     async fn wait_for_leader(&self, until: Instant) -> Option<NodeId> {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.supervisor.metrics();
         timeout_at(until, async {
             loop {
-                if let Some(leader) = known_leader(&metrics.borrow_and_update(), self.id) {
+                if let Some(leader) = known_leader(&metrics.latest(), self.id) {
                     return Some(leader);
                 }
-                if metrics.changed().await.is_err() {
+                if !metrics.changed().await {
                     return None;
                 }
             }
@@ -566,32 +599,43 @@ impl Node {
                 Ok(result)
             }
             Response::Failed(message) => Err(QuorumError::Failed(message)),
+            Response::Interrupted(message) => Err(QuorumError::Interrupted(message)),
             other => Err(QuorumError::Failed(format!(
                 "an unexpected answer to a proposal: {other:?}"
             ))),
         }
     }
 
+    /// Waits until this node has applied the entry at `index`, across Raft restarts.
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), QuorumError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match self
-            .raft
-            .wait(Some(remaining))
-            .applied_index_at_least(Some(index), "the proposal to be applied here")
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(WaitError::Timeout(..)) => Err(QuorumError::Timeout {
+        let mut metrics = self.supervisor.metrics();
+        let applied = timeout_at(deadline, async {
+            loop {
+                if metrics
+                    .latest()
+                    .last_applied
+                    .is_some_and(|id| id.index >= index)
+                {
+                    return true;
+                }
+                if !metrics.changed().await {
+                    return false;
+                }
+            }
+        });
+        match applied.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(stopped("shutting down")),
+            Err(_) => Err(QuorumError::Timeout {
                 what: format!("applying log entry {index} on this node"),
                 timeout_ms: PROPOSE_TIMEOUT_MS,
             }),
-            Err(WaitError::ShuttingDown) => Err(stopped("shutting down")),
         }
     }
 
     /// Appends `command` as the leader and waits for it to be applied here. Gives up if this
-    /// node stops leading first (openraft may then never answer), reporting that the outcome
-    /// is unknown.
+    /// node stops leading first (openraft may then never answer) or its Raft stops on a
+    /// storage error, reporting that the outcome is unknown.
     async fn write_as_leader(&self, command: MetadataCommand) -> Response {
         let deadline = Instant::now() + Duration::from_millis(PROPOSE_TIMEOUT_MS);
         let Some(term) = self.leading_term() else {
@@ -599,14 +643,13 @@ impl Node {
                 leader: self.current_leader(),
             };
         };
+        let raft = self.raft();
         let written = tokio::select! {
             biased;
-            written = self.raft.client_write(command) => written,
+            written = raft.client_write(command) => written,
             () = self.leadership_lost(term) => {
-                return Response::Failed(
-                    "leadership changed while the proposal was pending; it may or may not \
-                     be committed"
-                        .into(),
+                return Response::Interrupted(
+                    "leadership changed while the proposal was pending".into(),
                 )
             }
             () = tokio::time::sleep_until(deadline) => {
@@ -625,21 +668,25 @@ impl Node {
                     leader: forward.leader_id,
                 }
             }
+            Err(RaftError::Fatal(fatal)) => Response::Interrupted(format!(
+                "the leader's Raft stopped while the proposal was pending: {fatal}"
+            )),
             Err(error) => Response::Failed(error.to_string()),
         }
     }
 
-    /// Completes when this node no longer leads in `term`.
+    /// Completes when this node no longer leads in `term` (also when its Raft stopped, or a
+    /// restarted one runs).
     async fn leadership_lost(&self, term: u64) {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.supervisor.metrics();
         loop {
             {
-                let now = metrics.borrow_and_update();
+                let now = metrics.latest();
                 if now.current_term != term || now.state != ServerState::Leader {
                     return;
                 }
             }
-            if metrics.changed().await.is_err() {
+            if !metrics.changed().await {
                 return;
             }
         }
@@ -679,7 +726,7 @@ impl Node {
         };
         let node_id = raft_id(id);
         let (known, voter) = {
-            let metrics = self.raft.metrics();
+            let metrics = self.raft().metrics();
             let metrics = metrics.borrow();
             let membership = metrics.membership_config.membership();
             let known = membership.get_node(&node_id).map(|node| node.addr.clone());
@@ -697,9 +744,9 @@ impl Node {
             // A learner that came back at a new address.
             Some(_) => {
                 let change = ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)]));
-                self.raft.change_membership(change, true).await
+                self.raft().change_membership(change, true).await
             }
-            None => self.raft.add_learner(node_id, node, false).await,
+            None => self.raft().add_learner(node_id, node, false).await,
         };
         match result {
             Ok(_) => Response::LearnerAdded,
@@ -744,6 +791,16 @@ impl Node {
         }
     }
 
+    /// Restarts Raft whenever a storage error stops it, for as long as the node runs.
+    async fn supervise(self: Arc<Node>) {
+        loop {
+            self.supervisor.restart_after_failure().await;
+            if let Err(error) = self.form_cluster().await {
+                tracing::warn!("the restarted Raft did not start an election: {error}");
+            }
+        }
+    }
+
     /// A broker's loop: heartbeats the controller leader every interval.
     async fn heartbeat_loop(self: Arc<Node>, id: i32, incarnation: Uuid) {
         let interval = Duration::from_millis(self.config.broker_heartbeat_interval_ms);
@@ -766,13 +823,13 @@ impl Node {
     }
 
     /// A learner's loop: asks the leader to add it until its address is in the membership.
-    async fn join_as_learner(self: Arc<Node>, addr: String) {
+    async fn join_as_learner(self: Arc<Node>) {
         let mut attempt = 0u32;
         loop {
             let deadline = Instant::now() + Duration::from_millis(LEADER_CALL_TIMEOUT_MS);
             let request = Request::AddLearner {
                 id: kafka_id(self.id),
-                addr: addr.clone(),
+                addr: self.own_addr.clone(),
             };
             match self.call_leader(request, deadline, true).await {
                 Ok(Response::LearnerAdded) => {
@@ -799,18 +856,18 @@ impl Handler for Node {
     async fn handle(&self, request: Request, from: SocketAddr) -> Response {
         match request {
             Request::AppendEntries(rpc) => {
-                Response::AppendEntries(self.raft.append_entries(rpc).await)
+                Response::AppendEntries(self.raft().append_entries(rpc).await)
             }
-            Request::Vote(rpc) => Response::Vote(self.raft.vote(rpc).await),
+            Request::Vote(rpc) => Response::Vote(self.raft().vote(rpc).await),
             Request::InstallSnapshot(rpc) => {
-                Response::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+                Response::InstallSnapshot(self.raft().install_snapshot(rpc).await)
             }
             Request::FullSnapshot { vote, meta, data } => {
                 let snapshot = Snapshot {
                     meta,
                     snapshot: Box::new(Cursor::new(data.into_bytes())),
                 };
-                Response::FullSnapshot(self.raft.install_full_snapshot(vote, snapshot).await)
+                Response::FullSnapshot(self.raft().install_full_snapshot(vote, snapshot).await)
             }
             Request::Propose(command) => self.write_as_leader(command).await,
             Request::BrokerHeartbeat { id, incarnation } => {

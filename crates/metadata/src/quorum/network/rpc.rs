@@ -74,4 +74,7 @@ pub enum Response {
     },
     /// The request failed on the node that received it.
     Failed(String),
+    /// The leader stopped leading while the proposal was pending (another node took over, or
+    /// its Raft stopped on a storage error): it may or may not be committed.
+    Interrupted(String),
 }

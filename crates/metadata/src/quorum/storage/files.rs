@@ -1,9 +1,16 @@
 //! Small files replaced atomically: written to a temporary name, fsynced, renamed over the old
-//! one, and the directory fsynced, so a crash leaves either the old or the new content.
+//! one, and the directory fsynced, so a crash leaves either the old or the new content. And a
+//! probe of whether a directory can be written at all.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+
+/// The file [`probe_writable`] writes and removes again.
+const PROBE_FILE: &str = "write-probe.tmp";
+
+/// What [`probe_writable`] writes: a page, as much as a small log append needs.
+const PROBE_BYTES: usize = 4096;
 
 /// Replaces `dir/name` with `bytes`. With `durable`, the content and the rename are fsynced
 /// before returning; without, only atomicity is promised (the file may be older after a crash).
@@ -38,4 +45,19 @@ pub fn read_if_present(dir: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+/// Creates a file in `dir`, writes a page to it, fsyncs it and removes it: fails if
+/// descriptors or space have run out.
+pub fn probe_writable(dir: &Path) -> io::Result<()> {
+    let path = dir.join(PROBE_FILE);
+    let written = File::create(&path).and_then(|mut file| {
+        file.write_all(&[0; PROBE_BYTES])?;
+        file.sync_all()
+    });
+    let removed = match fs::remove_file(&path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    written.and(removed)
 }

@@ -50,7 +50,8 @@ pub struct LogFiles {
     dir: PathBuf,
     /// By first index.
     segments: BTreeMap<u64, Segment>,
-    /// The last segment, opened for appending.
+    /// The last segment, opened for appending (`O_APPEND`, so that writes land at its end
+    /// even after it is cut shorter). None before the first append and after a failure.
     active: Option<File>,
     /// The index the next append must carry; None for a log that never held anything.
     next_index: Option<u64>,
@@ -179,13 +180,16 @@ impl LogFiles {
     }
 
     /// Removes the records from index `since` on, durably. Later segments go first, so a crash
-    /// midway leaves a shorter log, never one with a hole.
+    /// midway leaves a shorter log, never one with a hole. A segment that is cut keeps its
+    /// descriptor if it is the active one: this also cuts a failed append off again, when
+    /// descriptors may have run out.
     pub fn truncate(&mut self, since: u64) -> io::Result<()> {
-        self.active = None;
         while let Some((&base, _)) = self.segments.iter().next_back() {
             if base < since {
                 break;
             }
+            // The active segment is the last one, so it goes first.
+            self.active = None;
             let segment = self.segments.remove(&base).expect("exists");
             fs::remove_file(&segment.path)?;
             self.directory_dirty = true;
@@ -195,16 +199,23 @@ impl LogFiles {
             if keep < segment.positions.len() {
                 segment.bytes = segment.positions[keep];
                 segment.positions.truncate(keep);
-                let file = OpenOptions::new().write(true).open(&segment.path)?;
+                let file = match self.active.take() {
+                    Some(active) => active,
+                    None => OpenOptions::new().append(true).open(&segment.path)?,
+                };
                 file.set_len(segment.bytes)?;
                 file.sync_all()?;
+                self.active = Some(file);
             }
         }
         if self.next_index.is_some_and(|next| next > since) {
             self.next_index = Some(since);
         }
         self.flush()?;
-        self.open_active()
+        if self.active.is_none() {
+            self.open_active()?;
+        }
+        Ok(())
     }
 
     /// Removes the segments holding nothing after index `upto`, durably. The caller records
@@ -235,17 +246,14 @@ impl LogFiles {
     }
 
     /// Starts a new segment whose first record will be `base`. The full segment is fsynced
-    /// first: only the active segment is fsynced by [`LogFiles::flush`].
+    /// first: only the active segment is fsynced by [`LogFiles::flush`]. The new file is
+    /// opened before the full one is let go, so that when descriptors run out the append fails
+    /// with the active segment still open to cut it back.
     fn roll(&mut self, base: u64) -> io::Result<()> {
-        if let Some(active) = self.active.take() {
-            active.sync_data()?;
-        }
         let path = self.dir.join(segment_name(base));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Empties a file left by a roll that a crash cut short.
+        file.set_len(0)?;
         self.segments.insert(
             base,
             Segment {
@@ -254,9 +262,11 @@ impl LogFiles {
                 bytes: 0,
             },
         );
-        self.active = Some(file);
         self.directory_dirty = true;
-        Ok(())
+        match self.active.replace(file) {
+            Some(full) => full.sync_data(),
+            None => Ok(()),
+        }
     }
 
     fn open_active(&mut self) -> io::Result<()> {
@@ -385,6 +395,34 @@ mod tests {
         log.truncate(1).unwrap();
         assert_eq!(log.next_index(), Some(1));
         assert!(reopen(dir.path(), None).records.is_empty());
+    }
+
+    #[test]
+    fn an_unflushed_append_cut_off_again_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = reopen(dir.path(), None).files;
+        log.append(&records(0..3)).unwrap();
+        log.flush().unwrap();
+        // Cut within the active segment: its descriptor is kept, and appends after the cut
+        // land at the new end, not where the cut bytes were.
+        log.append(&records(3..6)).unwrap();
+        log.truncate(3).unwrap();
+        assert_eq!(log.next_index(), Some(3));
+        log.append(&records(3..4)).unwrap();
+        log.flush().unwrap();
+        // Cut across segments a failed append had rolled into (records of about 3 MiB).
+        let bases = log.segment_bases();
+        let big: Vec<(u64, Vec<u8>)> = (4..10).map(|i| (i, vec![b'z'; 3 << 20])).collect();
+        log.append(&big).unwrap();
+        assert!(log.segment_bases().len() > bases.len(), "rolled");
+        log.truncate(4).unwrap();
+        assert_eq!(log.segment_bases(), bases);
+        log.append(&records(4..6)).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let opened = reopen(dir.path(), None);
+        assert_eq!(opened.records, records(0..6));
+        assert_eq!(opened.torn_tail, None);
     }
 
     #[test]

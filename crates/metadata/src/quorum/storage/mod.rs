@@ -7,7 +7,12 @@
 //!   atomically; `committed.json`: a hint of the commit point ([`log_store`]).
 //! - `snapshot.json`: the newest snapshot of the image with its last log id and membership,
 //!   replaced atomically ([`state_machine`]).
+//!
+//! After a write fails, openraft stops; the supervisor then [`reopen`]s the log from disk
+//! while the state machine's in-memory state carries over (see [`StateMachineHandle::resume`]).
 
+#[cfg(test)]
+pub mod faults;
 pub mod files;
 pub mod log_files;
 pub mod log_store;
@@ -16,8 +21,8 @@ pub mod state_machine;
 
 use std::path::{Path, PathBuf};
 
-pub use log_store::{LogReader, LogStore, WriterThread};
-pub use state_machine::{SnapshotBuilder, SnapshotFile, StateMachineStore};
+pub use log_store::{LogReader, LogStore, StorageContext, WriterThread};
+pub use state_machine::{SnapshotBuilder, SnapshotFile, StateMachineHandle, StateMachineStore};
 
 use crate::quorum::error::QuorumError;
 
@@ -35,4 +40,20 @@ pub fn open(dir: &Path) -> Result<(LogStore, WriterThread, StateMachineStore), Q
     let (log, writer) = LogStore::open(dir)?;
     let state_machine = StateMachineStore::open(dir)?;
     Ok((log, writer, state_machine))
+}
+
+/// Opens the log in `dir` again after a failure, once `dir` has shown that it takes a new
+/// file and fsyncs it (descriptors and space are back): otherwise Raft would start on it only
+/// to stop again at its first write.
+pub fn reopen(
+    dir: &Path,
+    context: StorageContext,
+) -> Result<(LogStore, WriterThread), QuorumError> {
+    #[cfg(test)]
+    context
+        .faults
+        .check(faults::FaultPoint::Reopen)
+        .map_err(|e| QuorumError::io(dir, e))?;
+    files::probe_writable(dir).map_err(|e| QuorumError::io(dir, e))?;
+    LogStore::open_in(dir, context)
 }

@@ -9,6 +9,14 @@
 //! [`SnapshotBuilder`] holds a copy of the state taken when it was made and may run while the
 //! worker applies more entries. Both write `snapshot.json` through [`SnapshotFiles`], which
 //! keeps only the newest snapshot.
+//!
+//! Lifecycle across Raft restarts: when openraft stops on a storage error it drops the store,
+//! which parks its applied state in the [`StateMachineHandle`]; the supervisor then resumes a
+//! new store from it. The applied state is the committed log applied in order, so it stays
+//! true whatever failed, and carrying it over (rather than reopening the snapshot and applying
+//! the log again) keeps the published image from going back in time. The snapshot files and
+//! the publisher are shared by every store of one node, so watchers of the image never see
+//! their channel close, and an older snapshot never replaces a newer one.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -92,7 +100,65 @@ struct Applied {
 pub struct StateMachineStore {
     applied: Applied,
     snapshots: Arc<SnapshotFiles>,
+    shared: Arc<Shared>,
+}
+
+/// What outlives one store.
+struct Shared {
     publisher: watch::Sender<Arc<MetadataImage>>,
+    /// The applied state of the last store, put here when it was dropped; None while a store
+    /// lives, so that at most one store applies entries at a time.
+    parked: Mutex<Option<Applied>>,
+}
+
+/// Resumes the state machine in a new store once the current one is dropped.
+#[derive(Clone)]
+pub struct StateMachineHandle {
+    snapshots: Arc<SnapshotFiles>,
+    shared: Arc<Shared>,
+}
+
+impl StateMachineHandle {
+    /// A new store with the state of the one dropped last; None while that one still lives
+    /// (openraft's state machine worker is still stopping).
+    pub fn resume(&self) -> Option<StateMachineStore> {
+        let applied = self
+            .shared
+            .parked
+            .lock()
+            .expect("never held across a panic")
+            .take()?;
+        Some(StateMachineStore {
+            applied,
+            snapshots: self.snapshots.clone(),
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// True once the last store was dropped, so that [`StateMachineHandle::resume`] succeeds.
+    pub fn is_parked(&self) -> bool {
+        self.shared
+            .parked
+            .lock()
+            .expect("never held across a panic")
+            .is_some()
+    }
+
+    /// A receiver of every image any store of this state machine publishes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.shared.publisher.subscribe()
+    }
+}
+
+impl Drop for StateMachineStore {
+    fn drop(&mut self) {
+        let mut parked = self
+            .shared
+            .parked
+            .lock()
+            .expect("never held across a panic");
+        *parked = Some(self.applied.clone());
+    }
 }
 
 /// Builds a snapshot of the state at the time it was made.
@@ -145,13 +211,24 @@ impl StateMachineStore {
                 current: Mutex::new(current),
                 counter: AtomicU64::new(0),
             }),
-            publisher,
+            shared: Arc::new(Shared {
+                publisher,
+                parked: Mutex::new(None),
+            }),
         })
     }
 
     /// A receiver of every image this state machine publishes, starting with the current one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.publisher.subscribe()
+        self.shared.publisher.subscribe()
+    }
+
+    /// The handle that resumes this state machine after this store is dropped.
+    pub fn handle(&self) -> StateMachineHandle {
+        StateMachineHandle {
+            snapshots: self.snapshots.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// The image as of the last applied entry.
@@ -160,7 +237,9 @@ impl StateMachineStore {
     }
 
     fn publish(&self) {
-        self.publisher.send_replace(self.applied.image.clone());
+        self.shared
+            .publisher
+            .send_replace(self.applied.image.clone());
     }
 }
 
