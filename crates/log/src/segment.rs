@@ -98,10 +98,19 @@ impl Segment {
             .create_new(true)
             .open(&path)
             .at(&path)?;
-        let mut segment = Segment::with_file(dir, base_offset, suffix, path, file, 0)?;
-        segment.offset_index.reset()?;
-        segment.time_index.reset()?;
-        Ok(segment)
+        let created = Segment::with_file(dir, base_offset, suffix, path.clone(), file, 0).and_then(
+            |mut segment| {
+                segment.offset_index.reset()?;
+                segment.time_index.reset()?;
+                Ok(segment)
+            },
+        );
+        if created.is_err() {
+            // Without its indexes there is no segment: the `.log` file goes too, or the next
+            // attempt (a roll retried once the disk has room again) would find it and fail.
+            let _ = std::fs::remove_file(&path);
+        }
+        created
     }
 
     /// Opens an existing segment's files. Nothing is known about its batches until recovery
