@@ -141,8 +141,8 @@ pub struct TopicRegistry {
     /// Serialises [`TopicRegistry::reconcile`].
     reconciling: Mutex<()>,
     /// After a reconcile that left partitions offline, how long until the next should try
-    /// again; `None` while every partition is open.
-    reopen_after: Mutex<Option<Duration>>,
+    /// again, and since when; `None` while every partition is open.
+    reopen_after: Mutex<Option<(Duration, Instant)>>,
     /// Where this node's partitions send ISR proposals.
     proposals: ProposalSender,
 }
@@ -251,20 +251,24 @@ impl TopicRegistry {
     /// How long until a reconcile should run to open the partitions that are offline, even if
     /// no new image comes; `None` when none is.
     pub fn reopen_after(&self) -> Option<Duration> {
-        *self.reopen_after.lock()
+        let reopen_after = *self.reopen_after.lock();
+        reopen_after.map(|(wait, since)| wait.saturating_sub(since.elapsed()))
     }
 
-    /// Backs the next attempt off after one that left `offline` partitions unopened.
+    /// Backs the next attempt off after one that left `offline` partitions unopened. Only an
+    /// attempt made once the wait was over doubles it: images applied in a row (as at
+    /// start-up) count as one attempt.
     fn schedule_reopen(&self, offline: usize) {
         let mut reopen_after = self.reopen_after.lock();
         let previous = *reopen_after;
-        *reopen_after = (offline > 0).then(|| {
-            previous.map_or(REOPEN_BACKOFF_FIRST, |wait| {
-                (wait * 2).min(REOPEN_BACKOFF_MAX)
-            })
+        *reopen_after = (offline > 0).then(|| match previous {
+            None => (REOPEN_BACKOFF_FIRST, Instant::now()),
+            Some((wait, since)) if since.elapsed() < wait => (wait, since),
+            Some((wait, _)) => ((wait * 2).min(REOPEN_BACKOFF_MAX), Instant::now()),
         });
         match (previous, *reopen_after) {
-            (_, Some(wait)) => {
+            (Some(previous), Some(next)) if previous == next => {}
+            (_, Some((wait, _))) => {
                 tracing::warn!(partitions = offline, retry_in_ms = wait.as_millis() as u64, "partition logs this node hosts cannot be opened; they answer KAFKA_STORAGE_ERROR until they can")
             }
             (Some(_), None) => tracing::info!("every partition log this node hosts is open again"),
@@ -568,7 +572,8 @@ mod tests {
             ErrorCode::KafkaStorageError,
             "an offline replica answers a retriable storage error"
         );
-        assert_eq!(registry.reopen_after(), Some(REOPEN_BACKOFF_FIRST));
+        let wait = |registry: &TopicRegistry| registry.reopen_after.lock().map(|(wait, _)| wait);
+        assert_eq!(wait(&registry), Some(REOPEN_BACKOFF_FIRST));
         registry.delete_orphans();
         assert!(
             stray.exists(),
@@ -576,7 +581,18 @@ mod tests {
         );
 
         registry.reconcile(&config, &image);
-        assert_eq!(registry.reopen_after(), Some(REOPEN_BACKOFF_FIRST * 2));
+        assert_eq!(
+            wait(&registry),
+            Some(REOPEN_BACKOFF_FIRST),
+            "another image applied before the wait is over is the same attempt"
+        );
+        // The wait is over (moved back in time rather than slept through).
+        if let Some((_, since)) = registry.reopen_after.lock().as_mut() {
+            *since -= REOPEN_BACKOFF_FIRST;
+        }
+        assert_eq!(registry.reopen_after(), Some(Duration::ZERO));
+        registry.reconcile(&config, &image);
+        assert_eq!(wait(&registry), Some(REOPEN_BACKOFF_FIRST * 2));
 
         std::fs::remove_file(stray).unwrap();
         registry.reconcile(&config, &image);
