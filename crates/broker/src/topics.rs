@@ -464,7 +464,11 @@ fn write_partition_metadata(path: &Path, topic_id: Uuid) -> anyhow::Result<()> {
         std::fs::rename(&temporary, path)?;
         std::fs::File::open(path.parent().expect("a partition file has a directory"))?.sync_all()
     };
-    write().map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
+    write().map_err(|error| {
+        // Part-written, it would hold on to space a full disk needs back.
+        let _ = std::fs::remove_file(&temporary);
+        anyhow::anyhow!("cannot write {}: {error}", path.display())
+    })
 }
 
 /// The partition `index` of topic `name` if this node leads it, or the Kafka error a client

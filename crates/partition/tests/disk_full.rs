@@ -252,6 +252,42 @@ fn a_roll_that_cannot_create_its_files_is_done_by_the_next_append() {
 }
 
 #[test]
+fn a_roll_whose_index_flush_finds_the_disk_full_is_done_by_the_next_append() {
+    let Some(disk) = SmallDisk::mount("size=1m") else {
+        return;
+    };
+    let dir = disk.path().join("t-0");
+    let config = LogConfig {
+        segment_bytes: 2_000,
+        ..LogConfig::default()
+    };
+    let partition = open(&dir, 1, config.clone());
+    partition.apply_replica_state(state(&[1], 1, 0), Instant::now());
+    partition
+        .append_as_leader(&mut batch(1, 1_500, 0), acks_all())
+        .unwrap();
+
+    // The roll writes the full segment's indexes first; they need a page each.
+    let filler = disk.fill(0);
+    let refused = partition.append_as_leader(&mut batch(1, 1_500, 1), acks_all());
+    assert!(is_storage_error(refused));
+    std::fs::remove_file(filler).unwrap();
+    partition
+        .append_as_leader(&mut batch(1, 1_500, 1), acks_all())
+        .expect("the roll succeeds once there is room");
+    assert_eq!(offsets(&partition), [0, 1]);
+
+    drop(partition);
+    let reopened = open(&dir, 1, config);
+    reopened.apply_replica_state(state(&[1], 1, 1), Instant::now());
+    assert_eq!(
+        offsets(&reopened),
+        [0, 1],
+        "the rolled segment's indexes hold up"
+    );
+}
+
+#[test]
 fn a_new_leader_epoch_that_cannot_be_checkpointed_is_checkpointed_by_the_next_append() {
     let Some(disk) = SmallDisk::mount("size=1m") else {
         return;
