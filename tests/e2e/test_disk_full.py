@@ -36,8 +36,10 @@ from kafka_helpers import (
 from segment_file import build_batch
 
 TMPFS_SIZE = "64m"
-# Placed on the tmpfs first and deleted to free space: a quarter of it.
+# Placed on the tmpfs first and deleted to free space: a quarter of it, then a reserve that is
+# freed later, so that each step that frees space frees a known amount.
 FILLER_BYTES = 16 << 20
+RESERVE_BYTES = 1 << 20
 SEGMENT_BYTES = 1 << 20
 VALUE_BYTES = 10_000
 PAGE_BYTES = 4096
@@ -176,8 +178,9 @@ def test_disk_full_refuses_writes_keeps_serving_and_recovers(tmpfs, tmp_path, st
     b.data_dir = tmpfs
     b.start()
     create_topic(b.bootstrap, TOPIC, config={"segment.bytes": str(SEGMENT_BYTES)})
-    filler = tmpfs / "filler"
+    filler, reserve = tmpfs / "filler", tmpfs / "reserve"
     assert fill(filler, FILLER_BYTES) == FILLER_BYTES
+    assert fill(reserve, RESERVE_BYTES) == RESERVE_BYTES
 
     # Fill the disk with acknowledged records until produces fail.
     writer = Writer(b.bootstrap)
@@ -222,7 +225,7 @@ def test_disk_full_refuses_writes_keeps_serving_and_recovers(tmpfs, tmp_path, st
     assert refused["error_code"] == KAFKA_STORAGE_ERROR, refused
 
     # Writes resume once there is room, without another restart.
-    top_up.unlink()
+    reserve.unlink()
     accepted = raw_produce(b.bootstrap, value_of(-3))
     assert accepted["error_code"] == 0, accepted
     assert read_sequences(b.bootstrap)[-1] == -3
@@ -230,7 +233,8 @@ def test_disk_full_refuses_writes_keeps_serving_and_recovers(tmpfs, tmp_path, st
     # A log that cannot be opened on the full disk (its leader epoch checkpoint is damaged, and
     # writing the one rebuilt from the batches needs a page) is offline: answered
     # KAFKA_STORAGE_ERROR, its data kept, and opened by itself once there is room.
-    fill(top_up)
+    top_up_again = tmpfs / "top-up-again"
+    fill(top_up_again)
     b.kill()
     # Rewritten in place: the page it holds is not freed for the rebuilt one.
     (b.partition_dir(TOPIC, 0) / "leader-epoch-checkpoint").write_bytes(b"damaged\n")
@@ -238,7 +242,7 @@ def test_disk_full_refuses_writes_keeps_serving_and_recovers(tmpfs, tmp_path, st
     refused = raw_produce(b.bootstrap, value_of(-4))
     assert refused["error_code"] == KAFKA_STORAGE_ERROR, refused
     assert "offline" in refused["error_message"], refused
-    top_up.unlink()
+    top_up_again.unlink()
     wait_until(
         lambda: raw_produce(b.bootstrap, value_of(-4))["error_code"] == 0,
         timeout_s=15,
