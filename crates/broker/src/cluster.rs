@@ -155,10 +155,21 @@ where
     }
 }
 
-/// Applies every new image to the topic registry, for as long as the broker runs.
+/// Applies every new image to the topic registry, for as long as the broker runs; while
+/// partitions are offline (their logs could not be opened), applies the current one again
+/// when the registry asks, to retry opening them.
 pub async fn follow_image(broker: Arc<Broker>) {
     let mut images = broker.quorum.watch();
-    while images.changed().await.is_ok() {
+    loop {
+        let reopen_after = broker.topics.reopen_after();
+        tokio::select! {
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(reopen_after.unwrap_or_default()), if reopen_after.is_some() => {}
+        }
         let image = images.borrow_and_update().clone();
         sync_registry(&broker, image).await;
     }

@@ -8,6 +8,13 @@
 //! has. The broker calls it on every new image, and right after its own proposals (so a
 //! CreateTopics answer comes after the logs exist).
 //!
+//! A partition whose log cannot be opened (no descriptors left, a full or failing disk) is
+//! *offline* here: requests for it are answered KAFKA_STORAGE_ERROR, as Kafka answers for a
+//! replica in an offline log directory, its directory is never taken for an orphan, and the
+//! open is tried again on the next reconcile. The task that applies images runs one after
+//! [`TopicRegistry::reopen_after`] even when no image comes, backing off while the opens keep
+//! failing, so the partition comes back by itself once the resource does.
+//!
 //! A partition directory is `<topic>-<index>` with a `partition.metadata` file naming the topic
 //! id, as in Kafka: a directory left by an older topic of the same name is recognised and
 //! deleted rather than adopted.
@@ -18,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use strom_log::Recovery;
@@ -40,28 +47,71 @@ pub struct Topic {
     pub partition_count: i32,
     /// The partitions this node hosts, by ascending index.
     pub partitions: Vec<Arc<Partition>>,
+    /// The partitions this node is a replica of but could not open (see the module docs),
+    /// ascending.
+    offline: Vec<PartitionIndex>,
     pub overrides: BTreeMap<String, String>,
     pub config: TopicConfig,
-    /// For each index of the topic, where its partition is in `partitions` if hosted here: a
-    /// lookup without touching the partitions themselves (a binary search over 1,000 of them
-    /// cost 9% of the broker's CPU under 200 idle long-polling consumers, in cache misses).
-    slots: Vec<Option<u32>>,
+    /// For each index of the topic, where its partition stands here: a lookup without
+    /// touching the partitions themselves (a binary search over 1,000 of them cost 9% of the
+    /// broker's CPU under 200 idle long-polling consumers, in cache misses).
+    slots: Vec<Slot>,
+}
+
+/// Where one partition of a topic stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// This node holds no replica of it.
+    Elsewhere,
+    /// Hosted here, at this position of `partitions`.
+    Hosted(u32),
+    /// A replica here whose log could not be opened.
+    Offline,
 }
 
 impl Topic {
     /// The partition `index`, if this node hosts it.
     pub fn partition(&self, index: PartitionIndex) -> Option<&Arc<Partition>> {
-        let at = *self.slots.get(usize::try_from(index.0).ok()?)?;
-        at.map(|at| &self.partitions[at as usize])
+        match self.slot(index) {
+            Slot::Hosted(at) => Some(&self.partitions[at as usize]),
+            Slot::Elsewhere | Slot::Offline => None,
+        }
+    }
+
+    /// Whether this node is a replica of partition `index` but could not open its log.
+    pub fn is_offline(&self, index: PartitionIndex) -> bool {
+        self.slot(index) == Slot::Offline
+    }
+
+    fn slot(&self, index: PartitionIndex) -> Slot {
+        usize::try_from(index.0)
+            .ok()
+            .and_then(|at| self.slots.get(at).copied())
+            .unwrap_or(Slot::Elsewhere)
+    }
+
+    /// The partitions this node should host, opened or not.
+    fn replica_indexes(&self) -> impl Iterator<Item = PartitionIndex> + '_ {
+        let hosted = self.partitions.iter().map(|partition| partition.index());
+        hosted.chain(self.offline.iter().copied())
     }
 }
 
-/// Where each hosted partition sits in `partitions`, by partition index.
-fn slots(partition_count: i32, partitions: &[Arc<Partition>]) -> Vec<Option<u32>> {
-    let mut slots = vec![None; partition_count.max(0) as usize];
+/// Where each partition stands here, by partition index.
+fn slots(
+    partition_count: i32,
+    partitions: &[Arc<Partition>],
+    offline: &[PartitionIndex],
+) -> Vec<Slot> {
+    let mut slots = vec![Slot::Elsewhere; partition_count.max(0) as usize];
     for (at, partition) in partitions.iter().enumerate() {
         if let Some(slot) = slots.get_mut(partition.index().0 as usize) {
-            *slot = Some(at as u32);
+            *slot = Slot::Hosted(at as u32);
+        }
+    }
+    for index in offline {
+        if let Some(slot) = slots.get_mut(index.0 as usize) {
+            *slot = Slot::Offline;
         }
     }
     slots
@@ -84,6 +134,13 @@ const OPENS_PER_THREAD_MIN: usize = 64;
 /// filesystem (Kafka's `.kafka_cleanshutdown`); removed as the next start begins.
 const CLEAN_SHUTDOWN_FILE: &str = ".strom_cleanshutdown";
 
+/// How long after a reconcile that left partitions offline the next one tries to open them
+/// again: the first wait, doubled after each attempt that still fails, up to the last. A brief
+/// shortage is over within a second; a lasting one (a disk that stays full) costs an attempt,
+/// and a log line, every ten seconds.
+const REOPEN_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// The topics of the current image, with the partitions this node hosts.
 pub struct TopicRegistry {
     data_dir: PathBuf,
@@ -91,6 +148,9 @@ pub struct TopicRegistry {
     topics: RwLock<BTreeMap<TopicName, Arc<Topic>>>,
     /// Serialises [`TopicRegistry::reconcile`].
     reconciling: Mutex<()>,
+    /// After a reconcile that left partitions offline, how long until the next should try
+    /// again, and since when; `None` while every partition is open.
+    reopen_after: Mutex<Option<(Duration, Instant)>>,
     /// Where this node's partitions send ISR proposals.
     proposals: ProposalSender,
     /// How the logs found at start are recovered, until [`TopicRegistry::finish_start`]; a
@@ -137,6 +197,7 @@ impl TopicRegistry {
             node_id: BrokerId(config.node_id),
             topics: RwLock::new(BTreeMap::new()),
             reconciling: Mutex::new(()),
+            reopen_after: Mutex::new(None),
             proposals,
             start_recovery: Mutex::new(Some(recovery)),
         })
@@ -187,7 +248,7 @@ impl TopicRegistry {
     }
 
     /// Makes this node match `image`: see the module docs. A partition whose log cannot be
-    /// opened is left out (logged); the rest of the image still applies.
+    /// opened is offline until a later reconcile opens it; the rest of the image still applies.
     pub fn reconcile(&self, config: &BrokerConfig, image: &MetadataImage) -> Reconciled {
         let _reconciling = self.reconciling.lock();
         let current = self.topics.read().clone();
@@ -215,8 +276,38 @@ impl TopicRegistry {
                 tracing::info!(topic = %name, "deleted topic");
             }
         }
+        let offline: usize = next.values().map(|topic| topic.offline.len()).sum();
         *self.topics.write() = next;
+        self.schedule_reopen(offline);
         reconciled
+    }
+
+    /// How long until a reconcile should run to open the partitions that are offline, even if
+    /// no new image comes; `None` when none is.
+    pub fn reopen_after(&self) -> Option<Duration> {
+        let reopen_after = *self.reopen_after.lock();
+        reopen_after.map(|(wait, since)| wait.saturating_sub(since.elapsed()))
+    }
+
+    /// Backs the next attempt off after one that left `offline` partitions unopened. Only an
+    /// attempt made once the wait was over doubles it: images applied in a row (as at
+    /// start-up) count as one attempt.
+    fn schedule_reopen(&self, offline: usize) {
+        let mut reopen_after = self.reopen_after.lock();
+        let previous = *reopen_after;
+        *reopen_after = (offline > 0).then(|| match previous {
+            None => (REOPEN_BACKOFF_FIRST, Instant::now()),
+            Some((wait, since)) if since.elapsed() < wait => (wait, since),
+            Some((wait, _)) => ((wait * 2).min(REOPEN_BACKOFF_MAX), Instant::now()),
+        });
+        match (previous, *reopen_after) {
+            (Some(previous), Some(next)) if previous == next => {}
+            (_, Some((wait, _))) => {
+                tracing::warn!(partitions = offline, retry_in_ms = wait.as_millis() as u64, "partition logs this node hosts cannot be opened; they answer KAFKA_STORAGE_ERROR until they can")
+            }
+            (Some(_), None) => tracing::info!("every partition log this node hosts is open again"),
+            (None, None) => {}
+        }
     }
 
     fn reconcile_topic(
@@ -237,7 +328,8 @@ impl TopicRegistry {
             .map(|state| PartitionIndex(state.index))
             .filter(|&index| existing.and_then(|topic| topic.partition(index)).is_none())
             .collect();
-        let mut opened = self.open_partitions(&topic_config, name, image.id, &to_open);
+        let mut opened_logs = self.open_partitions(&topic_config, name, image.id, &to_open);
+        let mut offline = Vec::new();
         for state in &image.partitions {
             if !state.replicas.contains(&self.node_id.0) {
                 continue;
@@ -246,10 +338,20 @@ impl TopicRegistry {
             let hosted = existing.and_then(|topic| topic.partition(index));
             let partition = match hosted {
                 Some(partition) => partition.clone(),
-                None => match opened.remove(&index) {
-                    Some(Ok(partition)) => Arc::new(partition),
+                None => match opened_logs.remove(&index) {
+                    Some(Ok(partition)) => {
+                        if existing.is_some_and(|topic| topic.is_offline(index)) {
+                            tracing::info!(topic = %name, partition = %index, "opened a partition log that could not be opened before");
+                        }
+                        Arc::new(partition)
+                    }
                     Some(Err(error)) => {
-                        tracing::error!(topic = %name, partition = %index, %error, "cannot open partition log");
+                        if existing.is_some_and(|topic| topic.is_offline(index)) {
+                            tracing::debug!(topic = %name, partition = %index, %error, "still cannot open partition log");
+                        } else {
+                            tracing::error!(topic = %name, partition = %index, %error, "cannot open partition log; retrying");
+                        }
+                        offline.push(index);
                         continue;
                     }
                     None => continue,
@@ -274,7 +376,8 @@ impl TopicRegistry {
         if let Some(topic) = existing {
             let unchanged = topic.overrides == image.configs
                 && topic.partition_count == image.partitions.len() as i32
-                && topic.partitions.len() == partitions.len();
+                && topic.partitions.len() == partitions.len()
+                && topic.offline == offline;
             if unchanged {
                 return topic.clone();
             }
@@ -291,8 +394,9 @@ impl TopicRegistry {
             name: name.clone(),
             id: image.id,
             partition_count,
-            slots: slots(partition_count, &partitions),
+            slots: slots(partition_count, &partitions, &offline),
             partitions,
+            offline,
             overrides: image.configs.clone(),
             config: topic_config,
         })
@@ -373,8 +477,8 @@ impl TopicRegistry {
     }
 
     fn delete_logs(&self, topic: &Topic) {
-        for partition in &topic.partitions {
-            let dir = partition_dir(&self.data_dir, &topic.name, partition.index());
+        for index in topic.replica_indexes() {
+            let dir = partition_dir(&self.data_dir, &topic.name, index);
             if let Err(error) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), %error, "could not delete partition directory");
             }
@@ -383,16 +487,16 @@ impl TopicRegistry {
 
     /// Deletes partition directories that no topic of the registry owns: left by a topic
     /// deleted while this node was down (or crashed part-way through deleting it). Call after
-    /// reconciling with an image that is up to date.
+    /// reconciling with an image that is up to date. The directory of a partition that is
+    /// offline here is owned too: its log is only waiting to be opened.
     pub fn delete_orphans(&self) {
         let topics = self.topics.read();
         let owned: BTreeSet<PathBuf> = topics
             .values()
             .flat_map(|topic| {
                 topic
-                    .partitions
-                    .iter()
-                    .map(|partition| partition_dir(&self.data_dir, &topic.name, partition.index()))
+                    .replica_indexes()
+                    .map(|index| partition_dir(&self.data_dir, &topic.name, index))
             })
             .collect();
         let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
@@ -480,14 +584,20 @@ fn write_partition_metadata(path: &Path, topic_id: Uuid) -> anyhow::Result<()> {
         )?;
         std::fs::rename(&temporary, path)
     };
-    write().map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
+    write().map_err(|error| {
+        // Part-written, it would hold on to space a full disk needs back.
+        let _ = std::fs::remove_file(&temporary);
+        anyhow::anyhow!("cannot write {}: {error}", path.display())
+    })
 }
 
 /// The partition `index` of topic `name` if this node leads it, or the Kafka error a client
 /// should act on: UNKNOWN_TOPIC_OR_PARTITION if the image has no such partition,
-/// NOT_LEADER_OR_FOLLOWER if another broker leads it (the client refreshes its metadata), and
-/// for a request that names the leader epoch it knows, FENCED_LEADER_EPOCH if that epoch is
-/// older than ours and UNKNOWN_LEADER_EPOCH if newer.
+/// KAFKA_STORAGE_ERROR if this node's replica is offline (its log could not be opened; the
+/// client retries), NOT_LEADER_OR_FOLLOWER if another broker leads it (the client refreshes
+/// its metadata), and for a request that names the leader epoch it knows, FENCED_LEADER_EPOCH
+/// if that epoch is older than ours and UNKNOWN_LEADER_EPOCH if newer. Kafka's
+/// `ReplicaManager.getPartitionOrError` answers the same way.
 pub fn led_partition<'a>(
     image: &MetadataImage,
     name: &str,
@@ -505,6 +615,13 @@ pub fn led_partition<'a>(
             "this server does not host this topic-partition",
         ));
     }
+    if topic.is_some_and(|topic| topic.is_offline(index)) {
+        return Err(BrokerError::new(
+            ErrorCode::KafkaStorageError,
+            "this broker's replica of the partition is offline: its log could not be opened \
+             (see the broker's log); it is opened again once the disk or descriptors allow",
+        ));
+    }
     let partition = topic
         .and_then(|topic| topic.partition(index))
         .ok_or_else(|| {
@@ -520,4 +637,92 @@ pub fn led_partition<'a>(
 /// A leader epoch a request names: Kafka sends -1 for "not given".
 pub fn requested_epoch(epoch: i32) -> Option<LeaderEpoch> {
     (epoch >= 0).then_some(LeaderEpoch(epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use strom_metadata::image::PartitionState;
+
+    use super::*;
+
+    const TOPIC_ID: Uuid = Uuid::from_u64_pair(3, 4);
+
+    /// Topic `t` with two partitions, both led by this node.
+    fn image(node: i32) -> MetadataImage {
+        let partition = |index| PartitionState {
+            index,
+            replicas: vec![node],
+            isr: vec![node],
+            leader: node,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        };
+        let topic = TopicImage {
+            name: "t".to_owned(),
+            id: TOPIC_ID,
+            configs: BTreeMap::new(),
+            partitions: vec![partition(0), partition(1)],
+        };
+        MetadataImage {
+            topics: BTreeMap::from([("t".to_owned(), topic)]),
+            ..MetadataImage::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_that_cannot_be_opened_is_offline_until_a_later_reconcile_opens_it() {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::default();
+        config.data_dir = data.path().to_path_buf();
+        let registry = TopicRegistry::new(&config, crate::isr::proposal_channel().0).unwrap();
+        // Partition 1's log has a segment missing in its middle: it cannot be opened.
+        let dir = data.path().join("t-1");
+        std::fs::create_dir(&dir).unwrap();
+        write_partition_metadata(&dir.join(PARTITION_METADATA), TOPIC_ID).unwrap();
+        let stray = dir.join("00000000000000000005.log");
+        for segment in ["00000000000000000000.log", "00000000000000000005.log"] {
+            std::fs::write(dir.join(segment), b"").unwrap();
+        }
+        let image = image(config.node_id);
+
+        registry.reconcile(&config, &image);
+        let topic = registry.get("t").unwrap();
+        assert!(topic.partition(PartitionIndex(0)).is_some());
+        assert!(topic.is_offline(PartitionIndex(1)));
+        let led =
+            |topic: &Topic, index| led_partition(&image, "t", Some(topic), index, None).map(|_| ());
+        assert_eq!(
+            led(&topic, PartitionIndex(1)).unwrap_err().code,
+            ErrorCode::KafkaStorageError,
+            "an offline replica answers a retriable storage error"
+        );
+        let wait = |registry: &TopicRegistry| registry.reopen_after.lock().map(|(wait, _)| wait);
+        assert_eq!(wait(&registry), Some(REOPEN_BACKOFF_FIRST));
+        registry.delete_orphans();
+        assert!(
+            stray.exists(),
+            "an offline partition's log is not an orphan"
+        );
+
+        registry.reconcile(&config, &image);
+        assert_eq!(
+            wait(&registry),
+            Some(REOPEN_BACKOFF_FIRST),
+            "another image applied before the wait is over is the same attempt"
+        );
+        // The wait is over (moved back in time rather than slept through).
+        if let Some((_, since)) = registry.reopen_after.lock().as_mut() {
+            *since -= REOPEN_BACKOFF_FIRST;
+        }
+        assert_eq!(registry.reopen_after(), Some(Duration::ZERO));
+        registry.reconcile(&config, &image);
+        assert_eq!(wait(&registry), Some(REOPEN_BACKOFF_FIRST * 2));
+
+        std::fs::remove_file(stray).unwrap();
+        registry.reconcile(&config, &image);
+        let topic = registry.get("t").unwrap();
+        assert!(!topic.is_offline(PartitionIndex(1)));
+        assert!(led(&topic, PartitionIndex(1)).is_ok());
+        assert_eq!(registry.reopen_after(), None);
+    }
 }

@@ -46,16 +46,20 @@ impl Log {
         &mut self,
         starts: impl IntoIterator<Item = (i32, Offset)>,
     ) -> Result<(), LogError> {
+        let before = self.epochs.clone();
         let mut changed = false;
         for (epoch, start_offset) in starts {
             if epoch != NO_PARTITION_LEADER_EPOCH {
                 changed |= self.epochs.assign(epoch, start_offset);
             }
         }
-        match changed {
-            true => self.persist_epochs(),
-            false => Ok(()),
+        if !changed {
+            return Ok(());
         }
+        // A checkpoint that cannot be written (a full disk) fails the append, and the cache goes
+        // back to what the checkpoint still says: kept, the new entry would not be written again
+        // by the next append of the same epoch, and the checkpoint would lack it for good.
+        self.persist_epochs().inspect_err(|_| self.epochs = before)
     }
 
     /// After a failed write: drops entries for batches that did not make it into the log. The

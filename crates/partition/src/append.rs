@@ -105,14 +105,13 @@ impl Partition {
         }
         let end_before = store.log.log_end_offset();
         let segment_before = store.log.active_segment_base_offset();
+        // A failed write (a full disk) changes nothing here: the log cut off what reached the
+        // file, and producer state and the high watermark move only after a write succeeds.
         let info = store
             .log
             .append_with_epoch(records, options.log_append_time, leader_epoch.0)
-            .inspect_err(|error| {
-                if error.is_fatal() {
-                    tracing::error!(topic = %self.topic(), partition = %self.index(), %error, "append failed");
-                }
-            })?;
+            .inspect_err(|error| self.write_health.failed(self.id(), error))?;
+        self.write_health.succeeded(self.id());
         assert_eq!(info.base_offset, end_before, "offsets only grow, densely");
         debug_assert_crcs(records);
         if headers.iter().any(|header| header.producer_id >= 0) {

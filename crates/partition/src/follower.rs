@@ -101,16 +101,30 @@ impl Partition {
 
     fn append_fetched(&self, records: &Bytes) -> Result<(), PartitionError> {
         let mut owned = BytesMut::from(&records[..]);
-        {
+        let appended = {
             let mut store = self.store.lock();
-            store.log.append_as_follower(&mut owned)?;
-            for (header, _) in Batches::new(&owned) {
+            let end_before = store.log.log_end_offset();
+            let appended = store.log.append_as_follower(&mut owned);
+            // A fetch spanning segments is written one segment at a time, so a failed write (a
+            // full disk at a roll) may leave the first runs in the log: producer state records
+            // exactly the batches between the old and the new log end.
+            let end_after = store.log.log_end_offset();
+            let written = Batches::new(&owned).filter(|(header, _)| {
+                header.base_offset >= end_before && header.next_offset() <= end_after
+            });
+            for (header, _) in written {
                 store.producers.record(&header);
             }
+            appended
+        };
+        match &appended {
+            Ok(_) => self.write_health.succeeded(self.id()),
+            Err(error) => self.write_health.failed(self.id(), error),
         }
-        crate::append::debug_assert_crcs(&owned);
-        // On disk before the next fetch tells the leader we have it.
+        // On disk before the next fetch tells the leader we have it, whatever part was written.
         self.sync()?;
+        appended?;
+        crate::append::debug_assert_crcs(&owned);
         self.log_end_waiters.wake_all();
         Ok(())
     }

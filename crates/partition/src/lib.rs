@@ -18,6 +18,8 @@
 //! - `producers` and `snapshot`: idempotent producers' sequence state, kept with the log
 //!   (`store`) and snapshotted so a restart does not rescan the log.
 //! - `durability`: group commit, one fsync for every acks=all request waiting.
+//! - `health`: a failed write (a full disk) leaves the partition writable, unlike a failed
+//!   fsync; it is logged once per spell of failures.
 //! - `waiters`: per-partition waiter lists (Kafka's purgatory keyed by partition): a long-poll
 //!   fetch or an acks=all produce is woken only by its own partitions.
 //! - `replica`: the replica state, and the ISR proposals a leader sends up a channel instead
@@ -38,6 +40,7 @@ mod append;
 mod durability;
 mod error;
 mod follower;
+mod health;
 mod leader;
 mod partition;
 mod producers;

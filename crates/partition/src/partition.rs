@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::durability::SyncGate;
 use crate::error::PartitionError;
+use crate::health::WriteHealth;
 use crate::replica::{IsrProposal, ProposalSender, ReplicaState, StateChange};
 use crate::store::Store;
 use crate::waiters::{WaitFor, Waiter, WaiterList};
@@ -43,6 +44,8 @@ pub struct Partition {
     /// Consumers see records below it. -1 until known.
     high_watermark: AtomicI64,
     pub(crate) sync: SyncGate,
+    /// Whether appends are failing for want of storage, for logging.
+    pub(crate) write_health: WriteHealth,
     /// Waiters for records at the log end (followers' fetches).
     pub(crate) log_end_waiters: WaiterList,
     /// Waiters for the high watermark or the replica state to change.
@@ -71,6 +74,7 @@ impl Partition {
             store: Mutex::new(Store::new(log)?),
             high_watermark: AtomicI64::new(-1),
             sync: SyncGate::default(),
+            write_health: WriteHealth::default(),
             log_end_waiters: WaiterList::default(),
             visible_waiters: WaiterList::default(),
             proposals,

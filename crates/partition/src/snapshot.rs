@@ -155,12 +155,20 @@ pub(crate) fn write(
 ) -> std::io::Result<()> {
     let bytes = encode(offset, states);
     let temporary = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(&bytes)?;
-    if durable {
-        file.sync_data()?;
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        if durable {
+            file.sync_data()?;
+        }
+        std::fs::rename(&temporary, path(dir))
+    })();
+    if written.is_err() {
+        // A part-written file would hold on to space a full disk needs back; the next roll or
+        // clean close writes the snapshot again.
+        let _ = std::fs::remove_file(&temporary);
     }
-    std::fs::rename(&temporary, path(dir))?;
+    written?;
     if durable {
         std::fs::File::open(dir)?.sync_all()?;
     }
