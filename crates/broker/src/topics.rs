@@ -184,13 +184,12 @@ impl TopicRegistry {
                 data_dir.display()
             )
         })?;
-        let recovery = match take_clean_shutdown_marker(&data_dir)? {
-            true => Recovery::Clean,
-            false => Recovery::Crash,
-        };
-        tracing::info!(data_dir = %data_dir.display(), ?recovery, "opening partition logs as after a {} shutdown", match recovery {
-            Recovery::Clean => "clean",
-            _ => "possibly unclean",
+        // Every log is checked alike either way (see `strom_log::Recovery`); the marker tells
+        // the operator whether the last shutdown finished its flush.
+        let clean = take_clean_shutdown_marker(&data_dir)?;
+        tracing::info!(data_dir = %data_dir.display(), "opening partition logs as after a {} shutdown", match clean {
+            true => "clean",
+            false => "possibly unclean",
         });
         Ok(TopicRegistry {
             data_dir,
@@ -199,7 +198,7 @@ impl TopicRegistry {
             reconciling: Mutex::new(()),
             reopen_after: Mutex::new(None),
             proposals,
-            start_recovery: Mutex::new(Some(recovery)),
+            start_recovery: Mutex::new(Some(Recovery::Crash)),
         })
     }
 

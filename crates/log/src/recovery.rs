@@ -60,7 +60,7 @@ impl Log {
                 Durability::for_new_directory(),
             ),
             false => {
-                let segments = recover_segments(dir, &base_offsets, &config, pool, recovery)?;
+                let segments = recover_segments(dir, &base_offsets, &config, pool)?;
                 let active = segments
                     .last()
                     .expect("recovery keeps at least one segment");
@@ -97,19 +97,17 @@ impl Log {
     }
 }
 
-/// How far [`Log::open_in`] trusts the files it finds, and who makes what it recovered
-/// durable. The log's durable offset starts at its end, so that must be true before the
-/// log's owner acknowledges anything: a node opening many logs at start uses `Clean` or
-/// `Crash` and then syncs the filesystem once ([`sync_filesystem`]), one call instead of two
-/// fsyncs per log; a log opened alone uses `CrashAndSync`.
+/// Who makes what [`Log::open_in`] recovered durable. Either way the active segment is re-read
+/// in full, every batch's CRC checked, and cut at the first bad one, even after a clean
+/// shutdown: Kafka skips that, but a byte damaged while the node was stopped is caught here,
+/// and with index resets deferred to the next flush the check is cheap. The log's durable
+/// offset starts at its end, so that must be true before the log's owner acknowledges
+/// anything: a node opening many logs at start uses `Crash` and then syncs the filesystem
+/// once ([`sync_filesystem`]), one call instead of two fsyncs per log; a log opened alone
+/// uses `CrashAndSync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
-    /// The node shut down cleanly: every log was closed, the filesystem synced, and then the
-    /// clean-shutdown marker written (Kafka's `.kafka_cleanshutdown`). The active segment is
-    /// checked as cheaply as the inactive ones. Nothing is fsynced.
-    Clean,
-    /// The node may have crashed: the active segment is re-read in full, every batch's CRC
-    /// checked, and cut at the first bad one. Nothing is fsynced.
+    /// Nothing is fsynced: the caller syncs the filesystem before it serves.
     Crash,
     /// As `Crash`, then the active segment and the directory are fsynced before it returns.
     CrashAndSync,
@@ -164,19 +162,14 @@ fn recover_segments(
     base_offsets: &[Offset],
     config: &LogConfig,
     pool: &FilePool,
-    recovery: Recovery,
 ) -> Result<Vec<Segment>, LogError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(base_offsets.len());
     for (at, &base_offset) in base_offsets.iter().enumerate() {
         let mut segment = Segment::open(dir, base_offset, pool)?;
         let is_last = at + 1 == base_offsets.len();
-        let cut_short = match (is_last, recovery) {
-            (true, Recovery::Crash | Recovery::CrashAndSync) => {
-                recover_active(&mut segment, config.index_interval_bytes)?
-            }
-            // Closed cleanly: the active segment's indexes were written at close, so it is
-            // checked like an inactive one (and re-read in full only if that fails).
-            _ => load_inactive(&mut segment, config.index_interval_bytes)?,
+        let cut_short = match is_last {
+            true => recover_active(&mut segment, config.index_interval_bytes)?,
+            false => load_inactive(&mut segment, config.index_interval_bytes)?,
         };
         if let Some(previous) = segments.last() {
             check_dense(previous, &segment)?;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use strom_log::{FilePool, Log, LogConfig, LogError, Recovery};
+use strom_log::{Log, LogConfig, LogError};
 use strom_protocol::batch::{validate, Batches};
 use strom_types::{Offset, TimestampMs};
 use test_support::batch;
@@ -333,33 +333,4 @@ fn a_clean_reopen_keeps_everything_and_is_durable() {
     assert_eq!(read_everything(&log), stored);
     assert_appends_continue_at(&mut log, 60);
     assert_eq!(log.durable_offset(), Offset(60));
-}
-
-#[test]
-fn a_log_closed_cleanly_reopens_as_clean_and_a_lie_about_it_is_still_caught() {
-    let dir = tempfile::tempdir().unwrap();
-    let stored = write_batches(dir.path(), 20);
-    Log::open(dir.path(), config()).unwrap().close().unwrap();
-    let pool = FilePool::new(4);
-    let log = Log::open_in(dir.path(), config(), &pool, Recovery::Clean).unwrap();
-    assert_eq!(read_everything(&log), stored);
-    assert_eq!(log.log_end_offset(), Offset(60));
-    let active = file(dir.path(), log.active_segment_base_offset().0, "log");
-    drop(log);
-
-    // Torn after the clean close (the marker would be gone in life; here it lies): the
-    // header walk from the last index entry finds the tear and the segment is re-read.
-    let length = std::fs::metadata(&active).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&active)
-        .unwrap()
-        .set_len(length - 10)
-        .unwrap();
-    let (log, logs) =
-        capture_logs(|| Log::open_in(dir.path(), config(), &pool, Recovery::Clean).unwrap());
-    assert_eq!(read_everything(&log), stored[..19]);
-    assert_eq!(log.log_end_offset(), Offset(57));
-    assert!(logs.contains("rebuilding the indexes"), "{logs}");
-    strom_log::sync_filesystem(dir.path()).unwrap();
 }
