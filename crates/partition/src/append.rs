@@ -110,8 +110,8 @@ impl Partition {
         let info = store
             .log
             .append_with_epoch(records, options.log_append_time, leader_epoch.0)
-            .inspect_err(|error| self.write_health.failed(self.id(), error))?;
-        self.write_health.succeeded(self.id());
+            .inspect_err(|error| self.write_health.failed(self.topic(), self.index(), error))?;
+        self.write_health.succeeded(self.topic(), self.index());
         assert_eq!(info.base_offset, end_before, "offsets only grow, densely");
         debug_assert_crcs(records);
         if headers.iter().any(|header| header.producer_id >= 0) {

@@ -118,8 +118,8 @@ impl Partition {
             appended
         };
         match &appended {
-            Ok(_) => self.write_health.succeeded(self.id()),
-            Err(error) => self.write_health.failed(self.id(), error),
+            Ok(_) => self.write_health.succeeded(self.topic(), self.index()),
+            Err(error) => self.write_health.failed(self.topic(), self.index(), error),
         }
         // On disk before the next fetch tells the leader we have it, whatever part was written.
         self.sync()?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use strom_log::LogError;
 
-use crate::partition::PartitionId;
+use strom_types::{PartitionIndex, TopicName};
 
 /// See the module docs. Touched by whoever appends (under the store lock, though it does not
 /// rely on it); costs one atomic load per successful append.
@@ -23,21 +23,21 @@ pub(crate) struct WriteHealth {
 
 impl WriteHealth {
     /// Notes a failed write; logs it if it starts a spell of failures.
-    pub(crate) fn failed(&self, id: &PartitionId, error: &LogError) {
+    pub(crate) fn failed(&self, topic: &TopicName, index: PartitionIndex, error: &LogError) {
         if !error.is_fatal() {
             return;
         }
         if self.failing.swap(true, Ordering::AcqRel) {
-            tracing::debug!(topic = %id.topic, partition = %id.index, %error, "append failed again");
+            tracing::debug!(topic = %topic, partition = %index, %error, "append failed again");
         } else {
-            tracing::error!(topic = %id.topic, partition = %id.index, %error, "append failed; the partition takes writes again once the disk has room (further failures are not logged)");
+            tracing::error!(topic = %topic, partition = %index, %error, "append failed; the partition takes writes again once the disk has room (further failures are not logged)");
         }
     }
 
     /// Notes a successful write; logs the end of a spell of failures.
-    pub(crate) fn succeeded(&self, id: &PartitionId) {
+    pub(crate) fn succeeded(&self, topic: &TopicName, index: PartitionIndex) {
         if self.failing.load(Ordering::Acquire) && self.failing.swap(false, Ordering::AcqRel) {
-            tracing::info!(topic = %id.topic, partition = %id.index, "appends succeed again");
+            tracing::info!(topic = %topic, partition = %index, "appends succeed again");
         }
     }
 }
