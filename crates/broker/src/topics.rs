@@ -411,26 +411,8 @@ impl TopicRegistry {
         indexes: &[PartitionIndex],
     ) -> HashMap<PartitionIndex, anyhow::Result<Partition>> {
         let open =
-            |index: PartitionIndex| (index, self.open_partition(config, name, topic_id, index));
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, OPENING_THREADS_MAX);
-        if indexes.len() < OPENS_PER_THREAD_MIN * 2 || threads == 1 {
-            return indexes.iter().map(|&index| open(index)).collect();
-        }
-        let chunk = indexes.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = indexes
-                .chunks(chunk)
-                .map(|chunk| {
-                    scope.spawn(move || chunk.iter().map(|&index| open(index)).collect::<Vec<_>>())
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| worker.join().expect("opening a partition does not panic"))
-                .collect()
-        })
+            |&index: &PartitionIndex| (index, self.open_partition(config, name, topic_id, index));
+        in_parallel(indexes, open).into_iter().collect()
     }
 
     /// Opens (recovering, or creating) one partition, first deleting a directory that belongs
@@ -518,13 +500,16 @@ impl TopicRegistry {
     /// on graceful shutdown. Any failure leaves the marker out: the next start recovers fully.
     pub fn close(&self) {
         let started = Instant::now();
-        let mut clean = true;
-        for partition in self.partitions() {
-            if let Err(error) = partition.close_unsynced() {
+        let close = |partition: &Arc<Partition>| match partition.close_unsynced() {
+            Ok(()) => true,
+            Err(error) => {
                 tracing::error!(topic = %partition.topic(), partition = %partition.index(), %error, "flush on shutdown failed");
-                clean = false;
+                false
             }
-        }
+        };
+        let mut clean = in_parallel(&self.partitions(), close)
+            .into_iter()
+            .all(|closed| closed);
         if let Err(error) = strom_log::sync_filesystem(&self.data_dir) {
             tracing::error!(%error, "syncing the data directory on shutdown failed");
             clean = false;
@@ -540,6 +525,34 @@ impl TopicRegistry {
             "closed partition logs"
         );
     }
+}
+
+/// `work` applied to every item, on up to [`OPENING_THREADS_MAX`] threads when there are many:
+/// opening and closing partitions read and write a few small files each, so a start, a large
+/// CreateTopics or a shutdown waits on the disk less this way. Results are in `items`' order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, OPENING_THREADS_MAX);
+    if items.len() < OPENS_PER_THREAD_MIN * 2 || threads == 1 {
+        return items.iter().map(&work).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(work).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .expect("opening or closing a partition does not panic")
+            })
+            .collect()
+    })
 }
 
 /// Whether the last shutdown was clean, removing the marker (durably, before any log is

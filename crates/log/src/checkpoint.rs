@@ -65,6 +65,20 @@ pub(crate) fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     files::sync_path(dir)
 }
 
+/// [`replace_file`] without the fsyncs: a crash keeps the old file or the new one (the rename is
+/// atomic), but which one survives a power cut is up to the filesystem. Only for files whose
+/// loss recovery repairs from the log itself.
+pub(crate) fn replace_file_unsynced(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<(), LogError> {
+    let path = dir.join(name);
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents).at(&temporary)?;
+    std::fs::rename(&temporary, &path).at(&path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,16 @@
 //! checkpoint in step with appends, truncation, retention and recovery.
 //!
 //! The invariant: every entry starts at the base offset of a stored batch carrying that epoch
-//! (or at the log start, after retention), below the log end. Appends write the checkpoint
-//! *before* the batches, so a crash can leave an entry past the log end but never a stored batch
-//! whose epoch the checkpoint lacks; recovery removes entries at or past the log end and below
-//! the log start. Full truncation deletes the checkpoint first, so a crash part-way makes
-//! recovery rebuild the cache from the batches that are left.
+//! (or at the log start, after retention), below the log end. Appends replace the checkpoint
+//! *before* the batches are written but without an fsync (Kafka's KAFKA-15046): the first
+//! record of a new epoch would otherwise cost two fsyncs, and the first record to each of
+//! 20,000 new partitions 40,000. A crash may therefore lose entries for batches of the active
+//! segment, so recovery re-reads the active segment's batch headers and assigns their epochs;
+//! every older segment's epochs are durable because the checkpoint is fsynced before a roll.
+//! A crash can also leave an entry past the log end; recovery removes entries at or past the
+//! log end and below the log start. Truncation and retention write the checkpoint durably. Full
+//! truncation deletes the checkpoint first, so a crash part-way makes recovery rebuild the
+//! cache from the batches that are left.
 
 use std::ops::ControlFlow;
 
@@ -59,7 +64,17 @@ impl Log {
         // A checkpoint that cannot be written (a full disk) fails the append, and the cache goes
         // back to what the checkpoint still says: kept, the new entry would not be written again
         // by the next append of the same epoch, and the checkpoint would lack it for good.
-        self.persist_epochs().inspect_err(|_| self.epochs = before)
+        self.persist_epochs_unsynced()
+            .inspect_err(|_| self.epochs = before)
+    }
+
+    /// Before a roll: makes the checkpoint durable if an append replaced it without an fsync,
+    /// since recovery re-reads only the active segment's epochs.
+    pub(crate) fn sync_epochs_before_roll(&mut self) -> Result<(), LogError> {
+        match self.epochs_unsynced {
+            true => self.persist_epochs(),
+            false => Ok(()),
+        }
     }
 
     /// After a failed write: drops entries for batches that did not make it into the log. The
@@ -67,7 +82,7 @@ impl Log {
     /// recovery drops those entries on the next open.
     pub(crate) fn forget_epochs_past_log_end(&mut self) {
         if self.epochs.truncate_from_end(self.log_end_offset()) {
-            if let Err(error) = self.persist_epochs() {
+            if let Err(error) = self.persist_epochs_unsynced() {
                 tracing::warn!(dir = %self.dir.display(), %error, "cannot rewrite the leader epoch checkpoint after a failed append");
             }
         }
@@ -97,18 +112,39 @@ impl Log {
         Ok(())
     }
 
-    pub(crate) fn persist_epochs(&self) -> Result<(), LogError> {
+    /// Replaces the checkpoint durably.
+    pub(crate) fn persist_epochs(&mut self) -> Result<(), LogError> {
         tracing::debug!(dir = %self.dir.display(), entries = ?self.epochs.entries(), "writing the leader epoch checkpoint");
-        epoch_checkpoint::write(&self.dir, self.epochs.entries())
+        epoch_checkpoint::write(&self.dir, self.epochs.entries())?;
+        self.epochs_unsynced = false;
+        Ok(())
     }
 
-    /// Loads the cache on open: from the checkpoint, or rebuilt from the batch headers of every
-    /// segment when it is missing or unreadable; then cut to the recovered log's bounds and
-    /// written back if anything changed.
+    /// Replaces the checkpoint, leaving it to the operating system to write out (see the
+    /// module docs).
+    fn persist_epochs_unsynced(&mut self) -> Result<(), LogError> {
+        tracing::debug!(dir = %self.dir.display(), entries = ?self.epochs.entries(), "writing the leader epoch checkpoint (no fsync)");
+        epoch_checkpoint::write_unsynced(&self.dir, self.epochs.entries())?;
+        self.epochs_unsynced = true;
+        Ok(())
+    }
+
+    /// Loads the cache on open: from the checkpoint plus the epochs of the active segment's
+    /// batches (an append may have replaced the checkpoint without an fsync), or rebuilt from
+    /// the batch headers of every segment when it is missing or unreadable; then cut to the
+    /// recovered log's bounds and written back (without an fsync) if anything changed.
     pub(crate) fn recover_epochs(&mut self) -> Result<(), LogError> {
         let stored = epoch_checkpoint::read(&self.dir)?;
         let mut cache = match &stored {
-            Some(entries) => EpochCache::from_entries(entries.iter().copied()),
+            Some(entries) => {
+                let mut cache = EpochCache::from_entries(entries.iter().copied());
+                // Entries past the log end go first: an epoch at or below the latest entry
+                // would not be assigned.
+                cache.truncate_from_end(self.log_end_offset());
+                let active = self.segments.last().expect("a log has an active segment");
+                assign_segment_epochs(active, &mut cache, Epochs::NewerOnly)?;
+                cache
+            }
             None => self.rebuild_epochs()?,
         };
         cache.truncate_from_end(self.log_end_offset());
@@ -120,7 +156,7 @@ impl Log {
         };
         self.epochs = cache;
         match changed {
-            true => self.persist_epochs(),
+            true => self.persist_epochs_unsynced(),
             false => Ok(()),
         }
     }
@@ -128,7 +164,7 @@ impl Log {
     fn rebuild_epochs(&self) -> Result<EpochCache, LogError> {
         let mut cache = EpochCache::default();
         for segment in &self.segments {
-            assign_segment_epochs(segment, &mut cache)?;
+            assign_segment_epochs(segment, &mut cache, Epochs::All)?;
         }
         if cache.entries().is_empty() {
             // A new or epoch-less log: nothing worth reporting.
@@ -140,8 +176,22 @@ impl Log {
     }
 }
 
-/// Assigns the epoch of every batch in `segment` (headers only), in offset order.
-fn assign_segment_epochs(segment: &Segment, cache: &mut EpochCache) -> Result<(), LogError> {
+/// Which batches' epochs [`assign_segment_epochs`] records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Epochs {
+    /// Every batch's: rebuilding the cache from nothing.
+    All,
+    /// Only epochs above the cache's latest: completing a checkpoint that may lack the newest
+    /// entries. Older epochs are already in it, and assigning one would drop the newer entries.
+    NewerOnly,
+}
+
+/// Assigns the epochs of the batches in `segment` (headers only), in offset order.
+fn assign_segment_epochs(
+    segment: &Segment,
+    cache: &mut EpochCache,
+    which: Epochs,
+) -> Result<(), LogError> {
     let start = WalkStart {
         position: 0,
         next_offset: segment.base_offset,
@@ -152,8 +202,15 @@ fn assign_segment_epochs(segment: &Segment, cache: &mut EpochCache) -> Result<()
         start,
         Check::Headers,
         |header, _| {
-            if header.partition_leader_epoch >= 0 {
-                cache.assign(header.partition_leader_epoch, header.base_offset);
+            let epoch = header.partition_leader_epoch;
+            let wanted = match which {
+                Epochs::All => epoch >= 0,
+                Epochs::NewerOnly => {
+                    cache.latest_epoch().is_none_or(|latest| epoch > latest) && epoch >= 0
+                }
+            };
+            if wanted {
+                cache.assign(epoch, header.base_offset);
             }
             ControlFlow::Continue(())
         },
@@ -429,5 +486,39 @@ mod tests {
             (log.log_end_offset(), entries(&log)),
             (Offset(9), vec![(1, 0), (4, 6)])
         );
+    }
+
+    #[test]
+    fn open_restores_epochs_of_the_active_segment_that_an_unsynced_checkpoint_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_batch = batch(0, 3, 1_000, 100).len() as u64;
+        let config = LogConfig {
+            segment_bytes: 2 * one_batch,
+            ..LogConfig::default()
+        };
+        // Epoch 1 fills the first segment; epoch 4 starts the second, so the roll in between
+        // made the checkpoint "1 0" durable and the append of epoch 4 replaced it unsynced.
+        let mut log = log_with_epochs(dir.path(), config.clone());
+        assert_eq!(log.segment_count(), 2);
+        assert!(log.epochs_unsynced);
+        drop(log);
+        // A power cut kept the checkpoint as it was at the roll.
+        let checkpoint = dir.path().join(EPOCH_CHECKPOINT_FILE);
+        std::fs::write(&checkpoint, "0\n1\n1 0\n").unwrap();
+        log = Log::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(entries(&log), [(1, 0), (4, 6)]);
+        assert_eq!(checkpoint_text(&log), "0\n2\n1 0\n4 6\n");
+        // An intact checkpoint is left alone: the active segment's older epochs change nothing.
+        drop(log);
+        log = Log::open(dir.path(), config).unwrap();
+        assert!(!log.epochs_unsynced, "nothing to rewrite");
+        assert_eq!(entries(&log), [(1, 0), (4, 6)]);
+        // A roll makes an unsynced checkpoint durable first.
+        log.append_with_epoch(&mut batch(0, 3, 1_000, 100), None, 6)
+            .unwrap();
+        assert!(log.epochs_unsynced);
+        assert!(log.roll_active().unwrap());
+        assert!(!log.epochs_unsynced);
+        assert_eq!(checkpoint_text(&log), "0\n3\n1 0\n4 6\n6 12\n");
     }
 }

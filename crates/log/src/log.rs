@@ -42,6 +42,9 @@ pub struct Log {
     /// Which leader epoch started where, mirrored in `leader-epoch-checkpoint` (see
     /// `leader_epoch`). Every entry starts below the log end and at or after the log start.
     pub(crate) epochs: EpochCache,
+    /// The checkpoint was last replaced without an fsync: it must be made durable before the
+    /// active segment rolls, since recovery re-reads the epochs of the active segment only.
+    pub(crate) epochs_unsynced: bool,
 }
 
 /// What an append stored.
@@ -246,6 +249,7 @@ impl Log {
 
     /// Makes a new, empty segment at the log end the active one.
     pub(crate) fn roll(&mut self) -> Result<(), LogError> {
+        self.sync_epochs_before_roll()?;
         let next_offset = self.log_end_offset();
         let old = self.active_mut();
         old.deactivate()?;

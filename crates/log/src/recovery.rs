@@ -89,6 +89,7 @@ impl Log {
             first_dirty_offset,
             durability,
             epochs: EpochCache::default(),
+            epochs_unsynced: false,
         };
         // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
         log.lower_first_dirty_offset(log_end_offset)?;

@@ -18,34 +18,45 @@ pub(crate) struct Store {
     pub(crate) log: Log,
     pub(crate) producers: ProducerStates,
     pub(crate) progress: FollowerProgress,
+    /// The log end offset the producer snapshot on disk was taken at, if there is one that
+    /// matches the log: a shutdown with nothing appended since writes no new one.
+    snapshot_offset: Option<Offset>,
 }
 
 impl Store {
     /// A store over a just-opened log, with producer state loaded from the snapshot (or
     /// rebuilt; see `snapshot`).
     pub(crate) fn new(log: Log) -> Result<Store, LogError> {
-        let producers = load_producers(&log)?;
+        let (producers, snapshot_offset) = load_producers(&log)?;
         Ok(Store {
             log,
             producers,
             progress: FollowerProgress::default(),
+            snapshot_offset,
         })
     }
 
     /// Rebuilds producer state after the log lost its tail.
     pub(crate) fn rebuild_producers(&mut self) -> Result<(), LogError> {
-        self.producers = load_producers(&self.log)?;
+        (self.producers, self.snapshot_offset) = load_producers(&self.log)?;
         Ok(())
     }
 
     /// Writes the producer state as of the log end (see `snapshot` for when).
-    pub(crate) fn snapshot_producers(&self, durable: bool) -> std::io::Result<()> {
-        snapshot::write(
-            self.log.dir(),
-            self.log.log_end_offset(),
-            &self.producers,
-            durable,
-        )
+    pub(crate) fn snapshot_producers(&mut self, durable: bool) -> std::io::Result<()> {
+        let offset = self.log.log_end_offset();
+        snapshot::write(self.log.dir(), offset, &self.producers, durable)?;
+        self.snapshot_offset = Some(offset);
+        Ok(())
+    }
+
+    /// [`Store::snapshot_producers`] unless the snapshot on disk was taken at the log end
+    /// already (nothing was appended since it was written or loaded).
+    pub(crate) fn snapshot_producers_if_behind(&mut self, durable: bool) -> std::io::Result<()> {
+        match self.snapshot_offset == Some(self.log.log_end_offset()) {
+            true => Ok(()),
+            false => self.snapshot_producers(durable),
+        }
     }
 
     /// Truncates the log to `offset`, deleting a producer snapshot that lies above it first,
@@ -53,6 +64,7 @@ impl Store {
     pub(crate) fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
         if offset < self.log.log_end_offset() {
             delete_snapshot(&self.log);
+            self.snapshot_offset = None;
         }
         self.log.truncate_to(offset)?;
         self.rebuild_producers()
@@ -61,6 +73,7 @@ impl Store {
     /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
     pub(crate) fn restart_at(&mut self, offset: Offset) -> Result<(), LogError> {
         delete_snapshot(&self.log);
+        self.snapshot_offset = None;
         self.log.truncate_fully_and_start_at(offset)?;
         self.producers = ProducerStates::default();
         Ok(())
@@ -83,24 +96,27 @@ fn delete_snapshot(log: &Log) {
 /// describes batches that are gone, and once appends carry the log end past its offset again
 /// it would look usable to the next open after a crash, which would then answer retries of the
 /// lost batches as duplicates at offsets holding other records.
-fn load_producers(log: &Log) -> Result<ProducerStates, LogError> {
+///
+/// Also returns the offset of the snapshot used, if one was.
+fn load_producers(log: &Log) -> Result<(ProducerStates, Option<Offset>), LogError> {
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let (mut states, from) = match snapshot::read(log.dir()) {
-        Ok(Some((offset, states))) if offset >= start && offset <= end => (states, offset),
+    let (mut states, used) = match snapshot::read(log.dir()) {
+        Ok(Some((offset, states))) if offset >= start && offset <= end => (states, Some(offset)),
         Ok(Some((offset, _))) => {
             tracing::info!(dir = %log.dir().display(), %offset, %start, %end, "deleting the producer state snapshot, outside the log; rebuilding");
             delete_snapshot(log);
-            (ProducerStates::default(), log.active_segment_base_offset())
+            (ProducerStates::default(), None)
         }
-        Ok(None) => (ProducerStates::default(), log.active_segment_base_offset()),
+        Ok(None) => (ProducerStates::default(), None),
         Err(error) => {
             tracing::warn!(dir = %log.dir().display(), %error, "ignoring the producer state snapshot; rebuilding");
             delete_snapshot(log);
-            (ProducerStates::default(), log.active_segment_base_offset())
+            (ProducerStates::default(), None)
         }
     };
+    let from = used.unwrap_or_else(|| log.active_segment_base_offset());
     scan_producers(log, from.max(start), &mut states)?;
-    Ok(states)
+    Ok((states, used))
 }
 
 /// Records into `states` every batch from `from` to the log end.

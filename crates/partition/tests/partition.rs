@@ -478,3 +478,47 @@ fn a_snapshot_beyond_a_torn_tail_is_never_used() {
     );
     assert_eq!(p.log_end_offset(), Offset(12));
 }
+
+/// A shutdown writes the producer snapshot only when something was appended since the one on
+/// disk was written or loaded: at 20,000 partitions rewriting them all cost seconds.
+#[test]
+fn a_shutdown_rewrites_the_producer_snapshot_only_when_the_log_moved() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("producer-state.snapshot");
+    // Replacing the file renames a new one into place: a new inode.
+    let inode = || std::fs::metadata(&snapshot).unwrap().ino();
+    let p = open(dir.path(), LEADER, LogConfig::default());
+    p.apply_replica_state(state(&[1], 1, 0), Instant::now());
+    p.append_as_leader(&mut batch(3, Some((9, 0, 0))), options(Acks::Leader, 1))
+        .unwrap();
+    p.close_unsynced().unwrap();
+    let first = inode();
+    p.close_unsynced().unwrap();
+    assert_eq!(inode(), first, "nothing appended: the snapshot is current");
+    drop(p);
+    let p = open(dir.path(), LEADER, LogConfig::default());
+    p.close_unsynced().unwrap();
+    assert_eq!(
+        inode(),
+        first,
+        "a loaded snapshot at the log end is current too"
+    );
+    p.apply_replica_state(state(&[1], 1, 1), Instant::now());
+    p.append_as_leader(&mut batch(3, Some((9, 0, 3))), options(Acks::Leader, 1))
+        .unwrap();
+    p.close_unsynced().unwrap();
+    assert_ne!(inode(), first, "an append makes the snapshot stale");
+    drop(p);
+    let p = open(dir.path(), LEADER, LogConfig::default());
+    p.apply_replica_state(state(&[1], 1, 2), Instant::now());
+    let duplicate = p
+        .append_as_leader(&mut batch(3, Some((9, 0, 3))), options(Acks::Leader, 1))
+        .unwrap();
+    assert_eq!(
+        duplicate.base_offset,
+        Offset(3),
+        "the snapshot knew the retried batch"
+    );
+    assert_eq!(p.log_end_offset(), Offset(6));
+}
