@@ -184,11 +184,16 @@ async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
             // Offsets partitions this node now leads: load what the previous leader committed.
             syncing.groups.follow_leadership();
         }
+        reconciled
     });
-    if let Err(error) = reconciled.await {
-        tracing::error!(%error, "reconciling the topic registry panicked");
+    match reconciled.await {
+        Ok(reconciled) if !reconciled.topics_changed => {}
+        Ok(_) => broker.fetchers.update(broker),
+        Err(error) => {
+            tracing::error!(%error, "reconciling the topic registry panicked");
+            broker.fetchers.update(broker);
+        }
     }
-    broker.fetchers.update(broker);
 }
 
 /// Proposes `command` and, once it is applied here, brings the registry up to date.

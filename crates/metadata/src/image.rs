@@ -7,6 +7,7 @@
 //! -1) until an in-sync replica returns, unless the topic enables unclean election.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use strom_types::ErrorCode;
@@ -59,8 +60,9 @@ impl TopicImage {
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
-    /// By topic name.
-    pub topics: BTreeMap<String, TopicImage>,
+    /// By topic name. Shared between images: applying a command copies only the topic it
+    /// changes, and a broker applying a new image skips every topic that is the same `Arc`.
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub next_producer_id: i64,
 }
 
@@ -69,7 +71,7 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
 }
 
 impl MetadataImage {
-    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicImage> {
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicImage>> {
         self.topics.values().find(|t| t.id == id)
     }
 
@@ -164,7 +166,8 @@ impl MetadataImage {
             MetadataCommand::AlterTopicConfigs { id, configs } => {
                 match self.topic_name_by_id(*id) {
                     Some(name) => {
-                        self.topics.get_mut(&name).expect("found by id").configs = configs.clone();
+                        Arc::make_mut(self.topics.get_mut(&name).expect("found by id")).configs =
+                            configs.clone();
                         CommandResult::Done
                     }
                     None => refuse(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
@@ -205,6 +208,10 @@ impl MetadataImage {
             .map(|b| b.id)
             .collect();
         for topic in self.topics.values_mut() {
+            if !topic.partitions.iter().any(|p| p.replicas.contains(&id)) {
+                continue;
+            }
+            let topic = Arc::make_mut(topic);
             let unclean = topic.unclean_election();
             for partition in &mut topic.partitions {
                 if !partition.replicas.contains(&id) {
@@ -251,9 +258,13 @@ impl MetadataImage {
 
     /// Brings partitions that were offline back with `id` as leader where it is in the ISR.
     fn elect_offline_with(&mut self, id: i32) {
+        let offline_with = |p: &PartitionState| p.leader == NO_LEADER && p.isr.contains(&id);
         for topic in self.topics.values_mut() {
-            for partition in &mut topic.partitions {
-                if partition.leader == NO_LEADER && partition.isr.contains(&id) {
+            if !topic.partitions.iter().any(offline_with) {
+                continue;
+            }
+            for partition in &mut Arc::make_mut(topic).partitions {
+                if offline_with(partition) {
                     partition.leader = id;
                     partition.leader_epoch += 1;
                     partition.partition_epoch += 1;
@@ -363,12 +374,12 @@ impl MetadataImage {
             .collect();
         self.topics.insert(
             name.to_owned(),
-            TopicImage {
+            Arc::new(TopicImage {
                 name: name.to_owned(),
                 id,
                 configs: configs.clone(),
                 partitions,
-            },
+            }),
         );
         CommandResult::TopicCreated { id }
     }
@@ -435,9 +446,7 @@ impl MetadataImage {
             .enumerate()
             .map(|(i, replicas)| self.new_partition(current + i as i32, replicas))
             .collect();
-        self.topics
-            .get_mut(&name)
-            .expect("exists")
+        Arc::make_mut(self.topics.get_mut(&name).expect("exists"))
             .partitions
             .extend(added);
         CommandResult::Done
@@ -463,10 +472,7 @@ impl MetadataImage {
             .filter(|b| !b.fenced)
             .map(|b| b.id)
             .collect();
-        let Some(partition) = self
-            .topics
-            .get_mut(&name)
-            .expect("exists")
+        let Some(partition) = Arc::make_mut(self.topics.get_mut(&name).expect("exists"))
             .partitions
             .get_mut(index as usize)
         else {
