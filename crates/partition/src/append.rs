@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use strom_protocol::batch::{BatchHeader, Batches};
-use strom_types::{ErrorCode, LeaderEpoch, Offset, TimestampMs};
+use strom_protocol::control::{encode_marker, Marker};
+use strom_types::{ErrorCode, LeaderEpoch, Offset, ProducerEpoch, ProducerId, TimestampMs};
 
 use crate::error::PartitionError;
 use crate::partition::{check_leader, Partition};
@@ -115,9 +116,8 @@ impl Partition {
         assert_eq!(info.base_offset, end_before, "offsets only grow, densely");
         debug_assert_crcs(records);
         if headers.iter().any(|header| header.producer_id >= 0) {
-            for (header, _) in Batches::new(records) {
-                store.producers.record(&header);
-            }
+            let high_watermark = self.high_watermark();
+            store.record_batches(records, high_watermark);
         }
         if store.log.active_segment_base_offset() != segment_before {
             // A roll: snapshot producer state so a restart reads only the new segment.
@@ -139,6 +139,35 @@ impl Partition {
             log_start_offset,
             ack: ack(info.last_offset.plus(1)),
         })
+    }
+
+    /// Writes a transaction marker (WriteTxnMarkers from the transaction coordinator) for
+    /// `producer_id` at `producer_epoch`, ending its transaction here: through the leader's
+    /// append path, so it is replicated, acknowledged and fsynced like any batch. A marker with
+    /// an epoch older than the producer's is refused with INVALID_PRODUCER_EPOCH.
+    pub fn append_marker(
+        &self,
+        producer_id: ProducerId,
+        producer_epoch: ProducerEpoch,
+        marker: Marker,
+        now: TimestampMs,
+        options: AppendOptions,
+    ) -> Result<LeaderAppend, PartitionError> {
+        let mut batch = encode_marker(producer_id.0, producer_epoch.0, marker, now);
+        self.append_as_leader(&mut batch, options)
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction not yet ended and replicated here, if lower. read_committed consumers read
+    /// up to it.
+    pub fn last_stable_offset(&self) -> Offset {
+        let store = self.store.lock();
+        store.transactions.last_stable_offset(self.high_watermark())
+    }
+
+    /// The aborted transactions with records in `from..to`, for a read_committed fetch.
+    pub fn aborted_transactions(&self, from: Offset, to: Offset) -> Vec<crate::AbortedTxn> {
+        self.store.lock().transactions.aborted_between(from, to)
     }
 
     /// Where the acknowledgement of an append stands now.
@@ -226,11 +255,16 @@ fn check_sequences(
         message: message.to_owned(),
     };
     for header in headers.iter().filter(|header| header.producer_id >= 0) {
-        if header.is_transactional() {
-            return Err(refuse(
-                ErrorCode::InvalidRecord,
-                "transactional batches are not supported yet",
-            ));
+        if header.is_control() {
+            // A transaction marker (clients' control batches are refused by the produce
+            // handler): only a zombie coordinator's older epoch is refused.
+            producers
+                .check_marker(
+                    ProducerId(header.producer_id),
+                    ProducerEpoch(header.producer_epoch),
+                )
+                .map_err(|(code, message)| PartitionError::Producer { code, message })?;
+            continue;
         }
         match producers.check(header) {
             SequenceCheck::Append => {}

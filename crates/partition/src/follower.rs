@@ -109,11 +109,15 @@ impl Partition {
             // full disk at a roll) may leave the first runs in the log: producer state records
             // exactly the batches between the old and the new log end.
             let end_after = store.log.log_end_offset();
-            let written = Batches::new(&owned).filter(|(header, _)| {
-                header.base_offset >= end_before && header.next_offset() <= end_after
-            });
-            for (header, _) in written {
-                store.producers.record(&header);
+            let written = Batches::new(&owned)
+                .filter(|(header, _)| {
+                    header.base_offset >= end_before && header.next_offset() <= end_after
+                })
+                .map(|(_, range)| range)
+                .reduce(|first, last| first.start..last.end);
+            if let Some(written) = written {
+                let high_watermark = self.high_watermark();
+                store.record_batches(&owned[written], high_watermark);
             }
             appended
         };

@@ -15,8 +15,10 @@
 //!   behind it (Kafka's rules for caught-up and lagging followers).
 //! - `follower`: where this broker fetches from when it follows, and applying the leader's
 //!   answer ([`Partition::apply_fetched`]): truncation, append, fsync, high watermark.
-//! - `producers` and `snapshot`: idempotent producers' sequence state, kept with the log
-//!   (`store`) and snapshotted so a restart does not rescan the log.
+//! - `producers` and `snapshot`: idempotent and transactional producers' state, kept with the
+//!   log (`store`) and snapshotted so a restart does not rescan the log.
+//! - `transactions`: the last stable offset and the aborted transactions, from the producers'
+//!   transaction events ([`Partition::last_stable_offset`], [`Partition::append_marker`]).
 //! - `durability`: group commit, one fsync for every acks=all request waiting.
 //! - `health`: a failed write (a full disk) leaves the partition writable, unlike a failed
 //!   fsync; it is logged once per spell of failures.
@@ -51,6 +53,7 @@ mod snapshot;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod transactions;
 mod waiters;
 
 pub use append::{AckWait, Acknowledgement, Acks, AppendOptions, LeaderAppend};
@@ -61,4 +64,5 @@ pub use partition::{Partition, PartitionId};
 pub use producers::{ProducerStates, SequenceCheck, REMEMBERED_BATCHES_PER_PRODUCER};
 pub use read::{OffsetSpec, PartitionRead, ReadBound};
 pub use replica::{IsrProposal, ProposalSender, ReplicaState, StateChange};
+pub use transactions::AbortedTxn;
 pub use waiters::{WaitFor, Waiter};

@@ -217,7 +217,11 @@ impl Partition {
 
     /// Deletes whole old segments by time and size.
     pub fn apply_retention(&self, now: TimestampMs) -> Result<RetentionInfo, PartitionError> {
-        Ok(self.store.lock().log.apply_retention(now)?)
+        let mut store = self.store.lock();
+        let info = store.log.apply_retention(now)?;
+        let log_start_offset = store.log.log_start_offset();
+        store.transactions.log_start_moved(log_start_offset);
+        Ok(info)
     }
 
     /// Compacts the log below the high watermark if it is dirty enough. Holds the store lock

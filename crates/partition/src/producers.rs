@@ -9,13 +9,20 @@
 //!   for (its state was lost to retention or a restart): it is appended;
 //! - anything else: OUT_OF_ORDER_SEQUENCE_NUMBER, or INVALID_PRODUCER_EPOCH for an older epoch.
 //!
+//! Transactional producers (KIP-98) are idempotent producers whose batches carry the
+//! transactional attribute: a producer's first such batch opens its transaction here
+//! ([`TxnEvent::Began`], at that batch's base offset), and the control batch that ends it (a
+//! COMMIT or ABORT marker from the transaction coordinator) closes it ([`TxnEvent::Ended`]);
+//! `transactions` turns those events into the last stable offset and the aborted list.
+//!
 //! Pure logic, no I/O: the partition consults it and records appended batches while it holds
 //! its store lock; on open it is loaded from a snapshot (`snapshot`) and brought up to the log
-//! end from the batch headers after it, and after a truncation it is rebuilt the same way.
+//! end from the batches after it, and after a truncation it is rebuilt the same way.
 
 use std::collections::{HashMap, VecDeque};
 
 use strom_protocol::batch::BatchHeader;
+use strom_protocol::control::{Marker, MarkerType};
 use strom_types::{ErrorCode, Offset, ProducerEpoch, ProducerId};
 
 /// How many of a producer's latest batches are kept for duplicate detection; Kafka keeps 5,
@@ -31,11 +38,37 @@ pub(crate) struct BatchSpan {
     pub(crate) last_offset: Offset,
 }
 
-/// One producer's epoch and latest batches, oldest first.
+/// One producer's epoch and latest batches, oldest first, and where its open transaction (if
+/// any) began in this partition.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerEntry {
     pub(crate) epoch: ProducerEpoch,
     pub(crate) batches: VecDeque<BatchSpan>,
+    pub(crate) txn_first_offset: Option<Offset>,
+}
+
+/// What recording a batch did to its producer's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEvent {
+    /// The producer's first transactional batch since its last marker: a transaction is open
+    /// here from `first_offset`.
+    Began {
+        producer_id: ProducerId,
+        first_offset: Offset,
+    },
+    /// A marker ended the producer's transaction.
+    Ended(CompletedTxn),
+}
+
+/// A transaction a marker ended: its first offset here (`None` when the producer wrote
+/// nothing to this partition in it, e.g. a marker retried or sent to every partition of an
+/// aborted transaction) and the marker's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: ProducerId,
+    pub first_offset: Option<Offset>,
+    pub marker_offset: Offset,
+    pub aborted: bool,
 }
 
 /// What to do with one batch from an idempotent producer.
@@ -133,20 +166,33 @@ impl ProducerStates {
         }
     }
 
-    /// Remembers a batch that was written; `header` carries its assigned base offset.
-    pub fn record(&mut self, header: &BatchHeader) {
-        if header.producer_id < 0 {
-            return;
+    /// Checks a transaction marker the coordinator asks to write for `producer_id` at
+    /// `epoch`: an older epoch than the producer's is refused (a zombie coordinator's marker),
+    /// as Kafka refuses it with INVALID_PRODUCER_EPOCH.
+    pub fn check_marker(
+        &self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+    ) -> Result<(), (ErrorCode, String)> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err((
+                ErrorCode::InvalidProducerEpoch,
+                format!(
+                    "marker for producer {} carries epoch {}, older than the current epoch {}",
+                    producer_id.0, epoch.0, entry.epoch
+                ),
+            )),
+            _ => Ok(()),
         }
-        let epoch = ProducerEpoch(header.producer_epoch);
-        let entry = self
-            .producers
-            .entry(ProducerId(header.producer_id))
-            .or_default();
-        if epoch != entry.epoch {
-            entry.epoch = epoch;
-            entry.batches.clear();
+    }
+
+    /// Remembers a data batch that was written; `header` carries its assigned base offset.
+    /// Returns [`TxnEvent::Began`] when it opens its producer's transaction here.
+    pub fn record(&mut self, header: &BatchHeader) -> Option<TxnEvent> {
+        if header.producer_id < 0 || header.is_control() {
+            return None;
         }
+        let entry = self.entry_at_epoch(header);
         if entry.batches.len() == REMEMBERED_BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
         }
@@ -156,6 +202,48 @@ impl ProducerStates {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+            return Some(TxnEvent::Began {
+                producer_id: ProducerId(header.producer_id),
+                first_offset: header.base_offset,
+            });
+        }
+        None
+    }
+
+    /// Records a marker that was written (`header` is its control batch, with its offset):
+    /// ends the producer's transaction here.
+    pub fn record_marker(&mut self, header: &BatchHeader, marker: Marker) -> CompletedTxn {
+        let entry = self.entry_at_epoch(header);
+        CompletedTxn {
+            producer_id: ProducerId(header.producer_id),
+            first_offset: entry.txn_first_offset.take(),
+            marker_offset: header.base_offset,
+            aborted: marker.kind == MarkerType::Abort,
+        }
+    }
+
+    /// The entry of `header`'s producer, moved to `header`'s epoch (a new epoch forgets the
+    /// old one's batches; an open transaction stays open until its marker).
+    fn entry_at_epoch(&mut self, header: &BatchHeader) -> &mut ProducerEntry {
+        let epoch = ProducerEpoch(header.producer_epoch);
+        let entry = self
+            .producers
+            .entry(ProducerId(header.producer_id))
+            .or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry
+    }
+
+    /// The transactions open here: (first offset, producer), any order.
+    pub fn open_transactions(&self) -> impl Iterator<Item = (Offset, ProducerId)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| entry.txn_first_offset.map(|first| (first, *id)))
     }
 
     /// How many producers are remembered.

@@ -15,8 +15,9 @@
 //! stale file). A truncation below the snapshot's offset deletes it first, since the records it
 //! describes are gone.
 //!
-//! Layout, big-endian: `STPS` magic, version u16 (1), offset i64, producer count u32, then per
-//! producer: id i64, epoch i16, batch count u8, and per batch first sequence i32, last
+//! Layout, big-endian: `STPS` magic, version u16 (2), offset i64, producer count u32, then per
+//! producer: id i64, epoch i16, the first offset of its open transaction i64 (-1: none; not in
+//! version 1, which is still read), batch count u8, and per batch first sequence i32, last
 //! sequence i32, base offset i64, last offset i64; last, a CRC-32C of everything before it.
 
 use std::io::Write;
@@ -28,7 +29,9 @@ use crate::producers::{BatchSpan, ProducerEntry, ProducerStates};
 
 const FILE_NAME: &str = "producer-state.snapshot";
 const MAGIC: &[u8; 4] = b"STPS";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The version before transactions, read as having none open.
+const VERSION_WITHOUT_TRANSACTIONS: u16 = 1;
 /// Most producers a snapshot may claim: bounds what a damaged count can make a reader allocate.
 const PRODUCERS_MAX: u32 = 10_000_000;
 
@@ -46,6 +49,8 @@ pub(crate) fn encode(offset: Offset, states: &ProducerStates) -> Vec<u8> {
     for (id, entry) in states.entries() {
         out.extend_from_slice(&id.0.to_be_bytes());
         out.extend_from_slice(&entry.epoch.0.to_be_bytes());
+        let txn_first_offset = entry.txn_first_offset.map_or(-1, |offset| offset.0);
+        out.extend_from_slice(&txn_first_offset.to_be_bytes());
         out.push(entry.batches.len() as u8);
         for batch in &entry.batches {
             out.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -83,7 +88,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Offset, ProducerStates), SnapshotE
     if reader.take(4)? != MAGIC {
         return Err(SnapshotError::Damaged("not a producer state snapshot"));
     }
-    if reader.u16()? != VERSION {
+    let version = reader.u16()?;
+    if version != VERSION && version != VERSION_WITHOUT_TRANSACTIONS {
         return Err(SnapshotError::Damaged("unknown version"));
     }
     let offset = Offset(reader.i64()?);
@@ -95,10 +101,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Offset, ProducerStates), SnapshotE
     for _ in 0..count {
         let id = ProducerId(reader.i64()?);
         let epoch = ProducerEpoch(reader.i16()?);
+        let txn_first_offset = match version {
+            VERSION_WITHOUT_TRANSACTIONS => None,
+            _ => Some(reader.i64()?)
+                .filter(|&offset| offset >= 0)
+                .map(Offset),
+        };
         let batch_count = reader.take(1)?[0];
         let mut entry = ProducerEntry {
             epoch,
             batches: Default::default(),
+            txn_first_offset,
         };
         for _ in 0..batch_count {
             entry.batches.push_back(BatchSpan {

@@ -7,9 +7,10 @@ use strom_log::{Log, LogError};
 use strom_protocol::batch::Batches;
 use strom_types::Offset;
 
-use crate::producers::ProducerStates;
+use crate::producers::{ProducerStates, TxnEvent};
 use crate::progress::FollowerProgress;
 use crate::snapshot;
+use crate::transactions::Transactions;
 
 /// Bytes read at a time when walking batch headers to rebuild producer state.
 const SCAN_READ_BYTES: usize = 1 << 20;
@@ -17,6 +18,8 @@ const SCAN_READ_BYTES: usize = 1 << 20;
 pub(crate) struct Store {
     pub(crate) log: Log,
     pub(crate) producers: ProducerStates,
+    /// The transactions open, unstable and aborted here, from the producers' batches.
+    pub(crate) transactions: Transactions,
     pub(crate) progress: FollowerProgress,
     /// The log end offset the producer snapshot on disk was taken at, if there is one that
     /// matches the log: a shutdown with nothing appended since writes no new one.
@@ -27,10 +30,11 @@ impl Store {
     /// A store over a just-opened log, with producer state loaded from the snapshot (or
     /// rebuilt; see `snapshot`).
     pub(crate) fn new(log: Log) -> Result<Store, LogError> {
-        let (producers, snapshot_offset) = load_producers(&log)?;
+        let (producers, transactions, snapshot_offset) = load_producers(&log)?;
         Ok(Store {
             log,
             producers,
+            transactions,
             progress: FollowerProgress::default(),
             snapshot_offset,
         })
@@ -38,8 +42,19 @@ impl Store {
 
     /// Rebuilds producer state after the log lost its tail.
     pub(crate) fn rebuild_producers(&mut self) -> Result<(), LogError> {
-        (self.producers, self.snapshot_offset) = load_producers(&self.log)?;
+        (self.producers, self.transactions, self.snapshot_offset) = load_producers(&self.log)?;
         Ok(())
+    }
+
+    /// Records batches just written (`records`, with their offsets) in the producer state and
+    /// the transactions; `high_watermark` is the partition's now.
+    pub(crate) fn record_batches(&mut self, records: &[u8], high_watermark: Offset) {
+        record_batches(
+            &mut self.producers,
+            &mut self.transactions,
+            records,
+            high_watermark,
+        );
     }
 
     /// Writes the producer state as of the log end (see `snapshot` for when).
@@ -76,6 +91,7 @@ impl Store {
         self.snapshot_offset = None;
         self.log.truncate_fully_and_start_at(offset)?;
         self.producers = ProducerStates::default();
+        self.transactions = Transactions::default();
         Ok(())
     }
 }
@@ -97,8 +113,8 @@ fn delete_snapshot(log: &Log) {
 /// it would look usable to the next open after a crash, which would then answer retries of the
 /// lost batches as duplicates at offsets holding other records.
 ///
-/// Also returns the offset of the snapshot used, if one was.
-fn load_producers(log: &Log) -> Result<(ProducerStates, Option<Offset>), LogError> {
+/// Also returns the transactions, and the offset of the snapshot used, if one was.
+fn load_producers(log: &Log) -> Result<(ProducerStates, Transactions, Option<Offset>), LogError> {
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     let (mut states, used) = match snapshot::read(log.dir()) {
         Ok(Some((offset, states))) if offset >= start && offset <= end => (states, Some(offset)),
@@ -115,25 +131,55 @@ fn load_producers(log: &Log) -> Result<(ProducerStates, Option<Offset>), LogErro
         }
     };
     let from = used.unwrap_or_else(|| log.active_segment_base_offset());
-    scan_producers(log, from.max(start), &mut states)?;
-    Ok((states, used))
+    let mut transactions = Transactions::of(&states);
+    scan_producers(log, from.max(start), &mut states, &mut transactions)?;
+    Ok((states, transactions, used))
 }
 
-/// Records into `states` every batch from `from` to the log end.
-fn scan_producers(log: &Log, from: Offset, states: &mut ProducerStates) -> Result<(), LogError> {
+/// Records into `states` and `transactions` every batch from `from` to the log end.
+fn scan_producers(
+    log: &Log,
+    from: Offset,
+    states: &mut ProducerStates,
+    transactions: &mut Transactions,
+) -> Result<(), LogError> {
     let end = log.log_end_offset();
     let mut offset = from;
     while offset < end {
         let read = log.read(offset, SCAN_READ_BYTES, end)?;
-        let mut advanced = false;
-        for (header, _) in Batches::new(&read.records) {
-            states.record(&header);
-            offset = header.next_offset();
-            advanced = true;
-        }
-        if !advanced {
+        let Some((last, _)) = Batches::new(&read.records).last() else {
             break;
-        }
+        };
+        // The high watermark is not known yet: every transaction ended in the scan counts as
+        // unstable until the partition's high watermark passes its marker.
+        record_batches(states, transactions, &read.records, Offset(0));
+        offset = last.next_offset();
     }
     Ok(())
+}
+
+/// Records every batch of `records` in `states`, and what that did to transactions in
+/// `transactions`. A control batch that is not a readable marker is skipped with a warning:
+/// the log's CRC vouched for it, so it is a kind this broker does not know.
+fn record_batches(
+    states: &mut ProducerStates,
+    transactions: &mut Transactions,
+    records: &[u8],
+    high_watermark: Offset,
+) {
+    for (header, range) in Batches::new(records) {
+        let event = match header.is_control() {
+            false => states.record(&header),
+            true => match strom_protocol::control::read_marker(&header, &records[range]) {
+                Ok(marker) => Some(TxnEvent::Ended(states.record_marker(&header, marker))),
+                Err(error) => {
+                    tracing::warn!(offset = %header.base_offset, %error, "skipping a control batch that is not a transaction marker");
+                    None
+                }
+            },
+        };
+        if let Some(event) = event {
+            transactions.apply(event, high_watermark);
+        }
+    }
 }

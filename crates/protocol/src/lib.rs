@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod codec;
+pub mod control;
 pub mod frame;
 pub mod versions;
 

@@ -10,12 +10,22 @@ pub type ProducerFields = (i64, i16, i32);
 
 /// One v2 batch holding `values` (key "k"); with `producer`, from that idempotent producer.
 pub fn batch_of(values: &[Bytes], producer: Option<ProducerFields>) -> BytesMut {
+    encode(values, producer, false)
+}
+
+/// One v2 batch holding `values` from a transactional producer.
+#[allow(dead_code)] // not every test binary writes transactions
+pub fn transactional_batch_of(values: &[Bytes], producer: ProducerFields) -> BytesMut {
+    encode(values, Some(producer), true)
+}
+
+fn encode(values: &[Bytes], producer: Option<ProducerFields>, transactional: bool) -> BytesMut {
     let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(index, value)| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: 0,
             producer_id,
