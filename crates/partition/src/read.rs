@@ -15,6 +15,9 @@ use crate::partition::Partition;
 pub enum ReadBound {
     /// Consumers: records below the high watermark.
     HighWatermark,
+    /// read_committed consumers: records below the last stable offset, with the aborted
+    /// transactions among them.
+    LastStable,
     /// Followers and the group coordinator's replay: everything in the log.
     LogEnd,
 }
@@ -24,9 +27,11 @@ pub enum ReadBound {
 pub struct PartitionRead {
     pub records: Bytes,
     pub high_watermark: Offset,
-    /// Equal to the high watermark until transactions exist.
     pub last_stable_offset: Offset,
     pub log_start_offset: Offset,
+    /// For [`ReadBound::LastStable`]: the aborted transactions with records in the range read,
+    /// which the consumer drops.
+    pub aborted: Option<Vec<crate::AbortedTxn>>,
 }
 
 /// Which offset ListOffsets asks for.
@@ -35,6 +40,8 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark (what a consumer starting at the end sees next).
     Latest,
+    /// The last stable offset (what a read_committed consumer starting at the end sees next).
+    LatestStable,
     MaxTimestamp,
     /// The first offset whose timestamp is at or after this.
     Timestamp(TimestampMs),
@@ -53,20 +60,30 @@ impl Partition {
         let store = self.store.lock();
         let (start, end) = (store.log.log_start_offset(), store.log.log_end_offset());
         let high_watermark = self.high_watermark().min(end);
-        let read = PartitionRead {
+        let last_stable_offset = store.transactions.last_stable_offset(high_watermark);
+        let mut read = PartitionRead {
             records: Bytes::new(),
             high_watermark,
-            last_stable_offset: high_watermark,
+            last_stable_offset,
             log_start_offset: start,
+            aborted: None,
         };
         let upper_bound = match bound {
             ReadBound::HighWatermark if offset > high_watermark && offset <= end => {
                 return Ok(read);
             }
             ReadBound::HighWatermark => high_watermark,
+            ReadBound::LastStable if offset > last_stable_offset && offset <= end => {
+                read.aborted = Some(Vec::new());
+                return Ok(read);
+            }
+            ReadBound::LastStable => last_stable_offset,
             ReadBound::LogEnd => end,
         };
         let records = store.log.read(offset, max_bytes, upper_bound)?.records;
+        if bound == ReadBound::LastStable {
+            read.aborted = Some(store.transactions.aborted_between(offset, upper_bound));
+        }
         drop(store);
         debug_assert_crcs(&records);
         Ok(PartitionRead { records, ..read })
@@ -86,6 +103,14 @@ impl Partition {
                 let latest = self
                     .high_watermark()
                     .min(log.log_end_offset())
+                    .max(log.log_start_offset());
+                Some((latest, TimestampMs::NONE))
+            }
+            OffsetSpec::LatestStable => {
+                let high_watermark = self.high_watermark().min(log.log_end_offset());
+                let latest = store
+                    .transactions
+                    .last_stable_offset(high_watermark)
                     .max(log.log_start_offset());
                 Some((latest, TimestampMs::NONE))
             }

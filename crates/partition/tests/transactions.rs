@@ -209,3 +209,34 @@ fn a_follower_keeps_the_leaders_transactions() {
     );
     assert_eq!(f.aborted_transactions(Offset(0), Offset(4)).len(), 1);
 }
+
+#[test]
+fn read_committed_reads_stop_at_the_last_stable_offset_and_name_the_aborted() {
+    use strom_partition::{OffsetSpec, ReadBound};
+    let dir = tempfile::tempdir().unwrap();
+    let p = leader(dir.path(), 0);
+    write(&p, txn_batch(1, 0, 0, 2)); // 0-1
+    end(&p, 1, 0, MarkerType::Abort); // 2
+    write(&p, common::batch_of(&values(1), None)); // 3
+    write(&p, txn_batch(2, 0, 0, 1)); // 4, open
+    let committed = p.read(Offset(0), 1 << 20, ReadBound::LastStable).unwrap();
+    assert_eq!(committed.last_stable_offset, Offset(4));
+    assert_eq!(committed.high_watermark, Offset(5));
+    let last = strom_protocol::batch::Batches::new(&committed.records)
+        .last()
+        .unwrap()
+        .0;
+    assert_eq!(last.next_offset(), Offset(4), "nothing of the open transaction");
+    let aborted = committed.aborted.unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(aborted[0].producer_id, ProducerId(1));
+    // At the last stable offset a read_committed consumer waits: nothing, no error.
+    let waiting = p.read(Offset(4), 1 << 20, ReadBound::LastStable).unwrap();
+    assert!(waiting.records.is_empty());
+    let uncommitted = p.read(Offset(4), 1 << 20, ReadBound::HighWatermark).unwrap();
+    assert!(!uncommitted.records.is_empty());
+    assert_eq!(uncommitted.aborted, None);
+    let latest = |spec| p.list_offset(spec).unwrap().unwrap().0;
+    assert_eq!(latest(OffsetSpec::LatestStable), Offset(4));
+    assert_eq!(latest(OffsetSpec::Latest), Offset(5));
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
 use strom_partition::{
@@ -113,8 +113,6 @@ fn read(
                     }
                     Err(error) => empty(fetch.partition).with_error_code(error.code.code()),
                 };
-                let aborted = (request.isolation_level == READ_COMMITTED).then(Vec::new);
-                let data = data.with_aborted_transactions(aborted);
                 total += data.records.as_ref().map_or(0, |records| records.len());
                 failed |= data.error_code != ErrorCode::None.code();
                 data
@@ -168,7 +166,11 @@ fn read_partition(
             follower_data(fetch.partition, read, place)
         }
         None => {
-            let read = partition.read(offset, max_bytes, ReadBound::HighWatermark);
+            let bound = match request.isolation_level {
+                READ_COMMITTED => ReadBound::LastStable,
+                _ => ReadBound::HighWatermark,
+            };
+            let read = partition.read(offset, max_bytes, bound);
             records_data(fetch.partition, read, place)
         }
     }
@@ -216,10 +218,21 @@ fn records_data(
         Ok(read) => read,
         Err(error) => return failed(index, error),
     };
+    let aborted = read.aborted.map(|aborted| {
+        aborted
+            .iter()
+            .map(|txn| {
+                AbortedTransaction::default()
+                    .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id.0))
+                    .with_first_offset(txn.first_offset.0)
+            })
+            .collect()
+    });
     let base = empty(index)
         .with_high_watermark(read.high_watermark.0)
         .with_last_stable_offset(read.last_stable_offset.0)
-        .with_log_start_offset(read.log_start_offset.0);
+        .with_log_start_offset(read.log_start_offset.0)
+        .with_aborted_transactions(aborted);
     let records = read.records;
     if !place.first_with_data && records.len() > *place.budget {
         return base.with_records(Some(Default::default()));

@@ -18,11 +18,15 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
+/// `isolation_level` READ_COMMITTED: the latest offset is the last stable offset.
+const READ_COMMITTED: i8 = 1;
+
 pub fn handle(
     broker: &Arc<Broker>,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -38,6 +42,7 @@ pub fn handle(
                         topic.as_deref(),
                         partition,
                         version,
+                        read_committed,
                     )
                 })
                 .collect();
@@ -55,6 +60,7 @@ fn lookup(
     topic: Option<&Topic>,
     wanted: &ListOffsetsPartition,
     version: i16,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(wanted.partition_index)
@@ -70,6 +76,7 @@ fn lookup(
     };
     let spec = match wanted.timestamp {
         EARLIEST => OffsetSpec::Earliest,
+        LATEST if read_committed => OffsetSpec::LatestStable,
         LATEST => OffsetSpec::Latest,
         MAX_TIMESTAMP => OffsetSpec::MaxTimestamp,
         timestamp if timestamp >= 0 => OffsetSpec::Timestamp(TimestampMs(timestamp)),
