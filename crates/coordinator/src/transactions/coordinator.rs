@@ -625,9 +625,17 @@ impl TransactionCoordinator {
             return Decision::Reply(ErrorCode::InvalidProducerIdMapping);
         };
         let added: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
-        let refusal = if metadata.producer_id() != producer_id {
+        let refusal = if metadata.producer_id() != producer_id
+            || metadata.producer_epoch() == ProducerEpoch::NONE
+        {
+            // An id whose first InitProducerId was never written has handed out no epoch:
+            // Kafka would fail on the transition (epoch -1) and answer UNKNOWN_SERVER_ERROR.
             Some(ErrorCode::InvalidProducerIdMapping)
-        } else if metadata.producer_epoch() != producer_epoch {
+        } else if metadata.producer_epoch() != producer_epoch
+            || metadata.producer_epoch().0 == i16::MAX
+        {
+            // The last epoch is only ever a fence's: no producer was given it, and a
+            // transaction opened at it could never be fenced.
             Some(ErrorCode::ProducerFenced)
         } else if metadata.has_pending_transition()
             || matches!(metadata.state(), PrepareCommit | PrepareAbort)
@@ -703,6 +711,7 @@ impl TransactionCoordinator {
         offsets_partitions: i32,
         now_ms: i64,
     ) -> Decision<ErrorCode> {
+        assert!(offsets_partitions > 0, "__consumer_offsets has partitions");
         let partition = crate::offsets::partition_for(group_id, offsets_partitions);
         let partitions = [(OFFSETS_TOPIC.to_owned(), partition)];
         self.add_partitions(

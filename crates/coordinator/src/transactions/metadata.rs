@@ -472,6 +472,9 @@ impl TransactionMetadata {
                 self.last_producer_epoch = transit.last_producer_epoch;
                 self.producer_id = transit.producer_id;
                 self.previous_producer_id = transit.previous_producer_id;
+                // Kafka keeps the last transaction's start time here until the id is loaded
+                // again; its record says -1, and so does the metadata here, at once.
+                self.start_timestamp_ms = transit.start_timestamp_ms;
             }
             Ongoing => {
                 if !same_producer
@@ -738,6 +741,7 @@ mod tests {
             .unwrap();
         m.complete_transition(&t);
         assert_eq!((m.state(), m.producer_epoch()), (Empty, ProducerEpoch(1)));
+        assert_eq!(m.start_timestamp_ms(), -1, "as the record says");
     }
 
     #[test]
@@ -827,16 +831,16 @@ mod tests {
         let base = ongoing(T0)
             .prepare_abort_or_commit(PrepareCommit, T0 + 1)
             .log_value();
-        let cases: Vec<Box<dyn Fn(&mut TransactionLogValue)>> = vec![
-            Box::new(|v| v.state = Dead),
-            Box::new(|v| v.state = PrepareEpochFence),
-            Box::new(|v| v.producer_id = ProducerId(-5)),
-            Box::new(|v| v.producer_epoch = ProducerEpoch(-1)),
-            Box::new(|v| {
+        let cases: [fn(&mut TransactionLogValue); 6] = [
+            |v| v.state = Dead,
+            |v| v.state = PrepareEpochFence,
+            |v| v.producer_id = ProducerId(-5),
+            |v| v.producer_epoch = ProducerEpoch(-1),
+            |v| {
                 v.state = Ongoing;
                 v.producer_epoch = ProducerEpoch(i16::MAX);
-            }),
-            Box::new(|v| v.start_timestamp_ms = -1),
+            },
+            |v| v.start_timestamp_ms = -1,
         ];
         for change in cases {
             let mut value = base.clone();
