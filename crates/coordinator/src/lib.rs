@@ -14,7 +14,14 @@
 //! - [`offsets`]: the `__consumer_offsets` record format (Kafka's own key and value layout),
 //!   so committed offsets are durable and rebuilt on start by replaying that topic.
 //! - [`limits`]: what every entry point refuses before it keeps or writes anything: group ids,
-//!   topics and metadata longer than a record's 16-bit string length can hold.
+//!   transactional ids, topics and metadata longer than a record's 16-bit string length can
+//!   hold.
+//! - [`transactions`]: the transaction coordinator (KIP-98, KIP-890 part 1): transactional
+//!   ids, their producer ids and epochs, and their transactions, kept in
+//!   `__transaction_state` in Kafka's record layout. The same shape as the group side: entry
+//!   points take the time and return replies, records to write (applied only once durable)
+//!   and transaction markers to send; [`TransactionCoordinator::tick`] aborts timed-out
+//!   transactions and expires idle ids.
 //!
 //! Responses to deferred requests are addressed by [`ReplyTo`], an opaque token the runtime
 //! chooses per request.
@@ -25,8 +32,10 @@ pub mod coordinator;
 pub mod group;
 pub mod limits;
 pub mod offsets;
+pub mod transactions;
 
 pub use coordinator::{GroupConfig, GroupCoordinator};
+pub use transactions::{TransactionConfig, TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 
 /// The internal topic that stores committed offsets; its partition's leader coordinates the
 /// groups that hash to it.

@@ -8,6 +8,10 @@
 //! 0x7fff bytes while parsing, Strom's decoder does not, so the coordinator refuses them here
 //! with the API's own error. The record encoder (`offsets::try_encode_key`) checks again and
 //! returns an error rather than panic, should a string ever get past these checks.
+//!
+//! `__transaction_state` has the same bound: its records are keyed by the transactional id
+//! and list the transaction's topics as `string`s, so the transaction coordinator checks both
+//! with [`check_transactional_id`] and [`check_transaction_topic`].
 
 use strom_types::ErrorCode;
 
@@ -33,6 +37,29 @@ pub fn check_group_id_not_empty(group_id: &str) -> Result<(), ErrorCode> {
     match group_id.is_empty() {
         true => Err(ErrorCode::InvalidGroupId),
         false => check_group_id(group_id),
+    }
+}
+
+/// The longest transactional id: every `__transaction_state` record is keyed by it.
+pub const TRANSACTIONAL_ID_BYTES_MAX: usize = RECORD_STRING_BYTES_MAX;
+
+/// A transactional id the transaction coordinator can key state and records by. Kafka answers
+/// INVALID_REQUEST for the empty id; an id too long for a record never parses in Kafka, and is
+/// answered INVALID_REQUEST here too.
+pub fn check_transactional_id(transactional_id: &str) -> Result<(), ErrorCode> {
+    match transactional_id.is_empty() || transactional_id.len() > TRANSACTIONAL_ID_BYTES_MAX {
+        true => Err(ErrorCode::InvalidRequest),
+        false => Ok(()),
+    }
+}
+
+/// A topic a transaction can list in its record. Kafka's handler answers a topic that does
+/// not exist with UNKNOWN_TOPIC_OR_PARTITION before the coordinator sees it, and no topic name
+/// is that long, so one that gets this far is answered the same way.
+pub fn check_transaction_topic(topic: &str) -> Result<(), ErrorCode> {
+    match topic.len() > RECORD_STRING_BYTES_MAX {
+        true => Err(ErrorCode::UnknownTopicOrPartition),
+        false => Ok(()),
     }
 }
 
@@ -88,6 +115,25 @@ mod tests {
         assert_eq!(
             check_group_id_not_empty(&"g".repeat(GROUP_ID_BYTES_MAX + 1)),
             Err(ErrorCode::InvalidGroupId)
+        );
+    }
+
+    #[test]
+    fn transactional_ids_must_be_set_and_fit_a_record() {
+        assert_eq!(check_transactional_id("txn"), Ok(()));
+        assert_eq!(check_transactional_id(""), Err(ErrorCode::InvalidRequest));
+        assert_eq!(
+            check_transactional_id(&"t".repeat(TRANSACTIONAL_ID_BYTES_MAX)),
+            Ok(())
+        );
+        assert_eq!(
+            check_transactional_id(&"t".repeat(TRANSACTIONAL_ID_BYTES_MAX + 1)),
+            Err(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(check_transaction_topic("orders"), Ok(()));
+        assert_eq!(
+            check_transaction_topic(&"t".repeat(RECORD_STRING_BYTES_MAX + 1)),
+            Err(ErrorCode::UnknownTopicOrPartition)
         );
     }
 

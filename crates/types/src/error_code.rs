@@ -88,6 +88,11 @@ error_codes! {
     OutOfOrderSequenceNumber = 45, "OUT_OF_ORDER_SEQUENCE_NUMBER", false, "The broker received an out of order sequence number.";
     DuplicateSequenceNumber = 46, "DUPLICATE_SEQUENCE_NUMBER", false, "The broker received a duplicate sequence number.";
     InvalidProducerEpoch = 47, "INVALID_PRODUCER_EPOCH", false, "Producer attempted to produce with an old epoch.";
+    InvalidTxnState = 48, "INVALID_TXN_STATE", false, "The producer attempted a transactional operation in an invalid state.";
+    InvalidProducerIdMapping = 49, "INVALID_PRODUCER_ID_MAPPING", false, "The producer attempted to use a producer id which is not currently assigned to its transactional id.";
+    InvalidTransactionTimeout = 50, "INVALID_TRANSACTION_TIMEOUT", false, "The transaction timeout is larger than the maximum value allowed by the broker (as configured by transaction.max.timeout.ms).";
+    ConcurrentTransactions = 51, "CONCURRENT_TRANSACTIONS", true, "The producer attempted to update a transaction while another concurrent operation on the same transaction was ongoing.";
+    TransactionCoordinatorFenced = 52, "TRANSACTION_COORDINATOR_FENCED", false, "Indicates that the transaction coordinator sending a WriteTxnMarker is no longer the current coordinator for a given producer.";
     TransactionalIdAuthorizationFailed = 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", false, "Transactional Id authorization failed.";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR", true, "Disk error when trying to access log file on the disk.";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP", false, "The group is not empty.";
@@ -106,12 +111,15 @@ error_codes! {
     InvalidRecord = 87, "INVALID_RECORD", false, "This record has failed the validation on broker and hence will be rejected.";
     UnstableOffsetCommit = 88, "UNSTABLE_OFFSET_COMMIT", true, "There are unstable offsets that need to be cleared.";
     ThrottlingQuotaExceeded = 89, "THROTTLING_QUOTA_EXCEEDED", true, "The throttling quota has been exceeded.";
+    ProducerFenced = 90, "PRODUCER_FENCED", false, "There is a newer producer with the same transactionalId which fences the current one.";
     ResourceNotFound = 91, "RESOURCE_NOT_FOUND", false, "A request illegally referred to a resource that does not exist.";
     UnknownTopicId = 100, "UNKNOWN_TOPIC_ID", true, "This server does not host this topic ID.";
+    TransactionalIdNotFound = 105, "TRANSACTIONAL_ID_NOT_FOUND", false, "The transactionalId could not be found.";
     FencedMemberEpoch = 110, "FENCED_MEMBER_EPOCH", false, "The member epoch is fenced by the group coordinator. The member must abandon all its partitions and rejoin.";
     UnreleasedInstanceId = 111, "UNRELEASED_INSTANCE_ID", false, "The instance ID is still used by another member in the consumer group. That member must leave first.";
     UnsupportedAssignor = 112, "UNSUPPORTED_ASSIGNOR", false, "The assignor or its version range is not supported by the consumer group.";
     StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH", false, "The member epoch is stale. The member must retry after receiving its updated member epoch via the ConsumerGroupHeartbeat API.";
+    TransactionAbortable = 120, "TRANSACTION_ABORTABLE", false, "The server encountered an error with the transaction. The client can abort the transaction to continue using this transactional ID.";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -151,5 +159,29 @@ mod tests {
         );
         assert_eq!(ErrorCode::from_code(1234), None);
         assert_eq!(ErrorCode::OffsetOutOfRange.name(), "OFFSET_OUT_OF_RANGE");
+    }
+
+    #[test]
+    fn transaction_codes_match_kafka() {
+        let expected = [
+            (ErrorCode::CoordinatorLoadInProgress, 14, true),
+            (ErrorCode::CoordinatorNotAvailable, 15, true),
+            (ErrorCode::NotCoordinator, 16, true),
+            (ErrorCode::InvalidProducerEpoch, 47, false),
+            (ErrorCode::InvalidTxnState, 48, false),
+            (ErrorCode::InvalidProducerIdMapping, 49, false),
+            (ErrorCode::InvalidTransactionTimeout, 50, false),
+            (ErrorCode::ConcurrentTransactions, 51, true),
+            (ErrorCode::TransactionCoordinatorFenced, 52, false),
+            (ErrorCode::TransactionalIdAuthorizationFailed, 53, false),
+            (ErrorCode::ProducerFenced, 90, false),
+            (ErrorCode::TransactionalIdNotFound, 105, false),
+            (ErrorCode::TransactionAbortable, 120, false),
+        ];
+        for (error, code, retriable) in expected {
+            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.is_retriable(), retriable, "{error}");
+            assert_eq!(ErrorCode::from_code(code), Some(error));
+        }
     }
 }

@@ -47,6 +47,12 @@ id_type!(
     ProducerEpoch(i16)
 );
 id_type!(
+    /// The generation of a coordinator's ownership of a `__transaction_state` partition: the
+    /// partition's leader epoch when this node became its leader. Transaction markers carry it,
+    /// so a partition leader can refuse markers from a coordinator that has been replaced.
+    CoordinatorEpoch(i32)
+);
+id_type!(
     /// Milliseconds since the Unix epoch.
     TimestampMs(i64)
 );
@@ -71,6 +77,16 @@ impl LeaderEpoch {
 impl BrokerId {
     /// No broker (Kafka's -1: no leader, or a consumer rather than a replica).
     pub const NONE: BrokerId = BrokerId(-1);
+}
+
+impl ProducerId {
+    /// No producer id (Kafka's `RecordBatch.NO_PRODUCER_ID`).
+    pub const NONE: ProducerId = ProducerId(-1);
+}
+
+impl ProducerEpoch {
+    /// No producer epoch (Kafka's `RecordBatch.NO_PRODUCER_EPOCH`).
+    pub const NONE: ProducerEpoch = ProducerEpoch(-1);
 }
 
 impl TimestampMs {

@@ -12,6 +12,7 @@ pub mod topic;
 
 pub use error_code::ErrorCode;
 pub use ids::{
-    BrokerId, LeaderEpoch, Offset, PartitionIndex, ProducerEpoch, ProducerId, TimestampMs,
+    BrokerId, CoordinatorEpoch, LeaderEpoch, Offset, PartitionIndex, ProducerEpoch, ProducerId,
+    TimestampMs,
 };
 pub use topic::{TopicName, TopicNameError};
