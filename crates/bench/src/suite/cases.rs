@@ -178,7 +178,7 @@ impl Case {
 }
 
 /// 10000 as "10,000".
-fn thousands(value: u32) -> String {
+pub fn thousands(value: u32) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {

@@ -23,7 +23,7 @@ use strom_client::{
 use strom_types::{Offset, PartitionIndex};
 
 use super::broker::{open_descriptors, process_cpu_seconds, OwnBroker};
-use super::cases::{Case, Load};
+use super::cases::{thousands, Case, Load};
 use super::{CaseResult, RunContext};
 use crate::error::BenchError;
 use crate::stats::Latencies;
@@ -38,6 +38,9 @@ const FETCH_WAIT_MS: u32 = 100;
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a started broker may take until it has served every partition's record.
 const SERVING_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the metadata is asked whether every partition has a leader: each answer lists
+/// every partition, which costs the broker more than a fetch round.
+const LEADERS_POLL: Duration = Duration::from_millis(100);
 const POLL: Duration = Duration::from_millis(50);
 const DESCRIPTOR_POLL: Duration = Duration::from_millis(100);
 /// How EMFILE reads in a log line (Rust's `io::Error` says "Too many open files (os error
@@ -122,6 +125,15 @@ impl Layout {
         }
     }
 
+    /// "20 topics x 1,000 partitions".
+    fn describe(&self) -> String {
+        format!(
+            "{} topics x {} partitions",
+            self.topics.len(),
+            thousands(self.partitions_per_topic.unsigned_abs())
+        )
+    }
+
     fn partitions(&self) -> usize {
         self.topics.len() * self.partitions_per_topic.unsigned_abs() as usize
     }
@@ -173,13 +185,14 @@ impl Usage {
 }
 
 /// Counts the open descriptors of the broker process it follows, on a thread of its own every
-/// [`DESCRIPTOR_POLL`] and whenever asked, and keeps the most seen.
+/// [`DESCRIPTOR_POLL`] and whenever asked, and keeps the most seen. The thread ends when the
+/// watch is finished or dropped.
 struct DescriptorWatch {
     /// The process followed; 0 for none.
     pid: Arc<AtomicU32>,
     most: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl DescriptorWatch {
@@ -200,7 +213,7 @@ impl DescriptorWatch {
             pid,
             most,
             stop,
-            thread,
+            thread: Some(thread),
         }
     }
 
@@ -215,12 +228,18 @@ impl DescriptorWatch {
     }
 
     /// Stops counting; the most descriptors seen.
-    fn finish(self) -> usize {
+    fn finish(mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .expect("the descriptor count does not panic");
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the descriptor count does not panic");
+        }
         self.most.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DescriptorWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -271,12 +290,12 @@ pub fn run_case(context: &RunContext, case: &Case) -> Result<CaseResult, BenchEr
         case: case.name.clone(),
         run: context.run,
         command: format!(
-            "ulimit -n {open_files_limit}; strom server --listen {} --data-dir {}; {topics} topics \
-             x {partitions_per_topic} partitions, one record (acks=all) to each, all read back; \
-             SIGTERM, start, all read back; SIGKILL, start, all read back (the suite's own steps; \
-             tests/e2e/test_scale.py takes them with librdkafka)",
+            "ulimit -n {open_files_limit}; strom server --listen {} --data-dir {}; {}, one record \
+             (acks=all) to each, all read back; SIGTERM, start, all read back; SIGKILL, start, all \
+             read back (the suite's own steps; tests/e2e/test_scale.py takes them with librdkafka)",
             broker.address(),
-            dir.join("data").display()
+            dir.join("data").display(),
+            layout.describe()
         ),
         records,
         records_per_s: records as f64 / figures.produce_s,
@@ -326,11 +345,7 @@ fn measure(
     broker.wait_until_accepting()?;
     let create_s = runtime.block_on(create_topics(broker.address(), layout))?;
     descriptors.count_now();
-    eprintln!(
-        "    created {} topics x {} partitions in {create_s:.1} s",
-        layout.topics.len(),
-        layout.partitions_per_topic
-    );
+    eprintln!("    created {} in {create_s:.1} s", layout.describe());
     let produced = runtime.block_on(produce_to_every_partition(broker.address(), layout))?;
     descriptors.count_now();
     let reading = Instant::now();
@@ -457,7 +472,7 @@ async fn create_topics(address: &str, layout: &Layout) -> Result<f64, BenchError
                 LEADERS_TIMEOUT.as_secs()
             )));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(LEADERS_POLL).await;
     }
 }
 
