@@ -170,3 +170,33 @@ def test_suite_runs_quickly_and_prints_its_table(tmp_path):
         assert case["broker_peak_rss_mib"] > 0
     assert any("broker CPU" in check["target"] for check in suite["targets"])
     assert list(tmp_path.iterdir()) == [], "the suite removes its directory"
+
+
+def test_suite_many_partitions_case_restarts_its_broker_and_reads_every_record_back(tmp_path):
+    result = subprocess.run(
+        [STROM_BIN, "bench", "suite", "--quick", "--dir", str(tmp_path), "--only", "ulimit -n", "--json"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    suite = json.loads(result.stdout)
+    (run,) = suite["runs"]
+    (case,) = run["cases"]
+    assert case["case"] == "400 partitions, ulimit -n 4096"
+    figures = case["partitions"]
+    assert figures["topics"] == 4 and figures["partitions"] == 400
+    assert case["records"] == 400, "one record to each partition; the case fails unless every one is read back after each start"
+    assert figures["open_files_limit"] == 4096
+    assert 0 < figures["max_open_descriptors"] < 4096
+    assert figures["too_many_open_files_lines"] == 0
+    for start in (figures["after_clean_shutdown"], figures["after_kill"]):
+        assert 0 < start["start_to_listening_s"] <= start["start_to_serving_s"]
+    assert figures["create_s"] > 0 and figures["produce_s"] > 0 and figures["shutdown_s"] > 0
+    assert figures["rss_mib"] > 0 and figures["idle_cpu_percent"] >= 0
+    assert case["latency"]["samples"] == 400, "one produce request per partition"
+    targets = [check["target"] for check in suite["targets"]]
+    for target in ("CreateTopics", "after a clean shutdown", "after kill -9", "RSS", "idle broker CPU",
+                   "open descriptors", "Too many open files"):
+        assert any(target in text for text in targets), (target, targets)
+    met = {check["target"]: check["met"] for check in suite["targets"]}
+    assert all(met[text] for text in targets if "descriptors" in text or "Too many" in text), met
+    assert list(tmp_path.iterdir()) == [], "the suite removes its directory"

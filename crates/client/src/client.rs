@@ -370,7 +370,7 @@ impl Client {
         loop {
             match self.cached_topic(topic).await {
                 Err(error) if self.retry(&error, &mut attempt, Some(topic), true).await => continue,
-                result => return result,
+                result => return result.map(Arc::unwrap_or_clone),
             }
         }
     }
@@ -380,7 +380,7 @@ impl Client {
         Ok(self.topic_metadata(topic).await?.partitions.len() as i32)
     }
 
-    async fn cached_topic(&self, topic: &str) -> Result<TopicMetadata, ClientError> {
+    async fn cached_topic(&self, topic: &str) -> Result<Arc<TopicMetadata>, ClientError> {
         let cached = self
             .cache
             .lock()
@@ -401,7 +401,7 @@ impl Client {
             });
         };
         ClientError::check(found.error_code, None, Subject::topic(topic))?;
-        Ok(found.clone())
+        Ok(Arc::new(found.clone()))
     }
 
     async fn request_metadata(

@@ -4,14 +4,18 @@
 //! Lifecycle: [`Brokers::single`] starts one broker, [`Brokers::three_voters`] three combined
 //! broker + controller nodes (a three-voter metadata quorum); each waits until its brokers
 //! serve. [`Brokers::stop`] sends SIGTERM to every node at once (a node stopping alone may wait
-//! for a quorum of peers that stop after it) and waits for clean exits; dropping a process that
-//! is still running kills it. Only the suite's thread touches them.
+//! for a quorum of peers that stop after it) and waits for clean exits. An [`OwnBroker`] is
+//! one broker a case starts, stops, kills and starts again itself, under an open-file limit.
+//! Dropping a process that is still running kills it. Only the suite's thread touches them.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use rustix::process::{setrlimit, Resource, Rlimit};
 
 use crate::error::BenchError;
 
@@ -41,7 +45,8 @@ impl Brokers {
             .map(String::from)
             .chain(["--data-dir".to_string(), path_arg(&dir.join("data"))])
             .collect();
-        let mut broker = BrokerProcess::spawn(binary, args, address, &dir.join("broker.log"))?;
+        let mut broker =
+            BrokerProcess::spawn(binary, args, address, &dir.join("broker.log"), None)?;
         broker.wait_until_accepting()?;
         Ok(Brokers {
             nodes: vec![broker],
@@ -89,6 +94,7 @@ impl Brokers {
                 args,
                 address,
                 &node_dir.join("broker.log"),
+                None,
             )?);
         }
         let mut brokers = Brokers { nodes };
@@ -204,6 +210,147 @@ impl Brokers {
     }
 }
 
+/// One broker a case owns: started, stopped (SIGTERM), killed (SIGKILL) and started again on
+/// the same port over the same data directory (`dir/data`), each start under the same
+/// open-file limit and with a log of its own in `dir`.
+pub struct OwnBroker {
+    binary: PathBuf,
+    dir: PathBuf,
+    address: String,
+    open_files_limit: u64,
+    /// Every start's log, the running one last.
+    logs: Vec<PathBuf>,
+    running: Option<BrokerProcess>,
+}
+
+impl OwnBroker {
+    /// Picks a free port of 127.0.0.1 and makes `dir`; starts nothing.
+    pub fn new(binary: &Path, dir: &Path, open_files_limit: u64) -> Result<OwnBroker, BenchError> {
+        std::fs::create_dir_all(dir)
+            .map_err(BenchError::io(format!("creating {}", dir.display())))?;
+        Ok(OwnBroker {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            address: format!("127.0.0.1:{}", free_port()?),
+            open_files_limit,
+            logs: Vec::new(),
+            running: None,
+        })
+    }
+
+    /// Starts the broker, its output in `dir/<label>.log`; returns its pid without waiting for
+    /// it to serve.
+    pub fn spawn(&mut self, label: &str) -> Result<u32, BenchError> {
+        assert!(
+            self.running.is_none(),
+            "the broker is started once at a time"
+        );
+        let args = [
+            "server".to_string(),
+            "--listen".to_string(),
+            self.address.clone(),
+            "--data-dir".to_string(),
+            path_arg(&self.dir.join("data")),
+        ];
+        let log = self.dir.join(format!("{label}.log"));
+        let broker = BrokerProcess::spawn(
+            &self.binary,
+            args,
+            self.address.clone(),
+            &log,
+            Some(self.open_files_limit),
+        )?;
+        self.logs.push(log);
+        Ok(self.running.insert(broker).pid)
+    }
+
+    /// Waits until the broker just spawned accepts connections.
+    pub fn wait_until_accepting(&mut self) -> Result<(), BenchError> {
+        self.running
+            .as_mut()
+            .expect("the broker is running")
+            .wait_until_accepting()
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn open_files_limit(&self) -> u64 {
+        self.open_files_limit
+    }
+
+    fn process(&self) -> &BrokerProcess {
+        self.running.as_ref().expect("the broker is running")
+    }
+
+    /// User plus system CPU seconds of the running broker so far.
+    pub fn cpu_seconds(&self) -> Result<f64, BenchError> {
+        self.process().cpu_seconds()
+    }
+
+    /// System (kernel) CPU seconds of the running broker so far.
+    pub fn system_cpu_seconds(&self) -> Result<f64, BenchError> {
+        self.process().system_cpu_seconds()
+    }
+
+    /// The running broker's resident memory now (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> Result<u64, BenchError> {
+        self.process().status_bytes("VmRSS")
+    }
+
+    /// The running broker's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64, BenchError> {
+        self.process().peak_rss_bytes()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) -> Result<(), BenchError> {
+        let mut broker = self.running.take().expect("the broker is running");
+        broker.terminate();
+        broker.wait_for_exit(Instant::now() + STOP_TIMEOUT)
+    }
+
+    /// SIGKILL: the broker gets no chance to write anything more.
+    pub fn kill(&mut self) -> Result<(), BenchError> {
+        let mut broker = self.running.take().expect("the broker is running");
+        let mut child = broker.child.take().expect("a running broker has its child");
+        let killed = child.kill();
+        let waited = child.wait();
+        killed.map_err(BenchError::io("sending SIGKILL to the broker"))?;
+        waited.map_err(BenchError::io("waiting for the killed broker"))?;
+        Ok(())
+    }
+
+    /// How many lines of every start's log contain `text`.
+    pub fn log_lines_containing(&self, text: &str) -> Result<usize, BenchError> {
+        let mut lines = 0;
+        for path in &self.logs {
+            let log = std::fs::read(path)
+                .map_err(BenchError::io(format!("reading {}", path.display())))?;
+            lines += String::from_utf8_lossy(&log)
+                .lines()
+                .filter(|line| line.contains(text))
+                .count();
+        }
+        Ok(lines)
+    }
+
+    /// The end of the last start's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        self.logs
+            .last()
+            .map_or_else(String::new, |path| log_tail(path))
+    }
+}
+
+/// How many descriptors the process `pid` has open now (the entries of `/proc/PID/fd`).
+pub fn open_descriptors(pid: u32) -> Result<usize, BenchError> {
+    let path = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&path).map_err(BenchError::io(format!("reading {path}")))?;
+    Ok(entries.count())
+}
+
 fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -218,23 +365,30 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     /// Starts `binary` with `args` (a `server` command line listening on `address`), its
-    /// output going to `log_path`; does not wait for it to serve.
+    /// output going to `log_path` and, if given, its open-file limit (soft and hard) set to
+    /// `open_files_limit`; does not wait for it to serve.
     fn spawn(
         binary: &Path,
         args: impl IntoIterator<Item = String>,
         address: String,
         log_path: &Path,
+        open_files_limit: Option<u64>,
     ) -> Result<BrokerProcess, BenchError> {
         let log = File::create(log_path)
             .map_err(BenchError::io(format!("creating {}", log_path.display())))?;
         let log_err = log
             .try_clone()
             .map_err(BenchError::io("duplicating the broker log handle"))?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
+            .stderr(log_err);
+        if let Some(limit) = open_files_limit {
+            limit_open_files(&mut command, limit);
+        }
+        let child = command
             .spawn()
             .map_err(BenchError::io(format!("starting {}", binary.display())))?;
         Ok(BrokerProcess {
@@ -345,9 +499,32 @@ impl BrokerProcess {
 
     /// The end of the broker's log, for error messages.
     fn log_tail(&self) -> String {
-        let log = std::fs::read(&self.log_path).unwrap_or_default();
-        let tail = &log[log.len().saturating_sub(LOG_TAIL_BYTES)..];
-        String::from_utf8_lossy(tail).into_owned()
+        log_tail(&self.log_path)
+    }
+}
+
+/// The end of a broker's log, for error messages.
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read(path).unwrap_or_default();
+    let tail = &log[log.len().saturating_sub(LOG_TAIL_BYTES)..];
+    String::from_utf8_lossy(tail).into_owned()
+}
+
+/// Makes `command`'s child set its open-file limit, soft and hard, to `limit` before it runs
+/// the program: what `ulimit -n` does in a shell. Set in the child, the limit is in force from
+/// its first instruction (the broker sizes its file pool and connection limit from it at
+/// start); lowering the hard limit keeps the broker from raising the soft one past it.
+#[allow(unsafe_code)] // `pre_exec` is unsafe; the one place the bench needs it.
+fn limit_open_files(command: &mut Command, limit: u64) {
+    let rlimit = Rlimit {
+        current: Some(limit),
+        maximum: Some(limit),
+    };
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe work is sound: it makes one system call (rustix issues it directly,
+    // taking no lock) and allocates nothing.
+    unsafe {
+        command.pre_exec(move || setrlimit(Resource::Nofile, rlimit).map_err(Into::into));
     }
 }
 

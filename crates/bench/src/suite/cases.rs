@@ -26,6 +26,15 @@ const KCAT_RECORDS_QUICK: u64 = 100_000;
 /// (issue 10: 10,000 at <= 64 KiB of broker memory each).
 const IDLE_CONNECTIONS: u32 = 10_000;
 const IDLE_CONNECTIONS_QUICK: u32 = 1_000;
+/// The many-partitions case (issue 10): topics of this many partitions each, on one node whose
+/// open-file limit is this, idle for this long while its CPU time is read.
+const MANY_PARTITIONS_TOPICS: u32 = 20;
+const MANY_PARTITIONS_TOPICS_QUICK: u32 = 4;
+const MANY_PARTITIONS_PER_TOPIC: i32 = 1_000;
+const MANY_PARTITIONS_PER_TOPIC_QUICK: i32 = 100;
+const MANY_PARTITIONS_OPEN_FILES_LIMIT: u64 = 4_096;
+const MANY_PARTITIONS_IDLE: Duration = Duration::from_secs(5);
+const MANY_PARTITIONS_IDLE_QUICK: Duration = Duration::from_secs(2);
 
 /// What a case runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +64,16 @@ pub enum Load {
     /// `strom bench idle-connections`: this many connections set up and held, with the
     /// broker's resident memory read before they open and once they are all set up.
     IdleConnections { connections: u32 },
+    /// `topics` topics of `partitions_per_topic` partitions on a broker whose open-file limit
+    /// (soft and hard) is `open_files_limit`: one record written to every partition and read
+    /// back, the broker left `idle` while its CPU time is read, then restarted after a clean
+    /// shutdown and after kill -9, every record read back each time.
+    Partitions {
+        topics: u32,
+        partitions_per_topic: i32,
+        open_files_limit: u64,
+        idle: Duration,
+    },
 }
 
 /// The brokers a case runs against.
@@ -65,6 +84,9 @@ pub enum Nodes {
     /// Three combined broker + controller nodes, started once the single broker's cases are
     /// done and it has stopped, so that they disturb none of its figures.
     ThreeVoters,
+    /// A broker the case starts, stops and restarts itself, once every other case is done and
+    /// the three nodes have stopped.
+    OwnBroker,
 }
 
 /// A topic a case needs before it starts.
@@ -111,14 +133,15 @@ impl Case {
         }
     }
 
-    /// The topic the case's load writes or reads (none for idle connections).
+    /// The topic the case's load writes or reads (none for idle connections, nor for the
+    /// many-partitions case, whose topics live and die with its own broker).
     pub fn topic(&self) -> Option<&str> {
         match &self.load {
             Load::Bench(words) => word_after(words, "--topic"),
             Load::LibrdkafkaProduce { topic, .. }
             | Load::LibrdkafkaE2e { topic, .. }
             | Load::KcatProduce { topic, .. } => Some(topic),
-            Load::IdleConnections { .. } => None,
+            Load::IdleConnections { .. } | Load::Partitions { .. } => None,
         }
     }
 
@@ -155,7 +178,7 @@ impl Case {
 }
 
 /// 10000 as "10,000".
-fn thousands(value: u32) -> String {
+pub fn thousands(value: u32) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
@@ -183,7 +206,8 @@ fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
 }
 
-/// The suite's cases, in the order they run (the three-node ones last); `kcat`: whether kcat
+/// The suite's cases, in the order they run (the three-node ones, then those with a broker of
+/// their own, last); `kcat`: whether kcat
 /// is on the PATH (its case is one of `--librdkafka`'s: kcat is librdkafka's own C tool).
 pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
     let (seconds, e2e_seconds) = if args.quick {
@@ -246,6 +270,7 @@ pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
             )),
         )
     });
+    cases.push(many_partitions_case(args.quick));
     cases.retain(|case| {
         args.only.is_empty()
             || args
@@ -381,6 +406,39 @@ fn idle_consumer_cases(seconds: f64) -> Vec<Case> {
     vec![without, with, alone]
 }
 
+/// Thousands of partitions on one node under a small open-file limit, through restarts.
+fn many_partitions_case(quick: bool) -> Case {
+    let (topics, partitions_per_topic, idle) = if quick {
+        (
+            MANY_PARTITIONS_TOPICS_QUICK,
+            MANY_PARTITIONS_PER_TOPIC_QUICK,
+            MANY_PARTITIONS_IDLE_QUICK,
+        )
+    } else {
+        (
+            MANY_PARTITIONS_TOPICS,
+            MANY_PARTITIONS_PER_TOPIC,
+            MANY_PARTITIONS_IDLE,
+        )
+    };
+    let partitions = topics * partitions_per_topic.unsigned_abs();
+    Case {
+        nodes: Nodes::OwnBroker,
+        ..Case::new(
+            &format!(
+                "{} partitions, ulimit -n {MANY_PARTITIONS_OPEN_FILES_LIMIT}",
+                thousands(partitions)
+            ),
+            Load::Partitions {
+                topics,
+                partitions_per_topic,
+                open_files_limit: MANY_PARTITIONS_OPEN_FILES_LIMIT,
+                idle,
+            },
+        )
+    }
+}
+
 /// How much longer than the load the idle consumers' command line asks to run, for a run by
 /// hand (`strom bench idle-fetch ... & sleep 1; strom bench produce ...`): the consumers take
 /// ~0.3 s to connect and read 1,000 end offsets, and get a 1 s head start. (In the suite they
@@ -441,9 +499,11 @@ mod tests {
     #[test]
     fn every_case_names_its_topic_and_the_consume_cases_read_earlier_ones() {
         let cases = cases(&args("--librdkafka"), true);
-        assert!(cases.iter().all(
-            |case| case.topic().is_some() || matches!(case.load, Load::IdleConnections { .. })
-        ));
+        assert!(cases.iter().all(|case| case.topic().is_some()
+            || matches!(
+                case.load,
+                Load::IdleConnections { .. } | Load::Partitions { .. }
+            )));
         for (index, case) in cases.iter().enumerate() {
             if case.name.starts_with("consume") {
                 let topic = case.topic();
@@ -495,24 +555,27 @@ mod tests {
             .into_iter()
             .map(|case| case.name)
             .collect();
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 19);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert!(names.iter().all(|name| !name.starts_with("kcat")));
         assert_eq!(names[15], "produce 1 KiB acks=1 100 partitions");
         assert_eq!(names[16], "10,000 idle connections");
         assert_eq!(names[17], "e2e 100 B 1k/s acks=all RF=3");
+        assert_eq!(names[18], "20,000 partitions, ulimit -n 4096");
         let all = cases(&args("--librdkafka"), true);
-        assert_eq!(all.len(), 23);
+        assert_eq!(all.len(), 24);
         let three: Vec<&Case> = all
             .iter()
             .filter(|case| case.nodes == Nodes::ThreeVoters)
             .collect();
         assert_eq!(three.len(), 1);
         assert!(three[0].name.contains("RF=3"));
+        let own = all.len() - 1;
+        assert_eq!(all[own].nodes, Nodes::OwnBroker);
         assert_eq!(
-            all.last(),
-            three.last().copied(),
-            "three-node cases run last"
+            all[own - 1],
+            *three[0],
+            "three-node cases run after the single broker's, then those with a broker of their own"
         );
         let only = cases(&args("--only e2e --only consume"), true);
         assert!(only
@@ -539,6 +602,19 @@ mod tests {
                 "produce --topic suite-100 --record-size 100 --acks 1 --duration 1 --batch-size 1000000"
             ))
         );
+        let partitions = quick.last().unwrap();
+        assert_eq!(partitions.name, "400 partitions, ulimit -n 4096");
+        assert_eq!(
+            partitions.load,
+            Load::Partitions {
+                topics: 4,
+                partitions_per_topic: 100,
+                open_files_limit: 4_096,
+                idle: Duration::from_secs(2),
+            }
+        );
+        let only = cases(&args("--only ulimit"), false);
+        assert_eq!(only.len(), 1, "the many-partitions case alone");
         let kcat = quick
             .iter()
             .find(|case| case.name.starts_with("kcat"))

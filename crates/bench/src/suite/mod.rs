@@ -3,21 +3,25 @@
 //! Each run (`--runs N` repeats the whole set) makes a directory under `--dir`, measures the
 //! machine there ([`machine`]), starts `strom server` of this same binary on a free port with
 //! its data directory inside ([`broker`]), and runs the cases ([`cases`]) in order; then it
-//! stops that broker and starts three nodes (a three-voter cluster) for the replicated cases.
-//! Every case but the librdkafka and kcat ones is an ordinary `strom bench` command line
-//! ([`loads`]), printed with the results so that any row can be re-run by hand; the
-//! idle-consumer case runs `strom bench idle-fetch` beside its load ([`beside`]), and the
+//! stops that broker and starts three nodes (a three-voter cluster) for the replicated cases;
+//! last, once those have stopped too, come the cases that start a broker of their own: the
+//! many-partitions case ([`partitions`]) starts one under a small open-file limit, restarts it
+//! after SIGTERM and after SIGKILL, and reads its memory, descriptors and idle CPU.
+//! Every case but the librdkafka, kcat and many-partitions ones is an ordinary `strom bench`
+//! command line ([`loads`]), printed with the results so that any row can be re-run by hand;
+//! the idle-consumer case runs `strom bench idle-fetch` beside its load ([`beside`]), and the
 //! idle-connections case reads the broker's memory while `strom bench idle-connections` holds
-//! its connections. Around each
-//! case the suite reads the brokers' CPU time and peak memory from `/proc`, and runs `sync`
-//! before it so one case's write-back does not land in the next. [`table`] turns the runs into
-//! the table (median and range over the runs) and checks the targets.
+//! its connections. Around each case the suite reads the brokers' CPU time and peak memory
+//! from `/proc`, and runs `sync` before it so one case's write-back does not land in the next.
+//! [`table`] turns the runs into the table (median and range over the runs) and checks the
+//! issue's targets.
 
 mod beside;
 mod broker;
 mod cases;
 mod loads;
 mod machine;
+mod partitions;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ use crate::stats::{human_count, LatencySummary};
 use beside::Beside;
 use cases::{cases, Case, Load, NewTopic, Nodes};
 use loads::{ConnectionFigures, Outcome};
+use partitions::PartitionFigures;
 
 pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, Brokers};
 pub use machine::{MachineLimits, MachineSizes};
@@ -99,7 +104,8 @@ pub struct CaseResult {
     pub idle_consumers: Option<IdleFigures>,
     /// What the idle connections cost the broker, for the idle-connections case.
     pub idle_connections: Option<ConnectionFigures>,
-    /// The broker's CPU seconds during the case (the three-node cases: summed over the nodes).
+    /// The broker's CPU seconds during the case (the three-node cases: summed over the nodes;
+    /// the many-partitions case: summed over its broker's three starts, each whole).
     pub broker_cpu_s: f64,
     pub broker_cpu_s_per_million: f64,
     /// The share of the broker's CPU time spent in the kernel (system time): on a VM, copying
@@ -108,13 +114,15 @@ pub struct CaseResult {
     /// The load generator's own CPU per million records (`None` for librdkafka's).
     pub bench_cpu_s_per_million: Option<f64>,
     /// The broker's peak resident memory (VmHWM) after the case (the three-node cases: the
-    /// largest node's).
+    /// largest node's; the many-partitions case: its largest start's).
     pub broker_peak_rss_mib: f64,
     /// For produce cases: the disk's bandwidth with an fdatasync after each 1 MiB append,
     /// measured for the case's duration right before and right after it (the mean of the
     /// two). The throughput targets compare with this: on a VM whose disk bandwidth comes and
     /// goes with its neighbours and its burst credit, a figure from minutes earlier says little.
     pub disk_synced_mb_per_s: Option<f64>,
+    /// What the many-partitions case measured: creation, restarts, memory, descriptors.
+    pub partitions: Option<PartitionFigures>,
 }
 
 /// The idle consumers' figures: they show that the consumers really polled.
@@ -269,8 +277,9 @@ fn run_once(
     };
     let mut results = Vec::new();
     // One phase per kind of brokers, one after the other: the three nodes start only once the
-    // single broker has stopped, so they take nothing from its figures.
-    for nodes in [Nodes::One, Nodes::ThreeVoters] {
+    // single broker has stopped, and the cases with a broker of their own once the three nodes
+    // have, so each takes nothing from the others' figures.
+    for nodes in [Nodes::One, Nodes::ThreeVoters, Nodes::OwnBroker] {
         let phase: Vec<Case> = cases
             .iter()
             .filter(|case| case.nodes == nodes)
@@ -284,6 +293,10 @@ fn run_once(
             Nodes::ThreeVoters => {
                 Brokers::three_voters(&tools.binary, &run_dir.join("cluster"), &context.runtime)?
             }
+            Nodes::OwnBroker => {
+                results.extend(run_own_broker_cases(&context, &phase)?);
+                continue;
+            }
         };
         eprintln!("  brokers: {}", brokers.describe());
         results.extend(run_phase(&context, &brokers, &phase)?);
@@ -295,6 +308,21 @@ fn run_once(
         machine,
         cases: results,
     })
+}
+
+/// Runs cases that start, stop and restart a broker of their own, one after the other.
+fn run_own_broker_cases(
+    context: &RunContext,
+    cases: &[Case],
+) -> Result<Vec<CaseResult>, BenchError> {
+    let mut results = Vec::new();
+    for case in cases {
+        machine::sync_everything();
+        let result = partitions::run_case(context, case)?;
+        print_progress(&result);
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// Runs `cases` in order against `brokers`; the produce throughput cases are bracketed by
@@ -461,6 +489,7 @@ fn run_case(
         bench_cpu_s_per_million: outcome.in_process.then(|| per_million(bench_cpu_s)),
         broker_peak_rss_mib: brokers.peak_rss_bytes()? as f64 / (1 << 20) as f64,
         disk_synced_mb_per_s: None,
+        partitions: None,
     })
 }
 
@@ -482,12 +511,13 @@ fn run_load(context: &RunContext, brokers: &Brokers, load: &Load) -> Result<Outc
         Load::IdleConnections { connections } => {
             loads::run_idle_connections(runtime, *connections, address, || brokers.rss_bytes())
         }
+        Load::Partitions { .. } => unreachable!("the many-partitions case has its own broker"),
     }
 }
 
 fn print_progress(result: &CaseResult) {
     eprintln!(
-        "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}{}{}",
+        "  {:<38} {:>9} rec/s {:>8.1} MB/s  {} p99 {} ms  broker {:.2} CPU s/M{}{}{}{}",
         result.case,
         human_count(result.records_per_s),
         result.mb_per_s,
@@ -518,7 +548,15 @@ fn print_progress(result: &CaseResult) {
                     held.broker_rss_held_mib,
                     held.broker_rss_kib_per_connection
                 )
-            })
+            }),
+        result
+            .partitions
+            .as_ref()
+            .map_or(String::new(), |figures| format!(
+                "\n  {:<38} {}",
+                "",
+                figures.summary()
+            ))
     );
 }
 

@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::cases::{IDLE_ALONE, NO_IDLE_CONSUMERS};
+use super::partitions::{PartitionFigures, RestartFigures, TOO_MANY_OPEN_FILES};
 use super::{CaseResult, RunResult};
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
 
@@ -15,6 +16,13 @@ use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
 const IDLE_CPU_RATIO_MAX: f64 = 1.25;
 /// The most resident memory an idle connection may cost the broker (issue 10).
 const IDLE_CONNECTION_RSS_KIB_MAX: f64 = 64.0;
+/// The many-partitions case's bounds (issue 10): creating every topic until each partition
+/// has a leader, a start until it serves every partition, the broker's memory and its CPU
+/// while idle.
+const PARTITIONS_CREATE_S_MAX: f64 = 30.0;
+const PARTITIONS_START_TO_SERVING_S_MAX: f64 = 10.0;
+const PARTITIONS_RSS_MIB_MAX: f64 = 2048.0;
+const PARTITIONS_IDLE_CPU_PERCENT_MAX: f64 = 2.0;
 
 /// One of the issue's targets, and whether the suite's figures meet it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,6 +185,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         if let Some(held) = idle_connections_target(runs, &name) {
             check(held.target, held.measured, held.met);
         }
+        for partitions in partitions_targets(runs, &name) {
+            check(partitions.target, partitions.measured, partitions.met);
+        }
         if name.contains("100 partitions") {
             if let Some(rss) = median(&|case: &CaseResult| Some(case.broker_peak_rss_mib)) {
                 check(
@@ -295,6 +306,103 @@ fn idle_connections_target(runs: &[RunResult], name: &str) -> Option<TargetCheck
     })
 }
 
+/// The spread of one of the many-partitions case's figures over the runs.
+fn partitions_spread(
+    runs: &[RunResult],
+    name: &str,
+    pick: impl Fn(&PartitionFigures) -> f64,
+) -> Option<Spread> {
+    case_spread(runs, name, |case| case.partitions.as_ref().map(&pick))
+}
+
+/// Which of the many-partitions case's restarts.
+type PickStart = fn(&PartitionFigures) -> &RestartFigures;
+
+/// The many-partitions case: creating its topics and serving them all again after a start
+/// are quick, the node is small and quiet, and it never runs out of descriptors. Times, memory
+/// and CPU are held to their bounds by the median; descriptors and "Too many open files" by
+/// the worst run, since running out once is a failure.
+fn partitions_targets(runs: &[RunResult], name: &str) -> Vec<TargetCheck> {
+    let spread = |pick: fn(&PartitionFigures) -> f64| partitions_spread(runs, name, pick);
+    let Some(create) = spread(|figures| figures.create_s) else {
+        return Vec::new();
+    };
+    let seconds = |value: f64| format!("{value:.1} s");
+    let mut checks = vec![TargetCheck {
+        target: format!(
+            "{name}: CreateTopics until every partition has a leader ≤ {PARTITIONS_CREATE_S_MAX:.0} s"
+        ),
+        measured: seconds(create.median),
+        met: create.median <= PARTITIONS_CREATE_S_MAX,
+    }];
+    let starts: [(&str, PickStart); 2] = [
+        ("after a clean shutdown", |figures| {
+            &figures.after_clean_shutdown
+        }),
+        ("after kill -9", |figures| &figures.after_kill),
+    ];
+    for (after, start) in starts {
+        let serving = partitions_spread(runs, name, |figures| start(figures).start_to_serving_s);
+        let listening =
+            partitions_spread(runs, name, |figures| start(figures).start_to_listening_s);
+        let (Some(serving), Some(listening)) = (serving, listening) else {
+            continue;
+        };
+        checks.push(TargetCheck {
+            target: format!(
+                "{name}: start {after} to serving every partition ≤ {PARTITIONS_START_TO_SERVING_S_MAX:.0} s"
+            ),
+            measured: format!(
+                "{} (listening at {})",
+                seconds(serving.median),
+                seconds(listening.median)
+            ),
+            met: serving.median <= PARTITIONS_START_TO_SERVING_S_MAX,
+        });
+    }
+    if let Some(rss) = spread(|figures| figures.rss_mib) {
+        checks.push(TargetCheck {
+            target: format!("{name}: broker RSS ≤ {PARTITIONS_RSS_MIB_MAX:.0} MiB"),
+            measured: format!("{:.0} MiB", rss.median),
+            met: rss.median <= PARTITIONS_RSS_MIB_MAX,
+        });
+    }
+    if let Some(idle) = spread(|figures| figures.idle_cpu_percent) {
+        checks.push(TargetCheck {
+            target: format!(
+                "{name}: idle broker CPU ≤ {PARTITIONS_IDLE_CPU_PERCENT_MAX:.0}% of a core"
+            ),
+            measured: format!("{:.1}%", idle.median),
+            met: idle.median <= PARTITIONS_IDLE_CPU_PERCENT_MAX,
+        });
+    }
+    let worst = results_of(runs, name)
+        .filter_map(|case| case.partitions.as_ref())
+        .fold(None, |worst: Option<(usize, u64, usize)>, figures| {
+            let (descriptors, limit, lines) = worst.unwrap_or((0, u64::MAX, 0));
+            Some((
+                descriptors.max(figures.max_open_descriptors),
+                limit.min(figures.open_files_limit),
+                lines.max(figures.too_many_open_files_lines),
+            ))
+        });
+    if let Some((descriptors, limit, lines)) = worst {
+        checks.push(TargetCheck {
+            target: format!("{name}: open descriptors < the open-file limit, in every run"),
+            measured: format!("at most {descriptors} of {limit}"),
+            met: (descriptors as u64) < limit,
+        });
+        checks.push(TargetCheck {
+            target: format!(
+                "{name}: no '{TOO_MANY_OPEN_FILES}' in the broker's logs, in every run"
+            ),
+            measured: format!("{lines} lines"),
+            met: lines == 0,
+        });
+    }
+    checks
+}
+
 /// The whole table: machine limits, cases, targets, and how to re-run each case.
 pub fn render(result: &super::SuiteResult) -> String {
     let runs = &result.runs;
@@ -378,7 +486,9 @@ pub fn render(result: &super::SuiteResult) -> String {
                   e2e = producer send to consumer receipt.\nMB/s = record payload (key + value) per second; \
                   CPU s/M = CPU seconds (user + system) per million records.\nRF=3 cases run on three \
                   nodes: broker CPU is summed over them, peak RSS is the largest node's.\nIdle connections: \
-                  records = connections, set-up = connect to ApiVersions answer.\n\ncases as commands:\n");
+                  records = connections, set-up = connect to ApiVersions answer.\nMany partitions: records = \
+                  partitions (one record each), latency = their acks=all produce requests; broker CPU and \
+                  peak RSS cover its broker's three starts.\n\ncases as commands:\n");
     for name in case_names(runs) {
         if let Some(case) = results_of(runs, &name).next() {
             out.push_str(&format!("  {name}: {}\n", case.command));
@@ -509,8 +619,88 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
             row.extend(std::iter::repeat_n(String::new(), 11));
             rows.push(row);
         }
+        if first.partitions.is_some() {
+            rows.extend(partitions_rows(runs, &name));
+        }
     }
     rows
+}
+
+/// The many-partitions case's own figures, a row each under the case's, in the order the
+/// case takes its steps.
+fn partitions_rows(runs: &[RunResult], name: &str) -> Vec<Vec<String>> {
+    let show = |pick: fn(&PartitionFigures) -> f64, format: &dyn Fn(f64) -> String| {
+        partitions_spread(runs, name, pick).map_or("-".to_string(), |spread| spread.format(format))
+    };
+    let seconds = |value: f64| format!("{value:.1} s");
+    let count = |value: f64| format!("{value:.0}");
+    let start = |listening: fn(&PartitionFigures) -> f64, serving: fn(&PartitionFigures) -> f64| {
+        format!("{}, {}", show(listening, &seconds), show(serving, &seconds))
+    };
+    let figures = [
+        (
+            "CreateTopics until all have leaders",
+            show(|figures| figures.create_s, &seconds),
+        ),
+        (
+            "one record to each, acks=all",
+            show(|figures| figures.produce_s, &seconds),
+        ),
+        (
+            "every record read back",
+            show(|figures| figures.consume_s, &seconds),
+        ),
+        (
+            "SIGTERM to exit",
+            show(|figures| figures.shutdown_s, &seconds),
+        ),
+        (
+            "start after SIGTERM: listening, serving all",
+            start(
+                |figures| figures.after_clean_shutdown.start_to_listening_s,
+                |figures| figures.after_clean_shutdown.start_to_serving_s,
+            ),
+        ),
+        (
+            "start after SIGKILL: listening, serving all",
+            start(
+                |figures| figures.after_kill.start_to_listening_s,
+                |figures| figures.after_kill.start_to_serving_s,
+            ),
+        ),
+        (
+            "broker RSS, idle CPU",
+            format!(
+                "{}, {}",
+                show(|figures| figures.rss_mib, &|value| format!(
+                    "{value:.0} MiB"
+                )),
+                show(|figures| figures.idle_cpu_percent, &|value| format!(
+                    "{value:.1}%"
+                ))
+            ),
+        ),
+        (
+            "open descriptors at most, limit",
+            format!(
+                "{}, {}",
+                show(|figures| figures.max_open_descriptors as f64, &count),
+                show(|figures| figures.open_files_limit as f64, &count)
+            ),
+        ),
+        (
+            "'Too many open files' lines",
+            show(|figures| figures.too_many_open_files_lines as f64, &count),
+        ),
+    ];
+    figures
+        .into_iter()
+        .map(|(label, value)| {
+            let mut row = vec![format!("  ({label})"), value];
+            row.extend(std::iter::repeat_n(String::new(), 11));
+            row
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -548,6 +738,7 @@ mod tests {
             bench_cpu_s_per_million: Some(0.01),
             broker_peak_rss_mib: 100.0 + f64::from(run),
             disk_synced_mb_per_s: name.starts_with("produce 1 KiB acks=1").then_some(300.0),
+            partitions: None,
         }
     }
 
@@ -759,5 +950,121 @@ mod tests {
             .unwrap_or_else(|| panic!("{checks:?}"));
         assert_eq!(interaction.measured, "0.90 s = 1.12×");
         assert!(interaction.met);
+    }
+
+    fn many_partitions(run: u32, create_s: f64, serving_s: (f64, f64)) -> CaseResult {
+        let mut result = case(
+            "20,000 partitions, ulimit -n 4096",
+            run,
+            0.0,
+            500.0,
+            (5.0, 40.0),
+        );
+        result.partitions = Some(PartitionFigures {
+            topics: 20,
+            partitions: 20_000,
+            open_files_limit: 4_096,
+            create_s,
+            produce_s: 20.0,
+            consume_s: 1.5,
+            shutdown_s: 5.0,
+            after_clean_shutdown: RestartFigures {
+                start_to_listening_s: 3.0,
+                start_to_serving_s: serving_s.0,
+            },
+            after_kill: RestartFigures {
+                start_to_listening_s: 6.0,
+                start_to_serving_s: serving_s.1,
+            },
+            rss_mib: 60.0 + f64::from(run),
+            idle_cpu_percent: 0.4,
+            max_open_descriptors: 2_000 + run as usize,
+            too_many_open_files_lines: 0,
+        });
+        result
+    }
+
+    #[test]
+    fn many_partitions_are_held_to_their_times_memory_and_descriptors() {
+        let slow_kill = many_partitions(1, 16.0, (4.0, 12.0));
+        let runs = vec![run(1, vec![slow_kill])];
+        let checks = check_targets(&runs);
+        let targets: Vec<&str> = checks.iter().map(|check| check.target.as_str()).collect();
+        assert_eq!(checks.len(), 7, "{targets:?}");
+        let find = |text: &str| {
+            checks
+                .iter()
+                .find(|check| check.target.contains(text))
+                .unwrap_or_else(|| panic!("{text}: {targets:?}"))
+        };
+        let create = find("CreateTopics");
+        assert_eq!(
+            create.target,
+            "20,000 partitions, ulimit -n 4096: CreateTopics until every partition has a leader ≤ 30 s"
+        );
+        assert!(create.met, "16 s");
+        let clean = find("after a clean shutdown");
+        assert!(clean.target.ends_with("to serving every partition ≤ 10 s"));
+        assert_eq!(clean.measured, "4.0 s (listening at 3.0 s)");
+        assert!(clean.met);
+        let killed = find("after kill -9");
+        assert_eq!(killed.measured, "12.0 s (listening at 6.0 s)");
+        assert!(!killed.met, "12 s is over 10");
+        assert!(find("RSS ≤ 2048 MiB").met, "61 MiB");
+        assert_eq!(find("idle broker CPU ≤ 2% of a core").measured, "0.4%");
+        let descriptors = find("open descriptors");
+        assert_eq!(descriptors.measured, "at most 2001 of 4096");
+        assert!(descriptors.met);
+        let emfile = find("Too many open files");
+        assert_eq!(emfile.measured, "0 lines");
+        assert!(emfile.met);
+        let table = render(&SuiteResult {
+            targets: checks.clone(),
+            runs,
+        });
+        let row = |label: &str| {
+            table
+                .lines()
+                .find(|line| line.starts_with(&format!("  ({label})")))
+                .unwrap_or_else(|| panic!("{label}:\n{table}"))
+                .to_string()
+        };
+        assert!(row("CreateTopics until all have leaders").contains("16.0 s"));
+        assert!(row("start after SIGKILL: listening, serving all").contains("6.0 s, 12.0 s"));
+        assert!(row("broker RSS, idle CPU").contains("61 MiB, 0.4%"));
+        assert!(row("open descriptors at most, limit").contains("2001, 4096"));
+        assert!(row("'Too many open files' lines").contains(" 0"));
+    }
+
+    /// Times are the median's; one run out of descriptors fails the bound whatever the others.
+    #[test]
+    fn many_partitions_fail_on_any_run_out_of_descriptors() {
+        let mut starved = many_partitions(2, 40.0, (5.0, 6.0));
+        if let Some(figures) = starved.partitions.as_mut() {
+            figures.max_open_descriptors = 4_096;
+            figures.too_many_open_files_lines = 3;
+        }
+        let runs = vec![
+            run(1, vec![many_partitions(1, 20.0, (4.0, 5.0))]),
+            run(2, vec![starved]),
+            run(3, vec![many_partitions(3, 25.0, (4.5, 5.5))]),
+        ];
+        let checks = check_targets(&runs);
+        let find = |text: &str| {
+            checks
+                .iter()
+                .find(|check| check.target.contains(text))
+                .unwrap_or_else(|| panic!("{text}: {checks:?}"))
+        };
+        let create = find("CreateTopics");
+        assert_eq!(create.measured, "25.0 s", "the median of 20, 40 and 25 s");
+        assert!(create.met);
+        assert!(find("after kill -9").met, "median 5.5 s");
+        let descriptors = find("open descriptors");
+        assert_eq!(descriptors.measured, "at most 4096 of 4096");
+        assert!(!descriptors.met);
+        let emfile = find("Too many open files");
+        assert_eq!(emfile.measured, "3 lines");
+        assert!(!emfile.met);
     }
 }
