@@ -226,14 +226,20 @@ fn read_committed_reads_stop_at_the_last_stable_offset_and_name_the_aborted() {
         .last()
         .unwrap()
         .0;
-    assert_eq!(last.next_offset(), Offset(4), "nothing of the open transaction");
+    assert_eq!(
+        last.next_offset(),
+        Offset(4),
+        "nothing of the open transaction"
+    );
     let aborted = committed.aborted.unwrap();
     assert_eq!(aborted.len(), 1);
     assert_eq!(aborted[0].producer_id, ProducerId(1));
     // At the last stable offset a read_committed consumer waits: nothing, no error.
     let waiting = p.read(Offset(4), 1 << 20, ReadBound::LastStable).unwrap();
     assert!(waiting.records.is_empty());
-    let uncommitted = p.read(Offset(4), 1 << 20, ReadBound::HighWatermark).unwrap();
+    let uncommitted = p
+        .read(Offset(4), 1 << 20, ReadBound::HighWatermark)
+        .unwrap();
     assert!(!uncommitted.records.is_empty());
     assert_eq!(uncommitted.aborted, None);
     let latest = |spec| p.list_offset(spec).unwrap().unwrap().0;
