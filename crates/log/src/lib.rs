@@ -40,6 +40,8 @@
 //!   only for the operation at hand.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
+//! - `txn_index`: a segment's aborted-transaction index ([`TxnIndex`], Kafka's `.txnindex`
+//!   layout); built and tested, not yet kept by segments (issue 11).
 //!
 //! # Data flow
 //! produce: handler checks batch CRCs -> `Log::append` or `Log::append_with_epoch` (offsets
@@ -76,6 +78,7 @@ mod sync;
 #[cfg(test)]
 mod test_support;
 mod timestamp;
+mod txn_index;
 
 pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
@@ -86,3 +89,4 @@ pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;
 pub use crate::sync::SyncHandle;
+pub use crate::txn_index::{AbortedTxnEntry, TxnIndex};
