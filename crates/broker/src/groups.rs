@@ -216,6 +216,16 @@ impl GroupRuntime {
         Ok(())
     }
 
+    /// Placeholder until the txn-offsets branch lands (it replaces this): transactional
+    /// offsets are not staged yet, so a marker has nothing to apply.
+    pub fn complete_transaction(
+        &self,
+        _offsets_partition: PartitionIndex,
+        _producer_id: strom_types::ProducerId,
+        _commit: bool,
+    ) {
+    }
+
     async fn append(
         &self,
         group: &str,
