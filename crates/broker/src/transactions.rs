@@ -223,6 +223,7 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
     };
     let runtime = &broker.transactions;
     let mut loaded = runtime.loaded.lock();
+    let (mut newly_loaded, mut loaded_ids) = (0, 0);
     for partition in &topic.partitions {
         let index = partition.index();
         let epoch = partition.leader_epoch();
@@ -251,11 +252,13 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
         for (position, error) in &outcome.skipped {
             tracing::warn!(partition = %index, position, %error, "skipping an unreadable transaction state record");
         }
-        tracing::info!(
+        tracing::debug!(
             partition = %index,
             transactional_ids = outcome.transactional_ids,
             "coordinating the transactions of a state partition"
         );
+        loaded_ids += outcome.transactional_ids;
+        newly_loaded += 1;
         loaded.insert(index, epoch);
         for markers in outcome.markers {
             tokio::spawn(send_markers(broker.clone(), markers));
@@ -263,6 +266,13 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
         for write in outcome.writes {
             spawn_write(broker.clone(), write, Duration::ZERO);
         }
+    }
+    if newly_loaded > 0 {
+        tracing::info!(
+            partitions = newly_loaded,
+            transactional_ids = loaded_ids,
+            "coordinating the transactions of {TRANSACTION_STATE_TOPIC} partitions"
+        );
     }
 }
 
