@@ -12,7 +12,7 @@
 //!   ([`write`]), then handed back to the coordinator; what comes out (the reply, markers to
 //!   send, the next record) is carried out by [`carry_out`].
 //! - Markers ([`send_markers`]) go to every partition of the transaction: written here through
-//!   [`write_marker`] when this node leads the partition, else by WriteTxnMarkers to its
+//!   [`begin_marker`] and [`finish_marker`] when this node leads the partition, else by WriteTxnMarkers to its
 //!   leader; retried until each is written or the transaction is no longer this node's.
 //! - A ticker aborts transactions past their timeout and expires idle transactional ids.
 //!
@@ -36,7 +36,7 @@ use strom_coordinator::transactions::{
 };
 use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use strom_metadata::{CommandResult, MetadataCommand};
-use strom_partition::{Acks, AppendOptions, Partition, PartitionError, ReadBound};
+use strom_partition::{AckWait, Acks, AppendOptions, Partition, PartitionError, ReadBound};
 use strom_protocol::control::{Marker, MarkerType};
 use strom_types::{
     BrokerId, CoordinatorEpoch, ErrorCode, LeaderEpoch, Offset, PartitionIndex, ProducerEpoch,
@@ -468,19 +468,28 @@ async fn send_markers_once(
     let mut cancel = false;
     for (leader, partitions) in by_leader {
         let results = if leader == broker.config.node_id {
-            let mut results = Vec::with_capacity(partitions.len());
-            for (topic, index) in partitions {
-                let error = write_marker(
-                    broker,
-                    &topic,
-                    PartitionIndex(index),
-                    markers.producer_id,
-                    markers.producer_epoch,
-                    markers.coordinator_epoch,
-                    markers.commit,
-                )
-                .await;
-                results.push(((topic, index), error));
+            let begun: Vec<_> = partitions
+                .into_iter()
+                .map(|(topic, index)| {
+                    let begun = begin_marker(
+                        broker,
+                        &topic,
+                        PartitionIndex(index),
+                        markers.producer_id,
+                        markers.producer_epoch,
+                        markers.coordinator_epoch,
+                        markers.commit,
+                    );
+                    ((topic, index), begun)
+                })
+                .collect();
+            let mut results = Vec::with_capacity(begun.len());
+            for (partition, begun) in begun {
+                let error = match begun {
+                    Ok(wait) => finish_marker(broker, wait).await,
+                    Err(error) => error,
+                };
+                results.push((partition, error));
             }
             results
         } else {
@@ -573,26 +582,38 @@ async fn send_remote(
         .collect()
 }
 
-/// Writes one marker to a partition this node leads and waits until the ISR has it on disk
-/// (WriteTxnMarkers, or the coordinator's own markers). After a marker in `__consumer_offsets`,
-/// the group coordinator applies or drops the producer's transactional offsets.
-pub async fn write_marker(
-    broker: &Arc<Broker>,
+/// A marker appended here, waiting for the ISR.
+pub struct MarkerWait {
+    topic: String,
+    index: PartitionIndex,
+    partition: Arc<Partition>,
+    ack: AckWait,
+    producer_id: ProducerId,
+    commit: bool,
+}
+
+/// Appends one marker to a partition this node leads (WriteTxnMarkers, or the coordinator's
+/// own markers). Markers for several partitions are all appended before any is waited for
+/// ([`finish_marker`]), so one group commit covers them.
+pub fn begin_marker(
+    broker: &Broker,
     topic: &str,
     index: PartitionIndex,
     producer_id: ProducerId,
     producer_epoch: ProducerEpoch,
     coordinator_epoch: CoordinatorEpoch,
     commit: bool,
-) -> ErrorCode {
-    let Some(registered) = broker.topics.get(topic) else {
-        return ErrorCode::UnknownTopicOrPartition;
-    };
-    let Some(partition) = registered.partition(index).cloned() else {
-        return ErrorCode::NotLeaderOrFollower;
-    };
+) -> Result<MarkerWait, ErrorCode> {
+    let registered = broker
+        .topics
+        .get(topic)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    let partition = registered
+        .partition(index)
+        .cloned()
+        .ok_or(ErrorCode::NotLeaderOrFollower)?;
     if !partition.is_leader() {
-        return ErrorCode::NotLeaderOrFollower;
+        return Err(ErrorCode::NotLeaderOrFollower);
     }
     let marker = Marker {
         kind: if commit {
@@ -607,24 +628,37 @@ pub async fn write_marker(
         log_append_time: None,
         min_insync_replicas: registered.config.min_insync_replicas,
     };
-    let appended = match partition.append_marker(
+    let appended = partition
+        .append_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            TimestampMs::now(),
+            options,
+        )
+        .map_err(|error| partition_error(&error))?;
+    Ok(MarkerWait {
+        topic: topic.to_owned(),
+        index,
+        partition,
+        ack: appended.ack,
         producer_id,
-        producer_epoch,
-        marker,
-        TimestampMs::now(),
-        options,
-    ) {
-        Ok(appended) => appended,
-        Err(error) => return partition_error(&error),
-    };
+        commit,
+    })
+}
+
+/// Waits until the ISR has an appended marker on disk. After a marker in
+/// `__consumer_offsets`, the group coordinator applies or drops the producer's transactional
+/// offsets.
+pub async fn finish_marker(broker: &Broker, wait: MarkerWait) -> ErrorCode {
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-    if let Err(error) = partition.wait_acknowledged(&appended.ack, deadline).await {
+    if let Err(error) = wait.partition.wait_acknowledged(&wait.ack, deadline).await {
         return partition_error(&error);
     }
-    if topic == OFFSETS_TOPIC {
+    if wait.topic == OFFSETS_TOPIC {
         broker
             .groups
-            .complete_transaction(index, producer_id, commit);
+            .complete_transaction(wait.index, wait.producer_id, wait.commit);
     }
     ErrorCode::None
 }
