@@ -304,3 +304,69 @@ def test_cli_lists_describes_and_aborts_a_hanging_transaction(txn_broker):
     assert offsets(bootstrap, topic) == (2, 2)
     assert values(read(bootstrap, topic, "read_committed")) == []
     assert rows(strom("producers", topic, bootstrap=bootstrap))[0]["TXN-START-OFFSET"] == "-"
+
+
+def test_send_offsets_to_transaction_commits_the_groups_offsets_with_the_output(txn_broker):
+    """A consume-transform-produce step: the group's offsets move only when the transaction
+    commits; after an abort they stay where they were."""
+    bootstrap = txn_broker.bootstrap
+    source, sink = unique("txn-in"), unique("txn-out")
+    create_topic(bootstrap, source)
+    create_topic(bootstrap, sink)
+    plain = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for i in range(10):
+        plain.produce(source, value=b"in-%d" % i)
+    plain.flush(TIMEOUT_S)
+    group = unique("copier")
+
+    def copy_once(commit: bool) -> int:
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            c.subscribe([source])
+            got = []
+            deadline = time.monotonic() + TIMEOUT_S
+            while len(got) < 5 and time.monotonic() < deadline:
+                message = c.poll(0.2)
+                if message is not None and message.error() is None:
+                    got.append(message)
+            assert len(got) == 5
+            p = transactional_producer(bootstrap, unique("copier-tid"))
+            p.begin_transaction()
+            for message in got:
+                p.produce(sink, value=message.value().replace(b"in", b"out"))
+            position = [TopicPartition(source, 0, got[-1].offset() + 1)]
+            p.send_offsets_to_transaction(position, c.consumer_group_metadata(), TIMEOUT_S)
+            if commit:
+                p.commit_transaction(TIMEOUT_S)
+            else:
+                p.abort_transaction(TIMEOUT_S)
+            return got[0].offset()
+        finally:
+            c.close()
+
+    def committed() -> int:
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            return c.committed([TopicPartition(source, 0)], timeout=10)[0].offset
+        finally:
+            c.close()
+
+    assert copy_once(commit=True) == 0
+    assert committed() == 5
+    assert copy_once(commit=False) == 5
+    assert committed() == 5, "an aborted transaction's offsets are not committed"
+    assert copy_once(commit=True) == 5
+    assert committed() == 10
+    assert values(read(bootstrap, sink, "read_committed")) == [b"out-%d" % i for i in range(10)]
+    # The committed offsets survive a restart (replayed from __consumer_offsets with their
+    # transaction's marker).
+    txn_broker.restart()
+    assert committed() == 10

@@ -347,8 +347,10 @@ async fn append(broker: &Arc<Broker>, pending: &PendingWrite) -> Result<(), Erro
     if partition.leader_epoch().0 != pending.coordinator_epoch().0 {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
-    let mut batch =
-        crate::groups::encode_batch(vec![(pending.key().clone(), pending.value().cloned())])?;
+    let mut batch = crate::groups::encode_batch(
+        vec![(pending.key().clone(), pending.value().cloned())],
+        None,
+    )?;
     let options = AppendOptions {
         acks: Acks::All,
         log_append_time: None,
