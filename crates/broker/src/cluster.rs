@@ -184,6 +184,10 @@ async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
             // Offsets partitions this node now leads: load what the previous leader committed.
             syncing.groups.follow_leadership();
         }
+        if reconciled.leadership_changed || reconciled.topics_changed {
+            // Transaction state partitions likewise (the topic itself may have just appeared).
+            syncing.transactions.follow_leadership(&syncing);
+        }
         reconciled
     });
     match reconciled.await {

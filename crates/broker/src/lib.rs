@@ -16,12 +16,12 @@
 //! partitions this node hosts, reconciled on every new image), the [`fetchers`] that follow
 //! other leaders, and the [`groups`] runtime around the group coordinator. In the background:
 //! [`cluster::follow_image`], [`isr`] (shrinking ISRs and proposing partitions' ISR changes),
-//! [`retention`], the [`cleaner`] and the group ticker. [`resources`] reads (and at start-up
+//! [`retention`], the [`cleaner`], the group ticker and the [`transactions`] ticker. [`resources`] reads (and at start-up
 //! raises) the process's open-file limit, which bounds what the broker keeps open.
 //!
 //! Imports point one way: `network` -> `handlers` -> `cluster`, `groups`, `fetchers`, `isr`
-//! -> `topics` -> `config`, `error`; `cluster` reaches the fetchers and groups only through
-//! the [`Broker`] it is given.
+//! -> `topics` -> `config`, `error`; `transactions` -> `cluster`; `cluster` reaches the
+//! fetchers, groups and transactions only through the [`Broker`] it is given.
 
 pub mod capacity;
 pub mod cleaner;
@@ -36,6 +36,7 @@ pub mod network;
 pub mod resources;
 pub mod retention;
 pub mod topics;
+pub mod transactions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct Broker {
     pub quorum: MetadataQuorum,
     pub topics: topics::TopicRegistry,
     pub groups: Arc<groups::GroupRuntime>,
+    /// The runtime around the transaction coordinator.
+    pub transactions: transactions::TransactionRuntime,
     /// The follower side of replication: one fetcher per leader this node follows.
     pub fetchers: fetchers::Fetchers,
     /// The block of producer ids the controller handed this broker: next to hand out, end.
@@ -123,17 +126,22 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     topics.finish_start()?;
     let ticker = tokio::spawn(groups.clone().run_ticker());
     let (stopping, _) = watch::channel(false);
+    let transactions = transactions::TransactionRuntime::new(&config);
     let broker = Arc::new(Broker {
         config,
         capacity,
         quorum,
         topics,
         groups,
+        transactions,
         fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
     });
     broker.fetchers.update(&broker);
+    let loading = broker.clone();
+    tokio::task::spawn_blocking(move || loading.transactions.follow_leadership(&loading)).await?;
+    let transaction_ticker = tokio::spawn(transactions::run_ticker(broker.clone()));
     let follower = tokio::spawn(cluster::follow_image(broker.clone()));
     let proposer = tokio::spawn(isr::run_proposer(broker.clone(), proposed));
     let isr_maintenance = tokio::spawn(isr::run_maintenance(broker.clone()));
@@ -155,6 +163,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     retention.abort();
     cleaner.abort();
     ticker.abort();
+    transaction_ticker.abort();
     follower.abort();
     proposer.abort();
     isr_maintenance.abort();

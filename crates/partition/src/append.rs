@@ -200,6 +200,19 @@ impl Partition {
         store.transactions.last_stable_offset(self.high_watermark())
     }
 
+    /// Whether `producer_id` has a transaction open in this partition at `epoch`.
+    pub fn in_transaction(&self, producer_id: ProducerId, epoch: ProducerEpoch) -> bool {
+        self.store
+            .lock()
+            .producers
+            .in_transaction(producer_id, epoch)
+    }
+
+    /// The producers this partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::ProducerDescription> {
+        self.store.lock().producers.describe()
+    }
+
     /// The aborted transactions with records in `from..to`, for a read_committed fetch.
     pub fn aborted_transactions(&self, from: Offset, to: Offset) -> Vec<crate::AbortedTxn> {
         self.store.lock().transactions.aborted_between(from, to)

@@ -63,7 +63,9 @@ pub use error::{log_error_code, PartitionError};
 pub use follower::{Applied, FetchedData};
 pub use leader::{FollowerPosition, FollowerRead};
 pub use partition::{Partition, PartitionId};
-pub use producers::{ProducerStates, SequenceCheck, REMEMBERED_BATCHES_PER_PRODUCER};
+pub use producers::{
+    ProducerDescription, ProducerStates, SequenceCheck, REMEMBERED_BATCHES_PER_PRODUCER,
+};
 pub use read::{OffsetSpec, PartitionRead, ReadBound};
 pub use replica::{IsrProposal, ProposalSender, ReplicaState, StateChange};
 pub use transactions::AbortedTxn;

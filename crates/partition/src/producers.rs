@@ -71,6 +71,17 @@ pub struct CompletedTxn {
     pub aborted: bool,
 }
 
+/// One producer of a partition, as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    /// The last sequence written; -1 when no batch of this epoch is remembered.
+    pub last_sequence: i32,
+    /// Where its open transaction began here, if one is open.
+    pub txn_first_offset: Option<Offset>,
+}
+
 /// What to do with one batch from an idempotent producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -270,6 +281,30 @@ impl ProducerStates {
         self.producers
             .iter()
             .filter_map(|(id, entry)| entry.txn_first_offset.map(|first| (first, *id)))
+    }
+
+    /// Whether `producer_id` has a transaction open here at `epoch`: its later transactional
+    /// batches need no check with the coordinator (KIP-890 verification).
+    pub fn in_transaction(&self, producer_id: ProducerId, epoch: ProducerEpoch) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|entry| entry.epoch == epoch && entry.txn_first_offset.is_some())
+    }
+
+    /// Every producer as DescribeProducers shows it, by producer id.
+    pub fn describe(&self) -> Vec<ProducerDescription> {
+        let mut described: Vec<ProducerDescription> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| ProducerDescription {
+                producer_id: *id,
+                producer_epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |batch| batch.last_sequence),
+                txn_first_offset: entry.txn_first_offset,
+            })
+            .collect();
+        described.sort_by_key(|producer| producer.producer_id);
+        described
     }
 
     /// How many producers are remembered.

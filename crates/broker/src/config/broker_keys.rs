@@ -777,6 +777,111 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         },
         ..FIXED
     },
+    // -- transactions ---------------------------------------------------------------------------
+    BrokerKey {
+        name: "transaction.state.log.num.partitions",
+        config_type: ConfigType::Int,
+        default: Some("50"),
+        validator: Validator::Between(1, PARTITIONS_PER_TOPIC_MAX as i64),
+        documentation: "Partitions of `__transaction_state`, fixed when it is created (on the \
+                        first FindCoordinator for a transactional id).",
+        access: Access::Field {
+            apply: |c, v| c.transaction.state_log_partitions = v.number() as i32,
+            read: |c| Some(c.transaction.state_log_partitions.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transaction.state.log.replication.factor",
+        config_type: ConfigType::Short,
+        default: Some("3"),
+        validator: Validator::AtLeast(1),
+        documentation: "Replicas of `__transaction_state`, capped at the number of voters when \
+                        it is created.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.transaction_state_replication_factor = v.number() as i16,
+            read: |c| Some(c.cluster.transaction_state_replication_factor.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transaction.state.log.min.isr",
+        config_type: ConfigType::Int,
+        default: Some("2"),
+        validator: Validator::AtLeast(1),
+        documentation: "`min.insync.replicas` of `__transaction_state`, capped at its \
+                        replication factor.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.transaction_state_min_isr = v.number() as i32,
+            read: |c| Some(c.cluster.transaction_state_min_isr.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transaction.max.timeout.ms",
+        config_type: ConfigType::Int,
+        default: Some("900000"),
+        validator: Validator::AtLeast(1),
+        documentation: "The longest `transaction.timeout.ms` a producer may ask for; longer \
+                        is refused with INVALID_TRANSACTION_TIMEOUT.",
+        access: Access::Field {
+            apply: |c, v| c.transaction.transaction_timeout_ms_max = v.number() as i32,
+            read: |c| Some(c.transaction.transaction_timeout_ms_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transactional.id.expiration.ms",
+        config_type: ConfigType::Int,
+        default: Some("604800000"),
+        validator: Validator::AtLeast(1),
+        documentation: "A transactional id with no transaction open and no request for this \
+                        long is forgotten.",
+        access: Access::Field {
+            apply: |c, v| c.transaction.transactional_id_expiration_ms = v.number(),
+            read: |c| Some(c.transaction.transactional_id_expiration_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        config_type: ConfigType::Int,
+        default: Some("10000"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often the coordinator aborts transactions past their timeout.",
+        access: Access::Field {
+            apply: |c, v| {
+                c.transaction
+                    .abort_timed_out_transaction_cleanup_interval_ms = v.number()
+            },
+            read: |c| {
+                Some(
+                    c.transaction
+                        .abort_timed_out_transaction_cleanup_interval_ms
+                        .to_string(),
+                )
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "transaction.remove.expired.transaction.cleanup.interval.ms",
+        config_type: ConfigType::Int,
+        default: Some("3600000"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often the coordinator looks for expired transactional ids.",
+        access: Access::Field {
+            apply: |c, v| c.transaction.remove_expired_transaction_cleanup_interval_ms = v.number(),
+            read: |c| {
+                Some(
+                    c.transaction
+                        .remove_expired_transaction_cleanup_interval_ms
+                        .to_string(),
+                )
+            },
+        },
+        ..FIXED
+    },
 ];
 
 /// The broker key of this name.

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use strom_coordinator::consumer_group::ConsumerGroupConfig;
+use strom_coordinator::transactions::TransactionConfig;
 use strom_coordinator::GroupConfig;
 
 pub use broker_keys::{broker_key, parse_listener, parse_voters, Access, BrokerKey, BROKER_KEYS};
@@ -106,6 +107,8 @@ pub struct BrokerConfig {
     pub group: GroupConfig,
     /// The KIP-848 consumer-group settings (`group.consumer.*`).
     pub consumer_group: ConsumerGroupConfig,
+    /// The transaction coordinator's settings (`transaction.*`, `transactional.id.*`).
+    pub transaction: TransactionConfig,
     /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...), by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
     /// The metadata quorum and replication settings.
@@ -137,6 +140,10 @@ pub struct ClusterConfig {
     /// `offsets.topic.replication.factor` (capped by the brokers registered when the topic
     /// is created, so a single node still gets its offsets topic).
     pub offsets_topic_replication_factor: i16,
+    /// `transaction.state.log.replication.factor` (capped like the offsets topic's).
+    pub transaction_state_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (capped at the topic's replication factor).
+    pub transaction_state_min_isr: i32,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
     /// `replica.fetch.wait.max.ms`
@@ -180,6 +187,7 @@ impl Default for BrokerConfig {
             offsets_topic_partitions: 0,
             group: GroupConfig::default(),
             consumer_group: ConsumerGroupConfig::default(),
+            transaction: TransactionConfig::default(),
             topic_defaults: BTreeMap::new(),
             cluster: ClusterConfig {
                 controller: false,
@@ -190,6 +198,8 @@ impl Default for BrokerConfig {
                 broker_heartbeat_interval_ms: 0,
                 election_timeout_ms: 0,
                 offsets_topic_replication_factor: 0,
+                transaction_state_replication_factor: 0,
+                transaction_state_min_isr: 0,
                 replica_lag_time_max_ms: 0,
                 replica_fetch_wait_max_ms: 0,
                 replica_fetch_max_bytes: 0,
@@ -446,8 +456,9 @@ mod tests {
                 .iter()
                 .any(|c| c.name == key));
         }
-        // Keys added since the table: the capacity bounds of issue 10.
-        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2);
+        // Keys added since the table: the capacity bounds of issue 10 and the transaction
+        // coordinator's of issue 11.
+        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition. Transaction coordination does not
-//! exist yet, so transactional ids get COORDINATOR_NOT_AVAILABLE with a message saying why.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition,
+//! a transactional id's the leader of its `__transaction_state` partition (that topic is
+//! created on the first such request; COORDINATOR_NOT_AVAILABLE until it has leaders).
 
 use std::sync::Arc;
 
@@ -11,26 +12,42 @@ use strom_types::ErrorCode;
 use strom_coordinator::offsets::partition_for;
 
 use super::str_bytes;
-use crate::Broker;
+use crate::{transactions, Broker};
 use strom_coordinator::OFFSETS_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The coordinator of `group`: the leader of its `__consumer_offsets` partition, as Kafka
 /// does, so coordination follows that partition's leadership on failover.
 fn locate(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     key_type: i8,
     group: &str,
 ) -> Result<(i32, String, i32), (ErrorCode, String)> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ErrorCode::CoordinatorNotAvailable,
-            "transactions are not supported yet".to_owned(),
-        ));
-    }
     let image = broker.quorum.image();
     let unavailable = |why: &str| (ErrorCode::CoordinatorNotAvailable, why.to_owned());
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => {
+            if group.is_empty() {
+                return Err((
+                    ErrorCode::InvalidRequest,
+                    "the transactional id is empty".to_owned(),
+                ));
+            }
+            let leader =
+                transactions::locate(broker, group).map_err(|error| (error.code, error.message))?;
+            return address(&image, leader.0)
+                .ok_or_else(|| unavailable("the transaction coordinator is not available"));
+        }
+        other => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("unknown coordinator key type {other}"),
+            ))
+        }
+    }
     let topic = image
         .topics
         .get(OFFSETS_TOPIC)
@@ -42,16 +59,16 @@ fn locate(
         .map(|partition| partition.leader)
         .filter(|leader| *leader >= 0)
         .ok_or_else(|| unavailable("the group's offsets partition has no leader"))?;
+    address(&image, leader).ok_or_else(|| unavailable("the group's coordinator is not available"))
+}
+
+/// A live broker's id, host and port.
+fn address(image: &strom_metadata::MetadataImage, id: i32) -> Option<(i32, String, i32)> {
     let registration = image
         .brokers
-        .get(&leader)
-        .filter(|registration| !registration.fenced)
-        .ok_or_else(|| unavailable("the group's coordinator is not available"))?;
-    Ok((
-        leader,
-        registration.host.clone(),
-        i32::from(registration.port),
-    ))
+        .get(&id)
+        .filter(|registration| !registration.fenced)?;
+    Some((id, registration.host.clone(), i32::from(registration.port)))
 }
 
 pub fn handle(

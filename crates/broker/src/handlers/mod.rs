@@ -4,6 +4,8 @@
 //! (group commit, fetch long-poll) goes into a [`Reply::Later`] future that the connection's
 //! writer awaits; everything else answers at once.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -14,7 +16,10 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -23,6 +28,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -31,6 +37,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,6 +60,10 @@ pub enum Reply {
     Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
     /// No response at all (a produce with acks=0).
     Silent,
+    /// The reply once the future resolves, and no request after this one on the connection is
+    /// handled before then (a transactional produce waiting for its coordinator's check, whose
+    /// appends must stay in request order).
+    Ordered(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
 /// Routes a decoded request to its handler.
@@ -128,6 +139,21 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
                 consumer_group_describe::handle(broker, body, version),
             ))
         }
+        RequestKind::AddPartitionsToTxn(body) => {
+            add_partitions_to_txn::handle(broker, body, version)
+        }
+        RequestKind::AddOffsetsToTxn(body) => add_offsets_to_txn::handle(broker, body, version),
+        RequestKind::EndTxn(body) => end_txn::handle(broker, body, version),
+        RequestKind::WriteTxnMarkers(body) => write_txn_markers::handle(broker, body, version),
+        RequestKind::DescribeTransactions(body) => Reply::Now(ResponseKind::DescribeTransactions(
+            describe_transactions::handle(broker, body, version),
+        )),
+        RequestKind::ListTransactions(body) => Reply::Now(ResponseKind::ListTransactions(
+            list_transactions::handle(broker, body, version),
+        )),
+        RequestKind::DescribeProducers(body) => Reply::Now(ResponseKind::DescribeProducers(
+            describe_producers::handle(broker, body, version),
+        )),
         other => unreachable!(
             "the codec admits only the APIs in strom_protocol::versions, not {other:?}"
         ),

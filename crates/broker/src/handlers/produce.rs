@@ -4,24 +4,29 @@
 //! answer by `acks`: 0 never, 1 once the bytes are in the OS, -1 (all) once they are fsynced
 //! here and every in-sync replica has them (`Partition::wait_acknowledged`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, TransactionalId};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use strom_coordinator::OFFSETS_TOPIC;
+use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use strom_partition::{AckWait, Acks, AppendOptions, Partition};
 use strom_protocol::batch::{BatchError, Batches};
-use strom_types::{ErrorCode, PartitionIndex, TimestampMs};
+use strom_types::{ErrorCode, PartitionIndex, ProducerEpoch, ProducerId, TimestampMs};
 
 use super::{str_bytes, Reply};
 use crate::config::TimestampType;
 use crate::error::BrokerError;
 use crate::topics::{led_partition, Topic};
-use crate::Broker;
+use crate::{transactions, Broker};
 
 /// A partition an acks=all answer waits for.
 struct AckWaiter {
@@ -31,7 +36,192 @@ struct AckWaiter {
     ack: AckWait,
 }
 
-pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Reply {
+pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
+    match verification(broker, &request) {
+        Verification::NotNeeded => respond(broker, request, version, &Verdicts::new()),
+        Verification::Local(verdicts) => respond(broker, request, version, &verdicts),
+        Verification::Remote(remote) => {
+            // The coordinator is elsewhere: this request waits for its answer, and so do the
+            // requests behind it on this connection, so the producer's batches still land in
+            // the order it sent them (Kafka reads one request per connection at a time).
+            let broker = broker.clone();
+            Reply::Ordered(Box::pin(async move {
+                let verdicts = remote.ask(&broker).await;
+                respond(&broker, request, version, &verdicts)
+            }))
+        }
+    }
+}
+
+/// The coordinator's answer for partitions a transactional produce opens its transaction in.
+type Verdicts = HashMap<(String, i32), ErrorCode>;
+
+/// Whether a produce must ask the transaction coordinator first (KIP-890 part 1): it carries
+/// a transactional batch for a partition where its producer has no transaction open yet, which
+/// must then be in the producer's transaction (AddPartitionsToTxn), or the batch could be
+/// left hanging outside any transaction.
+enum Verification {
+    NotNeeded,
+    /// Answered here: this node is the coordinator.
+    Local(Verdicts),
+    Remote(RemoteVerification),
+}
+
+struct RemoteVerification {
+    coordinator: i32,
+    transactional_id: String,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partitions: Vec<(String, i32)>,
+}
+
+fn verification(broker: &Arc<Broker>, request: &ProduceRequest) -> Verification {
+    let Some(transactional_id) = request.transactional_id.as_ref() else {
+        return Verification::NotNeeded;
+    };
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for topic in &request.topic_data {
+        let registered = broker.topics.get(topic.name.as_str());
+        for data in &topic.partition_data {
+            let Some(records) = data.records.as_ref() else {
+                continue;
+            };
+            let Some((header, _)) = Batches::new(records).next() else {
+                continue;
+            };
+            if !header.is_transactional() || header.is_control() {
+                continue;
+            }
+            let (id, epoch) = (
+                ProducerId(header.producer_id),
+                ProducerEpoch(header.producer_epoch),
+            );
+            let partition =
+                (registered.as_ref()).and_then(|topic| topic.partition(PartitionIndex(data.index)));
+            let open = partition.is_some_and(|p| !p.is_leader() || p.in_transaction(id, epoch));
+            if !open {
+                producer = Some((id, epoch));
+                partitions.push((topic.name.as_str().to_owned(), data.index));
+            }
+        }
+    }
+    let Some((producer_id, producer_epoch)) = producer else {
+        return Verification::NotNeeded;
+    };
+    let transactional_id = transactional_id.as_str().to_owned();
+    match transactions::locate(broker, &transactional_id) {
+        Err(error) => {
+            Verification::Local(partitions.into_iter().map(|p| (p, error.code)).collect())
+        }
+        Ok(leader) if leader == broker.node() => {
+            let verdicts = broker.transactions.coordinator().verify_partitions(
+                &transactional_id,
+                producer_id,
+                producer_epoch,
+                &partitions,
+            );
+            Verification::Local(verdicts.into_iter().collect())
+        }
+        Ok(leader) => Verification::Remote(RemoteVerification {
+            coordinator: leader.0,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+        }),
+    }
+}
+
+impl RemoteVerification {
+    /// AddPartitionsToTxn v5 with `verify_only`, to the coordinator.
+    async fn ask(self, broker: &Arc<Broker>) -> Verdicts {
+        let fail =
+            |error| -> Verdicts { self.partitions.iter().map(|p| (p.clone(), error)).collect() };
+        let connection = match broker.transactions.peer(broker, self.coordinator).await {
+            Ok(connection) => connection,
+            Err(error) => return fail(error),
+        };
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, index) in &self.partitions {
+            topics.entry(topic.as_str()).or_default().push(*index);
+        }
+        let transaction = AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(str_bytes(self.transactional_id.clone())))
+            .with_producer_id(kafka_protocol::messages::ProducerId(self.producer_id.0))
+            .with_producer_epoch(self.producer_epoch.0)
+            .with_verify_only(true)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(str_bytes(name)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+        let response = match connection.send_versioned(&request, 5, 10_000).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(%error, "cannot verify a transactional produce");
+                return fail(ErrorCode::CoordinatorNotAvailable);
+            }
+        };
+        if response.error_code != 0 {
+            return fail(
+                ErrorCode::from_code(response.error_code).unwrap_or(ErrorCode::UnknownServerError),
+            );
+        }
+        let mut verdicts = Verdicts::new();
+        for result in response.results_by_transaction {
+            for topic in result.topic_results {
+                for partition in topic.results_by_partition {
+                    verdicts.insert(
+                        (topic.name.as_str().to_owned(), partition.partition_index),
+                        ErrorCode::from_code(partition.partition_error_code)
+                            .unwrap_or(ErrorCode::UnknownServerError),
+                    );
+                }
+            }
+        }
+        verdicts
+    }
+}
+
+/// What a producer is told when its partition could not be verified: coordinator trouble is
+/// retriable (NOT_ENOUGH_REPLICAS, as Kafka answers, so every client retries); a partition
+/// outside the transaction aborts it (TRANSACTION_ABORTABLE from Produce v11, before that
+/// INVALID_TXN_STATE).
+fn verification_error(error: ErrorCode, version: i16) -> BrokerError {
+    let code = match error {
+        ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::NotCoordinator
+        | ErrorCode::ConcurrentTransactions
+        | ErrorCode::NetworkException
+        | ErrorCode::BrokerNotAvailable => ErrorCode::NotEnoughReplicas,
+        ErrorCode::TransactionAbortable if version < 11 => ErrorCode::InvalidTxnState,
+        other => other,
+    };
+    BrokerError::new(
+        code,
+        format!(
+            "the transaction coordinator did not confirm this partition is in the producer's \
+             transaction: {}",
+            error.name()
+        ),
+    )
+}
+
+fn respond(
+    broker: &Arc<Broker>,
+    request: ProduceRequest,
+    version: i16,
+    verdicts: &Verdicts,
+) -> Reply {
+    let transactional = request.transactional_id.is_some();
     let acks = match request.acks {
         0 => Ok(Acks::None),
         1 => Ok(Acks::Leader),
@@ -57,9 +247,13 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
         let mut partition_responses = Vec::with_capacity(partition_data.len());
         for (partition_index, data) in partition_data.into_iter().enumerate() {
             let index = data.index;
-            let outcome = acks
-                .clone()
-                .and_then(|acks| append(broker, name, topic.as_deref(), data, acks));
+            let verdict = verdicts.get(&(name.to_owned(), index)).copied();
+            let outcome = match verdict {
+                Some(error) if error != ErrorCode::None => Err(verification_error(error, version)),
+                _ => acks.clone().and_then(|acks| {
+                    append(broker, name, topic.as_deref(), data, acks, transactional)
+                }),
+            };
             match outcome {
                 Ok((response, partition, ack)) => {
                     waiters.push(AckWaiter {
@@ -117,9 +311,10 @@ fn append(
     topic: Option<&Topic>,
     data: PartitionProduceData,
     acks: Acks,
+    transactional: bool,
 ) -> Result<(PartitionProduceResponse, Arc<Partition>, AckWait), BrokerError> {
-    if name == OFFSETS_TOPIC {
-        // Only the group coordinator writes there, in its own record format.
+    if name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC {
+        // Only the coordinators write there, in their own record formats.
         return Err(BrokerError::new(
             ErrorCode::InvalidTopicException,
             format!("cannot produce to the internal topic {name}"),
@@ -135,7 +330,7 @@ fn append(
             "the produce request carries no records",
         )
     })?;
-    validate(&records, topic.config.max_message_bytes)?;
+    validate(&records, topic.config.max_message_bytes, transactional)?;
     if topic.config.cleanup.compact {
         require_keys(&records)?;
     }
@@ -159,11 +354,15 @@ fn append(
     Ok((response, partition.clone(), appended.ack))
 }
 
-/// Every batch: a v2 header, not a control batch (nor, until transactions are offered, a
-/// transactional one), a consistent record count, within max.message.bytes. The CRC is
+/// Every batch: a v2 header, not a control batch, transactional only in a request that names
+/// its transactional id, a consistent record count, within max.message.bytes. The CRC is
 /// checked once, by the log as it appends (`Log::append_with_epoch`): checking it here too cost
 /// a tenth of the broker's CPU in a kcat produce profile.
-fn validate(records: &Bytes, max_message_bytes: usize) -> Result<(), BrokerError> {
+fn validate(
+    records: &Bytes,
+    max_message_bytes: usize,
+    transactional: bool,
+) -> Result<(), BrokerError> {
     let mut batches = Batches::new(records);
     for (header, _) in batches.by_ref() {
         if header.total_bytes() > max_message_bytes {
@@ -183,10 +382,10 @@ fn validate(records: &Bytes, max_message_bytes: usize) -> Result<(), BrokerError
                 "a producer cannot write control batches".to_owned(),
             ));
         }
-        if header.is_transactional() {
+        if header.is_transactional() && !transactional {
             return Err(BrokerError::new(
                 ErrorCode::InvalidRecord,
-                "transactional batches are not supported yet".to_owned(),
+                "a transactional batch needs the request's transactional id".to_owned(),
             ));
         }
         if header.record_count != header.last_offset_delta + 1 {

@@ -104,8 +104,12 @@ async fn read_requests(
                 }
             },
         };
-        let next = match handle_frame(broker, frame, peer) {
-            Handled::Close => return,
+        let mut handled = handle_frame(broker, frame, peer);
+        if let Handled::Ordered(first) = handled {
+            handled = first.await;
+        }
+        let next = match handled {
+            Handled::Close | Handled::Ordered(_) => return,
             Handled::Silent => continue,
             Handled::Ready(bytes) => Outgoing::Ready(bytes),
             Handled::Deferred(deferred) => Outgoing::Pending(deferred),
@@ -124,6 +128,9 @@ enum Handled {
     Silent,
     Ready(Chunks),
     Deferred(Deferred),
+    /// Wait for this before reading the next request (see [`Reply::Ordered`]); it never
+    /// resolves to another `Ordered`.
+    Ordered(Pin<Box<dyn Future<Output = Handled> + Send>>),
 }
 
 /// Decodes and handles one frame.
@@ -153,10 +160,18 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled
             None
         }
     };
-    match handlers::dispatch(broker, request, peer) {
+    let handled = move |reply| match reply {
         Reply::Now(body) => encode(body).map_or(Handled::Close, Handled::Ready),
         Reply::Later(future) => Handled::Deferred(Box::pin(async move { encode(future.await) })),
         Reply::Silent => Handled::Silent,
+        Reply::Ordered(_) => {
+            tracing::error!(%peer, "a handler's ordered reply resolved to another one");
+            Handled::Close
+        }
+    };
+    match handlers::dispatch(broker, request, peer) {
+        Reply::Ordered(first) => Handled::Ordered(Box::pin(async move { handled(first.await) })),
+        reply => handled(reply),
     }
 }
 
