@@ -6,8 +6,9 @@ Two parts:
   TxnOffsetCommit version is answered with Kafka's per-partition errors, and a partition whose
   offset a transaction is committing answers UNSTABLE_OFFSET_COMMIT to a require_stable fetch
   (what read_committed consumers send), also after a restart (replayed from
-  `__consumer_offsets`). These need no transaction coordinator: nothing ever ends the
-  transactions they open.
+  `__consumer_offsets`). Their transactions are opened with raw InitProducerId and
+  AddOffsetsToTxn and never ended within the test; a TxnOffsetCommit outside any transaction
+  is refused with INVALID_TXN_STATE (KIP-890).
 - confluent-kafka's `send_offsets_to_transaction`: the consume-transform-produce loop's offsets
   commit atomically with its output, and an abort leaves them where they were (as the admin
   API lists them, and after a restart); a read_committed consumer's `committed()` waits while a
@@ -21,7 +22,15 @@ import struct
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kafka.protocol.consumer import OffsetFetchRequest, OffsetFetchResponse
-from kafka.protocol.producer.transaction import TxnOffsetCommitRequest, TxnOffsetCommitResponse
+from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
+from kafka.protocol.producer.transaction import (
+    AddOffsetsToTxnRequest,
+    AddOffsetsToTxnResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+)
 
 import raw_kafka as rk
 from group_helpers import committed_offsets, group_config
@@ -29,6 +38,11 @@ from kafka_helpers import create_topic, produce_all, producer, unique, wait_unti
 
 TXN_OFFSET_COMMIT = 28
 OFFSET_FETCH = 9
+FIND_COORDINATOR = 10
+INIT_PRODUCER_ID = 22
+ADD_OFFSETS_TO_TXN = 25
+RETRIABLE = {14, 15, 16, 51}  # load in progress, not available, not coordinator, concurrent
+INVALID_TXN_STATE = 48
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
 ILLEGAL_GENERATION = 22
@@ -38,6 +52,9 @@ UNSTABLE_OFFSET_COMMIT = 88
 CLASSES = {
     TXN_OFFSET_COMMIT: (TxnOffsetCommitRequest, TxnOffsetCommitResponse),
     OFFSET_FETCH: (OffsetFetchRequest, OffsetFetchResponse),
+    FIND_COORDINATOR: (FindCoordinatorRequest, FindCoordinatorResponse),
+    INIT_PRODUCER_ID: (InitProducerIdRequest, InitProducerIdResponse),
+    ADD_OFFSETS_TO_TXN: (AddOffsetsToTxnRequest, AddOffsetsToTxnResponse),
 }
 
 
@@ -82,16 +99,54 @@ def advertised_versions(bootstrap: str, api_key: int) -> tuple[int, int]:
     return versions[api_key]
 
 
-def txn_offset_commit(conn: Connection, version: int, group: str, topics: dict, producer_id: int = 4242,
-                      member_id: str = "", generation_id: int = -1) -> dict:
-    """Sends TxnOffsetCommit; returns {(topic, partition): error code}."""
+def retried(call, what: str):
+    """Calls until the answer's error is not a retriable coordinator one."""
+    answer = None
+    def done():
+        nonlocal answer
+        answer = call()
+        return answer.error_code not in RETRIABLE
+    wait_until(done, 30, what, interval_s=0.1)
+    assert answer.error_code == NONE, f"{what}: error {answer.error_code}"
+    return answer
+
+
+def partition_of(group: str, partitions: int = 50) -> int:
+    """The `__consumer_offsets` partition of a group: Java's String.hashCode, made positive."""
+    h = 0
+    for ch in group.encode("utf-16-be").decode("utf-16-be"):
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= (1 << 31) else h
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def open_transaction(conn: Connection, group: str) -> tuple[str, int, int]:
+    """A transactional id with a transaction that holds `group`'s offsets partition (what
+    AddOffsetsToTxn does before send_offsets_to_transaction): (id, producer id, epoch). The
+    one broker is the coordinator; nothing ends the transaction before its 5-minute timeout."""
+    transactional_id = unique("e2e-txn")
+    retried(lambda: conn.call(FIND_COORDINATOR, 1, FindCoordinatorRequest(key=transactional_id, key_type=1)),
+            "FindCoordinator for a transactional id")
+    init = retried(lambda: conn.call(INIT_PRODUCER_ID, 1, InitProducerIdRequest(
+        transactional_id=transactional_id, transaction_timeout_ms=300_000)), "InitProducerId")
+    retried(lambda: conn.call(ADD_OFFSETS_TO_TXN, 1, AddOffsetsToTxnRequest(
+        transactional_id=transactional_id, producer_id=init.producer_id, producer_epoch=init.producer_epoch,
+        group_id=group)), "AddOffsetsToTxn")
+    return transactional_id, init.producer_id, init.producer_epoch
+
+
+def txn_offset_commit(conn: Connection, version: int, group: str, topics: dict, txn=("e2e-txn", 4242, 0),
+                      producer_id: int | None = None, member_id: str = "", generation_id: int = -1) -> dict:
+    """Sends TxnOffsetCommit for transaction `txn` (id, producer id, epoch); returns
+    {(topic, partition): error code}."""
     Topic = TxnOffsetCommitRequest.TxnOffsetCommitRequestTopic
     Partition = Topic.TxnOffsetCommitRequestPartition
+    transactional_id, txn_producer_id, producer_epoch = txn
     request = TxnOffsetCommitRequest(
-        transactional_id="e2e-txn",
+        transactional_id=transactional_id,
         group_id=group,
-        producer_id=producer_id,
-        producer_epoch=0,
+        producer_id=txn_producer_id if producer_id is None else producer_id,
+        producer_epoch=producer_epoch,
         generation_id=generation_id,
         member_id=member_id,
         group_instance_id=None,
@@ -142,7 +197,12 @@ def test_every_version_answers_with_kafkas_per_partition_errors(broker):
     try:
         for version in range(low, high + 1):
             group = unique(f"txn-group-v{version}")
-            errors = txn_offset_commit(conn, version, group, {topic: {0: 5, 1: 6, 7: 1}, "no-such-topic": {0: 1}})
+            txn = open_transaction(conn, group)
+            # KIP-890: the group's offsets partition must be in the producer's transaction.
+            other = next(g for g in (unique("txn-other") for _ in range(100)) if partition_of(g) != partition_of(group))
+            assert txn_offset_commit(conn, version, other, {topic: {0: 5}}, txn=txn) == {(topic, 0): INVALID_TXN_STATE}
+            errors = txn_offset_commit(conn, version, group, {topic: {0: 5, 1: 6, 7: 1}, "no-such-topic": {0: 1}},
+                                       txn=txn)
             assert errors == {
                 (topic, 0): NONE,
                 (topic, 1): NONE,
@@ -150,7 +210,7 @@ def test_every_version_answers_with_kafkas_per_partition_errors(broker):
                 ("no-such-topic", 0): UNKNOWN_TOPIC_OR_PARTITION,
             }, f"v{version}"
             assert txn_offset_commit(conn, version, "", {topic: {0: 1}}) == {(topic, 0): INVALID_GROUP_ID}
-            assert txn_offset_commit(conn, version, group, {topic: {0: 1}}, producer_id=-1) == {
+            assert txn_offset_commit(conn, version, group, {topic: {0: 1}}, txn=txn, producer_id=-1) == {
                 (topic, 0): INVALID_PRODUCER_ID_MAPPING
             }
         # v3 (KIP-447) names the member: a generation for a group nobody joined is illegal.
@@ -168,8 +228,9 @@ def test_require_stable_fetches_see_offsets_a_transaction_is_committing(broker):
     group = unique("txn-group")
     conn = Connection(broker.bootstrap)
     try:
-        assert txn_offset_commit(conn, 3, group, {topic: {0: 42}}) == {(topic, 0): NONE}
-        # No marker ever comes (no transaction coordinator here): the offset stays pending.
+        txn = open_transaction(conn, group)
+        assert txn_offset_commit(conn, 3, group, {topic: {0: 42}}, txn=txn) == {(topic, 0): NONE}
+        # No marker comes while the transaction stays open: the offset stays pending.
         assert offset_fetch(conn, group, topic, [0, 1], require_stable=True) == {
             0: (-1, UNSTABLE_OFFSET_COMMIT),
             1: (-1, NONE),

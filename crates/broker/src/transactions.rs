@@ -23,10 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
-use kafka_protocol::messages::{TopicName, WriteTxnMarkersRequest};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, TopicName, TransactionalId, WriteTxnMarkersRequest,
+};
 use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use strom_client::connection::{Connection, ConnectionOptions};
@@ -582,6 +587,103 @@ async fn send_remote(
             (p, error)
         })
         .collect()
+}
+
+/// Whether `partitions` are in the producer's open transaction (KIP-890 part 1): the
+/// coordinator's answer per partition, asked of this node's coordinator or, by AddPartitionsToTxn
+/// v5 with `verify_only`, of another broker's.
+pub async fn verify(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partitions: &[TopicPartition],
+) -> HashMap<TopicPartition, ErrorCode> {
+    match locate(broker, transactional_id) {
+        Err(error) => partitions.iter().map(|p| (p.clone(), error.code)).collect(),
+        Ok(leader) if leader == broker.node() => broker
+            .transactions
+            .coordinator()
+            .verify_partitions(transactional_id, producer_id, producer_epoch, partitions)
+            .into_iter()
+            .collect(),
+        Ok(leader) => {
+            verify_remote(
+                broker,
+                leader.0,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+            )
+            .await
+        }
+    }
+}
+
+/// AddPartitionsToTxn v5 with `verify_only`, to the coordinator on broker `coordinator`.
+pub async fn verify_remote(
+    broker: &Arc<Broker>,
+    coordinator: i32,
+    transactional_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partitions: &[TopicPartition],
+) -> HashMap<TopicPartition, ErrorCode> {
+    let fail = |error| -> HashMap<TopicPartition, ErrorCode> {
+        partitions.iter().map(|p| (p.clone(), error)).collect()
+    };
+    let connection = match broker.transactions.peer(broker, coordinator).await {
+        Ok(connection) => connection,
+        Err(error) => return fail(error),
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, index) in partitions {
+        topics.entry(topic.as_str()).or_default().push(*index);
+    }
+    let transaction = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(crate::handlers::str_bytes(
+            transactional_id.to_owned(),
+        )))
+        .with_producer_id(kafka_protocol::messages::ProducerId(producer_id.0))
+        .with_producer_epoch(producer_epoch.0)
+        .with_verify_only(true)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(crate::handlers::str_bytes(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+    let response = match connection.send_versioned(&request, 5, 10_000).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%error, "cannot verify a partition with the transaction coordinator");
+            return fail(ErrorCode::CoordinatorNotAvailable);
+        }
+    };
+    if response.error_code != 0 {
+        return fail(
+            ErrorCode::from_code(response.error_code).unwrap_or(ErrorCode::UnknownServerError),
+        );
+    }
+    let mut verdicts = HashMap::new();
+    for result in response.results_by_transaction {
+        for topic in result.topic_results {
+            for partition in topic.results_by_partition {
+                verdicts.insert(
+                    (topic.name.as_str().to_owned(), partition.partition_index),
+                    ErrorCode::from_code(partition.partition_error_code)
+                        .unwrap_or(ErrorCode::UnknownServerError),
+                );
+            }
+        }
+    }
+    verdicts
 }
 
 /// A marker appended here, waiting for the ISR.

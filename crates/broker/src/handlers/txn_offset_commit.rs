@@ -8,7 +8,8 @@
 //! group id (INVALID_GROUP_ID), this node coordinating the group (NOT_COORDINATOR), the
 //! member and generation when given (`validate_txn_commit`), and per partition the metadata
 //! size (OFFSET_METADATA_TOO_LARGE). A producer id or epoch that no producer can have is
-//! refused before anything is written.
+//! refused before anything is written. Then, as KIP-890 part 1 has it, the transaction
+//! coordinator must have the group's offsets partition in the producer's transaction.
 
 use std::sync::Arc;
 
@@ -18,12 +19,12 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{
     ResponseKind, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-use strom_coordinator::limits;
 use strom_coordinator::offsets::CommittedOffset;
-use strom_types::{ErrorCode, ProducerEpoch, ProducerId};
+use strom_coordinator::{limits, offsets, OFFSETS_TOPIC};
+use strom_types::{ErrorCode, PartitionIndex, ProducerEpoch, ProducerId};
 
 use super::Reply;
-use crate::Broker;
+use crate::{transactions, Broker};
 
 /// Per topic, in request order: each partition and its answer so far.
 type Results = Vec<(TopicName, Vec<(i32, ErrorCode)>)>;
@@ -75,15 +76,81 @@ pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest, _version: i
             .collect();
         results.push((topic.name.clone(), partitions));
     }
+    let transactional_id = request.transactional_id.to_string();
+    let broker = broker.clone();
     Reply::Later(Box::pin(async move {
-        let written = groups
-            .write_txn_offsets(&group_id, producer_id, producer_epoch, &entries)
-            .await;
+        let verified = match entries.is_empty() {
+            true => Ok(()),
+            false => {
+                verify(
+                    &broker,
+                    &transactional_id,
+                    &group_id,
+                    producer_id,
+                    producer_epoch,
+                )
+                .await
+            }
+        };
+        let written = match verified {
+            Ok(()) => {
+                groups
+                    .write_txn_offsets(&group_id, producer_id, producer_epoch, &entries)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
         if let Err(error) = written {
             tracing::info!(group = %group_id, producer = producer_id.0, %error, "transactional offset commit not written");
         }
         ResponseKind::TxnOffsetCommit(response(results, &written))
     }))
+}
+
+/// KIP-890 part 1, as Kafka checks TxnOffsetCommit: unless the producer already has a
+/// transaction open in the group's offsets partition, the transaction coordinator must have
+/// that partition in the producer's transaction (AddOffsetsToTxn), or the offsets would be
+/// written in a transaction nobody will end and the group would answer UNSTABLE_OFFSET_COMMIT
+/// for ever.
+async fn verify(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    group_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+) -> Result<(), ErrorCode> {
+    let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
+        return Err(ErrorCode::NotCoordinator);
+    };
+    let index = offsets::partition_for(group_id, topic.partition_count);
+    let open = (topic.partition(PartitionIndex(index)))
+        .is_some_and(|partition| partition.in_transaction(producer_id, producer_epoch));
+    if open {
+        return Ok(());
+    }
+    let partition = (OFFSETS_TOPIC.to_owned(), index);
+    let verdicts = transactions::verify(
+        broker,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        std::slice::from_ref(&partition),
+    )
+    .await;
+    match verdicts.get(&partition).copied() {
+        Some(ErrorCode::None) => Ok(()),
+        // Coordinator trouble is retriable for the client; anything else aborts.
+        Some(
+            ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::NotCoordinator
+            | ErrorCode::ConcurrentTransactions
+            | ErrorCode::NetworkException
+            | ErrorCode::BrokerNotAvailable,
+        ) => Err(ErrorCode::CoordinatorLoadInProgress),
+        Some(ErrorCode::TransactionAbortable) | None => Err(ErrorCode::InvalidTxnState),
+        Some(other) => Err(other),
+    }
 }
 
 /// What refuses the whole request for every partition that exists, if anything.
