@@ -11,6 +11,9 @@
 //! One fetch may carry more bytes than a segment holds, so the roll rules are played forward
 //! batch by batch, and the batches are written in runs, one write per segment they land in.
 //! Everything is checked before the first byte is written, so a refused append changes nothing.
+//! [`Log::append_as_follower_indexing`] hands each run to its caller as soon as it is written,
+//! and indexes the aborted transactions the caller finds in it while the run's segment is still
+//! the active one (see `transactions`).
 
 use std::ops::Range;
 
@@ -19,6 +22,7 @@ use strom_protocol::batch::{BatchError, BatchHeader};
 use crate::epoch_cache::check_epoch_not_behind;
 use crate::error::LogError;
 use crate::log::{validated_batches, AppendInfo, Log, RollState};
+use crate::txn_index::AbortedTxnEntry;
 
 /// Consecutive batches of one append that go to the same segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +50,29 @@ impl Log {
     /// [`Log::truncate_fully_and_start_at`] the leader's log start before fetching, as Kafka's
     /// does, rather than leave a gap below its first batch.
     pub fn append_as_follower(&mut self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+        self.append_as_follower_indexing(records, |_| Vec::new())
+    }
+
+    /// [`Log::append_as_follower`], calling `written` with the bytes of each run of batches
+    /// once they are in the log (a run is what lands in one segment; a fetch spanning a roll
+    /// has several) and indexing the aborted transactions it returns, whose markers must be in
+    /// that run. The partition records producer state there, so after a failed write it holds
+    /// exactly the runs that made it into the log.
+    pub fn append_as_follower_indexing(
+        &mut self,
+        records: &mut [u8],
+        mut written: impl FnMut(&[u8]) -> Vec<AbortedTxnEntry>,
+    ) -> Result<AppendInfo, LogError> {
         let batches = follower_batches(records)?;
         self.check_follower_batches(&batches)?;
         let runs = self.plan_runs(&batches)?;
         for run in runs {
-            self.append_run(records, &batches[run.batches], run.roll_first)?;
+            let run_batches = &batches[run.batches];
+            self.append_run(records, run_batches, run.roll_first)?;
+            let bytes = run_batches[0].1.start..run_batches[run_batches.len() - 1].1.end;
+            for entry in written(&records[bytes]) {
+                self.index_aborted_txn(entry)?;
+            }
         }
         let (first, _) = &batches[0];
         let (last, _) = &batches[batches.len() - 1];
