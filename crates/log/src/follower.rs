@@ -18,11 +18,23 @@
 use std::ops::Range;
 
 use strom_protocol::batch::{BatchError, BatchHeader};
+use strom_types::Offset;
 
 use crate::epoch_cache::check_epoch_not_behind;
 use crate::error::LogError;
 use crate::log::{validated_batches, AppendInfo, Log, RollState};
 use crate::txn_index::AbortedTxnEntry;
+
+/// One run of a follower append, as [`Log::append_as_follower_indexing`] hands it over once
+/// it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerRun<'a> {
+    /// The run's batches, as stored.
+    pub records: &'a [u8],
+    /// The base offset of the segment the log rolled to before writing the run, if it rolled:
+    /// everything below it is in the segments before.
+    pub rolled_at: Option<Offset>,
+}
 
 /// Consecutive batches of one append that go to the same segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +65,15 @@ impl Log {
         self.append_as_follower_indexing(records, |_| Vec::new())
     }
 
-    /// [`Log::append_as_follower`], calling `written` with the bytes of each run of batches
-    /// once they are in the log (a run is what lands in one segment; a fetch spanning a roll
-    /// has several) and indexing the aborted transactions it returns, whose markers must be in
-    /// that run. The partition records producer state there, so after a failed write it holds
-    /// exactly the runs that made it into the log.
+    /// [`Log::append_as_follower`], calling `written` with each run of batches once it is in
+    /// the log (a run is what lands in one segment; a fetch spanning a roll has several) and
+    /// indexing the aborted transactions it returns, whose markers must be in that run. The
+    /// partition records producer state there, so after a failed write it holds exactly the
+    /// runs that made it into the log, and snapshots it where a run starts a new segment.
     pub fn append_as_follower_indexing(
         &mut self,
         records: &mut [u8],
-        mut written: impl FnMut(&[u8]) -> Vec<AbortedTxnEntry>,
+        mut written: impl FnMut(FollowerRun<'_>) -> Vec<AbortedTxnEntry>,
     ) -> Result<AppendInfo, LogError> {
         let batches = follower_batches(records)?;
         self.check_follower_batches(&batches)?;
@@ -70,7 +82,11 @@ impl Log {
             let run_batches = &batches[run.batches];
             self.append_run(records, run_batches, run.roll_first)?;
             let bytes = run_batches[0].1.start..run_batches[run_batches.len() - 1].1.end;
-            for entry in written(&records[bytes]) {
+            let run = FollowerRun {
+                records: &records[bytes],
+                rolled_at: run.roll_first.then(|| self.active_segment_base_offset()),
+            };
+            for entry in written(run) {
                 self.index_aborted_txn(entry)?;
             }
         }

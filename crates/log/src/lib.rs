@@ -93,6 +93,7 @@ pub use crate::config::LogConfig;
 pub use crate::epoch_cache::{NO_PARTITION_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::error::LogError;
 pub use crate::files::{FilePool, PoolStats, DEFAULT_OPEN_FILES};
+pub use crate::follower::FollowerRun;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;

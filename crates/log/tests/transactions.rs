@@ -356,6 +356,12 @@ fn a_follower_indexes_the_markers_of_each_run_in_that_runs_segment() {
     follower
         .append_as_follower_indexing(&mut fetched, |run| {
             runs += 1;
+            assert_eq!(
+                run.rolled_at.is_some(),
+                runs > 1,
+                "every run after the first rolled"
+            );
+            let run = run.records;
             let mut entries = Vec::new();
             for (header, range) in Batches::new(run) {
                 if !header.is_control() {
