@@ -88,7 +88,17 @@ pub fn transactional_batch(
     timestamp: i64,
     producer: Producer,
 ) -> Vec<u8> {
-    encode_keyed(records, timestamp, Compression::None, Some(producer), true)
+    transactional_batch_with(records, timestamp, Compression::None, producer)
+}
+
+/// [`transactional_batch`] compressed with `compression`.
+pub fn transactional_batch_with(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: i64,
+    compression: Compression,
+    producer: Producer,
+) -> Vec<u8> {
+    encode_keyed(records, timestamp, compression, Some(producer), true)
 }
 
 /// A transaction marker (COMMIT or ABORT control batch) for `producer` at `epoch`.
