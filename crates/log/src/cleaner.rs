@@ -12,18 +12,32 @@
 //! so the tombstone stays readable for that long after the pass that first saw it. A batch left
 //! with no records goes, unless it must keep its header: the last batch of a producer (its
 //! sequence number lets the producer's next batch be checked) or the last batch of a cleaned
-//! segment (so segments stay contiguous). Control and transactional batches are copied as they
-//! are: this log has no transaction index yet to tell aborted records from committed ones, so
-//! their records neither enter the map nor are removed.
+//! segment (so segments stay contiguous).
+//!
+//! Transactions, as Kafka's `CleanedTransactionMetadata` handles them, with [`TxnPass`]
+//! following one pass from the log start:
+//! - a transactional data batch of an aborted transaction (the aborted transactions come from
+//!   the segments' `.txnindex`, see [`AbortedTxns`]) goes whole, and never enters the offset
+//!   map; a committed transaction's records are compacted like any others. The caller cleans
+//!   only below the last stable offset, so no batch of an open transaction is ever looked at;
+//! - a marker (COMMIT or ABORT control batch) stays while any batch of its transaction is still
+//!   in the log before it, and an ABORT marker's index entry with it. Once its transaction has
+//!   no batch left, the marker gets a delete horizon (`now + delete.retention.ms`, as a
+//!   tombstone does) and its index entry goes; a later pass past the horizon removes it. A
+//!   consumer reading from the start within that time still sees it;
+//! - a producer's last data batch keeps its header, and so does its last marker when no data
+//!   batch of its latest epoch is left (it carries the epoch that fences older producers).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::records::Record;
 use strom_protocol::batch::BatchHeader;
+use strom_protocol::control::{read_marker, MarkerType};
 use strom_types::{Offset, TimestampMs};
 
 use crate::error::LogError;
 use crate::rewrite;
+use crate::txn_index::AbortedTxnEntry;
 
 /// Bytes an entry of the offset map costs besides its key: the boxed key's pointer and length,
 /// the offset, and the hash table's slack.
@@ -66,9 +80,122 @@ impl OffsetMap {
     }
 }
 
-/// Whether a batch's records may enter the offset map and be removed (see the module docs).
-pub(crate) fn is_compactable(header: &BatchHeader) -> bool {
-    !header.is_control() && !header.is_transactional() && header.record_count > 0
+/// Whether a batch's records may enter the offset map: data, and not aborted.
+pub(crate) fn is_compactable(header: &BatchHeader, aborted: &AbortedTxns) -> bool {
+    !header.is_control() && header.record_count > 0 && !aborted.holds(header)
+}
+
+/// The aborted transactions a pass knows of (every one with a batch in the cleanable range),
+/// by producer, to tell an aborted batch from a committed one.
+#[derive(Debug, Default)]
+pub(crate) struct AbortedTxns {
+    /// Per producer, (first offset, marker offset) ascending; a producer's transactions never
+    /// overlap.
+    ranges: HashMap<i64, Vec<(Offset, Offset)>>,
+    /// Each entry by its marker's offset.
+    entries: HashMap<Offset, AbortedTxnEntry>,
+}
+
+impl AbortedTxns {
+    pub fn new(entries: Vec<AbortedTxnEntry>) -> AbortedTxns {
+        let mut aborted = AbortedTxns::default();
+        for entry in entries {
+            aborted
+                .ranges
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset, entry.last_offset));
+            aborted.entries.insert(entry.last_offset, entry);
+        }
+        for ranges in aborted.ranges.values_mut() {
+            ranges.sort();
+        }
+        aborted
+    }
+
+    /// Whether `header` is a transactional data batch of an aborted transaction.
+    pub fn holds(&self, header: &BatchHeader) -> bool {
+        if !header.is_transactional() || header.is_control() {
+            return false;
+        }
+        let Some(ranges) = self.ranges.get(&header.producer_id) else {
+            return false;
+        };
+        let offset = header.base_offset;
+        let after = ranges.partition_point(|&(first, _)| first <= offset);
+        after.checked_sub(1).is_some_and(|at| offset < ranges[at].1)
+    }
+
+    /// The entry of the ABORT marker at `marker`.
+    pub fn entry(&self, marker: Offset) -> Option<AbortedTxnEntry> {
+        self.entries.get(&marker).copied()
+    }
+}
+
+/// What a pass has seen of the transactions so far, batch by batch from the log start.
+pub(crate) struct TxnPass<'a> {
+    pub aborted: &'a AbortedTxns,
+    /// Producers with a transactional batch seen since their last marker.
+    with_data: HashSet<i64>,
+}
+
+impl TxnPass<'_> {
+    pub fn new(aborted: &AbortedTxns) -> TxnPass<'_> {
+        TxnPass {
+            aborted,
+            with_data: HashSet::new(),
+        }
+    }
+
+    /// Notes a data batch; true if it belongs to an aborted transaction.
+    fn data(&mut self, header: &BatchHeader) -> bool {
+        if header.producer_id < 0 || !header.is_transactional() {
+            return false;
+        }
+        self.with_data.insert(header.producer_id);
+        self.aborted.holds(header)
+    }
+
+    /// Notes a marker; true if a batch of the transaction it ends was seen (so is still in
+    /// the log, or was only now removed).
+    fn marker(&mut self, header: &BatchHeader) -> bool {
+        self.with_data.remove(&header.producer_id)
+    }
+}
+
+/// What a producer's batches in the whole log end with: which of its batch headers must stay
+/// however many records go (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerTail {
+    /// The last data batch's last offset and epoch.
+    pub last_data: Option<(Offset, i16)>,
+    /// The newest epoch in any of its batches, markers included.
+    pub latest_epoch: i16,
+}
+
+impl ProducerTail {
+    /// Accounts for the producer's next batch.
+    pub fn add(&mut self, header: &BatchHeader) {
+        self.latest_epoch = self.latest_epoch.max(header.producer_epoch);
+        if !header.is_control() {
+            self.last_data = Some((header.last_offset(), header.producer_epoch));
+        }
+    }
+
+    /// Whether `header`, one of the producer's batches, must keep its header.
+    pub fn keeps_header(&self, header: &BatchHeader) -> bool {
+        match header.is_control() {
+            false => self
+                .last_data
+                .is_some_and(|(last, _)| last == header.last_offset()),
+            true => {
+                header.producer_epoch == self.latest_epoch
+                    && self
+                        .last_data
+                        .is_none_or(|(_, epoch)| epoch < header.producer_epoch)
+            }
+        }
+    }
 }
 
 /// The inputs of one pass's decisions.
@@ -94,29 +221,45 @@ pub(crate) enum Kept {
 pub(crate) struct Filtered {
     pub kept: Kept,
     pub records_removed: u64,
+    /// A kept ABORT marker's aborted-transaction index entry, for the cleaned segment.
+    pub indexed: Option<AbortedTxnEntry>,
 }
 
-/// Applies the rules to the stored batch `bytes`; `keep_header` says it must not vanish even if
-/// every record goes.
+/// What is left of a batch that loses every record.
+fn emptied(header: &BatchHeader, keep_header: bool) -> Kept {
+    match (keep_header, header.record_count) {
+        (false, _) => Kept::Dropped,
+        (true, 0) => Kept::Whole,
+        (true, _) => Kept::Rewritten(rewrite::encode_empty(header)),
+    }
+}
+
+/// Applies the rules to the stored batch `bytes`, the next batch of the pass `txns` follows;
+/// `keep_header` says it must not vanish even if every record goes.
 pub(crate) fn filter_batch(
     header: &BatchHeader,
     bytes: &[u8],
     rules: &Rules<'_>,
+    txns: &mut TxnPass<'_>,
     keep_header: bool,
 ) -> Result<Filtered, LogError> {
     let untouched = |kept| Filtered {
         kept,
         records_removed: 0,
+        indexed: None,
     };
-    if header.is_control() || header.is_transactional() {
-        return Ok(untouched(Kept::Whole));
+    if header.is_control() {
+        return filter_marker(header, bytes, rules, txns, keep_header);
+    }
+    if txns.data(header) {
+        return Ok(Filtered {
+            kept: emptied(header, keep_header),
+            records_removed: header.record_count.max(0) as u64,
+            indexed: None,
+        });
     }
     if header.record_count == 0 {
-        return Ok(untouched(if keep_header {
-            Kept::Whole
-        } else {
-            Kept::Dropped
-        }));
+        return Ok(untouched(emptied(header, keep_header)));
     }
     let horizon = rewrite::delete_horizon(header);
     let records = rewrite::decode_records(header, bytes)?;
@@ -143,7 +286,54 @@ pub(crate) fn filter_batch(
     Ok(Filtered {
         kept,
         records_removed,
+        indexed: None,
     })
+}
+
+/// A control batch: kept while its transaction has batches in the log, then given a delete
+/// horizon, then removed once the horizon has passed (see the module docs).
+fn filter_marker(
+    header: &BatchHeader,
+    bytes: &[u8],
+    rules: &Rules<'_>,
+    txns: &mut TxnPass<'_>,
+    keep_header: bool,
+) -> Result<Filtered, LogError> {
+    let with_data = txns.marker(header);
+    let mut filtered = Filtered {
+        kept: Kept::Whole,
+        records_removed: 0,
+        indexed: None,
+    };
+    if header.record_count == 0 {
+        // A marker an earlier pass removed, kept for its header.
+        filtered.kept = emptied(header, keep_header);
+        return Ok(filtered);
+    }
+    let Ok(marker) = read_marker(header, bytes) else {
+        // A control batch of a kind this broker does not know: kept as it is.
+        return Ok(filtered);
+    };
+    if with_data {
+        if marker.kind == MarkerType::Abort {
+            filtered.indexed = txns.aborted.entry(header.base_offset);
+        }
+        return Ok(filtered);
+    }
+    match rewrite::delete_horizon(header) {
+        None => {
+            let horizon = TimestampMs(rules.now.0.saturating_add(rules.delete_retention_ms));
+            let records = rewrite::decode_records(header, bytes)?;
+            filtered.kept =
+                Kept::Rewritten(rewrite::encode_retained(header, &records, Some(horizon))?);
+        }
+        Some(horizon) if rules.now >= horizon => {
+            filtered.kept = emptied(header, keep_header);
+            filtered.records_removed = 1;
+        }
+        Some(_) => {}
+    }
+    Ok(filtered)
 }
 
 fn keeps(record: &Record, horizon: Option<TimestampMs>, rules: &Rules<'_>) -> bool {
@@ -201,6 +391,23 @@ mod tests {
         (buffer.to_vec(), header)
     }
 
+    /// [`filter_batch`] for a batch outside any transaction.
+    fn filter(
+        header: &BatchHeader,
+        bytes: &[u8],
+        rules: &Rules<'_>,
+        keep_header: bool,
+    ) -> Result<Filtered, LogError> {
+        let aborted = AbortedTxns::default();
+        filter_batch(
+            header,
+            bytes,
+            rules,
+            &mut TxnPass::new(&aborted),
+            keep_header,
+        )
+    }
+
     fn map(entries: &[(&str, i64)]) -> OffsetMap {
         let mut map = OffsetMap::default();
         for &(key, offset) in entries {
@@ -244,7 +451,7 @@ mod tests {
             -1,
         );
         let map = map(&[("a", 13), ("b", 11)]);
-        let filtered = filter_batch(&header, &bytes, &rules(&map, 0), false).unwrap();
+        let filtered = filter(&header, &bytes, &rules(&map, 0), false).unwrap();
         assert_eq!(filtered.records_removed, 2);
         let Kept::Rewritten(rewritten) = filtered.kept else {
             panic!("{filtered:?}")
@@ -262,12 +469,13 @@ mod tests {
     fn a_batch_with_nothing_to_remove_is_kept_whole() {
         let (bytes, header) = batch(&[(Some("a"), Some("1")), (Some("b"), Some("1"))], -1);
         let map = map(&[("a", 10)]);
-        let filtered = filter_batch(&header, &bytes, &rules(&map, 0), false).unwrap();
+        let filtered = filter(&header, &bytes, &rules(&map, 0), false).unwrap();
         assert_eq!(
             filtered,
             Filtered {
                 kept: Kept::Whole,
-                records_removed: 0
+                records_removed: 0,
+                indexed: None
             }
         );
     }
@@ -276,7 +484,7 @@ mod tests {
     fn tombstones_get_a_horizon_on_the_first_pass_and_go_once_it_has_passed() {
         let (bytes, header) = batch(&[(Some("a"), None), (Some("b"), Some("1"))], -1);
         let map = map(&[("a", 10), ("b", 11)]);
-        let first = filter_batch(&header, &bytes, &rules(&map, 7_000), false).unwrap();
+        let first = filter(&header, &bytes, &rules(&map, 7_000), false).unwrap();
         let Kept::Rewritten(stamped) = first.kept else {
             panic!("{first:?}")
         };
@@ -287,10 +495,10 @@ mod tests {
             Some(TimestampMs(8_000))
         );
         // Before the horizon the stamped batch is left as it is.
-        let early = filter_batch(&stamped_header, &stamped, &rules(&map, 7_999), false).unwrap();
+        let early = filter(&stamped_header, &stamped, &rules(&map, 7_999), false).unwrap();
         assert_eq!(early.kept, Kept::Whole);
         // At the horizon the tombstone goes; the horizon stays on what is left.
-        let late = filter_batch(&stamped_header, &stamped, &rules(&map, 8_000), false).unwrap();
+        let late = filter(&stamped_header, &stamped, &rules(&map, 8_000), false).unwrap();
         assert_eq!(late.records_removed, 1);
         let Kept::Rewritten(rest) = late.kept else {
             panic!("{late:?}")
@@ -307,15 +515,16 @@ mod tests {
     fn an_emptied_batch_goes_unless_its_header_must_stay() {
         let (bytes, header) = batch(&[(Some("a"), Some("1")), (None, Some("2"))], 77);
         let map = map(&[("a", 50)]);
-        let gone = filter_batch(&header, &bytes, &rules(&map, 0), false).unwrap();
+        let gone = filter(&header, &bytes, &rules(&map, 0), false).unwrap();
         assert_eq!(
             gone,
             Filtered {
                 kept: Kept::Dropped,
-                records_removed: 2
+                records_removed: 2,
+                indexed: None
             }
         );
-        let kept = filter_batch(&header, &bytes, &rules(&map, 0), true).unwrap();
+        let kept = filter(&header, &bytes, &rules(&map, 0), true).unwrap();
         let Kept::Rewritten(empty) = kept.kept else {
             panic!("{kept:?}")
         };
@@ -325,9 +534,9 @@ mod tests {
             (0, Offset(11), 77)
         );
         // An empty batch from an earlier pass stays or goes by the same rule, untouched.
-        let again = filter_batch(&new, &empty, &rules(&map, 0), true).unwrap();
+        let again = filter(&new, &empty, &rules(&map, 0), true).unwrap();
         assert_eq!(again.kept, Kept::Whole);
-        let dropped = filter_batch(&new, &empty, &rules(&map, 0), false).unwrap();
+        let dropped = filter(&new, &empty, &rules(&map, 0), false).unwrap();
         assert_eq!(dropped.kept, Kept::Dropped);
     }
 
@@ -339,7 +548,7 @@ mod tests {
             map_end: Offset(10),
             ..rules(&map, 0)
         };
-        let filtered = filter_batch(&header, &bytes, &past, false).unwrap();
+        let filtered = filter(&header, &bytes, &past, false).unwrap();
         assert_eq!(filtered.records_removed, 0);
         // It holds a tombstone without a horizon, so it is stamped even so.
         assert!(matches!(filtered.kept, Kept::Rewritten(_)));

@@ -2,19 +2,26 @@
 //!
 //! A pass ([`Log::compact`]) works like Kafka's `Cleaner.doClean`:
 //! 1. *Cleanable range.* Every inactive segment, up to (not including) the first one that ends
-//!    past the caller's upper bound (the high watermark, so nothing a truncation could remove
-//!    decides what is kept) or, when `min.compaction.lag.ms` is set, the first dirty segment
-//!    holding a record newer than the lag (KIP-58). The active segment is never touched.
+//!    past the caller's upper bound (the last stable offset: below the high watermark, nothing
+//!    a truncation could remove decides what is kept, and below the first offset of every open
+//!    transaction, whether a transactional batch was committed or aborted is known) or, when
+//!    `min.compaction.lag.ms` is set, the first dirty segment holding a record newer than the
+//!    lag (KIP-58). The active segment is never touched. The aborted transactions with
+//!    batches in that range are read from the `.txnindex` files.
 //! 2. *Offset map.* The key -> highest offset map of the dirty part of that range, from the
 //!    cleaner checkpoint up (see `checkpoint`): everything below was cleaned by an earlier pass,
-//!    so holds each key once. The map stops growing after the batch that takes it past
-//!    `offset_map_bytes_max`; what it covers ends there (`map_end`) and the next pass goes on.
+//!    so holds each key once. Aborted transactions' records stay out of it. The map stops
+//!    growing after the batch that takes it past `offset_map_bytes_max`; what it covers ends
+//!    there (`map_end`) and the next pass goes on.
 //! 3. *Cleaning.* Every segment below `map_end`, clean ones included, is rewritten by the rules
-//!    of `cleaner` (latest record per key, tombstones until their delete horizon), oldest first,
+//!    of `cleaner` (latest record per key, tombstones until their delete horizon, aborted
+//!    transactions' batches removed, markers until theirs), oldest first,
 //!    in groups of consecutive segments that together fit in `segment.bytes`: each group becomes
 //!    one segment named after its first, written as `.cleaned` files and swapped in by `swap`.
-//!    Oldest first matters: a tombstone only goes once every older record of its key has.
-//!    A group with one segment that nothing changed in is left as it is.
+//!    Oldest first matters: a tombstone only goes once every older record of its key has, and
+//!    a marker only once every batch of its transaction has. The cleaned segment's `.txnindex`
+//!    holds the entries of the ABORT markers it keeps for their data. A group with one segment
+//!    that nothing changed in is left as it is.
 //! 4. *Checkpoint.* `map_end` becomes the new cleaner checkpoint.
 //!
 //! Offsets never change: a rewritten batch keeps its base and last offset, an emptied one is
@@ -28,7 +35,7 @@ use strom_protocol::batch::{self, BatchHeader};
 use strom_types::{Offset, TimestampMs};
 
 use crate::checkpoint;
-use crate::cleaner::{self, Kept, OffsetMap, Rules};
+use crate::cleaner::{self, AbortedTxns, Kept, OffsetMap, ProducerTail, Rules, TxnPass};
 use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
 use crate::index::OffsetEntry;
@@ -39,6 +46,7 @@ use crate::scan::{self, Check, WalkStart};
 use crate::segment::Segment;
 use crate::swap::{self, CLEANED_SUFFIX};
 use crate::sync::SyncTarget;
+use crate::txn_recovery;
 
 /// A compacted topic's settings, with Kafka's names and defaults, plus the cleaner's memory limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,10 +158,12 @@ impl Log {
         self.compact_below(self.log_end_offset(), now, config)
     }
 
-    /// One compaction pass over the inactive segments that end at or below `upper_bound` (the
-    /// high watermark, or Kafka's last stable offset once transactions exist). Segments already
-    /// swapped in stay if a later group fails; the log is consistent either way. An I/O error
-    /// after a swap's commit point is fatal: reopen the log, and recovery finishes the swap.
+    /// One compaction pass over the inactive segments that end at or below `upper_bound`: the
+    /// partition's last stable offset (Kafka's first unstable offset, never above the high
+    /// watermark). Transactional batches above it would be taken for committed ones. Segments
+    /// already swapped in stay if a later group fails; the log is consistent either way. An I/O
+    /// error after a swap's commit point is fatal: reopen the log, and recovery finishes the
+    /// swap.
     pub fn compact_below(
         &mut self,
         upper_bound: Offset,
@@ -172,12 +182,16 @@ impl Log {
         if cleanable == 0 {
             return Ok(info);
         }
+        let cleanable_end = self.segments[cleanable - 1].next_offset;
+        let aborted = AbortedTxns::new(self.aborted_txns(self.log_start_offset, cleanable_end));
         let (map, map_end) = build_offset_map(
             &self.segments[..cleanable],
             first_dirty,
             config.offset_map_bytes_max,
+            &aborted,
         )?;
-        let producers = self.last_batch_of_each_producer()?;
+        let producers = self.producer_tails()?;
+        let mut txns = TxnPass::new(&aborted);
         let rules = Rules {
             map: &map,
             map_end,
@@ -198,7 +212,7 @@ impl Log {
                 .map(|s| s.size_bytes)
                 .sum();
             let (records_removed, replacement) =
-                self.clean_group(group.clone(), &rules, &producers)?;
+                self.clean_group(group.clone(), &rules, &producers, &mut txns)?;
             info.records_removed += records_removed;
             info.bytes_before += bytes_before;
             match replacement {
@@ -248,11 +262,12 @@ impl Log {
         Ok(inactive.len())
     }
 
-    /// Each idempotent producer's last data batch in the whole log, by its last offset: Kafka
-    /// keeps that batch's header however many of its records go, since it carries the sequence
-    /// number the producer's next batch must follow.
-    fn last_batch_of_each_producer(&self) -> Result<HashMap<i64, Offset>, LogError> {
-        let mut last = HashMap::new();
+    /// How each producer's batches in the whole log end (see [`ProducerTail`]): Kafka keeps
+    /// the header of a producer's last data batch however many of its records go, since it
+    /// carries the sequence number the producer's next batch must follow, and of its last
+    /// marker when that carries a newer epoch than any data batch.
+    fn producer_tails(&self) -> Result<HashMap<i64, ProducerTail>, LogError> {
+        let mut tails: HashMap<i64, ProducerTail> = HashMap::new();
         for segment in &self.segments {
             let start = WalkStart {
                 position: 0,
@@ -264,15 +279,19 @@ impl Log {
                 start,
                 Check::Headers,
                 |header, _| {
-                    if header.producer_id >= 0 && !header.is_control() {
-                        last.insert(header.producer_id, header.last_offset());
+                    if header.producer_id >= 0 {
+                        let tail = tails.entry(header.producer_id).or_insert(ProducerTail {
+                            last_data: None,
+                            latest_epoch: header.producer_epoch,
+                        });
+                        tail.add(header);
                     }
                     ControlFlow::Continue(())
                 },
             )?;
             check_walked(segment, end)?;
         }
-        Ok(last)
+        Ok(tails)
     }
 
     /// Writes the cleaned replacement of `segments[group]` and swaps it in. Returns the records
@@ -282,7 +301,8 @@ impl Log {
         &self,
         group: Range<usize>,
         rules: &Rules<'_>,
-        producers: &HashMap<i64, Offset>,
+        producers: &HashMap<i64, ProducerTail>,
+        txns: &mut TxnPass<'_>,
     ) -> Result<(u64, Option<Segment>), LogError> {
         let segments = &self.segments[group];
         let base = segments[0].base_offset;
@@ -294,14 +314,13 @@ impl Log {
             batches: Vec::new(),
             index_interval_bytes: self.config.index_interval_bytes,
         };
-        let written = write_group(segments, group_end, &mut writer, rules, producers).and_then(
-            |(removed, changed)| match changed || segments.len() > 1 {
+        let written = write_group(segments, group_end, &mut writer, rules, producers, txns)
+            .and_then(|(removed, changed)| match changed || segments.len() > 1 {
                 true => writer
                     .finish(latest_modification(segments)?)
                     .map(|()| Some(removed)),
                 false => Ok(None),
-            },
-        );
+            });
         let removed = match written {
             Ok(Some(removed)) => removed,
             Ok(None) => {
@@ -323,7 +342,10 @@ impl Log {
         let replaced: Vec<Offset> = segments.iter().map(|segment| segment.base_offset).collect();
         swap::commit(&self.dir, base, &replaced)?;
         let mut segment = Segment::open(&self.dir, base, &self.pool)?;
-        if recovery::load_inactive(&mut segment, self.config.index_interval_bytes)? {
+        let readable = txn_recovery::load(&mut segment)?;
+        if recovery::load_inactive(&mut segment, self.config.index_interval_bytes)?.cut_short
+            || !readable
+        {
             return Err(LogError::corrupt(
                 &segment.path,
                 "the segment compaction just wrote and synced fails its checks",
@@ -339,6 +361,7 @@ fn build_offset_map(
     segments: &[Segment],
     first_dirty: Offset,
     bytes_max: u64,
+    aborted: &AbortedTxns,
 ) -> Result<(OffsetMap, Offset), LogError> {
     let mut map = OffsetMap::default();
     for segment in segments
@@ -351,7 +374,7 @@ fn build_offset_map(
             segment.segment_file(&file),
             walk_start(segment, first_dirty),
             |header, _, bytes| {
-                if header.last_offset() < first_dirty || !cleaner::is_compactable(header) {
+                if header.last_offset() < first_dirty || !cleaner::is_compactable(header, aborted) {
                     return Ok(ControlFlow::Continue(()));
                 }
                 for record in rewrite::decode_records(header, bytes)? {
@@ -439,7 +462,8 @@ fn write_group(
     group_end: Offset,
     writer: &mut CleanedWriter,
     rules: &Rules<'_>,
-    producers: &HashMap<i64, Offset>,
+    producers: &HashMap<i64, ProducerTail>,
+    txns: &mut TxnPass<'_>,
 ) -> Result<(u64, bool), LogError> {
     let mut removed = 0;
     let mut changed = false;
@@ -451,10 +475,15 @@ fn write_group(
         let file = segment.file.get()?;
         let end = scan::walk_batches(segment.segment_file(&file), start, |header, _, bytes| {
             let producer_last = header.producer_id >= 0
-                && producers.get(&header.producer_id) == Some(&header.last_offset());
+                && producers
+                    .get(&header.producer_id)
+                    .is_some_and(|tail| tail.keeps_header(header));
             let keep_header = producer_last || header.next_offset() == group_end;
-            let filtered = cleaner::filter_batch(header, bytes, rules, keep_header)?;
+            let filtered = cleaner::filter_batch(header, bytes, rules, txns, keep_header)?;
             removed += filtered.records_removed;
+            if let Some(entry) = filtered.indexed {
+                writer.segment.txn_index.append(entry)?;
+            }
             match filtered.kept {
                 Kept::Whole => writer.push(bytes)?,
                 Kept::Rewritten(rewritten) => {
@@ -467,6 +496,10 @@ fn write_group(
         })?;
         check_walked(segment, end)?;
     }
+    let indexed_before = segments
+        .iter()
+        .flat_map(|segment| segment.txn_index.entries());
+    changed |= !indexed_before.eq(writer.segment.txn_index.entries());
     Ok((removed, changed))
 }
 
@@ -536,6 +569,9 @@ impl CleanedWriter {
         file.sync_all().at(&segment.path)?;
         for index in [segment.offset_index.path(), segment.time_index.path()] {
             SyncTarget::Path(index.to_path_buf()).sync()?;
+        }
+        if !segment.txn_index.is_empty() {
+            SyncTarget::Path(segment.txn_index.path().to_path_buf()).sync()?;
         }
         Ok(())
     }

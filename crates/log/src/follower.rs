@@ -11,14 +11,30 @@
 //! One fetch may carry more bytes than a segment holds, so the roll rules are played forward
 //! batch by batch, and the batches are written in runs, one write per segment they land in.
 //! Everything is checked before the first byte is written, so a refused append changes nothing.
+//! [`Log::append_as_follower_indexing`] hands each run to its caller as soon as it is written,
+//! and indexes the aborted transactions the caller finds in it while the run's segment is still
+//! the active one (see `transactions`).
 
 use std::ops::Range;
 
 use strom_protocol::batch::{BatchError, BatchHeader};
+use strom_types::Offset;
 
 use crate::epoch_cache::check_epoch_not_behind;
 use crate::error::LogError;
 use crate::log::{validated_batches, AppendInfo, Log, RollState};
+use crate::txn_index::AbortedTxnEntry;
+
+/// One run of a follower append, as [`Log::append_as_follower_indexing`] hands it over once
+/// it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerRun<'a> {
+    /// The run's batches, as stored.
+    pub records: &'a [u8],
+    /// The base offset of the segment the log rolled to before writing the run, if it rolled:
+    /// everything below it is in the segments before.
+    pub rolled_at: Option<Offset>,
+}
 
 /// Consecutive batches of one append that go to the same segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +62,33 @@ impl Log {
     /// [`Log::truncate_fully_and_start_at`] the leader's log start before fetching, as Kafka's
     /// does, rather than leave a gap below its first batch.
     pub fn append_as_follower(&mut self, records: &mut [u8]) -> Result<AppendInfo, LogError> {
+        self.append_as_follower_indexing(records, |_| Vec::new())
+    }
+
+    /// [`Log::append_as_follower`], calling `written` with each run of batches once it is in
+    /// the log (a run is what lands in one segment; a fetch spanning a roll has several) and
+    /// indexing the aborted transactions it returns, whose markers must be in that run. The
+    /// partition records producer state there, so after a failed write it holds exactly the
+    /// runs that made it into the log, and snapshots it where a run starts a new segment.
+    pub fn append_as_follower_indexing(
+        &mut self,
+        records: &mut [u8],
+        mut written: impl FnMut(FollowerRun<'_>) -> Vec<AbortedTxnEntry>,
+    ) -> Result<AppendInfo, LogError> {
         let batches = follower_batches(records)?;
         self.check_follower_batches(&batches)?;
         let runs = self.plan_runs(&batches)?;
         for run in runs {
-            self.append_run(records, &batches[run.batches], run.roll_first)?;
+            let run_batches = &batches[run.batches];
+            self.append_run(records, run_batches, run.roll_first)?;
+            let bytes = run_batches[0].1.start..run_batches[run_batches.len() - 1].1.end;
+            let run = FollowerRun {
+                records: &records[bytes],
+                rolled_at: run.roll_first.then(|| self.active_segment_base_offset()),
+            };
+            for entry in written(run) {
+                self.index_aborted_txn(entry)?;
+            }
         }
         let (first, _) = &batches[0];
         let (last, _) = &batches[batches.len() - 1];

@@ -17,7 +17,7 @@
 //!   `epoch_checkpoint` the file, and `leader_epoch` wires both to the [`Log`]. Truncation,
 //!   retention and recovery keep it within the log's bounds; [`Log::end_offset_for_epoch`]
 //!   answers OffsetForLeaderEpoch for followers finding where to truncate.
-//! - `segment`: one `<base offset>.log` file and its two indexes; appends, reads, truncation.
+//! - `segment`: one `<base offset>.log` file and its indexes; appends, reads, truncation.
 //! - `index`: the sparse `.index` (offset -> position) and `.timeindex` (timestamp -> offset)
 //!   files, kept in memory as `Vec`s and appended to their files on roll, sync and close.
 //! - `scan`: walking a segment's batches, by header only or with CRC checks.
@@ -30,7 +30,8 @@
 //! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
 //! - `compaction`: [`Log::compact`], Kafka's log cleaner for `cleanup.policy=compact`: maps each
 //!   key's latest offset, rewrites the inactive segments keeping only those records (and
-//!   tombstones until their delete horizon), merging small segments. `cleaner` decides per
+//!   tombstones until their delete horizon; aborted transactions' batches go, their markers
+//!   once the data has and a delete horizon passed), merging small segments. `cleaner` decides per
 //!   batch, `rewrite` re-encodes batches keeping their offsets and producer fields, `swap`
 //!   swaps cleaned segments in crash-safely (and finishes an interrupted swap on open), and
 //!   `checkpoint` stores where the next pass starts. Offsets never change, so a compacted log
@@ -40,8 +41,13 @@
 //!   only for the operation at hand.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
-//! - `txn_index`: a segment's aborted-transaction index ([`TxnIndex`], Kafka's `.txnindex`
-//!   layout); built and tested, not yet kept by segments (issue 11).
+//! - `txn_index`, `transactions`, `txn_recovery`: each segment's aborted-transaction index
+//!   (Kafka's `.txnindex`, one [`AbortedTxnEntry`] per ABORT marker, a file only once it has
+//!   one). The partition hands the entries over as markers are written
+//!   ([`Log::index_aborted_txn`], [`Log::append_as_follower_indexing`]); read_committed fetches
+//!   read them back ([`Log::aborted_txns`]). They are synced with their segment, truncated,
+//!   deleted and compacted with it, and checked against the markers (rebuilt if need be) on
+//!   open.
 //!
 //! # Data flow
 //! produce: handler checks batch CRCs -> `Log::append` or `Log::append_with_epoch` (offsets
@@ -78,15 +84,18 @@ mod sync;
 #[cfg(test)]
 mod test_support;
 mod timestamp;
+mod transactions;
 mod txn_index;
+mod txn_recovery;
 
 pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
 pub use crate::epoch_cache::{NO_PARTITION_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::error::LogError;
 pub use crate::files::{FilePool, PoolStats, DEFAULT_OPEN_FILES};
+pub use crate::follower::FollowerRun;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;
 pub use crate::sync::SyncHandle;
-pub use crate::txn_index::{AbortedTxnEntry, TxnIndex};
+pub use crate::txn_index::AbortedTxnEntry;

@@ -250,6 +250,7 @@ impl Log {
     /// Makes a new, empty segment at the log end the active one.
     pub(crate) fn roll(&mut self) -> Result<(), LogError> {
         self.sync_epochs_before_roll()?;
+        self.sync_txn_index_before_roll()?;
         let next_offset = self.log_end_offset();
         let old = self.active_mut();
         old.deactivate()?;
@@ -349,8 +350,14 @@ impl Log {
     /// fsyncs every file with pending writes, the active segment and the directory, under the
     /// caller's lock; only for rare operations (truncation) that must be durable when they return.
     fn sync_everything(&mut self) -> Result<(), LogError> {
+        self.flush_txn_index()?;
         let mut files = self.durability.rolled_files();
         files.push(SyncTarget::Pooled(self.active().file.clone()));
+        if !self.active().txn_index.is_empty() {
+            files.push(SyncTarget::Path(
+                self.active().txn_index.path().to_path_buf(),
+            ));
+        }
         for file in files {
             file.sync()?;
         }
@@ -382,10 +389,14 @@ impl Log {
         self.persist_epochs()
     }
 
-    /// The files with writes not yet known to be durable, and the log end offset they cover.
+    /// The files with writes not yet known to be durable, and the log end offset they cover
+    /// (short of an ABORT marker whose index entry could not be written yet; see
+    /// [`Log::flush_txn_index`]).
     pub fn sync_handle(&self) -> SyncHandle {
+        let end = self.log_end_offset();
         self.durability.handle(
-            self.log_end_offset(),
+            self.txn_index_sync_bound()
+                .map_or(end, |bound| bound.min(end)),
             SyncTarget::Pooled(self.active().file.clone()),
             SyncTarget::Path(self.dir.clone()),
             SyncTarget::Path(self.parent_dir()),

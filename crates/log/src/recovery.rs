@@ -11,6 +11,9 @@
 //! first bad batch, and its indexes are rebuilt. If an inactive segment turns out damaged, it is
 //! cut the same way and every later segment is deleted, since segments must stay contiguous. A
 //! gap between intact segments is not repairable and fails the open with [`LogError::Corrupt`].
+//! Each segment's aborted-transaction index is loaded with it, and checked against the ABORT
+//! markers of the segments re-read in full, or rebuilt when it is unreadable or an interrupted
+//! swap deleted it (see `txn_recovery`); never fatal.
 //! Then the cleaner checkpoint is read and lowered to the log end if recovery cut below it.
 //! Last, the leader epoch cache is loaded (see `leader_epoch`): from its checkpoint, or rebuilt
 //! from the batch headers of every segment when that is missing or unreadable, then cut to the
@@ -29,10 +32,11 @@ use crate::error::{IoContext, LogError};
 use crate::files::{self, FilePool};
 use crate::index::{validate_offset_entries, validate_time_entries};
 use crate::log::Log;
-use crate::scan::{self, Check, WalkStart};
+use crate::scan::{self, WalkStart};
 use crate::segment::{self, Segment, EXTENSIONS, LOG_EXTENSION};
 use crate::swap;
 use crate::sync::{Durability, SyncTarget};
+use crate::txn_recovery::{self, AbortMarker, TxnRepair};
 
 impl Log {
     /// Opens the log in `dir` (creating the directory if missing) and recovers it; see the
@@ -52,30 +56,28 @@ impl Log {
         recovery: Recovery,
     ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
-        swap::finish_interrupted(dir)?;
+        let swapped = swap::finish_interrupted(dir)?;
         let base_offsets = list_segments(dir)?;
-        let (segments, durability) = match base_offsets.is_empty() {
+        let (segments, durability, repairs) = match base_offsets.is_empty() {
             true => (
                 vec![Segment::create(dir, Offset(0), pool)?],
                 Durability::for_new_directory(),
+                Vec::new(),
             ),
             false => {
-                let segments = recover_segments(dir, &base_offsets, &config, pool)?;
+                let (segments, repairs) =
+                    recover_segments(dir, &base_offsets, &config, pool, &swapped)?;
                 let active = segments
                     .last()
                     .expect("recovery keeps at least one segment");
                 // The caller makes whatever survived recovery durable before serving.
                 let durability = Durability::new(active.next_offset);
-                (segments, durability)
+                (segments, durability, repairs)
             }
         };
         let active = segments
             .last()
             .expect("recovery keeps at least one segment");
-        if recovery == Recovery::CrashAndSync && !base_offsets.is_empty() {
-            SyncTarget::Pooled(active.file.clone()).sync()?;
-            files::sync_path(dir)?;
-        }
         let log_end_offset = active.next_offset;
         let log_start_offset = segments[0].base_offset;
         tracing::debug!(dir = %dir.display(), %log_start_offset, %log_end_offset, segments = segments.len(), "opened log");
@@ -91,6 +93,14 @@ impl Log {
             epochs: EpochCache::default(),
             epochs_unsynced: false,
         };
+        let repaired = log.repair_txn_indexes(repairs)?;
+        if recovery == Recovery::CrashAndSync && !base_offsets.is_empty() {
+            SyncTarget::Pooled(log.active().file.clone()).sync()?;
+            for path in repaired {
+                SyncTarget::Path(path).sync()?;
+            }
+            files::sync_path(dir)?;
+        }
         // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
         log.lower_first_dirty_offset(log_end_offset)?;
         log.recover_epochs()?;
@@ -150,38 +160,45 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
     Ok(logs.into_iter().collect())
 }
 
-/// `<20 digits>.log|index|timeindex` -> (base offset, extension).
+/// `<20 digits>.log|index|timeindex|txnindex` -> (base offset, extension).
 fn parse_file_name(path: &Path) -> Option<(Offset, &'static str)> {
     let (base_offset, extension) = segment::parse_file_name(path)?;
     let extension = EXTENSIONS.into_iter().find(|known| *known == extension)?;
     Some((base_offset, extension))
 }
 
-/// Opens and checks every segment in order; see the module docs.
+/// Opens and checks every segment in order; see the module docs. `swapped` are the base
+/// offsets whose `.txnindex` an interrupted swap deleted. Also returns how the segments'
+/// aborted-transaction indexes must be repaired.
 fn recover_segments(
     dir: &Path,
     base_offsets: &[Offset],
     config: &LogConfig,
     pool: &FilePool,
-) -> Result<Vec<Segment>, LogError> {
+    swapped: &BTreeSet<Offset>,
+) -> Result<(Vec<Segment>, Vec<TxnRepair>), LogError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(base_offsets.len());
+    let mut repairs = Vec::new();
     for (at, &base_offset) in base_offsets.iter().enumerate() {
         let mut segment = Segment::open(dir, base_offset, pool)?;
         let is_last = at + 1 == base_offsets.len();
-        let cut_short = match is_last {
+        let readable = txn_recovery::load(&mut segment)?;
+        let recovered = match is_last {
             true => recover_active(&mut segment, config.index_interval_bytes)?,
             false => load_inactive(&mut segment, config.index_interval_bytes)?,
         };
+        let doubtful = !readable || swapped.contains(&base_offset);
+        repairs.extend(txn_recovery::check(&segment, recovered.aborts, doubtful)?);
         if let Some(previous) = segments.last() {
             check_dense(previous, &segment)?;
         }
         segments.push(segment);
-        if cut_short && !is_last {
+        if recovered.cut_short && !is_last {
             delete_later_segments(dir, &base_offsets[at + 1..], pool)?;
             break;
         }
     }
-    Ok(segments)
+    Ok((segments, repairs))
 }
 
 fn check_dense(previous: &Segment, segment: &Segment) -> Result<(), LogError> {
@@ -216,12 +233,20 @@ fn delete_later_segments(
     Ok(())
 }
 
+/// What recovering a segment found.
+pub(crate) struct Recovered {
+    /// A damaged tail was cut off.
+    pub cut_short: bool,
+    /// The segment's ABORT markers, when it was re-read in full.
+    pub aborts: Option<Vec<AbortMarker>>,
+}
+
 /// Loads an inactive segment's indexes, falling back to a full rebuild when they do not hold up.
-/// Returns whether the rebuild had to cut the segment short.
+/// Says whether the rebuild had to cut the segment short.
 pub(crate) fn load_inactive(
     segment: &mut Segment,
     index_interval_bytes: u32,
-) -> Result<bool, LogError> {
+) -> Result<Recovered, LogError> {
     let offset_index = segment.offset_index.load()?;
     let time_index = segment.time_index.load()?;
     let offset_index = offset_index
@@ -234,22 +259,25 @@ pub(crate) fn load_inactive(
     let checked = checked
         .and_then(|()| validate_time_entries(segment.time_index.entries(), relative_next_offset));
     let Err(reason) = checked else {
-        return Ok(false);
+        return Ok(Recovered {
+            cut_short: false,
+            aborts: None,
+        });
     };
     tracing::warn!(path = %segment.path.display(), %reason, "rebuilding the indexes of an inactive segment");
-    let cut_short = recover_active(segment, index_interval_bytes)?;
-    if !cut_short {
+    let recovered = recover_active(segment, index_interval_bytes)?;
+    if !recovered.cut_short {
         segment.deactivate()?;
     }
-    Ok(cut_short)
+    Ok(recovered)
 }
 
-/// Re-reads every batch of the segment, checking length, CRC and offset, rebuilds both indexes,
-/// and cuts the file at the first bad batch. Returns whether it cut anything.
+/// Re-reads every batch of the segment, checking length, CRC and offset, rebuilds the offset
+/// and time indexes, notes the ABORT markers, and cuts the file at the first bad batch.
 pub(crate) fn recover_active(
     segment: &mut Segment,
     index_interval_bytes: u32,
-) -> Result<bool, LogError> {
+) -> Result<Recovered, LogError> {
     segment.offset_index.reset();
     segment.time_index.reset();
     segment.next_offset = segment.base_offset;
@@ -267,16 +295,21 @@ pub(crate) fn recover_active(
         path: &path,
         size_bytes: segment.size_bytes,
     };
-    let end = scan::walk(segment_file, start, Check::Crc, |header, position| {
+    let mut aborts = Vec::new();
+    let end = scan::walk_batches(segment_file, start, |header, position, bytes| {
         segment.note_batch(header, position, index_interval_bytes);
-        ControlFlow::Continue(())
+        aborts.extend(AbortMarker::of(header, bytes));
+        Ok(ControlFlow::Continue(()))
     })?;
     assert_eq!(
         end.next_offset, segment.next_offset,
         "the walk and the segment agree on the end"
     );
     let Some(reason) = end.damage else {
-        return Ok(false);
+        return Ok(Recovered {
+            cut_short: false,
+            aborts: Some(aborts),
+        });
     };
     let dropped_bytes = segment.size_bytes - end.position;
     tracing::warn!(
@@ -289,7 +322,10 @@ pub(crate) fn recover_active(
     );
     file.set_len(end.position).at(&segment.path)?;
     segment.size_bytes = end.position;
-    Ok(true)
+    Ok(Recovered {
+        cut_short: true,
+        aborts: Some(aborts),
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of batches stored back to back, with its two sparse indexes.
+//! One segment: a `.log` file of batches stored back to back, with its two sparse indexes and
+//! its aborted-transaction index (`.txnindex`, a file only once it has an entry).
 //!
 //! A segment is *active* while it is the log's last one and takes appends; it becomes inactive
 //! when the log rolls ([`Segment::deactivate`] writes a final time-index entry and flushes both
@@ -20,12 +21,19 @@ use crate::files::{self, FilePool, PooledFile};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::scan::{self, Check, SegmentFile, WalkStart};
 use crate::sync::SyncTarget;
+use crate::txn_index::TxnIndex;
 
 pub(crate) const LOG_EXTENSION: &str = "log";
 pub(crate) const INDEX_EXTENSION: &str = "index";
 pub(crate) const TIME_INDEX_EXTENSION: &str = "timeindex";
-/// The three extensions of a segment's files.
-pub(crate) const EXTENSIONS: [&str; 3] = [LOG_EXTENSION, INDEX_EXTENSION, TIME_INDEX_EXTENSION];
+pub(crate) const TXN_INDEX_EXTENSION: &str = "txnindex";
+/// The extensions of a segment's files.
+pub(crate) const EXTENSIONS: [&str; 4] = [
+    LOG_EXTENSION,
+    INDEX_EXTENSION,
+    TIME_INDEX_EXTENSION,
+    TXN_INDEX_EXTENSION,
+];
 
 /// `<base offset, 20 digits>.<extension>`, Kafka's file naming.
 pub(crate) fn file_path(dir: &Path, base_offset: Offset, extension: &str) -> PathBuf {
@@ -71,6 +79,8 @@ pub(crate) struct Segment {
     pub size_bytes: u64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// The aborted transactions whose ABORT marker is in this segment (see `txn_index`).
+    pub txn_index: TxnIndex,
     /// Bytes of batches since (and including) the one the last index entry points at.
     pub bytes_since_index_entry: u64,
     /// The largest batch max timestamp and the base offset of the first batch that reached it.
@@ -155,6 +165,12 @@ impl Segment {
                 dir,
                 base_offset,
                 TIME_INDEX_EXTENSION,
+                suffix,
+            )),
+            txn_index: TxnIndex::new(&suffixed_file_path(
+                dir,
+                base_offset,
+                TXN_INDEX_EXTENSION,
                 suffix,
             )),
             bytes_since_index_entry: 0,
@@ -275,7 +291,7 @@ impl Segment {
     }
 
     /// Called when the segment stops being the active one: records its max timestamp in the
-    /// time index (so it is known on reopen without a scan) and writes both indexes out.
+    /// time index (so it is known on reopen without a scan) and writes the indexes out.
     pub fn deactivate(&mut self) -> Result<(), LogError> {
         self.push_time_entry_if_grown();
         self.flush_indexes()
@@ -283,7 +299,8 @@ impl Segment {
 
     pub fn flush_indexes(&mut self) -> Result<(), LogError> {
         self.offset_index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.txn_index.write_pending()
     }
 
     /// The header and position of the batch holding `offset`, or `None` past the segment's end.
@@ -394,6 +411,7 @@ impl Segment {
         let relative_offset = self.relative(header.base_offset);
         self.offset_index.truncate_from(relative_offset)?;
         self.time_index.truncate_from(relative_offset)?;
+        self.txn_index.truncate_from(header.base_offset)?;
         self.load_tail()?
             .map_err(|damage| LogError::corrupt(&self.path, damage))
     }
@@ -461,21 +479,28 @@ impl Segment {
         ))
     }
 
-    /// The segment's three files, for fsync.
+    /// The segment's files, for fsync: the `.txnindex` only if it has entries (then it has a
+    /// file).
     pub fn files(&self) -> Vec<SyncTarget> {
-        vec![
+        let mut files = vec![
             SyncTarget::Pooled(self.file.clone()),
             SyncTarget::Path(self.offset_index.path().to_path_buf()),
             SyncTarget::Path(self.time_index.path().to_path_buf()),
-        ]
+        ];
+        if !self.txn_index.is_empty() {
+            files.push(SyncTarget::Path(self.txn_index.path().to_path_buf()));
+        }
+        files
     }
 
-    /// Deletes the segment's three files; a file already gone is not an error.
+    /// Deletes the segment's files; a file already gone (a `.txnindex` never made) is not an
+    /// error.
     pub fn delete_files(self) -> Result<(), LogError> {
         let paths = [
             self.path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
         ];
         drop(self);
         for path in &paths {
@@ -605,7 +630,7 @@ mod tests {
             segment.truncate_to(Offset(cut)).unwrap();
             assert_eq!(segment.next_offset, Offset(cut - (cut - 100) % 2));
             let truncated = state(&segment);
-            assert!(!recover_active(&mut segment, 400).unwrap());
+            assert!(!recover_active(&mut segment, 400).unwrap().cut_short);
             assert_eq!(truncated, state(&segment), "cut at {cut}");
             segment.delete_files().unwrap();
         }

@@ -1,9 +1,10 @@
 //! Swapping a cleaned segment in for the group of segments it replaces, so that a crash at any
 //! point leaves a directory that [`finish_interrupted`] turns back into a consistent log.
 //!
-//! Compaction writes the replacement as `<base>.log.cleaned` with `<base>.index.cleaned` and
-//! `<base>.timeindex.cleaned` (`base` is the group's first base offset, which the replacement
-//! keeps) and fsyncs the three files. Then [`commit`]:
+//! Compaction writes the replacement as `<base>.log.cleaned` with `<base>.index.cleaned`,
+//! `<base>.timeindex.cleaned` and, if it keeps an aborted transaction, `<base>.txnindex.cleaned`
+//! (`base` is the group's first base offset, which the replacement keeps) and fsyncs the files.
+//! Then [`commit`]:
 //! - for a group of one segment, renames the three files over the old ones and fsyncs the
 //!   directory. Renaming the log file is atomic, so it is the commit point;
 //! - for a group of several, which must also delete segments:
@@ -12,6 +13,9 @@
 //!   2. deletes the replaced segments after the first, fsyncs the directory;
 //!   3. renames `<base>.log.swap` and the two index files over the first segment's, fsyncs.
 //!
+//! Either way the cleaned `.txnindex` is renamed over the old one last, or, if the cleaned
+//! segment has none, the old one is deleted.
+//!
 //! On open, before the segments are listed, [`finish_interrupted`]:
 //! - for each `<base>.log.swap` (committed): reads where its batches end, `end` (a cleaned
 //!   segment keeps its group's last batch, so `end` is exactly where the group ended), deletes
@@ -19,7 +23,8 @@
 //! - deletes every other `.cleaned` or `.swap` file (a swap that never committed), and, for each
 //!   base offset that had any, that segment's index files: the renames are not ordered by fsyncs
 //!   within a step, so they may belong to the other version of the log file. Recovery rebuilds
-//!   them from the log file.
+//!   them from the log file, the `.txnindex` included: [`finish_interrupted`] returns those base
+//!   offsets, since a missing `.txnindex` otherwise means "no aborted transactions".
 //!
 //! A crash while it runs is finished by the next open the same way.
 
@@ -36,7 +41,7 @@ use crate::files;
 use crate::scan::{self, Check, SegmentFile, WalkStart};
 use crate::segment::{
     file_path, parse_file_name, remove_if_exists, suffixed_file_path, EXTENSIONS, INDEX_EXTENSION,
-    LOG_EXTENSION, TIME_INDEX_EXTENSION,
+    LOG_EXTENSION, TIME_INDEX_EXTENSION, TXN_INDEX_EXTENSION,
 };
 
 /// Suffix of the files a compaction pass is writing.
@@ -76,6 +81,11 @@ pub(crate) fn commit(dir: &Path, base: Offset, replaced: &[Offset]) -> Result<()
     for extension in [INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
         rename(&cleaned(extension), &file_path(dir, base, extension))?;
     }
+    let txn_index = file_path(dir, base, TXN_INDEX_EXTENSION);
+    match cleaned(TXN_INDEX_EXTENSION).exists() {
+        true => rename(&cleaned(TXN_INDEX_EXTENSION), &txn_index)?,
+        false => remove_if_exists(&txn_index)?,
+    }
     sync_dir()
 }
 
@@ -88,8 +98,9 @@ pub(crate) fn discard_cleaned(dir: &Path, base: Offset) -> Result<(), LogError> 
     Ok(())
 }
 
-/// Finishes committed swaps and rolls back the rest; see the module docs.
-pub(crate) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
+/// Finishes committed swaps and rolls back the rest; see the module docs. Returns the base
+/// offsets whose index files it deleted.
+pub(crate) fn finish_interrupted(dir: &Path) -> Result<BTreeSet<Offset>, LogError> {
     let mut logs = BTreeSet::new();
     let mut swaps = BTreeSet::new();
     let mut leftovers = Vec::new();
@@ -109,7 +120,7 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
         }
     }
     if leftovers.is_empty() && swaps.is_empty() {
-        return Ok(());
+        return Ok(BTreeSet::new());
     }
     for &base in &swaps {
         let end = swap_end(dir, base)?;
@@ -132,12 +143,13 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
         .map(|(base, _)| *base)
         .chain(swaps)
         .collect();
-    for base in touched {
-        for extension in [INDEX_EXTENSION, TIME_INDEX_EXTENSION] {
+    for &base in &touched {
+        for extension in [INDEX_EXTENSION, TIME_INDEX_EXTENSION, TXN_INDEX_EXTENSION] {
             remove_if_exists(&file_path(dir, base, extension))?;
         }
     }
-    File::open(dir).at(dir)?.sync_all().at(dir)
+    File::open(dir).at(dir)?.sync_all().at(dir)?;
+    Ok(touched)
 }
 
 /// The offset after the last good batch of the swap file at `base`. The file was fsynced before

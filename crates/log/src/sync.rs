@@ -7,9 +7,11 @@
 //! call [`Log::mark_durable`] with the offset the handle returned.
 //!
 //! What needs syncing: the active segment's `.log` when the durable offset is behind the log end;
-//! every segment rolled since the last sync (its `.log` tail and its freshly written indexes);
-//! and the partition directory after a roll created new files. A rolled segment is forgotten
-//! once an offset *past* its end is durable: such a sync handle was taken after the roll, so it
+//! the active segment's `.txnindex` when an aborted transaction was indexed since the last sync
+//! (so an acknowledged ABORT marker never outlives its index entry); every segment rolled since
+//! the last sync (its `.log` tail and its freshly written indexes); and the partition directory
+//! after a roll or a first `.txnindex` entry created a file. A rolled segment is forgotten once
+//! an offset *past* its end is durable: such a sync handle was taken after the roll, so it
 //! included the segment.
 //!
 //! [`Log::sync_handle`]: crate::Log::sync_handle
@@ -17,7 +19,7 @@
 
 use std::fs::File;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strom_types::Offset;
@@ -93,6 +95,9 @@ pub(crate) struct Durability {
     /// The log's directory was just created and nothing synced it yet: its own entry in the
     /// parent directory and its first segment's entry are not durable.
     created: bool,
+    /// The active segment's `.txnindex` and the newest ABORT marker indexed in it since the
+    /// last sync.
+    txn_index_unsynced: Option<(PathBuf, Offset)>,
 }
 
 impl Durability {
@@ -103,6 +108,7 @@ impl Durability {
             rolled: Vec::new(),
             directory_dirty_since: None,
             created: false,
+            txn_index_unsynced: None,
         }
     }
 
@@ -126,6 +132,30 @@ impl Durability {
         self.directory_dirty_since = Some(next_offset);
     }
 
+    /// An aborted transaction whose marker is at `marker_offset` was indexed in the active
+    /// segment's `.txnindex` at `path`; `created` says the entry created the file.
+    pub fn txn_index_written(&mut self, path: PathBuf, marker_offset: Offset, created: bool) {
+        if created {
+            let since = self
+                .directory_dirty_since
+                .map_or(marker_offset, |since| since.max(marker_offset));
+            self.directory_dirty_since = Some(since);
+        }
+        self.txn_index_unsynced = Some((path, marker_offset));
+    }
+
+    /// The `.txnindex` with entries no sync has covered yet, if any.
+    pub fn txn_index_unsynced(&self) -> Option<&Path> {
+        self.txn_index_unsynced
+            .as_ref()
+            .map(|(path, _)| path.as_path())
+    }
+
+    /// The `.txnindex` was synced (before its segment rolled).
+    pub fn txn_index_synced(&mut self) {
+        self.txn_index_unsynced = None;
+    }
+
     /// The handle for the current state: `active` is the active segment's `.log` file and
     /// `directory` the partition directory.
     pub fn handle(
@@ -138,6 +168,9 @@ impl Durability {
         let mut files = self.rolled_files();
         if self.durable_offset < log_end_offset || self.created {
             files.push(active);
+        }
+        if let Some((path, _)) = &self.txn_index_unsynced {
+            files.push(SyncTarget::Path(path.clone()));
         }
         if self.directory_dirty_since.is_some() || self.created {
             files.push(directory);
@@ -164,6 +197,14 @@ impl Durability {
             .is_some_and(|since| offset > since)
         {
             self.directory_dirty_since = None;
+        }
+        // A handle covering an offset past the marker was taken after the entry was written.
+        if self
+            .txn_index_unsynced
+            .as_ref()
+            .is_some_and(|(_, marker)| offset > *marker)
+        {
+            self.txn_index_unsynced = None;
         }
     }
 

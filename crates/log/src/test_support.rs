@@ -79,6 +79,54 @@ pub fn keyed_batch_with(
     compression: Compression,
     producer: Option<Producer>,
 ) -> Vec<u8> {
+    encode_keyed(records, timestamp, compression, producer, false)
+}
+
+/// One uncompressed batch of keyed records from a transactional producer, stamped `timestamp`.
+pub fn transactional_batch(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: i64,
+    producer: Producer,
+) -> Vec<u8> {
+    transactional_batch_with(records, timestamp, Compression::None, producer)
+}
+
+/// [`transactional_batch`] compressed with `compression`.
+pub fn transactional_batch_with(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: i64,
+    compression: Compression,
+    producer: Producer,
+) -> Vec<u8> {
+    encode_keyed(records, timestamp, compression, Some(producer), true)
+}
+
+/// A transaction marker (COMMIT or ABORT control batch) for `producer` at `epoch`.
+pub fn marker(producer_id: i64, epoch: i16, abort: bool, timestamp: i64) -> Vec<u8> {
+    use strom_protocol::control::{encode_marker, Marker, MarkerType};
+    let kind = match abort {
+        true => MarkerType::Abort,
+        false => MarkerType::Commit,
+    };
+    let marker = Marker {
+        kind,
+        coordinator_epoch: 0,
+    };
+    encode_marker(
+        producer_id,
+        epoch,
+        marker,
+        strom_types::TimestampMs(timestamp),
+    )
+}
+
+fn encode_keyed(
+    records: &[(Option<&str>, Option<&str>)],
+    timestamp: i64,
+    compression: Compression,
+    producer: Option<Producer>,
+    transactional: bool,
+) -> Vec<u8> {
     let producer = producer.unwrap_or(Producer {
         id: -1,
         epoch: -1,
@@ -88,7 +136,7 @@ pub fn keyed_batch_with(
         .iter()
         .enumerate()
         .map(|(index, (key, value))| Record {
-            transactional: false,
+            transactional,
             control: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
             producer_id: producer.id,

@@ -8,12 +8,12 @@
 //! earlier segment), `last_offset` the marker's offset (in this segment) and
 //! `last_stable_offset` the partition's last stable offset once the marker was written.
 //!
-//! Entries live in memory and are appended to the file at once (without an fsync: the file is
-//! synced with its segment). A file that does not hold whole, well-formed entries in ascending
-//! marker order is reported corrupt, and its owner rebuilds it from the log.
-//!
-//! Not wired yet: the partition's transactions (issue 11) will write and read it, with the
-//! per-segment producer snapshots that recovery needs to rebuild an active segment's index.
+//! Entries live in memory and are appended to the file at once, without an fsync: the log
+//! syncs the file with its segment (see `sync`), and before the segment rolls. The file exists
+//! only while the index has entries (Kafka creates it lazily too), so the many segments without
+//! aborted transactions cost no file at all. A file that does not hold whole, well-formed
+//! entries in ascending marker order is not an index; recovery then rebuilds it from the log
+//! (see `txn_recovery`).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use strom_types::Offset;
 
 use crate::error::{IoContext, LogError};
+use crate::segment::remove_if_exists;
 
 const VERSION: i16 = 0;
 const ENTRY_BYTES: usize = 34;
@@ -69,14 +70,20 @@ impl AbortedTxnEntry {
     }
 }
 
-/// One segment's aborted-transaction index.
+/// One segment's aborted-transaction index: every entry in memory (a segment without aborts
+/// has none and no file), written to the file as it is appended. The file is opened only for
+/// the operation at hand, so an index holds no descriptor.
 #[derive(Debug)]
-pub struct TxnIndex {
+pub(crate) struct TxnIndex {
     path: PathBuf,
     /// Ascending by marker offset (`last_offset`).
     entries: Vec<AbortedTxnEntry>,
-    /// Entries appended since the file was last synced.
-    unsynced: bool,
+    /// How many leading entries the file holds. Behind `entries.len()` only after a failed
+    /// write, which the next [`TxnIndex::write_pending`] retries.
+    persisted: usize,
+    /// The file must be rewritten whole before anything is appended to it (it was replaced or
+    /// cut in memory and the write failed).
+    rewrite_pending: bool,
 }
 
 impl TxnIndex {
@@ -85,46 +92,44 @@ impl TxnIndex {
         TxnIndex {
             path: path.to_path_buf(),
             entries: Vec::new(),
-            unsynced: false,
+            persisted: 0,
+            rewrite_pending: false,
         }
     }
 
-    /// The index stored at `path` (empty if there is no file).
-    pub fn load(path: &Path) -> Result<TxnIndex, LogError> {
-        let mut index = TxnIndex::new(path);
+    /// The index stored at `path` (empty if there is no file). The outer error is I/O; the
+    /// inner one says why the file is not an index (its owner then rebuilds it).
+    pub fn load(path: &Path) -> Result<Result<TxnIndex, String>, LogError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(index),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Ok(TxnIndex::new(path)))
+            }
             Err(error) => return Err(error).at(path),
         };
-        if bytes.len() % ENTRY_BYTES != 0 {
-            return Err(LogError::corrupt(
-                path,
-                format!(
-                    "{} bytes is not a whole number of {ENTRY_BYTES}-byte entries",
-                    bytes.len()
-                ),
-            ));
-        }
-        for chunk in bytes.chunks_exact(ENTRY_BYTES) {
-            let entry =
-                AbortedTxnEntry::decode(chunk).map_err(|reason| LogError::corrupt(path, reason))?;
-            if index
-                .entries
-                .last()
-                .is_some_and(|last| last.last_offset >= entry.last_offset)
-            {
-                return Err(LogError::corrupt(
-                    path,
-                    "entries are not in ascending marker order",
-                ));
-            }
-            index.entries.push(entry);
-        }
-        Ok(index)
+        Ok(decode_entries(&bytes).map(|entries| TxnIndex {
+            path: path.to_path_buf(),
+            persisted: entries.len(),
+            entries,
+            rewrite_pending: false,
+        }))
     }
 
-    /// Appends an entry (its marker after every entry's) and writes it to the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn entries(&self) -> &[AbortedTxnEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends an entry (its marker after every entry's) and writes it to the file. If the
+    /// write fails the entry stays in memory (readers see it) and the next append or
+    /// [`TxnIndex::write_pending`] writes it.
     pub fn append(&mut self, entry: AbortedTxnEntry) -> Result<(), LogError> {
         if let Some(last) = self.entries.last() {
             assert!(
@@ -132,18 +137,52 @@ impl TxnIndex {
                 "aborted transaction markers are indexed in order: {entry:?} after {last:?}"
             );
         }
+        assert!(
+            entry.first_offset <= entry.last_offset,
+            "a transaction begins before its marker: {entry:?}"
+        );
+        self.entries.push(entry);
+        self.write_pending()
+    }
+
+    /// Writes what the file lacks: the entries appended since the last successful write, or
+    /// everything after a replacement or cut. An empty index has no file.
+    pub fn write_pending(&mut self) -> Result<(), LogError> {
+        if self.rewrite_pending {
+            remove_if_exists(&self.path)?;
+            self.persisted = 0;
+            self.rewrite_pending = false;
+        }
+        if self.persisted == self.entries.len() {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = self.entries[self.persisted..]
+            .iter()
+            .flat_map(|entry| entry.encode())
+            .collect();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&self.path)
             .at(&self.path)?;
-        let position = (self.entries.len() * ENTRY_BYTES) as u64;
-        file.write_all_at(&entry.encode(), position)
-            .at(&self.path)?;
-        self.entries.push(entry);
-        self.unsynced = true;
+        let position = (self.persisted * ENTRY_BYTES) as u64;
+        if let Err(error) = file.write_all_at(&bytes, position) {
+            // A part of an entry on disk would make the file unreadable; cut it off.
+            let _ = file.set_len(position);
+            return Err(error).at(&self.path);
+        }
+        self.persisted = self.entries.len();
         Ok(())
+    }
+
+    /// The marker offset of the oldest entry not yet in the file, if any.
+    pub fn first_pending_marker(&self) -> Option<Offset> {
+        let first = match self.rewrite_pending {
+            true => 0,
+            false => self.persisted,
+        };
+        self.entries.get(first).map(|entry| entry.last_offset)
     }
 
     /// Drops the entries whose marker is at or after `offset` (the log was truncated there).
@@ -155,41 +194,74 @@ impl TxnIndex {
             return Ok(());
         }
         self.entries.truncate(keep);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .at(&self.path)?;
-        file.set_len((keep * ENTRY_BYTES) as u64).at(&self.path)?;
-        self.unsynced = true;
+        if keep == 0 {
+            self.rewrite_pending = true;
+            return self.write_pending();
+        }
+        if self.persisted > keep && !self.rewrite_pending {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .at(&self.path)?;
+            file.set_len((keep * ENTRY_BYTES) as u64).at(&self.path)?;
+            self.persisted = keep;
+        }
         Ok(())
     }
 
-    /// The aborted transactions with records in `from..to` (Kafka's `collectAbortedTxns`):
-    /// marker at or after `from`, first offset before `to`.
-    pub fn collect(&self, from: Offset, to: Offset, out: &mut Vec<AbortedTxnEntry>) {
+    /// Replaces every entry (recovery's repair) and rewrites the file.
+    pub fn replace(&mut self, entries: Vec<AbortedTxnEntry>) -> Result<(), LogError> {
+        assert!(
+            entries
+                .windows(2)
+                .all(|pair| pair[0].last_offset < pair[1].last_offset),
+            "aborted transaction markers are indexed in order"
+        );
+        self.entries = entries;
+        self.rewrite_pending = true;
+        self.write_pending()
+    }
+
+    /// Appends to `out` the aborted transactions with records in `from..to` (Kafka's
+    /// `collectAbortedTxns`): marker at or after `from`, first offset before `to`. Returns
+    /// whether the search is complete: an entry's last stable offset at or past `to` means no
+    /// transaction aborted later began before `to`.
+    pub fn collect(&self, from: Offset, to: Offset, out: &mut Vec<AbortedTxnEntry>) -> bool {
         let start = self
             .entries
             .partition_point(|entry| entry.last_offset < from);
-        out.extend(
-            self.entries[start..]
-                .iter()
-                .filter(|entry| entry.first_offset < to),
-        );
+        for entry in &self.entries[start..] {
+            if entry.first_offset < to {
+                out.push(*entry);
+            }
+            if entry.last_stable_offset >= to {
+                return true;
+            }
+        }
+        false
     }
+}
 
-    /// The file to fsync if entries were written since the last sync.
-    pub fn unsynced_path(&self) -> Option<&Path> {
-        self.unsynced.then_some(self.path.as_path())
+/// The entries of an index file, or why the bytes are not one.
+fn decode_entries(bytes: &[u8]) -> Result<Vec<AbortedTxnEntry>, String> {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
+        return Err(format!(
+            "{} bytes is not a whole number of {ENTRY_BYTES}-byte entries",
+            bytes.len()
+        ));
     }
-
-    /// Records that the file was synced.
-    pub fn synced(&mut self) {
-        self.unsynced = false;
+    let mut entries: Vec<AbortedTxnEntry> = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
+    for chunk in bytes.chunks_exact(ENTRY_BYTES) {
+        let entry = AbortedTxnEntry::decode(chunk)?;
+        if entries
+            .last()
+            .is_some_and(|last| last.last_offset >= entry.last_offset)
+        {
+            return Err("entries are not in ascending marker order".to_string());
+        }
+        entries.push(entry);
     }
-
-    pub fn entries(&self) -> &[AbortedTxnEntry] {
-        &self.entries
-    }
+    Ok(entries)
 }
 
 #[cfg(test)]
@@ -197,13 +269,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An entry whose last stable offset never ends a search early.
     fn entry(producer: i64, first: i64, last: i64) -> AbortedTxnEntry {
         AbortedTxnEntry {
             producer_id: producer,
             first_offset: Offset(first),
             last_offset: Offset(last),
-            last_stable_offset: Offset(first),
+            last_stable_offset: Offset(0),
         }
+    }
+
+    fn load(path: &Path) -> TxnIndex {
+        TxnIndex::load(path).unwrap().unwrap()
     }
 
     #[test]
@@ -214,11 +291,11 @@ mod tests {
         assert!(!path.exists(), "no file until the first entry");
         index.append(entry(7, 3, 10)).unwrap();
         index.append(entry(8, 2, 12)).unwrap();
-        assert_eq!(index.unsynced_path(), Some(path.as_path()));
+        assert_eq!(index.first_pending_marker(), None);
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 2 * ENTRY_BYTES);
         assert_eq!(&bytes[0..10], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
-        let loaded = TxnIndex::load(&path).unwrap();
+        let loaded = load(&path);
         assert_eq!(loaded.entries(), index.entries());
         let mut found = Vec::new();
         loaded.collect(Offset(11), Offset(100), &mut found);
@@ -226,6 +303,30 @@ mod tests {
         found.clear();
         loaded.collect(Offset(0), Offset(3), &mut found);
         assert_eq!(found, [entry(8, 2, 12)], "producer 7 began at 3");
+    }
+
+    #[test]
+    fn a_search_is_complete_at_an_entry_whose_last_stable_offset_reaches_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = TxnIndex::new(&dir.path().join("0.txnindex"));
+        let with_lso = |producer, first, last, lso| AbortedTxnEntry {
+            last_stable_offset: Offset(lso),
+            ..entry(producer, first, last)
+        };
+        index.append(with_lso(1, 0, 4, 2)).unwrap();
+        index.append(with_lso(2, 2, 6, 7)).unwrap();
+        let mut found = Vec::new();
+        assert!(!index.collect(Offset(0), Offset(8), &mut found));
+        assert_eq!(found.len(), 2);
+        found.clear();
+        assert!(index.collect(Offset(0), Offset(7), &mut found));
+        assert_eq!(found.len(), 2);
+        found.clear();
+        assert!(
+            !index.collect(Offset(7), Offset(9), &mut found),
+            "nothing at or after 7"
+        );
+        assert!(found.is_empty());
     }
 
     #[test]
@@ -237,25 +338,63 @@ mod tests {
             index.append(entry(producer, 0, last)).unwrap();
         }
         index.truncate_from(Offset(6)).unwrap();
-        assert_eq!(TxnIndex::load(&path).unwrap().entries(), [entry(1, 0, 4)]);
+        assert_eq!(load(&path).entries(), [entry(1, 0, 4)]);
         index.append(entry(4, 5, 7)).unwrap();
-        assert_eq!(TxnIndex::load(&path).unwrap().entries().len(), 2);
+        assert_eq!(load(&path).entries().len(), 2);
+        index.truncate_from(Offset(0)).unwrap();
+        assert!(!path.exists(), "an empty index has no file");
+        index.append(entry(5, 1, 2)).unwrap();
+        assert_eq!(load(&path).entries(), [entry(5, 1, 2)]);
     }
 
     #[test]
-    fn damaged_files_are_reported_corrupt() {
+    fn a_replacement_rewrites_the_file_and_an_empty_one_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.txnindex");
+        let mut index = TxnIndex::new(&path);
+        index.append(entry(1, 0, 4)).unwrap();
+        index.append(entry(2, 0, 6)).unwrap();
+        index.replace(vec![entry(3, 1, 5)]).unwrap();
+        assert_eq!(load(&path).entries(), [entry(3, 1, 5)]);
+        index.replace(Vec::new()).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_entry_and_the_next_write_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("gone");
+        let path = missing.join("0.txnindex");
+        let mut index = TxnIndex::new(&path);
+        assert!(
+            index.append(entry(1, 0, 4)).is_err(),
+            "its directory is missing"
+        );
+        assert_eq!(index.first_pending_marker(), Some(Offset(4)));
+        assert_eq!(index.entries(), [entry(1, 0, 4)], "readers still see it");
+        std::fs::create_dir(&missing).unwrap();
+        index.append(entry(2, 5, 6)).unwrap();
+        assert_eq!(index.first_pending_marker(), None);
+        assert_eq!(load(&path).entries(), [entry(1, 0, 4), entry(2, 5, 6)]);
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.txnindex");
         let mut good = entry(1, 0, 4).encode().to_vec();
         std::fs::write(&path, &good[..20]).unwrap();
-        assert!(TxnIndex::load(&path).is_err(), "a torn entry");
+        assert!(TxnIndex::load(&path).unwrap().is_err(), "a torn entry");
         good.extend_from_slice(&entry(2, 0, 3).encode());
         std::fs::write(&path, &good).unwrap();
-        assert!(TxnIndex::load(&path).is_err(), "markers out of order");
+        assert!(
+            TxnIndex::load(&path).unwrap().is_err(),
+            "markers out of order"
+        );
         let mut bad_version = entry(1, 0, 4).encode();
         bad_version[1] = 9;
         std::fs::write(&path, bad_version).unwrap();
-        assert!(TxnIndex::load(&path).is_err());
+        assert!(TxnIndex::load(&path).unwrap().is_err());
     }
 
     proptest! {

@@ -1,17 +1,20 @@
-//! Model-based test: random appends (with rolls forced by tiny segments), truncations, reads,
-//! size retention, syncs, clean and unclean reopens and torn tails, checked against a plain
-//! in-memory model of segments holding (offset range, bytes) batches.
+//! Model-based test: random appends (with rolls forced by tiny segments), transactions (data,
+//! COMMIT and ABORT markers, and ABORT markers whose index entry a crash lost), truncations,
+//! reads, size retention, syncs, clean and unclean reopens and torn tails, checked against a
+//! plain in-memory model of segments holding (offset range, bytes) batches, and of the aborted
+//! transactions the log must list.
 
 #[path = "../src/test_support.rs"]
 mod test_support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
-use strom_log::{Log, LogConfig, LogError};
-use strom_protocol::batch::Batches;
+use strom_log::{AbortedTxnEntry, Log, LogConfig, LogError};
+use strom_protocol::batch::{BatchHeader, Batches};
 use strom_types::{Offset, TimestampMs};
-use test_support::batch;
+use test_support::{batch, marker, transactional_batch, Producer};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -40,6 +43,23 @@ enum Op {
     Tear {
         bytes: u64,
     },
+    /// A transactional batch of `count` records from `producer`.
+    TxnData {
+        producer: i64,
+        count: usize,
+    },
+    /// `producer`'s marker. An ABORT's entry may be `lost`: killed between the marker's write
+    /// and its entry's, then reopened.
+    TxnEnd {
+        producer: i64,
+        abort: bool,
+        lost: bool,
+    },
+    /// The aborted transactions in a range, chosen as for reads.
+    Aborted {
+        from: u16,
+        to: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -53,6 +73,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
         1 => (1u64..400).prop_map(|bytes| Op::Tear { bytes }),
+        4 => (1i64..4, 1usize..4).prop_map(|(producer, count)| Op::TxnData { producer, count }),
+        3 => (1i64..4, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(producer, abort, lost)| Op::TxnEnd { producer, abort, lost }),
+        2 => (0u16..1100, 0u16..1100).prop_map(|(from, to)| Op::Aborted { from, to }),
     ]
 }
 
@@ -155,6 +179,74 @@ impl Model {
     }
 }
 
+/// The transactions as a partition follows them, and the aborted ones the log must list:
+/// (producer, first offset, marker offset).
+#[derive(Default)]
+struct Txns {
+    /// Open transactions: producer -> first offset.
+    open: BTreeMap<i64, i64>,
+    aborted: Vec<(i64, i64, i64)>,
+}
+
+impl Txns {
+    /// Forgets what the log no longer holds past its end, and replays the open transactions
+    /// from the batches left (a partition rebuilds its producer state so).
+    fn cut(&mut self, model: &Model) {
+        let end = model.end();
+        self.aborted.retain(|&(_, _, marker)| marker < end);
+        self.open.clear();
+        for stored in model.batches() {
+            let header = BatchHeader::parse(&stored.bytes).unwrap();
+            if header.is_control() {
+                self.open.remove(&header.producer_id);
+            } else if header.is_transactional() {
+                self.open
+                    .entry(header.producer_id)
+                    .or_insert(header.base_offset.0);
+            }
+        }
+    }
+
+    /// Where recovery finds an aborted transaction's first offset when its entry was lost:
+    /// the producer's first transactional batch after its previous marker, in the log.
+    fn rebuilt_first(model: &Model, producer: i64, marker: i64) -> Option<i64> {
+        let mut first = None;
+        for stored in model.batches() {
+            let header = BatchHeader::parse(&stored.bytes).unwrap();
+            if header.base_offset.0 >= marker || header.producer_id != producer {
+                continue;
+            }
+            match header.is_control() {
+                true => first = None,
+                false => first = first.or(Some(header.base_offset.0)),
+            }
+        }
+        first
+    }
+
+    /// The aborted transactions with records in `from..to`.
+    fn between(&self, from: i64, to: i64) -> Vec<(i64, i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|&&(_, first, marker)| marker >= from && first < to && from < to)
+            .copied()
+            .collect()
+    }
+}
+
+fn spans(entries: &[AbortedTxnEntry]) -> Vec<(i64, i64, i64)> {
+    entries
+        .iter()
+        .map(|entry| (entry.producer_id, entry.first_offset.0, entry.last_offset.0))
+        .collect()
+}
+
+fn check_aborted(log: &Log, model: &Model, txns: &Txns) -> Result<(), TestCaseError> {
+    let listed = spans(&log.aborted_txns(Offset(model.start()), Offset(model.end())));
+    prop_assert_eq!(listed, txns.between(model.start(), model.end()));
+    Ok(())
+}
+
 fn split_batches(bytes: &[u8], base: i64) -> Vec<Stored> {
     let mut next = base;
     Batches::new(bytes)
@@ -181,15 +273,85 @@ fn check_bounds(log: &Log, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Appends `bytes` (one batch, fitting a segment) and returns its offset.
+fn append_one(log: &mut Log, model: &mut Model, mut bytes: Vec<u8>) -> i64 {
+    let info = log.append(&mut bytes, None).unwrap();
+    assert_eq!(info.base_offset, Offset(model.end()));
+    model.append(split_batches(&bytes, model.end()));
+    info.base_offset.0
+}
+
+fn apply_txn(
+    log: &mut Log,
+    model: &mut Model,
+    txns: &mut Txns,
+    op: &Op,
+    dir: &Path,
+    config: &LogConfig,
+) -> Result<(), TestCaseError> {
+    match *op {
+        Op::TxnData { producer, count } => {
+            let records = vec![(Some("key"), Some("value")); count];
+            let fields = Producer {
+                id: producer,
+                epoch: 0,
+                base_sequence: 0,
+            };
+            let offset = append_one(log, model, transactional_batch(&records, 1_000, fields));
+            txns.open.entry(producer).or_insert(offset);
+        }
+        Op::TxnEnd {
+            producer,
+            abort,
+            lost,
+        } => {
+            let offset = append_one(log, model, marker(producer, 0, abort, 2_000));
+            let first = txns.open.remove(&producer);
+            match (abort, first, lost) {
+                (true, Some(_), true) => {
+                    reopen(log, dir, config, drop);
+                    if let Some(first) = Txns::rebuilt_first(model, producer, offset) {
+                        txns.aborted.push((producer, first, offset));
+                    }
+                }
+                (true, Some(first), false) => {
+                    let entry = AbortedTxnEntry {
+                        producer_id: producer,
+                        first_offset: Offset(first),
+                        last_offset: Offset(offset),
+                        last_stable_offset: Offset(
+                            txns.open.values().min().copied().unwrap_or(offset + 1),
+                        ),
+                    };
+                    log.index_aborted_txn(entry).unwrap();
+                    txns.aborted.push((producer, first, offset));
+                }
+                _ => {}
+            }
+        }
+        Op::Aborted { from, to } => {
+            let (from, to) = (model.point(from), model.point(to));
+            let listed = spans(&log.aborted_txns(Offset(from), Offset(to)));
+            prop_assert_eq!(listed, txns.between(from, to), "{}..{}", from, to);
+        }
+        _ => unreachable!("not a transaction op: {op:?}"),
+    }
+    Ok(())
+}
+
 fn apply(
     log: &mut Log,
     model: &mut Model,
+    txns: &mut Txns,
     op: &Op,
     dir: &Path,
     config: &LogConfig,
     step: i64,
 ) -> Result<(), TestCaseError> {
     match op {
+        Op::TxnData { .. } | Op::TxnEnd { .. } | Op::Aborted { .. } => {
+            apply_txn(log, model, txns, op, dir, config)?;
+        }
         Op::Append {
             batches,
             log_append_time,
@@ -219,6 +381,7 @@ fn apply(
             log.truncate_to(Offset(offset)).unwrap();
             if offset < model.end() {
                 model.truncate(offset);
+                txns.cut(model);
             }
         }
         Op::Read {
@@ -239,6 +402,8 @@ fn apply(
             );
             prop_assert_eq!(info.log_start_offset, Offset(model.start()));
             log.set_config(config.clone());
+            let start = model.start();
+            txns.aborted.retain(|&(_, _, marker)| marker >= start);
         }
         Op::Sync => {
             let handle = log.sync_handle();
@@ -269,9 +434,11 @@ fn apply(
                     .unwrap();
             });
             model.tear(length);
+            txns.cut(model);
         }
     }
-    check_bounds(log, model)
+    check_bounds(log, model)?;
+    check_aborted(log, model, txns)
 }
 
 fn reopen(log: &mut Log, dir: &Path, config: &LogConfig, shut: impl FnOnce(Log)) {
@@ -341,13 +508,15 @@ proptest! {
         let config = LogConfig { segment_bytes, index_interval_bytes, retention_ms: -1, ..LogConfig::default() };
         let mut log = Log::open(dir.path(), config.clone()).unwrap();
         let mut model = Model { segments: vec![(0, Vec::new())], segment_bytes };
+        let mut txns = Txns::default();
         for (step, op) in ops.iter().enumerate() {
-            apply(&mut log, &mut model, op, dir.path(), &config, step as i64)?;
+            apply(&mut log, &mut model, &mut txns, op, dir.path(), &config, step as i64)?;
         }
         // Everything the model holds reads back, batch for batch, through a clean reopen.
         log.close().unwrap();
         let log = Log::open(dir.path(), config).unwrap();
         check_bounds(&log, &model)?;
+        check_aborted(&log, &model, &txns)?;
         let all = log.read(Offset(model.start()), usize::MAX, Offset(model.end())).unwrap();
         let expected: Vec<u8> = model.batches().flat_map(|stored| stored.bytes.clone()).collect();
         prop_assert!(all.records.as_ref() == expected.as_slice());

@@ -150,16 +150,19 @@ impl Partition {
         self.write_health.succeeded(self.topic(), self.index());
         assert_eq!(info.base_offset, end_before, "offsets only grow, densely");
         debug_assert_crcs(records);
-        if headers.iter().any(|header| header.producer_id >= 0) {
-            let high_watermark = self.high_watermark();
-            store.record_batches(records, high_watermark);
-        }
-        if store.log.active_segment_base_offset() != segment_before {
-            // A roll: snapshot producer state so a restart reads only the new segment.
-            if let Err(error) = store.snapshot_producers(false) {
-                tracing::warn!(topic = %self.topic(), partition = %self.index(), %error, "cannot write the producer state snapshot");
-            }
-        }
+        // The batches are in the log whatever happens next: producer state and the high
+        // watermark follow them, and an index entry that could not be written (a full disk)
+        // fails the append after that. Reads still see the entry, the next sync writes it
+        // first, and the coordinator's retry of the marker finds the transaction ended.
+        // A roll snapshots producer state, so a restart or a truncation replays only the new
+        // segment.
+        let rolled_from =
+            (store.log.active_segment_base_offset() != segment_before).then_some(segment_before);
+        let from_producers = match headers.iter().any(|header| header.producer_id >= 0) {
+            true => &records[..],
+            false => &[],
+        };
+        let indexed = store.record_batches(from_producers, self.high_watermark(), rolled_from);
         let moved = self.advance_high_watermark(&state, &store);
         let log_start_offset = store.log.log_start_offset();
         drop(store);
@@ -168,6 +171,7 @@ impl Partition {
         if moved {
             self.visible_waiters.wake_all();
         }
+        indexed.inspect_err(|error| self.write_health.failed(self.topic(), self.index(), error))?;
         Ok(LeaderAppend {
             base_offset: info.base_offset,
             log_append_time: info.log_append_time,
@@ -213,9 +217,13 @@ impl Partition {
         self.store.lock().producers.describe()
     }
 
-    /// The aborted transactions with records in `from..to`, for a read_committed fetch.
+    /// The aborted transactions with records in `from..to`, for a read_committed fetch: from
+    /// the log's aborted-transaction index (Kafka's `collectAbortedTransactions`).
     pub fn aborted_transactions(&self, from: Offset, to: Offset) -> Vec<crate::AbortedTxn> {
-        self.store.lock().transactions.aborted_between(from, to)
+        let store = self.store.lock();
+        let entries = store.log.aborted_txns(from, to);
+        drop(store);
+        entries.into_iter().map(crate::AbortedTxn::from).collect()
     }
 
     /// Where the acknowledgement of an append stands now.

@@ -117,7 +117,14 @@ impl SyncGate {
         if self.is_poisoned() {
             return Err(PartitionError::StoragePoisoned);
         }
-        let handle = store.lock().log.sync_handle();
+        let handle = {
+            let mut store = store.lock();
+            // An aborted-transaction index entry a failed write left in memory goes to disk
+            // first: a sync covers it, or does not happen. Not a failed fsync: nothing the
+            // kernel holds was dropped, so the partition stays usable and the next sync retries.
+            store.log.flush_txn_index()?;
+            store.log.sync_handle()
+        };
         let synced = if handle.is_empty() {
             Ok(handle.offset())
         } else if in_runtime {

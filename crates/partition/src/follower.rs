@@ -3,7 +3,6 @@
 //! next fetch, so the fetch offset a follower reports tells the leader what it holds on disk.
 
 use bytes::{Bytes, BytesMut};
-use strom_protocol::batch::Batches;
 use strom_types::{ErrorCode, LeaderEpoch, Offset};
 
 use crate::error::PartitionError;
@@ -101,25 +100,14 @@ impl Partition {
 
     fn append_fetched(&self, records: &Bytes) -> Result<(), PartitionError> {
         let mut owned = BytesMut::from(&records[..]);
+        // A fetch spanning segments is written one segment at a time, so a failed write (a full
+        // disk at a roll) may leave the first runs in the log: producer state records each run
+        // as it is written, and the aborted transactions it ends are indexed in its segment.
         let appended = {
-            let mut store = self.store.lock();
-            let end_before = store.log.log_end_offset();
-            let appended = store.log.append_as_follower(&mut owned);
-            // A fetch spanning segments is written one segment at a time, so a failed write (a
-            // full disk at a roll) may leave the first runs in the log: producer state records
-            // exactly the batches between the old and the new log end.
-            let end_after = store.log.log_end_offset();
-            let written = Batches::new(&owned)
-                .filter(|(header, _)| {
-                    header.base_offset >= end_before && header.next_offset() <= end_after
-                })
-                .map(|(_, range)| range)
-                .reduce(|first, last| first.start..last.end);
-            if let Some(written) = written {
-                let high_watermark = self.high_watermark();
-                store.record_batches(&owned[written], high_watermark);
-            }
-            appended
+            let high_watermark = self.high_watermark();
+            self.store
+                .lock()
+                .append_as_follower(&mut owned, high_watermark)
         };
         match &appended {
             Ok(_) => self.write_health.succeeded(self.topic(), self.index()),

@@ -18,9 +18,12 @@
 //! - `follower`: where this broker fetches from when it follows, and applying the leader's
 //!   answer ([`Partition::apply_fetched`]): truncation, append, fsync, high watermark.
 //! - `producers` and `snapshot`: idempotent and transactional producers' state, kept with the
-//!   log (`store`) and snapshotted so a restart does not rescan the log.
-//! - `transactions`: the last stable offset and the aborted transactions, from the producers'
-//!   transaction events ([`Partition::last_stable_offset`], [`Partition::append_marker`]).
+//!   log (`store`) and snapshotted at every roll and on shutdown (`<offset>.snapshot`, as
+//!   Kafka), so a restart or a truncation replays one segment at most.
+//! - `transactions`: the last stable offset, from the producers' transaction events
+//!   ([`Partition::last_stable_offset`], [`Partition::append_marker`]), and the entries of the
+//!   aborted transactions, which the log keeps in its segments' `.txnindex` files and a
+//!   read_committed fetch reads back ([`Partition::aborted_transactions`]).
 //! - `durability`: group commit, one fsync for every acks=all request waiting.
 //! - `health`: a failed write (a full disk) leaves the partition writable, unlike a failed
 //!   fsync; it is logged once per spell of failures.

@@ -217,15 +217,14 @@ impl Partition {
 
     /// Deletes whole old segments by time and size.
     pub fn apply_retention(&self, now: TimestampMs) -> Result<RetentionInfo, PartitionError> {
-        let mut store = self.store.lock();
-        let info = store.log.apply_retention(now)?;
-        let log_start_offset = store.log.log_start_offset();
-        store.transactions.log_start_moved(log_start_offset);
-        Ok(info)
+        Ok(self.store.lock().apply_retention(now)?)
     }
 
-    /// Compacts the log below the high watermark if it is dirty enough. Holds the store lock
-    /// for the whole pass (appends wait).
+    /// Compacts the log below the last stable offset if it is dirty enough: below the high
+    /// watermark nothing a truncation could remove decides what is kept, and below the oldest
+    /// open transaction's first offset every transactional batch is known committed or aborted
+    /// (Kafka cleans up to the first unstable offset). Holds the store lock for the whole pass
+    /// (appends wait).
     pub fn compact(
         &self,
         now: TimestampMs,
@@ -235,10 +234,11 @@ impl Partition {
         if !store.log.needs_compaction(now, config)? {
             return Ok(None);
         }
-        let end = self.high_watermark().min(store.log.log_end_offset());
-        if end.0 < 0 {
+        let high_watermark = self.high_watermark().min(store.log.log_end_offset());
+        if high_watermark.0 < 0 {
             return Ok(None);
         }
+        let end = store.transactions.last_stable_offset(high_watermark);
         Ok(Some(store.log.compact_below(end, now, config)?))
     }
 

@@ -261,6 +261,14 @@ impl ProducerStates {
         }
     }
 
+    /// Records the producer epoch of a batch that is nothing else (a marker compaction
+    /// emptied): a newer epoch still fences older producers.
+    pub fn record_epoch(&mut self, header: &BatchHeader) {
+        if header.producer_id >= 0 {
+            self.entry_at_epoch(header);
+        }
+    }
+
     /// The entry of `header`'s producer, moved to `header`'s epoch (a new epoch forgets the
     /// old one's batches; an open transaction stays open until its marker).
     fn entry_at_epoch(&mut self, header: &BatchHeader) -> &mut ProducerEntry {

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use strom_log::UNDEFINED_EPOCH;
+use strom_protocol::batch::Batches;
 use strom_types::{LeaderEpoch, Offset, TimestampMs};
 
 use crate::append::debug_assert_crcs;
@@ -82,7 +83,13 @@ impl Partition {
         };
         let records = store.log.read(offset, max_bytes, upper_bound)?.records;
         if bound == ReadBound::LastStable {
-            read.aborted = Some(store.transactions.aborted_between(offset, upper_bound));
+            // Kafka's upper bound: the end of what is returned (a transaction beginning after
+            // it concerns a later fetch).
+            let end = Batches::new(&records)
+                .last()
+                .map_or(offset, |(last, _)| last.next_offset());
+            let aborted = store.log.aborted_txns(offset, end);
+            read.aborted = Some(aborted.into_iter().map(crate::AbortedTxn::from).collect());
         }
         drop(store);
         debug_assert_crcs(&records);

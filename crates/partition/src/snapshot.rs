@@ -1,25 +1,33 @@
-//! The idempotent producers' state on disk, so a restart does not rescan the log to rebuild it
-//! (Kafka's `ProducerStateManager` snapshots).
+//! The producers' state on disk, so a restart, a truncation or a crash replays at most one
+//! segment to rebuild it (Kafka's `ProducerStateManager` snapshots).
 //!
-//! One file per partition directory, `producer-state.snapshot`, replaced atomically (written
-//! to a temporary name, then renamed). It holds the state as of an offset: every batch below
-//! that offset is in it, none at or above. On open the partition loads it when that offset
-//! lies within the log and reads the batch headers from there to the log end; when it does not
-//! (the log was truncated or cleaned past it, or the file is missing or damaged) the state is
-//! rebuilt from the headers of the active segment instead, as it was before snapshots, and the
-//! unusable file is deleted: one beyond a log end that later grows past it again would
-//! otherwise pass for current on the next open.
+//! Snapshots are files named after the offset they were taken at, `<offset, 20 digits>.snapshot`
+//! as in Kafka, each holding the state as of that offset: every batch below it is in it, none at
+//! or above. One is written when the active segment rolls (at the new segment's base offset, by
+//! leaders and followers alike; not fsynced: a crash may lose it, and the CRC catches a torn
+//! file) and one on shutdown (at the log end; fsynced by a lone close, by the node's filesystem
+//! sync otherwise). Writing one deletes those it supersedes inside the same segment, so a log
+//! keeps about one per segment.
 //!
-//! Written on a clean close (fsynced: the next start reads nothing) and when the active segment
-//! rolls (not fsynced: a crash may lose it, and the CRC and the offset check catch a torn or
-//! stale file). A truncation below the snapshot's offset deletes it first, since the records it
-//! describes are gone.
+//! The owner (`store`) lists them once when the partition opens and keeps the list. It loads
+//! the newest one at or below the log end and replays the batch headers from there; with none
+//! usable it replays from the log start, since an open transaction may have begun anywhere.
+//! Snapshots beyond the log end (the log lost a torn tail on open, or was truncated) are
+//! deleted, as Kafka deletes them: once appends carry the log end past such a snapshot's offset
+//! again it would look current to the next open after a crash, which would then answer retries
+//! of the lost batches as duplicates at offsets holding other records. So are snapshots below
+//! the log start (retention deleted what they describe) and unreadable ones. A truncation
+//! deletes those above its offset first, then loads the newest one left.
+//!
+//! The single `producer-state.snapshot` of earlier versions is read once, renamed after its
+//! offset.
 //!
 //! Layout, big-endian: `STPS` magic, version u16 (2), offset i64, producer count u32, then per
 //! producer: id i64, epoch i16, the first offset of its open transaction i64 (-1: none; not in
 //! version 1, which is still read), batch count u8, and per batch first sequence i32, last
 //! sequence i32, base offset i64, last offset i64; last, a CRC-32C of everything before it.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +35,9 @@ use strom_types::{Offset, ProducerEpoch, ProducerId};
 
 use crate::producers::{BatchSpan, ProducerEntry, ProducerStates};
 
-const FILE_NAME: &str = "producer-state.snapshot";
+const SUFFIX: &str = ".snapshot";
+/// The one snapshot file of earlier versions.
+const LEGACY_FILE_NAME: &str = "producer-state.snapshot";
 const MAGIC: &[u8; 4] = b"STPS";
 const VERSION: u16 = 2;
 /// The version before transactions, read as having none open.
@@ -35,8 +45,108 @@ const VERSION_WITHOUT_TRANSACTIONS: u16 = 1;
 /// Most producers a snapshot may claim: bounds what a damaged count can make a reader allocate.
 const PRODUCERS_MAX: u32 = 10_000_000;
 
-pub(crate) fn path(dir: &Path) -> PathBuf {
-    dir.join(FILE_NAME)
+/// The snapshot taken at `offset`.
+pub(crate) fn path(dir: &Path, offset: Offset) -> PathBuf {
+    assert!(offset.0 >= 0, "a snapshot offset is never negative");
+    dir.join(format!("{:020}{SUFFIX}", offset.0))
+}
+
+/// The snapshots of one partition directory: which offsets have one, kept in step with the
+/// files as they are written and deleted (listed once, when the partition opens).
+pub(crate) struct Snapshots {
+    dir: PathBuf,
+    offsets: BTreeSet<Offset>,
+}
+
+impl Snapshots {
+    pub fn open(dir: &Path) -> std::io::Result<Snapshots> {
+        Ok(Snapshots {
+            dir: dir.to_path_buf(),
+            offsets: list(dir)?,
+        })
+    }
+
+    /// Whether there is a snapshot taken at `offset`.
+    pub fn contains(&self, offset: Offset) -> bool {
+        self.offsets.contains(&offset)
+    }
+
+    /// Writes the snapshot of `states` at `offset`, then deletes the ones it supersedes: those
+    /// taken after `segment_base`, the base offset of the segment holding them (a roll passes
+    /// the segment that just ended). One per segment base is kept for truncations.
+    pub fn write(
+        &mut self,
+        offset: Offset,
+        states: &ProducerStates,
+        durable: bool,
+        segment_base: Offset,
+    ) -> std::io::Result<()> {
+        write(&self.dir, offset, states, durable)?;
+        self.offsets.insert(offset);
+        // Empty when the snapshot is at the segment's base (taken right after a roll): a
+        // range whose start is past its end would panic.
+        let superseded: Vec<Offset> = match segment_base.plus(1) < offset {
+            true => (self.offsets.range(segment_base.plus(1)..offset).copied()).collect(),
+            false => Vec::new(),
+        };
+        self.delete(superseded);
+        Ok(())
+    }
+
+    /// The newest snapshot within `start..=end` that can be read, with its offset. The ones
+    /// outside (see the module docs) and the unreadable ones are deleted.
+    pub fn load_newest(&mut self, start: Offset, end: Offset) -> Option<(Offset, ProducerStates)> {
+        let outside: Vec<Offset> = self
+            .offsets
+            .iter()
+            .filter(|&&offset| offset < start || offset > end)
+            .copied()
+            .collect();
+        if !outside.is_empty() {
+            tracing::info!(dir = %self.dir.display(), ?outside, %start, %end, "deleting producer state snapshots outside the log");
+            self.delete(outside);
+        }
+        while let Some(&offset) = self.offsets.range(start..=end).next_back() {
+            match read(&self.dir, offset) {
+                Ok(states) => return Some((offset, states)),
+                Err(error) => {
+                    tracing::warn!(dir = %self.dir.display(), %offset, %error, "deleting an unusable producer state snapshot");
+                    self.delete([offset]);
+                    // Not reading it again, whether or not the deletion worked.
+                    self.offsets.remove(&offset);
+                }
+            }
+        }
+        None
+    }
+
+    /// Deletes every snapshot (the log restarts at another offset).
+    pub fn delete_all(&mut self) {
+        let all: Vec<Offset> = self.offsets.iter().copied().collect();
+        self.delete(all);
+    }
+
+    /// Deletes the snapshots taken below `offset` (retention moved the log start there).
+    pub fn delete_below(&mut self, offset: Offset) {
+        let below: Vec<Offset> = self.offsets.range(..offset).copied().collect();
+        self.delete(below);
+    }
+
+    fn delete(&mut self, offsets: impl IntoIterator<Item = Offset>) {
+        for offset in offsets {
+            match delete(&self.dir, offset) {
+                Ok(()) => {
+                    self.offsets.remove(&offset);
+                }
+                // Kept in the list, so the next deletion tries again; loud, since it means the
+                // directory is not writable, and a stale snapshot beyond the log end is caught
+                // only while the log end is below it.
+                Err(error) => {
+                    tracing::error!(dir = %self.dir.display(), %offset, %error, "cannot delete a producer state snapshot")
+                }
+            }
+        }
+    }
 }
 
 /// The snapshot's bytes for `states` as of `offset`.
@@ -159,7 +269,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Replaces the snapshot in `dir`; with `durable`, fsyncs the file and the directory.
+/// Writes the snapshot of `states` at `offset` in `dir` (replacing one there); with `durable`,
+/// fsyncs the file and the directory.
 pub(crate) fn write(
     dir: &Path,
     offset: Offset,
@@ -167,18 +278,18 @@ pub(crate) fn write(
     durable: bool,
 ) -> std::io::Result<()> {
     let bytes = encode(offset, states);
-    let temporary = dir.join(format!("{FILE_NAME}.tmp"));
+    let temporary = dir.join(format!("{:020}{SUFFIX}.tmp", offset.0));
     let written = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(&bytes)?;
         if durable {
             file.sync_data()?;
         }
-        std::fs::rename(&temporary, path(dir))
+        std::fs::rename(&temporary, path(dir, offset))
     })();
     if written.is_err() {
         // A part-written file would hold on to space a full disk needs back; the next roll or
-        // clean close writes the snapshot again.
+        // clean close writes a snapshot again.
         let _ = std::fs::remove_file(&temporary);
     }
     written?;
@@ -188,18 +299,61 @@ pub(crate) fn write(
     Ok(())
 }
 
-/// The snapshot in `dir`, if there is one.
-pub(crate) fn read(dir: &Path) -> Result<Option<(Offset, ProducerStates)>, SnapshotError> {
-    match std::fs::read(path(dir)) {
-        Ok(bytes) => decode(&bytes).map(Some),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error.into()),
+/// The snapshot taken at `offset` in `dir`.
+pub(crate) fn read(dir: &Path, offset: Offset) -> Result<ProducerStates, SnapshotError> {
+    let (stored, states) = decode(&std::fs::read(path(dir, offset))?)?;
+    match stored == offset {
+        true => Ok(states),
+        false => Err(SnapshotError::Damaged(
+            "its offset is not the one it is named after",
+        )),
     }
 }
 
-/// Deletes the snapshot in `dir` (before a truncation below it).
-pub(crate) fn delete(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path(dir)) {
+/// The offsets of the snapshots in `dir`. A snapshot of an earlier version is renamed after
+/// its offset (or deleted if unreadable); temporary files of an interrupted write go.
+pub(crate) fn list(dir: &Path) -> std::io::Result<BTreeSet<Offset>> {
+    let mut offsets = BTreeSet::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.ends_with(".snapshot.tmp") {
+            remove_if_exists(&dir.join(name))?;
+        } else if name == LEGACY_FILE_NAME {
+            offsets.extend(migrate_legacy(dir)?);
+        } else if let Some(stem) = name.strip_suffix(SUFFIX) {
+            if stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()) {
+                offsets.insert(Offset(stem.parse().expect("20 digits fit an i64")));
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+/// Renames the snapshot of an earlier version after its offset, which it returns.
+fn migrate_legacy(dir: &Path) -> std::io::Result<Option<Offset>> {
+    let legacy = dir.join(LEGACY_FILE_NAME);
+    match decode(&std::fs::read(&legacy)?) {
+        Ok((offset, _)) if offset.0 >= 0 => {
+            std::fs::rename(&legacy, path(dir, offset))?;
+            Ok(Some(offset))
+        }
+        _ => {
+            remove_if_exists(&legacy)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Deletes the snapshot at `offset` in `dir` (one already gone is not an error).
+pub(crate) fn delete(dir: &Path, offset: Offset) -> std::io::Result<()> {
+    remove_if_exists(&path(dir, offset))
+}
+
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
         _ => Ok(()),
     }
@@ -253,16 +407,56 @@ mod tests {
     }
 
     #[test]
-    fn write_read_and_delete() {
+    fn write_list_read_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read(dir.path()).unwrap().is_none());
+        assert!(list(dir.path()).unwrap().is_empty());
         let mut states = ProducerStates::default();
         states.record(&header(1, 0, 0));
         write(dir.path(), Offset(2), &states, true).unwrap();
-        let (offset, read_back) = read(dir.path()).unwrap().unwrap();
-        assert_eq!((offset, read_back), (Offset(2), states));
-        delete(dir.path()).unwrap();
-        delete(dir.path()).unwrap();
-        assert!(read(dir.path()).unwrap().is_none());
+        write(dir.path(), Offset(40), &states, false).unwrap();
+        assert!(dir.path().join("00000000000000000040.snapshot").exists());
+        assert_eq!(
+            list(dir.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [Offset(2), Offset(40)]
+        );
+        assert_eq!(read(dir.path(), Offset(2)).unwrap(), states);
+        std::fs::copy(path(dir.path(), Offset(2)), path(dir.path(), Offset(3))).unwrap();
+        assert!(
+            read(dir.path(), Offset(3)).is_err(),
+            "named after another offset"
+        );
+        delete(dir.path(), Offset(2)).unwrap();
+        delete(dir.path(), Offset(2)).unwrap();
+        assert!(read(dir.path(), Offset(2)).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_of_an_earlier_version_is_renamed_after_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut states = ProducerStates::default();
+        states.record(&header(1, 0, 0));
+        std::fs::write(
+            dir.path().join(LEGACY_FILE_NAME),
+            encode(Offset(7), &states),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("00000000000000000009.snapshot.tmp"),
+            b"half",
+        )
+        .unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [Offset(7)]
+        );
+        assert_eq!(read(dir.path(), Offset(7)).unwrap(), states);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(dir.path().join(LEGACY_FILE_NAME), b"damaged").unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap().len(),
+            1,
+            "an unreadable one is deleted"
+        );
+        assert!(!dir.path().join(LEGACY_FILE_NAME).exists());
     }
 }

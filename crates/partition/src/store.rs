@@ -3,13 +3,13 @@
 //! progress. Everything here changes together: an append checks and records producer sequences
 //! in the same critical section that writes the batches, so a retry can never slip between.
 
-use strom_log::{Log, LogError};
+use strom_log::{AbortedTxnEntry, Log, LogError, RetentionInfo};
 use strom_protocol::batch::Batches;
-use strom_types::Offset;
+use strom_types::{Offset, TimestampMs};
 
 use crate::producers::{ProducerStates, TxnEvent};
 use crate::progress::FollowerProgress;
-use crate::snapshot;
+use crate::snapshot::Snapshots;
 use crate::transactions::Transactions;
 
 /// Bytes read at a time when walking batch headers to rebuild producer state.
@@ -18,68 +18,122 @@ const SCAN_READ_BYTES: usize = 1 << 20;
 pub(crate) struct Store {
     pub(crate) log: Log,
     pub(crate) producers: ProducerStates,
-    /// The transactions open, unstable and aborted here, from the producers' batches.
+    /// The transactions open and unstable here, from the producers' batches (the aborted
+    /// ones are in the log's index).
     pub(crate) transactions: Transactions,
     pub(crate) progress: FollowerProgress,
-    /// The log end offset the producer snapshot on disk was taken at, if there is one that
-    /// matches the log: a shutdown with nothing appended since writes no new one.
-    snapshot_offset: Option<Offset>,
+    /// The producer state snapshots on disk (see `snapshot`).
+    snapshots: Snapshots,
 }
 
 impl Store {
-    /// A store over a just-opened log, with producer state loaded from the snapshot (or
-    /// rebuilt; see `snapshot`).
+    /// A store over a just-opened log, with producer state loaded from the newest snapshot
+    /// (or rebuilt; see `snapshot`).
     pub(crate) fn new(log: Log) -> Result<Store, LogError> {
-        let (producers, transactions, snapshot_offset) = load_producers(&log)?;
+        let dir = log.dir().to_path_buf();
+        let mut snapshots =
+            Snapshots::open(&dir).map_err(|source| LogError::Io { path: dir, source })?;
+        let (producers, transactions) = load_producers(&log, &mut snapshots)?;
         Ok(Store {
             log,
             producers,
             transactions,
             progress: FollowerProgress::default(),
-            snapshot_offset,
+            snapshots,
         })
     }
 
     /// Rebuilds producer state after the log lost its tail.
-    pub(crate) fn rebuild_producers(&mut self) -> Result<(), LogError> {
-        (self.producers, self.transactions, self.snapshot_offset) = load_producers(&self.log)?;
+    fn rebuild_producers(&mut self) -> Result<(), LogError> {
+        (self.producers, self.transactions) = load_producers(&self.log, &mut self.snapshots)?;
         Ok(())
     }
 
-    /// Records batches just written (`records`, with their offsets) in the producer state and
-    /// the transactions; `high_watermark` is the partition's now.
-    pub(crate) fn record_batches(&mut self, records: &[u8], high_watermark: Offset) {
-        record_batches(
+    /// Records batches a leader just wrote (`records`, with their offsets) in the producer
+    /// state and the transactions, and indexes the transactions they aborted; `high_watermark`
+    /// is the partition's now. `rolled_from`: the append rolled the log, and this was the base
+    /// offset of the segment it ended (the state is snapshotted at the new one's first).
+    /// An index entry that could not be written stays in memory (see
+    /// `Log::index_aborted_txn`) and the error is returned.
+    pub(crate) fn record_batches(
+        &mut self,
+        records: &[u8],
+        high_watermark: Offset,
+        rolled_from: Option<Offset>,
+    ) -> Result<(), LogError> {
+        if let Some(previous_base) = rolled_from {
+            let base = self.log.active_segment_base_offset();
+            snapshot_at_roll(&mut self.snapshots, base, &self.producers, previous_base);
+        }
+        let aborted = record_batches(
             &mut self.producers,
             &mut self.transactions,
             records,
             high_watermark,
         );
+        let mut indexed = Ok(());
+        for entry in aborted {
+            indexed = indexed.and(self.log.index_aborted_txn(entry));
+        }
+        indexed
+    }
+
+    /// Appends batches fetched from the leader, recording each run written in the producer
+    /// state (snapshotted where a run starts a new segment) and indexing the transactions it
+    /// aborted before the log rolls on (see `Log::append_as_follower_indexing`).
+    pub(crate) fn append_as_follower(
+        &mut self,
+        records: &mut [u8],
+        high_watermark: Offset,
+    ) -> Result<(), LogError> {
+        let Store {
+            log,
+            producers,
+            transactions,
+            snapshots,
+            ..
+        } = self;
+        let mut segment_base = log.active_segment_base_offset();
+        log.append_as_follower_indexing(records, |run| {
+            if let Some(base) = run.rolled_at {
+                snapshot_at_roll(snapshots, base, producers, segment_base);
+                segment_base = base;
+            }
+            record_batches(producers, transactions, run.records, high_watermark)
+        })?;
+        Ok(())
     }
 
     /// Writes the producer state as of the log end (see `snapshot` for when).
     pub(crate) fn snapshot_producers(&mut self, durable: bool) -> std::io::Result<()> {
         let offset = self.log.log_end_offset();
-        snapshot::write(self.log.dir(), offset, &self.producers, durable)?;
-        self.snapshot_offset = Some(offset);
-        Ok(())
+        let base = self.log.active_segment_base_offset();
+        self.snapshots.write(offset, &self.producers, durable, base)
     }
 
-    /// [`Store::snapshot_producers`] unless the snapshot on disk was taken at the log end
-    /// already (nothing was appended since it was written or loaded).
+    /// [`Store::snapshot_producers`] unless there is a snapshot at the log end already
+    /// (nothing was appended since it was written or loaded).
     pub(crate) fn snapshot_producers_if_behind(&mut self, durable: bool) -> std::io::Result<()> {
-        match self.snapshot_offset == Some(self.log.log_end_offset()) {
+        match self.snapshots.contains(self.log.log_end_offset()) {
             true => Ok(()),
             false => self.snapshot_producers(durable),
         }
     }
 
-    /// Truncates the log to `offset`, deleting a producer snapshot that lies above it first,
-    /// then rebuilds producer state from what is left.
+    /// Deletes whole old segments by time and size, and the snapshots below the new log start.
+    pub(crate) fn apply_retention(&mut self, now: TimestampMs) -> Result<RetentionInfo, LogError> {
+        let info = self.log.apply_retention(now)?;
+        if info.segments_deleted > 0 {
+            self.snapshots.delete_below(info.log_start_offset);
+        }
+        Ok(info)
+    }
+
+    /// Truncates the log to `offset`, then rebuilds producer state from the newest snapshot
+    /// left at or below the new log end (those above it are deleted; see `snapshot`).
     pub(crate) fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
-        if offset < self.log.log_end_offset() {
-            delete_snapshot(&self.log);
-            self.snapshot_offset = None;
+        if offset >= self.log.log_end_offset() {
+            return Ok(());
         }
         self.log.truncate_to(offset)?;
         self.rebuild_producers()
@@ -87,8 +141,7 @@ impl Store {
 
     /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
     pub(crate) fn restart_at(&mut self, offset: Offset) -> Result<(), LogError> {
-        delete_snapshot(&self.log);
-        self.snapshot_offset = None;
+        self.snapshots.delete_all();
         self.log.truncate_fully_and_start_at(offset)?;
         self.producers = ProducerStates::default();
         self.transactions = Transactions::default();
@@ -96,44 +149,35 @@ impl Store {
     }
 }
 
-fn delete_snapshot(log: &Log) {
-    if let Err(error) = snapshot::delete(log.dir()) {
-        // A stale snapshot left behind is caught on open only if its offset is past the log
-        // end; make the failure loud, it means the directory is not writable.
-        tracing::error!(dir = %log.dir().display(), %error, "cannot delete the producer state snapshot");
+/// Snapshots `producers` at `base`, where the log just rolled from the segment at
+/// `previous_base`: a restart or a truncation then replays from there at most. A snapshot that
+/// cannot be written is not an error: those replays start further back.
+fn snapshot_at_roll(
+    snapshots: &mut Snapshots,
+    base: Offset,
+    producers: &ProducerStates,
+    previous_base: Offset,
+) {
+    if let Err(error) = snapshots.write(base, producers, false, previous_base) {
+        tracing::warn!(%base, %error, "cannot write the producer state snapshot of a roll");
     }
 }
 
-/// Producer state for `log`: the snapshot if it lies within the log, brought up to the log end
-/// from the batch headers after it; otherwise rebuilt from the active segment's headers.
-///
-/// A snapshot that is not used is deleted (as Kafka's `ProducerStateManager` deletes snapshots
-/// out of range or unreadable): one beyond the log end (the log lost a torn tail on open)
-/// describes batches that are gone, and once appends carry the log end past its offset again
-/// it would look usable to the next open after a crash, which would then answer retries of the
-/// lost batches as duplicates at offsets holding other records.
-///
-/// Also returns the transactions, and the offset of the snapshot used, if one was.
-fn load_producers(log: &Log) -> Result<(ProducerStates, Transactions, Option<Offset>), LogError> {
+/// Producer state for `log`: the newest snapshot within the log, brought up to the log end from
+/// the batch headers after it; with none, rebuilt from the log start (an open transaction may
+/// have begun anywhere). Also returns the transactions.
+fn load_producers(
+    log: &Log,
+    snapshots: &mut Snapshots,
+) -> Result<(ProducerStates, Transactions), LogError> {
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
-    let (mut states, used) = match snapshot::read(log.dir()) {
-        Ok(Some((offset, states))) if offset >= start && offset <= end => (states, Some(offset)),
-        Ok(Some((offset, _))) => {
-            tracing::info!(dir = %log.dir().display(), %offset, %start, %end, "deleting the producer state snapshot, outside the log; rebuilding");
-            delete_snapshot(log);
-            (ProducerStates::default(), None)
-        }
-        Ok(None) => (ProducerStates::default(), None),
-        Err(error) => {
-            tracing::warn!(dir = %log.dir().display(), %error, "ignoring the producer state snapshot; rebuilding");
-            delete_snapshot(log);
-            (ProducerStates::default(), None)
-        }
+    let (mut states, from) = match snapshots.load_newest(start, end) {
+        Some((offset, states)) => (states, offset),
+        None => (ProducerStates::default(), start),
     };
-    let from = used.unwrap_or_else(|| log.active_segment_base_offset());
     let mut transactions = Transactions::of(&states);
-    scan_producers(log, from.max(start), &mut states, &mut transactions)?;
-    Ok((states, transactions, used))
+    scan_producers(log, from, &mut states, &mut transactions)?;
+    Ok((states, transactions))
 }
 
 /// Records into `states` and `transactions` every batch from `from` to the log end.
@@ -151,7 +195,8 @@ fn scan_producers(
             break;
         };
         // The high watermark is not known yet: every transaction ended in the scan counts as
-        // unstable until the partition's high watermark passes its marker.
+        // unstable until the partition's high watermark passes its marker. The aborted ones
+        // are in the log's index already (recovery checked it against the markers).
         record_batches(states, transactions, &read.records, Offset(0));
         offset = last.next_offset();
     }
@@ -159,17 +204,25 @@ fn scan_producers(
 }
 
 /// Records every batch of `records` in `states`, and what that did to transactions in
-/// `transactions`. A control batch that is not a readable marker is skipped with a warning:
-/// the log's CRC vouched for it, so it is a kind this broker does not know.
+/// `transactions`; returns the index entries of the transactions aborted. A control batch
+/// that is not a readable marker is skipped with a warning: the log's CRC vouched for it, so
+/// it is a kind this broker does not know.
 fn record_batches(
     states: &mut ProducerStates,
     transactions: &mut Transactions,
     records: &[u8],
     high_watermark: Offset,
-) {
+) -> Vec<AbortedTxnEntry> {
+    let mut aborted = Vec::new();
     for (header, range) in Batches::new(records) {
         let event = match header.is_control() {
             false => states.record(&header),
+            // A marker whose record compaction removed, kept for its producer epoch: its
+            // transaction had no batch left, so there is nothing to end.
+            true if header.record_count == 0 => {
+                states.record_epoch(&header);
+                None
+            }
             true => match strom_protocol::control::read_marker(&header, &records[range]) {
                 Ok(marker) => Some(TxnEvent::Ended(states.record_marker(&header, marker))),
                 Err(error) => {
@@ -179,7 +232,8 @@ fn record_batches(
             },
         };
         if let Some(event) = event {
-            transactions.apply(event, high_watermark);
+            aborted.extend(transactions.apply(event, high_watermark));
         }
     }
+    aborted
 }

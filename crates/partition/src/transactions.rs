@@ -1,5 +1,5 @@
-//! A partition's transactions (KIP-98): the last stable offset and the aborted transactions a
-//! read_committed fetch needs, from the producers' [`TxnEvent`]s.
+//! A partition's transactions (KIP-98): the last stable offset a read_committed fetch needs, and
+//! the aborted transactions to index, from the producers' [`TxnEvent`]s.
 //!
 //! - A transaction is *open* here from its producer's first transactional batch until the
 //!   coordinator's marker (COMMIT or ABORT) is written.
@@ -9,15 +9,19 @@
 //!   its first offset yet.
 //! - The *last stable offset* is the high watermark, or the first offset of the oldest
 //!   unstable transaction if that is lower. read_committed consumers read up to it.
-//! - Every *aborted* transaction is listed with its first offset and its marker's offset, so a
+//! - Every *aborted* transaction becomes an entry of the log's aborted-transaction index (the
+//!   `.txnindex` of the segment holding its ABORT marker, see `strom_log`) with its first
+//!   offset, its marker's offset and the last stable offset once the marker is written, so a
 //!   read_committed fetch can tell the consumer which producers' records to drop in the range
-//!   it returns.
+//!   it returns. The index lives with the log, so it survives restarts, and a follower builds
+//!   its own from the markers it replicates.
 //!
 //! Pure, no I/O; owned by the partition's store and changed under its lock. Rebuilt with the
 //! producer state: from the snapshot's open transactions and the batches after it.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use strom_log::AbortedTxnEntry;
 use strom_types::{Offset, ProducerId};
 
 use crate::producers::{CompletedTxn, ProducerStates, TxnEvent};
@@ -31,14 +35,22 @@ pub struct AbortedTxn {
     pub marker_offset: Offset,
 }
 
+impl From<AbortedTxnEntry> for AbortedTxn {
+    fn from(entry: AbortedTxnEntry) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: ProducerId(entry.producer_id),
+            first_offset: entry.first_offset,
+            marker_offset: entry.last_offset,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Transactions {
     /// Open transactions by first offset (a producer has at most one open).
     open: BTreeMap<Offset, ProducerId>,
     /// Ended transactions whose marker is not yet below the high watermark, by marker offset.
     unreplicated: VecDeque<(Offset, Offset)>,
-    /// Aborted transactions, by marker offset.
-    aborted: Vec<AbortedTxn>,
 }
 
 impl Transactions {
@@ -53,36 +65,50 @@ impl Transactions {
 
     /// Applies what recording a batch did. `high_watermark` is the partition's as the batch
     /// was written (a marker below it is stable at once: a follower replaying the leader's log).
-    pub fn apply(&mut self, event: TxnEvent, high_watermark: Offset) {
+    /// Returns the index entry of a transaction the batch aborted.
+    pub fn apply(&mut self, event: TxnEvent, high_watermark: Offset) -> Option<AbortedTxnEntry> {
         match event {
             TxnEvent::Began {
                 producer_id,
                 first_offset,
             } => {
                 self.open.insert(first_offset, producer_id);
+                None
             }
             TxnEvent::Ended(txn) => self.end(txn, high_watermark),
         }
     }
 
-    fn end(&mut self, txn: CompletedTxn, high_watermark: Offset) {
+    fn end(&mut self, txn: CompletedTxn, high_watermark: Offset) -> Option<AbortedTxnEntry> {
         self.high_watermark_moved(high_watermark);
-        let Some(first_offset) = txn.first_offset else {
-            // Nothing of it was written here: nothing to hold back or to skip.
-            return;
-        };
-        self.open.remove(&first_offset);
+        // Without a first offset nothing of it was written here: nothing to hold back or to
+        // skip, so no index entry either.
+        let first_offset = txn.first_offset?;
+        let removed = self.open.remove(&first_offset);
+        assert_eq!(
+            removed,
+            Some(txn.producer_id),
+            "the transaction a marker ends was open from {first_offset}"
+        );
         if txn.marker_offset >= high_watermark {
             self.unreplicated
                 .push_back((txn.marker_offset, first_offset));
         }
-        if txn.aborted {
-            self.aborted.push(AbortedTxn {
-                producer_id: txn.producer_id,
-                first_offset,
-                marker_offset: txn.marker_offset,
-            });
-        }
+        // Kafka's `ProducerStateManager.lastStableOffset(completedTxn)`: the first offset of
+        // the oldest transaction still open, or the offset after the marker. No transaction
+        // aborted later began before it, which lets a search of the index stop there.
+        let last_stable_offset = self
+            .open
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(txn.marker_offset.plus(1));
+        txn.aborted.then_some(AbortedTxnEntry {
+            producer_id: txn.producer_id.0,
+            first_offset,
+            last_offset: txn.marker_offset,
+            last_stable_offset,
+        })
     }
 
     /// Forgets ended transactions whose markers are below `high_watermark`: they hold nothing
@@ -116,32 +142,6 @@ impl Transactions {
     pub fn last_stable_offset(&self, high_watermark: Offset) -> Offset {
         self.first_unstable_offset(high_watermark)
             .map_or(high_watermark, |first| first.min(high_watermark))
-    }
-
-    /// The aborted transactions with records in `from..to`: those whose marker is at or after
-    /// `from` and that began before `to` (Kafka's `collectAbortedTxns`).
-    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<AbortedTxn> {
-        let start = self.aborted.partition_point(|txn| txn.marker_offset < from);
-        self.aborted[start..]
-            .iter()
-            .filter(|txn| txn.first_offset < to)
-            .copied()
-            .collect()
-    }
-
-    /// Forgets aborted transactions whose marker is below the log start (retention deleted
-    /// them and everything before).
-    pub fn log_start_moved(&mut self, log_start_offset: Offset) {
-        let gone = self
-            .aborted
-            .partition_point(|txn| txn.marker_offset < log_start_offset);
-        self.aborted.drain(..gone);
-    }
-
-    /// How many aborted transactions are listed (for tests and metrics).
-    #[cfg(test)]
-    pub fn aborted_count(&self) -> usize {
-        self.aborted.len()
     }
 }
 
@@ -186,32 +186,33 @@ mod tests {
     }
 
     #[test]
-    fn aborted_transactions_are_listed_for_the_ranges_they_touch() {
+    fn an_abort_gives_its_index_entry_with_the_last_stable_offset_at_the_marker() {
         let mut txns = Transactions::default();
-        txns.apply(began(1, 0), Offset(0));
-        txns.apply(ended(1, Some(0), 4, true), Offset(10));
-        txns.apply(began(2, 5), Offset(10));
-        txns.apply(ended(2, Some(5), 6, false), Offset(10));
-        txns.apply(began(3, 7), Offset(10));
-        txns.apply(ended(3, Some(7), 9, true), Offset(10));
-        let producers = |txns: &Transactions, from, to| -> Vec<i64> {
-            txns.aborted_between(Offset(from), Offset(to))
-                .iter()
-                .map(|txn| txn.producer_id.0)
-                .collect()
+        assert_eq!(txns.apply(began(1, 0), Offset(0)), None);
+        txns.apply(began(2, 2), Offset(0));
+        txns.apply(began(3, 3), Offset(0));
+        let entry = |producer, first, last, lso| AbortedTxnEntry {
+            producer_id: producer,
+            first_offset: Offset(first),
+            last_offset: Offset(last),
+            last_stable_offset: Offset(lso),
         };
-        assert_eq!(producers(&txns, 0, 10), [1, 3]);
+        // Producer 1 aborts while 2 and 3 are open: nothing aborted later began before 2.
         assert_eq!(
-            producers(&txns, 5, 10),
-            [3],
-            "producer 1's marker is before 5"
+            txns.apply(ended(1, Some(0), 4, true), Offset(0)),
+            Some(entry(1, 0, 4, 2))
         );
-        assert_eq!(producers(&txns, 0, 7), [1], "producer 3 began at 7");
-        assert_eq!(producers(&txns, 4, 5), [1]);
-        // A marker for a partition the producer never wrote to changes nothing.
-        txns.apply(ended(4, None, 11, true), Offset(12));
-        assert_eq!(txns.aborted_count(), 2);
-        txns.log_start_moved(Offset(5));
-        assert_eq!(producers(&txns, 0, 20), [3]);
+        assert_eq!(
+            txns.apply(ended(2, Some(2), 5, false), Offset(0)),
+            None,
+            "a commit"
+        );
+        assert_eq!(
+            txns.apply(ended(3, Some(3), 6, true), Offset(0)),
+            Some(entry(3, 3, 6, 7)),
+            "nothing open: the offset after the marker"
+        );
+        // A marker for a partition the producer never wrote to has nothing to index.
+        assert_eq!(txns.apply(ended(4, None, 7, true), Offset(0)), None);
     }
 }

@@ -485,9 +485,10 @@ fn a_snapshot_beyond_a_torn_tail_is_never_used() {
 fn a_shutdown_rewrites_the_producer_snapshot_only_when_the_log_moved() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
-    let snapshot = dir.path().join("producer-state.snapshot");
+    // Snapshots are named after their offset (Kafka's `<offset>.snapshot`).
+    let snapshot = |offset: i64| dir.path().join(format!("{offset:020}.snapshot"));
     // Replacing the file renames a new one into place: a new inode.
-    let inode = || std::fs::metadata(&snapshot).unwrap().ino();
+    let inode = || std::fs::metadata(snapshot(3)).unwrap().ino();
     let p = open(dir.path(), LEADER, LogConfig::default());
     p.apply_replica_state(state(&[1], 1, 0), Instant::now());
     p.append_as_leader(&mut batch(3, Some((9, 0, 0))), options(Acks::Leader, 1))
@@ -508,7 +509,8 @@ fn a_shutdown_rewrites_the_producer_snapshot_only_when_the_log_moved() {
     p.append_as_leader(&mut batch(3, Some((9, 0, 3))), options(Acks::Leader, 1))
         .unwrap();
     p.close_unsynced().unwrap();
-    assert_ne!(inode(), first, "an append makes the snapshot stale");
+    assert!(snapshot(6).exists(), "an append makes the snapshot stale");
+    assert!(!snapshot(3).exists(), "and the new one supersedes it");
     drop(p);
     let p = open(dir.path(), LEADER, LogConfig::default());
     p.apply_replica_state(state(&[1], 1, 2), Instant::now());

@@ -19,12 +19,42 @@ pub fn transactional_batch_of(values: &[Bytes], producer: ProducerFields) -> Byt
     encode(values, Some(producer), true)
 }
 
+/// One v2 batch of (key, value) records; with `producer`, from that producer, transactional
+/// or not.
+#[allow(dead_code)] // not every test binary needs keys
+pub fn keyed_batch_of(
+    records: &[(&str, &str)],
+    producer: Option<ProducerFields>,
+    transactional: bool,
+) -> BytesMut {
+    let keys: Vec<Bytes> = records
+        .iter()
+        .map(|(key, _)| Bytes::copy_from_slice(key.as_bytes()))
+        .collect();
+    let values: Vec<Bytes> = records
+        .iter()
+        .map(|(_, value)| Bytes::copy_from_slice(value.as_bytes()))
+        .collect();
+    encode_keyed(&keys, &values, producer, transactional)
+}
+
 fn encode(values: &[Bytes], producer: Option<ProducerFields>, transactional: bool) -> BytesMut {
+    let keys = vec![Bytes::from_static(b"k"); values.len()];
+    encode_keyed(&keys, values, producer, transactional)
+}
+
+fn encode_keyed(
+    keys: &[Bytes],
+    values: &[Bytes],
+    producer: Option<ProducerFields>,
+    transactional: bool,
+) -> BytesMut {
     let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
+        .zip(keys)
         .enumerate()
-        .map(|(index, value)| Record {
+        .map(|(index, (value, key))| Record {
             transactional,
             control: false,
             partition_leader_epoch: 0,
@@ -38,7 +68,7 @@ fn encode(values: &[Bytes], producer: Option<ProducerFields>, transactional: boo
                 sequence + index as i32
             },
             timestamp: 1_000,
-            key: Some(Bytes::from_static(b"k")),
+            key: Some(key.clone()),
             value: Some(value.clone()),
             headers: Default::default(),
             delete_horizon: false,
