@@ -94,6 +94,10 @@ impl Log {
             epochs_unsynced: false,
         };
         let repaired = log.repair_txn_indexes(repairs)?;
+        let inactive = log.segments.len() - 1;
+        for segment in &mut log.segments[..inactive] {
+            segment.txn_index.unload();
+        }
         if recovery == Recovery::CrashAndSync && !base_offsets.is_empty() {
             SyncTarget::Pooled(log.active().file.clone()).sync()?;
             for path in repaired {
