@@ -15,9 +15,9 @@ stopped or killed, its files are checked (or damaged), and it is started again. 
 - the partition read back holds every record written, once each, in order.
 
 Cases: a clean stop with P's batches in older segments than the active one (only the
-producer-state.snapshot written on close can know them); kill -9 with no snapshot at all (the
-state is rebuilt from the active segment) and with P's last batch written after a roll's
-snapshot; a damaged snapshot (ignored and logged; rebuilt from the log; replaced on the next
+producer state snapshot written on close, `<offset>.snapshot` as in Kafka, can know them);
+kill -9 with no snapshot at all (the state is rebuilt from the log) and with P's last batch
+written after a roll's snapshot; a damaged snapshot (ignored and logged; rebuilt from the log; replaced on the next
 clean stop); a snapshot left beyond the log end by a torn tail, which a later kill -9 must not
 bring back as if it were current.
 """
@@ -33,7 +33,6 @@ import raw_kafka as rk
 from kafka_helpers import consume_range, create_topic, unique, watermarks
 from segment_file import build_batch, scan_file
 
-SNAPSHOT_FILE = "producer-state.snapshot"
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
 PRODUCE_VERSION = 8
@@ -175,7 +174,11 @@ class Writer:
         raise AssertionError(f"no roll past offset {offset} after {ROLLS_MAX} fillers: {self.segment_bases()}")
 
     def snapshot_path(self):
-        return self.broker.partition_dir(self.topic, 0) / SNAPSHOT_FILE
+        """The newest producer state snapshot (`<offset, 20 digits>.snapshot`, one per roll and
+        one on a clean stop), or a path that does not exist when there is none."""
+        directory = self.broker.partition_dir(self.topic, 0)
+        snapshots = sorted(directory.glob("*.snapshot"))
+        return snapshots[-1] if snapshots else directory / "none.snapshot"
 
     def check_read_back(self) -> None:
         """The partition holds exactly what was appended, once each, in order."""

@@ -183,7 +183,7 @@ impl Log {
             return Ok(info);
         }
         let cleanable_end = self.segments[cleanable - 1].next_offset;
-        let aborted = AbortedTxns::new(self.aborted_txns(self.log_start_offset, cleanable_end));
+        let aborted = AbortedTxns::new(self.aborted_txns(self.log_start_offset, cleanable_end)?);
         let (map, map_end) = build_offset_map(
             &self.segments[..cleanable],
             first_dirty,
@@ -351,6 +351,7 @@ impl Log {
                 "the segment compaction just wrote and synced fails its checks",
             ));
         }
+        segment.txn_index.unload();
         Ok((removed, Some(segment)))
     }
 }
@@ -496,10 +497,11 @@ fn write_group(
         })?;
         check_walked(segment, end)?;
     }
-    let indexed_before = segments
-        .iter()
-        .flat_map(|segment| segment.txn_index.entries());
-    changed |= !indexed_before.eq(writer.segment.txn_index.entries());
+    let mut indexed_before = Vec::new();
+    for segment in segments {
+        indexed_before.extend_from_slice(&segment.txn_index.entries()?);
+    }
+    changed |= indexed_before.as_slice() != writer.segment.txn_index.entries()?.as_ref();
     Ok((removed, changed))
 }
 

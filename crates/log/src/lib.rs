@@ -9,7 +9,8 @@
 //!   an offset, then the position through the offset index, then returns whole batches as stored.
 //! - `follower`: [`Log::append_as_follower`] stores batches fetched from the leader unchanged
 //!   (offsets, gaps and leader epochs kept), after checking they follow the log end, rolling
-//!   segments batch by batch so one fetch may span several.
+//!   segments batch by batch so one fetch may span several; [`Log::append_as_follower_indexing`]
+//!   hands each run to the caller ([`FollowerRun`]) to index its aborted transactions.
 //! - `epoch_cache`, `epoch_checkpoint`, `leader_epoch`: Kafka's leader epoch cache, which
 //!   epoch started at which offset, kept in `leader-epoch-checkpoint` (Kafka's text format,
 //!   replaced atomically, written before the batches that start a new epoch). `epoch_cache`

@@ -33,7 +33,7 @@ use crate::files::{self, FilePool};
 use crate::index::{validate_offset_entries, validate_time_entries};
 use crate::log::Log;
 use crate::scan::{self, WalkStart};
-use crate::segment::{self, Segment, EXTENSIONS, LOG_EXTENSION};
+use crate::segment::{self, Segment, EXTENSIONS, LOG_EXTENSION, TXN_INDEX_EXTENSION};
 use crate::swap;
 use crate::sync::{Durability, SyncTarget};
 use crate::txn_recovery::{self, AbortMarker, TxnRepair};
@@ -57,7 +57,10 @@ impl Log {
     ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
         let swapped = swap::finish_interrupted(dir)?;
-        let base_offsets = list_segments(dir)?;
+        let Listing {
+            base_offsets,
+            txn_indexes,
+        } = list_segments(dir)?;
         let (segments, durability, repairs) = match base_offsets.is_empty() {
             true => (
                 vec![Segment::create(dir, Offset(0), pool)?],
@@ -65,8 +68,12 @@ impl Log {
                 Vec::new(),
             ),
             false => {
+                let txn_files = TxnFiles {
+                    present: &txn_indexes,
+                    swapped: &swapped,
+                };
                 let (segments, repairs) =
-                    recover_segments(dir, &base_offsets, &config, pool, &swapped)?;
+                    recover_segments(dir, &base_offsets, &config, pool, txn_files)?;
                 let active = segments
                     .last()
                     .expect("recovery keeps at least one segment");
@@ -94,6 +101,10 @@ impl Log {
             epochs_unsynced: false,
         };
         let repaired = log.repair_txn_indexes(repairs)?;
+        let inactive = log.segments.len() - 1;
+        for segment in &mut log.segments[..inactive] {
+            segment.txn_index.unload();
+        }
         if recovery == Recovery::CrashAndSync && !base_offsets.is_empty() {
             SyncTarget::Pooled(log.active().file.clone()).sync()?;
             for path in repaired {
@@ -133,10 +144,19 @@ pub fn sync_filesystem(path: &Path) -> Result<(), LogError> {
         .at(path)
 }
 
-/// The base offsets of the segments in `dir`, ascending. Index files without a `.log` file are
-/// leftovers of a deletion that was cut short and are removed.
-fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
+/// The segments of a directory, as its listing shows them.
+struct Listing {
+    /// Ascending.
+    base_offsets: Vec<Offset>,
+    /// The segments with a `.txnindex` file (the others have no aborted transaction).
+    txn_indexes: BTreeSet<Offset>,
+}
+
+/// The segments in `dir`. Index files without a `.log` file are leftovers of a deletion that
+/// was cut short and are removed.
+fn list_segments(dir: &Path) -> Result<Listing, LogError> {
     let mut logs = BTreeSet::new();
+    let mut txn_indexes = BTreeSet::new();
     let mut indexes = Vec::new();
     for entry in std::fs::read_dir(dir).at(dir)? {
         let path = entry.at(dir)?.path();
@@ -148,6 +168,10 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
             LOG_EXTENSION => {
                 logs.insert(base_offset);
             }
+            TXN_INDEX_EXTENSION => {
+                txn_indexes.insert(base_offset);
+                indexes.push((base_offset, path));
+            }
             _ => indexes.push((base_offset, path)),
         }
     }
@@ -157,7 +181,10 @@ fn list_segments(dir: &Path) -> Result<Vec<Offset>, LogError> {
             std::fs::remove_file(&path).at(&path)?;
         }
     }
-    Ok(logs.into_iter().collect())
+    Ok(Listing {
+        base_offsets: logs.into_iter().collect(),
+        txn_indexes,
+    })
 }
 
 /// `<20 digits>.log|index|timeindex|txnindex` -> (base offset, extension).
@@ -167,27 +194,40 @@ fn parse_file_name(path: &Path) -> Option<(Offset, &'static str)> {
     Some((base_offset, extension))
 }
 
-/// Opens and checks every segment in order; see the module docs. `swapped` are the base
-/// offsets whose `.txnindex` an interrupted swap deleted. Also returns how the segments'
-/// aborted-transaction indexes must be repaired.
+/// What recovery knows of the `.txnindex` files before opening the segments.
+#[derive(Clone, Copy)]
+struct TxnFiles<'a> {
+    /// The segments that have one.
+    present: &'a BTreeSet<Offset>,
+    /// The segments whose one an interrupted swap deleted.
+    swapped: &'a BTreeSet<Offset>,
+}
+
+/// Opens and checks every segment in order; see the module docs. Also returns how the
+/// segments' aborted-transaction indexes must be repaired.
 fn recover_segments(
     dir: &Path,
     base_offsets: &[Offset],
     config: &LogConfig,
     pool: &FilePool,
-    swapped: &BTreeSet<Offset>,
+    txn_files: TxnFiles<'_>,
 ) -> Result<(Vec<Segment>, Vec<TxnRepair>), LogError> {
     let mut segments: Vec<Segment> = Vec::with_capacity(base_offsets.len());
     let mut repairs = Vec::new();
     for (at, &base_offset) in base_offsets.iter().enumerate() {
         let mut segment = Segment::open(dir, base_offset, pool)?;
         let is_last = at + 1 == base_offsets.len();
-        let readable = txn_recovery::load(&mut segment)?;
+        // Only segments with a file are read: most have no aborted transaction, and the
+        // listing said so without a syscall each.
+        let readable = match txn_files.present.contains(&base_offset) {
+            true => txn_recovery::load(&mut segment)?,
+            false => true,
+        };
         let recovered = match is_last {
             true => recover_active(&mut segment, config.index_interval_bytes)?,
             false => load_inactive(&mut segment, config.index_interval_bytes)?,
         };
-        let doubtful = !readable || swapped.contains(&base_offset);
+        let doubtful = !readable || txn_files.swapped.contains(&base_offset);
         repairs.extend(txn_recovery::check(&segment, recovered.aborts, doubtful)?);
         if let Some(previous) = segments.last() {
             check_dense(previous, &segment)?;

@@ -291,10 +291,13 @@ impl Segment {
     }
 
     /// Called when the segment stops being the active one: records its max timestamp in the
-    /// time index (so it is known on reopen without a scan) and writes the indexes out.
+    /// time index (so it is known on reopen without a scan), writes the indexes out, and lets
+    /// the aborted-transaction index leave memory.
     pub fn deactivate(&mut self) -> Result<(), LogError> {
         self.push_time_entry_if_grown();
-        self.flush_indexes()
+        self.flush_indexes()?;
+        self.txn_index.unload();
+        Ok(())
     }
 
     pub fn flush_indexes(&mut self) -> Result<(), LogError> {

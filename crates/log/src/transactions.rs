@@ -56,18 +56,19 @@ impl Log {
     /// `collectAbortedTransactions` finds them: from the segment holding `from` on, every
     /// entry whose marker is at or after `from` and whose transaction began before `to`,
     /// stopping at an entry whose last stable offset reaches `to`. Ordered by marker offset.
-    pub fn aborted_txns(&self, from: Offset, to: Offset) -> Vec<AbortedTxnEntry> {
+    /// Inactive segments' entries are read from their files (only those with aborts have one).
+    pub fn aborted_txns(&self, from: Offset, to: Offset) -> Result<Vec<AbortedTxnEntry>, LogError> {
         let mut found = Vec::new();
         if from >= to {
-            return found;
+            return Ok(found);
         }
         let first = self.segment_holding(from.max(self.segments[0].base_offset));
         for segment in &self.segments[first..] {
-            if segment.txn_index.collect(from, to, &mut found) {
+            if segment.txn_index.collect(from, to, &mut found)? {
                 break;
             }
         }
-        found
+        Ok(found)
     }
 
     /// Writes index entries a failed write left in memory only. The partition calls it before
@@ -155,30 +156,44 @@ mod tests {
         }
         assert!(log.segment_count() > 2, "{} segments", log.segment_count());
         for segment in &log.segments {
-            let markers = segment.txn_index.entries().iter().map(|e| e.last_offset);
-            assert!(markers
-                .clone()
-                .all(|m| m >= segment.base_offset && m < segment.next_offset));
+            let entries = segment.txn_index.entries().unwrap();
+            let mut markers = entries.iter().map(|e| e.last_offset);
+            assert!(markers.all(|m| m >= segment.base_offset && m < segment.next_offset));
             assert_eq!(
                 segment.txn_index.path().exists(),
                 !segment.txn_index.is_empty()
             );
         }
-        assert_eq!(log.aborted_txns(Offset(0), log.log_end_offset()), entries);
-        assert_eq!(log.aborted_txns(Offset(3), Offset(4)), [entries[1]]);
-        assert_eq!(log.aborted_txns(Offset(2), Offset(3)), [entries[0]]);
-        assert!(log.aborted_txns(Offset(4), Offset(4)).is_empty());
+        assert_eq!(
+            log.aborted_txns(Offset(0), log.log_end_offset()).unwrap(),
+            entries
+        );
+        assert_eq!(
+            log.aborted_txns(Offset(3), Offset(4)).unwrap(),
+            [entries[1]]
+        );
+        assert_eq!(
+            log.aborted_txns(Offset(2), Offset(3)).unwrap(),
+            [entries[0]]
+        );
+        assert!(log.aborted_txns(Offset(4), Offset(4)).unwrap().is_empty());
         // The search stops at the first entry whose last stable offset reaches its end...
-        assert_eq!(log.aborted_txns(Offset(0), Offset(1)), [entries[0]]);
+        assert_eq!(
+            log.aborted_txns(Offset(0), Offset(1)).unwrap(),
+            [entries[0]]
+        );
         // ...which an entry written while an older transaction was open does not.
         let end = log.log_end_offset().0;
         log.append(&mut batch(0, 1, 1_000, 10), None).unwrap(); // the long one's, at end
         log.append(&mut batch(0, 1, 1_000, 10), None).unwrap(); // the short one's
         let short = abort(&mut log, 7, end + 1, Some(end));
         let long = abort(&mut log, 8, end, None);
-        assert_eq!(log.aborted_txns(Offset(end), Offset(end + 1)), [long]);
         assert_eq!(
-            log.aborted_txns(Offset(end + 1), Offset(end + 2)),
+            log.aborted_txns(Offset(end), Offset(end + 1)).unwrap(),
+            [long]
+        );
+        assert_eq!(
+            log.aborted_txns(Offset(end + 1), Offset(end + 2)).unwrap(),
             [short, long]
         );
     }
@@ -214,7 +229,7 @@ mod tests {
         let entry = entry(1, 0, marker.base_offset.0, 0);
         assert!(log.index_aborted_txn(entry).is_err());
         assert_eq!(
-            log.aborted_txns(Offset(0), Offset(3)),
+            log.aborted_txns(Offset(0), Offset(3)).unwrap(),
             [entry],
             "listed all the same"
         );

@@ -8,13 +8,16 @@
 //! earlier segment), `last_offset` the marker's offset (in this segment) and
 //! `last_stable_offset` the partition's last stable offset once the marker was written.
 //!
-//! Entries live in memory and are appended to the file at once, without an fsync: the log
-//! syncs the file with its segment (see `sync`), and before the segment rolls. The file exists
-//! only while the index has entries (Kafka creates it lazily too), so the many segments without
-//! aborted transactions cost no file at all. A file that does not hold whole, well-formed
-//! entries in ascending marker order is not an index; recovery then rebuilds it from the log
-//! (see `txn_recovery`).
+//! The active segment's entries live in memory and are appended to the file at once, without
+//! an fsync: the log syncs the file with its segment (see `sync`), and before the segment rolls.
+//! Once the segment is inactive its entries leave memory (only their count stays) and reads go
+//! to the file, so memory does not grow with the aborted transactions a long retention keeps.
+//! The file exists only while the index has entries (Kafka creates it lazily too), so the many
+//! segments without aborted transactions cost no file and no syscall. A file that does not hold
+//! whole, well-formed entries in ascending marker order is not an index; recovery then rebuilds
+//! it from the log (see `txn_recovery`).
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -70,16 +73,20 @@ impl AbortedTxnEntry {
     }
 }
 
-/// One segment's aborted-transaction index: every entry in memory (a segment without aborts
-/// has none and no file), written to the file as it is appended. The file is opened only for
-/// the operation at hand, so an index holds no descriptor.
+/// One segment's aborted-transaction index. The active segment keeps its entries in memory; an
+/// inactive one keeps only their count and reads its file when a read needs them, so memory
+/// does not grow with the aborted transactions a long retention keeps (Kafka reads its
+/// `.txnindex` files on demand too). A segment without aborts has no file and costs no
+/// syscall. The file is opened only for the operation at hand, so an index holds no descriptor.
 #[derive(Debug)]
 pub(crate) struct TxnIndex {
     path: PathBuf,
-    /// Ascending by marker offset (`last_offset`).
-    entries: Vec<AbortedTxnEntry>,
-    /// How many leading entries the file holds. Behind `entries.len()` only after a failed
-    /// write, which the next [`TxnIndex::write_pending`] retries.
+    /// The entries, ascending by marker offset (`last_offset`), while they are in memory.
+    loaded: Option<Vec<AbortedTxnEntry>>,
+    /// How many entries the index has, in memory or not.
+    count: usize,
+    /// How many leading entries the file holds. Behind `count` only after a failed write,
+    /// which the next [`TxnIndex::write_pending`] retries.
     persisted: usize,
     /// The file must be rewritten whole before anything is appended to it (it was replaced or
     /// cut in memory and the write failed).
@@ -91,14 +98,15 @@ impl TxnIndex {
     pub fn new(path: &Path) -> TxnIndex {
         TxnIndex {
             path: path.to_path_buf(),
-            entries: Vec::new(),
+            loaded: Some(Vec::new()),
+            count: 0,
             persisted: 0,
             rewrite_pending: false,
         }
     }
 
-    /// The index stored at `path` (empty if there is no file). The outer error is I/O; the
-    /// inner one says why the file is not an index (its owner then rebuilds it).
+    /// The index stored at `path` (empty if there is no file), in memory. The outer error is
+    /// I/O; the inner one says why the file is not an index (its owner then rebuilds it).
     pub fn load(path: &Path) -> Result<Result<TxnIndex, String>, LogError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
@@ -109,8 +117,9 @@ impl TxnIndex {
         };
         Ok(decode_entries(&bytes).map(|entries| TxnIndex {
             path: path.to_path_buf(),
+            count: entries.len(),
             persisted: entries.len(),
-            entries,
+            loaded: Some(entries),
             rewrite_pending: false,
         }))
     }
@@ -119,29 +128,70 @@ impl TxnIndex {
         &self.path
     }
 
-    pub fn entries(&self) -> &[AbortedTxnEntry] {
-        &self.entries
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// Drops the entries from memory once they are all in the file (the segment went
+    /// inactive); reads load them from the file again.
+    pub fn unload(&mut self) {
+        if self.first_pending_marker().is_none() && !self.rewrite_pending {
+            self.loaded = None;
+        }
+    }
+
+    /// The entries, from memory or read from the file.
+    pub fn entries(&self) -> Result<Cow<'_, [AbortedTxnEntry]>, LogError> {
+        match &self.loaded {
+            Some(entries) => Ok(Cow::Borrowed(entries)),
+            None if self.count == 0 => Ok(Cow::Borrowed(&[])),
+            None => self.read_file().map(Cow::Owned),
+        }
+    }
+
+    /// The entries of the file, which must be the ones this index counts (recovery checked it
+    /// on open; anything else is damage since).
+    fn read_file(&self) -> Result<Vec<AbortedTxnEntry>, LogError> {
+        let bytes = std::fs::read(&self.path).at(&self.path)?;
+        let entries =
+            decode_entries(&bytes).map_err(|reason| LogError::corrupt(&self.path, reason))?;
+        if entries.len() != self.count {
+            let reason = format!("{} entries, not the {} it had", entries.len(), self.count);
+            return Err(LogError::corrupt(&self.path, reason));
+        }
+        Ok(entries)
+    }
+
+    /// The entries in memory, read from the file first if need be (an index without entries
+    /// has no file).
+    fn loaded_mut(&mut self) -> Result<&mut Vec<AbortedTxnEntry>, LogError> {
+        if self.loaded.is_none() {
+            let entries = match self.count {
+                0 => Vec::new(),
+                _ => self.read_file()?,
+            };
+            self.loaded = Some(entries);
+        }
+        Ok(self.loaded.as_mut().expect("just loaded"))
     }
 
     /// Appends an entry (its marker after every entry's) and writes it to the file. If the
     /// write fails the entry stays in memory (readers see it) and the next append or
     /// [`TxnIndex::write_pending`] writes it.
     pub fn append(&mut self, entry: AbortedTxnEntry) -> Result<(), LogError> {
-        if let Some(last) = self.entries.last() {
+        assert!(
+            entry.first_offset <= entry.last_offset,
+            "a transaction begins before its marker: {entry:?}"
+        );
+        let entries = self.loaded_mut()?;
+        if let Some(last) = entries.last() {
             assert!(
                 entry.last_offset > last.last_offset,
                 "aborted transaction markers are indexed in order: {entry:?} after {last:?}"
             );
         }
-        assert!(
-            entry.first_offset <= entry.last_offset,
-            "a transaction begins before its marker: {entry:?}"
-        );
-        self.entries.push(entry);
+        entries.push(entry);
+        self.count += 1;
         self.write_pending()
     }
 
@@ -153,10 +203,13 @@ impl TxnIndex {
             self.persisted = 0;
             self.rewrite_pending = false;
         }
-        if self.persisted == self.entries.len() {
+        let Some(entries) = &self.loaded else {
+            return Ok(());
+        };
+        if self.persisted == entries.len() {
             return Ok(());
         }
-        let bytes: Vec<u8> = self.entries[self.persisted..]
+        let bytes: Vec<u8> = entries[self.persisted..]
             .iter()
             .flat_map(|entry| entry.encode())
             .collect();
@@ -172,28 +225,32 @@ impl TxnIndex {
             let _ = file.set_len(position);
             return Err(error).at(&self.path);
         }
-        self.persisted = self.entries.len();
+        self.persisted = entries.len();
         Ok(())
     }
 
     /// The marker offset of the oldest entry not yet in the file, if any.
     pub fn first_pending_marker(&self) -> Option<Offset> {
+        let entries = self.loaded.as_ref()?;
         let first = match self.rewrite_pending {
             true => 0,
             false => self.persisted,
         };
-        self.entries.get(first).map(|entry| entry.last_offset)
+        entries.get(first).map(|entry| entry.last_offset)
     }
 
     /// Drops the entries whose marker is at or after `offset` (the log was truncated there).
     pub fn truncate_from(&mut self, offset: Offset) -> Result<(), LogError> {
-        let keep = self
-            .entries
-            .partition_point(|entry| entry.last_offset < offset);
-        if keep == self.entries.len() {
+        if self.count == 0 {
             return Ok(());
         }
-        self.entries.truncate(keep);
+        let entries = self.loaded_mut()?;
+        let keep = entries.partition_point(|entry| entry.last_offset < offset);
+        if keep == entries.len() {
+            return Ok(());
+        }
+        entries.truncate(keep);
+        self.count = keep;
         if keep == 0 {
             self.rewrite_pending = true;
             return self.write_pending();
@@ -217,7 +274,8 @@ impl TxnIndex {
                 .all(|pair| pair[0].last_offset < pair[1].last_offset),
             "aborted transaction markers are indexed in order"
         );
-        self.entries = entries;
+        self.count = entries.len();
+        self.loaded = Some(entries);
         self.rewrite_pending = true;
         self.write_pending()
     }
@@ -226,19 +284,23 @@ impl TxnIndex {
     /// `collectAbortedTxns`): marker at or after `from`, first offset before `to`. Returns
     /// whether the search is complete: an entry's last stable offset at or past `to` means no
     /// transaction aborted later began before `to`.
-    pub fn collect(&self, from: Offset, to: Offset, out: &mut Vec<AbortedTxnEntry>) -> bool {
-        let start = self
-            .entries
-            .partition_point(|entry| entry.last_offset < from);
-        for entry in &self.entries[start..] {
+    pub fn collect(
+        &self,
+        from: Offset,
+        to: Offset,
+        out: &mut Vec<AbortedTxnEntry>,
+    ) -> Result<bool, LogError> {
+        let entries = self.entries()?;
+        let start = entries.partition_point(|entry| entry.last_offset < from);
+        for entry in &entries[start..] {
             if entry.first_offset < to {
                 out.push(*entry);
             }
             if entry.last_stable_offset >= to {
-                return true;
+                return Ok(true);
             }
         }
-        false
+        Ok(false)
     }
 }
 
@@ -296,12 +358,12 @@ mod tests {
         assert_eq!(bytes.len(), 2 * ENTRY_BYTES);
         assert_eq!(&bytes[0..10], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
         let loaded = load(&path);
-        assert_eq!(loaded.entries(), index.entries());
+        assert_eq!(loaded.entries().unwrap(), index.entries().unwrap());
         let mut found = Vec::new();
-        loaded.collect(Offset(11), Offset(100), &mut found);
+        loaded.collect(Offset(11), Offset(100), &mut found).unwrap();
         assert_eq!(found, [entry(8, 2, 12)]);
         found.clear();
-        loaded.collect(Offset(0), Offset(3), &mut found);
+        loaded.collect(Offset(0), Offset(3), &mut found).unwrap();
         assert_eq!(found, [entry(8, 2, 12)], "producer 7 began at 3");
     }
 
@@ -316,14 +378,14 @@ mod tests {
         index.append(with_lso(1, 0, 4, 2)).unwrap();
         index.append(with_lso(2, 2, 6, 7)).unwrap();
         let mut found = Vec::new();
-        assert!(!index.collect(Offset(0), Offset(8), &mut found));
+        assert!(!index.collect(Offset(0), Offset(8), &mut found).unwrap());
         assert_eq!(found.len(), 2);
         found.clear();
-        assert!(index.collect(Offset(0), Offset(7), &mut found));
+        assert!(index.collect(Offset(0), Offset(7), &mut found).unwrap());
         assert_eq!(found.len(), 2);
         found.clear();
         assert!(
-            !index.collect(Offset(7), Offset(9), &mut found),
+            !index.collect(Offset(7), Offset(9), &mut found).unwrap(),
             "nothing at or after 7"
         );
         assert!(found.is_empty());
@@ -338,13 +400,13 @@ mod tests {
             index.append(entry(producer, 0, last)).unwrap();
         }
         index.truncate_from(Offset(6)).unwrap();
-        assert_eq!(load(&path).entries(), [entry(1, 0, 4)]);
+        assert_eq!(load(&path).entries().unwrap().as_ref(), [entry(1, 0, 4)]);
         index.append(entry(4, 5, 7)).unwrap();
-        assert_eq!(load(&path).entries().len(), 2);
+        assert_eq!(load(&path).entries().unwrap().len(), 2);
         index.truncate_from(Offset(0)).unwrap();
         assert!(!path.exists(), "an empty index has no file");
         index.append(entry(5, 1, 2)).unwrap();
-        assert_eq!(load(&path).entries(), [entry(5, 1, 2)]);
+        assert_eq!(load(&path).entries().unwrap().as_ref(), [entry(5, 1, 2)]);
     }
 
     #[test]
@@ -355,7 +417,7 @@ mod tests {
         index.append(entry(1, 0, 4)).unwrap();
         index.append(entry(2, 0, 6)).unwrap();
         index.replace(vec![entry(3, 1, 5)]).unwrap();
-        assert_eq!(load(&path).entries(), [entry(3, 1, 5)]);
+        assert_eq!(load(&path).entries().unwrap().as_ref(), [entry(3, 1, 5)]);
         index.replace(Vec::new()).unwrap();
         assert!(!path.exists());
     }
@@ -371,11 +433,42 @@ mod tests {
             "its directory is missing"
         );
         assert_eq!(index.first_pending_marker(), Some(Offset(4)));
-        assert_eq!(index.entries(), [entry(1, 0, 4)], "readers still see it");
+        assert_eq!(
+            index.entries().unwrap().as_ref(),
+            [entry(1, 0, 4)],
+            "readers still see it"
+        );
         std::fs::create_dir(&missing).unwrap();
         index.append(entry(2, 5, 6)).unwrap();
         assert_eq!(index.first_pending_marker(), None);
-        assert_eq!(load(&path).entries(), [entry(1, 0, 4), entry(2, 5, 6)]);
+        assert_eq!(
+            load(&path).entries().unwrap().as_ref(),
+            [entry(1, 0, 4), entry(2, 5, 6)]
+        );
+    }
+
+    #[test]
+    fn an_unloaded_index_reads_its_file_and_loads_it_to_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.txnindex");
+        let mut index = TxnIndex::new(&path);
+        index.append(entry(1, 0, 4)).unwrap();
+        index.append(entry(2, 5, 6)).unwrap();
+        index.unload();
+        assert!(index.loaded.is_none());
+        let mut found = Vec::new();
+        index.collect(Offset(5), Offset(7), &mut found).unwrap();
+        assert_eq!(found, [entry(2, 5, 6)]);
+        index.truncate_from(Offset(6)).unwrap();
+        assert_eq!(load(&path).entries().unwrap().as_ref(), [entry(1, 0, 4)]);
+        index.unload();
+        std::fs::write(&path, b"damaged since it was checked").unwrap();
+        assert!(matches!(index.entries(), Err(LogError::Corrupt { .. })));
+        let mut empty = TxnIndex::new(&dir.path().join("none.txnindex"));
+        empty.unload();
+        assert!(empty.entries().unwrap().is_empty(), "no file, no read");
+        empty.append(entry(3, 7, 8)).unwrap();
+        assert_eq!(empty.entries().unwrap().len(), 1);
     }
 
     #[test]

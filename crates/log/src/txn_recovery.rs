@@ -88,7 +88,7 @@ pub(crate) fn check(
         None if doubtful => scan_aborts(segment)?,
         None => return Ok(None),
     };
-    let entries = segment.txn_index.entries();
+    let entries = segment.txn_index.entries()?;
     let kept: Vec<AbortedTxnEntry> = entries
         .iter()
         .filter(|entry| {

@@ -507,7 +507,7 @@ fn log_bases(dir: &Path) -> Vec<i64> {
 fn check_read_committed(log: &Log, model: &Model, lso: i64) -> Result<(), TestCaseError> {
     let start = log.log_start_offset();
     let read = log.read(start, usize::MAX, Offset(lso)).unwrap();
-    let mut aborted: Vec<AbortedTxnEntry> = log.aborted_txns(start, Offset(lso));
+    let mut aborted: Vec<AbortedTxnEntry> = log.aborted_txns(start, Offset(lso)).unwrap();
     aborted.sort_by_key(|entry| entry.first_offset);
     let mut aborted = aborted.into_iter().peekable();
     let mut aborting: std::collections::HashSet<i64> = Default::default();

@@ -242,7 +242,10 @@ fn spans(entries: &[AbortedTxnEntry]) -> Vec<(i64, i64, i64)> {
 }
 
 fn check_aborted(log: &Log, model: &Model, txns: &Txns) -> Result<(), TestCaseError> {
-    let listed = spans(&log.aborted_txns(Offset(model.start()), Offset(model.end())));
+    let listed = spans(
+        &log.aborted_txns(Offset(model.start()), Offset(model.end()))
+            .unwrap(),
+    );
     prop_assert_eq!(listed, txns.between(model.start(), model.end()));
     Ok(())
 }
@@ -331,7 +334,7 @@ fn apply_txn(
         }
         Op::Aborted { from, to } => {
             let (from, to) = (model.point(from), model.point(to));
-            let listed = spans(&log.aborted_txns(Offset(from), Offset(to)));
+            let listed = spans(&log.aborted_txns(Offset(from), Offset(to)).unwrap());
             prop_assert_eq!(listed, txns.between(from, to), "{}..{}", from, to);
         }
         _ => unreachable!("not a transaction op: {op:?}"),

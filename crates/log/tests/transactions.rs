@@ -85,6 +85,7 @@ impl Writer {
 
 fn aborted(log: &Log) -> Vec<AbortedTxnEntry> {
     log.aborted_txns(log.log_start_offset(), log.log_end_offset())
+        .unwrap()
 }
 
 /// (producer, first offset, marker offset): what a rebuilt entry must keep (its last stable
@@ -159,7 +160,7 @@ fn aborted_transactions_are_found_for_any_range_and_only_segments_with_aborts_ha
                 .copied()
                 .collect();
             assert_eq!(
-                w.log.aborted_txns(Offset(from), Offset(to)),
+                w.log.aborted_txns(Offset(from), Offset(to)).unwrap(),
                 expected,
                 "{from}..{to}"
             );

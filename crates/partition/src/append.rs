@@ -218,12 +218,15 @@ impl Partition {
     }
 
     /// The aborted transactions with records in `from..to`, for a read_committed fetch: from
-    /// the log's aborted-transaction index (Kafka's `collectAbortedTransactions`).
-    pub fn aborted_transactions(&self, from: Offset, to: Offset) -> Vec<crate::AbortedTxn> {
-        let store = self.store.lock();
-        let entries = store.log.aborted_txns(from, to);
-        drop(store);
-        entries.into_iter().map(crate::AbortedTxn::from).collect()
+    /// the log's aborted-transaction index (Kafka's `collectAbortedTransactions`), which reads
+    /// the files of inactive segments that have aborts.
+    pub fn aborted_transactions(
+        &self,
+        from: Offset,
+        to: Offset,
+    ) -> Result<Vec<crate::AbortedTxn>, PartitionError> {
+        let entries = self.store.lock().log.aborted_txns(from, to)?;
+        Ok(entries.into_iter().map(crate::AbortedTxn::from).collect())
     }
 
     /// Where the acknowledgement of an append stands now.

@@ -88,7 +88,7 @@ impl Partition {
             let end = Batches::new(&records)
                 .last()
                 .map_or(offset, |(last, _)| last.next_offset());
-            let aborted = store.log.aborted_txns(offset, end);
+            let aborted = store.log.aborted_txns(offset, end)?;
             read.aborted = Some(aborted.into_iter().map(crate::AbortedTxn::from).collect());
         }
         drop(store);

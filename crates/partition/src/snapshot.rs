@@ -110,7 +110,7 @@ impl Snapshots {
             match read(&self.dir, offset) {
                 Ok(states) => return Some((offset, states)),
                 Err(error) => {
-                    tracing::warn!(dir = %self.dir.display(), %offset, %error, "deleting an unusable producer state snapshot");
+                    tracing::warn!(dir = %self.dir.display(), %offset, %error, "ignoring the producer state snapshot, unusable; deleting it");
                     self.delete([offset]);
                     // Not reading it again, whether or not the deletion worked.
                     self.offsets.remove(&offset);

@@ -135,6 +135,10 @@ impl Store {
         if offset >= self.log.log_end_offset() {
             return Ok(());
         }
+        if offset < self.log.log_start_offset() {
+            // The log restarts empty at `offset`: no snapshot describes that log.
+            self.snapshots.delete_all();
+        }
         self.log.truncate_to(offset)?;
         self.rebuild_producers()
     }

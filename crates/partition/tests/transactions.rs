@@ -115,14 +115,17 @@ fn an_open_transaction_holds_the_last_stable_offset_until_its_marker() {
     assert_eq!(end(&p, 8, 0, MarkerType::Abort), Offset(8));
     assert_eq!(p.last_stable_offset(), Offset(9));
     assert_eq!(
-        p.aborted_transactions(Offset(0), Offset(9)),
+        p.aborted_transactions(Offset(0), Offset(9)).unwrap(),
         [AbortedTxn {
             producer_id: ProducerId(8),
             first_offset: Offset(6),
             marker_offset: Offset(8),
         }]
     );
-    assert!(p.aborted_transactions(Offset(0), Offset(6)).is_empty());
+    assert!(p
+        .aborted_transactions(Offset(0), Offset(6))
+        .unwrap()
+        .is_empty());
     // The producer's next transaction continues its sequence.
     assert_eq!(write(&p, txn_batch(7, 0, 3, 1)), Offset(9));
     assert_eq!(p.last_stable_offset(), Offset(9));
@@ -172,6 +175,7 @@ fn transactions_survive_a_clean_restart_and_a_crash() {
     assert_eq!(p.last_stable_offset(), Offset(3));
     let aborted: Vec<i64> = p
         .aborted_transactions(Offset(3), Offset(7))
+        .unwrap()
         .iter()
         .map(|txn| txn.producer_id.0)
         .collect();
@@ -207,7 +211,10 @@ fn a_follower_keeps_the_leaders_transactions() {
         Offset(3),
         "producer 6's transaction is open"
     );
-    assert_eq!(f.aborted_transactions(Offset(0), Offset(4)).len(), 1);
+    assert_eq!(
+        f.aborted_transactions(Offset(0), Offset(4)).unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -310,6 +317,7 @@ fn small() -> LogConfig {
 
 fn all_aborted(p: &Partition) -> Vec<AbortedTxn> {
     p.aborted_transactions(p.log_start_offset(), p.log_end_offset())
+        .unwrap()
 }
 
 /// Each producer's next sequence.
@@ -514,6 +522,7 @@ fn a_follower_truncating_its_tail_drops_the_tails_aborts_and_keeps_older_transac
     assert_eq!(all_aborted(&f), expected[..expected.len() - 1]);
     assert!(f
         .aborted_transactions(marker_7, marker_7.plus(1))
+        .unwrap()
         .is_empty());
     // Producer 6's transaction, begun segments before the truncation, is still open here: the
     // new leader's ABORT for it is indexed with its first offset.
