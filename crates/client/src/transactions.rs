@@ -297,8 +297,11 @@ impl TransactionalProducer {
                 },
                 Err(error) => error,
             };
-            let moved = error.is_coordinator_refreshable() || error.is_connection_failure();
-            if !(is_not_now(&error) || error.is_connection_failure()) || !backoff.wait().await {
+            // A lost connection to the coordinator is opened again; a lost bootstrap
+            // connection (where the coordinator is looked up) is the caller's to replace.
+            let lost = error.is_connection_failure() && !self.bootstrap.is_closed();
+            let moved = error.is_coordinator_refreshable() || lost;
+            if !(is_not_now(&error) || lost) || !backoff.wait().await {
                 return Err(error);
             }
             if moved {
