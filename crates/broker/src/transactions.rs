@@ -12,7 +12,7 @@
 //!   ([`write`]), then handed back to the coordinator; what comes out (the reply, markers to
 //!   send, the next record) is carried out by [`carry_out`].
 //! - Markers ([`send_markers`]) go to every partition of the transaction: written here through
-//!   [`write_marker`] when this node leads the partition, else by WriteTxnMarkers to its
+//!   [`begin_marker`] and [`finish_marker`] when this node leads the partition, else by WriteTxnMarkers to its
 //!   leader; retried until each is written or the transaction is no longer this node's.
 //! - A ticker aborts transactions past their timeout and expires idle transactional ids.
 //!
@@ -23,10 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
-use kafka_protocol::messages::{TopicName, WriteTxnMarkersRequest};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, TopicName, TransactionalId, WriteTxnMarkersRequest,
+};
 use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use strom_client::connection::{Connection, ConnectionOptions};
@@ -36,7 +41,7 @@ use strom_coordinator::transactions::{
 };
 use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use strom_metadata::{CommandResult, MetadataCommand};
-use strom_partition::{Acks, AppendOptions, Partition, PartitionError, ReadBound};
+use strom_partition::{AckWait, Acks, AppendOptions, Partition, PartitionError, ReadBound};
 use strom_protocol::control::{Marker, MarkerType};
 use strom_types::{
     BrokerId, CoordinatorEpoch, ErrorCode, LeaderEpoch, Offset, PartitionIndex, ProducerEpoch,
@@ -223,6 +228,7 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
     };
     let runtime = &broker.transactions;
     let mut loaded = runtime.loaded.lock();
+    let (mut newly_loaded, mut loaded_ids) = (0, 0);
     for partition in &topic.partitions {
         let index = partition.index();
         let epoch = partition.leader_epoch();
@@ -251,11 +257,13 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
         for (position, error) in &outcome.skipped {
             tracing::warn!(partition = %index, position, %error, "skipping an unreadable transaction state record");
         }
-        tracing::info!(
+        tracing::debug!(
             partition = %index,
             transactional_ids = outcome.transactional_ids,
             "coordinating the transactions of a state partition"
         );
+        loaded_ids += outcome.transactional_ids;
+        newly_loaded += 1;
         loaded.insert(index, epoch);
         for markers in outcome.markers {
             tokio::spawn(send_markers(broker.clone(), markers));
@@ -263,6 +271,13 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
         for write in outcome.writes {
             spawn_write(broker.clone(), write, Duration::ZERO);
         }
+    }
+    if newly_loaded > 0 {
+        tracing::info!(
+            partitions = newly_loaded,
+            transactional_ids = loaded_ids,
+            "coordinating the transactions of {TRANSACTION_STATE_TOPIC} partitions"
+        );
     }
 }
 
@@ -337,8 +352,10 @@ async fn append(broker: &Arc<Broker>, pending: &PendingWrite) -> Result<(), Erro
     if partition.leader_epoch().0 != pending.coordinator_epoch().0 {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
-    let mut batch =
-        crate::groups::encode_batch(vec![(pending.key().clone(), pending.value().cloned())])?;
+    let mut batch = crate::groups::encode_batch(
+        vec![(pending.key().clone(), pending.value().cloned())],
+        None,
+    )?;
     let options = AppendOptions {
         acks: Acks::All,
         log_append_time: None,
@@ -458,19 +475,28 @@ async fn send_markers_once(
     let mut cancel = false;
     for (leader, partitions) in by_leader {
         let results = if leader == broker.config.node_id {
-            let mut results = Vec::with_capacity(partitions.len());
-            for (topic, index) in partitions {
-                let error = write_marker(
-                    broker,
-                    &topic,
-                    PartitionIndex(index),
-                    markers.producer_id,
-                    markers.producer_epoch,
-                    markers.coordinator_epoch,
-                    markers.commit,
-                )
-                .await;
-                results.push(((topic, index), error));
+            let begun: Vec<_> = partitions
+                .into_iter()
+                .map(|(topic, index)| {
+                    let begun = begin_marker(
+                        broker,
+                        &topic,
+                        PartitionIndex(index),
+                        markers.producer_id,
+                        markers.producer_epoch,
+                        markers.coordinator_epoch,
+                        markers.commit,
+                    );
+                    ((topic, index), begun)
+                })
+                .collect();
+            let mut results = Vec::with_capacity(begun.len());
+            for (partition, begun) in begun {
+                let error = match begun {
+                    Ok(wait) => finish_marker(broker, wait).await,
+                    Err(error) => error,
+                };
+                results.push((partition, error));
             }
             results
         } else {
@@ -563,26 +589,135 @@ async fn send_remote(
         .collect()
 }
 
-/// Writes one marker to a partition this node leads and waits until the ISR has it on disk
-/// (WriteTxnMarkers, or the coordinator's own markers). After a marker in `__consumer_offsets`,
-/// the group coordinator applies or drops the producer's transactional offsets.
-pub async fn write_marker(
+/// Whether `partitions` are in the producer's open transaction (KIP-890 part 1): the
+/// coordinator's answer per partition, asked of this node's coordinator or, by AddPartitionsToTxn
+/// v5 with `verify_only`, of another broker's.
+pub async fn verify(
     broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partitions: &[TopicPartition],
+) -> HashMap<TopicPartition, ErrorCode> {
+    match locate(broker, transactional_id) {
+        Err(error) => partitions.iter().map(|p| (p.clone(), error.code)).collect(),
+        Ok(leader) if leader == broker.node() => broker
+            .transactions
+            .coordinator()
+            .verify_partitions(transactional_id, producer_id, producer_epoch, partitions)
+            .into_iter()
+            .collect(),
+        Ok(leader) => {
+            verify_remote(
+                broker,
+                leader.0,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+            )
+            .await
+        }
+    }
+}
+
+/// AddPartitionsToTxn v5 with `verify_only`, to the coordinator on broker `coordinator`.
+pub async fn verify_remote(
+    broker: &Arc<Broker>,
+    coordinator: i32,
+    transactional_id: &str,
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+    partitions: &[TopicPartition],
+) -> HashMap<TopicPartition, ErrorCode> {
+    let fail = |error| -> HashMap<TopicPartition, ErrorCode> {
+        partitions.iter().map(|p| (p.clone(), error)).collect()
+    };
+    let connection = match broker.transactions.peer(broker, coordinator).await {
+        Ok(connection) => connection,
+        Err(error) => return fail(error),
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, index) in partitions {
+        topics.entry(topic.as_str()).or_default().push(*index);
+    }
+    let transaction = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(crate::handlers::str_bytes(
+            transactional_id.to_owned(),
+        )))
+        .with_producer_id(kafka_protocol::messages::ProducerId(producer_id.0))
+        .with_producer_epoch(producer_epoch.0)
+        .with_verify_only(true)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(crate::handlers::str_bytes(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+    let response = match connection.send_versioned(&request, 5, 10_000).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(%error, "cannot verify a partition with the transaction coordinator");
+            return fail(ErrorCode::CoordinatorNotAvailable);
+        }
+    };
+    if response.error_code != 0 {
+        return fail(
+            ErrorCode::from_code(response.error_code).unwrap_or(ErrorCode::UnknownServerError),
+        );
+    }
+    let mut verdicts = HashMap::new();
+    for result in response.results_by_transaction {
+        for topic in result.topic_results {
+            for partition in topic.results_by_partition {
+                verdicts.insert(
+                    (topic.name.as_str().to_owned(), partition.partition_index),
+                    ErrorCode::from_code(partition.partition_error_code)
+                        .unwrap_or(ErrorCode::UnknownServerError),
+                );
+            }
+        }
+    }
+    verdicts
+}
+
+/// A marker appended here, waiting for the ISR.
+pub struct MarkerWait {
+    topic: String,
+    index: PartitionIndex,
+    partition: Arc<Partition>,
+    ack: AckWait,
+    producer_id: ProducerId,
+    commit: bool,
+}
+
+/// Appends one marker to a partition this node leads (WriteTxnMarkers, or the coordinator's
+/// own markers). Markers for several partitions are all appended before any is waited for
+/// ([`finish_marker`]), so one group commit covers them.
+pub fn begin_marker(
+    broker: &Broker,
     topic: &str,
     index: PartitionIndex,
     producer_id: ProducerId,
     producer_epoch: ProducerEpoch,
     coordinator_epoch: CoordinatorEpoch,
     commit: bool,
-) -> ErrorCode {
-    let Some(registered) = broker.topics.get(topic) else {
-        return ErrorCode::UnknownTopicOrPartition;
-    };
-    let Some(partition) = registered.partition(index).cloned() else {
-        return ErrorCode::NotLeaderOrFollower;
-    };
+) -> Result<MarkerWait, ErrorCode> {
+    let registered = broker
+        .topics
+        .get(topic)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    let partition = registered
+        .partition(index)
+        .cloned()
+        .ok_or(ErrorCode::NotLeaderOrFollower)?;
     if !partition.is_leader() {
-        return ErrorCode::NotLeaderOrFollower;
+        return Err(ErrorCode::NotLeaderOrFollower);
     }
     let marker = Marker {
         kind: if commit {
@@ -597,24 +732,37 @@ pub async fn write_marker(
         log_append_time: None,
         min_insync_replicas: registered.config.min_insync_replicas,
     };
-    let appended = match partition.append_marker(
+    let appended = partition
+        .append_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            TimestampMs::now(),
+            options,
+        )
+        .map_err(|error| partition_error(&error))?;
+    Ok(MarkerWait {
+        topic: topic.to_owned(),
+        index,
+        partition,
+        ack: appended.ack,
         producer_id,
-        producer_epoch,
-        marker,
-        TimestampMs::now(),
-        options,
-    ) {
-        Ok(appended) => appended,
-        Err(error) => return partition_error(&error),
-    };
+        commit,
+    })
+}
+
+/// Waits until the ISR has an appended marker on disk. After a marker in
+/// `__consumer_offsets`, the group coordinator applies or drops the producer's transactional
+/// offsets.
+pub async fn finish_marker(broker: &Broker, wait: MarkerWait) -> ErrorCode {
     let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-    if let Err(error) = partition.wait_acknowledged(&appended.ack, deadline).await {
+    if let Err(error) = wait.partition.wait_acknowledged(&wait.ack, deadline).await {
         return partition_error(&error);
     }
-    if topic == OFFSETS_TOPIC {
+    if wait.topic == OFFSETS_TOPIC {
         broker
             .groups
-            .complete_transaction(index, producer_id, commit);
+            .complete_transaction(wait.index, wait.producer_id, wait.commit);
     }
     ErrorCode::None
 }

@@ -9,6 +9,7 @@ mod group;
 mod produce;
 mod server;
 mod topic;
+mod txn;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,10 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe, reset the offsets of, and delete consumer groups.
     Group(group::GroupArgs),
+    /// List, describe and abort transactions.
+    Txn(txn::TxnArgs),
+    /// Show the producers a partition remembers: id, epoch, last sequence, open transaction.
+    Producers(txn::ProducersArgs),
     /// Show the cluster: its id, brokers and controller quorum.
     Cluster(cluster::ClusterArgs),
     /// Measure any Kafka-compatible broker: produce, consume, end-to-end latency, the suite.
@@ -81,6 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(args) => group::run(args),
+        Command::Txn(args) => txn::run(args),
+        Command::Producers(args) => txn::run_producers(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Bench(args) => bench::run(args),
     };

@@ -47,6 +47,8 @@ use crate::{BrokerMetadata, Client, ClientError};
 /// The protocol type of groups formed by Kafka consumers.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
+/// FindCoordinator's key type for transactional ids.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// FindCoordinator's key type for consumer groups.
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -214,16 +216,37 @@ pub struct PartitionOffset {
 impl Client {
     /// The broker coordinating a group, retrying while the coordinator is not available.
     pub async fn find_coordinator(&self, group: &str) -> Result<BrokerMetadata, ClientError> {
+        self.find_coordinator_of(KEY_TYPE_GROUP, group).await
+    }
+
+    /// The transaction coordinator of a transactional id (FindCoordinator key type 1).
+    pub async fn find_transaction_coordinator(
+        &self,
+        transactional_id: &str,
+    ) -> Result<BrokerMetadata, ClientError> {
+        self.find_coordinator_of(KEY_TYPE_TRANSACTION, transactional_id)
+            .await
+    }
+
+    async fn find_coordinator_of(
+        &self,
+        key_type: i8,
+        key: &str,
+    ) -> Result<BrokerMetadata, ClientError> {
         let mut attempt = 0;
         loop {
-            match self.try_find_coordinator(group).await {
+            match self.try_find_coordinator(key_type, key).await {
                 Err(error) if self.retry(&error, &mut attempt, None, true).await => continue,
                 result => return result,
             }
         }
     }
 
-    async fn try_find_coordinator(&self, group: &str) -> Result<BrokerMetadata, ClientError> {
+    async fn try_find_coordinator(
+        &self,
+        key_type: i8,
+        group: &str,
+    ) -> Result<BrokerMetadata, ClientError> {
         let connection = self.any_connection().await?;
         let version = connection.version::<FindCoordinatorRequest>()?;
         let key = StrBytes::from_string(group.to_string());
@@ -232,7 +255,7 @@ impl Client {
         } else {
             FindCoordinatorRequest::default().with_key(key)
         }
-        .with_key_type(KEY_TYPE_GROUP);
+        .with_key_type(key_type);
         let response = connection
             .send_versioned(&request, version, self.request_timeout_ms())
             .await?;
@@ -298,7 +321,7 @@ impl Client {
         Req::Response: CoordinatorResponse,
         Build: Fn(i16) -> Req,
     {
-        let coordinator = self.try_find_coordinator(group).await?;
+        let coordinator = self.try_find_coordinator(KEY_TYPE_GROUP, group).await?;
         let connection = self.node_connection(coordinator).await?;
         let version = connection.version::<Req>()?;
         let response = connection

@@ -13,6 +13,8 @@
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
+//! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
+//!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
 //!   describe (with decoded assignments), committed offsets, the admin commit, deletes.
 //! - [`transactions`] is the producer's side of idempotence and transactions: producer ids,
@@ -27,6 +29,7 @@
 //! broker over in-memory topics whose `groups` child answers the group APIs; both can be told
 //! to misbehave.
 
+pub mod admin_txn;
 pub mod client;
 pub mod cluster;
 pub mod connection;
@@ -47,6 +50,7 @@ mod fake_broker;
 #[cfg(test)]
 mod group_tests;
 
+pub use admin_txn::{AbortSpec, ProducerListing, TransactionDescription, TransactionListing};
 pub use client::{
     Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
     FetchPosition, FetchedPartition, OffsetSpec,

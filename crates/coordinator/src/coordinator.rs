@@ -5,6 +5,14 @@
 //! partition), writes the records to `__consumer_offsets`, waits for the fsync, then calls
 //! [`GroupCoordinator::apply_commit`].
 //!
+//! Transactional offset commits (TxnOffsetCommit) take the same two steps and a third: the
+//! runtime asks [`GroupCoordinator::validate_txn_commit`], registers the offsets with
+//! [`GroupCoordinator::begin_txn_offsets`], writes them in one transactional batch, and
+//! reports the outcome with [`GroupCoordinator::stage_txn_offsets`] (durable) or
+//! [`GroupCoordinator::abandon_txn_offsets`] (failed). They stay pending (see
+//! [`crate::txn_offsets`]) until the producer's marker in that `__consumer_offsets` partition
+//! ends the transaction: [`GroupCoordinator::complete_transaction`].
+//!
 //! Every request that can create a group or lead to a record (join, sync, heartbeats, leave,
 //! commits, deletes) has its group id checked with [`crate::limits`] before anything else, so a
 //! group id no record could hold never becomes state or a record; look-ups (describe, fetch)
@@ -13,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Buf, Bytes};
-use strom_types::ErrorCode;
+use strom_types::{ErrorCode, Offset, PartitionIndex, ProducerId};
 
 use crate::assignors::Assignment;
 use crate::consumer_group::{
@@ -24,7 +32,8 @@ use crate::group::{
     SyncResponse,
 };
 use crate::limits::{self, check_group_id, check_group_id_not_empty};
-use crate::offsets::{CommittedOffset, OffsetKey, OffsetsRecord};
+use crate::offsets::{self, CommittedOffset, OffsetKey, OffsetsRecord};
+use crate::txn_offsets::{PendingOffset, PendingTxnOffsets};
 
 /// The coordinator's settings, with Kafka's names and defaults.
 #[derive(Debug, Clone, Copy)]
@@ -95,8 +104,20 @@ pub struct GroupListing {
     pub state: GroupState,
 }
 
+/// A committed offset and where its record is in `__consumer_offsets`, when known: a
+/// transaction's offsets become committed only if no later record committed that partition
+/// meanwhile (Kafka's rule; replaying the partition decides the same way).
+#[derive(Debug, Clone)]
+struct StoredOffset {
+    offset: CommittedOffset,
+    record_offset: Option<Offset>,
+}
+
 /// Committed offsets of one group id, by (topic, partition).
-type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+type GroupOffsets = BTreeMap<(String, i32), StoredOffset>;
+
+/// A group's offsets to commit: (topic, partition, offset).
+pub type OffsetCommits = Vec<(String, i32, CommittedOffset)>;
 
 /// A KIP-848 group as ConsumerGroupDescribe shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +151,8 @@ pub struct GroupCoordinator {
     groups: HashMap<String, Group>,
     consumer_groups: HashMap<String, ConsumerGroup>,
     offsets: HashMap<String, GroupOffsets>,
+    /// Transactional offsets waiting for their producer's marker.
+    pending_txn: PendingTxnOffsets,
 }
 
 impl GroupCoordinator {
@@ -147,6 +170,7 @@ impl GroupCoordinator {
             groups: HashMap::new(),
             consumer_groups: HashMap::new(),
             offsets: HashMap::new(),
+            pending_txn: PendingTxnOffsets::default(),
         }
     }
 
@@ -162,11 +186,13 @@ impl GroupCoordinator {
         self.consumer_groups.get(group_id)
     }
 
-    /// Whether any kind of group, or committed offsets, exist under `group_id`.
+    /// Whether any kind of group, committed offsets or pending transactional offsets exist
+    /// under `group_id`.
     pub fn exists(&self, group_id: &str) -> bool {
         self.groups.contains_key(group_id)
             || self.consumer_groups.contains_key(group_id)
             || self.offsets.contains_key(group_id)
+            || self.pending_txn.has_group(group_id)
     }
 
     /// Handles a JoinGroup; `fresh_member_id` is used if the member is new.
@@ -330,16 +356,20 @@ impl GroupCoordinator {
             group.tick(now_ms);
         }
         let expired = self.expire_offsets(now_ms);
-        let offsets = &self.offsets;
-        self.groups
-            .retain(|id, group| !group.is_idle() || offsets.contains_key(id));
+        // A group with an open transaction's offsets stays, as in Kafka, so that the marker
+        // commits them into a group that still exists.
+        let (offsets, pending) = (&self.offsets, &self.pending_txn);
+        let keep = |id: &String| offsets.contains_key(id) || pending.has_group(id);
+        self.groups.retain(|id, group| !group.is_idle() || keep(id));
         self.consumer_groups
-            .retain(|id, group| !group.members.is_empty() || offsets.contains_key(id));
+            .retain(|id, group| !group.members.is_empty() || keep(id));
         (outputs, expired)
     }
 
     /// `offsets.retention.minutes`: a group without members loses its offsets that long after
     /// it became empty; offsets committed outside any group expire that long after the commit.
+    /// An offset with a transactional commit pending does not expire until the transaction
+    /// ends (Kafka's `cleanupExpiredOffsets`).
     fn expire_offsets(&mut self, now_ms: i64) -> Vec<OffsetKey> {
         let retention_ms = self.config.offsets_retention_ms;
         let mut expired = Vec::new();
@@ -353,11 +383,12 @@ impl GroupCoordinator {
                 (None, None) => None,
                 _ => continue,
             };
-            offsets.retain(|(topic, partition), offset| {
-                let since = empty_since
-                    .unwrap_or(offset.commit_timestamp_ms)
-                    .max(offset.commit_timestamp_ms);
-                let keep = now_ms - since < retention_ms;
+            let pending = &self.pending_txn;
+            offsets.retain(|(topic, partition), stored| {
+                let committed_ms = stored.offset.commit_timestamp_ms;
+                let since = empty_since.unwrap_or(committed_ms).max(committed_ms);
+                let keep = now_ms - since < retention_ms
+                    || pending.is_pending(group_id, topic, *partition);
                 if !keep {
                     expired.push(OffsetKey {
                         group: group_id.clone(),
@@ -428,28 +459,66 @@ impl GroupCoordinator {
     /// Records offsets that are now durable. A group id with offsets but no group yet is an
     /// Empty classic group, as in Kafka, so that it shows in ListGroups. A commit none of whose
     /// partitions was written (all refused) changes nothing: it must not create a group.
-    pub fn apply_commit(
+    pub fn apply_commit(&mut self, group_id: &str, offsets: OffsetCommits, now_ms: i64) {
+        let stored = offsets.into_iter().map(|(topic, partition, offset)| {
+            let stored = StoredOffset {
+                offset,
+                record_offset: None,
+            };
+            (topic, partition, stored)
+        });
+        self.store_commits(group_id, stored.collect(), now_ms);
+    }
+
+    /// [`GroupCoordinator::apply_commit`] for offsets written as one batch whose first record
+    /// is at `first_record_offset` in `__consumer_offsets` (the others follow in order).
+    pub fn apply_commit_written(
         &mut self,
         group_id: &str,
-        offsets: Vec<(String, i32, CommittedOffset)>,
+        offsets: OffsetCommits,
+        first_record_offset: Offset,
+        now_ms: i64,
+    ) {
+        let stored = offsets
+            .into_iter()
+            .enumerate()
+            .map(|(index, (topic, partition, offset))| {
+                let stored = StoredOffset {
+                    offset,
+                    record_offset: Some(first_record_offset.plus(index as i64)),
+                };
+                (topic, partition, stored)
+            });
+        self.store_commits(group_id, stored.collect(), now_ms);
+    }
+
+    fn store_commits(
+        &mut self,
+        group_id: &str,
+        offsets: Vec<(String, i32, StoredOffset)>,
         now_ms: i64,
     ) {
         if offsets.is_empty() {
             return;
         }
+        self.ensure_group(group_id, now_ms);
+        let stored = self.offsets.entry(group_id.to_owned()).or_default();
+        for (topic, partition, offset) in offsets {
+            stored.insert((topic, partition), offset);
+        }
+    }
+
+    /// Offsets need a group: an Empty classic group unless a KIP-848 group has the id.
+    fn ensure_group(&mut self, group_id: &str, now_ms: i64) {
         assert_eq!(
             check_group_id(group_id),
             Ok(()),
-            "validate_commit refuses group ids no record can hold"
+            "validate_commit and validate_txn_commit refuse group ids no record can hold"
         );
         if !self.consumer_groups.contains_key(group_id) {
             self.groups
                 .entry(group_id.to_owned())
                 .or_insert_with(|| Group::new(group_id, now_ms));
-        }
-        let stored = self.offsets.entry(group_id.to_owned()).or_default();
-        for (topic, partition, offset) in offsets {
-            stored.insert((topic, partition), offset);
         }
     }
 
@@ -466,6 +535,236 @@ impl GroupCoordinator {
         }
     }
 
+    /// Applies one record replayed from `__consumer_offsets` at `record_offset`; `producer_id`
+    /// is the producer of the transactional batch that holds it, if it is in one. A
+    /// transactional commit is pending until that producer's marker
+    /// ([`GroupCoordinator::complete_transaction`]); a tombstone applies at once, in a
+    /// transaction or not, as in Kafka.
+    pub fn replay_at(
+        &mut self,
+        record: OffsetsRecord,
+        record_offset: Offset,
+        producer_id: Option<ProducerId>,
+        now_ms: i64,
+    ) {
+        match (record, producer_id) {
+            (OffsetsRecord::Commit(key, offset), None) => self.apply_commit_written(
+                &key.group,
+                vec![(key.topic, key.partition, offset)],
+                record_offset,
+                now_ms,
+            ),
+            (OffsetsRecord::Commit(key, offset), Some(producer_id)) => {
+                self.ensure_group(&key.group, now_ms);
+                let pending = PendingOffset {
+                    offset,
+                    record_offset: Some(record_offset),
+                };
+                let partition_key = (key.topic, key.partition);
+                self.pending_txn
+                    .put(&key.group, producer_id, partition_key, pending);
+            }
+            (record, _) => self.replay(record, now_ms),
+        }
+    }
+
+    /// Checks that a transactional producer may commit offsets for this group now
+    /// (TxnOffsetCommit; Kafka's `validateTransactionalOffsetCommit`). Unlike OffsetCommit:
+    /// a request without member id, generation and instance id (versions 0-2 carry none) is
+    /// accepted even while the group has members, since the producer may not be one, and a
+    /// group in CompletingRebalance takes the commit. With a member (v3+, KIP-447) the member
+    /// and its generation must be current, so a zombie consumer's offsets are refused. For a
+    /// KIP-848 group the generation is the member epoch; a stale one is ILLEGAL_GENERATION.
+    pub fn validate_txn_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ErrorCode> {
+        check_group_id_not_empty(group_id)?;
+        let anonymous = generation_id < 0 && member_id.is_empty() && instance_id.is_none();
+        if let Some(group) = self.consumer_groups.get(group_id) {
+            if anonymous || (generation_id < 0 && group.members.is_empty()) {
+                return Ok(());
+            }
+            return match group.validate_commit(member_id, generation_id) {
+                Err(ErrorCode::StaleMemberEpoch) => Err(ErrorCode::IllegalGeneration),
+                checked => checked,
+            };
+        }
+        let Some(group) = self.groups.get(group_id) else {
+            // Kafka creates a "simple" group for such a commit; ours appears once durable.
+            return match generation_id < 0 {
+                true => Ok(()),
+                false => Err(ErrorCode::IllegalGeneration),
+            };
+        };
+        match group.state() {
+            GroupState::Dead => return Err(ErrorCode::CoordinatorNotAvailable),
+            GroupState::Empty if generation_id < 0 => return Ok(()),
+            _ if anonymous => return Ok(()),
+            _ => {}
+        }
+        if let Some(error) = group.fencing_error(member_id, instance_id) {
+            return Err(error);
+        }
+        if generation_id != group.generation_id() {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Registers a transactional producer's offsets for `group_id` just before their batch is
+    /// appended, so that a marker ending the transaction during the write ends them too. The
+    /// runtime then calls [`GroupCoordinator::stage_txn_offsets`] once the batch is durable or
+    /// [`GroupCoordinator::abandon_txn_offsets`] if the write failed. Until the transaction
+    /// ends, OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for them.
+    pub fn begin_txn_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: ProducerId,
+        offsets: &[(String, i32, CommittedOffset)],
+    ) {
+        assert_eq!(
+            check_group_id_not_empty(group_id),
+            Ok(()),
+            "validate_txn_commit refuses group ids no record can hold"
+        );
+        for (topic, partition, offset) in offsets {
+            let pending = PendingOffset {
+                offset: offset.clone(),
+                record_offset: None,
+            };
+            self.pending_txn
+                .put(group_id, producer_id, (topic.clone(), *partition), pending);
+        }
+    }
+
+    /// The batch of [`GroupCoordinator::begin_txn_offsets`] is durable, its first record at
+    /// `first_record_offset` (the others follow in order): its offsets wait for the producer's
+    /// marker. An offset the marker (or a tombstone) already took is not staged again. Creates
+    /// the group (Empty) if there is none, as Kafka does for such a commit. Returns how many
+    /// offsets were staged.
+    pub fn stage_txn_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: ProducerId,
+        offsets: &[(String, i32, CommittedOffset)],
+        first_record_offset: Offset,
+        now_ms: i64,
+    ) -> usize {
+        let mut staged = 0;
+        for (index, (topic, partition, offset)) in offsets.iter().enumerate() {
+            let key = (topic.clone(), *partition);
+            let record_offset = first_record_offset.plus(index as i64);
+            staged += usize::from(self.pending_txn.mark_written(
+                group_id,
+                producer_id,
+                &key,
+                offset,
+                record_offset,
+            ));
+        }
+        if staged > 0 {
+            self.ensure_group(group_id, now_ms);
+        }
+        staged
+    }
+
+    /// The batch of [`GroupCoordinator::begin_txn_offsets`] was not written (or not made
+    /// durable): its offsets are no longer pending. The client is told and retries or aborts.
+    pub fn abandon_txn_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: ProducerId,
+        offsets: &[(String, i32, CommittedOffset)],
+    ) {
+        for (topic, partition, offset) in offsets {
+            let key = (topic.clone(), *partition);
+            self.pending_txn
+                .drop_in_flight(group_id, producer_id, &key, offset);
+        }
+    }
+
+    /// The producer's COMMIT (`commit`) or ABORT marker is durable in `__consumer_offsets`
+    /// partition `offsets_partition` (of `offsets_partition_count`): every group of that
+    /// partition with offsets of that producer pending commits them, or drops them. A
+    /// committed one replaces the group's committed offset unless that was written by a later
+    /// record (a plain OffsetCommit after the transaction's), as in Kafka. Returns how many
+    /// offsets became committed.
+    pub fn complete_transaction(
+        &mut self,
+        offsets_partition: PartitionIndex,
+        offsets_partition_count: i32,
+        producer_id: ProducerId,
+        commit: bool,
+        now_ms: i64,
+    ) -> usize {
+        let in_partition = |group: &str| {
+            offsets::partition_for(group, offsets_partition_count) == offsets_partition.0
+        };
+        let ended = self.pending_txn.take_producer(producer_id, in_partition);
+        if !commit {
+            return 0;
+        }
+        let mut committed = 0;
+        for (group_id, pending) in ended {
+            self.ensure_group(&group_id, now_ms);
+            let stored = self.offsets.entry(group_id).or_default();
+            for (key, pending) in pending {
+                let superseded = match (stored.get(&key), pending.record_offset) {
+                    (
+                        Some(StoredOffset {
+                            record_offset: Some(current),
+                            ..
+                        }),
+                        Some(record_offset),
+                    ) => *current > record_offset,
+                    _ => false,
+                };
+                if !superseded {
+                    let offset = StoredOffset {
+                        offset: pending.offset,
+                        record_offset: pending.record_offset,
+                    };
+                    stored.insert(key, offset);
+                    committed += 1;
+                }
+            }
+        }
+        committed
+    }
+
+    /// This node no longer leads `__consumer_offsets` partition `offsets_partition`: its
+    /// groups' pending transactional offsets are the new leader's to complete. Without this, a
+    /// marker written there would leave them pending here for good.
+    pub fn forget_transactions(
+        &mut self,
+        offsets_partition: PartitionIndex,
+        offsets_partition_count: i32,
+    ) {
+        self.pending_txn.remove_groups(
+            |group| offsets::partition_for(group, offsets_partition_count) == offsets_partition.0,
+            false,
+        );
+    }
+
+    /// Before replaying `__consumer_offsets` partition `offsets_partition`: drops its groups'
+    /// pending offsets whose records are written, since the replay stages them again from the
+    /// log (with the markers that ended them meanwhile). Offsets whose write is under way stay
+    /// for that write to stage.
+    pub fn forget_written_transactions(
+        &mut self,
+        offsets_partition: PartitionIndex,
+        offsets_partition_count: i32,
+    ) {
+        self.pending_txn.remove_groups(
+            |group| offsets::partition_for(group, offsets_partition_count) == offsets_partition.0,
+            true,
+        );
+    }
+
     /// Committed offsets of a group: for the named partitions (None where nothing is
     /// committed), or every committed one.
     pub fn fetch_offsets(
@@ -480,20 +779,46 @@ impl GroupCoordinator {
                 .map(|(topic, partition)| {
                     let found = stored
                         .and_then(|o| o.get(&(topic.clone(), *partition)))
-                        .cloned();
+                        .map(|stored| stored.offset.clone());
                     (topic.clone(), *partition, found)
                 })
                 .collect(),
             None => stored
                 .map(|o| {
                     o.iter()
-                        .map(|((topic, partition), offset)| {
-                            (topic.clone(), *partition, Some(offset.clone()))
+                        .map(|((topic, partition), stored)| {
+                            (topic.clone(), *partition, Some(stored.offset.clone()))
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    /// [`GroupCoordinator::fetch_offsets`] for a fetch with `require_stable` (KIP-447,
+    /// OffsetFetch v7+; read_committed consumers send it): a partition with a transactional
+    /// commit pending answers UNSTABLE_OFFSET_COMMIT, and the client retries until the
+    /// transaction ends, so it never starts from an offset that is about to change.
+    pub fn fetch_stable_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<(String, i32, Result<Option<CommittedOffset>, ErrorCode>)> {
+        self.fetch_offsets(group_id, partitions)
+            .into_iter()
+            .map(|(topic, partition, offset)| {
+                let result = match self.pending_txn.is_pending(group_id, &topic, partition) {
+                    true => Err(ErrorCode::UnstableOffsetCommit),
+                    false => Ok(offset),
+                };
+                (topic, partition, result)
+            })
+            .collect()
+    }
+
+    /// Whether a transaction's commit of (`topic`, `partition`) is pending in `group_id`.
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn.is_pending(group_id, topic, partition)
     }
 
     /// A classic group for DescribeGroups (None if there is none under this id).
@@ -593,25 +918,26 @@ impl GroupCoordinator {
         ) {
             (Some(group), _) => group.state == GroupState::Empty,
             (_, Some(group)) => group.members.is_empty(),
-            (None, None) if self.offsets.contains_key(group_id) => true,
+            (None, None) if self.exists(group_id) => true,
             (None, None) => return Err(ErrorCode::GroupIdNotFound),
         };
         if !idle {
             return Err(ErrorCode::NonEmptyGroup);
         }
-        Ok(self
-            .offsets
-            .get(group_id)
-            .map(|o| {
-                o.keys()
-                    .map(|(topic, partition)| OffsetKey {
-                        group: group_id.to_owned(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    })
-                    .collect()
+        // Tombstones for the pending transactional offsets too (Kafka's deleteAllOffsets), so
+        // that a replay drops them as the delete does and the marker brings nothing back.
+        let mut partitions = self.pending_txn.partitions_of(group_id);
+        if let Some(committed) = self.offsets.get(group_id) {
+            partitions.extend(committed.keys().cloned());
+        }
+        Ok(partitions
+            .into_iter()
+            .map(|(topic, partition)| OffsetKey {
+                group: group_id.to_owned(),
+                topic,
+                partition,
             })
-            .unwrap_or_default())
+            .collect())
     }
 
     pub fn forget(&mut self, group_id: &str) {
@@ -630,6 +956,9 @@ impl GroupCoordinator {
             self.consumer_groups.remove(group_id);
         }
         self.offsets.remove(group_id);
+        for key in self.pending_txn.partitions_of(group_id) {
+            self.pending_txn.remove_partition(group_id, &key);
+        }
     }
 
     /// OffsetDelete: a group may drop offsets of topics none of its members subscribe to.
@@ -674,6 +1003,8 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Removes offsets whose tombstones are durable (or replayed): committed ones, and the
+    /// pending transactional commits of those partitions, as Kafka's replay of a tombstone.
     pub fn remove_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) {
         if let Some(stored) = self.offsets.get_mut(group_id) {
             for key in partitions {
@@ -683,7 +1014,10 @@ impl GroupCoordinator {
                 self.offsets.remove(group_id);
             }
         }
-        if !self.offsets.contains_key(group_id) {
+        for key in partitions {
+            self.pending_txn.remove_partition(group_id, key);
+        }
+        if !self.offsets.contains_key(group_id) && !self.pending_txn.has_group(group_id) {
             if self.groups.get(group_id).is_some_and(|g| g.is_idle()) {
                 self.groups.remove(group_id);
             }

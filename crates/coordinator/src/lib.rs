@@ -11,6 +11,9 @@
 //!   may answer requests that arrived earlier (a JoinGroup waits for the rebalance, a
 //!   SyncGroup for the leader's assignment). Timeouts happen in [`GroupCoordinator::tick`],
 //!   which the runtime calls periodically with the time; tests drive it with a fake clock.
+//! - [`txn_offsets`]: transactional offset commits (TxnOffsetCommit) pending until their
+//!   producer's marker in `__consumer_offsets` commits or aborts them; the coordinator keeps
+//!   them and answers OffsetFetch with require_stable from them.
 //! - [`offsets`]: the `__consumer_offsets` record format (Kafka's own key and value layout),
 //!   so committed offsets are durable and rebuilt on start by replaying that topic.
 //! - [`limits`]: what every entry point refuses before it keeps or writes anything: group ids,
@@ -33,8 +36,9 @@ pub mod group;
 pub mod limits;
 pub mod offsets;
 pub mod transactions;
+pub mod txn_offsets;
 
-pub use coordinator::{GroupConfig, GroupCoordinator};
+pub use coordinator::{GroupConfig, GroupCoordinator, OffsetCommits};
 pub use transactions::{TransactionConfig, TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 
 /// The internal topic that stores committed offsets; its partition's leader coordinates the

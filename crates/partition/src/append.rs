@@ -1,6 +1,7 @@
 //! The leader's append path, shared by the produce handler and the group coordinator's
 //! `__consumer_offsets` writes: [`Partition::append_as_leader`] checks leadership, the ISR size
-//! and idempotent producers' sequences, writes the batches with the leader epoch stamped in,
+//! and idempotent producers' sequences ([`Partition::append_as_coordinator`] only their
+//! epochs), writes the batches with the leader epoch stamped in,
 //! moves the high watermark and wakes the followers' fetches; it returns what an acknowledgement
 //! must wait for. [`Partition::wait_acknowledged`] then waits for the group-commit fsync and for
 //! the ISR (the high watermark passing the records), on this partition's own waiters.
@@ -65,6 +66,20 @@ pub enum Acknowledgement {
     Failed(PartitionError),
 }
 
+/// Who wrote the batches of an append, as Kafka's `AppendOrigin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A producer (a Produce request), or a transaction marker: sequences are checked and
+    /// retries answered as duplicates.
+    Client,
+    /// The group coordinator's transactional offset commits (TxnOffsetCommit): written on a
+    /// producer's behalf with base sequence 0 every time, as Kafka writes them, so there is no
+    /// sequence to check; only the producer's epoch is (a fenced producer's commit is
+    /// refused). They open the producer's transaction here like any transactional batch, so
+    /// the marker that ends it is accepted and the last stable offset waits for it.
+    Coordinator,
+}
+
 impl Partition {
     /// Appends whole v2 batches as the leader; see the module docs. The caller has checked
     /// the batches' CRCs and sizes (the request's own rules); their base offsets, leader epoch
@@ -73,6 +88,26 @@ impl Partition {
         &self,
         records: &mut [u8],
         options: AppendOptions,
+    ) -> Result<LeaderAppend, PartitionError> {
+        self.append_from(records, options, Origin::Client)
+    }
+
+    /// [`Partition::append_as_leader`] for batches the group coordinator writes for a
+    /// transactional producer (see [`Origin::Coordinator`]): producers' epochs are checked,
+    /// their sequences are not, and no batch is taken for a retry of an earlier one.
+    pub fn append_as_coordinator(
+        &self,
+        records: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<LeaderAppend, PartitionError> {
+        self.append_from(records, options, Origin::Coordinator)
+    }
+
+    fn append_from(
+        &self,
+        records: &mut [u8],
+        options: AppendOptions,
+        origin: Origin,
     ) -> Result<LeaderAppend, PartitionError> {
         let headers: Vec<BatchHeader> = Batches::new(records).map(|(header, _)| header).collect();
         let state = self.state.read();
@@ -89,7 +124,7 @@ impl Partition {
             min_insync_replicas: options.min_insync_replicas,
         };
         let mut store = self.store.lock();
-        let sequences = check_sequences(&store.producers, &headers);
+        let sequences = check_sequences(&store.producers, &headers, origin);
         if !matches!(sequences, Ok(None)) {
             // The log checks CRCs as it appends; an answer given without appending (a retry's
             // original offsets, a sequence refusal) must not vouch for a damaged batch either.
@@ -257,11 +292,13 @@ impl Partition {
     }
 }
 
-/// Checks idempotent producers' sequences. `Some(span)` means the request is a retry of a
-/// batch already written at that span of offsets.
+/// Checks idempotent producers' sequences (only their epochs for a coordinator's batches).
+/// `Some(span)` means the request is a retry of a batch already written at that span of
+/// offsets.
 fn check_sequences(
     producers: &ProducerStates,
     headers: &[BatchHeader],
+    origin: Origin,
 ) -> Result<Option<(Offset, Offset)>, PartitionError> {
     let refuse = |code, message: &str| PartitionError::Producer {
         code,
@@ -276,6 +313,12 @@ fn check_sequences(
                     ProducerId(header.producer_id),
                     ProducerEpoch(header.producer_epoch),
                 )
+                .map_err(|(code, message)| PartitionError::Producer { code, message })?;
+            continue;
+        }
+        if origin == Origin::Coordinator {
+            producers
+                .check_epoch(header)
                 .map_err(|(code, message)| PartitionError::Producer { code, message })?;
             continue;
         }

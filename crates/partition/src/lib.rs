@@ -6,8 +6,10 @@
 //!   replica state from the metadata image ([`Partition::apply_replica_state`]: become leader
 //!   or follower), the high watermark's rules, retention, compaction and close.
 //! - `append`: the leader's append path, one for produce requests and the group
-//!   coordinator's offset commits ([`Partition::append_as_leader`]), and what an acks=all
-//!   answer waits for ([`Partition::wait_acknowledged`]).
+//!   coordinator's offset commits ([`Partition::append_as_leader`]; its transactional offset
+//!   commits go through [`Partition::append_as_coordinator`], which checks producers' epochs
+//!   but not their sequences), and what an acks=all answer waits for
+//!   ([`Partition::wait_acknowledged`]).
 //! - `read`: records up to the high watermark (consumers) or the log end (followers),
 //!   ListOffsets and OffsetForLeaderEpoch lookups.
 //! - `leader`: a follower's fetch as the leader sees it ([`Partition::read_for_follower`]):

@@ -177,6 +177,32 @@ impl ProducerStates {
         }
     }
 
+    /// Checks a batch the group coordinator writes for a producer (a transactional offset
+    /// commit): its epoch only, since such batches carry no sequence of the producer's. An
+    /// older epoch than the producer's is refused with INVALID_PRODUCER_EPOCH, as a client's
+    /// batch would be.
+    pub fn check_epoch(&self, header: &BatchHeader) -> Result<(), (ErrorCode, String)> {
+        if header.producer_epoch < 0 {
+            return Err((
+                ErrorCode::InvalidRecord,
+                format!(
+                    "producer {} sent epoch {}",
+                    header.producer_id, header.producer_epoch
+                ),
+            ));
+        }
+        match self.producers.get(&ProducerId(header.producer_id)) {
+            Some(entry) if ProducerEpoch(header.producer_epoch) < entry.epoch => Err((
+                ErrorCode::InvalidProducerEpoch,
+                format!(
+                    "producer {} epoch {} is older than the current epoch {}",
+                    header.producer_id, header.producer_epoch, entry.epoch
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks a transaction marker the coordinator asks to write for `producer_id` at
     /// `epoch`: an older epoch than the producer's is refused (a zombie coordinator's marker),
     /// as Kafka refuses it with INVALID_PRODUCER_EPOCH.

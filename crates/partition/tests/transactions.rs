@@ -246,3 +246,39 @@ fn read_committed_reads_stop_at_the_last_stable_offset_and_name_the_aborted() {
     assert_eq!(latest(OffsetSpec::LatestStable), Offset(4));
     assert_eq!(latest(OffsetSpec::Latest), Offset(5));
 }
+
+/// The group coordinator's transactional offset commits (Kafka's AppendOrigin.COORDINATOR):
+/// every one carries sequence 0, so sequences are not checked and none is a retry of another;
+/// they still open the producer's transaction (the last stable offset waits, the marker is
+/// accepted) and an older epoch is refused. The same batches from a client are retries.
+#[test]
+fn coordinator_batches_skip_sequences_but_open_the_transaction_and_respect_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = leader(dir.path(), 0);
+    let coordinator = |epoch: i16| {
+        let mut batch = txn_batch(7, epoch, 0, 2);
+        p.append_as_coordinator(&mut batch, options())
+    };
+    assert_eq!(coordinator(1).unwrap().base_offset, Offset(0));
+    assert_eq!(
+        coordinator(1).unwrap().base_offset,
+        Offset(2),
+        "sequence 0 again is a new commit, not a retry"
+    );
+    assert_eq!(p.log_end_offset(), Offset(4));
+    assert_eq!(p.last_stable_offset(), Offset(0), "the transaction is open");
+    let older = coordinator(0).unwrap_err();
+    assert_eq!(older.code(), ErrorCode::InvalidProducerEpoch);
+    assert_eq!(end(&p, 7, 1, MarkerType::Commit), Offset(4));
+    assert_eq!(p.last_stable_offset(), Offset(5));
+
+    // A client's identical batch is a retry of the first: answered, not written.
+    let client = |p: &Partition| {
+        p.append_as_leader(&mut txn_batch(8, 0, 0, 2), options())
+            .unwrap()
+            .base_offset
+    };
+    assert_eq!(client(&p), Offset(5));
+    assert_eq!(client(&p), Offset(5));
+    assert_eq!(p.log_end_offset(), Offset(7));
+}

@@ -48,6 +48,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // librdkafka 2.x and kafka-python send at most v3 (KIP-447); v4-5 are KIP-890's.
+    api(ApiKey::TxnOffsetCommit, 0, 3),
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::AddPartitionsToTxn, 0, 5),

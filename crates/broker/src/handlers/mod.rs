@@ -36,6 +36,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 mod write_txn_markers;
 
 use std::future::Future;
@@ -126,6 +127,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
         ))),
         RequestKind::DeleteGroups(body) => delete_groups::handle(broker, body, version),
         RequestKind::OffsetDelete(body) => offset_delete::handle(broker, body, version),
+        RequestKind::TxnOffsetCommit(body) => txn_offset_commit::handle(broker, body, version),
         RequestKind::ConsumerGroupHeartbeat(body) => {
             let client_id = request.client_id.as_deref().unwrap_or_default();
             Reply::Now(ResponseKind::ConsumerGroupHeartbeat(

@@ -70,17 +70,20 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16)
         results.push((topic.name.clone(), partitions));
     }
     Reply::Later(Box::pin(async move {
-        let written = if entries.is_empty() {
-            Ok(())
-        } else {
-            groups.write_offsets(&group_id, &entries).await
-        };
+        let written = groups.write_offsets(&group_id, &entries).await;
         match written {
-            Ok(()) => groups
-                .coordinator()
-                .apply_commit(&group_id, entries, groups.now_ms()),
+            // Where the records are: a transaction that ends later does not replace these
+            // with offsets it wrote before them (see complete_transaction).
+            Ok(Some(first_record_offset)) => groups.coordinator().apply_commit_written(
+                &group_id,
+                entries,
+                first_record_offset,
+                groups.now_ms(),
+            ),
+            Ok(None) => {}
             Err(error) => tracing::error!(group = %group_id, %error, "offset commit not durable"),
         }
+        let written = written.map(|_| ());
         let topics = results
             .into_iter()
             .map(|(name, partitions)| {

@@ -1,5 +1,7 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+), for the named
-//! partitions or all of them. A partition with nothing committed answers offset -1.
+//! partitions or all of them. A partition with nothing committed answers offset -1. With
+//! `require_stable` (v7+, KIP-447; read_committed consumers send it), a partition whose
+//! offset a transaction is committing answers UNSTABLE_OFFSET_COMMIT, and the client retries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,19 +17,32 @@ use strom_types::ErrorCode;
 use super::str_bytes;
 use crate::Broker;
 
-type TopicOffsets = BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>>;
+/// Per topic: each partition's committed offset (None: nothing), or why there is none to give.
+type TopicOffsets = BTreeMap<String, Vec<(i32, Result<Option<CommittedOffset>, ErrorCode>)>>;
 
-fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> TopicOffsets {
+fn lookup(
+    broker: &Broker,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> TopicOffsets {
     let wanted: Option<Vec<(String, i32)>> = topics.map(|topics| {
         topics
             .into_iter()
             .flat_map(|(name, partitions)| partitions.into_iter().map(move |p| (name.clone(), p)))
             .collect()
     });
-    let found = broker
-        .groups
-        .coordinator()
-        .fetch_offsets(group, wanted.as_deref());
+    let coordinator = broker.groups.coordinator();
+    let found: Vec<(String, i32, Result<Option<CommittedOffset>, ErrorCode>)> = match require_stable
+    {
+        true => coordinator.fetch_stable_offsets(group, wanted.as_deref()),
+        false => coordinator
+            .fetch_offsets(group, wanted.as_deref())
+            .into_iter()
+            .map(|(topic, partition, offset)| (topic, partition, Ok(offset)))
+            .collect(),
+    };
+    drop(coordinator);
     let mut by_topic: TopicOffsets = BTreeMap::new();
     for (topic, partition, offset) in found {
         by_topic.entry(topic).or_default().push((partition, offset));
@@ -35,10 +50,17 @@ fn lookup(broker: &Broker, group: &str, topics: Option<Vec<(String, Vec<i32>)>>)
     by_topic
 }
 
-fn fields(offset: &Option<CommittedOffset>) -> (i64, i32, String) {
+/// Offset, leader epoch, metadata and error code of one partition's answer.
+fn fields(offset: &Result<Option<CommittedOffset>, ErrorCode>) -> (i64, i32, String, ErrorCode) {
     match offset {
-        Some(o) => (o.offset, o.leader_epoch, o.metadata.clone()),
-        None => (-1, -1, String::new()),
+        Ok(Some(o)) => (
+            o.offset,
+            o.leader_epoch,
+            o.metadata.clone(),
+            ErrorCode::None,
+        ),
+        Ok(None) => (-1, -1, String::new(), ErrorCode::None),
+        Err(error) => (-1, -1, String::new(), *error),
     }
 }
 
@@ -51,12 +73,13 @@ macro_rules! topic_responses {
                 let partitions = partitions
                     .iter()
                     .map(|(index, offset)| {
-                        let (committed, epoch, metadata) = fields(offset);
+                        let (committed, epoch, metadata, error) = fields(offset);
                         <$partition>::default()
                             .with_partition_index(*index)
                             .with_committed_offset(committed)
                             .with_committed_leader_epoch(epoch)
                             .with_metadata(Some(str_bytes(metadata)))
+                            .with_error_code(error.code())
                     })
                     .collect();
                 <$topic>::default()
@@ -72,6 +95,7 @@ pub fn handle(
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    let require_stable = request.require_stable;
     if version >= 8 {
         let groups = request
             .groups
@@ -88,7 +112,7 @@ pub fn handle(
                         .with_group_id(GroupId(group.group_id.0))
                         .with_error_code(ErrorCode::NotCoordinator.code());
                 }
-                let offsets = lookup(broker, group.group_id.as_str(), wanted);
+                let offsets = lookup(broker, group.group_id.as_str(), wanted, require_stable);
                 let topics = topic_responses!(
                     offsets,
                     OffsetFetchResponseTopics,
@@ -114,7 +138,7 @@ pub fn handle(
             false => 0,
         });
     }
-    let offsets = lookup(broker, request.group_id.as_str(), wanted);
+    let offsets = lookup(broker, request.group_id.as_str(), wanted, require_stable);
     OffsetFetchResponse::default().with_topics(topic_responses!(
         offsets,
         OffsetFetchResponseTopic,

@@ -4,17 +4,13 @@
 //! answer by `acks`: 0 never, 1 once the bytes are in the OS, -1 (all) once they are fsynced
 //! here and every in-sync replica has them (`Partition::wait_acknowledged`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::add_partitions_to_txn_request::{
-    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
-};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{AddPartitionsToTxnRequest, TransactionalId};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
@@ -134,59 +130,16 @@ fn verification(broker: &Arc<Broker>, request: &ProduceRequest) -> Verification 
 }
 
 impl RemoteVerification {
-    /// AddPartitionsToTxn v5 with `verify_only`, to the coordinator.
     async fn ask(self, broker: &Arc<Broker>) -> Verdicts {
-        let fail =
-            |error| -> Verdicts { self.partitions.iter().map(|p| (p.clone(), error)).collect() };
-        let connection = match broker.transactions.peer(broker, self.coordinator).await {
-            Ok(connection) => connection,
-            Err(error) => return fail(error),
-        };
-        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (topic, index) in &self.partitions {
-            topics.entry(topic.as_str()).or_default().push(*index);
-        }
-        let transaction = AddPartitionsToTxnTransaction::default()
-            .with_transactional_id(TransactionalId(str_bytes(self.transactional_id.clone())))
-            .with_producer_id(kafka_protocol::messages::ProducerId(self.producer_id.0))
-            .with_producer_epoch(self.producer_epoch.0)
-            .with_verify_only(true)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        AddPartitionsToTxnTopic::default()
-                            .with_name(TopicName(str_bytes(name)))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            );
-        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-        let response = match connection.send_versioned(&request, 5, 10_000).await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::debug!(%error, "cannot verify a transactional produce");
-                return fail(ErrorCode::CoordinatorNotAvailable);
-            }
-        };
-        if response.error_code != 0 {
-            return fail(
-                ErrorCode::from_code(response.error_code).unwrap_or(ErrorCode::UnknownServerError),
-            );
-        }
-        let mut verdicts = Verdicts::new();
-        for result in response.results_by_transaction {
-            for topic in result.topic_results {
-                for partition in topic.results_by_partition {
-                    verdicts.insert(
-                        (topic.name.as_str().to_owned(), partition.partition_index),
-                        ErrorCode::from_code(partition.partition_error_code)
-                            .unwrap_or(ErrorCode::UnknownServerError),
-                    );
-                }
-            }
-        }
-        verdicts
+        transactions::verify_remote(
+            broker,
+            self.coordinator,
+            &self.transactional_id,
+            self.producer_id,
+            self.producer_epoch,
+            &self.partitions,
+        )
+        .await
     }
 }
 
