@@ -22,13 +22,12 @@ use kafka_protocol::messages::TransactionalId;
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 use strom_client::{
-    init_producer_id, next_sequence, Acks, Connection, ConnectionOptions, ProducerIdentity,
-    TransactionalProducer,
+    init_producer_id, next_sequence, Acks, Connection, ProducerIdentity, TransactionalProducer,
 };
 use strom_types::PartitionIndex;
 
 use crate::batch::ProducerFields;
-use crate::cluster::CLIENT_ID;
+use crate::cluster;
 use crate::error::BenchError;
 
 /// Requests in flight per connection an idempotent producer may have (Kafka's
@@ -166,17 +165,11 @@ impl LaneProducer {
                 records_per_transaction,
             } => {
                 let id = format!("strom-bench-{}-{lane}", std::process::id());
-                let options = ConnectionOptions {
-                    client_id: CLIENT_ID.to_string(),
-                    ..ConnectionOptions::default()
-                };
-                let transactional = TransactionalProducer::init(
-                    connection.clone(),
-                    options,
-                    &id,
-                    TRANSACTION_TIMEOUT_MS,
-                )
-                .await?;
+                // A client of the lane's own: its connection to the coordinator carries this
+                // lane's transaction calls only.
+                let client = Arc::new(cluster::connect(connection.address()).await?);
+                let transactional =
+                    TransactionalProducer::init(client, &id, TRANSACTION_TIMEOUT_MS).await?;
                 producer.identity = Some(transactional.identity());
                 producer.transaction = Some(LaneTransaction {
                     producer: transactional,

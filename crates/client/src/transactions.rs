@@ -7,8 +7,8 @@
 //! - [`next_sequence`]: where a partition's next batch starts in the producer's sequence (it
 //!   wraps after `i32::MAX`, as Kafka's producers wrap it).
 //! - [`TransactionalProducer`]: one transactional id. [`TransactionalProducer::init`] finds its
-//!   coordinator (FindCoordinator, key type TRANSACTION) and gets its producer id and epoch
-//!   there (InitProducerId with the transactional id, which fences any older producer of the id
+//!   coordinator through a [`Client`] (FindCoordinator, key type TRANSACTION:
+//!   [`Client::find_transaction_coordinator`]) and gets its producer id and epoch there (InitProducerId with the transactional id, which fences any older producer of the id
 //!   and ends its transaction); then, for each transaction,
 //!   [`TransactionalProducer::add_partitions`] (AddPartitionsToTxn, v3 or lower: v4 and up are
 //!   the brokers' verify form) before the first produce to a partition, and
@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ProducerId as WireProducerId, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, InitProducerIdRequest,
+    ProducerId as WireProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use strom_types::{ErrorCode, PartitionIndex, ProducerEpoch, ProducerId};
@@ -45,10 +45,8 @@ use tokio::time::Instant;
 
 use crate::client::topic_name;
 use crate::error::Subject;
-use crate::{limits, ClientError, Connection, ConnectionOptions};
+use crate::{limits, Client, ClientError, Connection};
 
-/// FindCoordinator's key type for a transactional id.
-const KEY_TYPE_TRANSACTION: i8 = 1;
 /// AddPartitionsToTxn versions above this are the brokers' batched, verify-only form.
 const ADD_PARTITIONS_TO_TXN_CLIENT_VERSION_MAX: i16 = 3;
 
@@ -111,10 +109,10 @@ pub async fn init_producer_id(connection: &Connection) -> Result<ProducerIdentit
 pub struct TransactionalProducer {
     transactional_id: String,
     transaction_timeout_ms: i32,
-    options: ConnectionOptions,
-    /// Any broker of the cluster: where the coordinator is looked up.
-    bootstrap: Arc<Connection>,
-    /// The coordinator, once found; forgotten when it moves or its connection is lost.
+    /// Finds the coordinator and holds the connection to it.
+    client: Arc<Client>,
+    /// The coordinator's connection, once found; forgotten when the coordinator moves or the
+    /// connection is lost.
     coordinator: Option<Arc<Connection>>,
     identity: ProducerIdentity,
     /// The open transaction's partitions; empty when none is open.
@@ -124,13 +122,13 @@ pub struct TransactionalProducer {
 }
 
 impl TransactionalProducer {
-    /// Finds the coordinator of `transactional_id` (asking `bootstrap`) and gets the
-    /// producer id and epoch there; any older producer of the id is fenced and its
-    /// transaction ended. Connections to the coordinator are opened with `options` (the
-    /// coordinator's is `bootstrap` itself when it is at the same address).
+    /// Finds the coordinator of `transactional_id` and gets the producer id and epoch there;
+    /// any older producer of the id is fenced and its transaction ended. The coordinator's
+    /// connection is `client`'s to that broker, so a client should serve one producer at a
+    /// time: a broker answers a connection's requests in order, and one producer's
+    /// AddPartitionsToTxn waiting for a write would hold up another's EndTxn.
     pub async fn init(
-        bootstrap: Arc<Connection>,
-        options: ConnectionOptions,
+        client: Arc<Client>,
         transactional_id: &str,
         transaction_timeout_ms: i32,
     ) -> Result<TransactionalProducer, ClientError> {
@@ -142,8 +140,7 @@ impl TransactionalProducer {
         let mut producer = TransactionalProducer {
             transactional_id: transactional_id.to_string(),
             transaction_timeout_ms,
-            options,
-            bootstrap,
+            client,
             coordinator: None,
             identity: ProducerIdentity {
                 producer_id: ProducerId::NONE,
@@ -297,9 +294,8 @@ impl TransactionalProducer {
                 },
                 Err(error) => error,
             };
-            // A lost connection to the coordinator is opened again; a lost bootstrap
-            // connection (where the coordinator is looked up) is the caller's to replace.
-            let lost = error.is_connection_failure() && !self.bootstrap.is_closed();
+            // A lost connection is opened again, to the coordinator found afresh.
+            let lost = error.is_connection_failure();
             let moved = error.is_coordinator_refreshable() || lost;
             if !(is_not_now(&error) || lost) || !backoff.wait().await {
                 return Err(error);
@@ -322,7 +318,7 @@ impl TransactionalProducer {
         if let Some(max) = version_max {
             version = version.min(max);
         }
-        let timeout_ms = self.options.request_timeout_ms;
+        let timeout_ms = self.client.request_timeout_ms();
         coordinator
             .send_versioned(&build(version), version, timeout_ms)
             .await
@@ -333,56 +329,12 @@ impl TransactionalProducer {
         if let Some(connection) = self.coordinator.as_ref().filter(|c| !c.is_closed()) {
             return Ok(connection.clone());
         }
-        let address = self.find_coordinator().await?;
-        let connection = if address == self.bootstrap.address() {
-            self.bootstrap.clone()
-        } else {
-            Arc::new(Connection::connect(&address, &self.options).await?)
-        };
+        let coordinator = (self.client)
+            .find_transaction_coordinator(&self.transactional_id)
+            .await?;
+        let connection = self.client.node_connection(coordinator).await?;
         self.coordinator = Some(connection.clone());
         Ok(connection)
-    }
-
-    /// FindCoordinator with key type TRANSACTION: the coordinator's HOST:PORT.
-    async fn find_coordinator(&self) -> Result<String, ClientError> {
-        let connection = &self.bootstrap;
-        let version = connection.version::<FindCoordinatorRequest>()?;
-        let key = StrBytes::from_string(self.transactional_id.clone());
-        let request = if version >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
-        } else {
-            FindCoordinatorRequest::default().with_key(key)
-        }
-        .with_key_type(KEY_TYPE_TRANSACTION);
-        let response = connection
-            .send_versioned(&request, version, self.options.request_timeout_ms)
-            .await?;
-        let (error_code, host, port) = if version >= 4 {
-            let found = response
-                .coordinators
-                .into_iter()
-                .find(|found| found.key.as_str() == self.transactional_id)
-                .ok_or_else(|| ClientError::Protocol {
-                    address: connection.address().to_string(),
-                    detail: format!(
-                        "FindCoordinator response does not mention transactional id '{}'",
-                        self.transactional_id
-                    ),
-                })?;
-            (found.error_code, found.host, found.port)
-        } else {
-            (response.error_code, response.host, response.port)
-        };
-        if error_code != 0 {
-            return Err(self.error(error_code));
-        }
-        Ok(crate::BrokerMetadata {
-            id: strom_types::BrokerId::NONE,
-            host: host.to_string(),
-            port,
-            rack: None,
-        }
-        .address())
     }
 
     /// A coordinator's error, naming the transactional id.

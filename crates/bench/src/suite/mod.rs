@@ -446,18 +446,8 @@ async fn create_topics(address: &str, creates: &[NewTopic]) -> Result<(), BenchE
 /// the first InitProducerId with a transactional id creates `__transaction_state` (50
 /// partitions), which costs the broker more than seconds of the load.
 async fn warm_up_transactions(address: &str) -> Result<(), BenchError> {
-    let connection = crate::cluster::open_connection(address).await?;
-    let options = strom_client::ConnectionOptions {
-        client_id: crate::cluster::CLIENT_ID.to_string(),
-        ..strom_client::ConnectionOptions::default()
-    };
-    strom_client::TransactionalProducer::init(
-        connection,
-        options,
-        "strom-bench-suite-warm-up",
-        60_000,
-    )
-    .await?;
+    let client = std::sync::Arc::new(crate::cluster::connect(address).await?);
+    strom_client::TransactionalProducer::init(client, "strom-bench-suite-warm-up", 60_000).await?;
     Ok(())
 }
 
