@@ -17,6 +17,7 @@ PRODUCE = 0
 API_VERSIONS = 18
 METADATA = 3
 INIT_PRODUCER_ID = 22
+DESCRIBE_PRODUCERS = 61
 UNSUPPORTED_VERSION = 35
 
 
@@ -306,3 +307,50 @@ def parse_init_producer_id_response(payload: bytes, version: int) -> dict:
         "producer_id": producer_id,
         "producer_epoch": producer_epoch,
     }
+
+
+def read_compact_string(data: bytes, position: int) -> tuple[bytes | None, int]:
+    length, position = read_uvarint(data, position)
+    if length == 0:
+        return None, position
+    return data[position : position + length - 1], position + length - 1
+
+
+def describe_producers_request(correlation_id: int, topic: str, partitions: list[int]) -> bytes:
+    """A DescribeProducers v0 request (flexible) for some partitions of one topic."""
+    indexes = compact_array([struct.pack(">i", partition) for partition in partitions])
+    body = compact_array([compact_string(topic.encode()) + indexes + b"\x00"]) + b"\x00"
+    return request(DESCRIBE_PRODUCERS, 0, correlation_id, body, flexible=True)
+
+
+def parse_describe_producers_response(payload: bytes) -> dict:
+    """{partition: {"error_code", "producers": [{producer_id, producer_epoch, last_sequence,
+    current_txn_start_offset}]}} of a DescribeProducers v0 response (one topic)."""
+    position = skip_tagged_fields(payload, 4)  # correlation id, then the header's tags
+    position += 4  # throttle time
+    partitions = {}
+    topics, position = read_uvarint(payload, position)
+    for _ in range(topics - 1):
+        _, position = read_compact_string(payload, position)
+        count, position = read_uvarint(payload, position)
+        for _ in range(count - 1):
+            index, error_code = struct.unpack_from(">ih", payload, position)
+            position += 6
+            _, position = read_compact_string(payload, position)
+            producers = []
+            active, position = read_uvarint(payload, position)
+            for _ in range(active - 1):
+                producer_id, epoch, last_sequence, _, _, txn_start = struct.unpack_from(">qiiqiq", payload, position)
+                position = skip_tagged_fields(payload, position + 36)
+                producers.append({
+                    "producer_id": producer_id,
+                    "producer_epoch": epoch,
+                    "last_sequence": last_sequence,
+                    "current_txn_start_offset": txn_start,
+                })
+            position = skip_tagged_fields(payload, position)
+            partitions[index] = {"error_code": error_code, "producers": producers}
+        position = skip_tagged_fields(payload, position)
+    position = skip_tagged_fields(payload, position)
+    assert position == len(payload), f"{len(payload) - position} bytes left over in a DescribeProducers response"
+    return partitions

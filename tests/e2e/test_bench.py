@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+import raw_kafka
 from strom_broker import STROM_BIN
-from kafka_helpers import consume_all, topic_partitions, unique, watermarks
+from kafka_helpers import consume_all, topic_partitions, unique, wait_until, watermarks
 
 BENCH_TIMEOUT_S = 120
 
@@ -148,6 +152,143 @@ def test_errors_are_reported_not_raised(broker):
     )
     assert result.returncode != 0
     assert "UNKNOWN_TOPIC_OR_PARTITION" in result.stderr, result.stderr
+
+
+def describe_producers(bootstrap: str, topic: str, partitions: list[int]) -> dict:
+    """Each partition's producers as DescribeProducers reports them."""
+    sock = raw_kafka.connect(bootstrap)
+    try:
+        sock.sendall(raw_kafka.describe_producers_request(1, topic, partitions))
+        return raw_kafka.parse_describe_producers_response(raw_kafka.read_response(sock, timeout_s=10))
+    finally:
+        sock.close()
+
+
+def read_committed(bootstrap: str, topic: str, partitions: int, expected: int, timeout_s: float = 30) -> list:
+    """The values a read_committed consumer reads from the start of `topic`, once it has
+    `expected` of them and nothing more arrives for a second."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": unique("bench-reader"),
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 100,
+    })
+    try:
+        c.assign([TopicPartition(topic, partition, 0) for partition in range(partitions)])
+        values = []
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and (len(values) < expected or time.monotonic() - quiet_since < 1):
+            for message in c.consume(num_messages=10000, timeout=0.2):
+                if message.error() is not None:
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(message.error())
+                values.append(message.value())
+                quiet_since = time.monotonic()
+        return values
+    finally:
+        c.close()
+
+
+def lso_and_high_watermark(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
+    """ListOffsets latest as read_committed (the last stable offset) and as read_uncommitted."""
+    found = []
+    for isolation in ("read_committed", "read_uncommitted"):
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-lso"), "isolation.level": isolation})
+        try:
+            found.append(c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1])
+        finally:
+            c.close()
+    return found[0], found[1]
+
+
+def test_idempotent_produce_numbers_every_batch(broker):
+    bs = broker.bootstrap
+    topic = unique("bench-idempotent")
+    report = bench(
+        "produce", "--bootstrap", bs, "--topic", topic, "--partitions", "2", "--connections", "2",
+        "--records", "6000", "--record-size", "100", "--idempotent",
+    )
+    assert report["settings"]["delivery"] == "idempotent"
+    assert report["settings"]["acks"] == "all"
+    assert report["throughput"]["records"] == 6000
+    assert report["transactions"] is None
+    assert total_records(bs, topic) == 6000, "records only: no transaction markers"
+    producers = describe_producers(bs, topic, [0, 1])
+    ids = set()
+    for partition in (0, 1):
+        assert producers[partition]["error_code"] == 0
+        (state,) = producers[partition]["producers"]
+        ids.add(state["producer_id"])
+        assert state["producer_id"] >= 0 and state["producer_epoch"] == 0
+        assert state["last_sequence"] == 3000 - 1, "every record numbered, from 0, in order"
+        assert state["current_txn_start_offset"] == -1
+    assert len(ids) == 2, "a producer id per connection"
+
+
+def test_transactional_produce_commits_every_transaction(broker):
+    bs = broker.bootstrap
+    topic = unique("bench-transactional")
+    report = bench(
+        "produce", "--bootstrap", bs, "--topic", topic, "--partitions", "3", "--connections", "3",
+        "--records", "9000", "--record-size", "100", "--transactional", "--transaction-records", "700",
+    )
+    assert report["settings"]["delivery"] == "transactional"
+    assert report["settings"]["records_per_transaction"] == 700
+    assert report["throughput"]["records"] == 9000
+    # Three producers of 3,000 records each: four transactions of 700 and one of 200.
+    assert report["transactions"] == 15
+    assert report["transactions_per_s"] > 0
+    assert report["coordinator_retries"] >= 0
+    assert_latency(report["commit_latency"], samples_min=15)
+    # The coordinator writes the markers after answering the last commit: one per partition
+    # per transaction, after which nothing is left open.
+    for partition in range(3):
+        wait_until(
+            lambda: lso_and_high_watermark(bs, topic, partition) == (3005, 3005), 30,
+            f"partition {partition}: 3,000 records and 5 commit markers, the last stable offset at the end",
+        )
+    values = read_committed(bs, topic, 3, expected=9000)
+    assert len(values) == 9000 and all(len(value) == 100 for value in values)
+    producers = describe_producers(bs, topic, [0, 1, 2])
+    for partition in range(3):
+        (state,) = producers[partition]["producers"]
+        assert state["last_sequence"] == 3000 - 1
+        assert state["current_txn_start_offset"] == -1, "no transaction left open"
+
+
+def test_idempotence_needs_acks_all_and_at_most_five_in_flight(broker):
+    for flags in (["--acks", "1"], ["--in-flight", "6"]):
+        result = subprocess.run(
+            [STROM_BIN, "bench", "produce", "--bootstrap", broker.bootstrap, "--topic", unique("bench-refused"),
+             "--records", "10", "--transactional", *flags],
+            capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+        )
+        assert result.returncode != 0
+        assert "--idempotent and --transactional" in result.stderr, result.stderr
+
+
+def test_suite_transactions_case_compares_transactional_with_idempotent_producers(tmp_path):
+    result = subprocess.run(
+        [STROM_BIN, "bench", "suite", "--quick", "--dir", str(tmp_path), "--only", "transactions", "--json"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    suite = json.loads(result.stdout)
+    (run,) = suite["runs"]
+    idempotent, transactional = run["cases"]
+    assert "idempotent producers, no transactions" in idempotent["case"]
+    assert "transactional producers, transactions of 1,000 records" in transactional["case"]
+    assert idempotent["records"] > 0 and idempotent["transactions"] is None
+    assert transactional["records"] > 0
+    figures = transactional["transactions"]
+    assert figures["transactions"] >= transactional["records"] / 1000
+    assert figures["transactions_per_s"] > 0 and figures["commit_latency"]["samples"] == figures["transactions"]
+    (target,) = [check for check in suite["targets"] if "transactional producers" in check["target"]]
+    assert "≥ 80% of the idempotent producers' in the same run" in target["target"]
+    assert list(tmp_path.iterdir()) == [], "the suite removes its directory"
 
 
 def test_suite_runs_quickly_and_prints_its_table(tmp_path):

@@ -7,12 +7,19 @@
 //! patched and the CRC recomputed. The end-to-end bench stamps every record's value with the
 //! send time first ([`BatchTemplate::stamped`]). Nothing here allocates per record.
 //!
+//! Idempotent and transactional producers number their batches: each carries the producer id
+//! and epoch and the partition's base sequence ([`ProducerFields`]), which the CRC covers, so
+//! no two such batches are the same bytes. [`BatchTemplate::sequenced`] copies the full batch,
+//! patches those header fields (and the timestamps) and combines the CRC from the new header's
+//! and the records', the latter computed once at build: 40 bytes hashed per batch, not the batch.
+//!
 //! Consume: [`walk_records`] walks the records of one fetched batch (decompressing it first
 //! if need be) without copying them, giving each record's offset and value.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 use strom_protocol::batch::{BatchHeader, Compression as BatchCompression, BATCH_HEADER_BYTES};
+use strom_types::{ProducerEpoch, ProducerId};
 
 use crate::error::BenchError;
 
@@ -23,8 +30,34 @@ const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const BASE_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 const LOG_OVERHEAD_BYTES: usize = 12;
+
+/// The attributes bit of a batch that is part of a transaction.
+const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+
+/// The producer fields of a batch header: who wrote the batch, where it starts in their
+/// sequence for the partition, and whether it is part of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub base_sequence: i32,
+    pub transactional: bool,
+}
+
+impl ProducerFields {
+    /// A producer that is neither idempotent nor transactional.
+    pub const NONE: ProducerFields = ProducerFields {
+        producer_id: ProducerId::NONE,
+        producer_epoch: ProducerEpoch::NONE,
+        base_sequence: -1,
+        transactional: false,
+    };
+}
 
 /// The end-to-end stamp at the front of a value: send time in nanoseconds since the Unix
 /// epoch (8 bytes, big-endian), then this marker, so that foreign records are told apart.
@@ -81,6 +114,8 @@ pub struct BatchTemplate {
     codec: Codec,
     /// The full batch ready to send (compressed if the codec says so).
     full: Bytes,
+    /// The CRC-32C of the full batch's bytes after the header, for [`BatchTemplate::sequenced`].
+    full_records_crc: u32,
 }
 
 impl BatchTemplate {
@@ -123,9 +158,11 @@ impl BatchTemplate {
             payload_bytes,
             codec: shape.codec,
             full: Bytes::new(),
+            full_records_crc: 0,
         };
         let count = template.record_count();
-        template.full = template.cut(count, now_ms)?;
+        template.full = template.cut(count, &ProducerFields::NONE, now_ms)?;
+        template.full_records_crc = crc32c::crc32c(&template.full[BATCH_HEADER_BYTES..]);
         Ok(template)
     }
 
@@ -152,7 +189,30 @@ impl BatchTemplate {
         if records == self.record_count() {
             return Ok(self.full());
         }
-        self.cut(records, now_ms)
+        self.cut(records, &ProducerFields::NONE, now_ms)
+    }
+
+    /// A batch of the first `records` records written by an idempotent or transactional
+    /// producer. A full one costs a copy and a CRC over the header; a shorter one is cut as
+    /// [`BatchTemplate::prefix`] cuts it.
+    pub fn sequenced(
+        &self,
+        records: usize,
+        producer: &ProducerFields,
+        now_ms: i64,
+    ) -> Result<Bytes, BenchError> {
+        if records < self.record_count() {
+            return self.cut(records, producer, now_ms);
+        }
+        assert_eq!(records, self.record_count(), "records within the template");
+        let mut batch = BytesMut::from(&self.full[..]);
+        write_producer_fields(&mut batch, self.codec, producer, now_ms);
+        let header_crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..BATCH_HEADER_BYTES]);
+        let records_bytes = batch.len() - BATCH_HEADER_BYTES;
+        let crc = crc32c::crc32c_combine(header_crc, self.full_records_crc, records_bytes);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        debug_assert_eq!(crc, crc32c::crc32c(&batch[ATTRIBUTES_AT..]));
+        Ok(batch.freeze())
     }
 
     /// A batch of the first `records` records, each value starting with the send stamp.
@@ -166,20 +226,31 @@ impl BatchTemplate {
             plain[start..start + 8].copy_from_slice(&send_ns.to_be_bytes());
             plain[start + 8..start + STAMP_BYTES].copy_from_slice(&STAMP_MARKER);
         }
-        self.finish(plain, records, now_ms)
+        self.finish(plain, records, &ProducerFields::NONE, now_ms)
     }
 
-    fn cut(&self, records: usize, now_ms: i64) -> Result<Bytes, BenchError> {
+    fn cut(
+        &self,
+        records: usize,
+        producer: &ProducerFields,
+        now_ms: i64,
+    ) -> Result<Bytes, BenchError> {
         assert!(
             records >= 1 && records <= self.record_count(),
             "records within the template"
         );
         let plain = self.plain[..self.record_ends[records - 1]].to_vec();
-        self.finish(plain, records, now_ms)
+        self.finish(plain, records, producer, now_ms)
     }
 
     /// Compresses the records if need be, then fills in the header and the CRC.
-    fn finish(&self, plain: Vec<u8>, records: usize, now_ms: i64) -> Result<Bytes, BenchError> {
+    fn finish(
+        &self,
+        plain: Vec<u8>,
+        records: usize,
+        producer: &ProducerFields,
+        now_ms: i64,
+    ) -> Result<Bytes, BenchError> {
         let mut batch = match self.codec {
             Codec::None => BytesMut::from(&plain[..]),
             codec => {
@@ -189,7 +260,7 @@ impl BatchTemplate {
                 batch
             }
         };
-        write_header(&mut batch, records, self.codec, now_ms);
+        write_header(&mut batch, records, self.codec, producer, now_ms);
         Ok(batch.freeze())
     }
 }
@@ -198,30 +269,60 @@ impl BatchTemplate {
 /// too: librdkafka's `batch.num.messages` is 10,000).
 pub const RECORDS_PER_BATCH_MAX: usize = 10_000;
 
+fn put(batch: &mut [u8], at: usize, bytes: &[u8]) {
+    batch[at..at + bytes.len()].copy_from_slice(bytes)
+}
+
 /// Fills in a v2 header for `records` records over the bytes after it, and the CRC last.
-fn write_header(batch: &mut [u8], records: usize, codec: Codec, now_ms: i64) {
+fn write_header(
+    batch: &mut [u8],
+    records: usize,
+    codec: Codec,
+    producer: &ProducerFields,
+    now_ms: i64,
+) {
     let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
-    let put = |batch: &mut [u8], at: usize, bytes: &[u8]| {
-        batch[at..at + bytes.len()].copy_from_slice(bytes)
-    };
     put(batch, 0, &0i64.to_be_bytes());
     put(batch, BATCH_LENGTH_AT, &batch_length.to_be_bytes());
     put(batch, 12, &(-1i32).to_be_bytes()); // partition leader epoch
     batch[16] = 2; // magic
-    put(batch, ATTRIBUTES_AT, &codec.attribute().to_be_bytes());
     put(
         batch,
         LAST_OFFSET_DELTA_AT,
         &(records as i32 - 1).to_be_bytes(),
     );
-    put(batch, BASE_TIMESTAMP_AT, &now_ms.to_be_bytes());
-    put(batch, MAX_TIMESTAMP_AT, &now_ms.to_be_bytes());
-    put(batch, 43, &(-1i64).to_be_bytes()); // producer id
-    put(batch, 51, &(-1i16).to_be_bytes()); // producer epoch
-    put(batch, 53, &(-1i32).to_be_bytes()); // base sequence
     put(batch, RECORD_COUNT_AT, &(records as i32).to_be_bytes());
+    write_producer_fields(batch, codec, producer, now_ms);
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
     put(batch, CRC_AT, &crc.to_be_bytes());
+}
+
+/// Fills in the header fields that differ between batches of one template: attributes,
+/// timestamps and the producer's. Leaves the CRC to the caller.
+fn write_producer_fields(batch: &mut [u8], codec: Codec, producer: &ProducerFields, now_ms: i64) {
+    let transactional = if producer.transactional {
+        ATTRIBUTE_TRANSACTIONAL
+    } else {
+        0
+    };
+    put(
+        batch,
+        ATTRIBUTES_AT,
+        &(codec.attribute() | transactional).to_be_bytes(),
+    );
+    put(batch, BASE_TIMESTAMP_AT, &now_ms.to_be_bytes());
+    put(batch, MAX_TIMESTAMP_AT, &now_ms.to_be_bytes());
+    put(batch, PRODUCER_ID_AT, &producer.producer_id.0.to_be_bytes());
+    put(
+        batch,
+        PRODUCER_EPOCH_AT,
+        &producer.producer_epoch.0.to_be_bytes(),
+    );
+    put(
+        batch,
+        BASE_SEQUENCE_AT,
+        &producer.base_sequence.to_be_bytes(),
+    );
 }
 
 /// Appends one v2 record (no headers, timestamp delta 0) and returns where its value starts
@@ -521,6 +622,42 @@ mod tests {
         assert!(walk(&template.full())
             .iter()
             .all(|(_, _, value)| read_stamp(value).is_none()));
+    }
+
+    #[test]
+    fn sequenced_batches_carry_their_producer_and_a_valid_crc() {
+        for codec in [Codec::None, Codec::Lz4] {
+            let template = BatchTemplate::build(&shape(100, 2, 4_000, codec), 5, 1).unwrap();
+            let count = template.record_count();
+            for (records, transactional) in [(count, false), (count, true), (count - 1, true)] {
+                let producer = ProducerFields {
+                    producer_id: ProducerId(7_000_000_001),
+                    producer_epoch: ProducerEpoch(3),
+                    base_sequence: 1_234,
+                    transactional,
+                };
+                let batch = template.sequenced(records, &producer, 99).unwrap();
+                let header = validate(&batch).expect("the CRC covers the patched header");
+                assert_eq!(header.producer_id, 7_000_000_001);
+                assert_eq!(header.producer_epoch, 3);
+                assert_eq!(header.base_sequence, 1_234);
+                assert_eq!(header.is_transactional(), transactional, "{codec:?}");
+                assert_eq!(header.compression().unwrap() as u8, codec.attribute() as u8);
+                assert_eq!(header.record_count as usize, records);
+                assert_eq!(header.base_timestamp.0, 99);
+                assert_eq!(walk(&batch), walk(&template.prefix(records, 99).unwrap()));
+            }
+        }
+        // The template itself is untouched: its full batch has no producer.
+        let template = BatchTemplate::build(&shape(10, 0, 500, Codec::None), 1, 1).unwrap();
+        let producer = ProducerFields {
+            base_sequence: 0,
+            ..ProducerFields::NONE
+        };
+        template
+            .sequenced(template.record_count(), &producer, 2)
+            .unwrap();
+        assert_eq!(validate(&template.full()).unwrap().base_sequence, -1);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - [`batch`] builds v2 record batches once (templates the producer cuts and stamps) and
 //!   walks fetched ones without copying; [`rate`] says when each record of a rate-limited load
 //!   falls due; [`stats`] holds latency histograms, throughput and table formatting. No I/O.
+//! - [`delivery`] makes a producer lane idempotent or transactional (`--idempotent`,
+//!   `--transactional`): its producer id, sequences and transactions, through
+//!   `strom_client::transactions`.
 //! - [`cluster`] finds (or creates) the topic and its leaders, opens the bench's own
 //!   connections (from `strom-client`) and reads offsets.
 //! - [`produce`], [`consume`] and [`e2e`] are the three loads, and [`idle`] the consumers that
@@ -25,6 +28,7 @@ pub mod batch;
 pub mod cluster;
 pub mod connections;
 pub mod consume;
+pub mod delivery;
 pub mod e2e;
 pub mod error;
 pub mod idle;
@@ -213,6 +217,43 @@ mod tests {
     }
 
     #[test]
+    fn idempotent_and_transactional_options_parse() {
+        let BenchCommand::Produce(args) = parse("bench produce").unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(
+            delivery::Delivery::of(&args.delivery),
+            delivery::Delivery::Plain
+        );
+        let BenchCommand::Produce(args) = parse("bench produce --idempotent").unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(
+            delivery::Delivery::of(&args.delivery),
+            delivery::Delivery::Idempotent
+        );
+        let BenchCommand::Produce(args) = parse("bench produce --transactional").unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(
+            delivery::Delivery::of(&args.delivery),
+            delivery::Delivery::Transactional {
+                records_per_transaction: 1_000
+            }
+        );
+        let line = "bench produce --transactional --transaction-records 50 --idempotent";
+        let BenchCommand::Produce(args) = parse(line).unwrap() else {
+            panic!("produce")
+        };
+        assert_eq!(
+            delivery::Delivery::of(&args.delivery),
+            delivery::Delivery::Transactional {
+                records_per_transaction: 50
+            }
+        );
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         for line in [
             "bench produce --records 5 --duration 3",
@@ -224,6 +265,8 @@ mod tests {
             "bench consume --fetch-max-bytes 1x",
             "bench e2e --warmup -1",
             "bench suite --runs 0",
+            "bench produce --transaction-records 10",
+            "bench produce --transactional --transaction-records 0",
         ] {
             assert!(parse(line).is_err(), "{line} should be refused");
         }

@@ -11,6 +11,11 @@
 //! Batches come from [`BatchTemplate`]s built before the clock starts, so the hot loop does
 //! arithmetic, clones a reference-counted buffer and encodes one request per batch. The
 //! latency recorded is a request's: from handing it to the connection to its response.
+//!
+//! With `--idempotent` or `--transactional` each lane is a producer of its own
+//! ([`LaneProducer`]): its batches carry its producer id and per-partition sequences (a copy of
+//! the template with the header patched), and a transactional lane stops taking records when
+//! its transaction is full, waits for every answer, commits, and starts the next one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,15 +23,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 use strom_client::{partition_for_key, Acks, ClientError, Connection};
 use strom_types::PartitionIndex;
 
 use crate::args::{acks_name, CommonArgs, Limit, LimitArgs, ProducerArgs, TopicArgs};
-use crate::batch::{BatchTemplate, Codec, TemplateShape};
+use crate::batch::{BatchTemplate, Codec, ProducerFields, TemplateShape};
 use crate::cluster::{self, unix_ms, unix_ns, TopicLayout};
+use crate::delivery::{Delivery, DeliveryArgs, LaneProducer, TransactionCounts};
 use crate::error::BenchError;
 use crate::progress::{Counters, Progress};
 use crate::rate::{split_count, Schedule};
@@ -58,6 +64,8 @@ pub struct ProduceArgs {
     #[command(flatten)]
     pub producer: ProducerArgs,
     #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -77,6 +85,7 @@ pub struct ProducerPlan {
     pub codec: Codec,
     /// Stamp every record's value with its send time (the end-to-end bench).
     pub stamp: bool,
+    pub delivery: Delivery,
 }
 
 impl ProducerPlan {
@@ -105,7 +114,15 @@ impl ProducerPlan {
             acks: producer.acks,
             codec: producer.compression,
             stamp: false,
+            delivery: Delivery::Plain,
         })
+    }
+
+    /// The same plan with an idempotent or transactional producer, if its settings allow one.
+    pub fn with_delivery(mut self, delivery: Delivery) -> Result<ProducerPlan, BenchError> {
+        delivery.check(self.acks, self.in_flight)?;
+        self.delivery = delivery;
+        Ok(self)
     }
 }
 
@@ -116,6 +133,19 @@ pub struct ProduceOutcome {
     /// Produce request latencies (none with acks=0: the broker does not answer).
     pub latencies: Latencies,
     pub requests: u64,
+    /// What the transactional lanes did (none for other producers).
+    pub transactions: Option<TransactionFigures>,
+}
+
+/// A transactional producer run's transactions.
+#[derive(Clone)]
+pub struct TransactionFigures {
+    pub counts: TransactionCounts,
+    /// EndTxn (commit) latencies, one per transaction.
+    pub commit_latencies: Latencies,
+    /// AddPartitionsToTxn latencies, retries included: mostly one per transaction, the first
+    /// waiting for the previous transaction's markers.
+    pub add_partitions_latencies: Latencies,
 }
 
 /// Settings as the report shows them.
@@ -131,6 +161,9 @@ pub struct ProducerSettings {
     pub linger_ms: u64,
     pub acks: &'static str,
     pub compression: Codec,
+    /// plain, idempotent or transactional.
+    pub delivery: &'static str,
+    pub records_per_transaction: Option<u64>,
 }
 
 impl ProducerPlan {
@@ -146,6 +179,8 @@ impl ProducerPlan {
             linger_ms: self.linger.as_millis() as u64,
             acks: acks_name(self.acks),
             compression: self.codec,
+            delivery: self.delivery.name(),
+            records_per_transaction: self.delivery.records_per_transaction(),
         }
     }
 }
@@ -161,7 +196,8 @@ pub async fn run(args: ProduceArgs) -> Result<Report, BenchError> {
     )
     .await?;
     let limit = args.limit.limit_or(Limit::Time(DEFAULT_DURATION));
-    let mut plan = ProducerPlan::new(layout, &args.producer, args.record_size, limit, args.rate)?;
+    let mut plan = ProducerPlan::new(layout, &args.producer, args.record_size, limit, args.rate)?
+        .with_delivery(Delivery::of(&args.delivery))?;
     plan.keys = args.keys;
     let progress = Progress::start("produce", Some(limit));
     let outcome = run_producer(&plan, progress.counters()).await;
@@ -171,6 +207,14 @@ pub async fn run(args: ProduceArgs) -> Result<Report, BenchError> {
     report.throughput = Some(outcome.throughput);
     report.produce_latency = outcome.latencies.summary();
     report.produce_requests = Some(outcome.requests);
+    if let Some(transactions) = &outcome.transactions {
+        let count = transactions.counts.transactions;
+        report.transactions = Some(count);
+        report.transactions_per_s = Some(count as f64 / outcome.throughput.seconds.max(1e-9));
+        report.commit_latency = transactions.commit_latencies.summary();
+        report.add_partitions_latency = transactions.add_partitions_latencies.summary();
+        report.coordinator_retries = Some(transactions.counts.coordinator_retries);
+    }
     Ok(report)
 }
 
@@ -182,6 +226,7 @@ struct Lane {
     /// Records this lane produces at most (`None`: until the deadline).
     budget: Option<u64>,
     schedule: Schedule,
+    producer: LaneProducer,
 }
 
 /// What every lane shares.
@@ -205,6 +250,9 @@ struct LaneOutcome {
     requests: u64,
     latencies: Latencies,
     last_answer: Option<Instant>,
+    transactions: TransactionCounts,
+    commit_latencies: Latencies,
+    add_partitions_latencies: Latencies,
 }
 
 /// Runs a producer to its limit. `counters` see every acknowledged batch (every written one
@@ -242,6 +290,12 @@ pub async fn run_producer(
         total.requests += lane.requests;
         total.latencies.add(&lane.latencies);
         total.last_answer = total.last_answer.max(lane.last_answer);
+        total.transactions.transactions += lane.transactions.transactions;
+        total.transactions.coordinator_retries += lane.transactions.coordinator_retries;
+        total.commit_latencies.add(&lane.commit_latencies);
+        total
+            .add_partitions_latencies
+            .add(&lane.add_partitions_latencies);
     }
     let elapsed = total.last_answer.unwrap_or(start).duration_since(start);
     Ok(ProduceOutcome {
@@ -253,11 +307,18 @@ pub async fn run_producer(
         ),
         latencies: total.latencies,
         requests: total.requests,
+        transactions: matches!(plan.delivery, Delivery::Transactional { .. }).then(|| {
+            TransactionFigures {
+                counts: total.transactions,
+                commit_latencies: total.commit_latencies,
+                add_partitions_latencies: total.add_partitions_latencies,
+            }
+        }),
     })
 }
 
-/// Splits the partitions, the budget and the rate over the lanes, opens their connections and
-/// builds their templates.
+/// Splits the partitions, the budget and the rate over the lanes, opens their connections,
+/// builds their templates and sets up their producers.
 async fn plan_lanes(plan: &ProducerPlan) -> Result<Vec<Lane>, BenchError> {
     let templates = build_templates(plan)?;
     let mut lanes = Vec::new();
@@ -272,11 +333,14 @@ async fn plan_lanes(plan: &ProducerPlan) -> Result<Vec<Lane>, BenchError> {
             .collect();
         for share in spread(&partitions, plan.connections) {
             let connection = cluster::open_connection(plan.layout.address(leader)).await?;
+            let producer =
+                LaneProducer::start(plan.delivery, &connection, lanes.len(), share.len()).await?;
             lanes.push(Lane {
                 connection,
                 partitions: share,
                 budget: None,
                 schedule: plan.schedule,
+                producer,
             });
         }
     }
@@ -390,14 +454,17 @@ struct Outgoing {
 }
 
 /// A lane: fills batches as records fall due and keeps requests in flight until its share is
-/// done.
+/// done; a transactional lane commits each transaction once all its batches are answered.
 async fn run_lane(lane: Lane, context: Arc<LaneContext>) -> Result<LaneOutcome, BenchError> {
     let Lane {
         connection,
         partitions,
         budget,
         schedule,
+        mut producer,
     } = lane;
+    let indexes: Vec<PartitionIndex> = partitions.iter().map(|(index, _)| *index).collect();
+    let transactional_id = producer.transactional_id().cloned();
     let start = context.start;
     let mut outcome = LaneOutcome::default();
     let mut in_flight = FuturesUnordered::new();
@@ -423,33 +490,53 @@ async fn run_lane(lane: Lane, context: Arc<LaneContext>) -> Result<LaneOutcome, 
         let created = schedule.due(now - start).min(cap.unwrap_or(u64::MAX));
         let waiting = created - assigned;
         let all_created = cap.is_some_and(|cap| created >= cap);
-        let (partition, template) = &partitions[next];
-        let full = template.record_count() as u64;
-        if waiting > 0 && in_flight.len() < context.in_flight {
-            let count = waiting.min(full);
+        // A full transaction (or the lane's last) takes no more batches, and commits once
+        // every one of them is answered.
+        let commit_due = producer.commit_due(all_created && waiting == 0);
+        if commit_due && in_flight.is_empty() {
+            let took = producer.commit().await?;
+            outcome.commit_latencies.record(took);
+            outcome.transactions.transactions += 1;
+            outcome.last_answer = Some(Instant::now());
+            continue;
+        }
+        if !commit_due && waiting > 0 && in_flight.len() < context.in_flight {
+            let (partition, template) = &partitions[next];
+            let full = template.record_count() as u64;
+            let room = producer.room();
+            let count = waiting.min(full).min(room);
             let lingered = now >= start + schedule.time_of(assigned) + context.linger;
-            if count == full || lingered || all_created {
-                let outgoing = build_batch(*partition, template, count as usize, context.stamp)?;
-                in_flight.push(send(connection.clone(), context.clone(), outgoing));
+            if count == full || count == room || lingered || all_created {
+                let adding = producer.before_batch(&context.topic, &indexes, next, full);
+                if let Some(took) = adding.await? {
+                    outcome.add_partitions_latencies.record(took);
+                }
+                let fields = producer.stamp(next, count);
+                let outgoing =
+                    build_batch(*partition, template, count as usize, context.stamp, &fields)?;
+                let id = transactional_id.clone();
+                in_flight.push(send(connection.clone(), context.clone(), outgoing, id));
                 assigned += count;
                 next = (next + 1) % partitions.len();
                 continue;
             }
         }
         if all_created && waiting == 0 && in_flight.is_empty() {
+            outcome.transactions.coordinator_retries = producer.coordinator_retries();
             return Ok(outcome);
         }
         // Nothing to send now: wait for an answer, or for the batch to fill or linger out.
-        let wake = (!all_created && in_flight.len() < context.in_flight && schedule.is_limited())
-            .then(|| {
-                let fills = start + schedule.time_of(assigned + full - 1);
-                let lingers = start + schedule.time_of(assigned) + context.linger;
-                let wake = fills.min(lingers);
-                match context.deadline {
-                    Some(deadline) if !closed => wake.min(deadline),
-                    _ => wake,
-                }
-            });
+        let sending = !commit_due && !all_created && in_flight.len() < context.in_flight;
+        let wake = (sending && schedule.is_limited()).then(|| {
+            let batch = (partitions[next].1.record_count() as u64).min(producer.room());
+            let fills = start + schedule.time_of(assigned + batch - 1);
+            let lingers = start + schedule.time_of(assigned) + context.linger;
+            let wake = fills.min(lingers);
+            match context.deadline {
+                Some(deadline) if !closed => wake.min(deadline),
+                _ => wake,
+            }
+        });
         tokio::select! {
             Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
                 let answer = answer?;
@@ -474,8 +561,12 @@ fn build_batch(
     template: &BatchTemplate,
     records: usize,
     stamp: bool,
+    producer: &ProducerFields,
 ) -> Result<Outgoing, BenchError> {
-    let batch = if stamp {
+    let batch = if *producer != ProducerFields::NONE {
+        assert!(!stamp, "the end-to-end bench has no idempotent producer");
+        template.sequenced(records, producer, unix_ms())?
+    } else if stamp {
         template.stamped(records, unix_ns(), unix_ms())?
     } else {
         template.prefix(records, unix_ms())?
@@ -501,9 +592,11 @@ async fn send(
     connection: Arc<Connection>,
     context: Arc<LaneContext>,
     outgoing: Outgoing,
+    transactional_id: Option<TransactionalId>,
 ) -> Result<Answer, BenchError> {
     let batch_bytes = outgoing.batch.len() as u64;
     let request = ProduceRequest::default()
+        .with_transactional_id(transactional_id)
         .with_acks(context.acks.code())
         .with_timeout_ms(PRODUCE_TIMEOUT_MS as i32)
         .with_topic_data(vec![TopicProduceData::default()

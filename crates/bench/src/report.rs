@@ -17,6 +17,18 @@ pub struct Report {
     /// From handing a produce request to the connection to its answer, per request.
     pub produce_latency: Option<LatencySummary>,
     pub produce_requests: Option<u64>,
+    /// Transactions committed (transactional produce).
+    pub transactions: Option<u64>,
+    pub transactions_per_s: Option<f64>,
+    /// From sending EndTxn (commit) to its answer, per transaction.
+    pub commit_latency: Option<LatencySummary>,
+    /// From sending AddPartitionsToTxn to its answer, retries included: the wait for the
+    /// previous transaction's markers shows here.
+    pub add_partitions_latency: Option<LatencySummary>,
+    /// Transaction coordinator answers "not now" the producers retried (mostly
+    /// CONCURRENT_TRANSACTIONS: an AddPartitionsToTxn while the last commit's markers were
+    /// being written).
+    pub coordinator_retries: Option<u64>,
     /// From sending a fetch to its answer, per fetch.
     pub fetch_latency: Option<LatencySummary>,
     pub fetches: Option<u64>,
@@ -44,6 +56,11 @@ impl Report {
             consumed: None,
             produce_latency: None,
             produce_requests: None,
+            transactions: None,
+            transactions_per_s: None,
+            commit_latency: None,
+            add_partitions_latency: None,
+            coordinator_retries: None,
             fetch_latency: None,
             fetches: None,
             fetches_per_s: None,
@@ -124,6 +141,8 @@ impl Report {
         .collect()];
         for (name, summary) in [
             ("produce request", self.produce_latency),
+            ("add partitions", self.add_partitions_latency),
+            ("commit (EndTxn)", self.commit_latency),
             ("fetch request", self.fetch_latency),
             ("end to end", self.end_to_end_latency),
             ("connection set-up", self.connection_setup_latency),
@@ -143,6 +162,13 @@ impl Report {
         if latency_rows.len() > 1 {
             out.push('\n');
             out.push_str(&format_table(&latency_rows));
+        }
+        if let (Some(transactions), Some(per_s)) = (self.transactions, self.transactions_per_s) {
+            out.push_str(&format!(
+                "\ntransactions committed: {transactions} ({}/s), coordinator retries: {}\n",
+                human_count(per_s),
+                self.coordinator_retries.unwrap_or(0)
+            ));
         }
         if let (Some(fetches), Some(per_s)) = (self.fetches, self.fetches_per_s) {
             out.push_str(&format!(
@@ -213,6 +239,17 @@ mod tests {
         assert_eq!(json["throughput"]["records_per_s"], 500.0);
         assert_eq!(json["produce_latency"]["p99_ms"], 2.5);
         assert!(json["fetch_latency"].is_null());
+        assert!(json["transactions"].is_null());
+        report.transactions = Some(40);
+        report.transactions_per_s = Some(20.0);
+        report.coordinator_retries = Some(3);
+        report.commit_latency = report.produce_latency;
+        let table = report.to_table();
+        assert!(table.contains("commit (EndTxn)"), "{table}");
+        assert!(
+            table.contains("transactions committed: 40 (20.0/s), coordinator retries: 3"),
+            "{table}"
+        );
     }
 
     #[test]

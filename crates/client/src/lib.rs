@@ -17,6 +17,10 @@
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
 //!   describe (with decoded assignments), committed offsets, the admin commit, deletes.
+//! - [`transactions`] is the producer's side of idempotence and transactions: producer ids,
+//!   sequences, and a [`TransactionalProducer`] that talks to its transaction coordinator
+//!   (FindCoordinator, InitProducerId, AddPartitionsToTxn, EndTxn) for a caller that builds
+//!   its own batches.
 //!
 //! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
 //! Every bound is in [`limits`].
@@ -36,6 +40,7 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
+pub mod transactions;
 pub mod versions;
 
 #[cfg(test)]
@@ -62,3 +67,4 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
+pub use transactions::{init_producer_id, next_sequence, ProducerIdentity, TransactionalProducer};

@@ -31,3 +31,17 @@ pub const RETRY_BACKOFF_MS: u64 = 50;
 
 /// Longest pause between two attempts.
 pub const RETRY_BACKOFF_MS_MAX: u64 = 1_000;
+
+/// Pause before the first retry of a transaction coordinator's "not now" answer; it doubles
+/// with each further attempt up to [`TRANSACTION_RETRY_BACKOFF_MS_MAX`]. The common one is
+/// `CONCURRENT_TRANSACTIONS` to the AddPartitionsToTxn right after a commit, while the
+/// coordinator writes the commit markers: a pause of tens of ms there (Kafka's Java producer
+/// waits 20 ms) would cost more than the markers take on one node.
+pub const TRANSACTION_RETRY_BACKOFF_MS: u64 = 1;
+
+/// Longest pause between two attempts at a transaction coordinator call.
+pub const TRANSACTION_RETRY_BACKOFF_MS_MAX: u64 = 100;
+
+/// Longest a transaction coordinator call keeps retrying (Kafka's `max.block.ms`): the first
+/// transactional call to a cluster waits for `__transaction_state` to be created.
+pub const TRANSACTION_RETRY_MS_MAX: u64 = 60_000;

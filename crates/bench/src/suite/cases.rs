@@ -36,6 +36,17 @@ const MANY_PARTITIONS_OPEN_FILES_LIMIT: u64 = 4_096;
 const MANY_PARTITIONS_IDLE: Duration = Duration::from_secs(5);
 const MANY_PARTITIONS_IDLE_QUICK: Duration = Duration::from_secs(2);
 
+/// The transactions cases (issue 11): the same produce load by idempotent producers and by
+/// transactional ones committing every `TRANSACTION_RECORDS` records, one producer (lane) per
+/// partition, `TRANSACTION_PARTITIONS` of them, with the bench's (the Java client's) batching.
+pub const TRANSACTION_RECORDS: u64 = 1_000;
+const TRANSACTION_PARTITIONS: i32 = 4;
+const TRANSACTION_RECORD_BYTES: u64 = 1024;
+/// The two cases' names; the target pairs them (`--only transactions` runs both).
+pub const IDEMPOTENT_CASE: &str = "produce 1 KiB acks=all, 4 idempotent producers, no transactions";
+pub const TRANSACTIONAL_CASE: &str =
+    "produce 1 KiB acks=all, 4 transactional producers, transactions of 1,000 records";
+
 /// What a case runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Load {
@@ -145,6 +156,11 @@ impl Case {
         }
     }
 
+    /// Whether the case's load is a transactional producer.
+    pub fn is_transactional(&self) -> bool {
+        matches!(&self.load, Load::Bench(words) if words.iter().any(|word| word == "--transactional"))
+    }
+
     /// Every topic the case uses: its load's, those it creates first, the idle consumers'.
     pub fn topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = self.topic().into_iter().collect();
@@ -219,6 +235,7 @@ pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
         )
     };
     let mut cases = bench_cases(seconds, e2e_seconds);
+    cases.extend(transaction_cases(seconds));
     if args.librdkafka {
         cases.extend(librdkafka_cases(seconds, e2e_seconds));
     }
@@ -327,6 +344,30 @@ fn bench_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
         Case::new("e2e 100 B 10k/s acks=all", e2e("suite-e2e-100-10k", 100, 10_000)),
         Case::new("e2e 1 KiB 1k/s acks=all", e2e("suite-e2e-1k-1k", 1024, 1_000)),
         Case::new("e2e 1 KiB 10k/s acks=all", e2e("suite-e2e-1k-10k", 1024, 10_000)),
+    ]
+}
+
+/// Idempotent producers, then transactional ones, the same load otherwise, each into a topic
+/// of its own created before the figures are taken; the target compares their records/s.
+fn transaction_cases(seconds: f64) -> Vec<Case> {
+    let case = |topic: &str, name: &str, delivery: &str| {
+        let load = bench(format!(
+            "produce --topic {topic} --partitions {TRANSACTION_PARTITIONS} \
+             --connections {TRANSACTION_PARTITIONS} --record-size {TRANSACTION_RECORD_BYTES} \
+             --acks all --duration {seconds} {delivery}"
+        ));
+        Case {
+            creates: vec![NewTopic::new(topic, TRANSACTION_PARTITIONS, -1)],
+            ..Case::new(name, load)
+        }
+    };
+    vec![
+        case("suite-idempotent", IDEMPOTENT_CASE, "--idempotent"),
+        case(
+            "suite-transactional",
+            TRANSACTIONAL_CASE,
+            &format!("--transactional --transaction-records {TRANSACTION_RECORDS}"),
+        ),
     ]
 }
 
@@ -541,6 +582,49 @@ mod tests {
     }
 
     #[test]
+    fn the_transactions_cases_differ_only_in_their_producers() {
+        let both = cases(&args("--only transactions --case-seconds 3"), false);
+        assert_eq!(both.len(), 2, "{both:?}");
+        let (idempotent, transactional) = (&both[0], &both[1]);
+        assert_eq!(idempotent.name, IDEMPOTENT_CASE);
+        assert_eq!(transactional.name, TRANSACTIONAL_CASE);
+        // The names say what the loads are.
+        let partitions = format!("{TRANSACTION_PARTITIONS} transactional producers");
+        assert!(TRANSACTIONAL_CASE.contains(&partitions));
+        let records = format!(
+            "transactions of {} records",
+            thousands(TRANSACTION_RECORDS as u32)
+        );
+        assert!(TRANSACTIONAL_CASE.contains(&records));
+        assert!(IDEMPOTENT_CASE.contains(&format!("{TRANSACTION_PARTITIONS} idempotent")));
+        assert!(TRANSACTION_RECORD_BYTES == 1024 && IDEMPOTENT_CASE.contains("1 KiB"));
+        assert!(!idempotent.is_transactional() && transactional.is_transactional());
+        let (Load::Bench(idempotent_words), Load::Bench(transactional_words)) =
+            (&idempotent.load, &transactional.load)
+        else {
+            panic!("bench loads")
+        };
+        let without = |words: &[String], topic: &str, extra: &[&str]| -> Vec<String> {
+            words
+                .iter()
+                .filter(|word| *word != topic && !extra.contains(&word.as_str()))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            without(idempotent_words, "suite-idempotent", &["--idempotent"]),
+            without(
+                transactional_words,
+                "suite-transactional",
+                &["--transactional", "--transaction-records", "1000"]
+            ),
+            "the same load but for the producer"
+        );
+        assert_eq!(idempotent.disk_probe(), Some(Duration::from_secs(3)));
+        assert_eq!(transactional.creates[0].partitions, 4);
+    }
+
+    #[test]
     fn counts_read_with_thousands_separated() {
         assert_eq!(thousands(7), "7");
         assert_eq!(thousands(1_000), "1,000");
@@ -555,15 +639,15 @@ mod tests {
             .into_iter()
             .map(|case| case.name)
             .collect();
-        assert_eq!(names.len(), 19);
+        assert_eq!(names.len(), 21);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert!(names.iter().all(|name| !name.starts_with("kcat")));
-        assert_eq!(names[15], "produce 1 KiB acks=1 100 partitions");
-        assert_eq!(names[16], "10,000 idle connections");
-        assert_eq!(names[17], "e2e 100 B 1k/s acks=all RF=3");
-        assert_eq!(names[18], "20,000 partitions, ulimit -n 4096");
+        assert_eq!(names[17], "produce 1 KiB acks=1 100 partitions");
+        assert_eq!(names[18], "10,000 idle connections");
+        assert_eq!(names[19], "e2e 100 B 1k/s acks=all RF=3");
+        assert_eq!(names[20], "20,000 partitions, ulimit -n 4096");
         let all = cases(&args("--librdkafka"), true);
-        assert_eq!(all.len(), 24);
+        assert_eq!(all.len(), 26);
         let three: Vec<&Case> = all
             .iter()
             .filter(|case| case.nodes == Nodes::ThreeVoters)

@@ -12,7 +12,7 @@ use serde::Serialize;
 use strom_client::OffsetSpec;
 
 use super::cases::Load;
-use super::SuiteArgs;
+use super::{SuiteArgs, TransactionFigures};
 use crate::error::BenchError;
 use crate::report::Report;
 use crate::stats::LatencySummary;
@@ -39,6 +39,8 @@ pub struct Outcome {
     pub in_process: bool,
     /// The idle-connections case's memory figures.
     pub idle_connections: Option<ConnectionFigures>,
+    /// A transactional load's transactions.
+    pub transactions: Option<TransactionFigures>,
 }
 
 /// What idle connections cost the broker: its resident memory before they were opened and
@@ -112,6 +114,12 @@ pub fn run_bench(
         "consume" => ("fetch", report.fetch_latency, None),
         _ => ("e2e", report.end_to_end_latency, report.produce_latency),
     };
+    let transactions = report.transactions.map(|transactions| TransactionFigures {
+        transactions,
+        transactions_per_s: report.transactions_per_s.unwrap_or(0.0),
+        commit_latency: report.commit_latency,
+        coordinator_retries: report.coordinator_retries.unwrap_or(0),
+    });
     Ok(Outcome {
         command: BenchLine::command(words, address),
         records: throughput.records,
@@ -122,6 +130,7 @@ pub fn run_bench(
         produce_latency,
         in_process: true,
         idle_connections: None,
+        transactions,
     })
 }
 
@@ -220,6 +229,7 @@ pub fn run_librdkafka(
         produce_latency: None,
         in_process: false,
         idle_connections: None,
+        transactions: None,
     })
 }
 
@@ -255,6 +265,7 @@ pub fn run_idle_connections(
         produce_latency: None,
         in_process: true,
         idle_connections: Some(ConnectionFigures::new(held.connections, before, held_rss)),
+        transactions: None,
     })
 }
 
@@ -335,6 +346,7 @@ pub fn run_kcat(
         produce_latency: None,
         in_process: false,
         idle_connections: None,
+        transactions: None,
     })
 }
 

@@ -104,6 +104,8 @@ pub struct CaseResult {
     pub idle_consumers: Option<IdleFigures>,
     /// What the idle connections cost the broker, for the idle-connections case.
     pub idle_connections: Option<ConnectionFigures>,
+    /// What the transactional case's producers committed.
+    pub transactions: Option<TransactionFigures>,
     /// The broker's CPU seconds during the case (the three-node cases: summed over the nodes;
     /// the many-partitions case: summed over its broker's three starts, each whole).
     pub broker_cpu_s: f64,
@@ -146,6 +148,18 @@ impl IdleFigures {
             records: outcome.arrived.records,
         }
     }
+}
+
+/// A transactional case's transactions: they show the load really committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransactionFigures {
+    pub transactions: u64,
+    pub transactions_per_s: f64,
+    /// EndTxn (commit) request latency.
+    pub commit_latency: Option<LatencySummary>,
+    /// Coordinator answers "not now" retried (CONCURRENT_TRANSACTIONS while a commit's
+    /// markers were written, mostly).
+    pub coordinator_retries: u64,
 }
 
 /// One run: the machine's limits and every case.
@@ -370,11 +384,17 @@ fn run_phase(
     Ok(results)
 }
 
-/// What a case needs before its figures are taken: its topics, the kcat case's file.
+/// What a case needs before its figures are taken: its topics, the transaction coordinator's
+/// state topic, the kcat case's file.
 fn prepare(context: &RunContext, brokers: &Brokers, case: &Case) -> Result<(), BenchError> {
     context
         .runtime
         .block_on(create_topics(brokers.bootstrap(), &case.creates))?;
+    if case.is_transactional() {
+        context
+            .runtime
+            .block_on(warm_up_transactions(brokers.bootstrap()))?;
+    }
     if let Load::KcatProduce {
         records,
         record_bytes,
@@ -419,6 +439,15 @@ async fn create_topics(address: &str, creates: &[NewTopic]) -> Result<(), BenchE
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Makes the cluster ready for transactions before a transactional case's figures are taken:
+/// the first InitProducerId with a transactional id creates `__transaction_state` (50
+/// partitions), which costs the broker more than seconds of the load.
+async fn warm_up_transactions(address: &str) -> Result<(), BenchError> {
+    let client = std::sync::Arc::new(crate::cluster::connect(address).await?);
+    strom_client::TransactionalProducer::init(client, "strom-bench-suite-warm-up", 60_000).await?;
     Ok(())
 }
 
@@ -479,6 +508,7 @@ fn run_case(
         produce_latency: outcome.produce_latency,
         idle_consumers: idle,
         idle_connections: outcome.idle_connections,
+        transactions: outcome.transactions,
         broker_cpu_s,
         broker_cpu_s_per_million: per_million(broker_cpu_s),
         broker_system_cpu_share: if broker_cpu_s > 0.0 {

@@ -305,6 +305,7 @@ pub fn run_case(context: &RunContext, case: &Case) -> Result<CaseResult, BenchEr
         produce_latency: None,
         idle_consumers: None,
         idle_connections: None,
+        transactions: None,
         broker_cpu_s: usage.cpu_s,
         broker_cpu_s_per_million: per_million(usage.cpu_s),
         broker_system_cpu_share: if usage.cpu_s > 0.0 {

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::cases::{IDLE_ALONE, NO_IDLE_CONSUMERS};
+use super::cases::{IDEMPOTENT_CASE, IDLE_ALONE, NO_IDLE_CONSUMERS, TRANSACTIONAL_CASE};
 use super::partitions::{PartitionFigures, RestartFigures, TOO_MANY_OPEN_FILES};
 use super::{CaseResult, RunResult};
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
@@ -23,6 +23,9 @@ const PARTITIONS_CREATE_S_MAX: f64 = 30.0;
 const PARTITIONS_START_TO_SERVING_S_MAX: f64 = 10.0;
 const PARTITIONS_RSS_MIB_MAX: f64 = 2048.0;
 const PARTITIONS_IDLE_CPU_PERCENT_MAX: f64 = 2.0;
+/// The least share of the idempotent producers' records/s the transactional ones must reach
+/// in the same run (issue 11).
+const TRANSACTIONAL_THROUGHPUT_SHARE_MIN: f64 = 0.80;
 
 /// One of the issue's targets, and whether the suite's figures meet it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -182,6 +185,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         if let Some(idle) = idle_interaction_target(runs, &name) {
             check(idle.target, idle.measured, idle.met);
         }
+        if let Some(transactions) = transactions_target(runs, &name) {
+            check(transactions.target, transactions.measured, transactions.met);
+        }
         if let Some(held) = idle_connections_target(runs, &name) {
             check(held.target, held.measured, held.met);
         }
@@ -284,6 +290,46 @@ fn idle_interaction_target(runs: &[RunResult], name: &str) -> Option<TargetCheck
         ),
         measured: format!("{added:.2} s = {:.2}×", added / alone.max(f64::MIN_POSITIVE)),
         met: added <= limit,
+    })
+}
+
+/// Transactions must cost little throughput: the transactional producers' records/s against
+/// the idempotent producers' (the same load otherwise) in the same run, the median of the
+/// runs' ratios.
+fn transactions_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
+    if name != TRANSACTIONAL_CASE {
+        return None;
+    }
+    let in_run = |run: &RunResult, name: &str| {
+        run.cases
+            .iter()
+            .find(|case| case.case == name)
+            .map(|case| case.records_per_s)
+    };
+    let pairs: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|run| Some((in_run(run, name)?, in_run(run, IDEMPOTENT_CASE)?)))
+        .collect();
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(transactional, idempotent)| transactional / idempotent.max(f64::MIN_POSITIVE))
+        .collect();
+    let ratio = Spread::of(&ratios)?.median;
+    let median = |values: Vec<f64>| Spread::of(&values).map_or(0.0, |spread| spread.median);
+    let transactional = median(pairs.iter().map(|pair| pair.0).collect());
+    let idempotent = median(pairs.iter().map(|pair| pair.1).collect());
+    Some(TargetCheck {
+        target: format!(
+            "{name}: records/s ≥ {:.0}% of the idempotent producers' in the same run",
+            TRANSACTIONAL_THROUGHPUT_SHARE_MIN * 100.0
+        ),
+        measured: format!(
+            "{} vs {} records/s = {:.0}%",
+            human_count(transactional),
+            human_count(idempotent),
+            100.0 * ratio
+        ),
+        met: ratio >= TRANSACTIONAL_THROUGHPUT_SHARE_MIN,
     })
 }
 
@@ -470,7 +516,7 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&case_rows(runs)));
     out.push('\n');
     let mut targets = vec![vec![
-        "target (issues 5, 9 and 10)".to_string(),
+        "target (issues 5, 9, 10 and 11)".to_string(),
         "measured (median)".to_string(),
         "met".to_string(),
     ]];
@@ -603,6 +649,9 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
             row.extend(std::iter::repeat_n(String::new(), 5));
             rows.push(row);
         }
+        if first.transactions.is_some() {
+            rows.push(transactions_row(runs, &name));
+        }
         if let Some(held) = &first.idle_connections {
             let per_connection = case_spread(runs, &name, |case| {
                 case.idle_connections
@@ -624,6 +673,34 @@ fn case_rows(runs: &[RunResult]) -> Vec<Vec<String>> {
         }
     }
     rows
+}
+
+/// A transactional case's commits: transactions per second and the EndTxn latency.
+fn transactions_row(runs: &[RunResult], name: &str) -> Vec<String> {
+    let figure = |pick: fn(&super::TransactionFigures) -> Option<f64>| {
+        case_spread(runs, name, |case| case.transactions.as_ref().and_then(pick))
+    };
+    let per_s = figure(|figures| Some(figures.transactions_per_s));
+    let mut row = vec![
+        "  (transactions committed)".to_string(),
+        format!(
+            "{} commits/s",
+            per_s.map_or("-".to_string(), |spread| spread.format(human_count))
+        ),
+        String::new(),
+        "commit".to_string(),
+    ];
+    let latencies: [fn(&super::TransactionFigures) -> Option<f64>; 4] = [
+        |figures| figures.commit_latency.map(|l| l.p50_ms),
+        |figures| figures.commit_latency.map(|l| l.p99_ms),
+        |figures| figures.commit_latency.map(|l| l.p999_ms),
+        |figures| figures.commit_latency.map(|l| l.max_ms),
+    ];
+    for pick in latencies {
+        row.push(figure(pick).map_or("-".to_string(), |spread| spread.format(human_ms)));
+    }
+    row.extend(std::iter::repeat_n(String::new(), 5));
+    row
 }
 
 /// The many-partitions case's own figures, a row each under the case's, in the order the
@@ -732,6 +809,7 @@ mod tests {
             produce_latency: name.contains("e2e").then(|| latency(0.5, 1.0)),
             idle_consumers: None,
             idle_connections: None,
+            transactions: None,
             broker_cpu_s: cpu,
             broker_cpu_s_per_million: cpu,
             broker_system_cpu_share: 0.5,
@@ -950,6 +1028,54 @@ mod tests {
             .unwrap_or_else(|| panic!("{checks:?}"));
         assert_eq!(interaction.measured, "0.90 s = 1.12×");
         assert!(interaction.met);
+    }
+
+    #[test]
+    fn transactions_are_held_to_a_share_of_the_idempotent_throughput_in_the_same_run() {
+        let pair = |run_number: u32, idempotent: f64, transactional: f64| {
+            let mut with = case(
+                TRANSACTIONAL_CASE,
+                run_number,
+                transactional,
+                1.0,
+                (1.0, 2.0),
+            );
+            with.transactions = Some(super::super::TransactionFigures {
+                transactions: 100,
+                transactions_per_s: 20.0 * f64::from(run_number),
+                commit_latency: Some(latency(0.5, 1.5)),
+                coordinator_retries: 7,
+            });
+            let without = case(IDEMPOTENT_CASE, run_number, idempotent, 1.0, (1.0, 2.0));
+            run(run_number, vec![without, with])
+        };
+        // Run by run: 90%, 70% and 85%; the median is 85% although the medians of the two
+        // cases' figures alone (100 and 80 MB/s) would say 80%.
+        let runs = vec![
+            pair(1, 100.0, 90.0),
+            pair(2, 80.0, 56.0),
+            pair(3, 120.0, 102.0),
+        ];
+        let checks = check_targets(&runs);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(
+            checks[0].target,
+            format!("{TRANSACTIONAL_CASE}: records/s ≥ 80% of the idempotent producers' in the same run")
+        );
+        assert_eq!(checks[0].measured, "90.0k vs 100.0k records/s = 85%");
+        assert!(checks[0].met);
+        let failing = check_targets(&[pair(1, 100.0, 79.0)]);
+        assert!(!failing[0].met, "{failing:?}");
+        let table = render(&SuiteResult {
+            targets: checks,
+            runs,
+        });
+        let row = table
+            .lines()
+            .find(|line| line.starts_with("  (transactions committed)"))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(row.contains("40.0 (20.0–60.0) commits/s"), "{row}");
+        assert!(row.contains("commit"), "{row}");
     }
 
     fn many_partitions(run: u32, create_s: f64, serving_s: (f64, f64)) -> CaseResult {
