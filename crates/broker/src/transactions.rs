@@ -155,6 +155,19 @@ pub fn locate(broker: &Arc<Broker>, transactional_id: &str) -> Result<BrokerId, 
     Ok(BrokerId(leader))
 }
 
+/// Creates `__transaction_state` in the background if it does not exist yet (a Metadata
+/// request naming it, which must not auto-create it as an ordinary topic).
+pub fn ensure_state_topic(broker: &Arc<Broker>) {
+    if !broker
+        .quorum
+        .image()
+        .topics
+        .contains_key(TRANSACTION_STATE_TOPIC)
+    {
+        create_state_topic(broker);
+    }
+}
+
 /// Proposes `__transaction_state` unless a proposal is already under way.
 fn create_state_topic(broker: &Arc<Broker>) {
     let runtime = &broker.transactions;

@@ -83,13 +83,14 @@ impl Snapshots {
     ) -> std::io::Result<()> {
         write(&self.dir, offset, states, durable)?;
         self.offsets.insert(offset);
-        // Empty when the snapshot is at the segment's base (taken right after a roll): a
-        // range whose start is past its end would panic.
-        let superseded: Vec<Offset> = match segment_base.plus(1) < offset {
-            true => (self.offsets.range(segment_base.plus(1)..offset).copied()).collect(),
-            false => Vec::new(),
-        };
-        self.delete(superseded);
+        if offset > segment_base.plus(1) {
+            let superseded: Vec<Offset> = self
+                .offsets
+                .range(segment_base.plus(1)..offset)
+                .copied()
+                .collect();
+            self.delete(superseded);
+        }
         Ok(())
     }
 
@@ -428,6 +429,49 @@ mod tests {
         delete(dir.path(), Offset(2)).unwrap();
         delete(dir.path(), Offset(2)).unwrap();
         assert!(read(dir.path(), Offset(2)).is_err());
+    }
+
+    #[test]
+    fn a_new_snapshot_supersedes_the_earlier_ones_of_its_segment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let states = ProducerStates::default();
+        let mut snapshots = Snapshots::open(dir.path()).unwrap();
+        // A roll at 10, shutdowns at 14 and 17 within that segment, a roll at 20.
+        snapshots
+            .write(Offset(10), &states, false, Offset(0))
+            .unwrap();
+        snapshots
+            .write(Offset(14), &states, false, Offset(10))
+            .unwrap();
+        snapshots
+            .write(Offset(17), &states, false, Offset(10))
+            .unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [Offset(10), Offset(17)]
+        );
+        snapshots
+            .write(Offset(20), &states, false, Offset(10))
+            .unwrap();
+        // A shutdown right after the roll: at the segment's base itself.
+        snapshots
+            .write(Offset(20), &states, true, Offset(20))
+            .unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [Offset(10), Offset(20)]
+        );
+        assert!(snapshots.contains(Offset(20)));
+        snapshots.delete_below(Offset(15));
+        assert_eq!(
+            list(dir.path()).unwrap().into_iter().collect::<Vec<_>>(),
+            [Offset(20)]
+        );
+        assert!(
+            snapshots.load_newest(Offset(15), Offset(19)).is_none(),
+            "the one at 20 is beyond the log end 19"
+        );
+        assert!(list(dir.path()).unwrap().is_empty(), "and deleted");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
 };
+use strom_coordinator::TRANSACTION_STATE_TOPIC;
 use strom_metadata::image::NO_LEADER;
 use strom_metadata::{MetadataCommand, MetadataImage, TopicImage};
 use strom_types::ErrorCode;
@@ -85,6 +86,12 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> R
 pub(super) async fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<(), ErrorCode> {
     if strom_types::TopicName::new(name).is_err() {
         return Err(ErrorCode::InvalidTopicException);
+    }
+    if name == TRANSACTION_STATE_TOPIC {
+        // An internal topic gets its own settings, never the defaults: the transaction
+        // runtime creates it, and the client asks again meanwhile.
+        crate::transactions::ensure_state_topic(broker);
+        return Err(ErrorCode::LeaderNotAvailable);
     }
     let alive = broker
         .quorum

@@ -216,7 +216,12 @@ pub fn marker_outcome(error: ErrorCode) -> MarkerOutcome {
         | E::NotEnoughReplicas
         | E::NotEnoughReplicasAfterAppend
         | E::RequestTimedOut
-        | E::KafkaStorageError => MarkerOutcome::Retry,
+        | E::KafkaStorageError
+        // The leader could not be reached (dead but not yet fenced, or fenced): send again to
+        // whoever leads the partition next, as Kafka's marker channel does after a disconnect.
+        | E::NetworkException
+        | E::BrokerNotAvailable
+        | E::LeaderNotAvailable => MarkerOutcome::Retry,
         E::InvalidProducerEpoch | E::TransactionCoordinatorFenced => MarkerOutcome::Cancel,
         _ => MarkerOutcome::Unexpected,
     }

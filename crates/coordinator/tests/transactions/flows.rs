@@ -762,6 +762,9 @@ fn marker_errors_mean_what_kafka_says() {
         ),
         (ErrorCode::RequestTimedOut, MarkerOutcome::Retry),
         (ErrorCode::KafkaStorageError, MarkerOutcome::Retry),
+        (ErrorCode::NetworkException, MarkerOutcome::Retry),
+        (ErrorCode::BrokerNotAvailable, MarkerOutcome::Retry),
+        (ErrorCode::LeaderNotAvailable, MarkerOutcome::Retry),
         (ErrorCode::InvalidProducerEpoch, MarkerOutcome::Cancel),
         (
             ErrorCode::TransactionCoordinatorFenced,
