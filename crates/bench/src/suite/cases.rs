@@ -40,12 +40,12 @@ const MANY_PARTITIONS_IDLE_QUICK: Duration = Duration::from_secs(2);
 /// transactional ones committing every `TRANSACTION_RECORDS` records, one producer (lane) per
 /// partition, `TRANSACTION_PARTITIONS` of them, with the bench's (the Java client's) batching.
 pub const TRANSACTION_RECORDS: u64 = 1_000;
-const TRANSACTION_PARTITIONS: i32 = 4;
+const TRANSACTION_PARTITIONS: i32 = 8;
 const TRANSACTION_RECORD_BYTES: u64 = 1024;
 /// The two cases' names; the target pairs them (`--only transactions` runs both).
-pub const IDEMPOTENT_CASE: &str = "produce 1 KiB acks=all, 4 idempotent producers, no transactions";
+pub const IDEMPOTENT_CASE: &str = "produce 1 KiB acks=all, 8 idempotent producers, no transactions";
 pub const TRANSACTIONAL_CASE: &str =
-    "produce 1 KiB acks=all, 4 transactional producers, transactions of 1,000 records";
+    "produce 1 KiB acks=all, 8 transactional producers, transactions of 1,000 records";
 
 /// What a case runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -621,7 +621,7 @@ mod tests {
             "the same load but for the producer"
         );
         assert_eq!(idempotent.disk_probe(), Some(Duration::from_secs(3)));
-        assert_eq!(transactional.creates[0].partitions, 4);
+        assert_eq!(transactional.creates[0].partitions, 8);
     }
 
     #[test]
