@@ -32,6 +32,7 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, TopicName, TransactionalId, WriteTxnMarkersRequest,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use strom_client::connection::{Connection, ConnectionOptions};
@@ -564,7 +565,7 @@ async fn send_remote(
                 .into_iter()
                 .map(|(topic, indexes)| {
                     WritableTxnMarkerTopic::default()
-                        .with_name(TopicName(crate::handlers::str_bytes(topic)))
+                        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                         .with_partition_indexes(indexes)
                 })
                 .collect(),
@@ -655,7 +656,7 @@ pub async fn verify_remote(
         topics.entry(topic.as_str()).or_default().push(*index);
     }
     let transaction = AddPartitionsToTxnTransaction::default()
-        .with_transactional_id(TransactionalId(crate::handlers::str_bytes(
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
             transactional_id.to_owned(),
         )))
         .with_producer_id(kafka_protocol::messages::ProducerId(producer_id.0))
@@ -666,7 +667,7 @@ pub async fn verify_remote(
                 .into_iter()
                 .map(|(name, partitions)| {
                     AddPartitionsToTxnTopic::default()
-                        .with_name(TopicName(crate::handlers::str_bytes(name)))
+                        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
                         .with_partitions(partitions)
                 })
                 .collect(),

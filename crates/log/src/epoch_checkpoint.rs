@@ -104,7 +104,7 @@ fn format(entries: &[(i32, Offset)]) -> String {
 /// Deletes the checkpoint, so that a crash before the next write makes recovery rebuild the
 /// cache from the batches instead of trusting entries the log no longer matches.
 pub(crate) fn remove(dir: &Path) -> Result<(), LogError> {
-    crate::segment::remove_if_exists(&dir.join(EPOCH_CHECKPOINT_FILE))?;
+    crate::files::remove_if_exists(&dir.join(EPOCH_CHECKPOINT_FILE))?;
     files::sync_path(dir)
 }
 

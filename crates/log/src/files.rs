@@ -307,3 +307,11 @@ mod tests {
         assert!(pool.stats().open <= 2);
     }
 }
+
+/// Deletes a file; one already gone is not an error.
+pub(crate) fn remove_if_exists(path: &std::path::Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error).at(path),
+        _ => Ok(()),
+    }
+}

@@ -7,7 +7,6 @@
 //! need only `&self` and no file cursor is shared.
 
 use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
 use std::ops::{ControlFlow, Range};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use strom_types::{Offset, TimestampMs};
 
 use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
-use crate::files::{self, FilePool, PooledFile};
+use crate::files::{self, remove_if_exists, FilePool, PooledFile};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::scan::{self, Check, SegmentFile, WalkStart};
 use crate::sync::SyncTarget;
@@ -510,14 +509,6 @@ impl Segment {
             remove_if_exists(path)?;
         }
         Ok(())
-    }
-}
-
-/// Deletes a file; one already gone is not an error.
-pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != ErrorKind::NotFound => Err(error).at(path),
-        _ => Ok(()),
     }
 }
 

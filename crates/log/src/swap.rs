@@ -37,11 +37,11 @@ use strom_types::Offset;
 
 use crate::config::SEGMENT_BYTES_MAX;
 use crate::error::{IoContext, LogError};
-use crate::files;
+use crate::files::{self, remove_if_exists};
 use crate::scan::{self, Check, SegmentFile, WalkStart};
 use crate::segment::{
-    file_path, parse_file_name, remove_if_exists, suffixed_file_path, EXTENSIONS, INDEX_EXTENSION,
-    LOG_EXTENSION, TIME_INDEX_EXTENSION, TXN_INDEX_EXTENSION,
+    file_path, parse_file_name, suffixed_file_path, EXTENSIONS, INDEX_EXTENSION, LOG_EXTENSION,
+    TIME_INDEX_EXTENSION, TXN_INDEX_EXTENSION,
 };
 
 /// Suffix of the files a compaction pass is writing.

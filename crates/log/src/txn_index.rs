@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use strom_types::Offset;
 
 use crate::error::{IoContext, LogError};
-use crate::segment::remove_if_exists;
+use crate::files::remove_if_exists;
 
 const VERSION: i16 = 0;
 const ENTRY_BYTES: usize = 34;
