@@ -25,15 +25,25 @@ use strom_types::{BrokerId, ErrorCode, LeaderEpoch, Offset, PartitionIndex, Topi
 
 const PAGE_BYTES: usize = 4096;
 
+/// One test's disk at a time. A test running `mount` or `umount` forks while another test
+/// holds its filler file open; until the child execs, it holds the file too, so deleting it
+/// does not free the space yet and that test's next write still finds the disk full (seen
+/// under load, 1 run in 5).
+static ONE_DISK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A tmpfs mounted on a fresh temporary directory, unmounted when dropped.
 struct SmallDisk {
     dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl SmallDisk {
     /// Mounts a tmpfs with `options` (`size=...`, `nr_inodes=...`), or says why not and
     /// returns `None`.
     fn mount(options: &str) -> Option<SmallDisk> {
+        let turn = ONE_DISK_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
@@ -45,7 +55,7 @@ impl SmallDisk {
             eprintln!("skipped: cannot mount a tmpfs here (needs root)");
             return None;
         }
-        Some(SmallDisk { dir })
+        Some(SmallDisk { dir, _turn: turn })
     }
 
     fn path(&self) -> &Path {
@@ -274,6 +284,9 @@ fn a_roll_whose_index_flush_finds_the_disk_full_is_done_by_the_next_append() {
     partition
         .append_as_leader(&mut batch(1, 1_500, 0), acks_all())
         .unwrap();
+    // Durable before the disk fills: the group commit of this first append (its leader-epoch
+    // checkpoint included) must not run into the full disk meanwhile (it did under load).
+    partition.sync().unwrap();
 
     // The roll writes the full segment's indexes first; they need a page each.
     let filler = disk.fill(0);
