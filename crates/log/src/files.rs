@@ -215,6 +215,14 @@ pub(crate) fn sync_path(path: &Path) -> Result<(), LogError> {
     File::open(path).at(path)?.sync_all().at(path)
 }
 
+/// Deletes a file; one already gone is not an error.
+pub(crate) fn remove_if_exists(path: &std::path::Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error).at(path),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -305,13 +313,5 @@ mod tests {
         pooled[0].get().unwrap();
         let _more = files(dir.path(), &pool, 1);
         assert!(pool.stats().open <= 2);
-    }
-}
-
-/// Deletes a file; one already gone is not an error.
-pub(crate) fn remove_if_exists(path: &std::path::Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error).at(path),
-        _ => Ok(()),
     }
 }
