@@ -394,11 +394,16 @@ fn partition_error(error: &PartitionError) -> ErrorCode {
 /// Carries out what a write led to: sends its markers and writes its next record, in the
 /// background. Returns the answer for the request that caused it, if any.
 pub fn carry_out(broker: &Arc<Broker>, outcome: WriteOutcome) -> Option<TxnReply> {
+    follow(broker, outcome, Duration::ZERO)
+}
+
+/// [`carry_out`], writing the next record after `next_delay`.
+fn follow(broker: &Arc<Broker>, outcome: WriteOutcome, next_delay: Duration) -> Option<TxnReply> {
     if let Some(markers) = outcome.markers {
         tokio::spawn(send_markers(broker.clone(), markers));
     }
     if let Some(next) = outcome.write {
-        spawn_write(broker.clone(), next, Duration::ZERO);
+        spawn_write(broker.clone(), next, next_delay);
     }
     outcome.reply
 }
@@ -412,13 +417,22 @@ fn spawn_write(broker: Arc<Broker>, pending: PendingWrite, delay: Duration) {
             tokio::time::sleep(delay).await;
         }
         let outcome = write(&broker, pending).await;
-        if let Some(markers) = outcome.markers {
-            tokio::spawn(send_markers(broker.clone(), markers));
-        }
-        if let Some(next) = outcome.write {
-            spawn_write(broker, next, REWRITE_BACKOFF);
-        }
+        follow(&broker, outcome, REWRITE_BACKOFF);
     });
+}
+
+/// Whether a verification's error is the coordinator's trouble (not there, loading, moved,
+/// busy, unreachable), which the client should retry, rather than a verdict on the producer.
+pub fn coordinator_unavailable(error: ErrorCode) -> bool {
+    matches!(
+        error,
+        ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::NotCoordinator
+            | ErrorCode::ConcurrentTransactions
+            | ErrorCode::NetworkException
+            | ErrorCode::BrokerNotAvailable
+    )
 }
 
 /// Writes a transaction's markers to every partition it lists, retrying until each is

@@ -149,12 +149,7 @@ impl RemoteVerification {
 /// INVALID_TXN_STATE).
 fn verification_error(error: ErrorCode, version: i16) -> BrokerError {
     let code = match error {
-        ErrorCode::CoordinatorNotAvailable
-        | ErrorCode::CoordinatorLoadInProgress
-        | ErrorCode::NotCoordinator
-        | ErrorCode::ConcurrentTransactions
-        | ErrorCode::NetworkException
-        | ErrorCode::BrokerNotAvailable => ErrorCode::NotEnoughReplicas,
+        error if transactions::coordinator_unavailable(error) => ErrorCode::NotEnoughReplicas,
         ErrorCode::TransactionAbortable if version < 11 => ErrorCode::InvalidTxnState,
         other => other,
     };

@@ -140,14 +140,9 @@ async fn verify(
     match verdicts.get(&partition).copied() {
         Some(ErrorCode::None) => Ok(()),
         // Coordinator trouble is retriable for the client; anything else aborts.
-        Some(
-            ErrorCode::CoordinatorNotAvailable
-            | ErrorCode::CoordinatorLoadInProgress
-            | ErrorCode::NotCoordinator
-            | ErrorCode::ConcurrentTransactions
-            | ErrorCode::NetworkException
-            | ErrorCode::BrokerNotAvailable,
-        ) => Err(ErrorCode::CoordinatorLoadInProgress),
+        Some(error) if transactions::coordinator_unavailable(error) => {
+            Err(ErrorCode::CoordinatorLoadInProgress)
+        }
         Some(ErrorCode::TransactionAbortable) | None => Err(ErrorCode::InvalidTxnState),
         Some(other) => Err(other),
     }
