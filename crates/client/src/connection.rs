@@ -46,6 +46,8 @@ pub struct ConnectionOptions {
     pub request_timeout_ms: u64,
     pub response_bytes_max: usize,
     pub in_flight_requests_max: usize,
+    /// TLS and SASL; the default is PLAINTEXT.
+    pub security: crate::SecurityConfig,
 }
 
 impl Default for ConnectionOptions {
@@ -56,6 +58,7 @@ impl Default for ConnectionOptions {
             request_timeout_ms: limits::REQUEST_TIMEOUT_MS,
             response_bytes_max: limits::RESPONSE_BYTES_MAX,
             in_flight_requests_max: limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX,
+            security: crate::SecurityConfig::default(),
         }
     }
 }

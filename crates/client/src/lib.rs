@@ -40,6 +40,7 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
+pub mod security;
 pub mod transactions;
 pub mod versions;
 
@@ -67,4 +68,5 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
+pub use security::{SaslConfig, SecurityConfig, SecurityProtocol, TlsConfig};
 pub use transactions::{init_producer_id, next_sequence, ProducerIdentity, TransactionalProducer};

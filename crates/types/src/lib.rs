@@ -4,10 +4,12 @@
 //! - [`error_code`]: the Kafka wire error codes, in one table, apart from internal errors.
 //! - [`limits`]: every bound the broker enforces, with its unit in its name.
 //! - [`topic`]: topic-name validation with Kafka's rules.
+//! - [`security`]: ACL bindings and SCRAM credentials, with Kafka's wire codes.
 
 pub mod error_code;
 pub mod ids;
 pub mod limits;
+pub mod security;
 pub mod topic;
 
 pub use error_code::ErrorCode;

@@ -1,0 +1,15 @@
+//! Strom's security without sockets: what the broker, the client and the CLI share.
+//!
+//! - [`sasl`]: the server side of SaslHandshake/SaslAuthenticate as exchanges over bytes, one
+//!   per mechanism: [`plain`], [`scram`] (and its client side, and making credentials),
+//!   [`oauthbearer`] (JWT validation against a JWKS).
+//! - [`principal`]: a TLS peer's principal: the certificate's subject DN as Kafka prints it,
+//!   through `ssl.principal.mapping.rules`.
+//! - [`authorizer`]: Kafka's StandardAuthorizer over a set of ACL bindings, and ACL filters.
+
+pub mod authorizer;
+pub mod oauthbearer;
+pub mod plain;
+pub mod principal;
+pub mod sasl;
+pub mod scram;
