@@ -230,6 +230,7 @@ impl MetadataQuorum {
         host: String,
         port: u16,
         rack: Option<String>,
+        endpoints: Vec<crate::command::Endpoint>,
     ) -> Result<(), QuorumError> {
         let incarnation = Uuid::new_v4();
         let command = MetadataCommand::RegisterBroker {
@@ -238,6 +239,7 @@ impl MetadataQuorum {
             host,
             port,
             rack,
+            endpoints,
         };
         if let CommandResult::Refused(error) = self.propose(command).await? {
             return Err(QuorumError::Failed(error.to_string()));
