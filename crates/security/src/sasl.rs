@@ -144,6 +144,29 @@ impl SaslError {
     }
 }
 
+/// Decodes a saslname (RFC 5802 section 5.1, also used by RFC 7628's gs2 header): `=2C` stands
+/// for `,` and `=3D` for `=`; any other `=` is an error, and so is an empty name or a NUL.
+pub(crate) fn decode_saslname(encoded: &str) -> Option<String> {
+    let mut decoded = String::with_capacity(encoded.len());
+    let mut rest = encoded;
+    while let Some(position) = rest.find('=') {
+        decoded.push_str(&rest[..position]);
+        decoded.push(match rest.get(position..position + 3)? {
+            "=2C" => ',',
+            "=3D" => '=',
+            _ => return None,
+        });
+        rest = &rest[position + 3..];
+    }
+    decoded.push_str(rest);
+    (!decoded.is_empty() && !decoded.contains('\0')).then_some(decoded)
+}
+
+/// The saslname for a user name: the inverse of [`decode_saslname`].
+pub(crate) fn encode_saslname(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
 /// One SASL exchange on the server side: one per connection, and one per re-authentication.
 pub struct SaslServer {
     mechanism: Mechanism,
@@ -292,6 +315,16 @@ pub(crate) mod tests {
             Mechanism::from(ScramMechanism::Sha256).name(),
             ScramMechanism::Sha256.name()
         );
+    }
+
+    #[test]
+    fn saslnames_decode_and_encode() {
+        assert_eq!(decode_saslname("a=2Cb=3Dc").unwrap(), "a,b=c");
+        assert_eq!(encode_saslname("a,b=c"), "a=2Cb=3Dc");
+        assert_eq!(decode_saslname("élan").unwrap(), "élan");
+        for bad in ["", "a=", "a=2", "a=4A", "=", "a\0b", "a=é"] {
+            assert_eq!(decode_saslname(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

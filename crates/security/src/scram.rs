@@ -3,9 +3,9 @@
 //! - This module: the key derivation every side shares (PBKDF2, then HMAC "Client Key" and
 //!   "Server Key"), making a [`ScramCredential`] from a password or from the salted password
 //!   that AlterUserScramCredentials carries, and checking a password against one (PLAIN does).
-//! - [`messages`]: the four messages' grammar, parsed and printed.
-//! - [`server`]: the broker's side, driven by [`crate::sasl::SaslServer`].
-//! - [`client`]: [`ScramClient`], the side of Strom's own client and CLI.
+//! - `messages`: the four messages' grammar, parsed and printed.
+//! - `server`: the broker's side, driven by [`crate::sasl::SaslServer`].
+//! - `client`: [`ScramClient`], the side of Strom's own client and CLI.
 
 mod client;
 mod messages;

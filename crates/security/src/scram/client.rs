@@ -12,7 +12,7 @@ use strom_types::security::ScramMechanism;
 use super::messages::{self, ServerFinal};
 use super::{constant_time_eq, hmac, random_nonce, salted_password, xor, Keys, BASE64};
 use super::{ITERATIONS_MAX, ITERATIONS_MIN};
-use crate::sasl::{Mechanism, SaslError};
+use crate::sasl::{encode_saslname, Mechanism, SaslError};
 
 /// The length of the client's nonce: 32 letters and digits carry 190 bits.
 const CLIENT_NONCE_CHARS: usize = 32;
@@ -66,11 +66,7 @@ impl ScramClient {
 
     /// The client-first message, `n,,n=<user>,r=<nonce>`. Calling it again starts over.
     pub fn first_message(&mut self) -> Vec<u8> {
-        let client_first_bare = format!(
-            "n={},r={}",
-            messages::encode_saslname(&self.username),
-            self.nonce
-        );
+        let client_first_bare = format!("n={},r={}", encode_saslname(&self.username), self.nonce);
         let message = format!("{GS2_HEADER}{client_first_bare}").into_bytes();
         self.state = State::FirstSent { client_first_bare };
         message
