@@ -106,7 +106,8 @@ impl SecurityRuntime {
     /// `User:` + the certificate's subject DN, through `ssl.principal.mapping.rules`.
     pub fn certificate_principal(&self, certificate_der: &[u8]) -> Result<String, String> {
         let dn = subject_dn(certificate_der).map_err(|error| error.to_string())?;
-        Ok(format!("User:{}", self.principal_mapper.map(&dn)))
+        let name = (self.principal_mapper.map(&dn)).map_err(|error| error.to_string())?;
+        Ok(format!("User:{name}"))
     }
 
     /// Whether authorization is on at all.

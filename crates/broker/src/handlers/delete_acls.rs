@@ -13,7 +13,7 @@ use strom_metadata::MetadataCommand;
 use strom_types::security::AclBinding;
 use strom_types::ErrorCode;
 
-use super::describe_acls::filter_from_codes;
+use strom_security::authorizer::AclFilter;
 use super::{str_bytes, Reply};
 use crate::cluster;
 use crate::Broker;
@@ -24,7 +24,7 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteAclsRequest, _version: i16) -
         let image = broker.quorum.image();
         let matched: Vec<Result<Vec<AclBinding>, String>> = (request.filters.iter())
             .map(|wanted| {
-                let filter = filter_from_codes(
+                let filter = AclFilter::from_codes(
                     wanted.resource_type_filter,
                     wanted.resource_name_filter.as_ref().map(|s| s.to_string()),
                     wanted.pattern_type_filter,

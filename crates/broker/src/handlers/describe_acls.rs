@@ -7,7 +7,6 @@ use std::sync::Arc;
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use strom_security::authorizer::AclFilter;
-use strom_types::security::{AclOperation, AclPermission, PatternType, ResourceType};
 use strom_types::ErrorCode;
 
 use super::str_bytes;
@@ -53,7 +52,7 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeAclsRequest, _version: i16)
 
 /// The request's filter; v0 has no pattern type (its default, LITERAL, stands).
 fn filter(request: &DescribeAclsRequest) -> Result<AclFilter, String> {
-    filter_from_codes(
+    AclFilter::from_codes(
         request.resource_type_filter,
         request.resource_name_filter.as_ref().map(|s| s.to_string()),
         request.pattern_type_filter,
@@ -62,31 +61,4 @@ fn filter(request: &DescribeAclsRequest) -> Result<AclFilter, String> {
         request.operation,
         request.permission_type,
     )
-}
-
-/// An ACL filter from the wire codes DescribeAcls and DeleteAcls share; an unknown code is
-/// an invalid request.
-pub(super) fn filter_from_codes(
-    resource_type: i8,
-    resource_name: Option<String>,
-    pattern_type: i8,
-    principal: Option<String>,
-    host: Option<String>,
-    operation: i8,
-    permission: i8,
-) -> Result<AclFilter, String> {
-    let unknown = |what: &str, code: i8| format!("unknown {what} {code} in the ACL filter");
-    Ok(AclFilter {
-        resource_type: ResourceType::from_code(resource_type)
-            .ok_or_else(|| unknown("resource type", resource_type))?,
-        resource_name,
-        pattern_type: PatternType::from_code(pattern_type)
-            .ok_or_else(|| unknown("pattern type", pattern_type))?,
-        principal,
-        host,
-        operation: AclOperation::from_code(operation)
-            .ok_or_else(|| unknown("operation", operation))?,
-        permission: AclPermission::from_code(permission)
-            .ok_or_else(|| unknown("permission type", permission))?,
-    })
 }

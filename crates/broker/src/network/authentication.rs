@@ -285,7 +285,8 @@ impl Session {
         };
         let mechanism = *mechanism;
         let store = ImageCredentials(broker.quorum.image());
-        let stepped = server.step(token, &store);
+        // A step may block: PBKDF2 for PLAIN, a JWKS fetch for a token signed by a new key.
+        let stepped = tokio::task::block_in_place(|| server.step(token, &store));
         let failure = match stepped {
             Ok(SaslStep::Continue(challenge)) => return Ok((challenge, 0)),
             Ok(SaslStep::Complete {
