@@ -37,16 +37,14 @@ const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 
 /// FindCoordinator: key type 0 is a group, 1 a transactional id; v4 asks for several keys.
 pub fn find_coordinator(access: &Access, mut request: FindCoordinatorRequest, version: i16) -> Checked {
-    let (operation_ok, code) = match request.key_type {
-        1 => (
-            (|key: &str| access.allows_transactional_id(AclOperation::Describe, key))
-                as &dyn Fn(&str) -> bool,
-            ErrorCode::TransactionalIdAuthorizationFailed,
-        ),
-        _ => (
-            &(|key: &str| access.allows_group(AclOperation::Describe, key)) as &dyn Fn(&str) -> bool,
-            GROUP_DENIED,
-        ),
+    let transactional = request.key_type == 1;
+    let operation_ok = |key: &str| match transactional {
+        true => access.allows_transactional_id(AclOperation::Describe, key),
+        false => access.allows_group(AclOperation::Describe, key),
+    };
+    let code = match transactional {
+        true => ErrorCode::TransactionalIdAuthorizationFailed,
+        false => GROUP_DENIED,
     };
     if version < 4 {
         if operation_ok(&request.key) {

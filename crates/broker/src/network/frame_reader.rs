@@ -140,7 +140,7 @@ impl FrameReader {
             fresh.extend_from_slice(buffer);
             *buffer = fresh;
         }
-        debug_assert!(self.buffer.capacity() >= READ_BUFFER_BYTES);
+        debug_assert!(buffer.capacity() >= READ_BUFFER_BYTES);
     }
 }
 
