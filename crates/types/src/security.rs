@@ -36,7 +36,7 @@ macro_rules! wire_enum {
             /// Parses Kafka's name, case-insensitively, with `-` or `_` between words.
             pub fn parse(text: &str) -> Option<$name> {
                 let wanted = text.trim().replace('-', "_").to_ascii_uppercase();
-                $name::ALL.iter().copied().find(|v| v.name() == wanted)
+                $name::ALL.iter().copied().find(|v| v.name().replace('-', "_") == wanted)
             }
         }
 
@@ -140,4 +140,23 @@ pub struct ScramCredential {
     /// HMAC(SaltedPassword, "Server Key")
     pub server_key: Vec<u8>,
     pub iterations: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_whatever_the_separator_and_case() {
+        for operation in AclOperation::ALL {
+            assert_eq!(AclOperation::parse(operation.name()), Some(*operation));
+            assert_eq!(AclOperation::from_code(operation.code()), Some(*operation));
+        }
+        assert_eq!(AclOperation::parse("describe-configs"), Some(AclOperation::DescribeConfigs));
+        assert_eq!(ScramMechanism::parse("SCRAM-SHA-256"), Some(ScramMechanism::Sha256));
+        assert_eq!(ScramMechanism::parse("scram_sha_512"), Some(ScramMechanism::Sha512));
+        assert_eq!(ResourceType::parse("transactional-id"), Some(ResourceType::TransactionalId));
+        assert_eq!(PatternType::from_code(0), None);
+        assert_eq!(ScramMechanism::parse("SCRAM-SHA-1"), None);
+    }
 }
