@@ -31,6 +31,17 @@ pub enum ClientError {
         timeout_ms: u64,
     },
 
+    /// The TLS settings cannot be used (a file is missing or wrong), or the TLS handshake
+    /// failed (the broker's certificate is not trusted, or the listener does not speak TLS).
+    #[error("TLS with {address} failed: {reason}")]
+    Tls { address: String, reason: String },
+
+    /// The SASL login failed on this side: the settings are incomplete, or the broker did not
+    /// prove it knows the password (SCRAM's server signature). A login the broker refuses is a
+    /// [`ClientError::Kafka`] with the broker's code (`SASL_AUTHENTICATION_FAILED`).
+    #[error("SASL login to {address} failed: {reason}")]
+    Authentication { address: String, reason: String },
+
     /// A response's length prefix exceeded the client's limit; the connection is closed.
     #[error("{address} sent a response frame of {length} bytes; the limit is {limit} bytes")]
     FrameTooLarge {
@@ -355,6 +366,16 @@ fn hint(code: ErrorCode, subject: Subject<'_>) -> Option<String> {
         }
         ErrorCode::UnsupportedVersion => "the broker is older than this client expects".to_string(),
         ErrorCode::UnsupportedCompressionType => "try another --compression".to_string(),
+        ErrorCode::SaslAuthenticationFailed => {
+            "check sasl.mechanism, sasl.username and sasl.password, or the OAUTHBEARER token"
+                .to_string()
+        }
+        ErrorCode::UnsupportedSaslMechanism => {
+            "set sasl.mechanism to one the broker's listener enables".to_string()
+        }
+        ErrorCode::IllegalSaslState => {
+            "security.protocol must match the broker's listener".to_string()
+        }
         _ => return None,
     };
     Some(hint)

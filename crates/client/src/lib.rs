@@ -8,6 +8,9 @@
 //! - [`connection`] is one TCP connection: it negotiates versions, then pipelines requests
 //!   (a writer task, a reader task matching responses to callers by correlation id) and
 //!   bounds response size, in-flight requests and waiting time.
+//! - [`security`] says how a connection secures itself (`security.protocol`, TLS files, SASL
+//!   login); `tls` makes the rustls configuration (once per process and settings) and runs the
+//!   handshake, `sasl` logs in (PLAIN, SCRAM, OAUTHBEARER) right after ApiVersions.
 //! - [`metadata`] and [`records`] turn Metadata responses and record batches into plain
 //!   types; [`partitioner`] is Kafka's default key partitioner.
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
@@ -40,7 +43,9 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
+mod sasl;
 pub mod security;
+mod tls;
 pub mod transactions;
 pub mod versions;
 
@@ -50,6 +55,8 @@ mod client_tests;
 mod fake_broker;
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod security_tests;
 
 pub use admin_txn::{AbortSpec, ProducerListing, TransactionDescription, TransactionListing};
 pub use client::{

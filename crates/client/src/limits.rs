@@ -45,3 +45,17 @@ pub const TRANSACTION_RETRY_BACKOFF_MS_MAX: u64 = 100;
 /// Longest a transaction coordinator call keeps retrying (Kafka's `max.block.ms`): the first
 /// transactional call to a cluster waits for `__transaction_state` to be created.
 pub const TRANSACTION_RETRY_MS_MAX: u64 = 60_000;
+
+/// Distinct TLS settings whose built rustls configuration is kept (`crate::tls`); a process
+/// uses one or two, so more means settings made anew per connection, and the oldest goes.
+pub const TLS_CONFIGS_CACHED_MAX: usize = 16;
+
+/// SaslAuthenticate round trips one login may take: SCRAM takes two, PLAIN and OAUTHBEARER
+/// one (two when the broker refuses a token). A broker asking for more is broken.
+pub const SASL_ROUND_TRIPS_MAX: usize = 4;
+
+/// Share of a SASL session's lifetime (KIP-368 `session_lifetime_ms`) after which the
+/// connection counts as closed, so that [`crate::Client`] opens a new one and logs in again
+/// before the broker would refuse it; the rest leaves time for requests already sent. Kafka's
+/// Java client re-authenticates between 85% and 95%.
+pub const SASL_SESSION_USED_PERCENT_MAX: u32 = 90;
