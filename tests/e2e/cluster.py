@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kafka_helpers import admin_client, wait_until, watermarks
+from kafka_helpers import admin_client, conf_key, wait_until, watermarks
 from netlab import NetLab, require_netlab
 from strom_broker import START_TIMEOUT_S, STOP_TIMEOUT_S, STROM_BIN, Broker, BrokerError, port_accepts
 
@@ -753,7 +753,7 @@ class SteadyProducer:
             "topic.metadata.refresh.interval.ms": 1000,
             "reconnect.backoff.max.ms": 500,
         }
-        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        config.update({conf_key(k): v for k, v in conf.items()})
         self.producer = Producer(config)
         self.reports: list[TimedDelivery] = []
         self.sent = 0
@@ -863,7 +863,7 @@ class ContinuousConsumer:
             "topic.metadata.refresh.interval.ms": 1000,
             "reconnect.backoff.max.ms": 500,
         }
-        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        config.update({conf_key(k): v for k, v in conf.items()})
         self.topic = topic
         self.partitions = partitions
         self.consumer = Consumer(config)
