@@ -129,15 +129,16 @@ def produce_outcome(address: str, security: ClientSecurity, topic: str, **conf) 
     return None if reports[0] is None else kafka_error_name(reports[0])
 
 
-def connect_errors(address: str, security: ClientSecurity, timeout_s: float = 15.0) -> list[str]:
+def connect_errors(address: str, security: ClientSecurity, until: set[str], timeout_s: float = 15.0) -> list[str]:
     """The errors librdkafka reports (error_cb) while it tries to connect with `security` and
-    fetch metadata; fails if it got metadata instead, or reported nothing within timeout_s."""
+    fetch metadata, once one of them is in `until`; fails if it got metadata instead, or if no
+    error of `until` came within timeout_s."""
     errors: list[str] = []
     conf = {**security.librdkafka(), "error_cb": lambda error: errors.append(kafka_error_name(error))}
     admin = admin_client(address, **conf, **{"reconnect.backoff.ms": 200})
     deadline = time.monotonic() + timeout_s
-    while not errors:
-        assert time.monotonic() < deadline, f"{address}: no error from librdkafka within {timeout_s} s"
+    while not set(errors) & until:
+        assert time.monotonic() < deadline, f"{address}: none of {sorted(until)} from librdkafka within {timeout_s} s: {errors}"
         try:
             admin.list_topics(timeout=0.5)
         except KafkaException:

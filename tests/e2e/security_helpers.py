@@ -517,10 +517,17 @@ class RawSaslSession:
         self.correlation_id += 1
         return self.correlation_id
 
+    def _answer(self) -> bytes | None:
+        """The next response's payload; None if the broker closed the connection."""
+        try:
+            return rk.read_response(self.sock, self.timeout_s)
+        except (ConnectionError, ssl.SSLError):
+            return None
+
     def handshake(self, mechanism: str) -> LoginResult:
         if not rk.send_quietly(self.sock, rk.sasl_handshake_request(1, self._next_id(), mechanism)):
             return LoginResult(None, "handshake", closed=True)
-        payload = rk.read_response(self.sock, self.timeout_s)
+        payload = self._answer()
         if payload is None:
             return LoginResult(None, "handshake", closed=True)
         answer = rk.parse_sasl_handshake_response(payload)
@@ -530,10 +537,7 @@ class RawSaslSession:
         """Sends one token; returns the outcome and the server's token."""
         if not rk.send_quietly(self.sock, rk.sasl_authenticate_request(self.version, self._next_id(), token)):
             return LoginResult(None, step, closed=True), b""
-        try:
-            payload = rk.read_response(self.sock, self.timeout_s)
-        except ConnectionError:
-            payload = None
+        payload = self._answer()
         if payload is None:
             return LoginResult(None, step, closed=True), b""
         answer = rk.parse_sasl_authenticate_response(payload, self.version)

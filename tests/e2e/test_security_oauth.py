@@ -123,7 +123,7 @@ def test_bad_tokens_are_refused(oauth_broker, issuer, kind):
     address = oauth_broker.address("SASL_PLAINTEXT")
     result = sasl_login(address, "OAUTHBEARER", token=token)
     assert result.error_code == rk.SASL_AUTHENTICATION_FAILED and not result.closed, result
-    assert "_AUTHENTICATION" in connect_errors(address, bearer(token, subject))
+    connect_errors(address, bearer(token, subject), until={"_AUTHENTICATION"})
     # A good token still works while the bad client retries.
     good = unique("svc-good")
     assert sasl_login(address, "OAUTHBEARER", token=issuer.token(good)).ok
