@@ -96,6 +96,8 @@ def test_secured_cluster_replicates_and_fails_over(cluster_factory, pki, tmp_pat
     create_acls(cluster.live_bootstrap(), admin, [
         acl("User:app", "WRITE", "TOPIC", prefix, "PREFIXED"),
         acl("User:app", "READ", "TOPIC", prefix, "PREFIXED"),
+        # The harness's consumer assigns partitions, but librdkafka looks up its (unused) group.
+        acl("User:app", "DESCRIBE", "GROUP", "e2e-unused-", "PREFIXED"),
     ])
     cluster.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
     for node in cluster.nodes.values():

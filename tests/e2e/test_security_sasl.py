@@ -256,7 +256,7 @@ def test_clients_keep_working_across_reauthentications(reauth_broker, mechanism)
     topic = unique("reauth")
     create_topic(address, topic, **security.librdkafka())
     producer_log, consumer_log = ReauthLog(), ReauthLog()
-    debug = {"debug": "broker", "log_level": 7}
+    debug = {"debug": "broker"}  # librdkafka logs at debug level once `debug` is set
     p = producer(address, **security.librdkafka(), **debug, logger=producer_log.logger(unique("p")))
     c = consumer(address, **security.librdkafka(), **debug, logger=consumer_log.logger(unique("c")))
     c.assign([TopicPartition(topic, 0, 0)])
