@@ -20,6 +20,8 @@ INIT_PRODUCER_ID = 22
 DESCRIBE_PRODUCERS = 61
 SASL_HANDSHAKE = 17
 SASL_AUTHENTICATE = 36
+DESCRIBE_USER_SCRAM_CREDENTIALS = 50
+DESCRIBE_ACLS = 29
 UNSUPPORTED_VERSION = 35
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
@@ -446,3 +448,32 @@ def metadata_request(correlation_id: int, topics: list[str] | None = None) -> by
     else:
         body = struct.pack(">i", len(topics)) + b"".join(string(t.encode()) for t in topics)
     return request(METADATA, 1, correlation_id, body, flexible=False)
+
+
+def describe_user_scram_credentials_request(correlation_id: int, users: list[str] | None = None) -> bytes:
+    """A DescribeUserScramCredentials v0 request (flexible): the named users, or all (None)."""
+    if users is None:
+        body = uvarint(0)
+    else:
+        body = compact_array([compact_string(user.encode()) + b"\x00" for user in users])
+    return request(DESCRIBE_USER_SCRAM_CREDENTIALS, 0, correlation_id, body + b"\x00", flexible=True)
+
+
+def parse_describe_user_scram_credentials_error(payload: bytes) -> int:
+    """The top-level error code of a DescribeUserScramCredentials v0 response."""
+    position = skip_tagged_fields(payload, 4)  # correlation id, then the header's tags
+    (error_code,) = struct.unpack_from(">h", payload, position + 4)  # after the throttle time
+    return error_code
+
+
+def describe_acls_request(correlation_id: int) -> bytes:
+    """A DescribeAcls v1 request (non-flexible) whose filter matches every ACL: resource type,
+    pattern type, operation and permission ANY (1), names, principal and host null."""
+    body = struct.pack(">b", 1) + string(None) + struct.pack(">b", 1) + string(None) + string(None)
+    return request(DESCRIBE_ACLS, 1, correlation_id, body + struct.pack(">bb", 1, 1), flexible=False)
+
+
+def parse_describe_acls_error(payload: bytes) -> int:
+    """The error code of a DescribeAcls v1 response (after the correlation id and throttle time)."""
+    (error_code,) = struct.unpack_from(">h", payload, 8)
+    return error_code

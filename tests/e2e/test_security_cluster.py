@@ -32,7 +32,7 @@ import pytest
 from cluster import FAST_FAILOVER_SETTINGS, ContinuousConsumer, SteadyProducer, cluster_factory  # noqa: F401
 from kafka_helpers import admin_client, unique, wait_until
 from replica_checker import check_replicas
-from secure_clients import acl, create_acls
+from secure_clients import acl, create_acls, unused_groups_acl
 from security_helpers import (  # noqa: F401 - pki is a fixture
     AUTHORIZER,
     ClientSecurity,
@@ -96,8 +96,7 @@ def test_secured_cluster_replicates_and_fails_over(cluster_factory, pki, tmp_pat
     create_acls(cluster.live_bootstrap(), admin, [
         acl("User:app", "WRITE", "TOPIC", prefix, "PREFIXED"),
         acl("User:app", "READ", "TOPIC", prefix, "PREFIXED"),
-        # The harness's consumer assigns partitions, but librdkafka looks up its (unused) group.
-        acl("User:app", "DESCRIBE", "GROUP", "e2e-unused-", "PREFIXED"),
+        unused_groups_acl("User:app"),
     ])
     cluster.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
     for node in cluster.nodes.values():

@@ -22,7 +22,7 @@ import pytest
 
 import raw_kafka as rk
 from kafka_helpers import create_topic, round_trip, unique
-from secure_clients import acl, connect_errors, grant, produce_outcome, round_trip_with
+from secure_clients import acl, connect_errors, grant, produce_outcome, round_trip_with, unused_groups_acl
 from security_helpers import (  # noqa: F401 - pki is a fixture
     AUTHORIZER,
     ClientSecurity,
@@ -83,7 +83,8 @@ def allow_on_topic(broker, topic: str, subject: str, token: str, operations=("WR
     address = broker.address("SASL_PLAINTEXT")
     create_topic(address, topic, **admin().librdkafka())
     principal = f"User:{subject}"
-    grant(address, admin(), [acl(principal, op, "TOPIC", topic) for op in operations], principal, bearer(token, subject))
+    bindings = [acl(principal, op, "TOPIC", topic) for op in operations] + [unused_groups_acl(principal)]
+    grant(address, admin(), bindings, principal, bearer(token, subject))
 
 
 @pytest.mark.parametrize("client", ["confluent-kafka", "kafka-python"])
