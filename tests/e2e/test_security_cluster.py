@@ -82,7 +82,7 @@ def test_secured_cluster_replicates_and_fails_over(cluster_factory, pki, tmp_pat
     cluster, admin = secured_cluster(cluster_factory, pki, tmp_path)
     app = admin.with_login("SCRAM-SHA-512", *APP)
     for node in cluster.nodes.values():
-        wait_until(lambda: brokers_seen_by(cluster, node, admin) == {1, 2, 3}, 60, f"{node.name} to list the 3 brokers", 0.2)
+        wait_until(lambda: brokers_seen_by(cluster, node, admin) == {1, 2, 3}, 30, f"{node.name} to list the 3 brokers", 0.2)
 
     # Listeners for brokers and controllers only: a certificate our CA signed, or nothing.
     for node in cluster.nodes.values():
