@@ -35,16 +35,7 @@ from strom_broker import STROM_BIN, Broker, BrokerError
 # (file::test, with or without [params]) -> the bug. They run as xfail (not strict), so the
 # run stays green and each still shows in the summary (XFAIL, or XPASS once fixed: then
 # delete its line here).
-KCAT_SCRAM_NONCE = (
-    "SCRAM client-final nonce: librdkafka < 2.6.1 (Debian's kcat has 2.0.2) sends the client "
-    "nonce twice (client nonce + server nonce); Kafka >= 3.8.1 accepts a nonce that ends with "
-    "the server's, Strom refuses it ('the nonce is not the one the server sent')"
-)
 KNOWN_BROKER_BUGS = {
-    "test_security_sasl.py::test_each_client_produces_and_consumes[SASL_PLAINTEXT-SCRAM-SHA-256-kcat]": KCAT_SCRAM_NONCE,
-    "test_security_sasl.py::test_each_client_produces_and_consumes[SASL_PLAINTEXT-SCRAM-SHA-512-kcat]": KCAT_SCRAM_NONCE,
-    "test_security_sasl.py::test_each_client_produces_and_consumes[SASL_SSL-SCRAM-SHA-256-kcat]": KCAT_SCRAM_NONCE,
-    "test_security_sasl.py::test_each_client_produces_and_consumes[SASL_SSL-SCRAM-SHA-512-kcat]": KCAT_SCRAM_NONCE,
     "test_security_cluster.py::test_secured_cluster_replicates_and_fails_over": (
         "the broker-wide ssl.client.auth=required is applied to the SASL_SSL client listener (Kafka, "
         "KIP-684: only a listener-prefixed setting does that), and replica fetchers connect to the SSL "
