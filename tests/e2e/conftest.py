@@ -37,9 +37,9 @@ from strom_broker import STROM_BIN, Broker, BrokerError
 # delete its line here).
 KNOWN_BROKER_BUGS = {
     "test_security_cluster.py::test_secured_cluster_replicates_and_fails_over": (
-        "the broker-wide ssl.client.auth=required is applied to the SASL_SSL client listener (Kafka, "
-        "KIP-684: only a listener-prefixed setting does that), and replica fetchers connect to the SSL "
-        "inter-broker listener without TLS"
+        "the broker-wide ssl.client.auth=required is applied to the SASL_SSL client listener too, so a "
+        "SASL_SSL client without a certificate is refused; Kafka (KIP-684) applies it to SSL listeners "
+        "only, a SASL_SSL listener asks for certificates only with listener.name.<name>.ssl.client.auth"
     ),
 }
 
