@@ -8,9 +8,9 @@ test reads like the ACL/operation table it checks. Every wait has a deadline.
 ACLs take effect when the broker has applied them from its metadata log, a moment after
 CreateAcls answers. `grant` therefore adds a sentinel to the same request (DESCRIBE on a group
 of its own for the principal, last in the request) and returns once the principal can describe
-that group: the ACLs before it are then in force. `revoke` does the same in reverse. (On a
-broker with allow.everyone.if.no.acl.found=true the sentinel proves nothing: such tests wait for
-an outcome instead.)
+that group: the ACLs before it are then in force. (On a broker with
+allow.everyone.if.no.acl.found=true the sentinel proves nothing: such tests wait for an outcome
+instead.)
 """
 
 from __future__ import annotations
@@ -231,24 +231,6 @@ def grant(
     wait_until(
         lambda: may_describe_group(address, as_principal, sentinel.name), timeout_s,
         f"the ACLs just created for {principal} to be enforced", interval_s=0.1,
-    )
-
-
-def revoke(
-    address: str, admin: ClientSecurity, bindings: list[AclBinding], principal: str, as_principal: ClientSecurity,
-    timeout_s: float = 15.0,
-) -> None:
-    """Deletes exactly these ACLs and returns once the broker no longer enforces them."""
-    sentinel = acl(principal, "DESCRIBE", "GROUP", unique("sentinel"))
-    grant(address, admin, [sentinel], principal, as_principal, timeout_s)
-    filters = [
-        AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type)
-        for b in [*bindings, sentinel]
-    ]
-    delete_acls(address, admin, filters)
-    wait_until(
-        lambda: not may_describe_group(address, as_principal, sentinel.name), timeout_s,
-        f"the ACLs just deleted for {principal} to stop being enforced", interval_s=0.1,
     )
 
 
