@@ -35,13 +35,7 @@ from strom_broker import STROM_BIN, Broker, BrokerError
 # (file::test, with or without [params]) -> the bug. They run as xfail (not strict), so the
 # run stays green and each still shows in the summary (XFAIL, or XPASS once fixed: then
 # delete its line here).
-KNOWN_BROKER_BUGS = {
-    "test_security_cluster.py::test_secured_cluster_replicates_and_fails_over": (
-        "the broker-wide ssl.client.auth=required is applied to the SASL_SSL client listener too, so a "
-        "SASL_SSL client without a certificate is refused; Kafka (KIP-684) applies it to SSL listeners "
-        "only, a SASL_SSL listener asks for certificates only with listener.name.<name>.ssl.client.auth"
-    ),
-}
+KNOWN_BROKER_BUGS: dict = {}
 
 
 def pytest_report_header(config):

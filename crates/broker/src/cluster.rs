@@ -59,7 +59,9 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
 /// this node presents its keystore and accepts only peers whose certificates chain to the
 /// truststore (whatever `ssl.client.auth` says for client listeners).
 fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<Option<strom_metadata::quorum::QuorumTls>> {
-    use strom_security::tls::{client_config, server_config, ClientAuth, ClientTlsFiles, ServerTlsFiles};
+    use strom_security::tls::{
+        client_config, server_config, ClientAuth, ClientTlsFiles, ServerTlsFiles,
+    };
     let Some(listener) = config.controller_listener()? else {
         return Ok(None);
     };
@@ -67,7 +69,10 @@ fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<Option<strom_metadata::qu
         return Ok(None);
     }
     if listener.protocol.uses_sasl() {
-        anyhow::bail!("the controller listener {} must be PLAINTEXT or SSL", listener.name);
+        anyhow::bail!(
+            "the controller listener {} must be PLAINTEXT or SSL",
+            listener.name
+        );
     }
     let security = &config.security;
     let keystore = (security.keystore_location.clone())
@@ -153,7 +158,10 @@ pub async fn add_bootstrap_scram(
     if upserts.is_empty() {
         return Ok(());
     }
-    let users: Vec<String> = upserts.iter().map(|u| format!("{} ({})", u.user, u.mechanism)).collect();
+    let users: Vec<String> = upserts
+        .iter()
+        .map(|u| format!("{} ({})", u.user, u.mechanism))
+        .collect();
     retry_until_applied("adding the --add-scram credentials", || {
         let command = MetadataCommand::AlterScramCredentials {
             upserts: upserts.clone(),

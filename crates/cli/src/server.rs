@@ -37,7 +37,10 @@ pub struct ServerArgs {
     /// A SCRAM credential to create at start when that user has none of that mechanism yet,
     /// as Kafka's `kafka-storage format --add-scram`; repeatable.
     /// Example: --add-scram 'SCRAM-SHA-256=[name=admin,password=admin-secret]'
-    #[arg(long = "add-scram", value_name = "MECHANISM=[name=USER,password=PASSWORD]")]
+    #[arg(
+        long = "add-scram",
+        value_name = "MECHANISM=[name=USER,password=PASSWORD]"
+    )]
     add_scram: Vec<String>,
 }
 
