@@ -13,6 +13,10 @@
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
+//! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
+//!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
+//!   hashed here). [`security`] says how a connection secures itself, and reads a
+//!   `client.properties` file into that.
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
@@ -29,6 +33,7 @@
 //! broker over in-memory topics whose `groups` child answers the group APIs; both can be told
 //! to misbehave.
 
+pub mod admin_security;
 pub mod admin_txn;
 pub mod client;
 pub mod cluster;
@@ -40,6 +45,7 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
+mod scram;
 pub mod security;
 pub mod transactions;
 pub mod versions;
@@ -50,7 +56,13 @@ mod client_tests;
 mod fake_broker;
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod security_tests;
 
+pub use admin_security::{
+    AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
+    UserScramCredentials,
+};
 pub use admin_txn::{AbortSpec, ProducerListing, TransactionDescription, TransactionListing};
 pub use client::{
     Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
@@ -68,5 +80,7 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
-pub use security::{SaslConfig, SecurityConfig, SecurityProtocol, TlsConfig};
+pub use security::{
+    CommandConfig, SaslConfig, SecurityConfig, SecurityConfigError, SecurityProtocol, TlsConfig,
+};
 pub use transactions::{init_producer_id, next_sequence, ProducerIdentity, TransactionalProducer};

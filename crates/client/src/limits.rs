@@ -45,3 +45,18 @@ pub const TRANSACTION_RETRY_BACKOFF_MS_MAX: u64 = 100;
 /// Longest a transaction coordinator call keeps retrying (Kafka's `max.block.ms`): the first
 /// transactional call to a cluster waits for `__transaction_state` to be created.
 pub const TRANSACTION_RETRY_MS_MAX: u64 = 60_000;
+
+/// Largest `client.properties` file (`--command-config`) read; a few hundred bytes is usual,
+/// so a larger file is a wrong path (a log, a binary) rather than settings.
+pub const COMMAND_CONFIG_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Fewest SCRAM iterations a credential may have: Kafka's minimum for SCRAM-SHA-256 and
+/// SCRAM-SHA-512 (RFC 7677 asks for at least 4096).
+pub const SCRAM_ITERATIONS_MIN: u32 = 4_096;
+
+/// Most SCRAM iterations a credential may have: Kafka's maximum, which also bounds the time
+/// the client spends hashing a password (about 10 ms at 16384).
+pub const SCRAM_ITERATIONS_MAX: u32 = 16_384;
+
+/// Random bytes in a new SCRAM credential's salt.
+pub const SCRAM_SALT_BYTES: usize = 32;

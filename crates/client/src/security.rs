@@ -1,9 +1,17 @@
 //! How a client connection secures itself: Kafka's `security.protocol`, the TLS files and the
 //! SASL login, as a `client.properties` file (`--command-config`) gives them.
 //!
-//! [`SecurityConfig::default`] is PLAINTEXT: no TLS, no SASL.
+//! [`SecurityConfig::default`] is PLAINTEXT: no TLS, no SASL. [`command_config`] reads a
+//! `client.properties` file into a [`SecurityConfig`]: Java's `.properties` format
+//! ([`properties`]) and the Java client's `sasl.jaas.config` ([`jaas`]).
 
 use std::path::PathBuf;
+
+pub mod command_config;
+pub mod jaas;
+pub mod properties;
+
+pub use command_config::{CommandConfig, ConfigKey, SecurityConfigError, CONFIG_KEYS};
 
 /// Kafka's `security.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,7 +37,7 @@ impl SecurityProtocol {
 }
 
 /// The TLS side: Kafka's client `ssl.*` properties (librdkafka's names).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     /// `ssl.ca.location`: PEM CA certificates the broker's certificate must chain to.
     pub ca_location: Option<PathBuf>,
@@ -42,6 +50,20 @@ pub struct TlsConfig {
     /// `ssl.endpoint.identification.algorithm`: `https` (default) checks the broker's name;
     /// `none` does not.
     pub verify_hostname: bool,
+}
+
+impl Default for TlsConfig {
+    /// No files, and the broker's host name checked, as Kafka's clients check it unless told
+    /// not to.
+    fn default() -> Self {
+        TlsConfig {
+            ca_location: None,
+            certificate_location: None,
+            key_location: None,
+            key_password: None,
+            verify_hostname: true,
+        }
+    }
 }
 
 /// The SASL side: `sasl.mechanism`, `sasl.username`, `sasl.password`, or an OAUTHBEARER token.

@@ -1,9 +1,10 @@
 //! An in-process fake broker for the client's tests: a tokio listener that answers
 //! ApiVersions, Metadata, CreateTopics, DeleteTopics, DescribeConfigs, Produce, Fetch and
-//! ListOffsets from an in-memory log, and the group APIs from in-memory groups
-//! ([`groups`]), with knobs to misbehave.
+//! ListOffsets from an in-memory log, the group APIs from in-memory groups ([`groups`]), and
+//! the ACL and SCRAM APIs from in-memory bindings and credentials ([`security`]), with knobs
+//! to misbehave.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -32,8 +33,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 mod groups;
+mod security;
 
 pub use groups::{FakeGroup, FakeMember};
+pub use security::FakeCredentials;
 
 /// One partition's log: whole batches with their offsets assigned.
 #[derive(Default)]
@@ -67,6 +70,10 @@ pub struct FakeState {
     pub coordinator_errors: VecDeque<i16>,
     /// The coordinator FindCoordinator names, as (node id, port); `None` names this broker.
     pub coordinator: Option<(i32, u16)>,
+    /// ACL bindings, for the ACL APIs.
+    pub acls: BTreeSet<strom_types::security::AclBinding>,
+    /// SCRAM credentials, for the SCRAM APIs.
+    pub credentials: FakeCredentials,
 }
 
 impl Default for FakeState {
@@ -89,6 +96,11 @@ impl Default for FakeState {
                 (42, 0, 2),
                 (47, 0, 0),
                 (69, 0, 1),
+                (29, 1, 3),
+                (30, 1, 3),
+                (31, 1, 3),
+                (50, 0, 0),
+                (51, 0, 0),
             ],
             api_versions_version_max: 3,
             topics: BTreeMap::new(),
@@ -100,6 +112,8 @@ impl Default for FakeState {
             groups: BTreeMap::new(),
             coordinator_errors: VecDeque::new(),
             coordinator: None,
+            acls: BTreeSet::new(),
+            credentials: FakeCredentials::new(),
         }
     }
 }
@@ -374,6 +388,7 @@ fn handle(
             encode(&ListOffsetsResponse::default().with_topics(topics), version)
         }
         8 | 9 | 10 | 15 | 16 | 42 | 47 | 69 => groups::handle(&mut state, key, version, body, port),
+        29 | 30 | 31 | 50 | 51 => security::handle(&mut state, key, version, body),
         other => panic!("the fake broker does not handle api key {other}"),
     }
 }
