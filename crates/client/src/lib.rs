@@ -80,6 +80,7 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
+pub use scram::ITERATIONS_DEFAULT as SCRAM_ITERATIONS_DEFAULT;
 pub use security::{
     CommandConfig, SaslConfig, SecurityConfig, SecurityConfigError, SecurityProtocol, TlsConfig,
 };

@@ -7,6 +7,10 @@ use hmac::Hmac;
 use sha2::{Sha256, Sha512};
 use strom_types::security::ScramMechanism;
 
+/// Iterations of a new credential unless told otherwise (Kafka's minimum, RFC 7677's
+/// recommendation).
+pub const ITERATIONS_DEFAULT: u32 = 4096;
+
 /// `Hi(password, salt, iterations)`: PBKDF2 with the mechanism's HMAC, one hash long. The
 /// password's UTF-8 bytes are used as they are, as Kafka's `ScramFormatter` uses them.
 pub fn salted_password(
