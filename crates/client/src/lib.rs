@@ -57,7 +57,7 @@ mod fake_broker;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
-mod security_tests;
+mod admin_security_tests;
 
 pub use admin_security::{
     AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
