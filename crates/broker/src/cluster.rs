@@ -40,6 +40,10 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
     let cluster = &config.cluster;
     let mut quorum = QuorumConfig::single_node(config.node_id, config.data_dir.clone());
     quorum.controller_listen = cluster.controller_listen;
+    // Kafka's form: a CONTROLLER listener named in `controller.listener.names`.
+    if let Ok(Some(listener)) = config.controller_listener() {
+        quorum.controller_listen = Some(listener.address);
+    }
     quorum.voters = cluster.voters.clone();
     quorum.is_voter = cluster.controller;
     quorum.broker_session_timeout_ms = cluster.broker_session_timeout_ms;
@@ -64,14 +68,69 @@ pub async fn join(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
             Err(error) => return Err(error.into()),
         }
     }
-    let (host, port) = config.advertise.clone();
+    // Other brokers reach this one on the inter-broker listener; clients on the listener
+    // they connected through.
+    let (host, port) = config.inter_broker_listener()?.advertised;
+    let endpoints: Vec<strom_metadata::Endpoint> = (config.client_listeners()?.into_iter())
+        .map(|listener| strom_metadata::Endpoint {
+            listener: listener.name,
+            host: listener.advertised.0,
+            port: listener.advertised.1,
+            security_protocol: listener.protocol.id(),
+        })
+        .collect();
     let rack = config.cluster.rack.clone();
     retry_until_applied("registering with the controller", || {
-        quorum.register_broker(config.node_id, host.clone(), port, rack.clone())
+        let (host, endpoints) = (host.clone(), endpoints.clone());
+        quorum.register_broker(config.node_id, host, port, rack.clone(), endpoints)
     })
     .await?;
     tracing::info!(node_id = config.node_id, leader = ?quorum.leader(), cluster_id = ?quorum.image().cluster_id, "joined the cluster");
     Ok(quorum)
+}
+
+/// `--add-scram`: creates each credential whose user has none of that mechanism yet (as
+/// `kafka-storage format --add-scram` seeds a new cluster), so a restart with the flag still
+/// given keeps whatever was set since.
+pub async fn add_bootstrap_scram(
+    config: &BrokerConfig,
+    quorum: &MetadataQuorum,
+) -> anyhow::Result<()> {
+    let image = quorum.image();
+    let upserts: Vec<strom_metadata::ScramUpsert> = (config.security.bootstrap_scram.iter())
+        .filter(|wanted| {
+            let existing = image.scram_credentials.get(&wanted.user);
+            !existing.is_some_and(|credentials| credentials.contains_key(&wanted.mechanism))
+        })
+        .map(|wanted| strom_metadata::ScramUpsert {
+            user: wanted.user.clone(),
+            mechanism: wanted.mechanism,
+            credential: strom_security::scram::new_credential(
+                wanted.mechanism,
+                &wanted.password,
+                wanted.iterations,
+            ),
+        })
+        .collect();
+    if upserts.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<String> = upserts.iter().map(|u| format!("{} ({})", u.user, u.mechanism)).collect();
+    retry_until_applied("adding the --add-scram credentials", || {
+        let command = MetadataCommand::AlterScramCredentials {
+            upserts: upserts.clone(),
+            deletions: Vec::new(),
+        };
+        async move {
+            match quorum.propose(command).await? {
+                CommandResult::Refused(error) => Err(QuorumError::Failed(error.to_string())),
+                _ => Ok(()),
+            }
+        }
+    })
+    .await?;
+    tracing::info!(?users, "added SCRAM credentials given with --add-scram");
+    Ok(())
 }
 
 /// Creates `__consumer_offsets` if the image does not have it yet: compacted, with

@@ -99,6 +99,7 @@ async fn fetch_from(
 ) {
     let options = ConnectionOptions {
         client_id: format!("strom-replica-fetcher-{}", broker.config.node_id),
+        security: broker.inter_broker_security(),
         ..ConnectionOptions::default()
     };
     let mut connection: Option<Connection> = None;

@@ -23,6 +23,7 @@
 //! -> `topics` -> `config`, `error`; `transactions` -> `cluster`; `cluster` reaches the
 //! fetchers, groups and transactions only through the [`Broker`] it is given.
 
+pub mod authorization;
 pub mod capacity;
 pub mod cleaner;
 pub mod cluster;
@@ -35,6 +36,7 @@ pub mod isr;
 pub mod network;
 pub mod resources;
 pub mod retention;
+pub mod security;
 pub mod topics;
 pub mod transactions;
 
@@ -58,6 +60,8 @@ pub struct Broker {
     pub groups: Arc<groups::GroupRuntime>,
     /// The runtime around the transaction coordinator.
     pub transactions: transactions::TransactionRuntime,
+    /// TLS, SASL and the authorizer (see [`security`]).
+    pub security: security::SecurityRuntime,
     /// The follower side of replication: one fetcher per leader this node follows.
     pub fetchers: fetchers::Fetchers,
     /// The block of producer ids the controller handed this broker: next to hand out, end.
@@ -70,6 +74,47 @@ impl Broker {
     /// This node's id.
     pub fn node(&self) -> strom_types::BrokerId {
         strom_types::BrokerId(self.config.node_id)
+    }
+
+    /// Where clients of `listener` reach this node (the first listener's address when it has
+    /// no listener of that name).
+    pub fn advertised(&self, listener: &str) -> (String, u16) {
+        let listeners = self.config.client_listeners().unwrap_or_default();
+        (listeners.iter().find(|l| l.name == listener))
+            .map(|l| l.advertised.clone())
+            .unwrap_or_else(|| self.config.advertise.clone())
+    }
+
+    /// How this broker connects to the others (replica fetches, transaction markers): the
+    /// inter-broker listener's protocol; over TLS it presents its own keystore (so a broker
+    /// certificate's principal, a super user, passes the peers' authorizers) and trusts the
+    /// truststore. SASL between brokers is not offered: use SSL with mutual TLS.
+    pub fn inter_broker_security(&self) -> strom_client::SecurityConfig {
+        use crate::config::listeners::SecurityProtocol;
+        let protocol = (self.config.inter_broker_listener())
+            .map(|listener| listener.protocol)
+            .unwrap_or(SecurityProtocol::Plaintext);
+        let security = &self.config.security;
+        let protocol = match protocol {
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => strom_client::SecurityProtocol::Ssl,
+            _ => strom_client::SecurityProtocol::Plaintext,
+        };
+        strom_client::SecurityConfig {
+            protocol,
+            tls: strom_client::TlsConfig {
+                ca_location: security.truststore_location.clone(),
+                certificate_location: security.keystore_location.clone(),
+                key_location: security.keystore_location.clone(),
+                key_password: security.key_password.clone(),
+                verify_hostname: false,
+            },
+            sasl: None,
+        }
+    }
+
+    /// The SASL servers' options (the OAUTHBEARER validator).
+    pub fn sasl_options(&self) -> &strom_security::sasl::ServerOptions {
+        self.security.sasl_options()
     }
 
     /// Tells every waiting request that the broker is stopping.
@@ -89,6 +134,10 @@ impl Broker {
 /// accepting, lets in-flight requests finish, and flushes and closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
+    config.validate_listeners()?;
+    let security = security::SecurityRuntime::new(&config)?;
+    // The listeners' TLS files are read now, so a bad keystore stops the start at once.
+    let listener_contexts = listener_contexts(&config)?;
     let capacity = capacity::NodeCapacity::derive(&config);
     strom_log::FilePool::process().set_capacity(capacity.open_files);
     tracing::info!(
@@ -116,6 +165,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     })
     .await?;
     cluster::ensure_offsets_topic(&config, &quorum, &topics).await?;
+    cluster::add_bootstrap_scram(&config, &quorum).await?;
     let (open_config, opening) = (config.clone(), topics.clone());
     let groups = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let groups = groups::GroupRuntime::open(&opening, &open_config, open_config.group)?;
@@ -134,6 +184,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         topics,
         groups,
         transactions,
+        security,
         fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
@@ -145,11 +196,15 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let follower = tokio::spawn(cluster::follow_image(broker.clone()));
     let proposer = tokio::spawn(isr::run_proposer(broker.clone(), proposed));
     let isr_maintenance = tokio::spawn(isr::run_maintenance(broker.clone()));
-    let listener = tokio::net::TcpListener::bind(broker.config.listen)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", broker.config.listen))?;
-    let local = listener.local_addr()?;
-    tracing::info!("listening on {local}");
+    let mut listeners = Vec::new();
+    for (address, context) in listener_contexts {
+        let socket = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
+        let local = socket.local_addr()?;
+        tracing::info!(listener = context.name, protocol = context.protocol.name(), "listening on {local}");
+        listeners.push(network::listener::BoundListener { socket, context });
+    }
     let retention = tokio::spawn(retention::run(broker.clone()));
     let cleaner = tokio::spawn(cleaner::run(broker.clone()));
     // Like Kafka's controlled shutdown: leaderships move away while this node still serves,
@@ -159,7 +214,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         shutdown.await;
         cluster::leave(&leaving).await;
     };
-    network::listener::serve(broker.clone(), listener, shutdown).await;
+    network::listener::serve(broker.clone(), listeners, shutdown).await;
     retention.abort();
     cleaner.abort();
     ticker.abort();
@@ -172,4 +227,25 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     tokio::task::spawn_blocking(move || closing.topics.close()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Each client listener's address and context; TLS listeners share one acceptor.
+fn listener_contexts(
+    config: &BrokerConfig,
+) -> anyhow::Result<Vec<(std::net::SocketAddr, Arc<network::authentication::ListenerContext>)>> {
+    let listeners = config.client_listeners()?;
+    let tls = match listeners.iter().any(|l| l.protocol.uses_tls()) {
+        true => Some(security::SecurityRuntime::tls_acceptor(config)?),
+        false => None,
+    };
+    Ok((listeners.into_iter())
+        .map(|listener| {
+            let context = network::authentication::ListenerContext {
+                tls: tls.clone().filter(|_| listener.protocol.uses_tls()),
+                protocol: listener.protocol,
+                name: listener.name,
+            };
+            (listener.address, Arc::new(context))
+        })
+        .collect())
 }

@@ -120,6 +120,7 @@ impl TransactionRuntime {
         let address = format!("{}:{}", registration.host, registration.port);
         let options = ConnectionOptions {
             client_id: format!("strom-transactions-{}", broker.config.node_id),
+            security: broker.inter_broker_security(),
             ..ConnectionOptions::default()
         };
         let connection = Connection::connect(&address, &options)

@@ -34,6 +34,14 @@ pub struct ServerArgs {
     /// it the node is a cluster of one.
     #[arg(long, value_name = "ID@HOST:PORT,...")]
     controller_quorum: Option<String>,
+    /// A SCRAM credential to create at start when that user has none of that mechanism yet,
+    /// as Kafka's `kafka-storage format --add-scram`; repeatable.
+    /// Example: --add-scram 'SCRAM-SHA-256=[name=admin,password=admin-secret]'
+    #[arg(
+        long = "add-scram",
+        value_name = "MECHANISM=[name=USER,password=PASSWORD]"
+    )]
+    add_scram: Vec<String>,
 }
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
@@ -76,6 +84,15 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     }
     if let Some(voters) = &args.controller_quorum {
         config.set("controller.quorum.voters", voters)?;
+    }
+    for credential in &args.add_scram {
+        let parsed = strom_broker::config::listeners::parse_add_scram(credential)
+            .map_err(|reason| anyhow::anyhow!("--add-scram '{credential}': {reason}"))?;
+        config.security.bootstrap_scram.push(parsed);
+    }
+    config.validate_listeners()?;
+    if let Some(listener) = config.controller_listener()? {
+        config.cluster.controller_listen = Some(listener.address);
     }
     if !config.cluster.is_single_node() && config.cluster.controller_listen.is_none() {
         anyhow::bail!(
@@ -138,6 +155,7 @@ mod tests {
             node_id: None,
             controller_listen: None,
             controller_quorum: None,
+            add_scram: Vec::new(),
         }
     }
 

@@ -26,12 +26,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rand::RngCore;
+use strom_security::scram::{self, ITERATIONS_MAX, ITERATIONS_MIN, SALT_BYTES};
 use strom_types::security::{
     AclBinding, AclOperation, AclPermission, PatternType, ResourceType, ScramMechanism,
 };
 
 use crate::error::{ClientError, Subject};
-use crate::limits::{SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN, SCRAM_SALT_BYTES};
 use crate::Client;
 
 /// Which ACLs a describe or delete matches (Kafka's `AclBindingFilter`): `Any` and `None`
@@ -443,9 +443,9 @@ fn credential_upsertion(
             upsertion.user
         )));
     }
-    let mut salt = vec![0; SCRAM_SALT_BYTES];
+    let mut salt = vec![0; SALT_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salted = crate::scram::salted_password(
+    let salted = scram::salted_password(
         upsertion.mechanism,
         &upsertion.password,
         &salt,
@@ -462,10 +462,10 @@ fn credential_upsertion(
 /// Refuses an iteration count the broker would refuse too (Kafka takes 4096 to 16384),
 /// before spending the time to hash with it.
 fn check_iterations(iterations: u32) -> Result<(), ClientError> {
-    if (SCRAM_ITERATIONS_MIN..=SCRAM_ITERATIONS_MAX).contains(&iterations) {
+    if (ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
         return Ok(());
     }
     Err(ClientError::InvalidArgument(format!(
-        "{iterations} SCRAM iterations: Kafka takes {SCRAM_ITERATIONS_MIN} to {SCRAM_ITERATIONS_MAX}"
+        "{iterations} SCRAM iterations: Kafka takes {ITERATIONS_MIN} to {ITERATIONS_MAX}"
     )))
 }

@@ -109,7 +109,8 @@ async fn scram_credentials_are_salted_here_and_never_carry_the_password() {
         let (iterations, salt, salted) = &state.credentials[&("alice".to_string(), 1)];
         assert_eq!(*iterations, 4096);
         assert_eq!(salt.len(), 32);
-        let expected = crate::scram::salted_password(ScramMechanism::Sha256, "pencil", salt, 4096);
+        let expected =
+            strom_security::scram::salted_password(ScramMechanism::Sha256, "pencil", salt, 4096);
         assert_eq!(salted.to_vec(), expected);
         let (_, other_salt, _) = &state.credentials[&("bob".to_string(), 1)];
         assert_ne!(salt, other_salt, "every credential has a fresh salt");

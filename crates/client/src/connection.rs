@@ -1,8 +1,10 @@
 //! One TCP connection to one broker, with pipelined requests.
 //!
-//! Lifecycle: [`Connection::connect`] opens the socket, starts two tasks and negotiates API
-//! versions (ApiVersions v3, or v0 when the broker answers `UNSUPPORTED_VERSION`). From then on
-//! any number of tasks may call [`Connection::send`] at once, up to the in-flight limit:
+//! Lifecycle: [`Connection::connect`] opens the socket, runs the TLS handshake when
+//! `security.protocol` asks for TLS ([`crate::tls`]), starts two tasks, negotiates API versions
+//! (ApiVersions v3, or v0 when the broker answers `UNSUPPORTED_VERSION`) and logs in when it
+//! asks for SASL ([`crate::sasl`]). From then on any number of tasks may call
+//! [`Connection::send`] at once, up to the in-flight limit:
 //!
 //! - the caller encodes its frame, registers a one-shot slot under a fresh correlation id in
 //!   the shared `waiting` table and hands the frame to the writer task, which writes frames
@@ -14,6 +16,16 @@
 //! caller gets the error, later calls fail at once, and [`Connection::is_closed`] says so, so
 //! that [`crate::Client`] opens a new one. Dropping the `Connection` stops both tasks and closes
 //! the socket.
+//!
+//! A SASL session may have a lifetime (KIP-368 `session_lifetime_ms`), after which the broker
+//! refuses requests until the client authenticates again. This client does not re-authenticate
+//! in place: shortly before the end (see [`limits::SASL_SESSION_USED_PERCENT_MAX`]) the
+//! connection refuses new requests and counts as closed, so that `Client` (and the broker's
+//! fetchers, which check `is_closed` too) open a new connection that logs in afresh. Requests
+//! already sent finish on the old one.
+//!
+//! The tasks are generic over the stream: plaintext uses `TcpStream::into_split` (two halves
+//! without a lock between them), TLS `tokio::io::split` of the rustls stream.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -24,17 +36,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use strom_types::ErrorCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::Subject;
 use crate::frame::{self, LENGTH_PREFIX_BYTES};
 use crate::limits;
 use crate::versions::{ApiVersionTable, API_VERSIONS_VERSION_FIRST};
-use crate::ClientError;
+use crate::{sasl, tls, ClientError};
 
 /// How a connection behaves; the defaults come from [`crate::limits`].
 #[derive(Debug, Clone)]
@@ -142,6 +154,9 @@ pub struct Connection {
     outgoing: mpsc::Sender<Outgoing>,
     in_flight: Semaphore,
     correlation_id_next: AtomicI32,
+    /// When the SASL session is about to end, if it ends: from then on the connection counts
+    /// as closed. Set once, by `connect`.
+    session_ends_at: Option<Instant>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -154,30 +169,48 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects to `address` (HOST:PORT) and negotiates API versions.
+    /// Connects to `address` (HOST:PORT), secures the connection as `options.security` says
+    /// (TLS handshake, SASL login) and negotiates API versions.
     pub async fn connect(
         address: &str,
         options: &ConnectionOptions,
     ) -> Result<Connection, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect {
-            address: address.to_string(),
-            reason,
+        let stream = open_socket(address, options).await?;
+        let security = &options.security;
+        let mut connection = if security.protocol.uses_tls() {
+            let handshake = tls::handshake(stream, address, &security.tls);
+            let stream = within_connect_timeout(address, options, handshake).await??;
+            let (read_half, write_half) = tokio::io::split(stream);
+            Connection::start(address, options, read_half, write_half)
+        } else {
+            let (read_half, write_half) = stream.into_split();
+            Connection::start(address, options, read_half, write_half)
         };
-        let timeout = Duration::from_millis(options.connect_timeout_ms);
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| {
-                connect_error(format!(
-                    "no answer within {} ms",
-                    options.connect_timeout_ms
+        connection.versions = connection.negotiate_versions().await?;
+        if security.protocol.uses_sasl() {
+            let config = security.sasl.as_ref().ok_or_else(|| {
+                ClientError::InvalidArgument(format!(
+                    "security.protocol {:?} needs sasl.mechanism and its credentials",
+                    security.protocol
                 ))
-            })?
-            .map_err(|error| connect_error(error.to_string()))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|error| connect_error(error.to_string()))?;
-        let (read_half, write_half) = stream.into_split();
+            })?;
+            connection.session_ends_at = sasl::authenticate(&connection, config).await?;
+        }
+        tracing::debug!(address, protocol = ?security.protocol, "connected");
+        Ok(connection)
+    }
 
+    /// Starts the reader and writer tasks over the two halves of a connected stream.
+    fn start<R, W>(
+        address: &str,
+        options: &ConnectionOptions,
+        read_half: R,
+        write_half: W,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             address: address.to_string(),
             state: Mutex::default(),
@@ -193,19 +226,17 @@ impl Connection {
             outgoing_receiver,
             shared.clone(),
         ));
-        let mut connection = Connection {
+        Connection {
             shared,
             options: options.clone(),
             versions: ApiVersionTable::default(),
             outgoing,
             in_flight: Semaphore::new(options.in_flight_requests_max.max(1)),
             correlation_id_next: AtomicI32::new(0),
+            session_ends_at: None,
             reader,
             writer,
-        };
-        connection.versions = connection.negotiate_versions().await?;
-        tracing::debug!(address, "connected");
-        Ok(connection)
+        }
     }
 
     /// The HOST:PORT this connection was opened to.
@@ -223,9 +254,21 @@ impl Connection {
         self.versions.select::<Req>(self.address())
     }
 
-    /// Whether the connection has died; a dead connection fails every call.
+    /// Whether the connection has died, or its SASL session is about to end; a closed
+    /// connection fails every new call.
     pub fn is_closed(&self) -> bool {
-        self.shared.failure().is_some()
+        self.shared.failure().is_some() || self.session_ending()
+    }
+
+    /// Whether the SASL session is so near its end that no new request should start.
+    fn session_ending(&self) -> bool {
+        self.session_ends_at
+            .is_some_and(|ends_at| Instant::now() >= ends_at)
+    }
+
+    /// The response time-out requests on this connection use by default.
+    pub(crate) fn request_timeout_ms(&self) -> u64 {
+        self.options.request_timeout_ms
     }
 
     /// Sends a request at the highest common version and waits for its response.
@@ -330,6 +373,11 @@ impl Connection {
     }
 
     async fn enqueue(&self, outgoing: Outgoing) -> Result<(), ClientError> {
+        if self.session_ending() {
+            return Err(self.shared.disconnected(
+                "the SASL session is about to end (session_lifetime_ms); a new connection logs in again",
+            ));
+        }
         self.outgoing
             .send(outgoing)
             .await
@@ -399,7 +447,11 @@ impl Connection {
 }
 
 /// The reader task: response frames in, waiting callers completed.
-async fn read_responses(read_half: OwnedReadHalf, shared: Arc<Shared>, response_bytes_max: usize) {
+async fn read_responses<R: AsyncRead + Unpin>(
+    read_half: R,
+    shared: Arc<Shared>,
+    response_bytes_max: usize,
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     loop {
         let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
@@ -449,18 +501,56 @@ async fn read_responses(read_half: OwnedReadHalf, shared: Arc<Shared>, response_
     }
 }
 
-/// The writer task: frames out, whole and in order.
-async fn write_requests(
-    mut write_half: OwnedWriteHalf,
+/// The writer task: frames out, whole and in order. Each frame is flushed: TLS may hold
+/// the end of a frame back until then (for TCP, flushing does nothing).
+async fn write_requests<W: AsyncWrite + Unpin>(
+    mut write_half: W,
     mut outgoing: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
     while let Some(Outgoing { frame, written }) = outgoing.recv().await {
-        if let Err(error) = write_half.write_all(&frame).await {
+        let result = match write_half.write_all(&frame).await {
+            Ok(()) => write_half.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
             return shared.fail(shared.disconnected(error));
         }
         if let Some(written) = written {
             let _ = written.send(());
         }
+    }
+}
+
+/// A TCP connection to `address`, within the connect time-out, with Nagle off.
+async fn open_socket(address: &str, options: &ConnectionOptions) -> Result<TcpStream, ClientError> {
+    let stream = within_connect_timeout(address, options, TcpStream::connect(address))
+        .await?
+        .map_err(|error| connect_error(address, error.to_string()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| connect_error(address, error.to_string()))?;
+    Ok(stream)
+}
+
+/// Runs a step of connecting (the TCP connect, the TLS handshake) within the connect time-out.
+async fn within_connect_timeout<T>(
+    address: &str,
+    options: &ConnectionOptions,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, ClientError> {
+    let timeout = Duration::from_millis(options.connect_timeout_ms);
+    tokio::time::timeout(timeout, step).await.map_err(|_| {
+        connect_error(
+            address,
+            format!("no answer within {} ms", options.connect_timeout_ms),
+        )
+    })
+}
+
+fn connect_error(address: &str, reason: String) -> ClientError {
+    ClientError::Connect {
+        address: address.to_string(),
+        reason,
     }
 }

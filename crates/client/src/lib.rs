@@ -8,6 +8,10 @@
 //! - [`connection`] is one TCP connection: it negotiates versions, then pipelines requests
 //!   (a writer task, a reader task matching responses to callers by correlation id) and
 //!   bounds response size, in-flight requests and waiting time.
+//! - [`security`] says how a connection secures itself (`security.protocol`, TLS files, SASL
+//!   login) and reads a `client.properties` file (`--command-config`) into that; `tls` makes
+//!   the rustls configuration (once per process and settings) and runs the handshake, `sasl`
+//!   logs in (PLAIN, SCRAM, OAUTHBEARER) right after ApiVersions.
 //! - [`metadata`] and [`records`] turn Metadata responses and record batches into plain
 //!   types; [`partitioner`] is Kafka's default key partitioner.
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
@@ -15,8 +19,7 @@
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
 //! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
 //!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
-//!   hashed here). [`security`] says how a connection secures itself, and reads a
-//!   `client.properties` file into that.
+//!   hashed here).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
@@ -29,8 +32,9 @@
 //! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
 //! Every bound is in [`limits`].
 //!
-//! The unit tests (`client_tests`, `group_tests`) run against `fake_broker`, an in-process
-//! broker over in-memory topics whose `groups` child answers the group APIs; both can be told
+//! The unit tests (`client_tests`, `group_tests`, `security_tests`, `admin_security_tests`) run
+//! against `fake_broker`, an in-process broker over in-memory topics whose `groups` child
+//! answers the group APIs and whose `security` child the ACL and SCRAM APIs; both can be told
 //! to misbehave.
 
 pub mod admin_security;
@@ -45,11 +49,14 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
-mod scram;
+mod sasl;
 pub mod security;
+mod tls;
 pub mod transactions;
 pub mod versions;
 
+#[cfg(test)]
+mod admin_security_tests;
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
@@ -57,7 +64,7 @@ mod fake_broker;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
-mod admin_security_tests;
+mod security_tests;
 
 pub use admin_security::{
     AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
@@ -80,8 +87,8 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
-pub use scram::ITERATIONS_DEFAULT as SCRAM_ITERATIONS_DEFAULT;
 pub use security::{
     CommandConfig, SaslConfig, SecurityConfig, SecurityConfigError, SecurityProtocol, TlsConfig,
 };
+pub use strom_security::scram::ITERATIONS_DEFAULT as SCRAM_ITERATIONS_DEFAULT;
 pub use transactions::{init_producer_id, next_sequence, ProducerIdentity, TransactionalProducer};

@@ -50,13 +50,16 @@ pub const TRANSACTION_RETRY_MS_MAX: u64 = 60_000;
 /// so a larger file is a wrong path (a log, a binary) rather than settings.
 pub const COMMAND_CONFIG_BYTES_MAX: u64 = 1024 * 1024;
 
-/// Fewest SCRAM iterations a credential may have: Kafka's minimum for SCRAM-SHA-256 and
-/// SCRAM-SHA-512 (RFC 7677 asks for at least 4096).
-pub const SCRAM_ITERATIONS_MIN: u32 = 4_096;
+/// Distinct TLS settings whose built rustls configuration is kept (`crate::tls`); a process
+/// uses one or two, so more means settings made anew per connection, and the oldest goes.
+pub const TLS_CONFIGS_CACHED_MAX: usize = 16;
 
-/// Most SCRAM iterations a credential may have: Kafka's maximum, which also bounds the time
-/// the client spends hashing a password (about 10 ms at 16384).
-pub const SCRAM_ITERATIONS_MAX: u32 = 16_384;
+/// SaslAuthenticate round trips one login may take: SCRAM takes two, PLAIN and OAUTHBEARER
+/// one (two when the broker refuses a token). A broker asking for more is broken.
+pub const SASL_ROUND_TRIPS_MAX: usize = 4;
 
-/// Random bytes in a new SCRAM credential's salt.
-pub const SCRAM_SALT_BYTES: usize = 32;
+/// Share of a SASL session's lifetime (KIP-368 `session_lifetime_ms`) after which the
+/// connection counts as closed, so that [`crate::Client`] opens a new one and logs in again
+/// before the broker would refuse it; the rest leaves time for requests already sent. Kafka's
+/// Java client re-authenticates between 85% and 95%.
+pub const SASL_SESSION_USED_PERCENT_MAX: u32 = 90;

@@ -5,6 +5,7 @@
 //! `client.properties` file into a [`SecurityConfig`]: Java's `.properties` format
 //! ([`properties`]) and the Java client's `sasl.jaas.config` ([`jaas`]).
 
+use std::fmt;
 use std::path::PathBuf;
 
 pub mod command_config;
@@ -37,7 +38,10 @@ impl SecurityProtocol {
 }
 
 /// The TLS side: Kafka's client `ssl.*` properties (librdkafka's names).
-#[derive(Debug, Clone)]
+///
+/// Equal settings share one rustls configuration per process (`crate::tls`). The default
+/// checks the broker's name, as Kafka's does.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// `ssl.ca.location`: PEM CA certificates the broker's certificate must chain to.
     pub ca_location: Option<PathBuf>,
@@ -52,9 +56,18 @@ pub struct TlsConfig {
     pub verify_hostname: bool,
 }
 
+/// The SASL side: `sasl.mechanism`, `sasl.username`, `sasl.password`, or an OAUTHBEARER token.
+#[derive(Clone)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+    /// For OAUTHBEARER: the JWT to present (`sasl.oauthbearer.token`, Strom's name).
+    pub token: Option<String>,
+}
+
 impl Default for TlsConfig {
-    /// No files, and the broker's host name checked, as Kafka's clients check it unless told
-    /// not to.
     fn default() -> Self {
         TlsConfig {
             ca_location: None,
@@ -66,15 +79,34 @@ impl Default for TlsConfig {
     }
 }
 
-/// The SASL side: `sasl.mechanism`, `sasl.username`, `sasl.password`, or an OAUTHBEARER token.
-#[derive(Debug, Clone)]
-pub struct SaslConfig {
-    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
-    pub mechanism: String,
-    pub username: String,
-    pub password: String,
-    /// For OAUTHBEARER: the JWT to present (`sasl.oauthbearer.token`, Strom's name).
-    pub token: Option<String>,
+/// Shows whether a secret is set, never the secret: these settings end up in logs.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TlsConfig")
+            .field("ca_location", &self.ca_location)
+            .field("certificate_location", &self.certificate_location)
+            .field("key_location", &self.key_location)
+            .field("key_password", &redacted(&self.key_password))
+            .field("verify_hostname", &self.verify_hostname)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SaslConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("SaslConfig")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
 }
 
 /// Everything about securing one connection.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
@@ -20,6 +21,10 @@ pub enum MetadataCommand {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Every client listener's advertised address (Metadata answers a client with the
+        /// endpoints of the listener it connected to); `host`/`port` are the inter-broker one.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     /// The controller stopped hearing from a broker: its leaderships move to other in-sync
     /// replicas and it leaves every ISR it was in (but the last one).
@@ -69,6 +74,39 @@ pub enum MetadataCommand {
         broker: i32,
         count: i64,
     },
+    /// KIP-554's AlterUserScramCredentials: sets and removes SCRAM credentials, all or none.
+    AlterScramCredentials {
+        upserts: Vec<ScramUpsert>,
+        deletions: Vec<(String, ScramMechanism)>,
+    },
+    /// CreateAcls: adds these bindings (one already present is left as it is).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// DeleteAcls: removes exactly these bindings (the handler resolved the filters against
+    /// the image it read).
+    DeleteAcls {
+        acls: Vec<AclBinding>,
+    },
+}
+
+/// One listener of a broker, as clients are told to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener's name (`PLAINTEXT`, `SASL_SSL`, `CLIENT`, ...).
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+    /// Kafka's security protocol id: 0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL.
+    pub security_protocol: i16,
+}
+
+/// A SCRAM credential to set for `user`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramUpsert {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub credential: ScramCredential,
 }
 
 /// Why a command changed nothing.

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
-use crate::command::{CommandResult, MetadataCommand, MetadataError};
+use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
+
+use crate::command::{CommandResult, Endpoint, MetadataCommand, MetadataError};
 use crate::placement::{self, Candidate};
 
 /// No leader: the partition is offline.
@@ -27,6 +29,23 @@ pub struct BrokerRegistration {
     pub port: u16,
     pub rack: Option<String>,
     pub fenced: bool,
+    /// The client listeners' endpoints; empty in registrations from before listeners had names.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl BrokerRegistration {
+    /// Where a client connected through `listener` should reach this broker: that listener's
+    /// endpoint, or `None` when this broker has no listener of that name (Kafka leaves such a
+    /// broker out of the Metadata answer).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        (self.endpoints.iter())
+            .find(|endpoint| endpoint.listener == listener)
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +83,13 @@ pub struct MetadataImage {
     /// changes, and a broker applying a new image skips every topic that is the same `Arc`.
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub next_producer_id: i64,
+    /// SCRAM credentials by user, then mechanism (KIP-554).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Every ACL binding (CreateAcls/DeleteAcls). Shared between images: only a change to
+    /// the ACLs copies it, and the broker rebuilds its authorizer when the `Arc` changes.
+    #[serde(default)]
+    pub acls: Arc<std::collections::BTreeSet<AclBinding>>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
@@ -109,6 +135,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                endpoints,
             } => {
                 let registration = BrokerRegistration {
                     id: *id,
@@ -117,6 +144,7 @@ impl MetadataImage {
                     port: *port,
                     rack: rack.clone(),
                     fenced: false,
+                    endpoints: endpoints.clone(),
                 };
                 self.brokers.insert(*id, registration);
                 self.elect_offline_with(*id);
@@ -188,7 +216,56 @@ impl MetadataImage {
                     count: *count.max(&1),
                 }
             }
+            MetadataCommand::AlterScramCredentials { upserts, deletions } => {
+                self.alter_scram_credentials(upserts, deletions)
+            }
+            MetadataCommand::CreateAcls { acls } => {
+                let set = Arc::make_mut(&mut self.acls);
+                set.extend(acls.iter().cloned());
+                CommandResult::Done
+            }
+            MetadataCommand::DeleteAcls { acls } => {
+                if acls.iter().any(|acl| self.acls.contains(acl)) {
+                    let set = Arc::make_mut(&mut self.acls);
+                    for acl in acls {
+                        set.remove(acl);
+                    }
+                }
+                CommandResult::Done
+            }
         }
+    }
+
+    /// Deletions first, each of a credential that exists, then the upserts: all or nothing,
+    /// as Kafka validates the whole request before writing any record.
+    fn alter_scram_credentials(
+        &mut self,
+        upserts: &[crate::command::ScramUpsert],
+        deletions: &[(String, ScramMechanism)],
+    ) -> CommandResult {
+        for (user, mechanism) in deletions {
+            let exists = (self.scram_credentials.get(user))
+                .is_some_and(|credentials| credentials.contains_key(mechanism));
+            if !exists {
+                return refuse(
+                    ErrorCode::ResourceNotFound,
+                    format!("Attempt to delete a user credential that does not exist: {user} {mechanism}"),
+                );
+            }
+        }
+        for (user, mechanism) in deletions {
+            if let Some(credentials) = self.scram_credentials.get_mut(user) {
+                credentials.remove(mechanism);
+                if credentials.is_empty() {
+                    self.scram_credentials.remove(user);
+                }
+            }
+        }
+        for upsert in upserts {
+            (self.scram_credentials.entry(upsert.user.clone()).or_default())
+                .insert(upsert.mechanism, upsert.credential.clone());
+        }
+        CommandResult::Done
     }
 
     /// Fencing: leaderships of `id` move to the first unfenced in-sync replica; `id` leaves

@@ -63,6 +63,7 @@ fn start() -> MetadataImage {
             host: "h".into(),
             port: id as u16,
             rack: None,
+            endpoints: Vec::new(),
         });
     }
     for (index, rf) in [3i16, 2].iter().enumerate() {

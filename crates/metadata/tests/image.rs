@@ -14,6 +14,7 @@ fn register(image: &mut MetadataImage, id: i32) {
         host: "127.0.0.1".into(),
         port: 9000 + id as u16,
         rack: None,
+        endpoints: Vec::new(),
     };
     assert_eq!(image.apply(&command), CommandResult::Done);
 }
@@ -189,6 +190,7 @@ fn applying_the_same_log_gives_the_same_image() {
             host: "h".into(),
             port: 1,
             rack: None,
+            endpoints: Vec::new(),
         },
         MetadataCommand::RegisterBroker {
             id: 2,
@@ -196,6 +198,7 @@ fn applying_the_same_log_gives_the_same_image() {
             host: "h".into(),
             port: 2,
             rack: None,
+            endpoints: Vec::new(),
         },
         MetadataCommand::CreateTopic {
             name: "t".into(),

@@ -67,7 +67,7 @@ async fn a_single_node_quorum_serves_proposals_and_restarts_from_disk() {
     let mut images = quorum.watch();
     images.borrow_and_update();
     quorum
-        .register_broker(1, "127.0.0.1".into(), 9092, Some("rack-a".into()))
+        .register_broker(1, "127.0.0.1".into(), 9092, Some("rack-a".into()), Vec::new())
         .await
         .unwrap();
     let created = quorum.propose(create_topic("orders", 3, 1)).await.unwrap();
@@ -132,6 +132,7 @@ fn cluster_config(id: i32, data_dir: &Path, voters: &[(i32, String)]) -> QuorumC
         broker_heartbeat_interval_ms: 200,
         election_timeout_ms: 400,
         snapshot_interval_entries: 10,
+        tls: None,
     }
 }
 
@@ -162,7 +163,7 @@ async fn a_three_voter_cluster_survives_losing_its_leader() {
         node.wait_ready(READY_TIMEOUT).await.unwrap();
     }
     for (id, node) in &nodes {
-        node.register_broker(*id, "127.0.0.1".into(), 9090 + *id as u16, None)
+        node.register_broker(*id, "127.0.0.1".into(), 9090 + *id as u16, None, Vec::new())
             .await
             .unwrap();
     }
@@ -232,7 +233,7 @@ async fn a_three_voter_cluster_survives_losing_its_leader() {
     let restarted = MetadataQuorum::start(config).await.unwrap();
     restarted.wait_ready(READY_TIMEOUT).await.unwrap();
     restarted
-        .register_broker(leader, "127.0.0.1".into(), 9090 + leader as u16, None)
+        .register_broker(leader, "127.0.0.1".into(), 9090 + leader as u16, None, Vec::new())
         .await
         .unwrap();
     assert!(
@@ -256,7 +257,7 @@ async fn a_three_voter_cluster_survives_losing_its_leader() {
         .unwrap();
     learner.wait_ready(READY_TIMEOUT).await.unwrap();
     learner
-        .register_broker(4, "127.0.0.1".into(), 9094, None)
+        .register_broker(4, "127.0.0.1".into(), 9094, None, Vec::new())
         .await
         .unwrap();
     nodes.insert(4, learner);

@@ -48,7 +48,7 @@ async fn start_echo(listener: TcpListener) -> (tokio::task::JoinHandle<()>, Arc<
     let echo = Arc::new(Echo {
         release: Notify::new(),
     });
-    (tokio::spawn(serve(listener, echo.clone())), echo)
+    (tokio::spawn(serve(listener, None, echo.clone())), echo)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

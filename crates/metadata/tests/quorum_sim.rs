@@ -505,6 +505,7 @@ async fn run_seed(seed: u64) {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            endpoints: Vec::new(),
         };
         propose_until_ok(&net, &mut rng, register, CONVERGE_TIMEOUT).await;
     }

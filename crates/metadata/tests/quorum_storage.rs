@@ -111,6 +111,7 @@ fn register(id: i32) -> MetadataCommand {
         host: "127.0.0.1".into(),
         port: 9092,
         rack: None,
+        endpoints: Vec::new(),
     }
 }
 

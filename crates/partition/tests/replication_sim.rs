@@ -225,6 +225,7 @@ impl Sim {
                 host: format!("node{id}"),
                 port: 9092,
                 rack: None,
+                endpoints: Vec::new(),
             });
         }
         let created = image.apply(&MetadataCommand::CreateTopic {

@@ -5,6 +5,8 @@
 //!   [`oauthbearer`] (JWT validation against a JWKS).
 //! - [`principal`]: a TLS peer's principal: the certificate's subject DN as Kafka prints it,
 //!   through `ssl.principal.mapping.rules`.
+//! - [`tls`]: rustls server and client configurations from Kafka's PEM keystores and
+//!   truststores (KIP-651), and the peer certificate a principal is made from.
 //! - [`authorizer`]: Kafka's StandardAuthorizer over a set of ACL bindings, and ACL filters.
 
 pub mod authorizer;
@@ -13,3 +15,4 @@ pub mod plain;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
+pub mod tls;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use strom_types::limits::PARTITIONS_PER_TOPIC_MAX;
 
+use super::listeners::{self, STANDARD_AUTHORIZER};
 use super::topic_keys::{TopicKey, TOPIC_KEYS};
 use super::value::{self, ConfigType, UpdateMode, Validator, Value};
 use super::{invalid, BrokerConfig, ConfigError};
@@ -118,36 +119,116 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     },
     BrokerKey {
         name: "listeners",
-        config_type: ConfigType::String,
+        config_type: ConfigType::List,
         default: Some("PLAINTEXT://127.0.0.1:9092"),
         validator: Validator::Custom {
-            check: |text| listen_address(text).map(drop),
-            valid: "[PLAINTEXT://]IP:PORT",
+            check: |text| listeners::parse_listeners(text).map(drop),
+            valid: "NAME://IP:PORT,...",
         },
         update_mode: UpdateMode::PerBroker,
-        documentation: "Where the broker accepts clients (the first listener of a list).",
+        documentation: "Where the broker accepts connections: named listeners, each with its \
+                        security protocol from `listener.security.protocol.map` (a bare \
+                        HOST:PORT is PLAINTEXT).",
         flag: Some("--listen"),
         access: Access::Field {
-            apply: |c, v| c.listen = listen_address(v.text()).expect("checked"),
-            read: |c| Some(format!("PLAINTEXT://{}", c.listen)),
+            apply: |c, v| {
+                let listeners = listeners::parse_listeners(&v.to_string()).expect("checked");
+                c.listen = listeners[0].1;
+                c.listener_settings.listeners = listeners;
+            },
+            read: |c| {
+                let listeners: Vec<String> = (c.listener_settings.listeners.iter())
+                    .map(|(name, address)| format!("{name}://{address}"))
+                    .collect();
+                Some(listeners.join(","))
+            },
         },
     },
     BrokerKey {
         name: "advertised.listeners",
-        config_type: ConfigType::String,
+        config_type: ConfigType::List,
         validator: Validator::Custom {
-            check: |text| host_port(text).map(drop),
-            valid: "[PLAINTEXT://]HOST:PORT",
+            check: |text| listeners::parse_endpoints(text).map(drop),
+            valid: "NAME://HOST:PORT,...",
         },
         update_mode: UpdateMode::PerBroker,
-        documentation: "The address clients are told to connect to; without it, the listener \
-                        with a wildcard host replaced by loopback.",
+        documentation: "The addresses clients are told to connect to, per listener; a listener \
+                        without one advertises its own address, a wildcard host replaced by \
+                        loopback.",
         flag: Some("--advertise"),
         access: Access::Field {
-            apply: |c, v| c.advertise = host_port(v.text()).expect("checked"),
+            apply: |c, v| {
+                let endpoints = listeners::parse_endpoints(&v.to_string()).expect("checked");
+                c.advertise = (endpoints[0].1.clone(), endpoints[0].2);
+                c.listener_settings.advertised = endpoints;
+            },
             read: |c| {
-                let (host, port) = &c.advertise;
-                Some(format!("PLAINTEXT://{host}:{port}"))
+                let advertised = &c.listener_settings.advertised;
+                if advertised.is_empty() {
+                    let (host, port) = &c.advertise;
+                    return Some(format!("PLAINTEXT://{host}:{port}"));
+                }
+                let endpoints: Vec<String> = (advertised.iter())
+                    .map(|(name, host, port)| format!("{name}://{host}:{port}"))
+                    .collect();
+                Some(endpoints.join(","))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "listener.security.protocol.map",
+        config_type: ConfigType::String,
+        default: Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+        validator: Validator::Custom {
+            check: |text| listeners::parse_protocol_map(text).map(drop),
+            valid: "NAME:PROTOCOL,...",
+        },
+        update_mode: UpdateMode::PerBroker,
+        documentation: "Each listener name's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT \
+                        or SASL_SSL.",
+        access: Access::Field {
+            apply: |c, v| {
+                c.listener_settings.protocol_map =
+                    listeners::parse_protocol_map(v.text()).expect("checked")
+            },
+            read: |c| {
+                let map: Vec<String> = (c.listener_settings.protocol_map.iter())
+                    .map(|(name, protocol)| format!("{name}:{}", protocol.name()))
+                    .collect();
+                Some(map.join(","))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "inter.broker.listener.name",
+        config_type: ConfigType::String,
+        documentation: "The listener other brokers fetch from and send requests to; without it, \
+                        the first listener that is not a controller listener.",
+        access: Access::Field {
+            apply: |c, v| {
+                c.listener_settings.inter_broker = Some(v.text().to_ascii_uppercase())
+            },
+            read: |c| c.listener_settings.inter_broker.clone(),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "controller.listener.names",
+        config_type: ConfigType::List,
+        documentation: "The listeners of `listeners` that serve the metadata quorum instead of \
+                        clients; the first one's address and protocol are this node's \
+                        controller transport (SSL gives it mutual TLS).",
+        access: Access::Field {
+            apply: |c, v| {
+                let Value::List(names) = v else { return };
+                c.listener_settings.controller_names =
+                    names.iter().map(|name| name.to_ascii_uppercase()).collect();
+            },
+            read: |c| {
+                let names = &c.listener_settings.controller_names;
+                (!names.is_empty()).then(|| names.join(","))
             },
         },
         ..FIXED
@@ -882,6 +963,224 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         },
         ..FIXED
     },
+    // -- security ------------------------------------------------------------------------------
+    BrokerKey {
+        name: "ssl.keystore.type",
+        default: Some("PEM"),
+        validator: Validator::OneOf(&["PEM"]),
+        update_mode: UpdateMode::PerBroker,
+        documentation: "The keystore's format: Strom reads PEM files (KIP-651), not JKS or \
+                        PKCS12.",
+        access: Access::Field {
+            apply: |_, _| {},
+            read: |_| Some("PEM".to_owned()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.keystore.location",
+        documentation: "A PEM file with this broker's private key and certificate chain, for \
+                        SSL and SASL_SSL listeners and inter-broker TLS.",
+        update_mode: UpdateMode::PerBroker,
+        access: Access::Field {
+            apply: |c, v| c.security.keystore_location = Some(v.text().into()),
+            read: |c| (c.security.keystore_location.as_ref()).map(|p| p.display().to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.key.password",
+        config_type: ConfigType::Password,
+        documentation: "The password of an encrypted (PKCS#8) private key in the keystore.",
+        update_mode: UpdateMode::PerBroker,
+        access: Access::Field {
+            apply: |c, v| c.security.key_password = Some(v.text().to_owned()),
+            read: |c| c.security.key_password.clone(),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.truststore.type",
+        default: Some("PEM"),
+        validator: Validator::OneOf(&["PEM"]),
+        update_mode: UpdateMode::PerBroker,
+        documentation: "The truststore's format: PEM CA certificates.",
+        access: Access::Field {
+            apply: |_, _| {},
+            read: |_| Some("PEM".to_owned()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.truststore.location",
+        documentation: "A PEM file of the CA certificates that client (and peer broker) \
+                        certificates must chain to.",
+        update_mode: UpdateMode::PerBroker,
+        access: Access::Field {
+            apply: |c, v| c.security.truststore_location = Some(v.text().into()),
+            read: |c| (c.security.truststore_location.as_ref()).map(|p| p.display().to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.client.auth",
+        default: Some("none"),
+        validator: Validator::OneOf(&["none", "requested", "required"]),
+        update_mode: UpdateMode::PerBroker,
+        documentation: "Whether TLS clients must (required) or may (requested) present a \
+                        certificate; its subject DN becomes the principal.",
+        access: Access::Field {
+            apply: |c, v| c.security.client_auth = v.text().to_owned(),
+            read: |c| Some(c.security.client_auth.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.principal.mapping.rules",
+        default: Some("DEFAULT"),
+        documentation: "Rules that turn a certificate's subject DN into a user name \
+                        (RULE:pattern/replacement/[LU],...,DEFAULT).",
+        access: Access::Field {
+            apply: |c, v| c.security.principal_mapping_rules = v.text().to_owned(),
+            read: |c| Some(c.security.principal_mapping_rules.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "sasl.enabled.mechanisms",
+        config_type: ConfigType::List,
+        default: Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"),
+        validator: Validator::EachOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
+        update_mode: UpdateMode::PerBroker,
+        documentation: "The SASL mechanisms SASL listeners offer; PLAIN checks passwords \
+                        against the SCRAM credentials.",
+        access: Access::Field {
+            apply: |c, v| {
+                let Value::List(names) = v else { return };
+                c.security.sasl_mechanisms = names.clone();
+            },
+            read: |c| Some(c.security.sasl_mechanisms.join(",")),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.jwks.endpoint.url",
+        documentation: "Where OAUTHBEARER finds the keys that sign tokens: a JWKS at an \
+                        https:// or file:// URL.",
+        access: Access::Field {
+            apply: |c, v| c.security.oauth_jwks_url = Some(v.text().to_owned()),
+            read: |c| c.security.oauth_jwks_url.clone(),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.expected.audience",
+        config_type: ConfigType::List,
+        documentation: "Audiences of which a token's `aud` must name one; empty checks none.",
+        access: Access::Field {
+            apply: |c, v| {
+                let Value::List(names) = v else { return };
+                c.security.oauth_audience = names.clone();
+            },
+            read: |c| {
+                let audience = &c.security.oauth_audience;
+                (!audience.is_empty()).then(|| audience.join(","))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.expected.issuer",
+        documentation: "The issuer a token's `iss` must be; unset checks none.",
+        access: Access::Field {
+            apply: |c, v| c.security.oauth_issuer = Some(v.text().to_owned()),
+            read: |c| c.security.oauth_issuer.clone(),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "sasl.oauthbearer.sub.claim.name",
+        default: Some("sub"),
+        documentation: "The token claim whose value is the principal's name.",
+        access: Access::Field {
+            apply: |c, v| c.security.oauth_sub_claim = v.text().to_owned(),
+            read: |c| Some(c.security.oauth_sub_claim.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "connections.max.reauth.ms",
+        config_type: ConfigType::Long,
+        default: Some("0"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long a SASL session lasts before the client must re-authenticate \
+                        (KIP-368); 0 never asks.",
+        access: Access::Field {
+            apply: |c, v| c.security.reauth_ms_max = v.number() as u64,
+            read: |c| Some(c.security.reauth_ms_max.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "connection.failed.authentication.delay.ms",
+        config_type: ConfigType::Int,
+        default: Some("100"),
+        validator: Validator::AtLeast(0),
+        documentation: "How long a failed login waits before its answer, to slow password \
+                        guessing.",
+        access: Access::Field {
+            apply: |c, v| c.security.failed_authentication_delay_ms = v.number() as u64,
+            read: |c| Some(c.security.failed_authentication_delay_ms.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "authorizer.class.name",
+        config_type: ConfigType::Class,
+        default: Some(""),
+        validator: Validator::Custom {
+            check: |text| match text {
+                "" | STANDARD_AUTHORIZER => Ok(()),
+                _ => Err(format!("Strom's authorizer is {STANDARD_AUTHORIZER}")),
+            },
+            valid: "[, org.apache.kafka.metadata.authorizer.StandardAuthorizer]",
+        },
+        documentation: "Turns ACL authorization on (Kafka's StandardAuthorizer); empty allows \
+                        everything.",
+        access: Access::Field {
+            apply: |c, v| c.security.authorizer = v.text().to_owned(),
+            read: |c| Some(c.security.authorizer.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "super.users",
+        documentation: "Principals the authorizer allows everything, separated by semicolons \
+                        (User:admin;User:CN=broker).",
+        validator: Validator::Custom {
+            check: |text| super_users(text).map(drop),
+            valid: "TYPE:NAME;...",
+        },
+        access: Access::Field {
+            apply: |c, v| c.security.super_users = super_users(v.text()).expect("checked"),
+            read: |c| {
+                let users = &c.security.super_users;
+                (!users.is_empty()).then(|| users.join(";"))
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "allow.everyone.if.no.acl.found",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        documentation: "Allows an operation on a resource no ACL names at all.",
+        access: Access::Field {
+            apply: |c, v| c.security.allow_if_no_acl = v.boolean(),
+            read: |c| Some(c.security.allow_if_no_acl.to_string()),
+        },
+        ..FIXED
+    },
 ];
 
 /// The broker key of this name.
@@ -961,6 +1260,18 @@ impl BrokerKey {
                 (config.given.get(self.name).cloned()).or_else(|| self.default.map(str::to_owned))
             }
         }
+    }
+}
+
+/// `super.users`: `User:a;User:b`, each `TYPE:NAME`.
+fn super_users(value: &str) -> Result<Vec<String>, String> {
+    let users: Vec<String> = (value.split(';').map(str::trim))
+        .filter(|user| !user.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match users.iter().find(|user| !user.contains(':')) {
+        Some(bad) => Err(format!("'{bad}' is not a principal (TYPE:NAME, e.g. User:admin)")),
+        None => Ok(users),
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod broker_keys;
 mod describe;
+pub mod listeners;
 mod readme;
 mod topic_keys;
 mod value;
@@ -113,6 +114,10 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// The metadata quorum and replication settings.
     pub cluster: ClusterConfig,
+    /// `listeners` and the keys that go with it (see [`listeners`]).
+    pub listener_settings: listeners::ListenerSettings,
+    /// TLS, SASL and the authorizer.
+    pub security: listeners::SecuritySettings,
     /// The keys given through [`BrokerConfig::set`], with their values as given: DescribeConfigs
     /// reports them as static broker configs, the others as defaults.
     given: BTreeMap<&'static str, String>,
@@ -204,6 +209,14 @@ impl Default for BrokerConfig {
                 replica_fetch_wait_max_ms: 0,
                 replica_fetch_max_bytes: 0,
             },
+            listener_settings: listeners::ListenerSettings {
+                listeners: Vec::new(),
+                advertised: Vec::new(),
+                protocol_map: Vec::new(),
+                inter_broker: None,
+                controller_names: Vec::new(),
+            },
+            security: listeners::SecuritySettings::default(),
             given: BTreeMap::new(),
         };
         // A synonym's default is its key's, in other terms (`log.retention.hours = 168`).
@@ -458,7 +471,7 @@ mod tests {
         }
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
         // coordinator's of issue 11.
-        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7);
+        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 16);
     }
 
     #[test]

@@ -209,6 +209,7 @@ mod tests {
                 host: "localhost".into(),
                 port: 9092,
                 rack: None,
+                endpoints: Vec::new(),
             });
         }
         let created = image.apply(&MetadataCommand::CreateTopic {

@@ -1,4 +1,5 @@
-//! DescribeCluster: the unfenced brokers of the metadata image and the controller leader.
+//! DescribeCluster: the unfenced brokers of the metadata image (at their endpoints of the
+//! client's listener) and the controller leader.
 
 use std::sync::Arc;
 
@@ -12,18 +13,21 @@ pub fn handle(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
     _version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.quorum.image();
     let brokers = image
         .brokers
         .values()
         .filter(|registration| !registration.fenced)
-        .map(|registration| {
-            DescribeClusterBroker::default()
+        .filter_map(|registration| {
+            let (host, port) = registration.endpoint(listener)?;
+            let described = DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(registration.id))
-                .with_host(str_bytes(registration.host.clone()))
-                .with_port(i32::from(registration.port))
-                .with_rack(registration.rack.clone().map(str_bytes))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
+                .with_rack(registration.rack.clone().map(str_bytes));
+            Some(described)
         })
         .collect();
     DescribeClusterResponse::default()

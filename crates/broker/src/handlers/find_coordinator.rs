@@ -24,6 +24,7 @@ fn locate(
     broker: &Arc<Broker>,
     key_type: i8,
     group: &str,
+    listener: &str,
 ) -> Result<(i32, String, i32), (ErrorCode, String)> {
     let image = broker.quorum.image();
     let unavailable = |why: &str| (ErrorCode::CoordinatorNotAvailable, why.to_owned());
@@ -38,7 +39,7 @@ fn locate(
             }
             let leader =
                 transactions::locate(broker, group).map_err(|error| (error.code, error.message))?;
-            return address(&image, leader.0)
+            return address(&image, leader.0, listener)
                 .ok_or_else(|| unavailable("the transaction coordinator is not available"));
         }
         other => {
@@ -59,25 +60,31 @@ fn locate(
         .map(|partition| partition.leader)
         .filter(|leader| *leader >= 0)
         .ok_or_else(|| unavailable("the group's offsets partition has no leader"))?;
-    address(&image, leader).ok_or_else(|| unavailable("the group's coordinator is not available"))
+    address(&image, leader, listener).ok_or_else(|| unavailable("the group's coordinator is not available"))
 }
 
-/// A live broker's id, host and port.
-fn address(image: &strom_metadata::MetadataImage, id: i32) -> Option<(i32, String, i32)> {
+/// A live broker's id, host and port on `listener`.
+fn address(
+    image: &strom_metadata::MetadataImage,
+    id: i32,
+    listener: &str,
+) -> Option<(i32, String, i32)> {
     let registration = image
         .brokers
         .get(&id)
         .filter(|registration| !registration.fenced)?;
-    Some((id, registration.host.clone(), i32::from(registration.port)))
+    let (host, port) = registration.endpoint(listener)?;
+    Some((id, host.to_owned(), i32::from(port)))
 }
 
 pub fn handle(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if version < 4 {
-        return match locate(broker, request.key_type, request.key.as_str()) {
+        return match locate(broker, request.key_type, request.key.as_str(), listener) {
             Ok((node, host, port)) => FindCoordinatorResponse::default()
                 .with_node_id(BrokerId(node))
                 .with_host(str_bytes(host))
@@ -93,7 +100,7 @@ pub fn handle(
         .coordinator_keys
         .into_iter()
         .map(
-            |key: StrBytes| match locate(broker, request.key_type, key.as_str()) {
+            |key: StrBytes| match locate(broker, request.key_type, key.as_str(), listener) {
                 Ok((node, host, port)) => Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(node))

@@ -23,7 +23,14 @@ use crate::Broker;
 /// `authorized_operations` when the client did not ask for them.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> Reply {
+/// `listener`: the name of the listener the client connected through; brokers are given at
+/// their endpoints of that listener.
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: MetadataRequest,
+    version: i16,
+    listener: Arc<str>,
+) -> Reply {
     let all_topics = match &request.topics {
         None => true,
         Some(topics) => version == 0 && topics.is_empty(),
@@ -35,7 +42,7 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> R
             .values()
             .map(|topic| describe(&image, topic))
             .collect();
-        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics)));
+        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics, &listener)));
     }
     let allow_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
@@ -56,7 +63,7 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> R
             .iter()
             .map(|(name, id)| lookup(&image, name.as_ref(), *id))
             .collect();
-        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics)));
+        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics, &listener)));
     }
     let missing: Vec<TopicName> = missing.into_iter().cloned().collect();
     let broker = broker.clone();
@@ -77,7 +84,7 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> R
                 },
             )
             .collect();
-        ResponseKind::Metadata(response(&broker, &image, topics))
+        ResponseKind::Metadata(response(&broker, &image, topics, &listener))
     }))
 }
 
@@ -127,22 +134,25 @@ fn response(
     broker: &Broker,
     image: &MetadataImage,
     topics: Vec<MetadataResponseTopic>,
+    listener: &str,
 ) -> MetadataResponse {
     let mut brokers: Vec<MetadataResponseBroker> = image
         .brokers
         .values()
         .filter(|registration| !registration.fenced)
-        .map(|registration| {
-            MetadataResponseBroker::default()
+        .filter_map(|registration| {
+            let (host, port) = registration.endpoint(listener)?;
+            let broker = MetadataResponseBroker::default()
                 .with_node_id(BrokerId(registration.id))
-                .with_host(str_bytes(registration.host.clone()))
-                .with_port(i32::from(registration.port))
-                .with_rack(registration.rack.clone().map(str_bytes))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
+                .with_rack(registration.rack.clone().map(str_bytes));
+            Some(broker)
         })
         .collect();
     if !brokers.iter().any(|b| b.node_id.0 == broker.config.node_id) {
         // This node serves the request, so clients may always talk to it.
-        let (host, port) = &broker.config.advertise;
+        let (host, port) = &broker.advertised(listener);
         brokers.push(
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(broker.config.node_id))

@@ -6,19 +6,24 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_producers;
 mod describe_quorum;
 mod describe_transactions;
+mod describe_user_scram_credentials;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -47,6 +52,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::RequestFrame;
 
+use crate::authorization::{self, Checked};
+use crate::network::authentication::RequestContext;
 use crate::Broker;
 
 /// What a handler gives back.
@@ -66,17 +73,37 @@ pub enum Reply {
     Ordered(Pin<Box<dyn Future<Output = Reply> + Send>>),
 }
 
-/// Routes a decoded request to its handler.
-/// `peer` is the client's address, reported as the member host by the group APIs.
-pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::SocketAddr) -> Reply {
+/// Checks the request against the ACLs (see [`authorization`]), then routes what is allowed
+/// to its handler. `context` says who sent it: the principal, the client's address (reported
+/// as the member host by the group APIs) and the listener.
+pub fn dispatch(broker: &Arc<Broker>, mut request: RequestFrame, context: &RequestContext) -> Reply {
+    let version = request.api_version;
+    let body = std::mem::replace(&mut request.body, RequestKind::ApiVersions(Default::default()));
+    match authorization::check(broker, context, body, version) {
+        Checked::Refused(response) => Reply::Now(response),
+        Checked::Allowed(body, patch) => {
+            request.body = body;
+            let reply = route(broker, request, context);
+            match patch {
+                Some(patch) => authorization::patched(reply, patch),
+                None => reply,
+            }
+        }
+    }
+}
+
+/// Calls the request's handler.
+fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) -> Reply {
     // Kafka shows client hosts as "/IP".
-    let client_host = format!("/{}", peer.ip());
+    let client_host = format!("/{}", context.peer.ip());
     let version = request.api_version;
     match request.body {
         RequestKind::ApiVersions(body) => Reply::Now(ResponseKind::ApiVersions(
             api_versions::handle(body, version),
         )),
-        RequestKind::Metadata(body) => metadata::handle(broker, body, version),
+        RequestKind::Metadata(body) => {
+            metadata::handle(broker, body, version, context.listener.clone())
+        }
         RequestKind::Produce(body) => produce::handle(broker, body, version),
         RequestKind::Fetch(body) => fetch::handle(broker, body, version),
         RequestKind::InitProducerId(body) => init_producer_id::handle(broker, body, version),
@@ -93,13 +120,13 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
             describe_configs::handle(broker, body, version),
         )),
         RequestKind::DescribeCluster(body) => Reply::Now(ResponseKind::DescribeCluster(
-            describe_cluster::handle(broker, body, version),
+            describe_cluster::handle(broker, body, version, &context.listener),
         )),
         RequestKind::DescribeQuorum(body) => Reply::Now(ResponseKind::DescribeQuorum(
             describe_quorum::handle(broker, body, version),
         )),
         RequestKind::FindCoordinator(body) => Reply::Now(ResponseKind::FindCoordinator(
-            find_coordinator::handle(broker, body, version),
+            find_coordinator::handle(broker, body, version, &context.listener),
         )),
         RequestKind::JoinGroup(body) => join_group::handle(
             broker,
@@ -153,6 +180,32 @@ pub fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: std::net::Soc
         )),
         RequestKind::DescribeProducers(body) => Reply::Now(ResponseKind::DescribeProducers(
             describe_producers::handle(broker, body, version),
+        )),
+        RequestKind::CreateAcls(body) => create_acls::handle(broker, body, version),
+        RequestKind::DescribeAcls(body) => Reply::Now(ResponseKind::DescribeAcls(
+            describe_acls::handle(broker, body, version),
+        )),
+        RequestKind::DeleteAcls(body) => delete_acls::handle(broker, body, version),
+        RequestKind::AlterUserScramCredentials(body) => {
+            alter_user_scram_credentials::handle(broker, body, version)
+        }
+        RequestKind::DescribeUserScramCredentials(body) => {
+            Reply::Now(ResponseKind::DescribeUserScramCredentials(
+                describe_user_scram_credentials::handle(broker, body, version),
+            ))
+        }
+        // The SASL exchange is the connection's (network::authentication) on SASL listeners;
+        // on the others, Kafka answers ILLEGAL_SASL_STATE.
+        RequestKind::SaslHandshake(_) => Reply::Now(ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(strom_types::ErrorCode::IllegalSaslState.code()),
+        )),
+        RequestKind::SaslAuthenticate(_) => Reply::Now(ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(strom_types::ErrorCode::IllegalSaslState.code())
+                .with_error_message(Some(str_bytes(
+                    "this listener does not use SASL",
+                ))),
         )),
         other => unreachable!(
             "the codec admits only the APIs in strom_protocol::versions, not {other:?}"

@@ -31,11 +31,12 @@ use kafka_protocol::messages::ApiKey;
 use strom_protocol::{decode_request, encode_response_chunks, DecodeError};
 use strom_types::limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
+use super::authentication::{Intercepted, ListenerContext, RequestContext, Session, ANONYMOUS};
 use super::frame_reader::FrameReader;
+use super::stream::{self, ReadSide, WriteSide};
 use crate::handlers::{self, Reply};
 use crate::Broker;
 
@@ -62,32 +63,86 @@ const WRITE_GATHER_BYTES: usize = 1 << 20;
 /// to hundreds, which an idle connection should not hold on to.
 const WRITE_CHUNKS_KEPT: usize = 16;
 
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_MS_MAX: u64 = 10_000;
+
 pub async fn serve(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerContext>,
     stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
-    tracing::debug!(%peer, "connection opened");
-    let (reader, writer) = socket.into_split();
+    tracing::debug!(%peer, listener = listener.name, "connection opened");
+    let Some((reader, writer, principal)) = open(&broker, socket, peer, &listener).await else {
+        return;
+    };
+    let session = Session::new(&listener, peer, principal);
     let (outgoing, queue) = mpsc::channel(IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX);
     let writer = tokio::spawn(write_responses(writer, queue, peer));
-    read_requests(&broker, reader, outgoing, stop, peer).await;
+    read_requests(&broker, reader, outgoing, stop, session).await;
     let _ = writer.await;
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Splits the socket, after a TLS handshake on TLS listeners; the principal is the client
+/// certificate's (mapped) subject DN, else ANONYMOUS. `None`: the handshake failed (logged).
+async fn open(
+    broker: &Broker,
+    socket: TcpStream,
+    peer: SocketAddr,
+    listener: &ListenerContext,
+) -> Option<(ReadSide, WriteSide, String)> {
+    let Some(acceptor) = &listener.tls else {
+        let (reader, writer) = stream::split_tcp(socket);
+        return Some((reader, writer, ANONYMOUS.to_owned()));
+    };
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(TLS_HANDSHAKE_MS_MAX),
+        acceptor.accept(socket),
+    );
+    let tls = match handshake.await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, listener = listener.name, "TLS handshake failed: {error}");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = listener.name, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let certificate = (tls.get_ref().1.peer_certificates())
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.as_ref().to_vec());
+    let principal = match certificate {
+        Some(leaf) => match broker.security.certificate_principal(&leaf) {
+            Ok(principal) => principal,
+            Err(error) => {
+                tracing::info!(%peer, "refusing a client certificate: {error}");
+                return None;
+            }
+        },
+        None => ANONYMOUS.to_owned(),
+    };
+    let (reader, writer) = stream::split_tls(tls);
+    Some((reader, writer, principal))
+}
+
 async fn read_requests(
     broker: &Arc<Broker>,
-    reader: OwnedReadHalf,
+    reader: ReadSide,
     outgoing: mpsc::Sender<Outgoing>,
     mut stop: watch::Receiver<bool>,
-    peer: SocketAddr,
+    mut session: Session,
 ) {
+    let peer = session.context.peer;
     let idle = Duration::from_millis(broker.config.connection_idle_ms_max);
-    let mut reader = FrameReader::new(reader, broker.config.request_bytes_max);
+    let configured_bytes_max = broker.config.request_bytes_max;
+    let mut reader = FrameReader::new(reader, session.frame_bytes_max(configured_bytes_max));
     loop {
+        reader.set_request_bytes_max(session.frame_bytes_max(configured_bytes_max));
         let frame = tokio::select! {
             biased;
             _ = stop.changed() => return,
@@ -104,7 +159,24 @@ async fn read_requests(
                 }
             },
         };
-        let mut handled = handle_frame(broker, frame, peer);
+        let frame = match session.intercept(broker, frame).await {
+            Intercepted::Pass(frame) => frame,
+            Intercepted::Answer(chunks) => {
+                if outgoing.send(Outgoing::Ready(chunks)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Intercepted::AnswerAndClose(chunks) => {
+                let _ = outgoing.send(Outgoing::Ready(chunks)).await;
+                return;
+            }
+            Intercepted::Close(reason) => {
+                tracing::info!(%peer, "closing connection: {reason}");
+                return;
+            }
+        };
+        let mut handled = handle_frame(broker, frame, &session.context);
         if let Handled::Ordered(first) = handled {
             handled = first.await;
         }
@@ -134,7 +206,8 @@ enum Handled {
 }
 
 /// Decodes and handles one frame.
-fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled {
+fn handle_frame(broker: &Arc<Broker>, frame: Bytes, context: &RequestContext) -> Handled {
+    let peer = context.peer;
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(DecodeError::UnsupportedVersion {
@@ -169,14 +242,14 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Handled
             Handled::Close
         }
     };
-    match handlers::dispatch(broker, request, peer) {
+    match handlers::dispatch(broker, request, context) {
         Reply::Ordered(first) => Handled::Ordered(Box::pin(async move { handled(first.await) })),
         reply => handled(reply),
     }
 }
 
 async fn write_responses(
-    mut writer: OwnedWriteHalf,
+    mut writer: WriteSide,
     mut queue: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
 ) {
@@ -218,7 +291,7 @@ async fn write_responses(
 /// Writes every chunk, in order, with as few `writev` calls as the socket allows; leaves
 /// `chunks` empty.
 async fn write_all_vectored(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut WriteSide,
     chunks: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
     let mut first = 0;
@@ -245,5 +318,6 @@ async fn write_all_vectored(
     }
     chunks.clear();
     chunks.shrink_to(WRITE_CHUNKS_KEPT);
-    Ok(())
+    // TLS holds encrypted records until flushed; plain TCP's flush does nothing.
+    writer.flush().await
 }

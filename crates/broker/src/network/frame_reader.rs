@@ -16,7 +16,8 @@ use std::io;
 use bytes::{Buf, Bytes, BytesMut};
 use strom_protocol::frame::{self, FrameError, SIZE_PREFIX_BYTES};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+
+use super::stream::ReadSide;
 
 /// The read buffer: a frame up to this size (prefix included) is read through it.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -40,19 +41,25 @@ pub enum ReadError {
 }
 
 pub struct FrameReader {
-    socket: OwnedReadHalf,
+    socket: ReadSide,
     /// Bytes read and not yet handed out as frames; no allocation while the connection idles.
     buffer: BytesMut,
     request_bytes_max: usize,
 }
 
 impl FrameReader {
-    pub fn new(socket: OwnedReadHalf, request_bytes_max: usize) -> FrameReader {
+    pub fn new(socket: ReadSide, request_bytes_max: usize) -> FrameReader {
         FrameReader {
             socket,
             buffer: BytesMut::new(),
             request_bytes_max,
         }
+    }
+
+    /// Changes the size limit for the frames read from now on (smaller until a SASL
+    /// connection has authenticated).
+    pub fn set_request_bytes_max(&mut self, request_bytes_max: usize) {
+        self.request_bytes_max = request_bytes_max;
     }
 
     /// The next frame's body. `Ok(None)` is a clean end of stream between frames. The size is
@@ -111,34 +118,29 @@ impl FrameReader {
     /// Reads what the socket has into the buffer; returns the bytes read, 0 at end of stream.
     /// Waits for the socket to be readable with the buffer let go if it holds nothing.
     async fn fill(&mut self) -> io::Result<usize> {
-        loop {
-            self.make_room();
-            match self.socket.try_read_buf(&mut self.buffer) {
-                Ok(read) => return Ok(read),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if self.buffer.is_empty() {
-                        self.buffer = BytesMut::new();
-                    }
-                    self.socket.readable().await?;
-                }
-                Err(error) => return Err(error),
+        let release_while_idle = |buffer: &mut BytesMut| {
+            if buffer.is_empty() {
+                *buffer = BytesMut::new();
             }
-        }
+        };
+        (self.socket)
+            .fill(&mut self.buffer, Self::make_room, release_while_idle)
+            .await
     }
 
     /// Makes the buffer `READ_BUFFER_BYTES` long from its first unread byte, moving what it
     /// holds (a part of one frame, smaller than the buffer) to the front or into a new one.
-    fn make_room(&mut self) {
-        if self.buffer.capacity() >= READ_BUFFER_BYTES {
+    fn make_room(buffer: &mut BytesMut) {
+        if buffer.capacity() >= READ_BUFFER_BYTES {
             return;
         }
-        let wanted = READ_BUFFER_BYTES - self.buffer.len();
-        if !self.buffer.try_reclaim(wanted) {
+        let wanted = READ_BUFFER_BYTES - buffer.len();
+        if !buffer.try_reclaim(wanted) {
             let mut fresh = BytesMut::with_capacity(READ_BUFFER_BYTES);
-            fresh.extend_from_slice(&self.buffer);
-            self.buffer = fresh;
+            fresh.extend_from_slice(buffer);
+            *buffer = fresh;
         }
-        debug_assert!(self.buffer.capacity() >= READ_BUFFER_BYTES);
+        debug_assert!(buffer.capacity() >= READ_BUFFER_BYTES);
     }
 }
 
@@ -158,7 +160,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (read, write) = server.into_split();
-        (FrameReader::new(read, 10 << 20), write, client)
+        (FrameReader::new(ReadSide::Tcp(read), 10 << 20), write, client)
     }
 
     fn frame_of(body: &[u8]) -> Vec<u8> {

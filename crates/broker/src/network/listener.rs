@@ -1,4 +1,5 @@
-//! Accepts client connections, at most `max.connections` at once, until shutdown; then stops
+//! Accepts client connections on every listener, at most `max.connections` at once in all,
+//! until shutdown; then stops
 //! accepting, tells every connection to stop reading, and gives in-flight requests time to
 //! finish.
 //!
@@ -13,10 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::authentication::ListenerContext;
 use super::connection;
 use crate::Broker;
 
@@ -30,35 +32,51 @@ const ACCEPT_RETRY_MS: u64 = 100;
 /// At most one warning of a kind (refused connection, failed accept) this often.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// A bound listener and what its connections need to know about it.
+pub struct BoundListener {
+    pub socket: TcpListener,
+    pub context: Arc<ListenerContext>,
+}
+
+/// A connection accepted on one of the listeners.
+struct Accepted {
+    socket: TcpStream,
+    peer: std::net::SocketAddr,
+    listener: Arc<ListenerContext>,
+}
+
+pub async fn serve(
+    broker: Arc<Broker>,
+    listeners: Vec<BoundListener>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limit = broker.capacity.connections;
     let slots = Arc::new(Semaphore::new(limit));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut refusals = Throttle::new(WARNING_INTERVAL);
-    let mut accept_failures = Throttle::new(WARNING_INTERVAL);
+    // One accept loop per listener; they hand connections over here, where the limit and
+    // the connection tasks are.
+    let (accepted_sender, mut accepted) = mpsc::channel::<Accepted>(64);
+    let mut acceptors = JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept_loop(listener, accepted_sender.clone()));
+    }
+    drop(accepted_sender);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        if let Some(unlogged) = refusals.admit(Instant::now()) {
-                            tracing::warn!(%peer, limit, unlogged, "max.connections reached; refusing connections");
-                        }
-                        continue;
-                    };
-                    let _ = socket.set_nodelay(true);
-                    connections.spawn(connection::serve(broker.clone(), socket, peer, stopped.clone(), slot));
-                }
-                Err(error) => {
-                    if let Some(unlogged) = accept_failures.admit(Instant::now()) {
-                        tracing::warn!(%error, unlogged, open = connections.len(), "accepting a connection failed; retrying in {ACCEPT_RETRY_MS} ms");
+            Some(Accepted { socket, peer, listener }) = accepted.recv() => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    if let Some(unlogged) = refusals.admit(Instant::now()) {
+                        tracing::warn!(%peer, limit, unlogged, "max.connections reached; refusing connections");
                     }
-                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
-                }
-            },
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                connections.spawn(connection::serve(broker.clone(), socket, peer, listener, stopped.clone(), slot));
+            }
             Some(finished) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(error) = finished {
                     if error.is_panic() {
@@ -68,7 +86,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
             }
         }
     }
-    drop(listener);
+    acceptors.shutdown().await;
     tracing::info!(
         connections = connections.len(),
         "shutting down: no new connections, finishing in-flight requests"
@@ -82,6 +100,32 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
     {
         tracing::warn!("in-flight requests did not finish in time; closing their connections");
         connections.shutdown().await;
+    }
+}
+
+/// Accepts connections on one listener and hands them over, until the receiver is gone.
+async fn accept_loop(listener: BoundListener, accepted: mpsc::Sender<Accepted>) {
+    let mut accept_failures = Throttle::new(WARNING_INTERVAL);
+    loop {
+        match listener.socket.accept().await {
+            Ok((socket, peer)) => {
+                let context = listener.context.clone();
+                let next = Accepted {
+                    socket,
+                    peer,
+                    listener: context,
+                };
+                if accepted.send(next).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                if let Some(unlogged) = accept_failures.admit(Instant::now()) {
+                    tracing::warn!(%error, unlogged, listener = listener.context.name, "accepting a connection failed; retrying in {ACCEPT_RETRY_MS} ms");
+                }
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+            }
+        }
     }
 }
 

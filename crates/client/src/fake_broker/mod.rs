@@ -2,9 +2,11 @@
 //! ApiVersions, Metadata, CreateTopics, DeleteTopics, DescribeConfigs, Produce, Fetch and
 //! ListOffsets from an in-memory log, the group APIs from in-memory groups ([`groups`]), and
 //! the ACL and SCRAM APIs from in-memory bindings and credentials ([`security`]), with knobs
-//! to misbehave.
+//! to misbehave. It can listen with TLS ([`FakeBroker::start_tls`]) and ask for a SASL login
+//! ([`sasl`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -28,14 +30,17 @@ use kafka_protocol::protocol::{
 };
 use strom_protocol::batch::{self, Batches};
 use strom_types::Offset;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 mod groups;
+mod sasl;
 mod security;
 
 pub use groups::{FakeGroup, FakeMember};
+pub use sasl::FakeSasl;
 pub use security::FakeCredentials;
 
 /// One partition's log: whole batches with their offsets assigned.
@@ -70,6 +75,8 @@ pub struct FakeState {
     pub coordinator_errors: VecDeque<i16>,
     /// The coordinator FindCoordinator names, as (node id, port); `None` names this broker.
     pub coordinator: Option<(i32, u16)>,
+    /// When set, connections must log in before anything but ApiVersions.
+    pub sasl: Option<FakeSasl>,
     /// ACL bindings, for the ACL APIs.
     pub acls: BTreeSet<strom_types::security::AclBinding>,
     /// SCRAM credentials, for the SCRAM APIs.
@@ -82,6 +89,8 @@ impl Default for FakeState {
             api_versions: vec![
                 (0, 3, 9),
                 (1, 4, 12),
+                (17, 0, 1),
+                (36, 0, 2),
                 (2, 1, 8),
                 (3, 0, 12),
                 (18, 0, 3),
@@ -112,6 +121,7 @@ impl Default for FakeState {
             groups: BTreeMap::new(),
             coordinator_errors: VecDeque::new(),
             coordinator: None,
+            sasl: None,
             acls: BTreeSet::new(),
             credentials: FakeCredentials::new(),
         }
@@ -147,20 +157,38 @@ impl Drop for FakeBroker {
 
 impl FakeBroker {
     pub async fn start(state: FakeState) -> FakeBroker {
+        FakeBroker::start_listening(state, None).await
+    }
+
+    /// A fake whose listener speaks TLS with `config`; a failed handshake closes the socket.
+    pub async fn start_tls(state: FakeState, config: Arc<rustls::ServerConfig>) -> FakeBroker {
+        FakeBroker::start_listening(state, Some(TlsAcceptor::from(config))).await
+    }
+
+    async fn start_listening(state: FakeState, tls: Option<TlsAcceptor>) -> FakeBroker {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
+        let address = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(state));
         let shared = state.clone();
-        let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                connections.spawn(serve(stream, shared.clone(), port));
+                let (state, tls) = (shared.clone(), tls.clone());
+                connections.spawn(async move {
+                    match tls {
+                        None => serve(stream, state, address).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, state, address).await
+                            }
+                        }
+                    }
+                });
             }
         });
         FakeBroker {
-            address,
+            address: address.to_string(),
             state,
             task,
         }
@@ -171,7 +199,13 @@ impl FakeBroker {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<FakeState>>, port: u16) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    state: Arc<Mutex<FakeState>>,
+    address: SocketAddr,
+) {
+    let port = address.port();
+    let mut login = sasl::SaslSession::default();
     loop {
         let Ok(length) = stream.read_i32().await else {
             return;
@@ -182,7 +216,22 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<FakeState>>, port: u16) {
         }
         let mut frame = Bytes::from(frame);
         let header = decode_request_header_from_buffer(&mut frame).unwrap();
-        let answer = handle(&state, &header, frame, port);
+        let key = header.request_api_key;
+        let answer = if key == 17 || key == 36 {
+            let mut state = state.lock().unwrap();
+            state.requests.push((key, header.request_api_version));
+            sasl::handle(
+                &mut state,
+                &mut login,
+                key,
+                header.request_api_version,
+                frame,
+            )
+        } else if sasl::refuses(&state.lock().unwrap(), &login, key) {
+            return;
+        } else {
+            handle(&state, &header, frame, port)
+        };
         let Some(body) = answer else { continue };
         let oversize = state.lock().unwrap().oversize_responses && header.request_api_key != 18;
         if oversize {
@@ -199,7 +248,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<FakeState>>, port: u16) {
         out.extend_from_slice(&body.0);
         let length = out.len() as i32 - 4;
         out[..4].copy_from_slice(&length.to_be_bytes());
-        if stream.write_all(&out).await.is_err() {
+        if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
             return;
         }
     }

@@ -1,8 +1,10 @@
 //! What a node needs to know to run the quorum, and what `strom cluster info` shows of it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::quorum::error::QuorumError;
 
@@ -32,7 +34,43 @@ pub struct QuorumConfig {
     /// A snapshot of the image is written every this many applied entries, and the log before
     /// it is purged.
     pub snapshot_interval_entries: u64,
+    /// Mutual TLS on the controller listener and on this node's connections to the others
+    /// (Kafka's `CONTROLLER:SSL` with `ssl.client.auth=required`); None runs plain TCP.
+    pub tls: Option<QuorumTls>,
 }
+
+/// The TLS settings of the controller transport, built by the broker from its keystore and
+/// truststore; the quorum only runs the handshakes with them.
+///
+/// Every node of a cluster must use TLS or none must: a plain connection to a TLS listener
+/// fails its handshake, and the other way round.
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// What the controller listener accepts connections with. It must require a client
+    /// certificate that the cluster's CA signed: whoever completes a handshake may vote,
+    /// replicate and propose.
+    pub server: Arc<rustls::ServerConfig>,
+    /// What this node dials the others with: it presents this node's certificate and trusts
+    /// the cluster's CA. The server name checked is the host of the peer's `HOST:PORT`.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Names no key or certificate, so a logged configuration gives nothing away.
+impl fmt::Debug for QuorumTls {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("QuorumTls { .. }")
+    }
+}
+
+/// rustls configurations cannot be compared, so two are equal when they are the same objects:
+/// a configuration rebuilt from the same files counts as a change.
+impl PartialEq for QuorumTls {
+    fn eq(&self, other: &QuorumTls) -> bool {
+        Arc::ptr_eq(&self.server, &other.server) && Arc::ptr_eq(&self.client, &other.client)
+    }
+}
+
+impl Eq for QuorumTls {}
 
 impl QuorumConfig {
     /// A single-node cluster (one voter, no network) with Kafka's default timings.
@@ -47,6 +85,7 @@ impl QuorumConfig {
             broker_heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
             snapshot_interval_entries: 1_000,
+            tls: None,
         }
     }
 

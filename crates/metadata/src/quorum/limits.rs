@@ -5,9 +5,10 @@
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A frame body up to this size is allocated whole when its size prefix arrives; a larger one
-/// grows from here only as its bytes actually arrive, so a size prefix alone (the listener is
-/// not authenticated) cannot make a node reserve [`FRAME_BYTES_MAX`]. Votes, appends and
-/// heartbeats are far smaller; only snapshots grow past it. The client listener does the same.
+/// grows from here only as its bytes actually arrive, so a size prefix alone (without TLS the
+/// listener is not authenticated) cannot make a node reserve [`FRAME_BYTES_MAX`]. Votes,
+/// appends and heartbeats are far smaller; only snapshots grow past it. The client listener
+/// does the same.
 pub const FRAME_BODY_BYTES_UPFRONT: usize = 1024 * 1024;
 
 /// A Raft log segment file is rolled once it holds this many bytes.
@@ -16,8 +17,14 @@ pub const LOG_SEGMENT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 /// Log writes queued for the writer thread before `append` waits.
 pub const LOG_WRITER_QUEUE_DEPTH_MAX: usize = 1024;
 
-/// How long a TCP connect to a peer may take.
+/// How long dialling a peer may take: the TCP connect and, with TLS, the handshake together.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+
+/// How long the controller listener waits for a TLS handshake once it accepted a connection.
+/// A peer that connects and stalls is dropped then, so it holds one of
+/// [`SERVER_CONNECTIONS_MAX`] only this long. Ten times [`CONNECT_TIMEOUT_MS`]: a real peer
+/// gives up on its own side well before.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// A connection that has answered nothing for this long while requests wait on it is dropped
 /// and dialled again (a paused or cut-off peer must not hold requests forever).

@@ -127,6 +127,7 @@ mod tests {
                 host: "h".into(),
                 port: 1,
                 rack: None,
+                endpoints: Vec::new(),
             });
         }
         image
@@ -259,6 +260,7 @@ mod tests {
             host: "h".into(),
             port: 2,
             rack: None,
+            endpoints: Vec::new(),
         });
         liveness.heartbeat(1, clock.at(5_000));
         assert!(tick(&mut liveness, &mut image, clock.at(5_000)).is_empty());
@@ -285,6 +287,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: None,
+            endpoints: Vec::new(),
         });
         assert!(tick(&mut liveness, &mut image, clock.at(20_000)).is_empty());
         assert!(tick(&mut liveness, &mut image, clock.at(28_999)).is_empty());

@@ -6,11 +6,11 @@
 //! hold it, every node applies it with [`MetadataImage::apply`](crate::MetadataImage::apply)
 //! ([`storage::StateMachineStore`]) and publishes the new image on a watch channel.
 //!
-//! - [`config`]: [`QuorumConfig`] and [`QuorumStatus`].
+//! - [`config`]: [`QuorumConfig`] (with [`QuorumTls`]) and [`QuorumStatus`].
 //! - [`types`]: openraft's type configuration for Strom.
 //! - [`storage`]: the Raft log, vote and snapshots under `<data_dir>/__cluster_metadata/`.
-//! - [`network`]: the controller protocol over TCP (Raft RPCs, proposals, broker heartbeats,
-//!   learners joining).
+//! - [`network`]: the controller protocol over TCP, or mutual TLS (Raft RPCs, proposals, broker
+//!   heartbeats, learners joining).
 //! - [`health`]: whether the metadata log can be written, as a readiness check sees it.
 //! - [`liveness`]: which brokers the leader fences and unfences; pure, with an injected clock.
 //! - [`node`]: [`MetadataQuorum`], the runtime: starts everything, routes requests to the
@@ -29,9 +29,11 @@ pub mod node;
 mod recovery_tests;
 pub mod storage;
 pub mod supervisor;
+#[cfg(test)]
+mod tls_tests;
 pub mod types;
 
-pub use config::{QuorumConfig, QuorumRole, QuorumStatus};
+pub use config::{QuorumConfig, QuorumRole, QuorumStatus, QuorumTls};
 pub use error::QuorumError;
 pub use health::Health;
 pub use liveness::BrokerLiveness;

@@ -121,7 +121,9 @@ impl MetadataQuorum {
         let id = raft_id(config.node_id);
         let own_addr = own_address(&config, listener.as_ref())?;
         let dir = storage::metadata_dir(&config.data_dir);
-        let peers = Arc::new(Peers::default());
+        let peers = Arc::new(Peers::new(
+            config.tls.as_ref().map(|tls| tls.client.clone()),
+        ));
         let raft_config = raft_config(&config)?;
         let supervisor = Supervisor::start(id, raft_config, peers.clone(), dir, context).await?;
         let images = supervisor.images();
@@ -137,7 +139,8 @@ impl MetadataQuorum {
         node.form_cluster().await?;
         let mut tasks = Vec::new();
         if let Some(listener) = listener {
-            tasks.push(tokio::spawn(network::serve(listener, node.clone())));
+            let tls = node.config.tls.as_ref().map(|tls| tls.server.clone());
+            tasks.push(tokio::spawn(network::serve(listener, tls, node.clone())));
         }
         tasks.push(tokio::spawn(node.clone().supervise()));
         tasks.push(tokio::spawn(node.clone().controller_loop()));
@@ -230,6 +233,7 @@ impl MetadataQuorum {
         host: String,
         port: u16,
         rack: Option<String>,
+        endpoints: Vec<crate::command::Endpoint>,
     ) -> Result<(), QuorumError> {
         let incarnation = Uuid::new_v4();
         let command = MetadataCommand::RegisterBroker {
@@ -238,6 +242,7 @@ impl MetadataQuorum {
             host,
             port,
             rack,
+            endpoints,
         };
         if let CommandResult::Refused(error) = self.propose(command).await? {
             return Err(QuorumError::Failed(error.to_string()));

@@ -75,7 +75,7 @@ async fn a_lone_node_recovers_from_a_failed_append_without_a_restart() {
         .unwrap();
     quorum.wait_ready(WITHIN).await.unwrap();
     quorum
-        .register_broker(1, "127.0.0.1".into(), 9092, None)
+        .register_broker(1, "127.0.0.1".into(), 9092, None, Vec::new())
         .await
         .unwrap();
     quorum.propose(create_topic("before")).await.unwrap();
@@ -135,6 +135,7 @@ fn voter_config(id: i32, dir: &Path, voters: &[(i32, String)]) -> QuorumConfig {
         broker_heartbeat_interval_ms: 1_000,
         election_timeout_ms: 200,
         snapshot_interval_entries: 1_000,
+        tls: None,
     }
 }
 
@@ -177,7 +178,7 @@ async fn a_leader_that_cannot_write_stops_leading_and_catches_up_once_it_can() {
     }
     for (id, node) in (1..).zip(&nodes) {
         node.wait_ready(WITHIN).await.unwrap();
-        node.register_broker(id, "127.0.0.1".into(), 9090 + id as u16, None)
+        node.register_broker(id, "127.0.0.1".into(), 9090 + id as u16, None, Vec::new())
             .await
             .unwrap();
     }

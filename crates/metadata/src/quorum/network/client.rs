@@ -1,6 +1,12 @@
 //! Outgoing controller connections: one per peer address, shared by every caller, with many
 //! requests in flight matched to responses by id.
 //!
+//! With TLS, dialling includes the client side of the handshake, within the same
+//! [`CONNECT_TIMEOUT_MS`]; a handshake that fails makes the call [`CallError::Unreachable`]. In
+//! TLS 1.3 the client finishes its handshake before the server has checked its certificate, so
+//! a refused certificate shows up instead as the connection closing under the first request
+//! ([`CallError::Lost`]).
+//!
 //! Lifecycle: a connection is dialled on first use and replaced when it fails: when its reader
 //! or writer hits an error, or when a request gave up waiting and nothing at all has arrived
 //! on it for [`CONNECTION_SILENCE_MS_MAX`] since (a paused or cut-off peer).
@@ -9,14 +15,19 @@
 //! connection is dropped.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{timeout_at, Instant};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::quorum::limits::{CONNECTION_SILENCE_MS_MAX, CONNECT_TIMEOUT_MS, PEER_QUEUE_DEPTH_MAX};
 use crate::quorum::network::frame;
@@ -91,75 +102,138 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    async fn dial(addr: &str) -> std::io::Result<Connection> {
-        let connect = TcpStream::connect(addr);
-        let stream = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connect)
+    /// Connects to `addr` (and runs the TLS handshake if `tls` is set), all within
+    /// [`CONNECT_TIMEOUT_MS`], and starts the connection's two tasks.
+    async fn dial(addr: &str, tls: Option<&TlsConnector>) -> io::Result<Connection> {
+        let deadline = Instant::now() + Duration::from_millis(CONNECT_TIMEOUT_MS);
+        let stream = timeout_at(deadline, TcpStream::connect(addr))
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
+        let Some(connector) = tls else {
+            // Plain TCP keeps its owned halves: no lock between the reader and the writer.
+            let (reader, writer) = stream.into_split();
+            return Ok(Connection::over(reader, writer));
+        };
+        let stream = handshake(connector, addr, stream, deadline).await?;
+        let (reader, writer) = tokio::io::split(stream);
+        Ok(Connection::over(reader, writer))
+    }
+
+    /// Starts the writer and reader tasks of a connection over these halves. Generic so that
+    /// plain TCP and TLS share the code at no cost to either.
+    fn over<R, W>(reader: R, writer: W) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let state = Arc::new(ConnectionState {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             unanswered_since: Mutex::new(None),
         });
-        let (outbox, mut queue) = mpsc::channel::<Vec<u8>>(PEER_QUEUE_DEPTH_MAX);
-        let writer_state = state.clone();
-        let write_task = tokio::spawn(async move {
-            while let Some(bytes) = queue.recv().await {
-                if frame::write(&mut writer, &bytes).await.is_err() {
-                    break;
-                }
-            }
-            writer_state.close();
-        });
-        let reader_state = state.clone();
-        let read_task = tokio::spawn(async move {
-            loop {
-                let body = match frame::read(&mut reader).await {
-                    Ok(Some(body)) => body,
-                    Ok(None) => break,
-                    Err(error) if frame::is_oversized(&error) => {
-                        tracing::warn!("dropping a controller connection: {error}");
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!("dropping a controller connection: {error}");
-                        break;
-                    }
-                };
-                let Ok(response) = serde_json::from_slice::<ResponseFrame>(&body) else {
-                    tracing::warn!("dropping a controller connection: undecodable response");
-                    break;
-                };
-                *reader_state
-                    .unanswered_since
-                    .lock()
-                    .expect("never held across a panic") = None;
-                let waiter = reader_state
-                    .pending
-                    .lock()
-                    .expect("never held across a panic")
-                    .remove(&response.id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response.response);
-                }
-            }
-            reader_state.close();
-        });
-        Ok(Connection {
+        let (outbox, queue) = mpsc::channel::<Vec<u8>>(PEER_QUEUE_DEPTH_MAX);
+        let write_task = tokio::spawn(write_requests(writer, queue, state.clone()));
+        let read_task = tokio::spawn(read_responses(reader, state.clone()));
+        Connection {
             state,
             outbox,
             next_id: AtomicU64::new(1),
             tasks: [write_task.abort_handle(), read_task.abort_handle()],
-        })
+        }
     }
 
     fn usable(&self) -> bool {
         !self.state.closed.load(Ordering::Acquire) && !self.state.silent_too_long()
     }
+}
+
+/// Runs the client side of the TLS handshake by `deadline`. Its errors say TLS, so an operator
+/// reading "cannot connect" knows to look at certificates rather than at the network.
+async fn handshake(
+    connector: &TlsConnector,
+    addr: &str,
+    stream: TcpStream,
+    deadline: Instant,
+) -> io::Result<TlsStream<TcpStream>> {
+    let name = server_name(addr)?;
+    match timeout_at(deadline, connector.connect(name, stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(io::Error::new(
+            error.kind(),
+            format!("the TLS handshake failed: {error}"),
+        )),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the TLS handshake timed out",
+        )),
+    }
+}
+
+/// The name the peer's certificate must carry: the host of its `HOST:PORT` (brackets around
+/// an IPv6 address removed), checked as an IP address if it is one and as a DNS name if not.
+fn server_name(addr: &str) -> io::Result<ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(host.to_owned()).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{host:?} in {addr:?} is neither an IP address nor a DNS name: {error}"),
+        )
+    })
+}
+
+/// Sends queued frames until the connection is dropped or a write fails, then closes it.
+async fn write_requests<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    state: Arc<ConnectionState>,
+) {
+    while let Some(bytes) = queue.recv().await {
+        if frame::write(&mut writer, &bytes).await.is_err() {
+            break;
+        }
+    }
+    state.close();
+}
+
+/// Hands each response to the call waiting for it, until the stream ends or carries something
+/// that is not a response; then closes the connection, failing the calls still waiting.
+async fn read_responses<R: AsyncRead + Unpin>(mut reader: R, state: Arc<ConnectionState>) {
+    loop {
+        let body = match frame::read(&mut reader).await {
+            Ok(Some(body)) => body,
+            Ok(None) => break,
+            Err(error) if frame::is_oversized(&error) => {
+                tracing::warn!("dropping a controller connection: {error}");
+                break;
+            }
+            Err(error) => {
+                tracing::debug!("dropping a controller connection: {error}");
+                break;
+            }
+        };
+        let Ok(response) = serde_json::from_slice::<ResponseFrame>(&body) else {
+            tracing::warn!("dropping a controller connection: undecodable response");
+            break;
+        };
+        *state
+            .unanswered_since
+            .lock()
+            .expect("never held across a panic") = None;
+        let waiter = state
+            .pending
+            .lock()
+            .expect("never held across a panic")
+            .remove(&response.id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(response.response);
+        }
+    }
+    state.close();
 }
 
 /// Removes a call's pending entry however the call ends (answered, timed out, or cancelled by
@@ -191,6 +265,8 @@ impl Drop for PendingGuard<'_> {
 /// The connection to one address, dialled again when it fails.
 struct Peer {
     addr: String,
+    /// Set when the controller transport runs TLS.
+    tls: Option<TlsConnector>,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
 }
 
@@ -203,13 +279,12 @@ impl Peer {
         if slot.take().is_some() {
             tracing::debug!(addr = %self.addr, "dialling a controller connection again");
         }
-        let connection =
-            Connection::dial(&self.addr)
-                .await
-                .map_err(|e| CallError::Unreachable {
-                    addr: self.addr.clone(),
-                    detail: e.to_string(),
-                })?;
+        let connection = Connection::dial(&self.addr, self.tls.as_ref())
+            .await
+            .map_err(|e| CallError::Unreachable {
+                addr: self.addr.clone(),
+                detail: e.to_string(),
+            })?;
         let connection = Arc::new(connection);
         *slot = Some(connection.clone());
         Ok(connection)
@@ -217,12 +292,29 @@ impl Peer {
 }
 
 /// Connections to every peer this node talks to, by `HOST:PORT`.
-#[derive(Default)]
 pub struct Peers {
     peers: Mutex<HashMap<String, Arc<Peer>>>,
+    /// Set when the controller transport runs TLS: every connection is dialled with it.
+    tls: Option<TlsConnector>,
+}
+
+/// Plain TCP.
+impl Default for Peers {
+    fn default() -> Peers {
+        Peers::new(None)
+    }
 }
 
 impl Peers {
+    /// No connections yet. With `tls`, each connection runs a TLS handshake with it (which
+    /// presents this node's certificate and checks the peer's); without, plain TCP.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Peers {
+        Peers {
+            peers: Mutex::new(HashMap::new()),
+            tls: tls.map(TlsConnector::from),
+        }
+    }
+
     fn peer(&self, addr: &str) -> Arc<Peer> {
         self.peers
             .lock()
@@ -231,6 +323,7 @@ impl Peers {
             .or_insert_with(|| {
                 Arc::new(Peer {
                     addr: addr.to_owned(),
+                    tls: self.tls.clone(),
                     connection: tokio::sync::Mutex::new(None),
                 })
             })
@@ -290,5 +383,38 @@ impl Peers {
             .lock()
             .expect("never held across a panic")
             .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn the_server_name_is_the_host_of_the_address() {
+        let ip = |ip: IpAddr| ServerName::IpAddress(ip.into());
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(server_name("127.0.0.1:9093").unwrap(), ip(localhost));
+        assert_eq!(
+            server_name("[::1]:9093").unwrap(),
+            ip(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        let dns = server_name("controller-1.example.com:9093").unwrap();
+        assert_eq!(
+            dns,
+            ServerName::try_from("controller-1.example.com").unwrap()
+        );
+        assert!(matches!(dns, ServerName::DnsName(_)));
+    }
+
+    #[test]
+    fn a_host_that_is_no_name_is_refused_without_a_panic() {
+        for addr in ["bad host:9093", ":9093", "no!name:1"] {
+            let error = server_name(addr).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{addr}");
+            assert!(error.to_string().contains(addr), "{error}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Frames on a controller connection: a 4-byte big-endian length, then that many bytes of
-//! serde_json. Both directions bound the length by [`FRAME_BYTES_MAX`]. The listener is not
-//! authenticated, so a reader trusts a size prefix only that far: it reserves at most
+//! serde_json. Both directions bound the length by [`FRAME_BYTES_MAX`]. Without TLS the listener
+//! is not authenticated, so a reader trusts a size prefix only that far: it reserves at most
 //! [`FRAME_BODY_BYTES_UPFRONT`] before the body's bytes arrive and grows the buffer as they do.
 
 use std::io;
@@ -85,9 +85,12 @@ async fn read_body<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Writes one whole frame made by [`encode`].
+/// Writes one whole frame made by [`encode`], and flushes it: a TLS stream may still hold the
+/// frame's last record when `write_all` returns, and nothing else would send it until the next
+/// frame. On plain TCP the flush does nothing.
 pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> io::Result<()> {
-    writer.write_all(frame).await
+    writer.write_all(frame).await?;
+    writer.flush().await
 }
 
 #[cfg(test)]

@@ -1,0 +1,233 @@
+//! Administration: CreateTopics (CREATE on the cluster or the topic), CreatePartitions
+//! (ALTER on the topic), DeleteTopics (DELETE on the topic), DescribeConfigs (DESCRIBE_CONFIGS
+//! on the topic, or on the cluster for broker configs), DescribeQuorum (DESCRIBE on the
+//! cluster), the ACL APIs (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs
+//! (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
+//! nothing.
+
+use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+use kafka_protocol::messages::{
+    alter_user_scram_credentials_response,
+    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest,
+    DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse, DescribeConfigsRequest,
+    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, RequestKind, ResponseKind,
+};
+use strom_types::security::AclOperation;
+use strom_types::ErrorCode;
+
+use super::{patch_of, Access, Checked};
+use crate::handlers::str_bytes;
+
+const CLUSTER_DENIED: ErrorCode = ErrorCode::ClusterAuthorizationFailed;
+const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
+
+/// Kafka's ConfigResource types in DescribeConfigs.
+const CONFIG_RESOURCE_TOPIC: i8 = 2;
+
+pub fn check(access: &Access, request: RequestKind) -> Checked {
+    match request {
+        RequestKind::CreateTopics(body) => create_topics(access, body),
+        RequestKind::DeleteTopics(body) => delete_topics(access, body),
+        RequestKind::CreatePartitions(mut body) => {
+            let mut refused = Vec::new();
+            body.topics.retain(|topic| {
+                let allowed = access.allows_topic(AclOperation::Alter, &topic.name);
+                if !allowed {
+                    refused.push(topic.name.clone());
+                }
+                allowed
+            });
+            let patch = patch_of(move |response| {
+                let ResponseKind::CreatePartitions(response) = response else { return };
+                for name in refused {
+                    response.results.push(
+                        CreatePartitionsTopicResult::default()
+                            .with_name(name)
+                            .with_error_code(TOPIC_DENIED.code()),
+                    );
+                }
+            });
+            Checked::Allowed(RequestKind::CreatePartitions(body), patch)
+        }
+        RequestKind::DescribeConfigs(body) => describe_configs(access, body),
+        RequestKind::DescribeQuorum(body) => {
+            if access.allows_cluster(AclOperation::Describe) {
+                return Checked::Allowed(RequestKind::DescribeQuorum(body), None);
+            }
+            let response = DescribeQuorumResponse::default()
+                .with_error_code(CLUSTER_DENIED.code())
+                .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())));
+            Checked::Refused(ResponseKind::DescribeQuorum(response))
+        }
+        RequestKind::CreateAcls(body) => {
+            if access.allows_cluster(AclOperation::Alter) {
+                return Checked::Allowed(RequestKind::CreateAcls(body), None);
+            }
+            let results = (body.creations.iter())
+                .map(|_| AclCreationResult::default().with_error_code(CLUSTER_DENIED.code()))
+                .collect();
+            Checked::Refused(ResponseKind::CreateAcls(
+                CreateAclsResponse::default().with_results(results),
+            ))
+        }
+        RequestKind::DeleteAcls(body) => {
+            if access.allows_cluster(AclOperation::Alter) {
+                return Checked::Allowed(RequestKind::DeleteAcls(body), None);
+            }
+            let results = (body.filters.iter())
+                .map(|_| DeleteAclsFilterResult::default().with_error_code(CLUSTER_DENIED.code()))
+                .collect();
+            Checked::Refused(ResponseKind::DeleteAcls(
+                DeleteAclsResponse::default().with_filter_results(results),
+            ))
+        }
+        RequestKind::DescribeAcls(body) => {
+            if access.allows_cluster(AclOperation::Describe) {
+                return Checked::Allowed(RequestKind::DescribeAcls(body), None);
+            }
+            Checked::Refused(ResponseKind::DescribeAcls(
+                DescribeAclsResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(body) => {
+            if access.allows_cluster(AclOperation::Alter) {
+                return Checked::Allowed(RequestKind::AlterUserScramCredentials(body), None);
+            }
+            let users = (body.deletions.iter().map(|d| d.name.clone()))
+                .chain(body.upsertions.iter().map(|u| u.name.clone()));
+            let results = users
+                .map(|user| {
+                    alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                        .with_user(user)
+                        .with_error_code(CLUSTER_DENIED.code())
+                })
+                .collect();
+            Checked::Refused(ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(results),
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(body) => {
+            if access.allows_cluster(AclOperation::Describe) {
+                return Checked::Allowed(RequestKind::DescribeUserScramCredentials(body), None);
+            }
+            Checked::Refused(ResponseKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
+            ))
+        }
+        other => Checked::Allowed(other, None),
+    }
+}
+
+fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {
+    let cluster_create = access.allows_cluster(AclOperation::Create);
+    let mut refused = Vec::new();
+    request.topics.retain(|topic| {
+        let allowed = cluster_create || access.allows_topic(AclOperation::Create, &topic.name);
+        if !allowed {
+            refused.push(topic.name.clone());
+        }
+        allowed
+    });
+    if refused.is_empty() {
+        return Checked::Allowed(RequestKind::CreateTopics(request), None);
+    }
+    let patch = patch_of(move |response| {
+        let ResponseKind::CreateTopics(response) = response else { return };
+        for name in refused {
+            response.topics.push(
+                CreatableTopicResult::default()
+                    .with_name(name)
+                    .with_error_code(TOPIC_DENIED.code())
+                    .with_error_message(Some(str_bytes("Authorization failed.")))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            );
+        }
+    });
+    Checked::Allowed(RequestKind::CreateTopics(request), patch)
+}
+
+fn delete_topics(access: &Access, mut request: DeleteTopicsRequest) -> Checked {
+    let image = access.broker().quorum.image();
+    let mut refused = Vec::new();
+    request.topic_names.retain(|name| {
+        let allowed = access.allows_topic(AclOperation::Delete, name);
+        if !allowed {
+            refused.push(DeletableTopicResult::default().with_name(Some(name.clone())));
+        }
+        allowed
+    });
+    request.topics.retain(|topic| {
+        let name = match &topic.name {
+            Some(name) => Some(name.to_string()),
+            None => image.topic_by_id(topic.topic_id).map(|t| t.name.clone()),
+        };
+        // An unknown id is the handler's to answer (UNKNOWN_TOPIC_ID).
+        let allowed = name
+            .as_deref()
+            .is_none_or(|name| access.allows_topic(AclOperation::Delete, name));
+        if !allowed {
+            refused.push(
+                DeletableTopicResult::default()
+                    .with_name(topic.name.clone())
+                    .with_topic_id(topic.topic_id),
+            );
+        }
+        allowed
+    });
+    if refused.is_empty() {
+        return Checked::Allowed(RequestKind::DeleteTopics(request), None);
+    }
+    let patch = patch_of(move |response| {
+        let ResponseKind::DeleteTopics(response) = response else { return };
+        for result in refused {
+            response
+                .responses
+                .push(result.with_error_code(TOPIC_DENIED.code()));
+        }
+    });
+    Checked::Allowed(RequestKind::DeleteTopics(request), patch)
+}
+
+fn describe_configs(access: &Access, mut request: DescribeConfigsRequest) -> Checked {
+    let mut refused = Vec::new();
+    request.resources.retain(|resource| {
+        let (allowed, code) = match resource.resource_type {
+            CONFIG_RESOURCE_TOPIC => (
+                access.allows_topic(AclOperation::DescribeConfigs, &resource.resource_name),
+                TOPIC_DENIED,
+            ),
+            _ => (
+                access.allows_cluster(AclOperation::DescribeConfigs),
+                CLUSTER_DENIED,
+            ),
+        };
+        if !allowed {
+            refused.push(
+                DescribeConfigsResult::default()
+                    .with_resource_type(resource.resource_type)
+                    .with_resource_name(resource.resource_name.clone())
+                    .with_error_code(code.code())
+                    .with_error_message(Some(str_bytes(code.message()))),
+            );
+        }
+        allowed
+    });
+    if refused.is_empty() {
+        return Checked::Allowed(RequestKind::DescribeConfigs(request), None);
+    }
+    let patch = patch_of(move |response| {
+        let ResponseKind::DescribeConfigs(response) = response else { return };
+        response.results.extend(refused);
+    });
+    Checked::Allowed(RequestKind::DescribeConfigs(request), patch)
+}
