@@ -7,6 +7,9 @@
 //! user), so the calls do too: the outer `Result` is the request, the inner ones the entries,
 //! each with the broker's error code and message.
 //!
+//! Filters are the authorizer's own [`AclFilter`] (Kafka's `AclBindingFilter`), so a filter
+//! means the same on both sides of the wire.
+//!
 //! A SCRAM password never leaves the client: as Kafka's admin client does, the client draws a
 //! random salt and sends only `SaltedPassword` (RFC 5802), from which the broker derives the
 //! stored and server keys.
@@ -20,12 +23,16 @@ use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsMatchingAcl;
 use kafka_protocol::messages::describe_acls_response::DescribeAclsResource;
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+use kafka_protocol::messages::describe_user_scram_credentials_response::{
+    CredentialInfo, DescribeUserScramCredentialsResult,
+};
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
     DescribeUserScramCredentialsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use rand::RngCore;
+pub use strom_security::authorizer::AclFilter;
 use strom_security::scram::{self, ITERATIONS_MAX, ITERATIONS_MIN, SALT_BYTES};
 use strom_types::security::{
     AclBinding, AclOperation, AclPermission, PatternType, ResourceType, ScramMechanism,
@@ -33,48 +40,6 @@ use strom_types::security::{
 
 use crate::error::{ClientError, Subject};
 use crate::Client;
-
-/// Which ACLs a describe or delete matches (Kafka's `AclBindingFilter`): `Any` and `None`
-/// match everything; `PatternType::Match` matches the literal, wildcard and prefixed
-/// bindings that apply to `resource_name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AclFilter {
-    pub resource_type: ResourceType,
-    pub resource_name: Option<String>,
-    pub pattern_type: PatternType,
-    pub principal: Option<String>,
-    pub host: Option<String>,
-    pub operation: AclOperation,
-    pub permission: AclPermission,
-}
-
-impl AclFilter {
-    /// Matches every ACL.
-    pub fn any() -> AclFilter {
-        AclFilter {
-            resource_type: ResourceType::Any,
-            resource_name: None,
-            pattern_type: PatternType::Any,
-            principal: None,
-            host: None,
-            operation: AclOperation::Any,
-            permission: AclPermission::Any,
-        }
-    }
-
-    /// Matches exactly one binding.
-    pub fn exactly(binding: &AclBinding) -> AclFilter {
-        AclFilter {
-            resource_type: binding.resource_type,
-            resource_name: Some(binding.resource_name.clone()),
-            pattern_type: binding.pattern_type,
-            principal: Some(binding.principal.clone()),
-            host: Some(binding.host.clone()),
-            operation: binding.operation,
-            permission: binding.permission,
-        }
-    }
-}
 
 /// What one DeleteAcls filter did.
 #[derive(Debug, Clone)]
@@ -150,13 +115,7 @@ impl Client {
         Ok(response
             .results
             .iter()
-            .map(|result| {
-                ClientError::check(
-                    result.error_code,
-                    result.error_message.as_deref(),
-                    Subject::default(),
-                )
-            })
+            .map(|result| entry_result(result.error_code, &result.error_message))
             .collect())
     }
 
@@ -175,11 +134,7 @@ impl Client {
         let response = connection
             .send_versioned(&request, version, self.request_timeout_ms())
             .await?;
-        ClientError::check(
-            response.error_code,
-            response.error_message.as_deref(),
-            Subject::default(),
-        )?;
+        entry_result(response.error_code, &response.error_message)?;
         let mut bindings = Vec::new();
         for resource in &response.resources {
             described_bindings(resource, &mut bindings)
@@ -215,11 +170,7 @@ impl Client {
         }
         let mut results = Vec::with_capacity(filters.len());
         for result in &response.filter_results {
-            if let Err(error) = ClientError::check(
-                result.error_code,
-                result.error_message.as_deref(),
-                Subject::default(),
-            ) {
+            if let Err(error) = entry_result(result.error_code, &result.error_message) {
                 results.push(Err(error));
                 continue;
             }
@@ -247,30 +198,15 @@ impl Client {
         let response = connection
             .send_versioned(&request, version, self.request_timeout_ms())
             .await?;
-        ClientError::check(
-            response.error_code,
-            response.error_message.as_deref(),
-            Subject::default(),
-        )?;
-        let mut described = Vec::with_capacity(response.results.len());
-        for result in response.results {
-            let credentials = match ClientError::check(
-                result.error_code,
-                result.error_message.as_deref(),
-                Subject::default(),
-            ) {
-                Err(error) => Err(error),
-                Ok(()) => Ok(
-                    credential_infos(&result.credential_infos).map_err(|detail| {
-                        malformed(connection.address(), "DescribeUserScramCredentials", detail)
-                    })?,
-                ),
-            };
-            described.push(UserScramCredentials {
-                user: result.user.to_string(),
-                credentials,
-            });
-        }
+        entry_result(response.error_code, &response.error_message)?;
+        let mut described = response
+            .results
+            .iter()
+            .map(described_user)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|detail| {
+                malformed(connection.address(), "DescribeUserScramCredentials", detail)
+            })?;
         described.sort_by(|a, b| a.user.cmp(&b.user));
         Ok(described)
     }
@@ -307,11 +243,7 @@ impl Client {
             .iter()
             .map(|result| UserAlteration {
                 user: result.user.to_string(),
-                result: ClientError::check(
-                    result.error_code,
-                    result.error_message.as_deref(),
-                    Subject::default(),
-                ),
+                result: entry_result(result.error_code, &result.error_message),
             })
             .collect())
     }
@@ -319,6 +251,11 @@ impl Client {
 
 fn wire_string(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
+}
+
+/// The result of one entry (binding, filter, user) of an answer, with the broker's message.
+fn entry_result(error_code: i16, error_message: &Option<StrBytes>) -> Result<(), ClientError> {
+    ClientError::check(error_code, error_message.as_deref(), Subject::default())
 }
 
 fn malformed(address: &str, api: &str, detail: String) -> ClientError {
@@ -405,11 +342,7 @@ fn acl_deletion(matching: &[DeleteAclsMatchingAcl]) -> Result<AclDeletion, Strin
     };
     for acl in matching {
         let binding = matched_binding(acl)?;
-        match ClientError::check(
-            acl.error_code,
-            acl.error_message.as_deref(),
-            Subject::default(),
-        ) {
+        match entry_result(acl.error_code, &acl.error_message) {
             Ok(()) => deletion.deleted.push(binding),
             Err(error) => deletion.failed.push((binding, error)),
         }
@@ -418,9 +351,21 @@ fn acl_deletion(matching: &[DeleteAclsMatchingAcl]) -> Result<AclDeletion, Strin
     Ok(deletion)
 }
 
-fn credential_infos(
-    infos: &[kafka_protocol::messages::describe_user_scram_credentials_response::CredentialInfo],
-) -> Result<Vec<ScramCredentialInfo>, String> {
+/// One user of a DescribeUserScramCredentials answer; `Err` only for a malformed answer.
+fn described_user(
+    result: &DescribeUserScramCredentialsResult,
+) -> Result<UserScramCredentials, String> {
+    let credentials = match entry_result(result.error_code, &result.error_message) {
+        Err(error) => Err(error),
+        Ok(()) => Ok(credential_infos(&result.credential_infos)?),
+    };
+    Ok(UserScramCredentials {
+        user: result.user.to_string(),
+        credentials,
+    })
+}
+
+fn credential_infos(infos: &[CredentialInfo]) -> Result<Vec<ScramCredentialInfo>, String> {
     infos
         .iter()
         .map(|info| {

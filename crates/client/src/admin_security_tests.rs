@@ -72,7 +72,7 @@ async fn acls_are_created_described_and_deleted() {
         ..AclFilter::any()
     };
     let deleted = client
-        .delete_acls(&[AclFilter::exactly(&write), refused])
+        .delete_acls(&[AclFilter::exact(&write), refused])
         .await
         .unwrap();
     let first = deleted[0].as_ref().unwrap();

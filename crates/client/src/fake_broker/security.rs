@@ -3,7 +3,7 @@
 //! credentials, with the per-entry errors Kafka gives (a principal that is not `User:...`,
 //! a user without credentials).
 //!
-//! Filters match as Kafka's do for ANY, LITERAL and PREFIXED; MATCH is not modelled.
+//! Filters are the authorizer's own ([`AclFilter`]), so they match as the broker's do.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +19,7 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use strom_security::authorizer::AclFilter;
 use strom_types::security::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 
 use super::{encode, FakeState};
@@ -87,44 +88,20 @@ fn create_acls(acls: &mut BTreeSet<AclBinding>, request: CreateAclsRequest) -> C
     CreateAclsResponse::default().with_results(results)
 }
 
-/// A filter as the wire gives it.
-struct Filter<'a> {
-    resource_type: i8,
-    name: Option<&'a str>,
-    pattern_type: i8,
-    principal: Option<&'a str>,
-    host: Option<&'a str>,
-    operation: i8,
-    permission: i8,
-}
-
-impl Filter<'_> {
-    fn matches(&self, acl: &AclBinding) -> bool {
-        let code = |wanted: i8, actual: i8| wanted == 1 || wanted == actual;
-        let text = |wanted: Option<&str>, actual: &str| wanted.is_none_or(|w| w == actual);
-        code(self.resource_type, acl.resource_type.code())
-            && text(self.name, &acl.resource_name)
-            && code(self.pattern_type, acl.pattern_type.code())
-            && text(self.principal, &acl.principal)
-            && text(self.host, &acl.host)
-            && code(self.operation, acl.operation.code())
-            && code(self.permission, acl.permission.code())
-    }
-}
-
 fn describe_acls(
     acls: &BTreeSet<AclBinding>,
     request: &DescribeAclsRequest,
 ) -> DescribeAclsResponse {
-    let filter = Filter {
-        resource_type: request.resource_type_filter,
-        name: request.resource_name_filter.as_deref(),
-        pattern_type: request.pattern_type_filter,
-        principal: request.principal_filter.as_deref(),
-        host: request.host_filter.as_deref(),
-        operation: request.operation,
-        permission: request.permission_type,
-    };
+    let filter = AclFilter::from_codes(
+        request.resource_type_filter,
+        request.resource_name_filter.as_deref().map(str::to_string),
+        request.pattern_type_filter,
+        request.principal_filter.as_deref().map(str::to_string),
+        request.host_filter.as_deref().map(str::to_string),
+        request.operation,
+        request.permission_type,
+    )
+    .unwrap();
     let mut resources: BTreeMap<(i8, String, i8), Vec<AclDescription>> = BTreeMap::new();
     for acl in acls.iter().filter(|acl| filter.matches(acl)) {
         let resource = (
@@ -163,15 +140,16 @@ fn delete_acls(acls: &mut BTreeSet<AclBinding>, request: DeleteAclsRequest) -> D
                     .with_error_code(INVALID_REQUEST)
                     .with_error_message(Some(StrBytes::from_static_str("refused filter")));
             }
-            let filter = Filter {
-                resource_type: wire.resource_type_filter,
-                name: wire.resource_name_filter.as_deref(),
-                pattern_type: wire.pattern_type_filter,
-                principal: wire.principal_filter.as_deref(),
-                host: wire.host_filter.as_deref(),
-                operation: wire.operation,
-                permission: wire.permission_type,
-            };
+            let filter = AclFilter::from_codes(
+                wire.resource_type_filter,
+                wire.resource_name_filter.as_deref().map(str::to_string),
+                wire.pattern_type_filter,
+                wire.principal_filter.as_deref().map(str::to_string),
+                wire.host_filter.as_deref().map(str::to_string),
+                wire.operation,
+                wire.permission_type,
+            )
+            .unwrap();
             let matched: Vec<AclBinding> = acls
                 .iter()
                 .filter(|acl| filter.matches(acl))
