@@ -23,6 +23,20 @@ Cluster state comes from the cluster itself: `cluster_info()` runs `strom cluste
 `partition_state()` asks Metadata (leader, replicas, ISR) through librdkafka's AdminClient;
 `high_watermark()` is ListOffsets latest. Every wait has a deadline and says what it waited for.
 
+With `listeners={"BROKER": "SSL", "CLIENT": "SASL_SSL", "CONTROLLER": "SSL"}` (name: security
+protocol) a node gets Kafka's settings instead of those flags:
+
+    strom server --data-dir DIR --set listeners=CLIENT://H:P1,CONTROLLER://H:P2,BROKER://H:P3
+                 --set node.id=N --set listener.security.protocol.map=BROKER:SSL,...
+                 --set advertised.listeners=CLIENT://H:P1,BROKER://H:P3
+                 --set inter.broker.listener.name=BROKER --set controller.listener.names=CONTROLLER
+                 --set controller.quorum.voters=1@H1:P2,... [--set k=v ...]
+
+(the names of the client, inter-broker and controller listeners are parameters). `bootstrap` is
+then the client listener's address, `client_conf` (librdkafka properties: security.protocol,
+sasl.*, ssl.*) is what the harness's own clients (Metadata, CreateTopics, ListOffsets) connect
+with, and `cli_args` (e.g. `--command-config FILE`) is added to its `strom` CLI calls.
+
 `cluster_flags=False` starts each node as a single-node broker (--node-id and --advertise only):
 the harness itself (processes, namespaces, faults, logs) can be exercised before the cluster flags
 exist. The `cluster_factory` fixture stops every node at the end, closes the lab, attaches every
@@ -45,7 +59,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kafka_helpers import admin_client, wait_until, watermarks
+from kafka_helpers import admin_client, conf_key, wait_until, watermarks
 from netlab import NetLab, require_netlab
 from strom_broker import START_TIMEOUT_S, STOP_TIMEOUT_S, STROM_BIN, Broker, BrokerError, port_accepts
 
@@ -122,28 +136,50 @@ class PartitionState:
 class ClusterNode(Broker):
     """One node of a Cluster: a Broker with a node id, a controller address, maybe a namespace."""
 
-    def __init__(self, cluster: "Cluster", node_id: int, host: str, port: int, controller_port: int, base: pathlib.Path):
-        flags: list = ["--node-id", node_id, "--advertise", lambda b: b.bootstrap]
-        if cluster.cluster_flags:
-            flags += [
-                "--controller-listen",
-                lambda b: b.controller_address,
-                "--controller-quorum",
-                lambda b: b.cluster.quorum,
-            ]
+    def __init__(self, cluster: "Cluster", node_id: int, host: str, ports: list[int], base: pathlib.Path):
+        flags: list = []
+        settings = {}
+        if cluster.listeners is not None:
+            settings = cluster.listener_settings(node_id)
+        else:
+            flags = ["--node-id", node_id, "--advertise", lambda b: b.bootstrap]
+            if cluster.cluster_flags:
+                flags += [
+                    "--controller-listen",
+                    lambda b: b.controller_address,
+                    "--controller-quorum",
+                    lambda b: b.cluster.quorum,
+                ]
         super().__init__(
             name=f"node{node_id}",
             data_dir=base / "data",
             log_path=base / "strom.log",
-            port=port,
-            settings={**cluster.settings, **cluster.node_settings.get(node_id, {})},
+            settings={**settings, **cluster.settings, **cluster.node_settings.get(node_id, {})},
             host=host,
             extra_args=flags + list(cluster.extra_args),
+            listeners=cluster.listener_order() if cluster.listeners is not None else None,
         )
         self.cluster = cluster
         self.node_id = node_id
-        self.controller_port = controller_port
+        self.controller_port = 0
+        self.use_ports(ports)
         self.paused = False
+
+    def use_ports(self, ports: list[int]) -> None:
+        """Kafka port and controller port; with listeners, one port per listener in the
+        cluster's listener_order() (the client listener's first, the controller's second)."""
+        if self.listener_ports is None:
+            self.port, self.controller_port = ports
+            return
+        names = list(self.listener_ports)
+        assert len(ports) == len(names), f"{len(ports)} ports for the listeners {names}"
+        self.listener_ports = dict(zip(names, ports))
+        self.port = self.listener_ports[self.cluster.client_listener]
+        self.controller_port = self.listener_ports[self.cluster.controller_listener]
+
+    def pick_ports(self) -> None:
+        """Ports are the cluster's to pick (see Cluster._pick_ports)."""
+        raise AssertionError("a cluster node's ports are picked by its Cluster")
 
     @property
     def controller_address(self) -> str:
@@ -255,8 +291,26 @@ class Cluster:
         cluster_flags: bool = True,
         node_settings: dict[int, dict] | None = None,
         voters: tuple[int, ...] | None = None,
+        listeners: dict[str, str] | None = None,
+        client_listener: str = "CLIENT",
+        inter_broker_listener: str = "BROKER",
+        controller_listener: str = "CONTROLLER",
+        client_conf: dict | None = None,
+        cli_args: list[str] | None = None,
     ):
         assert mode in ("loopback", "netlab"), f"unknown cluster mode {mode!r}"
+        # {listener name: security protocol}, or None for the --listen/--controller-listen flags
+        # (see the module docstring).
+        self.listeners = {k.upper(): v.upper() for k, v in listeners.items()} if listeners else None
+        self.client_listener = client_listener.upper()
+        self.inter_broker_listener = inter_broker_listener.upper()
+        self.controller_listener = controller_listener.upper()
+        if self.listeners is not None:
+            named = {self.client_listener, self.inter_broker_listener, self.controller_listener}
+            assert named <= set(self.listeners), f"listeners {list(self.listeners)} lack one of {sorted(named)}"
+        # librdkafka properties of the harness's own clients, and arguments of its CLI calls.
+        self.client_conf = dict(client_conf or {})
+        self.cli_args = list(cli_args or [])
         assert 1 <= size <= 250
         self.base_dir = pathlib.Path(base_dir)
         self.mode = mode
@@ -287,22 +341,56 @@ class Cluster:
         if self.lab is not None:
             assert self.mode == "netlab", "a lab is only used in netlab mode"
             assert len(self.lab.nodes) >= size, f"lab has {len(self.lab.nodes)} nodes, cluster needs {size}"
+        count = self._ports_per_node()
         for node_id in range(1, size + 1):
             if self.lab is not None:
-                host, port, controller_port = self.lab.address(node_id), NETLAB_KAFKA_PORT, NETLAB_CONTROLLER_PORT
+                host = self.lab.address(node_id)
+                ports = [NETLAB_KAFKA_PORT, NETLAB_CONTROLLER_PORT] + [NETLAB_CONTROLLER_PORT + i for i in range(1, count - 1)]
             else:
                 host = f"127.0.0.{node_id}"
-                port, controller_port = self._pick_ports(host)
+                ports = self._pick_ports(host, count)
             base = self.base_dir / f"node{node_id}"
             base.mkdir(parents=True, exist_ok=True)
-            self.nodes[node_id] = ClusterNode(self, node_id, host, port, controller_port, base)
+            self.nodes[node_id] = ClusterNode(self, node_id, host, ports, base)
+
+    def _ports_per_node(self) -> int:
+        """A Kafka and a controller port, or one per listener."""
+        return len(self.listeners) if self.listeners is not None else 2
 
     @staticmethod
-    def _pick_ports(host: str) -> tuple[int, int]:
+    def _pick_ports(host: str, count: int = 2) -> list[int]:
+        """`count` distinct ports free on `host` a moment ago."""
         while True:
-            kafka, controller = free_port_on(host), free_port_on(host)
-            if kafka != controller:
-                return kafka, controller
+            ports = [free_port_on(host) for _ in range(count)]
+            if len(set(ports)) == count:
+                return ports
+
+    # -- listeners (Kafka's settings instead of the cluster flags) -------------------------
+
+    def listener_order(self) -> list[str]:
+        """The listener names, the client's first and the controller's second (so that a node's
+        `port` and `controller_port` are the first two)."""
+        rest = [n for n in self.listeners if n not in (self.client_listener, self.controller_listener)]
+        return [self.client_listener, self.controller_listener, *rest]
+
+    def listener_settings(self, node_id: int) -> dict:
+        """A node's settings in listeners mode; values naming ports are evaluated at each start."""
+
+        def advertised(node: "ClusterNode") -> str:
+            return ",".join(
+                f"{name}://{node.host}:{port}"
+                for name, port in node.listener_ports.items()
+                if name != self.controller_listener
+            )
+
+        return {
+            "node.id": node_id,
+            "listener.security.protocol.map": ",".join(f"{n}:{p}" for n, p in self.listeners.items()),
+            "advertised.listeners": advertised,
+            "inter.broker.listener.name": self.inter_broker_listener,
+            "controller.listener.names": self.controller_listener,
+            "controller.quorum.voters": lambda node: node.cluster.quorum,
+        }
 
     # -- addresses ----------------------------------------------------------------------
 
@@ -356,7 +444,7 @@ class Cluster:
                     if node.running:
                         node.kill()
                     node.starts = 0
-                    node.port, node.controller_port = self._pick_ports(node.host)
+                    node.use_ports(self._pick_ports(node.host, self._ports_per_node()))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -452,7 +540,7 @@ class Cluster:
         if not cluster_info_available():
             raise ClusterError(f"{STROM_BIN} has no `cluster info --json` subcommand")
         bootstrap = self.node(node_id).bootstrap if node_id is not None else self.live_bootstrap()
-        args = ["cluster", "info", "--bootstrap", bootstrap, "--json"]
+        args = ["cluster", "info", "--bootstrap", bootstrap, "--json", *self.cli_args]
         result = self.run_cli(args, timeout_s)
         if result.returncode != 0:
             raise ClusterError(f"`strom {' '.join(args)}` failed with {result.returncode}: {result.stderr.strip()}")
@@ -515,7 +603,7 @@ class Cluster:
         from confluent_kafka.admin import NewTopic
 
         replication_factor = replication_factor or len(self.nodes)
-        admin = admin_client(self.live_bootstrap())
+        admin = admin_client(self.live_bootstrap(), **self.client_conf)
         topic = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})
         admin.create_topics([topic], operation_timeout=timeout_s, request_timeout=timeout_s)[name].result(timeout=timeout_s)
         for partition in range(partitions):
@@ -524,7 +612,7 @@ class Cluster:
     def partition_state(self, topic: str, partition: int, node_id: int | None = None, timeout_s: float = 10.0) -> PartitionState:
         """Leader, replicas and ISR from a fresh Metadata request (to one node, or any reachable)."""
         bootstrap = self.node(node_id).bootstrap if node_id is not None else self.live_bootstrap()
-        metadata = admin_client(bootstrap).list_topics(topic=topic, timeout=timeout_s)
+        metadata = admin_client(bootstrap, **self.client_conf).list_topics(topic=topic, timeout=timeout_s)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise ClusterError(f"topic {topic} not in metadata from {bootstrap}: {found.error if found else 'absent'}")
@@ -591,7 +679,7 @@ class Cluster:
 
     def high_watermark(self, topic: str, partition: int, timeout_s: float = 10.0) -> int:
         """ListOffsets latest, answered by the partition's leader: the high watermark."""
-        return watermarks(self.live_bootstrap(), topic, partition, timeout_s)[1]
+        return watermarks(self.live_bootstrap(), topic, partition, timeout_s, **self.client_conf)[1]
 
     # -- files and logs -----------------------------------------------------------------
 
@@ -665,7 +753,7 @@ class SteadyProducer:
             "topic.metadata.refresh.interval.ms": 1000,
             "reconnect.backoff.max.ms": 500,
         }
-        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        config.update({conf_key(k): v for k, v in conf.items()})
         self.producer = Producer(config)
         self.reports: list[TimedDelivery] = []
         self.sent = 0
@@ -775,7 +863,7 @@ class ContinuousConsumer:
             "topic.metadata.refresh.interval.ms": 1000,
             "reconnect.backoff.max.ms": 500,
         }
-        config.update({k.replace("_", "."): v for k, v in conf.items()})
+        config.update({conf_key(k): v for k, v in conf.items()})
         self.topic = topic
         self.partitions = partitions
         self.consumer = Consumer(config)
@@ -850,9 +938,10 @@ def offsets_partition_for(group: str, partitions: int = 50) -> int:
 @pytest.fixture
 def cluster_factory(request, tmp_path):
     """Returns make(size=3, mode="loopback", settings=None, start=True, cluster_flags=True,
-    extra_args=None, node_settings=None, voters=None) -> Cluster (started unless start=False);
-    node_settings {node id: settings} adds to `settings` per node, voters (default every node)
-    are the --controller-quorum. Netlab mode skips, with the reason,
+    extra_args=None, node_settings=None, voters=None, **listener_options) -> Cluster (started
+    unless start=False); node_settings {node id: settings} adds to `settings` per node, voters
+    (default every node) are the --controller-quorum; listener_options are Cluster's `listeners`,
+    `client_listener`, `inter_broker_listener`, `controller_listener`, `client_conf`, `cli_args`. Netlab mode skips, with the reason,
     where namespaces are unavailable. Every cluster is closed after the test; a node that died
     unexpectedly or did not stop cleanly fails the test; failure reports carry every node's log."""
     clusters: list[Cluster] = []
@@ -869,12 +958,13 @@ def cluster_factory(request, tmp_path):
         extra_args: list | None = None,
         node_settings: dict[int, dict] | None = None,
         voters: tuple[int, ...] | None = None,
+        **listener_options,
     ) -> Cluster:
         if mode == "netlab":
             require_netlab()
         cluster = Cluster(
             tmp_path / f"cluster{len(clusters)}", size, mode, settings, extra_args, cluster_flags=cluster_flags,
-            node_settings=node_settings, voters=voters,
+            node_settings=node_settings, voters=voters, **listener_options,
         )
         clusters.append(cluster)
         reported.extend(cluster.nodes.values())

@@ -12,6 +12,15 @@ and a broker that died during a test (or would not stop cleanly) fails that test
         b = start_broker(settings={"log.retention.check.interval.ms": 500})
         b.stop(); b.start()                # restart on the same data dir and port
 
+    def test_tls(start_broker):            # several listeners instead of --listen
+        b = start_broker(listeners=["PLAINTEXT", "SSL"], settings={...})
+        b.address("SSL")
+
+A module whose tests can share one broker (each test with its own topics, users, ...) uses
+`start_module_broker` in a module-scoped fixture: the broker lives until the module's last test,
+its log tail is attached to the report of any of the module's tests that fails, and a test
+during which it died fails.
+
 The binary is $STROM_BIN (scripts/test sets it; default target/debug/strom).
 """
 
@@ -26,8 +35,7 @@ from strom_broker import STROM_BIN, Broker, BrokerError
 # (file::test, with or without [params]) -> the bug. They run as xfail (not strict), so the
 # run stays green and each still shows in the summary (XFAIL, or XPASS once fixed: then
 # delete its line here).
-KNOWN_BROKER_BUGS = {
-}
+KNOWN_BROKER_BUGS: dict = {}
 
 
 def pytest_report_header(config):
@@ -47,28 +55,32 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for broker in getattr(item, "strom_brokers", []):
+        for broker in brokers_of(item):
             report.sections.append(
                 (f"strom log: {broker.name} ({broker.log_path})", broker.log_tail())
             )
 
 
-@pytest.fixture
-def start_broker(request, tmp_path):
-    """Returns a function that starts a broker; every broker it started is stopped afterwards.
+def brokers_of(item) -> list:
+    """The brokers a test used: its own and its module's (`strom_brokers` of the test's node
+    and of every node above it)."""
+    found = []
+    for node in item.listchain():
+        found += getattr(node, "strom_brokers", [])
+    return found
 
-    start_broker(settings={...}, port=None, config_text=None, extra_args=None, start=True, name=None,
-                 open_files_limit=None)
-    """
-    brokers: list[Broker] = []
-    request.node.strom_brokers = brokers
+
+def broker_starter(brokers: list, make_base):
+    """start(settings=None, port=None, config_text=None, extra_args=None, start=True, name=None,
+    open_files_limit=None, listeners=None) -> Broker, each in its own directory made by
+    make_base(name); every broker is appended to `brokers`."""
 
     def start(
-        settings=None, port=None, config_text=None, extra_args=None, start=True, name=None, open_files_limit=None
+        settings=None, port=None, config_text=None, extra_args=None, start=True, name=None, open_files_limit=None,
+        listeners=None,
     ) -> Broker:
         name = name or f"broker{len(brokers)}"
-        base = tmp_path / name
-        base.mkdir()
+        base = make_base(name)
         config_file = None
         if config_text is not None:
             config_file = base / "strom.toml"
@@ -82,14 +94,18 @@ def start_broker(request, tmp_path):
             config_file=config_file,
             extra_args=extra_args,
             open_files_limit=open_files_limit,
+            listeners=listeners,
         )
         brokers.append(broker)
         if start:
             broker.start()
         return broker
 
-    yield start
+    return start
 
+
+def stop_brokers(brokers: list) -> None:
+    """Stops every running broker; fails if one died unexpectedly or did not stop cleanly."""
     unexpected = [b for b in brokers if b.died_unexpectedly()]
     for b in brokers:
         if b.running:
@@ -103,6 +119,50 @@ def start_broker(request, tmp_path):
             f"{b.name}: exit code {b.process.returncode}\n{b.run_log_tail()}" for b in unexpected
         )
         pytest.fail(f"broker process(es) died or failed to shut down cleanly:\n{details}")
+
+
+@pytest.fixture
+def start_broker(request, tmp_path):
+    """Returns a function that starts a broker; every broker it started is stopped afterwards.
+
+    start_broker(settings={...}, port=None, config_text=None, extra_args=None, start=True, name=None,
+                 open_files_limit=None, listeners=None)
+    """
+    brokers: list[Broker] = []
+    request.node.strom_brokers = brokers
+
+    def make_base(name):
+        base = tmp_path / name
+        base.mkdir()
+        return base
+
+    yield broker_starter(brokers, make_base)
+    stop_brokers(brokers)
+
+
+@pytest.fixture(scope="module")
+def start_module_broker(request, tmp_path_factory):
+    """start_broker for brokers shared by the tests of one module (use it in a module-scoped
+    fixture); they are stopped after the module's last test."""
+    brokers: list[Broker] = []
+    request.node.strom_brokers = brokers
+    yield broker_starter(brokers, lambda name: tmp_path_factory.mktemp(name))
+    stop_brokers(brokers)
+
+
+@pytest.fixture(autouse=True)
+def _module_brokers_stay_up(request):
+    """A test during which a broker shared by its module died fails (the next tests would only
+    see connection errors)."""
+    shared = [b for node in request.node.listchain()[:-1] for b in getattr(node, "strom_brokers", [])]
+    was_running = [b for b in shared if b.running]
+    yield
+    died = [b for b in was_running if b.died_unexpectedly()]
+    if died:
+        pytest.fail(
+            "shared broker(s) died during this test:\n"
+            + "\n\n".join(f"{b.name}: exit code {b.process.returncode}\n{b.run_log_tail()}" for b in died)
+        )
 
 
 @pytest.fixture

@@ -3,6 +3,10 @@
 Everything here is bounded in time: waits poll with a deadline and raise when it passes.
 Consumers never use consumer groups (Strom has no group coordinator yet): they `assign()`
 explicit partitions and offsets, and never commit.
+
+Helpers that open a client take librdkafka properties as `**conf`, with dotted names passed as a
+dict (`**{"security.protocol": "SASL_SSL", ...}`, see security_helpers.ClientSecurity), for
+brokers whose listeners need TLS or SASL.
 """
 
 from __future__ import annotations
@@ -42,15 +46,21 @@ def unique(prefix: str) -> str:
 # -- clients ----------------------------------------------------------------------------
 
 
+def conf_key(key: str) -> str:
+    """A librdkafka property name from a keyword (`linger_ms` -> `linger.ms`); names with a dot
+    and callbacks (`error_cb`, `oauth_cb`, ...) are taken as they are."""
+    return key if "." in key or key.endswith("_cb") else key.replace("_", ".")
+
+
 def admin_client(bootstrap: str, **conf) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, **conf})
 
 
-def admin_request(bootstrap: str, call, timeout_s: float = DEFAULT_TIMEOUT_S):
+def admin_request(bootstrap: str, call, timeout_s: float = DEFAULT_TIMEOUT_S, **conf):
     """call(admin) returns a future or a dict of futures; waits until all are done and returns
     them. The AdminClient must outlive its futures: one garbage-collected early fails them with
     _DESTROY, hence this wrapper instead of `admin_client(b).op(...)[k].result()`."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, **conf)
     result = call(admin)
     futures = list(result.values()) if isinstance(result, dict) else [result]
     _, pending = concurrent.futures.wait(futures, timeout=timeout_s)
@@ -58,13 +68,15 @@ def admin_request(bootstrap: str, call, timeout_s: float = DEFAULT_TIMEOUT_S):
     return result
 
 
-def describe_configs(bootstrap: str, resource) -> dict:
+def describe_configs(bootstrap: str, resource, **conf) -> dict:
     """{name: ConfigEntry} of one ConfigResource."""
-    return admin_request(bootstrap, lambda a: a.describe_configs([resource], request_timeout=20))[resource].result()
+    return admin_request(bootstrap, lambda a: a.describe_configs([resource], request_timeout=20), **conf)[
+        resource
+    ].result()
 
 
-def delete_topic(bootstrap: str, name: str) -> None:
-    admin_request(bootstrap, lambda a: a.delete_topics([name], request_timeout=20))[name].result()
+def delete_topic(bootstrap: str, name: str, **conf) -> None:
+    admin_request(bootstrap, lambda a: a.delete_topics([name], request_timeout=20), **conf)[name].result()
 
 
 def producer(bootstrap: str, **conf) -> Producer:
@@ -76,7 +88,7 @@ def producer(bootstrap: str, **conf) -> Producer:
         "enable.idempotence": False,
         "message.timeout.ms": 30000,
     }
-    base.update({k.replace("_", "."): v for k, v in conf.items()})
+    base.update({conf_key(k): v for k, v in conf.items()})
     return Producer(base)
 
 
@@ -96,7 +108,7 @@ def consumer(bootstrap: str, **conf) -> Consumer:
         # Verify every batch's CRC-32C: corrupt data must surface as an error, not as records.
         "check.crcs": True,
     }
-    base.update({k.replace("_", "."): v for k, v in conf.items()})
+    base.update({conf_key(k): v for k, v in conf.items()})
     return Consumer(base)
 
 
@@ -109,34 +121,35 @@ def create_topic(
     partitions: int = 1,
     config: dict | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    **conf,
 ) -> None:
     """CreateTopics through AdminClient, then waits until metadata shows every partition led."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, **conf)
     topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
     futures = admin.create_topics([topic], operation_timeout=timeout_s, request_timeout=timeout_s)
     futures[name].result(timeout=timeout_s)
-    wait_for_topic(bootstrap, name, partitions, timeout_s)
+    wait_for_topic(bootstrap, name, partitions, timeout_s, **conf)
 
 
-def topic_partitions(bootstrap: str, name: str, timeout_s: float = 10.0) -> dict | None:
+def topic_partitions(bootstrap: str, name: str, timeout_s: float = 10.0, **conf) -> dict | None:
     """{partition id: leader id} from a fresh Metadata request, or None if the topic is unknown."""
-    metadata = admin_client(bootstrap).list_topics(topic=name, timeout=timeout_s)
+    metadata = admin_client(bootstrap, **conf).list_topics(topic=name, timeout=timeout_s)
     topic = metadata.topics.get(name)
     if topic is None or topic.error is not None:
         return None
     return {p.id: p.leader for p in topic.partitions.values()}
 
 
-def wait_for_topic(bootstrap: str, name: str, partitions: int, timeout_s: float = DEFAULT_TIMEOUT_S):
+def wait_for_topic(bootstrap: str, name: str, partitions: int, timeout_s: float = DEFAULT_TIMEOUT_S, **conf):
     def ready():
-        found = topic_partitions(bootstrap, name)
+        found = topic_partitions(bootstrap, name, **conf)
         return found is not None and len(found) == partitions and all(l >= 0 for l in found.values())
 
     wait_until(ready, timeout_s, f"topic {name} with {partitions} led partitions in metadata")
 
 
-def list_topic_names(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
-    return set(admin_client(bootstrap).list_topics(timeout=timeout_s).topics)
+def list_topic_names(bootstrap: str, timeout_s: float = 10.0, **conf) -> set[str]:
+    return set(admin_client(bootstrap, **conf).list_topics(timeout=timeout_s).topics)
 
 
 # -- producing --------------------------------------------------------------------------
@@ -237,9 +250,9 @@ def to_record(message) -> Record:
     )
 
 
-def watermarks(bootstrap: str, topic: str, partition: int, timeout_s: float = 10.0) -> tuple[int, int]:
+def watermarks(bootstrap: str, topic: str, partition: int, timeout_s: float = 10.0, **conf) -> tuple[int, int]:
     """(earliest, latest) offsets from ListOffsets requests (not cached)."""
-    c = consumer(bootstrap)
+    c = consumer(bootstrap, **conf)
     try:
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s, cached=False)
     finally:
@@ -279,10 +292,10 @@ def consume_range(
     return [r for r in records if r.offset < end]
 
 
-def consume_all(bootstrap: str, topic: str, partition: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Record]:
+def consume_all(bootstrap: str, topic: str, partition: int, timeout_s: float = DEFAULT_TIMEOUT_S, **conf) -> list[Record]:
     """Every record from the earliest offset to the high watermark of one partition."""
-    low, high = watermarks(bootstrap, topic, partition)
-    return consume_range(bootstrap, topic, partition, low, high, timeout_s)
+    low, high = watermarks(bootstrap, topic, partition, **conf)
+    return consume_range(bootstrap, topic, partition, low, high, timeout_s, **conf)
 
 
 def assert_dense(records: list[Record], start: int = 0) -> None:
@@ -297,10 +310,12 @@ def assert_dense(records: list[Record], start: int = 0) -> None:
         )
 
 
-def round_trip(bootstrap: str, topic: str = "e2e-health", timeout_s: float = 20.0) -> None:
+def round_trip(bootstrap: str, topic: str = "e2e-health", timeout_s: float = 20.0, **conf) -> None:
     """Produces one record with librdkafka and reads it back at its offset: the broker works."""
     marker = unique("health").encode()
-    p = producer(bootstrap, message_timeout_ms=int(timeout_s * 1000))
+    p = producer(bootstrap, message_timeout_ms=int(timeout_s * 1000), **conf)
     (delivery,) = produce_all(p, topic, [{"key": b"health", "value": marker}], timeout_s)
-    (record,) = consume_range(bootstrap, topic, delivery.partition, delivery.offset, delivery.offset + 1, timeout_s)
+    (record,) = consume_range(
+        bootstrap, topic, delivery.partition, delivery.offset, delivery.offset + 1, timeout_s, **conf
+    )
     assert record.value == marker, f"read back {record.value!r}, expected {marker!r}"

@@ -18,7 +18,15 @@ API_VERSIONS = 18
 METADATA = 3
 INIT_PRODUCER_ID = 22
 DESCRIBE_PRODUCERS = 61
+SASL_HANDSHAKE = 17
+SASL_AUTHENTICATE = 36
+DESCRIBE_USER_SCRAM_CREDENTIALS = 50
+DESCRIBE_ACLS = 29
 UNSUPPORTED_VERSION = 35
+UNSUPPORTED_SASL_MECHANISM = 33
+ILLEGAL_SASL_STATE = 34
+CLUSTER_AUTHORIZATION_FAILED = 31
+SASL_AUTHENTICATION_FAILED = 58
 
 
 def uvarint(value: int) -> bytes:
@@ -47,6 +55,19 @@ def read_uvarint(data: bytes, position: int) -> tuple[int, int]:
 def string(value: bytes | None) -> bytes:
     """A (nullable) string of a non-flexible version: i16 length (-1 for null), then the bytes."""
     return struct.pack(">h", -1) if value is None else struct.pack(">h", len(value)) + value
+
+
+def bytes_field(value: bytes | None) -> bytes:
+    """(Nullable) bytes of a non-flexible version: i32 length (-1 for null), then the bytes."""
+    return struct.pack(">i", -1) if value is None else struct.pack(">i", len(value)) + value
+
+
+def read_bytes_field(data: bytes, position: int) -> tuple[bytes | None, int]:
+    (length,) = struct.unpack_from(">i", data, position)
+    position += 4
+    if length < 0:
+        return None, position
+    return data[position : position + length], position + length
 
 
 def read_string(data: bytes, position: int) -> tuple[bytes | None, int]:
@@ -354,3 +375,105 @@ def parse_describe_producers_response(payload: bytes) -> dict:
     position = skip_tagged_fields(payload, position)
     assert position == len(payload), f"{len(payload) - position} bytes left over in a DescribeProducers response"
     return partitions
+
+
+# -- SASL (KIP-43 SaslHandshake, KIP-152 SaslAuthenticate, KIP-368 session lifetime) -------
+
+
+def sasl_handshake_request(version: int, correlation_id: int, mechanism: str) -> bytes:
+    """A SaslHandshake request (v0 or v1; never flexible) naming one mechanism. After v0 the
+    client sends bare SASL tokens (a 4-byte length and the token, no Kafka header); after v1 it
+    wraps each in a SaslAuthenticate request."""
+    assert version in (0, 1), version
+    return request(SASL_HANDSHAKE, version, correlation_id, string(mechanism.encode()), flexible=False)
+
+
+def parse_sasl_handshake_response(payload: bytes) -> dict:
+    """{correlation_id, error_code, mechanisms} of a SaslHandshake v0/v1 response (mechanisms
+    are the enabled ones, which the broker lists whatever the error)."""
+    correlation_id, error_code = struct.unpack_from(">ih", payload, 0)
+    (count,) = struct.unpack_from(">i", payload, 6)
+    position = 10
+    mechanisms = []
+    for _ in range(max(count, 0)):
+        name, position = read_string(payload, position)
+        mechanisms.append(name.decode())
+    assert position == len(payload), f"{len(payload) - position} bytes left over in a SaslHandshake response"
+    return {"correlation_id": correlation_id, "error_code": error_code, "mechanisms": mechanisms}
+
+
+def sasl_authenticate_request(version: int, correlation_id: int, auth_bytes: bytes) -> bytes:
+    """A SaslAuthenticate request (v0..v2; v2 is flexible) carrying one SASL token."""
+    assert 0 <= version <= 2, version
+    flexible = is_flexible(SASL_AUTHENTICATE, version)
+    body = (compact_string(auth_bytes) + b"\x00") if flexible else bytes_field(auth_bytes)
+    return request(SASL_AUTHENTICATE, version, correlation_id, body, flexible)
+
+
+def parse_sasl_authenticate_response(payload: bytes, version: int) -> dict:
+    """{correlation_id, error_code, error_message, auth_bytes, session_lifetime_ms} of a
+    SaslAuthenticate response (session_lifetime_ms from v1: 0 when the broker does not expire
+    sessions, i.e. no connections.max.reauth.ms)."""
+    flexible = is_flexible(SASL_AUTHENTICATE, version)
+    (correlation_id,) = struct.unpack_from(">i", payload, 0)
+    position = skip_tagged_fields(payload, 4) if flexible else 4
+    (error_code,) = struct.unpack_from(">h", payload, position)
+    position += 2
+    if flexible:
+        message, position = read_compact_string(payload, position)
+        auth_bytes, position = read_compact_string(payload, position)
+    else:
+        message, position = read_string(payload, position)
+        auth_bytes, position = read_bytes_field(payload, position)
+    session_lifetime_ms = 0
+    if version >= 1:
+        (session_lifetime_ms,) = struct.unpack_from(">q", payload, position)
+        position += 8
+    if flexible:
+        position = skip_tagged_fields(payload, position)
+    assert position == len(payload), f"{len(payload) - position} bytes left over in a SaslAuthenticate v{version} response"
+    return {
+        "correlation_id": correlation_id,
+        "error_code": error_code,
+        "error_message": None if message is None else message.decode(errors="replace"),
+        "auth_bytes": auth_bytes or b"",
+        "session_lifetime_ms": session_lifetime_ms,
+    }
+
+
+def metadata_request(correlation_id: int, topics: list[str] | None = None) -> bytes:
+    """A Metadata v1 request (non-flexible): the named topics, or every topic when None."""
+    if topics is None:
+        body = struct.pack(">i", -1)
+    else:
+        body = struct.pack(">i", len(topics)) + b"".join(string(t.encode()) for t in topics)
+    return request(METADATA, 1, correlation_id, body, flexible=False)
+
+
+def describe_user_scram_credentials_request(correlation_id: int, users: list[str] | None = None) -> bytes:
+    """A DescribeUserScramCredentials v0 request (flexible): the named users, or all (None)."""
+    if users is None:
+        body = uvarint(0)
+    else:
+        body = compact_array([compact_string(user.encode()) + b"\x00" for user in users])
+    return request(DESCRIBE_USER_SCRAM_CREDENTIALS, 0, correlation_id, body + b"\x00", flexible=True)
+
+
+def parse_describe_user_scram_credentials_error(payload: bytes) -> int:
+    """The top-level error code of a DescribeUserScramCredentials v0 response."""
+    position = skip_tagged_fields(payload, 4)  # correlation id, then the header's tags
+    (error_code,) = struct.unpack_from(">h", payload, position + 4)  # after the throttle time
+    return error_code
+
+
+def describe_acls_request(correlation_id: int) -> bytes:
+    """A DescribeAcls v1 request (non-flexible) whose filter matches every ACL: resource type,
+    pattern type, operation and permission ANY (1), names, principal and host null."""
+    body = struct.pack(">b", 1) + string(None) + struct.pack(">b", 1) + string(None) + string(None)
+    return request(DESCRIBE_ACLS, 1, correlation_id, body + struct.pack(">bb", 1, 1), flexible=False)
+
+
+def parse_describe_acls_error(payload: bytes) -> int:
+    """The error code of a DescribeAcls v1 response (after the correlation id and throttle time)."""
+    (error_code,) = struct.unpack_from(">h", payload, 8)
+    return error_code

@@ -3,6 +3,16 @@
 A Broker starts the binary ($STROM_BIN, default target/debug/strom) on a loopback port with
 its own data directory, logs its stdout and stderr to a file, and can be stopped (SIGTERM),
 killed (SIGKILL) and started again on the same data directory and port.
+
+By default the broker gets `--listen HOST:PORT` (one PLAINTEXT listener). A broker given
+`listeners=["SSL", "SASL_SSL", ...]` (listener names) gets no `--listen` flag but the setting
+`listeners=SSL://HOST:P1,SASL_SSL://HOST:P2,...` with a port picked per name, and waits until
+every one of them accepts connections; `address(name)` is one listener's HOST:PORT and
+`bootstrap` the first one's. (A name that is not a security protocol needs
+`listener.security.protocol.map` in the settings.)
+
+A setting's value may be a callable of the Broker, evaluated at each start, so that it can name
+ports picked at start-up (`advertised.listeners`, `controller.quorum.voters`).
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ class Broker:
         host: str = "127.0.0.1",
         extra_args: list | None = None,
         open_files_limit: int | None = None,
+        listeners: list[str] | None = None,
     ):
         self.name = name
         self.data_dir = data_dir
@@ -64,6 +75,14 @@ class Broker:
         self.host = host
         self.port = port
         self.settings = dict(settings or {})
+        # Listener names in order (see the module docstring), with the port each was given at its
+        # first start; None: one PLAINTEXT listener from --listen, on `port`.
+        self.listener_ports: dict[str, int | None] | None = None
+        if listeners:
+            assert "listeners" not in self.settings, "give listener names as listeners=[...], not as a setting"
+            assert len(set(listeners)) == len(listeners), f"listener names repeat: {listeners}"
+            assert port is None, "a broker with listeners picks its ports itself"
+            self.listener_ports = {name.upper(): None for name in listeners}
         # RLIMIT_NOFILE (soft and hard) the broker process starts with; None inherits ours.
         self.open_files_limit = open_files_limit
         self.config_file = config_file
@@ -81,13 +100,52 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def address(self, listener: str) -> str:
+        """HOST:PORT of one named listener (a broker started with `listeners`)."""
+        assert self.listener_ports is not None, f"{self.name} has one listener (--listen): use bootstrap"
+        port = self.listener_ports.get(listener.upper())
+        assert port is not None, f"{self.name} has no listener {listener} (has {list(self.listener_ports)})"
+        return f"{self.host}:{port}"
+
+    def listeners_setting(self) -> str:
+        """The `listeners` value: NAME://HOST:PORT,..."""
+        return ",".join(f"{name}://{self.host}:{port}" for name, port in self.listener_ports.items())
+
+    def ports(self) -> list[int]:
+        """Every port this broker listens on for Kafka clients (the ones a start waits for)."""
+        if self.listener_ports is None:
+            return [self.port]
+        return list(self.listener_ports.values())
+
+    def pick_ports(self) -> None:
+        """Free ports for a first start: `port`, or one per listener (`port` is the first's)."""
+        if self.listener_ports is None:
+            self.port = free_port()
+            return
+        picked: set[int] = set()
+        for name in self.listener_ports:
+            port = free_port()
+            while port in picked:
+                port = free_port()
+            picked.add(port)
+            self.listener_ports[name] = port
+        self.port = next(iter(self.listener_ports.values()))
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        args = [STROM_BIN, "server", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        args = [STROM_BIN, "server"]
+        if self.listener_ports is None:
+            args += ["--listen", self.bootstrap]
+        args += ["--data-dir", str(self.data_dir)]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
-        for key, value in self.settings.items():
+        settings = dict(self.settings)
+        if self.listener_ports is not None:
+            settings = {"listeners": self.listeners_setting(), **settings}
+        for key, value in settings.items():
+            if callable(value):
+                value = value(self)
             if isinstance(value, bool):
                 value = "true" if value else "false"
             args += ["--set", f"{key}={value}"]
@@ -101,10 +159,11 @@ class Broker:
             raise BrokerError(f"broker binary {STROM_BIN} missing: run `cargo build` or set STROM_BIN")
         # A port picked at random may be taken between picking and binding; only a first start
         # may move to another port (a restart must keep its address, as clients know it).
-        attempts = 3 if self.port is None else 1
+        unpicked = None in self.ports()
+        attempts = 3 if unpicked else 1
         for attempt in range(attempts):
-            if self.starts == 0 and (self.port is None or attempt > 0):
-                self.port = free_port()
+            if self.starts == 0 and (unpicked or attempt > 0):
+                self.pick_ports()
             try:
                 self._spawn_and_wait(timeout_s)
                 return self
@@ -132,19 +191,24 @@ class Broker:
             )
         self._expect_exit = False
         deadline = time.monotonic() + timeout_s
+        # Each port is probed until it first accepts (a probe is a connection that says nothing:
+        # a TLS or SASL listener sees an aborted handshake).
+        waiting = set(self.ports())
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
                 raise BrokerError(
                     f"broker {self.name} exited with {code} during start-up:\n{self.run_log_tail()}"
                 )
-            if port_accepts(self.host, self.port):
+            waiting = {port for port in waiting if not port_accepts(self.host, port)}
+            if not waiting:
                 return
             time.sleep(0.05)
         self.process.kill()
         self.process.wait()
+        where = self.listeners_setting() if self.listener_ports is not None else self.bootstrap
         raise BrokerError(
-            f"broker {self.name} did not accept connections on {self.bootstrap} within "
+            f"broker {self.name} did not accept connections on {where} within "
             f"{timeout_s} s:\n{self.run_log_tail()}"
         )
 

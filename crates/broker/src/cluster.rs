@@ -55,10 +55,53 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
     quorum
 }
 
+/// Mutual TLS for the controller transport when the controller listener's protocol is SSL:
+/// this node presents its keystore and accepts only peers whose certificates chain to the
+/// truststore (whatever `ssl.client.auth` says for client listeners).
+fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<Option<strom_metadata::quorum::QuorumTls>> {
+    use strom_security::tls::{
+        client_config, server_config, ClientAuth, ClientTlsFiles, ServerTlsFiles,
+    };
+    let Some(listener) = config.controller_listener()? else {
+        return Ok(None);
+    };
+    if !listener.protocol.uses_tls() {
+        return Ok(None);
+    }
+    if listener.protocol.uses_sasl() {
+        anyhow::bail!(
+            "the controller listener {} must be PLAINTEXT or SSL",
+            listener.name
+        );
+    }
+    let security = &config.security;
+    let keystore = (security.keystore_location.clone())
+        .ok_or_else(|| anyhow::anyhow!("an SSL controller listener needs ssl.keystore.location"))?;
+    let truststore = (security.truststore_location.clone()).ok_or_else(|| {
+        anyhow::anyhow!("an SSL controller listener needs ssl.truststore.location (mutual TLS)")
+    })?;
+    let server = server_config(&ServerTlsFiles {
+        keystore_location: keystore.clone(),
+        key_password: security.key_password.clone(),
+        truststore_location: Some(truststore.clone()),
+        client_auth: ClientAuth::Required,
+    })?;
+    let client = client_config(&ClientTlsFiles {
+        ca_location: Some(truststore),
+        certificate_location: Some(keystore.clone()),
+        key_location: Some(keystore),
+        key_password: security.key_password.clone(),
+        verify_hostname: false,
+    })?;
+    Ok(Some(strom_metadata::quorum::QuorumTls { server, client }))
+}
+
 /// Starts this node's part in the quorum, waits (as long as it takes, saying so every few
 /// seconds) until a controller leader is known, and registers the broker.
 pub async fn join(config: &BrokerConfig) -> anyhow::Result<MetadataQuorum> {
-    let quorum = MetadataQuorum::start(quorum_config(config)).await?;
+    let mut settings = quorum_config(config);
+    settings.tls = quorum_tls(config)?;
+    let quorum = MetadataQuorum::start(settings).await?;
     loop {
         match quorum.wait_ready(WAITING_LOG_INTERVAL).await {
             Ok(()) => break,
@@ -115,7 +158,10 @@ pub async fn add_bootstrap_scram(
     if upserts.is_empty() {
         return Ok(());
     }
-    let users: Vec<String> = upserts.iter().map(|u| format!("{} ({})", u.user, u.mechanism)).collect();
+    let users: Vec<String> = upserts
+        .iter()
+        .map(|u| format!("{} ({})", u.user, u.mechanism))
+        .collect();
     retry_until_applied("adding the --add-scram credentials", || {
         let command = MetadataCommand::AlterScramCredentials {
             upserts: upserts.clone(),

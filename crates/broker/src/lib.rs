@@ -96,7 +96,9 @@ impl Broker {
             .unwrap_or(SecurityProtocol::Plaintext);
         let security = &self.config.security;
         let protocol = match protocol {
-            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => strom_client::SecurityProtocol::Ssl,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
+                strom_client::SecurityProtocol::Ssl
+            }
             _ => strom_client::SecurityProtocol::Plaintext,
         };
         strom_client::SecurityConfig {
@@ -202,7 +204,11 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
             .await
             .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
         let local = socket.local_addr()?;
-        tracing::info!(listener = context.name, protocol = context.protocol.name(), "listening on {local}");
+        tracing::info!(
+            listener = context.name,
+            protocol = context.protocol.name(),
+            "listening on {local}"
+        );
         listeners.push(network::listener::BoundListener { socket, context });
     }
     let retention = tokio::spawn(retention::run(broker.clone()));
@@ -229,19 +235,38 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     Ok(())
 }
 
-/// Each client listener's address and context; TLS listeners share one acceptor.
+/// Each client listener's address and context; SSL listeners share one acceptor, SASL_SSL
+/// listeners another (see [`security::SecurityRuntime::tls_acceptor`]).
 fn listener_contexts(
     config: &BrokerConfig,
-) -> anyhow::Result<Vec<(std::net::SocketAddr, Arc<network::authentication::ListenerContext>)>> {
+) -> anyhow::Result<
+    Vec<(
+        std::net::SocketAddr,
+        Arc<network::authentication::ListenerContext>,
+    )>,
+> {
+    use config::listeners::SecurityProtocol;
     let listeners = config.client_listeners()?;
-    let tls = match listeners.iter().any(|l| l.protocol.uses_tls()) {
-        true => Some(security::SecurityRuntime::tls_acceptor(config)?),
-        false => None,
+    let acceptor_for = |protocol: SecurityProtocol| -> anyhow::Result<Option<_>> {
+        match listeners.iter().any(|l| l.protocol == protocol) {
+            true => Ok(Some(security::SecurityRuntime::tls_acceptor(
+                config,
+                protocol.uses_sasl(),
+            )?)),
+            false => Ok(None),
+        }
     };
+    let ssl = acceptor_for(SecurityProtocol::Ssl)?;
+    let sasl_ssl = acceptor_for(SecurityProtocol::SaslSsl)?;
     Ok((listeners.into_iter())
         .map(|listener| {
+            let tls = match listener.protocol {
+                SecurityProtocol::Ssl => ssl.clone(),
+                SecurityProtocol::SaslSsl => sasl_ssl.clone(),
+                _ => None,
+            };
             let context = network::authentication::ListenerContext {
-                tls: tls.clone().filter(|_| listener.protocol.uses_tls()),
+                tls,
                 protocol: listener.protocol,
                 name: listener.name,
             };

@@ -25,12 +25,15 @@ use crate::network::authentication::RequestContext;
 /// cleared and they may be logged again.
 const DENIALS_REMEMBERED_MAX: usize = 10_000;
 
+/// A denial as the authorizer log remembers it: principal, operation, resource.
+type Denial = (Arc<str>, AclOperation, ResourceType, String);
+
 pub struct SecurityRuntime {
     sasl: ServerOptions,
     principal_mapper: PrincipalMapper,
     /// `None` when `authorizer.class.name` is empty: everything is allowed.
     authorizer: Option<AuthorizerState>,
-    denials: Mutex<HashSet<(Arc<str>, AclOperation, ResourceType, String)>>,
+    denials: Mutex<HashSet<Denial>>,
 }
 
 struct AuthorizerState {
@@ -80,11 +83,17 @@ impl SecurityRuntime {
         })
     }
 
-    /// The TLS acceptor TLS listeners share: the keystore, and the truststore for client
-    /// certificates as `ssl.client.auth` asks.
-    pub fn tls_acceptor(config: &BrokerConfig) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    /// The TLS acceptor of SSL listeners (`sasl` false) or SASL_SSL ones (`sasl` true): the
+    /// keystore, and the truststore for client certificates as `ssl.client.auth` asks. As in
+    /// Kafka (KIP-684), `ssl.client.auth` applies to SSL listeners only: a SASL_SSL client
+    /// authenticates with SASL and is not asked for a certificate.
+    pub fn tls_acceptor(
+        config: &BrokerConfig,
+        sasl: bool,
+    ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
         let security = &config.security;
         let client_auth = match security.client_auth.as_str() {
+            _ if sasl => ClientAuth::None,
             "required" => ClientAuth::Required,
             "requested" => ClientAuth::Requested,
             _ => ClientAuth::None,
@@ -129,7 +138,8 @@ impl SecurityRuntime {
         };
         let authorizer = state.authorizer_for(acls);
         let host = context.peer.ip();
-        let allowed = authorizer.authorize(&context.principal, host, operation, resource_type, name);
+        let allowed =
+            authorizer.authorize(&context.principal, host, operation, resource_type, name);
         if !allowed {
             self.log_denial(context, host, operation, resource_type, name);
         }
@@ -143,11 +153,16 @@ impl SecurityRuntime {
         acls: &Arc<BTreeSet<AclBinding>>,
         context: &RequestContext,
     ) -> impl Fn(AclOperation, ResourceType, &str) -> bool + Send + 'static {
-        let authorizer = self.authorizer.as_ref().map(|state| state.authorizer_for(acls));
+        let authorizer = self
+            .authorizer
+            .as_ref()
+            .map(|state| state.authorizer_for(acls));
         let (principal, host) = (context.principal.clone(), context.peer.ip());
         move |operation, resource_type, name| match &authorizer {
             None => true,
-            Some(authorizer) => authorizer.authorize(&principal, host, operation, resource_type, name),
+            Some(authorizer) => {
+                authorizer.authorize(&principal, host, operation, resource_type, name)
+            }
         }
     }
 
@@ -163,7 +178,12 @@ impl SecurityRuntime {
             return true;
         };
         let authorizer = state.authorizer_for(acls);
-        authorizer.authorize_any(&context.principal, context.peer.ip(), operation, resource_type)
+        authorizer.authorize_any(
+            &context.principal,
+            context.peer.ip(),
+            operation,
+            resource_type,
+        )
     }
 
     fn log_denial(

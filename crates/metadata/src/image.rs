@@ -262,8 +262,11 @@ impl MetadataImage {
             }
         }
         for upsert in upserts {
-            (self.scram_credentials.entry(upsert.user.clone()).or_default())
-                .insert(upsert.mechanism, upsert.credential.clone());
+            (self
+                .scram_credentials
+                .entry(upsert.user.clone())
+                .or_default())
+            .insert(upsert.mechanism, upsert.credential.clone());
         }
         CommandResult::Done
     }

@@ -67,7 +67,13 @@ async fn a_single_node_quorum_serves_proposals_and_restarts_from_disk() {
     let mut images = quorum.watch();
     images.borrow_and_update();
     quorum
-        .register_broker(1, "127.0.0.1".into(), 9092, Some("rack-a".into()), Vec::new())
+        .register_broker(
+            1,
+            "127.0.0.1".into(),
+            9092,
+            Some("rack-a".into()),
+            Vec::new(),
+        )
         .await
         .unwrap();
     let created = quorum.propose(create_topic("orders", 3, 1)).await.unwrap();
@@ -233,7 +239,13 @@ async fn a_three_voter_cluster_survives_losing_its_leader() {
     let restarted = MetadataQuorum::start(config).await.unwrap();
     restarted.wait_ready(READY_TIMEOUT).await.unwrap();
     restarted
-        .register_broker(leader, "127.0.0.1".into(), 9090 + leader as u16, None, Vec::new())
+        .register_broker(
+            leader,
+            "127.0.0.1".into(),
+            9090 + leader as u16,
+            None,
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert!(

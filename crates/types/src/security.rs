@@ -152,10 +152,22 @@ mod tests {
             assert_eq!(AclOperation::parse(operation.name()), Some(*operation));
             assert_eq!(AclOperation::from_code(operation.code()), Some(*operation));
         }
-        assert_eq!(AclOperation::parse("describe-configs"), Some(AclOperation::DescribeConfigs));
-        assert_eq!(ScramMechanism::parse("SCRAM-SHA-256"), Some(ScramMechanism::Sha256));
-        assert_eq!(ScramMechanism::parse("scram_sha_512"), Some(ScramMechanism::Sha512));
-        assert_eq!(ResourceType::parse("transactional-id"), Some(ResourceType::TransactionalId));
+        assert_eq!(
+            AclOperation::parse("describe-configs"),
+            Some(AclOperation::DescribeConfigs)
+        );
+        assert_eq!(
+            ScramMechanism::parse("SCRAM-SHA-256"),
+            Some(ScramMechanism::Sha256)
+        );
+        assert_eq!(
+            ScramMechanism::parse("scram_sha_512"),
+            Some(ScramMechanism::Sha512)
+        );
+        assert_eq!(
+            ResourceType::parse("transactional-id"),
+            Some(ResourceType::TransactionalId)
+        );
         assert_eq!(PatternType::from_code(0), None);
         assert_eq!(ScramMechanism::parse("SCRAM-SHA-1"), None);
     }

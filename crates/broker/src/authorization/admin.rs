@@ -12,10 +12,10 @@ use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
-    alter_user_scram_credentials_response,
-    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest,
-    DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse, DescribeConfigsRequest,
-    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, RequestKind, ResponseKind,
+    alter_user_scram_credentials_response, AlterUserScramCredentialsResponse, CreateAclsResponse,
+    CreateTopicsRequest, DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse,
+    DescribeConfigsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
+    RequestKind, ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
@@ -43,7 +43,9 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                 allowed
             });
             let patch = patch_of(move |response| {
-                let ResponseKind::CreatePartitions(response) = response else { return };
+                let ResponseKind::CreatePartitions(response) = response else {
+                    return;
+                };
                 for name in refused {
                     response.results.push(
                         CreatePartitionsTopicResult::default()
@@ -104,9 +106,10 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                 .chain(body.upsertions.iter().map(|u| u.name.clone()));
             let results = users
                 .map(|user| {
-                    alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
-                        .with_user(user)
-                        .with_error_code(CLUSTER_DENIED.code())
+                    alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default(
+                    )
+                    .with_user(user)
+                    .with_error_code(CLUSTER_DENIED.code())
                 })
                 .collect();
             Checked::Refused(ResponseKind::AlterUserScramCredentials(
@@ -141,7 +144,9 @@ fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {
         return Checked::Allowed(RequestKind::CreateTopics(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::CreateTopics(response) = response else { return };
+        let ResponseKind::CreateTopics(response) = response else {
+            return;
+        };
         for name in refused {
             response.topics.push(
                 CreatableTopicResult::default()
@@ -188,7 +193,9 @@ fn delete_topics(access: &Access, mut request: DeleteTopicsRequest) -> Checked {
         return Checked::Allowed(RequestKind::DeleteTopics(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::DeleteTopics(response) = response else { return };
+        let ResponseKind::DeleteTopics(response) = response else {
+            return;
+        };
         for result in refused {
             response
                 .responses
@@ -226,7 +233,9 @@ fn describe_configs(access: &Access, mut request: DescribeConfigsRequest) -> Che
         return Checked::Allowed(RequestKind::DescribeConfigs(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::DescribeConfigs(response) = response else { return };
+        let ResponseKind::DescribeConfigs(response) = response else {
+            return;
+        };
         response.results.extend(refused);
     });
     Checked::Allowed(RequestKind::DescribeConfigs(request), patch)

@@ -13,8 +13,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestKind, ResponseKind,
+    FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestKind, ResponseKind,
 };
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
@@ -25,13 +25,17 @@ const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 
 pub fn produce(access: &Access, mut request: ProduceRequest) -> Checked {
     let transactional = request.transactional_id.as_ref().map(|id| id.to_string());
-    let refused_all = transactional
-        .is_some_and(|id| !access.allows_transactional_id(AclOperation::Write, &id));
+    let refused_all =
+        transactional.is_some_and(|id| !access.allows_transactional_id(AclOperation::Write, &id));
     let mut refused = Vec::new();
     request.topic_data.retain(|topic| {
         let allowed = !refused_all && access.allows_topic(AclOperation::Write, &topic.name);
         if !allowed {
-            let partitions = topic.partition_data.iter().map(|p| p.index).collect::<Vec<_>>();
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| p.index)
+                .collect::<Vec<_>>();
             refused.push((topic.name.clone(), partitions));
         }
         allowed
@@ -44,7 +48,9 @@ pub fn produce(access: &Access, mut request: ProduceRequest) -> Checked {
         return Checked::Allowed(RequestKind::Produce(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::Produce(response) = response else { return };
+        let ResponseKind::Produce(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partition_responses = (partitions.into_iter())
                 .map(|index| {
@@ -76,7 +82,11 @@ pub fn fetch(access: &Access, mut request: FetchRequest) -> Checked {
     request.topics.retain(|topic| {
         let allowed = !refused_all && access.allows_topic(AclOperation::Read, &topic.topic);
         if !allowed {
-            let partitions = topic.partitions.iter().map(|p| p.partition).collect::<Vec<_>>();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| p.partition)
+                .collect::<Vec<_>>();
             refused.push((topic.topic.clone(), topic.topic_id, partitions));
         }
         allowed
@@ -85,7 +95,9 @@ pub fn fetch(access: &Access, mut request: FetchRequest) -> Checked {
         return Checked::Allowed(RequestKind::Fetch(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::Fetch(response) = response else { return };
+        let ResponseKind::Fetch(response) = response else {
+            return;
+        };
         for (name, id, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {
@@ -113,7 +125,11 @@ pub fn list_offsets(access: &Access, mut request: ListOffsetsRequest) -> Checked
     request.topics.retain(|topic| {
         let allowed = access.allows_topic(AclOperation::Describe, &topic.name);
         if !allowed {
-            let partitions = topic.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| p.partition_index)
+                .collect::<Vec<_>>();
             refused.push((topic.name.clone(), partitions));
         }
         allowed
@@ -122,7 +138,9 @@ pub fn list_offsets(access: &Access, mut request: ListOffsetsRequest) -> Checked
         return Checked::Allowed(RequestKind::ListOffsets(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::ListOffsets(response) = response else { return };
+        let ResponseKind::ListOffsets(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {
@@ -143,7 +161,10 @@ pub fn list_offsets(access: &Access, mut request: ListOffsetsRequest) -> Checked
     Checked::Allowed(RequestKind::ListOffsets(request), patch)
 }
 
-pub fn offset_for_leader_epoch(access: &Access, mut request: OffsetForLeaderEpochRequest) -> Checked {
+pub fn offset_for_leader_epoch(
+    access: &Access,
+    mut request: OffsetForLeaderEpochRequest,
+) -> Checked {
     let follower = request.replica_id.0 >= 0;
     let refused_all = follower && !access.allows_cluster(AclOperation::ClusterAction);
     if follower && !refused_all {
@@ -153,7 +174,11 @@ pub fn offset_for_leader_epoch(access: &Access, mut request: OffsetForLeaderEpoc
     request.topics.retain(|topic| {
         let allowed = !refused_all && access.allows_topic(AclOperation::Describe, &topic.topic);
         if !allowed {
-            let partitions = topic.partitions.iter().map(|p| p.partition).collect::<Vec<_>>();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| p.partition)
+                .collect::<Vec<_>>();
             refused.push((topic.topic.clone(), partitions));
         }
         allowed
@@ -162,7 +187,9 @@ pub fn offset_for_leader_epoch(access: &Access, mut request: OffsetForLeaderEpoc
         return Checked::Allowed(RequestKind::OffsetForLeaderEpoch(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::OffsetForLeaderEpoch(response) = response else { return };
+        let ResponseKind::OffsetForLeaderEpoch(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {
@@ -196,7 +223,9 @@ pub fn metadata(access: &Access, mut request: MetadataRequest, version: i16) -> 
             .cloned()
             .collect();
         let patch = patch_of(move |response| {
-            let ResponseKind::Metadata(response) = response else { return };
+            let ResponseKind::Metadata(response) = response else {
+                return;
+            };
             (response.topics).retain(|topic| {
                 (topic.name.as_ref()).is_some_and(|name| allowed.iter().any(|a| a == name.as_str()))
             });
@@ -220,7 +249,9 @@ pub fn metadata(access: &Access, mut request: MetadataRequest, version: i16) -> 
     }
     // Every name refused leaves an empty list: Kafka's "no topics", then the refusals.
     let patch = patch_of(move |response| {
-        let ResponseKind::Metadata(response) = response else { return };
+        let ResponseKind::Metadata(response) = response else {
+            return;
+        };
         for name in refused {
             response.topics.push(
                 MetadataResponseTopic::default()

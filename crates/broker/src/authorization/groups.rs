@@ -32,11 +32,18 @@ use strom_types::ErrorCode;
 
 use super::{patch_of, Access, Checked};
 
+/// A topic and the partitions a request named in it.
+type TopicPartitions = (TopicName, Vec<i32>);
+
 const GROUP_DENIED: ErrorCode = ErrorCode::GroupAuthorizationFailed;
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 
 /// FindCoordinator: key type 0 is a group, 1 a transactional id; v4 asks for several keys.
-pub fn find_coordinator(access: &Access, mut request: FindCoordinatorRequest, version: i16) -> Checked {
+pub fn find_coordinator(
+    access: &Access,
+    mut request: FindCoordinatorRequest,
+    version: i16,
+) -> Checked {
     let transactional = request.key_type == 1;
     let operation_ok = |key: &str| match transactional {
         true => access.allows_transactional_id(AclOperation::Describe, key),
@@ -68,7 +75,9 @@ pub fn find_coordinator(access: &Access, mut request: FindCoordinatorRequest, ve
         return Checked::Allowed(RequestKind::FindCoordinator(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::FindCoordinator(response) = response else { return };
+        let ResponseKind::FindCoordinator(response) = response else {
+            return;
+        };
         for key in refused {
             response.coordinators.push(
                 Coordinator::default()
@@ -116,7 +125,10 @@ pub fn leave_group(access: &Access, request: LeaveGroupRequest) -> Checked {
     Checked::Refused(ResponseKind::LeaveGroup(response))
 }
 
-pub fn consumer_group_heartbeat(access: &Access, request: ConsumerGroupHeartbeatRequest) -> Checked {
+pub fn consumer_group_heartbeat(
+    access: &Access,
+    request: ConsumerGroupHeartbeatRequest,
+) -> Checked {
     if access.allows_group(AclOperation::Read, &request.group_id) {
         return Checked::Allowed(RequestKind::ConsumerGroupHeartbeat(request), None);
     }
@@ -125,28 +137,36 @@ pub fn consumer_group_heartbeat(access: &Access, request: ConsumerGroupHeartbeat
 }
 
 /// Each topic's partitions, all with `code`, in OffsetCommit's response shape.
-fn commit_errors(topics: Vec<(TopicName, Vec<i32>)>, code: ErrorCode) -> Vec<OffsetCommitResponseTopic> {
+fn commit_errors(topics: Vec<TopicPartitions>, code: ErrorCode) -> Vec<OffsetCommitResponseTopic> {
     (topics.into_iter())
         .map(|(name, partitions)| {
-            OffsetCommitResponseTopic::default().with_name(name).with_partitions(
-                (partitions.into_iter())
-                    .map(|index| {
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(index)
-                            .with_error_code(code.code())
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    (partitions.into_iter())
+                        .map(|index| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(code.code())
+                        })
+                        .collect(),
+                )
         })
         .collect()
 }
 
 pub fn offset_commit(access: &Access, mut request: OffsetCommitRequest) -> Checked {
-    let listed = |topics: &[kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic]| {
-        (topics.iter())
-            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect()))
-            .collect::<Vec<_>>()
-    };
+    let listed =
+        |topics: &[kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic]| {
+            (topics.iter())
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
     if !access.allows_group(AclOperation::Read, &request.group_id) {
         let topics = commit_errors(listed(&request.topics), GROUP_DENIED);
         let response = OffsetCommitResponse::default().with_topics(topics);
@@ -161,7 +181,9 @@ pub fn offset_commit(access: &Access, mut request: OffsetCommitRequest) -> Check
     }
     let refused = commit_errors(listed(&refused), TOPIC_DENIED);
     let patch = patch_of(move |response| {
-        let ResponseKind::OffsetCommit(response) = response else { return };
+        let ResponseKind::OffsetCommit(response) = response else {
+            return;
+        };
         response.topics.extend(refused);
     });
     Checked::Allowed(RequestKind::OffsetCommit(request), patch)
@@ -175,7 +197,7 @@ pub fn offset_fetch(access: &Access, mut request: OffsetFetchRequest, version: i
         return offset_fetch_single(access, request);
     }
     let mut refused_groups = Vec::new();
-    let mut refused_topics: Vec<(GroupId, Vec<(TopicName, Vec<i32>)>)> = Vec::new();
+    let mut refused_topics: Vec<(GroupId, Vec<TopicPartitions>)> = Vec::new();
     let mut hidden: Vec<GroupId> = Vec::new();
     request.groups.retain_mut(|group| {
         if !access.allows_group(AclOperation::Describe, &group.group_id) {
@@ -205,12 +227,15 @@ pub fn offset_fetch(access: &Access, mut request: OffsetFetchRequest, version: i
         .cloned()
         .collect();
     let patch = patch_of(move |response| {
-        let ResponseKind::OffsetFetch(response) = response else { return };
+        let ResponseKind::OffsetFetch(response) = response else {
+            return;
+        };
         for group in &mut response.groups {
             if hidden.contains(&group.group_id) {
                 (group.topics).retain(|t| describable.iter().any(|d| d == t.name.as_str()));
             }
-            if let Some((_, refused)) = refused_topics.iter().find(|(id, _)| *id == group.group_id) {
+            if let Some((_, refused)) = refused_topics.iter().find(|(id, _)| *id == group.group_id)
+            {
                 for (name, partitions) in refused {
                     group.topics.push(
                         OffsetFetchResponseTopics::default()
@@ -251,7 +276,9 @@ fn offset_fetch_single(access: &Access, mut request: OffsetFetchRequest) -> Chec
             .cloned()
             .collect();
         let patch = patch_of(move |response| {
-            let ResponseKind::OffsetFetch(response) = response else { return };
+            let ResponseKind::OffsetFetch(response) = response else {
+                return;
+            };
             (response.topics).retain(|t| describable.iter().any(|d| d == t.name.as_str()));
         });
         return Checked::Allowed(RequestKind::OffsetFetch(request), patch);
@@ -265,7 +292,9 @@ fn offset_fetch_single(access: &Access, mut request: OffsetFetchRequest) -> Chec
         allowed
     });
     let patch = patch_of(move |response| {
-        let ResponseKind::OffsetFetch(response) = response else { return };
+        let ResponseKind::OffsetFetch(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {
@@ -296,7 +325,9 @@ pub fn describe_groups(access: &Access, mut request: DescribeGroupsRequest) -> C
     });
     let patch = (!refused.is_empty()).then(|| -> super::Patch {
         Box::new(move |response| {
-            let ResponseKind::DescribeGroups(response) = response else { return };
+            let ResponseKind::DescribeGroups(response) = response else {
+                return;
+            };
             for group in refused {
                 response.groups.push(
                     describe_groups_response::DescribedGroup::default()
@@ -309,7 +340,10 @@ pub fn describe_groups(access: &Access, mut request: DescribeGroupsRequest) -> C
     Checked::Allowed(RequestKind::DescribeGroups(request), patch)
 }
 
-pub fn consumer_group_describe(access: &Access, mut request: ConsumerGroupDescribeRequest) -> Checked {
+pub fn consumer_group_describe(
+    access: &Access,
+    mut request: ConsumerGroupDescribeRequest,
+) -> Checked {
     let mut refused = Vec::new();
     request.group_ids.retain(|group| {
         let allowed = access.allows_group(AclOperation::Describe, group);
@@ -333,7 +367,9 @@ pub fn consumer_group_describe(access: &Access, mut request: ConsumerGroupDescri
         return Checked::Refused(ResponseKind::ConsumerGroupDescribe(response));
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::ConsumerGroupDescribe(response) = response else { return };
+        let ResponseKind::ConsumerGroupDescribe(response) = response else {
+            return;
+        };
         for group in refused {
             response.groups.push(
                 consumer_group_describe_response::DescribedGroup::default()
@@ -352,7 +388,9 @@ pub fn list_groups(access: &Access, request: ListGroupsRequest) -> Checked {
     }
     let visible = access.filter(AclOperation::Describe, ResourceType::Group);
     let patch = patch_of(move |response| {
-        let ResponseKind::ListGroups(response) = response else { return };
+        let ResponseKind::ListGroups(response) = response else {
+            return;
+        };
         (response.groups).retain(|g| visible(&g.group_id));
     });
     Checked::Allowed(RequestKind::ListGroups(request), patch)
@@ -382,7 +420,9 @@ pub fn delete_groups(access: &Access, mut request: DeleteGroupsRequest) -> Check
         return Checked::Refused(ResponseKind::DeleteGroups(response));
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::DeleteGroups(response) = response else { return };
+        let ResponseKind::DeleteGroups(response) = response else {
+            return;
+        };
         response.results.extend(results);
     });
     Checked::Allowed(RequestKind::DeleteGroups(request), patch)
@@ -397,7 +437,11 @@ pub fn offset_delete(access: &Access, mut request: OffsetDeleteRequest) -> Check
     request.topics.retain(|topic| {
         let allowed = access.allows_topic(AclOperation::Read, &topic.name);
         if !allowed {
-            let partitions = topic.partitions.iter().map(|p| p.partition_index).collect::<Vec<_>>();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| p.partition_index)
+                .collect::<Vec<_>>();
             refused.push((topic.name.clone(), partitions));
         }
         allowed
@@ -406,7 +450,9 @@ pub fn offset_delete(access: &Access, mut request: OffsetDeleteRequest) -> Check
         return Checked::Allowed(RequestKind::OffsetDelete(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::OffsetDelete(response) = response else { return };
+        let ResponseKind::OffsetDelete(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {

@@ -119,7 +119,9 @@ pub fn check(
         RequestKind::ListGroups(body) => groups::list_groups(&access, body),
         RequestKind::DeleteGroups(body) => groups::delete_groups(&access, body),
         RequestKind::OffsetDelete(body) => groups::offset_delete(&access, body),
-        RequestKind::ConsumerGroupHeartbeat(body) => groups::consumer_group_heartbeat(&access, body),
+        RequestKind::ConsumerGroupHeartbeat(body) => {
+            groups::consumer_group_heartbeat(&access, body)
+        }
         RequestKind::ConsumerGroupDescribe(body) => groups::consumer_group_describe(&access, body),
         RequestKind::InitProducerId(body) => transactions::init_producer_id(&access, body),
         RequestKind::AddPartitionsToTxn(body) => {
@@ -150,9 +152,9 @@ pub fn patched(reply: Reply, patch: Patch) -> Reply {
             patch(&mut response);
             response
         })),
-        Reply::Ordered(future) => Reply::Ordered(Box::pin(async move {
-            patched(future.await, patch)
-        })),
+        Reply::Ordered(future) => {
+            Reply::Ordered(Box::pin(async move { patched(future.await, patch) }))
+        }
         Reply::Silent => Reply::Silent,
     }
 }

@@ -53,7 +53,11 @@ pub fn init_producer_id(access: &Access, request: InitProducerIdRequest) -> Chec
     Checked::Refused(ResponseKind::InitProducerId(response))
 }
 
-pub fn add_partitions_to_txn(access: &Access, request: AddPartitionsToTxnRequest, version: i16) -> Checked {
+pub fn add_partitions_to_txn(
+    access: &Access,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> Checked {
     if version >= 4 {
         if access.allows_cluster(AclOperation::ClusterAction) {
             return Checked::Allowed(RequestKind::AddPartitionsToTxn(request), None);
@@ -65,7 +69,8 @@ pub fn add_partitions_to_txn(access: &Access, request: AddPartitionsToTxnRequest
     let Some(transaction) = request.transactions.first() else {
         return Checked::Allowed(RequestKind::AddPartitionsToTxn(request), None);
     };
-    let id_allowed = access.allows_transactional_id(AclOperation::Write, &transaction.transactional_id);
+    let id_allowed =
+        access.allows_transactional_id(AclOperation::Write, &transaction.transactional_id);
     let denied_topics: Vec<bool> = (transaction.topics.iter())
         .map(|topic| !access.allows_topic(AclOperation::Write, &topic.name))
         .collect();
@@ -139,7 +144,8 @@ pub fn txn_offset_commit(access: &Access, mut request: TxnOffsetCommitRequest) -
         None
     };
     if let Some(code) = whole {
-        let response = TxnOffsetCommitResponse::default().with_topics(errors(&request.topics, code));
+        let response =
+            TxnOffsetCommitResponse::default().with_topics(errors(&request.topics, code));
         return Checked::Refused(ResponseKind::TxnOffsetCommit(response));
     }
     let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut request.topics)
@@ -151,7 +157,9 @@ pub fn txn_offset_commit(access: &Access, mut request: TxnOffsetCommitRequest) -
     }
     let refused = errors(&refused, ErrorCode::TopicAuthorizationFailed);
     let patch = patch_of(move |response| {
-        let ResponseKind::TxnOffsetCommit(response) = response else { return };
+        let ResponseKind::TxnOffsetCommit(response) = response else {
+            return;
+        };
         response.topics.extend(refused);
     });
     Checked::Allowed(RequestKind::TxnOffsetCommit(request), patch)
@@ -211,7 +219,9 @@ pub fn describe_transactions(access: &Access, mut request: DescribeTransactionsR
     // Kafka also leaves out topics the principal may not DESCRIBE: filter the answer too.
     let visible = access.filter(AclOperation::Describe, ResourceType::Topic);
     let patch = patch_of(move |response| {
-        let ResponseKind::DescribeTransactions(response) = response else { return };
+        let ResponseKind::DescribeTransactions(response) = response else {
+            return;
+        };
         for state in &mut response.transaction_states {
             state.topics.retain(|topic| visible(&topic.topic));
         }
@@ -231,7 +241,9 @@ pub fn describe_transactions(access: &Access, mut request: DescribeTransactionsR
 pub fn list_transactions(access: &Access, request: ListTransactionsRequest) -> Checked {
     let visible = access.filter(AclOperation::Describe, ResourceType::TransactionalId);
     let patch = patch_of(move |response| {
-        let ResponseKind::ListTransactions(response) = response else { return };
+        let ResponseKind::ListTransactions(response) = response else {
+            return;
+        };
         (response.transaction_states).retain(|state| visible(&state.transactional_id));
     });
     Checked::Allowed(RequestKind::ListTransactions(request), patch)
@@ -250,7 +262,9 @@ pub fn describe_producers(access: &Access, mut request: DescribeProducersRequest
         return Checked::Allowed(RequestKind::DescribeProducers(request), None);
     }
     let patch = patch_of(move |response| {
-        let ResponseKind::DescribeProducers(response) = response else { return };
+        let ResponseKind::DescribeProducers(response) = response else {
+            return;
+        };
         for (name, partitions) in refused {
             let partitions = (partitions.into_iter())
                 .map(|index| {

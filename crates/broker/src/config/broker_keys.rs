@@ -179,7 +179,9 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     BrokerKey {
         name: "listener.security.protocol.map",
         config_type: ConfigType::String,
-        default: Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+        default: Some(
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        ),
         validator: Validator::Custom {
             check: |text| listeners::parse_protocol_map(text).map(drop),
             valid: "NAME:PROTOCOL,...",
@@ -207,9 +209,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         documentation: "The listener other brokers fetch from and send requests to; without it, \
                         the first listener that is not a controller listener.",
         access: Access::Field {
-            apply: |c, v| {
-                c.listener_settings.inter_broker = Some(v.text().to_ascii_uppercase())
-            },
+            apply: |c, v| c.listener_settings.inter_broker = Some(v.text().to_ascii_uppercase()),
             read: |c| c.listener_settings.inter_broker.clone(),
         },
         ..FIXED
@@ -1270,7 +1270,9 @@ fn super_users(value: &str) -> Result<Vec<String>, String> {
         .map(str::to_owned)
         .collect();
     match users.iter().find(|user| !user.contains(':')) {
-        Some(bad) => Err(format!("'{bad}' is not a principal (TYPE:NAME, e.g. User:admin)")),
+        Some(bad) => Err(format!(
+            "'{bad}' is not a principal (TYPE:NAME, e.g. User:admin)"
+        )),
         None => Ok(users),
     }
 }

@@ -148,7 +148,11 @@ impl SecuritySettings {
 /// `NAME://HOST:PORT,...`; a bare `HOST:PORT` is `PLAINTEXT://HOST:PORT`.
 pub(super) fn parse_endpoints(value: &str) -> Result<Vec<(String, String, u16)>, String> {
     let mut endpoints: Vec<(String, String, u16)> = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+    for item in value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         let (name, address) = match item.split_once("://") {
             Some((name, address)) => (name.trim().to_ascii_uppercase(), address),
             None => ("PLAINTEXT".to_owned(), item),
@@ -184,9 +188,9 @@ pub(super) fn parse_listeners(value: &str) -> Result<Vec<(String, SocketAddr)>, 
         } else {
             &host
         };
-        let ip: std::net::IpAddr = host.parse().map_err(|_| {
-            format!("listener {name}: the host must be an IP address or localhost")
-        })?;
+        let ip: std::net::IpAddr = host
+            .parse()
+            .map_err(|_| format!("listener {name}: the host must be an IP address or localhost"))?;
         listeners.push((name, SocketAddr::new(ip, port)));
     }
     Ok(listeners)
@@ -195,7 +199,11 @@ pub(super) fn parse_listeners(value: &str) -> Result<Vec<(String, SocketAddr)>, 
 /// `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
 pub(super) fn parse_protocol_map(value: &str) -> Result<Vec<(String, SecurityProtocol)>, String> {
     let mut map: Vec<(String, SecurityProtocol)> = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+    for item in value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         let (name, protocol) = item
             .split_once(':')
             .ok_or_else(|| format!("'{item}' is not NAME:PROTOCOL"))?;
@@ -238,11 +246,17 @@ pub fn parse_add_scram(value: &str) -> Result<BootstrapScram, String> {
                     .filter(|n| (4096..=16384).contains(n))
                     .ok_or_else(|| format!("iterations '{text}' is not 4096-16384"))?;
             }
-            other => return Err(format!("unknown field '{other}' (name, password, iterations)")),
+            other => {
+                return Err(format!(
+                    "unknown field '{other}' (name, password, iterations)"
+                ))
+            }
         }
     }
     let user = user.filter(|u| !u.is_empty()).ok_or("name= is missing")?;
-    let password = password.filter(|p| !p.is_empty()).ok_or("password= is missing")?;
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or("password= is missing")?;
     Ok(BootstrapScram {
         mechanism,
         user,
@@ -260,7 +274,8 @@ impl BrokerConfig {
             .ok_or_else(|| {
                 invalid(
                     "listener.security.protocol.map",
-                    &self.given("listener.security.protocol.map").unwrap_or_default(),
+                    self.given("listener.security.protocol.map")
+                        .unwrap_or_default(),
                     format!("listener {name} has no security protocol in the map"),
                 )
             })
@@ -380,7 +395,10 @@ mod tests {
     fn listeners_parse_with_names_and_plain_host_port() {
         let parsed = parse_listeners("PLAINTEXT://127.0.0.1:9092, sasl_ssl://:9094").unwrap();
         assert_eq!(parsed[0].0, "PLAINTEXT");
-        assert_eq!(parsed[1], ("SASL_SSL".to_owned(), "0.0.0.0:9094".parse().unwrap()));
+        assert_eq!(
+            parsed[1],
+            ("SASL_SSL".to_owned(), "0.0.0.0:9094".parse().unwrap())
+        );
         assert_eq!(parse_listeners("127.0.0.1:1").unwrap()[0].0, "PLAINTEXT");
         assert!(parse_listeners("A://1.2.3.4:1,A://1.2.3.4:2").is_err());
         assert!(parse_listeners("A://host.example:1").is_err());
@@ -425,7 +443,9 @@ mod tests {
             )
             .unwrap();
         config.set("inter.broker.listener.name", "BROKER").unwrap();
-        config.set("controller.listener.names", "CONTROLLER").unwrap();
+        config
+            .set("controller.listener.names", "CONTROLLER")
+            .unwrap();
         config
             .set("advertised.listeners", "CLIENT://kafka.example:19094")
             .unwrap();
@@ -435,12 +455,28 @@ mod tests {
         assert_eq!(clients[0].protocol, SecurityProtocol::SaslPlaintext);
         assert_eq!(clients[0].advertised, ("kafka.example".to_owned(), 19094));
         assert_eq!(config.inter_broker_listener().unwrap().name, "BROKER");
-        assert_eq!(config.controller_listener().unwrap().unwrap().address.port(), 9096);
+        assert_eq!(
+            config
+                .controller_listener()
+                .unwrap()
+                .unwrap()
+                .address
+                .port(),
+            9096
+        );
         config.set("listeners", "OTHER://127.0.0.1:1").unwrap();
-        assert!(config.validate_listeners().is_err(), "OTHER has no protocol");
+        assert!(
+            config.validate_listeners().is_err(),
+            "OTHER has no protocol"
+        );
         config.set("listeners", "SSL://127.0.0.1:1").unwrap();
-        config.set("listener.security.protocol.map", "SSL:SSL").unwrap();
+        config
+            .set("listener.security.protocol.map", "SSL:SSL")
+            .unwrap();
         config.set("inter.broker.listener.name", "SSL").unwrap();
-        assert!(config.validate_listeners().is_err(), "SSL without a keystore");
+        assert!(
+            config.validate_listeners().is_err(),
+            "SSL without a keystore"
+        );
     }
 }

@@ -470,8 +470,11 @@ mod tests {
                 .any(|c| c.name == key));
         }
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
-        // coordinator's of issue 11.
-        assert_eq!(BROKER_KEYS.len(), SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 16);
+        // coordinator's of issue 11, the named listeners and security keys of issue 12.
+        assert_eq!(
+            BROKER_KEYS.len(),
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17
+        );
     }
 
     #[test]

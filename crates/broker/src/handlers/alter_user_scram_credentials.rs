@@ -101,8 +101,16 @@ fn result((user, outcome): (String, Result<(), BrokerError>)) -> AlterUserScramC
 /// (user, mechanism) pairs named more than once across deletions and upsertions.
 fn duplicated_users(request: &AlterUserScramCredentialsRequest) -> BTreeSet<(String, i8)> {
     let mut seen = BTreeSet::new();
-    let named = (request.deletions.iter().map(|d| (d.name.to_string(), d.mechanism)))
-        .chain(request.upsertions.iter().map(|u| (u.name.to_string(), u.mechanism)));
+    let named = (request
+        .deletions
+        .iter()
+        .map(|d| (d.name.to_string(), d.mechanism)))
+    .chain(
+        request
+            .upsertions
+            .iter()
+            .map(|u| (u.name.to_string(), u.mechanism)),
+    );
     named.filter(|pair| !seen.insert(pair.clone())).collect()
 }
 
@@ -124,7 +132,10 @@ fn mechanism_of(
         ));
     }
     ScramMechanism::from_code(code).ok_or_else(|| {
-        BrokerError::new(ErrorCode::UnsupportedSaslMechanism, "Unknown SCRAM mechanism")
+        BrokerError::new(
+            ErrorCode::UnsupportedSaslMechanism,
+            "Unknown SCRAM mechanism",
+        )
     })
 }
 

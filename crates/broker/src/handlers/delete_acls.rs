@@ -13,10 +13,10 @@ use strom_metadata::MetadataCommand;
 use strom_types::security::AclBinding;
 use strom_types::ErrorCode;
 
-use strom_security::authorizer::AclFilter;
 use super::{str_bytes, Reply};
 use crate::cluster;
 use crate::Broker;
+use strom_security::authorizer::AclFilter;
 
 pub fn handle(broker: &Arc<Broker>, request: DeleteAclsRequest, _version: i16) -> Reply {
     let broker = broker.clone();
@@ -33,7 +33,12 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteAclsRequest, _version: i16) -
                     wanted.operation,
                     wanted.permission_type,
                 )?;
-                Ok(image.acls.iter().filter(|b| filter.matches(b)).cloned().collect())
+                Ok(image
+                    .acls
+                    .iter()
+                    .filter(|b| filter.matches(b))
+                    .cloned()
+                    .collect())
             })
             .collect();
         let doomed: BTreeSet<AclBinding> = (matched.iter().flatten().flatten().cloned()).collect();

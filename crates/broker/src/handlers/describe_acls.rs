@@ -12,7 +12,11 @@ use strom_types::ErrorCode;
 use super::str_bytes;
 use crate::Broker;
 
-pub fn handle(broker: &Arc<Broker>, request: DescribeAclsRequest, _version: i16) -> DescribeAclsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: DescribeAclsRequest,
+    _version: i16,
+) -> DescribeAclsResponse {
     let filter = match filter(&request) {
         Ok(filter) => filter,
         Err(message) => {

@@ -60,7 +60,8 @@ fn locate(
         .map(|partition| partition.leader)
         .filter(|leader| *leader >= 0)
         .ok_or_else(|| unavailable("the group's offsets partition has no leader"))?;
-    address(&image, leader, listener).ok_or_else(|| unavailable("the group's coordinator is not available"))
+    address(&image, leader, listener)
+        .ok_or_else(|| unavailable("the group's coordinator is not available"))
 }
 
 /// A live broker's id, host and port on `listener`.

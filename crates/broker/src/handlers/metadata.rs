@@ -42,7 +42,9 @@ pub fn handle(
             .values()
             .map(|topic| describe(&image, topic))
             .collect();
-        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics, &listener)));
+        return Reply::Now(ResponseKind::Metadata(response(
+            broker, &image, topics, &listener,
+        )));
     }
     let allow_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
@@ -63,7 +65,9 @@ pub fn handle(
             .iter()
             .map(|(name, id)| lookup(&image, name.as_ref(), *id))
             .collect();
-        return Reply::Now(ResponseKind::Metadata(response(broker, &image, topics, &listener)));
+        return Reply::Now(ResponseKind::Metadata(response(
+            broker, &image, topics, &listener,
+        )));
     }
     let missing: Vec<TopicName> = missing.into_iter().cloned().collect();
     let broker = broker.clone();

@@ -76,9 +76,16 @@ pub enum Reply {
 /// Checks the request against the ACLs (see [`authorization`]), then routes what is allowed
 /// to its handler. `context` says who sent it: the principal, the client's address (reported
 /// as the member host by the group APIs) and the listener.
-pub fn dispatch(broker: &Arc<Broker>, mut request: RequestFrame, context: &RequestContext) -> Reply {
+pub fn dispatch(
+    broker: &Arc<Broker>,
+    mut request: RequestFrame,
+    context: &RequestContext,
+) -> Reply {
     let version = request.api_version;
-    let body = std::mem::replace(&mut request.body, RequestKind::ApiVersions(Default::default()));
+    let body = std::mem::replace(
+        &mut request.body,
+        RequestKind::ApiVersions(Default::default()),
+    );
     match authorization::check(broker, context, body, version) {
         Checked::Refused(response) => Reply::Now(response),
         Checked::Allowed(body, patch) => {
@@ -203,9 +210,7 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::SaslAuthenticate(_) => Reply::Now(ResponseKind::SaslAuthenticate(
             kafka_protocol::messages::SaslAuthenticateResponse::default()
                 .with_error_code(strom_types::ErrorCode::IllegalSaslState.code())
-                .with_error_message(Some(str_bytes(
-                    "this listener does not use SASL",
-                ))),
+                .with_error_message(Some(str_bytes("this listener does not use SASL"))),
         )),
         other => unreachable!(
             "the codec admits only the APIs in strom_protocol::versions, not {other:?}"

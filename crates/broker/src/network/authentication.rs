@@ -129,8 +129,8 @@ impl Session {
         let Some(api_key) = frame.first_chunk::<2>().map(|key| i16::from_be_bytes(*key)) else {
             return Intercepted::Pass(frame);
         };
-        let sasl = api_key == ApiKey::SaslHandshake as i16
-            || api_key == ApiKey::SaslAuthenticate as i16;
+        let sasl =
+            api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
         if !self.listener_protocol.uses_sasl() {
             // Kafka answers SASL requests on other listeners with ILLEGAL_SASL_STATE: the
             // handlers do.
@@ -148,7 +148,10 @@ impl Session {
             ));
         }
         if self.expires_at.is_some_and(|end| Instant::now() >= end) {
-            return Intercepted::Close("the SASL session expired (connections.max.reauth.ms) without re-authentication".to_owned());
+            return Intercepted::Close(
+                "the SASL session expired (connections.max.reauth.ms) without re-authentication"
+                    .to_owned(),
+            );
         }
         Intercepted::Pass(frame)
     }
@@ -205,7 +208,10 @@ impl Session {
             Phase::Exchanging { .. } => false,
         };
         if !in_place {
-            return (response.with_error_code(ErrorCode::IllegalSaslState.code()), false);
+            return (
+                response.with_error_code(ErrorCode::IllegalSaslState.code()),
+                false,
+            );
         }
         let wanted = request.mechanism.as_str();
         let mechanism = Mechanism::parse(wanted).filter(|_| enabled.iter().any(|m| m == wanted));
@@ -216,7 +222,7 @@ impl Session {
         };
         self.phase = Phase::Exchanging {
             mechanism,
-            server: Box::new(SaslServer::new(mechanism, &broker.sasl_options())),
+            server: Box::new(SaslServer::new(mechanism, broker.sasl_options())),
             raw: version == 0,
         };
         (response, true)
@@ -293,10 +299,12 @@ impl Session {
                 user,
                 response,
                 expires_at_ms,
-            }) => match self.complete(broker, mechanism, &user, expires_at_ms, announces_lifetime) {
-                Ok(lifetime_ms) => return Ok((response, lifetime_ms)),
-                Err(message) => message,
-            },
+            }) => {
+                match self.complete(broker, mechanism, &user, expires_at_ms, announces_lifetime) {
+                    Ok(lifetime_ms) => return Ok((response, lifetime_ms)),
+                    Err(message) => message,
+                }
+            }
             Err(error) => error.message,
         };
         tracing::info!(peer = %self.context.peer, mechanism = mechanism.name(), "failed authentication: {failure}");
@@ -324,7 +332,11 @@ impl Session {
         let mut lifetime_ms = broker.config.security.reauth_ms_max as i64;
         if let Some(expiry) = token_expires_at_ms {
             let left = (expiry - now_ms).max(0);
-            lifetime_ms = if lifetime_ms == 0 { left } else { lifetime_ms.min(left) };
+            lifetime_ms = if lifetime_ms == 0 {
+                left
+            } else {
+                lifetime_ms.min(left)
+            };
         }
         self.expires_at = (lifetime_ms > 0 && announces_lifetime)
             .then(|| Instant::now() + Duration::from_millis(lifetime_ms as u64));

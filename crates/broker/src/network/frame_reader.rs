@@ -160,7 +160,11 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (read, write) = server.into_split();
-        (FrameReader::new(ReadSide::Tcp(read), 10 << 20), write, client)
+        (
+            FrameReader::new(ReadSide::Tcp(read), 10 << 20),
+            write,
+            client,
+        )
     }
 
     fn frame_of(body: &[u8]) -> Vec<u8> {

@@ -257,7 +257,7 @@ async fn start_voters(
     }
     for (id, node) in (1..).zip(&nodes) {
         node.wait_ready(WITHIN).await.unwrap();
-        node.register_broker(id, "127.0.0.1".into(), 9090 + id as u16, None)
+        node.register_broker(id, "127.0.0.1".into(), 9090 + id as u16, None, Vec::new())
             .await
             .unwrap();
     }
