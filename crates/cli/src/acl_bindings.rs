@@ -51,19 +51,21 @@ pub struct EntryFlags {
     /// A principal to deny, as TYPE:NAME; repeatable. A DENY wins over any ALLOW.
     #[arg(long = "deny-principal", value_name = "PRINCIPAL", value_parser = parse_principal)]
     pub deny_principals: Vec<String>,
-    /// A host (IP address) the allowed principals may connect from; repeatable; default *.
+    /// A host (IP address) the allowed principals may connect from; repeatable; default *
+    /// (to delete: any host).
     #[arg(
         long = "allow-host",
         value_name = "HOST",
         requires = "allow_principals"
     )]
     pub allow_hosts: Vec<String>,
-    /// A host (IP address) the denied principals are denied from; repeatable; default *.
+    /// A host (IP address) the denied principals are denied from; repeatable; default *
+    /// (to delete: any host).
     #[arg(long = "deny-host", value_name = "HOST", requires = "deny_principals")]
     pub deny_hosts: Vec<String>,
     /// An operation: Read, Write, Create, Delete, Alter, Describe, ClusterAction,
     /// DescribeConfigs, AlterConfigs, IdempotentWrite, CreateTokens, DescribeTokens or All
-    /// (default); any case; repeatable.
+    /// (default; to delete: any operation); any case; repeatable.
     #[arg(long = "operation", value_name = "OPERATION", value_parser = parse_operation)]
     pub operations: Vec<AclOperation>,
     /// What a producer needs: Write, Describe and Create on the topics; Write and Describe on
