@@ -1,8 +1,9 @@
 //! Options every bench command shares, and the parsers for sizes, rates and acks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use strom_client::Acks;
+use strom_client::{Acks, CommandConfig, SecurityConfig};
 
 use crate::batch::Codec;
 
@@ -17,12 +18,36 @@ pub struct CommonArgs {
         value_name = "HOST:PORT"
     )]
     pub bootstrap: String,
+    /// A Kafka client.properties file: security.protocol, sasl.* and ssl.* settings (the Java
+    /// client's or librdkafka's names), for a broker that wants TLS or SASL.
+    #[arg(long, env = "STROM_COMMAND_CONFIG", value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
     /// Print the figures as one JSON object on standard output instead of a table.
     #[arg(long)]
     pub json: bool,
     /// Worker threads for the bench's own async runtime (1 keeps it on one core).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+}
+
+impl CommonArgs {
+    /// The security settings of `--command-config`, PLAINTEXT without one; what the file has
+    /// that Strom ignores is noted on stderr.
+    pub fn security(&self) -> Result<SecurityConfig, crate::BenchError> {
+        let Some(path) = &self.command_config else {
+            return Ok(SecurityConfig::default());
+        };
+        let read = CommandConfig::read(path).map_err(|error| {
+            crate::BenchError::InvalidArgument(format!(
+                "--command-config {}: {error}",
+                path.display()
+            ))
+        })?;
+        for note in &read.notes {
+            eprintln!("note: {}: {note}", path.display());
+        }
+        Ok(read.security)
+    }
 }
 
 /// The topic to load, created if missing.

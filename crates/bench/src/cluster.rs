@@ -1,5 +1,5 @@
 //! The cluster as the bench sees it: the topic (created if missing), each partition's leader,
-//! connections of the bench's own, and offsets.
+//! connections of the bench's own (secured as `--command-config` says), and offsets.
 //!
 //! The bench routes by the metadata it reads once at start; a leader that moves during a run
 //! fails the run (with the broker's error) rather than being followed.
@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strom_client::{Client, ClientConfig, ClientError, Connection, ConnectionOptions, OffsetSpec};
+use strom_client::{
+    Client, ClientConfig, ClientError, Connection, ConnectionOptions, OffsetSpec, SecurityConfig,
+};
 use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex};
 
 use crate::error::BenchError;
@@ -19,14 +21,17 @@ pub const CLIENT_ID: &str = "strom-bench";
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const TOPIC_READY_POLL: Duration = Duration::from_millis(100);
 
-/// A topic's partitions and where their leaders are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A topic's partitions, where their leaders are and how to reach them.
+#[derive(Debug, Clone)]
 pub struct TopicLayout {
     pub name: String,
     /// Every partition, by index, with its leader.
     pub partitions: Vec<(PartitionIndex, BrokerId)>,
     /// HOST:PORT of each leader.
     pub addresses: BTreeMap<BrokerId, String>,
+    /// How the client that read the layout connects; the bench's own connections to the
+    /// leaders connect the same way.
+    pub security: SecurityConfig,
 }
 
 impl TopicLayout {
@@ -42,20 +47,30 @@ impl TopicLayout {
     pub fn address(&self, leader: BrokerId) -> &str {
         &self.addresses[&leader]
     }
+
+    /// A connection of the bench's own to a leader.
+    pub async fn connect_to(&self, leader: BrokerId) -> Result<Arc<Connection>, BenchError> {
+        open_connection(self.address(leader), &self.security).await
+    }
 }
 
 /// Connects the bench's client (used for metadata, topic creation and offsets).
-pub async fn connect(bootstrap: &str) -> Result<Client, BenchError> {
+pub async fn connect(bootstrap: &str, security: &SecurityConfig) -> Result<Client, BenchError> {
     let mut config = ClientConfig::default();
     config.connection.client_id = CLIENT_ID.to_string();
+    config.connection.security = security.clone();
     config.allow_auto_topic_creation = false;
     Ok(Client::connect(bootstrap, config).await?)
 }
 
 /// A connection of the bench's own to one broker, not shared with the client's.
-pub async fn open_connection(address: &str) -> Result<Arc<Connection>, BenchError> {
+pub async fn open_connection(
+    address: &str,
+    security: &SecurityConfig,
+) -> Result<Arc<Connection>, BenchError> {
     let options = ConnectionOptions {
         client_id: CLIENT_ID.to_string(),
+        security: security.clone(),
         ..ConnectionOptions::default()
     };
     Ok(Arc::new(Connection::connect(address, &options).await?))
@@ -125,6 +140,7 @@ async fn lookup(client: &Client, topic: &str) -> Result<Option<(TopicLayout, usi
         name: topic.to_string(),
         partitions: Vec::new(),
         addresses: BTreeMap::new(),
+        security: client.config().connection.security.clone(),
     };
     for partition in &found.partitions {
         let Some((leader, address)) = partition

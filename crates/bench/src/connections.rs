@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use strom_client::Connection;
+use strom_client::{Connection, SecurityConfig};
 use tokio::task::JoinSet;
 
 use crate::args::{parse_seconds, CommonArgs};
@@ -65,6 +65,7 @@ pub async fn run(args: IdleConnectionsArgs) -> Result<Report, BenchError> {
     let duration = args.duration;
     let held = hold(
         &args.common.bootstrap,
+        &args.common.security()?,
         args.connections as usize,
         || {},
         tokio::time::sleep(duration),
@@ -85,13 +86,14 @@ pub async fn run(args: IdleConnectionsArgs) -> Result<Report, BenchError> {
 /// set up, keeps them open until `until` completes, then closes them.
 pub async fn hold(
     bootstrap: &str,
+    security: &SecurityConfig,
     count: usize,
     held: impl FnOnce(),
     until: impl Future<Output = ()>,
 ) -> Result<HeldConnections, BenchError> {
     let address = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
     let started = Instant::now();
-    let (connections, setup_latencies) = open(address, count).await?;
+    let (connections, setup_latencies) = open(address, security, count).await?;
     let opening = started.elapsed();
     held();
     until.await;
@@ -106,6 +108,7 @@ pub async fn hold(
 /// `count` connections to `address`, each set up, and how long each took.
 async fn open(
     address: &str,
+    security: &SecurityConfig,
     count: usize,
 ) -> Result<(Vec<Arc<Connection>>, Latencies), BenchError> {
     let mut connections = Vec::with_capacity(count);
@@ -115,9 +118,10 @@ async fn open(
     while connections.len() < count {
         while started < count && opening.len() < OPENING_MAX {
             let address = address.to_string();
+            let security = security.clone();
             opening.spawn(async move {
                 let connecting = Instant::now();
-                let connection = open_connection(&address).await?;
+                let connection = open_connection(&address, &security).await?;
                 Ok::<_, BenchError>((connection, connecting.elapsed()))
             });
             started += 1;

@@ -111,7 +111,7 @@ pub struct ConsumeOutcome {
 
 /// `strom bench consume`.
 pub async fn run(args: ConsumeArgs) -> Result<Report, BenchError> {
-    let client = cluster::connect(&args.common.bootstrap).await?;
+    let client = cluster::connect(&args.common.bootstrap, &args.common.security()?).await?;
     let layout = cluster::existing_topic(&client, &args.topic).await?;
     let partitions: Vec<PartitionIndex> = layout
         .partitions
@@ -222,7 +222,7 @@ pub async fn run_consumer(
     for (leader, partitions) in plan.layout.by_leader() {
         let ways = plan.connections.min(partitions.len());
         for share in spread(&partitions, ways) {
-            let connection = cluster::open_connection(plan.layout.address(leader)).await?;
+            let connection = plan.layout.connect_to(leader).await?;
             let positions: BTreeMap<PartitionIndex, Offset> = share
                 .iter()
                 .map(|partition| (*partition, plan.starts[partition]))

@@ -22,7 +22,8 @@ use kafka_protocol::messages::TransactionalId;
 use kafka_protocol::protocol::StrBytes;
 use serde::Serialize;
 use strom_client::{
-    init_producer_id, next_sequence, Acks, Connection, ProducerIdentity, TransactionalProducer,
+    init_producer_id, next_sequence, Acks, Connection, ProducerIdentity, SecurityConfig,
+    TransactionalProducer,
 };
 use strom_types::PartitionIndex;
 
@@ -150,6 +151,7 @@ impl LaneProducer {
     pub async fn start(
         delivery: Delivery,
         connection: &Arc<Connection>,
+        security: &SecurityConfig,
         lane: usize,
         partitions: usize,
     ) -> Result<LaneProducer, BenchError> {
@@ -167,7 +169,7 @@ impl LaneProducer {
                 let id = format!("strom-bench-{}-{lane}", std::process::id());
                 // A client of the lane's own: its connection to the coordinator carries this
                 // lane's transaction calls only.
-                let client = Arc::new(cluster::connect(connection.address()).await?);
+                let client = Arc::new(cluster::connect(connection.address(), security).await?);
                 let transactional =
                     TransactionalProducer::init(client, &id, TRANSACTION_TIMEOUT_MS).await?;
                 producer.identity = Some(transactional.identity());

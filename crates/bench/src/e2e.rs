@@ -83,7 +83,7 @@ pub async fn run(args: E2eArgs) -> Result<Report, BenchError> {
             "the end-to-end bench needs a rate (--rate, records per second)".to_string(),
         ));
     }
-    let client = cluster::connect(&args.common.bootstrap).await?;
+    let client = cluster::connect(&args.common.bootstrap, &args.common.security()?).await?;
     let layout = cluster::ensure_topic(
         &client,
         &args.topic.topic,

@@ -127,7 +127,7 @@ pub async fn run_until(
     ready: impl FnOnce(),
     until: impl Future<Output = ()>,
 ) -> Result<IdleOutcome, BenchError> {
-    let client = cluster::connect(&args.common.bootstrap).await?;
+    let client = cluster::connect(&args.common.bootstrap, &args.common.security()?).await?;
     let layout = cluster::ensure_topic(
         &client,
         &args.topic,
@@ -195,7 +195,7 @@ async fn open_lanes(
         let ends = cluster::offsets(client, &layout.name, &partitions, OffsetSpec::Latest).await?;
         let ends: BTreeMap<PartitionIndex, Offset> = partitions.iter().copied().zip(ends).collect();
         for share in spread(&partitions, connections.min(partitions.len())) {
-            let connection = cluster::open_connection(layout.address(leader)).await?;
+            let connection = layout.connect_to(leader).await?;
             let positions = share
                 .iter()
                 .map(|partition| (*partition, ends[partition]))

@@ -69,6 +69,21 @@ pub enum BenchCommand {
     Suite(suite::SuiteArgs),
 }
 
+impl BenchCommand {
+    /// The options every load shares (where the cluster is, how to connect and report); the
+    /// suite has none, as it starts its own brokers.
+    pub fn common_mut(&mut self) -> Option<&mut CommonArgs> {
+        match self {
+            BenchCommand::Produce(args) => Some(&mut args.common),
+            BenchCommand::Consume(args) => Some(&mut args.common),
+            BenchCommand::E2e(args) => Some(&mut args.common),
+            BenchCommand::IdleFetch(args) => Some(&mut args.common),
+            BenchCommand::IdleConnections(args) => Some(&mut args.common),
+            BenchCommand::Suite(_) => None,
+        }
+    }
+}
+
 /// Runs a bench command and prints its figures on stdout.
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     match args.command {
@@ -251,6 +266,53 @@ mod tests {
                 records_per_transaction: 50
             }
         );
+    }
+
+    #[test]
+    fn every_load_takes_a_command_config() {
+        let file =
+            std::env::temp_dir().join(format!("strom-bench-{}.properties", std::process::id()));
+        std::fs::write(&file, "security.protocol=SSL\nssl.ca.location=ca.pem\n").unwrap();
+        let path = file.display().to_string();
+        for load in [
+            "produce",
+            "consume",
+            "e2e",
+            "idle-fetch",
+            "idle-connections",
+        ] {
+            let mut command = parse(&format!("bench {load} --command-config {path}")).unwrap();
+            let common = command.common_mut().expect("a load has common options");
+            assert_eq!(
+                common.command_config.as_deref(),
+                Some(file.as_path()),
+                "{load}"
+            );
+            let security = common.security().unwrap();
+            assert_eq!(
+                security.protocol,
+                strom_client::SecurityProtocol::Ssl,
+                "{load}"
+            );
+        }
+        std::fs::write(&file, "security.protocol=TLS\n").unwrap();
+        let BenchCommand::Produce(args) =
+            parse(&format!("bench produce --command-config {path}")).unwrap()
+        else {
+            panic!("produce")
+        };
+        let error = args.common.security().unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "--command-config {path}: security.protocol (line 1)"
+            )),
+            "{error}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        let BenchCommand::Produce(args) = parse("bench produce").unwrap() else {
+            panic!("produce")
+        };
+        assert!(!args.common.security().unwrap().protocol.uses_tls());
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl ProducerPlan {
 
 /// `strom bench produce`.
 pub async fn run(args: ProduceArgs) -> Result<Report, BenchError> {
-    let client = cluster::connect(&args.common.bootstrap).await?;
+    let client = cluster::connect(&args.common.bootstrap, &args.common.security()?).await?;
     let layout = cluster::ensure_topic(
         &client,
         &args.topic.topic,
@@ -332,9 +332,15 @@ async fn plan_lanes(plan: &ProducerPlan) -> Result<Vec<Lane>, BenchError> {
             })
             .collect();
         for share in spread(&partitions, plan.connections) {
-            let connection = cluster::open_connection(plan.layout.address(leader)).await?;
-            let producer =
-                LaneProducer::start(plan.delivery, &connection, lanes.len(), share.len()).await?;
+            let connection = plan.layout.connect_to(leader).await?;
+            let producer = LaneProducer::start(
+                plan.delivery,
+                &connection,
+                &plan.layout.security,
+                lanes.len(),
+                share.len(),
+            )
+            .await?;
             lanes.push(Lane {
                 connection,
                 partitions: share,

@@ -1,10 +1,14 @@
-//! What every client command shares: the `--bootstrap` flag, the runtime, connecting,
-//! looking topics and partitions up without creating them, and printing tables.
+//! What every client command shares: the `--bootstrap` and `--command-config` flags, the
+//! runtime, connecting, looking topics and partitions up without creating them, and printing
+//! tables.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use strom_client::{Client, ClientConfig, ClientError, TopicMetadata};
+use strom_client::{
+    Client, ClientConfig, ClientError, CommandConfig, SecurityConfig, TopicMetadata,
+};
 use strom_types::{ErrorCode, PartitionIndex};
 
 /// Where to find the cluster; every client command takes it.
@@ -18,6 +22,24 @@ pub struct BootstrapArgs {
         value_name = "HOST:PORT"
     )]
     pub bootstrap: String,
+    /// A Kafka client.properties file: security.protocol, sasl.* and ssl.* settings (the Java
+    /// client's or librdkafka's names), as kafka-acls.sh --command-config takes it.
+    #[arg(long, env = "STROM_COMMAND_CONFIG", value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
+}
+
+/// The security settings of `--command-config`, PLAINTEXT without one. What the file has that
+/// Strom ignores is noted on stderr, as Kafka's tools warn of unused configs.
+pub(crate) fn security_config(command_config: Option<&Path>) -> anyhow::Result<SecurityConfig> {
+    let Some(path) = command_config else {
+        return Ok(SecurityConfig::default());
+    };
+    let read = CommandConfig::read(path)
+        .with_context(|| format!("--command-config {}", path.display()))?;
+    for note in &read.notes {
+        eprintln!("note: {}: {note}", path.display());
+    }
+    Ok(read.security)
 }
 
 /// Runs a command's async body on a small runtime of its own.
@@ -29,16 +51,17 @@ pub(crate) fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
-/// Connects to the cluster. `auto_create` says whether looking a topic up may create it
-/// (when the broker auto-creates topics).
+/// Connects to the cluster, secured as `--command-config` says. `auto_create` says whether
+/// looking a topic up may create it (when the broker auto-creates topics).
 pub(crate) async fn connect(
     bootstrap: &BootstrapArgs,
     auto_create: bool,
-) -> Result<Client, ClientError> {
+) -> anyhow::Result<Client> {
     let mut config = ClientConfig::default();
     config.connection.client_id = "strom-cli".to_string();
+    config.connection.security = security_config(bootstrap.command_config.as_deref())?;
     config.allow_auto_topic_creation = auto_create;
-    Client::connect(&bootstrap.bootstrap, config).await
+    Ok(Client::connect(&bootstrap.bootstrap, config).await?)
 }
 
 /// Looks a topic up without creating it, failing at once (no retries) if it does not exist.

@@ -1,6 +1,8 @@
 //! `strom`: the one binary. `strom server` runs a broker; every other subcommand is a client
 //! that talks the Kafka protocol to a running broker.
 
+mod acl;
+mod acl_bindings;
 mod bench;
 mod cluster;
 mod common;
@@ -10,6 +12,7 @@ mod produce;
 mod server;
 mod topic;
 mod txn;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +45,10 @@ enum Command {
     Producers(txn::ProducersArgs),
     /// Show the cluster: its id, brokers and controller quorum.
     Cluster(cluster::ClusterArgs),
+    /// Create, list and delete SCRAM users (their passwords set and kept by the brokers).
+    User(user::UserArgs),
+    /// Create, list and delete ACLs, with kafka-acls' flags.
+    Acl(acl::AclArgs),
     /// Measure any Kafka-compatible broker: produce, consume, end-to-end latency, the suite.
     Bench(bench::BenchArgs),
 }
@@ -89,6 +96,8 @@ fn main() -> std::process::ExitCode {
         Command::Txn(args) => txn::run(args),
         Command::Producers(args) => txn::run_producers(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::User(args) => user::run(args),
+        Command::Acl(args) => acl::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -376,6 +376,36 @@ fn hint(code: ErrorCode, subject: Subject<'_>) -> Option<String> {
         ErrorCode::IllegalSaslState => {
             "security.protocol must match the broker's listener".to_string()
         }
+        _ => return authorization_hint(code, subject),
+    };
+    Some(hint)
+}
+
+/// Hints for the authorization errors: the ACLs to look at, and who needs them.
+fn authorization_hint(code: ErrorCode, subject: Subject<'_>) -> Option<String> {
+    const WHO: &str = "the principal --command-config logs in as";
+    let hint = match code {
+        ErrorCode::TopicAuthorizationFailed => {
+            let topic = subject.topic.unwrap_or("TOPIC");
+            format!("no ACL allows {WHO} this on topic '{topic}'; 'strom acl list --topic {topic}' shows its ACLs")
+        }
+        ErrorCode::GroupAuthorizationFailed => {
+            let group = subject.group.unwrap_or("GROUP");
+            format!("no ACL allows {WHO} this on group '{group}'; 'strom acl list --group {group}' shows its ACLs")
+        }
+        ErrorCode::ClusterAuthorizationFailed => {
+            format!("no ACL allows {WHO} this on the cluster; 'strom acl list --cluster' shows its ACLs")
+        }
+        ErrorCode::TransactionalIdAuthorizationFailed => format!(
+            "no ACL allows {WHO} this on the transactional id; 'strom acl list --transactional-id ID' shows its ACLs"
+        ),
+        ErrorCode::SecurityDisabled => {
+            "the broker runs without an authorizer (authorizer.class.name), so it keeps no ACLs"
+                .to_string()
+        }
+        ErrorCode::UnacceptableCredential => {
+            "a SCRAM credential needs a user name and 4096 to 16384 iterations".to_string()
+        }
         _ => return None,
     };
     Some(hint)
@@ -430,6 +460,24 @@ mod tests {
         assert!(error.is_coordinator_refreshable());
         assert!(!error.is_metadata_refreshable());
         assert!(error.to_string().contains("group 'g': "), "{error}");
+    }
+
+    #[test]
+    fn authorization_errors_point_at_the_acls() {
+        let error = ClientError::kafka(29, None, Subject::topic("orders"));
+        assert!(
+            error
+                .to_string()
+                .ends_with("'strom acl list --topic orders' shows its ACLs)"),
+            "{error}"
+        );
+        let error = ClientError::kafka(31, None, Subject::default());
+        assert!(
+            error.to_string().contains("'strom acl list --cluster'"),
+            "{error}"
+        );
+        let error = ClientError::kafka(30, None, Subject::group("g"));
+        assert!(error.to_string().contains("--group g'"), "{error}");
     }
 
     #[test]

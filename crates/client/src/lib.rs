@@ -9,13 +9,17 @@
 //!   (a writer task, a reader task matching responses to callers by correlation id) and
 //!   bounds response size, in-flight requests and waiting time.
 //! - [`security`] says how a connection secures itself (`security.protocol`, TLS files, SASL
-//!   login); `tls` makes the rustls configuration (once per process and settings) and runs the
-//!   handshake, `sasl` logs in (PLAIN, SCRAM, OAUTHBEARER) right after ApiVersions.
+//!   login) and reads a `client.properties` file (`--command-config`) into that; `tls` makes
+//!   the rustls configuration (once per process and settings) and runs the handshake, `sasl`
+//!   logs in (PLAIN, SCRAM, OAUTHBEARER) right after ApiVersions.
 //! - [`metadata`] and [`records`] turn Metadata responses and record batches into plain
 //!   types; [`partitioner`] is Kafka's default key partitioner.
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
+//! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
+//!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
+//!   hashed here).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
@@ -28,10 +32,12 @@
 //! Every error is a [`ClientError`]; those the broker reports carry the Kafka error's name.
 //! Every bound is in [`limits`].
 //!
-//! The unit tests (`client_tests`, `group_tests`) run against `fake_broker`, an in-process
-//! broker over in-memory topics whose `groups` child answers the group APIs; both can be told
+//! The unit tests (`client_tests`, `group_tests`, `security_tests`, `admin_security_tests`) run
+//! against `fake_broker`, an in-process broker over in-memory topics whose `groups` child
+//! answers the group APIs and whose `security` child the ACL and SCRAM APIs; both can be told
 //! to misbehave.
 
+pub mod admin_security;
 pub mod admin_txn;
 pub mod client;
 pub mod cluster;
@@ -50,6 +56,8 @@ pub mod transactions;
 pub mod versions;
 
 #[cfg(test)]
+mod admin_security_tests;
+#[cfg(test)]
 mod client_tests;
 #[cfg(test)]
 mod fake_broker;
@@ -58,6 +66,10 @@ mod group_tests;
 #[cfg(test)]
 mod security_tests;
 
+pub use admin_security::{
+    AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
+    UserScramCredentials,
+};
 pub use admin_txn::{AbortSpec, ProducerListing, TransactionDescription, TransactionListing};
 pub use client::{
     Acks, Client, ClientConfig, ConfigEntry, ConfigSource, CreatedTopic, FetchOptions,
@@ -75,5 +87,8 @@ pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
-pub use security::{SaslConfig, SecurityConfig, SecurityProtocol, TlsConfig};
+pub use security::{
+    CommandConfig, SaslConfig, SecurityConfig, SecurityConfigError, SecurityProtocol, TlsConfig,
+};
+pub use strom_security::scram::ITERATIONS_DEFAULT as SCRAM_ITERATIONS_DEFAULT;
 pub use transactions::{init_producer_id, next_sequence, ProducerIdentity, TransactionalProducer};

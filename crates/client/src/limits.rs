@@ -46,6 +46,10 @@ pub const TRANSACTION_RETRY_BACKOFF_MS_MAX: u64 = 100;
 /// transactional call to a cluster waits for `__transaction_state` to be created.
 pub const TRANSACTION_RETRY_MS_MAX: u64 = 60_000;
 
+/// Largest `client.properties` file (`--command-config`) read; a few hundred bytes is usual,
+/// so a larger file is a wrong path (a log, a binary) rather than settings.
+pub const COMMAND_CONFIG_BYTES_MAX: u64 = 1024 * 1024;
+
 /// Distinct TLS settings whose built rustls configuration is kept (`crate::tls`); a process
 /// uses one or two, so more means settings made anew per connection, and the oldest goes.
 pub const TLS_CONFIGS_CACHED_MAX: usize = 16;

@@ -1,10 +1,18 @@
 //! How a client connection secures itself: Kafka's `security.protocol`, the TLS files and the
 //! SASL login, as a `client.properties` file (`--command-config`) gives them.
 //!
-//! [`SecurityConfig::default`] is PLAINTEXT: no TLS, no SASL.
+//! [`SecurityConfig::default`] is PLAINTEXT: no TLS, no SASL. [`command_config`] reads a
+//! `client.properties` file into a [`SecurityConfig`]: Java's `.properties` format
+//! ([`properties`]) and the Java client's `sasl.jaas.config` ([`jaas`]).
 
 use std::fmt;
 use std::path::PathBuf;
+
+pub mod command_config;
+pub mod jaas;
+pub mod properties;
+
+pub use command_config::{CommandConfig, ConfigKey, SecurityConfigError, CONFIG_KEYS};
 
 /// Kafka's `security.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{setrlimit, Resource, Rlimit};
+use strom_client::SecurityConfig;
 
 use crate::error::BenchError;
 
@@ -110,7 +111,12 @@ impl Brokers {
         let started = Instant::now();
         for node in &self.nodes {
             loop {
-                let listed = match crate::cluster::connect(&node.address).await {
+                let listed = match crate::cluster::connect(
+                    &node.address,
+                    &SecurityConfig::default(),
+                )
+                .await
+                {
                     Ok(client) => client
                         .metadata(Some(&[]))
                         .await

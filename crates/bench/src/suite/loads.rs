@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use serde::Serialize;
-use strom_client::OffsetSpec;
+use strom_client::{OffsetSpec, SecurityConfig};
 
 use super::cases::Load;
 use super::{SuiteArgs, TransactionFigures};
@@ -76,14 +76,20 @@ pub struct BenchLine {
 }
 
 impl BenchLine {
-    /// Parses `words` (after `strom bench`) with `--bootstrap address` added.
+    /// Parses `words` (after `strom bench`) with `--bootstrap address` added. The suite's
+    /// brokers are its own, in PLAINTEXT, so a `STROM_COMMAND_CONFIG` in the environment is
+    /// not for them.
     pub fn parse(words: &[String], address: &str) -> Result<BenchLine, BenchError> {
         let mut line: Vec<String> = vec!["strom bench".to_string()];
         line.extend(words.iter().cloned());
         line.extend(["--bootstrap".to_string(), address.to_string()]);
-        BenchLine::try_parse_from(&line).map_err(|error| {
+        let mut parsed = BenchLine::try_parse_from(&line).map_err(|error| {
             BenchError::InvalidArgument(format!("suite case '{}': {error}", words.join(" ")))
-        })
+        })?;
+        if let Some(common) = parsed.command.common_mut() {
+            common.command_config = None;
+        }
+        Ok(parsed)
     }
 
     /// How to run `words` by hand.
@@ -184,7 +190,7 @@ pub fn run_librdkafka(
         _ => unreachable!("not a librdkafka load"),
     };
     runtime.block_on(async {
-        let client = crate::cluster::connect(address).await?;
+        let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
         crate::cluster::ensure_topic(&client, topic, 1, -1)
             .await
             .map(|_| ())
@@ -245,6 +251,7 @@ pub fn run_idle_connections(
     let mut held_rss = None;
     let held = runtime.block_on(crate::connections::hold(
         address,
+        &SecurityConfig::default(),
         connections as usize,
         || held_rss = Some(broker_rss_bytes()),
         async {},
@@ -352,7 +359,7 @@ pub fn run_kcat(
 
 /// The sum of a topic's end offsets.
 async fn end_offsets_total(address: &str, topic: &str) -> Result<u64, BenchError> {
-    let client = crate::cluster::connect(address).await?;
+    let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
     let layout = crate::cluster::existing_topic(&client, topic).await?;
     let partitions: Vec<_> = layout
         .partitions
@@ -401,6 +408,15 @@ pub fn find_kcat() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_suite_connects_its_own_brokers_in_plaintext() {
+        let words = ["produce", "--command-config", "client.properties"].map(String::from);
+        let mut line = BenchLine::parse(&words, "127.0.0.1:1").unwrap();
+        let common = line.command.common_mut().unwrap();
+        assert_eq!(common.command_config, None);
+        assert_eq!(common.bootstrap, "127.0.0.1:1");
+    }
 
     #[test]
     fn the_kcat_file_holds_whole_lines() {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use strom_client::{Acks, Compression, ProduceRecord};
+use strom_client::{Acks, Compression, ProduceRecord, SecurityConfig};
 
 use crate::args::parse_seconds;
 use crate::error::BenchError;
@@ -414,7 +414,7 @@ async fn create_topics(address: &str, creates: &[NewTopic]) -> Result<(), BenchE
     if creates.is_empty() {
         return Ok(());
     }
-    let client = crate::cluster::connect(address).await?;
+    let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
     for topic in creates {
         let layout = crate::cluster::ensure_topic(
             &client,
@@ -446,7 +446,8 @@ async fn create_topics(address: &str, creates: &[NewTopic]) -> Result<(), BenchE
 /// the first InitProducerId with a transactional id creates `__transaction_state` (50
 /// partitions), which costs the broker more than seconds of the load.
 async fn warm_up_transactions(address: &str) -> Result<(), BenchError> {
-    let client = std::sync::Arc::new(crate::cluster::connect(address).await?);
+    let client =
+        std::sync::Arc::new(crate::cluster::connect(address, &SecurityConfig::default()).await?);
     strom_client::TransactionalProducer::init(client, "strom-bench-suite-warm-up", 60_000).await?;
     Ok(())
 }
@@ -611,7 +612,7 @@ fn drop_finished_topics(
         return Ok(());
     }
     runtime.block_on(async {
-        let client = crate::cluster::connect(address).await?;
+        let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
         client
             .delete_topics(&finished)
             .await

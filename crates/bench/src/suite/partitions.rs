@@ -19,6 +19,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use strom_client::{
     Acks, Client, Compression, FetchOptions, FetchPosition, FetchedPartition, ProduceRecord,
+    SecurityConfig,
 };
 use strom_types::{Offset, PartitionIndex};
 
@@ -436,7 +437,7 @@ fn idle_cpu_percent(broker: &OwnBroker, idle: Duration) -> Result<f64, BenchErro
 /// would send them), and waits until the metadata lists each partition with a leader; returns
 /// the seconds that took.
 async fn create_topics(address: &str, layout: &Layout) -> Result<f64, BenchError> {
-    let client = crate::cluster::connect(address).await?;
+    let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
     let started = Instant::now();
     let creates = layout
         .topics
@@ -489,7 +490,7 @@ async fn produce_to_every_partition(
     address: &str,
     layout: &Layout,
 ) -> Result<Produced, BenchError> {
-    let client = crate::cluster::connect(address).await?;
+    let client = crate::cluster::connect(address, &SecurityConfig::default()).await?;
     let client = &client;
     let started = Instant::now();
     let sends = layout.positions().into_iter().map(|position| async move {
@@ -570,7 +571,7 @@ async fn read_back(address: &str, layout: &Layout) -> Result<(), BenchError> {
 /// Connects to `address`, trying again until `deadline`.
 async fn connect_within(address: &str, deadline: Instant) -> Result<Client, BenchError> {
     loop {
-        match crate::cluster::connect(address).await {
+        match crate::cluster::connect(address, &SecurityConfig::default()).await {
             Ok(client) => return Ok(client),
             Err(error) if Instant::now() > deadline => return Err(error),
             Err(_) => tokio::time::sleep(POLL).await,

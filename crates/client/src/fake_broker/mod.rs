@@ -1,10 +1,11 @@
 //! An in-process fake broker for the client's tests: a tokio listener that answers
 //! ApiVersions, Metadata, CreateTopics, DeleteTopics, DescribeConfigs, Produce, Fetch and
-//! ListOffsets from an in-memory log, and the group APIs from in-memory groups
-//! ([`groups`]), with knobs to misbehave. It can listen with TLS ([`FakeBroker::start_tls`])
-//! and ask for a SASL login ([`sasl`]).
+//! ListOffsets from an in-memory log, the group APIs from in-memory groups ([`groups`]), and
+//! the ACL and SCRAM APIs from in-memory bindings and credentials ([`security`]), with knobs
+//! to misbehave. It can listen with TLS ([`FakeBroker::start_tls`]) and ask for a SASL login
+//! ([`sasl`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -36,9 +37,11 @@ use tokio_rustls::TlsAcceptor;
 
 mod groups;
 mod sasl;
+mod security;
 
 pub use groups::{FakeGroup, FakeMember};
 pub use sasl::FakeSasl;
+pub use security::FakeCredentials;
 
 /// One partition's log: whole batches with their offsets assigned.
 #[derive(Default)]
@@ -74,6 +77,10 @@ pub struct FakeState {
     pub coordinator: Option<(i32, u16)>,
     /// When set, connections must log in before anything but ApiVersions.
     pub sasl: Option<FakeSasl>,
+    /// ACL bindings, for the ACL APIs.
+    pub acls: BTreeSet<strom_types::security::AclBinding>,
+    /// SCRAM credentials, for the SCRAM APIs.
+    pub credentials: FakeCredentials,
 }
 
 impl Default for FakeState {
@@ -98,6 +105,11 @@ impl Default for FakeState {
                 (42, 0, 2),
                 (47, 0, 0),
                 (69, 0, 1),
+                (29, 1, 3),
+                (30, 1, 3),
+                (31, 1, 3),
+                (50, 0, 0),
+                (51, 0, 0),
             ],
             api_versions_version_max: 3,
             topics: BTreeMap::new(),
@@ -110,6 +122,8 @@ impl Default for FakeState {
             coordinator_errors: VecDeque::new(),
             coordinator: None,
             sasl: None,
+            acls: BTreeSet::new(),
+            credentials: FakeCredentials::new(),
         }
     }
 }
@@ -423,6 +437,7 @@ fn handle(
             encode(&ListOffsetsResponse::default().with_topics(topics), version)
         }
         8 | 9 | 10 | 15 | 16 | 42 | 47 | 69 => groups::handle(&mut state, key, version, body, port),
+        29 | 30 | 31 | 50 | 51 => security::handle(&mut state, key, version, body),
         other => panic!("the fake broker does not handle api key {other}"),
     }
 }
