@@ -28,6 +28,7 @@ pub mod capacity;
 pub mod cleaner;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod fetchers;
 pub mod groups;

@@ -19,7 +19,7 @@ use strom_security::tls::{server_config, ClientAuth, ServerTlsFiles};
 use strom_types::security::{AclBinding, AclOperation, ResourceType};
 
 use crate::config::BrokerConfig;
-use crate::network::authentication::RequestContext;
+use crate::context::RequestContext;
 
 /// How many distinct denials are remembered (and so logged once each) before the memory is
 /// cleared and they may be logged again.

@@ -3,7 +3,7 @@
 //! Lifecycle: [`Connection::connect`] opens the socket, runs the TLS handshake when
 //! `security.protocol` asks for TLS ([`crate::tls`]), starts two tasks, negotiates API versions
 //! (ApiVersions v3, or v0 when the broker answers `UNSUPPORTED_VERSION`) and logs in when it
-//! asks for SASL ([`crate::sasl`]). From then on any number of tasks may call
+//! asks for SASL (the `sasl` submodule). From then on any number of tasks may call
 //! [`Connection::send`] at once, up to the in-flight limit:
 //!
 //! - the caller encodes its frame, registers a one-shot slot under a fresh correlation id in
@@ -46,7 +46,9 @@ use crate::error::Subject;
 use crate::frame::{self, LENGTH_PREFIX_BYTES};
 use crate::limits;
 use crate::versions::{ApiVersionTable, API_VERSIONS_VERSION_FIRST};
-use crate::{sasl, tls, ClientError};
+use crate::{tls, ClientError};
+
+mod sasl;
 
 /// How a connection behaves; the defaults come from [`crate::limits`].
 #[derive(Debug, Clone)]

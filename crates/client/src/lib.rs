@@ -49,7 +49,6 @@ pub mod limits;
 pub mod metadata;
 pub mod partitioner;
 pub mod records;
-mod sasl;
 pub mod security;
 mod tls;
 pub mod transactions;

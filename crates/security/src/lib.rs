@@ -10,6 +10,7 @@
 //! - [`authorizer`]: Kafka's StandardAuthorizer over a set of ACL bindings, and ACL filters.
 
 pub mod authorizer;
+pub mod exchange;
 pub mod oauthbearer;
 pub mod plain;
 pub mod principal;

@@ -25,7 +25,7 @@ pub use validator::{
     JWKS_REFRESH_MS_DEFAULT, JWKS_RELOAD_INTERVAL_MS_MIN, SUB_CLAIM_NAME_DEFAULT,
 };
 
-use crate::sasl::{decode_saslname, Mechanism, SaslError, SaslStep};
+use crate::exchange::{decode_saslname, Mechanism, SaslError, SaslStep};
 
 /// The separator of RFC 7628's key-value pairs.
 const SEPARATOR: char = '\x01';

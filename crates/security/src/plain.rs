@@ -7,7 +7,7 @@
 
 use strom_types::security::ScramMechanism;
 
-use crate::sasl::{CredentialStore, Mechanism, SaslError, SaslStep};
+use crate::exchange::{CredentialStore, Mechanism, SaslError, SaslStep};
 use crate::scram;
 
 /// The mechanisms whose credentials a PLAIN password is checked against, in order.

@@ -4,7 +4,7 @@
 //!   "Server Key"), making a [`ScramCredential`] from a password or from the salted password
 //!   that AlterUserScramCredentials carries, and checking a password against one (PLAIN does).
 //! - `messages`: the four messages' grammar, parsed and printed.
-//! - `server`: the broker's side, driven by [`crate::sasl::SaslServer`].
+//! - `server`: the broker's side, driven by the `sasl` module's `SaslServer`.
 //! - `client`: [`ScramClient`], the side of Strom's own client and CLI.
 
 mod client;

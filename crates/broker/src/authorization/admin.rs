@@ -21,7 +21,6 @@ use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
 
 use super::{patch_of, Access, Checked};
-use crate::handlers::str_bytes;
 
 const CLUSTER_DENIED: ErrorCode = ErrorCode::ClusterAuthorizationFailed;
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
@@ -239,4 +238,8 @@ fn describe_configs(access: &Access, mut request: DescribeConfigsRequest) -> Che
         response.results.extend(refused);
     });
     Checked::Allowed(RequestKind::DescribeConfigs(request), patch)
+}
+
+fn str_bytes(text: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(text.to_owned())
 }

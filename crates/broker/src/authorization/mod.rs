@@ -22,8 +22,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use strom_types::security::{AclBinding, AclOperation, ResourceType, CLUSTER_RESOURCE_NAME};
 
-use crate::handlers::Reply;
-use crate::network::authentication::RequestContext;
+use crate::context::RequestContext;
 use crate::Broker;
 
 /// Adds the refused entries' errors to the handler's response.
@@ -137,25 +136,6 @@ pub fn check(
         RequestKind::ListTransactions(body) => transactions::list_transactions(&access, body),
         RequestKind::DescribeProducers(body) => transactions::describe_producers(&access, body),
         other => admin::check(&access, other),
-    }
-}
-
-/// `reply` with `patch` applied to its response, whenever that is ready.
-pub fn patched(reply: Reply, patch: Patch) -> Reply {
-    match reply {
-        Reply::Now(mut response) => {
-            patch(&mut response);
-            Reply::Now(response)
-        }
-        Reply::Later(future) => Reply::Later(Box::pin(async move {
-            let mut response = future.await;
-            patch(&mut response);
-            response
-        })),
-        Reply::Ordered(future) => {
-            Reply::Ordered(Box::pin(async move { patched(future.await, patch) }))
-        }
-        Reply::Silent => Reply::Silent,
     }
 }
 

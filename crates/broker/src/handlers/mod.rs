@@ -52,8 +52,8 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::RequestFrame;
 
-use crate::authorization::{self, Checked};
-use crate::network::authentication::RequestContext;
+use crate::authorization::{self, Checked, Patch};
+use crate::context::RequestContext;
 use crate::Broker;
 
 /// What a handler gives back.
@@ -92,10 +92,29 @@ pub fn dispatch(
             request.body = body;
             let reply = route(broker, request, context);
             match patch {
-                Some(patch) => authorization::patched(reply, patch),
+                Some(patch) => patched(reply, patch),
                 None => reply,
             }
         }
+    }
+}
+
+/// `reply` with `patch` applied to its response, whenever that is ready.
+fn patched(reply: Reply, patch: Patch) -> Reply {
+    match reply {
+        Reply::Now(mut response) => {
+            patch(&mut response);
+            Reply::Now(response)
+        }
+        Reply::Later(future) => Reply::Later(Box::pin(async move {
+            let mut response = future.await;
+            patch(&mut response);
+            response
+        })),
+        Reply::Ordered(future) => {
+            Reply::Ordered(Box::pin(async move { patched(future.await, patch) }))
+        }
+        Reply::Silent => Reply::Silent,
     }
 }
 

@@ -30,6 +30,7 @@ use strom_types::security::{ScramCredential, ScramMechanism};
 use strom_types::ErrorCode;
 
 use crate::config::listeners::SecurityProtocol;
+pub use crate::context::RequestContext;
 use crate::handlers::str_bytes;
 use crate::Broker;
 
@@ -46,16 +47,6 @@ pub struct ListenerContext {
     pub name: String,
     pub protocol: SecurityProtocol,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-/// Who sent a request: what the handlers and the authorizer see.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// `User:alice`, `User:CN=bob`, `User:ANONYMOUS`.
-    pub principal: Arc<str>,
-    pub peer: SocketAddr,
-    /// The listener's name, for Metadata's endpoints.
-    pub listener: Arc<str>,
 }
 
 /// What the reader does with a frame, once the session has looked at it.

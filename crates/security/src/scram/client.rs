@@ -12,7 +12,7 @@ use strom_types::security::ScramMechanism;
 use super::messages::{self, ServerFinal};
 use super::{constant_time_eq, hmac, random_nonce, salted_password, xor, Keys, BASE64};
 use super::{ITERATIONS_MAX, ITERATIONS_MIN};
-use crate::sasl::{encode_saslname, Mechanism, SaslError};
+use crate::exchange::{encode_saslname, Mechanism, SaslError};
 
 /// The length of the client's nonce: 32 letters and digits carry 190 bits.
 const CLIENT_NONCE_CHARS: usize = 32;

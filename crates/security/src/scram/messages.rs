@@ -15,7 +15,7 @@
 use base64::Engine;
 
 use super::BASE64;
-use crate::sasl::{decode_saslname, SaslError};
+use crate::exchange::{decode_saslname, SaslError};
 
 /// The client's first message.
 #[derive(Debug, Clone, PartialEq, Eq)]

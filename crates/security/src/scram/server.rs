@@ -17,7 +17,7 @@ use strom_types::security::{ScramCredential, ScramMechanism};
 use super::messages::{self, ClientFinal, ServerFinal, ServerFirst};
 use super::{constant_time_eq, hash, hash_bytes, hmac, random_nonce, xor, ITERATIONS_DEFAULT};
 use super::{ITERATIONS_MIN, SALT_BYTES};
-use crate::sasl::{CredentialStore, SaslError, SaslStep};
+use crate::exchange::{CredentialStore, SaslError, SaslStep};
 
 /// The length of the server's part of the nonce: 32 letters and digits carry 190 bits.
 const SERVER_NONCE_CHARS: usize = 32;
@@ -219,8 +219,8 @@ mod tests {
     use base64::Engine;
 
     use super::*;
+    use crate::exchange::Mechanism;
     use crate::sasl::tests::MemoryStore;
-    use crate::sasl::Mechanism;
     use crate::scram::{self, ScramClient, BASE64};
 
     /// RFC 7677 section 3, for user "user" and password "pencil".

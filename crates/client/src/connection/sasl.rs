@@ -24,7 +24,7 @@ use strom_types::security::ScramMechanism;
 use strom_types::ErrorCode;
 use tokio::time::{Duration, Instant};
 
-use crate::connection::Connection;
+use super::Connection;
 use crate::error::Subject;
 use crate::{limits, ClientError, SaslConfig};
 
