@@ -214,6 +214,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     }
     let retention = tokio::spawn(retention::run(broker.clone()));
     let cleaner = tokio::spawn(cleaner::run(broker.clone()));
+    let jwks = tokio::spawn(security::refresh_jwks(broker.clone()));
     // Like Kafka's controlled shutdown: leaderships move away while this node still serves,
     // so producers and consumers fail over to the new leaders before the listener closes.
     let leaving = broker.clone();
@@ -224,6 +225,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     network::listener::serve(broker.clone(), listeners, shutdown).await;
     retention.abort();
     cleaner.abort();
+    jwks.abort();
     ticker.abort();
     transaction_ticker.abort();
     follower.abort();

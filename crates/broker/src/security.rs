@@ -25,6 +25,9 @@ use crate::context::RequestContext;
 /// cleared and they may be logged again.
 const DENIALS_REMEMBERED_MAX: usize = 10_000;
 
+/// How often the JWKS's age is looked at (it is reloaded once older than an hour).
+const JWKS_CHECK_INTERVAL_MS: u64 = 60_000;
+
 /// A denial as the authorizer log remembers it: principal, operation, resource.
 type Denial = (Arc<str>, AclOperation, ResourceType, String);
 
@@ -229,5 +232,29 @@ impl AuthorizerState {
         let rebuilt = Arc::new(Authorizer::new(&self.config, acls.iter()));
         *self.current.write() = (acls.clone(), rebuilt.clone());
         rebuilt
+    }
+}
+
+/// Reloads the OAUTHBEARER key set once it is older than
+/// [`strom_security::oauthbearer::JWKS_REFRESH_MS_DEFAULT`] (Kafka's hour), so keys the issuer
+/// retires stop being trusted; a token signed by a new key reloads it at once anyway. Runs
+/// until aborted; returns at once without OAUTHBEARER.
+pub async fn refresh_jwks(broker: std::sync::Arc<crate::Broker>) {
+    let Some(validator) = broker.security.sasl.oauth.clone() else {
+        return;
+    };
+    let period = std::time::Duration::from_millis(JWKS_CHECK_INTERVAL_MS);
+    loop {
+        tokio::time::sleep(period).await;
+        let validator = validator.clone();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            validator.refresh_if_older_than(strom_security::oauthbearer::JWKS_REFRESH_MS_DEFAULT)
+        })
+        .await;
+        if let Ok(Err(error)) = refreshed {
+            tracing::warn!(
+                "refreshing the OAUTHBEARER key set failed; keeping the old keys: {error}"
+            );
+        }
     }
 }
