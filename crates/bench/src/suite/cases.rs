@@ -313,9 +313,8 @@ pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
         )
     });
     cases.push(many_partitions_case(args.quick));
-    cases.retain(|case| {
-        args.only.is_empty() || args.only.iter().any(|only| case.selected_by(only))
-    });
+    cases
+        .retain(|case| args.only.is_empty() || args.only.iter().any(|only| case.selected_by(only)));
     cases
 }
 
@@ -716,7 +715,14 @@ mod tests {
         let listeners: Vec<&str> = group.iter().map(|case| case.listener.protocol()).collect();
         assert_eq!(
             listeners,
-            ["PLAINTEXT", "PLAINTEXT", "SSL", "SASL_SSL", "SSL", "SASL_SSL"]
+            [
+                "PLAINTEXT",
+                "PLAINTEXT",
+                "SSL",
+                "SASL_SSL",
+                "SSL",
+                "SASL_SSL"
+            ]
         );
         assert!(group.iter().all(|case| case.nodes == Nodes::One
             && case.group == Some(SECURITY_GROUP)

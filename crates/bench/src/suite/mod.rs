@@ -308,7 +308,9 @@ fn run_once(
         }
         let brokers = match nodes {
             Nodes::One => {
-                let secure = phase.iter().any(|case| case.listener != Listener::Plaintext);
+                let secure = phase
+                    .iter()
+                    .any(|case| case.listener != Listener::Plaintext);
                 Brokers::single(&tools.binary, run_dir, secure)?
             }
             Nodes::ThreeVoters => {

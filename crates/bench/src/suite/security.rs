@@ -172,9 +172,15 @@ mod tests {
     fn the_certificates_are_a_ca_and_a_server_key_and_certificate_for_loopback() {
         let (ca, keystore) = certificates().unwrap();
         assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 1);
-        assert!(keystore.starts_with("-----BEGIN PRIVATE KEY-----"), "{keystore}");
+        assert!(
+            keystore.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{keystore}"
+        );
         assert_eq!(keystore.matches("BEGIN CERTIFICATE").count(), 1);
-        assert_ne!(ca, keystore[keystore.find("-----BEGIN CERTIFICATE").unwrap()..]);
+        assert_ne!(
+            ca,
+            keystore[keystore.find("-----BEGIN CERTIFICATE").unwrap()..]
+        );
     }
 
     #[test]

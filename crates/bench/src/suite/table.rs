@@ -372,12 +372,8 @@ fn same_run_ratio(
     baseline: &str,
     figure: fn(&CaseResult) -> f64,
 ) -> Option<SameRun> {
-    let in_run = |run: &RunResult, name: &str| {
-        run.cases
-            .iter()
-            .find(|case| case.case == name)
-            .map(figure)
-    };
+    let in_run =
+        |run: &RunResult, name: &str| run.cases.iter().find(|case| case.case == name).map(figure);
     let pairs: Vec<(f64, f64)> = runs
         .iter()
         .filter_map(|run| Some((in_run(run, name)?, in_run(run, baseline)?)))
@@ -578,7 +574,7 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&case_rows(runs)));
     out.push('\n');
     let mut targets = vec![vec![
-        "target (issues 5, 9, 10 and 11)".to_string(),
+        "target (issues 5, 9, 10, 11 and 12)".to_string(),
         "measured (median)".to_string(),
         "met".to_string(),
     ]];
@@ -1146,7 +1142,13 @@ mod tests {
         let ssl = over(CONSUME_PLAINTEXT_CASE, Listener::Ssl);
         let three = |run_number: u32, plaintext: f64, secured: f64| {
             let cases = vec![
-                case(CONSUME_PLAINTEXT_CASE, run_number, plaintext, 1.0, (1.0, 2.0)),
+                case(
+                    CONSUME_PLAINTEXT_CASE,
+                    run_number,
+                    plaintext,
+                    1.0,
+                    (1.0, 2.0),
+                ),
                 case(&ssl, run_number, secured, 1.0, (1.0, 2.0)),
                 case(&sasl_ssl, run_number, secured, 1.0, (1.0, 2.0)),
             ];
@@ -1175,7 +1177,10 @@ mod tests {
             .iter()
             .any(|check| check.target.contains("plaintext") && !check.met));
         let alone = check_targets(&[run(1, vec![case(&sasl_ssl, 1, 500.0, 1.0, (1.0, 2.0))])]);
-        assert!(alone.is_empty(), "no target without the plaintext case: {alone:?}");
+        assert!(
+            alone.is_empty(),
+            "no target without the plaintext case: {alone:?}"
+        );
     }
 
     fn many_partitions(run: u32, create_s: f64, serving_s: (f64, f64)) -> CaseResult {
