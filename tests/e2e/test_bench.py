@@ -313,6 +313,34 @@ def test_suite_runs_quickly_and_prints_its_table(tmp_path):
     assert list(tmp_path.iterdir()) == [], "the suite removes its directory"
 
 
+def test_suite_security_cases_run_the_plaintext_loads_over_ssl_and_sasl_ssl(tmp_path):
+    result = subprocess.run(
+        [STROM_BIN, "bench", "suite", "--quick", "--dir", str(tmp_path), "--only", "security", "--json"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BENCH_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    suite = json.loads(result.stdout)
+    (run,) = suite["runs"]
+    cases = {case["case"]: case for case in run["cases"]}
+    assert list(cases) == [
+        "produce 1 KiB acks=1", "consume 1 KiB", "consume 1 KiB over SSL",
+        "consume 1 KiB over SASL_SSL SCRAM-SHA-512", "produce 1 KiB acks=1 over SSL",
+        "produce 1 KiB acks=1 over SASL_SSL SCRAM-SHA-512",
+    ]
+    written = cases["produce 1 KiB acks=1"]["records"]
+    assert written > 0
+    for name in ("consume 1 KiB over SSL", "consume 1 KiB over SASL_SSL SCRAM-SHA-512"):
+        assert cases[name]["records"] == written, "every consume reads the plaintext producer's records"
+    for name, protocol in (("produce 1 KiB acks=1 over SSL", "SSL"),
+                           ("produce 1 KiB acks=1 over SASL_SSL SCRAM-SHA-512", "SASL_SSL")):
+        assert cases[name]["records"] > 0
+        assert f"--command-config {tmp_path}" in cases[name]["command"]
+        assert f"{protocol}.properties" in cases[name]["command"]
+    (target,) = [check for check in suite["targets"] if "plaintext consume" in check["target"]]
+    assert "SASL_SSL" in target["target"] and "≥ 60%" in target["target"]
+    assert list(tmp_path.iterdir()) == [], "the suite removes its directory"
+
+
 def test_suite_many_partitions_case_restarts_its_broker_and_reads_every_record_back(tmp_path):
     result = subprocess.run(
         [STROM_BIN, "bench", "suite", "--quick", "--dir", str(tmp_path), "--only", "ulimit -n", "--json"],

@@ -29,7 +29,7 @@ pub struct Beside {
 impl Beside {
     /// Starts the `strom bench idle-fetch` line `words` against `address`.
     pub fn start(words: &[String], address: &str) -> Result<Beside, BenchError> {
-        let BenchCommand::IdleFetch(args) = BenchLine::parse(words, address)?.command else {
+        let BenchCommand::IdleFetch(args) = BenchLine::parse(words, address, None)?.command else {
             return Err(BenchError::InvalidArgument(format!(
                 "only idle-fetch runs beside a suite case, not '{}'",
                 words.join(" ")
@@ -62,7 +62,7 @@ impl Beside {
         Ok(Beside {
             stop,
             thread,
-            command: BenchLine::command(words, address),
+            command: BenchLine::command(words, address, None),
         })
     }
 

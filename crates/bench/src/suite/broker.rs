@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{setrlimit, Resource, Rlimit};
 use strom_client::SecurityConfig;
 
+use super::security::{Listener, SecureListeners};
 use crate::error::BenchError;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,16 +35,26 @@ const SINGLE_BROKER_SETTINGS: [&str; 2] = ["--set", "max.connections=12000"];
 /// The broker, or the nodes of the cluster, a phase of the suite runs against.
 pub struct Brokers {
     nodes: Vec<BrokerProcess>,
+    /// The single broker's SSL and SASL_SSL listeners, when it was started with them.
+    secure: Option<SecureListeners>,
 }
 
 impl Brokers {
-    /// One `strom server` on a free port of 127.0.0.1, its data in `dir/data`.
-    pub fn single(binary: &Path, dir: &Path) -> Result<Brokers, BenchError> {
+    /// One `strom server` on a free port of 127.0.0.1, its data in `dir/data`; with `secure`,
+    /// an SSL and a SASL_SSL listener beside the PLAINTEXT one, their certificates and client
+    /// properties in `dir/security`.
+    pub fn single(binary: &Path, dir: &Path, secure: bool) -> Result<Brokers, BenchError> {
         let address = format!("127.0.0.1:{}", free_port()?);
-        let args: Vec<String> = ["server", "--listen", &address]
-            .into_iter()
-            .chain(SINGLE_BROKER_SETTINGS)
-            .map(String::from)
+        let secure = secure
+            .then(|| SecureListeners::prepare(&dir.join("security"), (free_port()?, free_port()?)))
+            .transpose()?;
+        let listen = match &secure {
+            Some(listeners) => listeners.server_args(&address),
+            None => vec!["--listen".to_string(), address.clone()],
+        };
+        let args: Vec<String> = std::iter::once("server".to_string())
+            .chain(listen)
+            .chain(SINGLE_BROKER_SETTINGS.map(String::from))
             .chain(["--data-dir".to_string(), path_arg(&dir.join("data"))])
             .collect();
         let mut broker =
@@ -51,6 +62,7 @@ impl Brokers {
         broker.wait_until_accepting()?;
         Ok(Brokers {
             nodes: vec![broker],
+            secure,
         })
     }
 
@@ -98,7 +110,10 @@ impl Brokers {
                 None,
             )?);
         }
-        let mut brokers = Brokers { nodes };
+        let mut brokers = Brokers {
+            nodes,
+            secure: None,
+        };
         for node in &mut brokers.nodes {
             node.wait_until_accepting()?;
         }
@@ -146,6 +161,18 @@ impl Brokers {
         &self.nodes[0].address
     }
 
+    /// Where a case over `listener` connects, and the client properties it needs (none for
+    /// PLAINTEXT).
+    pub fn endpoint(&self, listener: Listener) -> (&str, Option<&Path>) {
+        if listener == Listener::Plaintext {
+            return (self.bootstrap(), None);
+        }
+        let secure = self.secure.as_ref();
+        let secure = secure.expect("cases over SSL run on a broker started with its listeners");
+        let endpoint = secure.endpoint(listener).expect("a secured listener");
+        (&endpoint.address, Some(endpoint.command_config.as_path()))
+    }
+
     /// Each node's pid and address, for the progress lines.
     pub fn describe(&self) -> String {
         let nodes: Vec<String> = self
@@ -153,7 +180,15 @@ impl Brokers {
             .iter()
             .map(|node| format!("pid {} on {}", node.pid, node.address))
             .collect();
-        nodes.join(", ")
+        match &self.secure {
+            Some(secure) => format!(
+                "{} (PLAINTEXT), SSL on {}, SASL_SSL on {}",
+                nodes.join(", "),
+                secure.ssl.address,
+                secure.sasl_ssl.address
+            ),
+            None => nodes.join(", "),
+        }
     }
 
     /// User plus system CPU seconds used so far, summed over the nodes.

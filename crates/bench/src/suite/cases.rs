@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::security::{Listener, SCRAM_MECHANISM};
 use super::SuiteArgs;
 
 /// librdkafka's default `batch.size`.
@@ -46,6 +47,17 @@ const TRANSACTION_RECORD_BYTES: u64 = 1024;
 pub const IDEMPOTENT_CASE: &str = "produce 1 KiB acks=all, 8 idempotent producers, no transactions";
 pub const TRANSACTIONAL_CASE: &str =
     "produce 1 KiB acks=all, 8 transactional producers, transactions of 1,000 records";
+
+/// The security cases (issue 12): the plaintext 1 KiB throughput cases' loads again over the
+/// single broker's SSL and SASL_SSL listeners. `--only security` runs them with the two
+/// plaintext cases they are compared with; the target holds SASL_SSL consume to a share of the
+/// plaintext consume in the same run.
+pub const SECURITY_GROUP: &str = "security";
+pub const PRODUCE_PLAINTEXT_CASE: &str = "produce 1 KiB acks=1";
+pub const CONSUME_PLAINTEXT_CASE: &str = "consume 1 KiB";
+/// The topic the plaintext 1 KiB produce case writes and every 1 KiB consume case reads, so
+/// that the three consume cases read the same records.
+const PLAINTEXT_1K_TOPIC: &str = "suite-1k";
 
 /// What a case runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +143,12 @@ pub struct Case {
     /// consumers polling) before the case's figures are taken, stopped when the load ends.
     pub beside: Option<Vec<String>>,
     pub nodes: Nodes,
+    /// The single broker's listener the load connects to (PLAINTEXT but for the security
+    /// cases).
+    pub listener: Listener,
+    /// A name `--only` selects the case by besides its own: the security cases' plaintext
+    /// counterparts are in their group.
+    pub group: Option<&'static str>,
 }
 
 impl Case {
@@ -141,7 +159,14 @@ impl Case {
             creates: Vec::new(),
             beside: None,
             nodes: Nodes::One,
+            listener: Listener::Plaintext,
+            group: None,
         }
+    }
+
+    /// Whether `--only text` keeps the case: its name or its group contains `text`.
+    fn selected_by(&self, text: &str) -> bool {
+        self.name.contains(text) || self.group.is_some_and(|group| group.contains(text))
     }
 
     /// The topic the case's load writes or reads (none for idle connections, nor for the
@@ -288,13 +313,8 @@ pub fn cases(args: &SuiteArgs, kcat: bool) -> Vec<Case> {
         )
     });
     cases.push(many_partitions_case(args.quick));
-    cases.retain(|case| {
-        args.only.is_empty()
-            || args
-                .only
-                .iter()
-                .any(|only| case.name.contains(only.as_str()))
-    });
+    cases
+        .retain(|case| args.only.is_empty() || args.only.iter().any(|only| case.selected_by(only)));
     cases
 }
 
@@ -318,11 +338,22 @@ fn bench_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
             "e2e --topic {topic} --record-size {bytes} --rate {rate} --duration {e2e_seconds}"
         ))
     };
-    vec![
+    let in_security_group = |case: Case| Case {
+        group: Some(SECURITY_GROUP),
+        ..case
+    };
+    let mut cases = vec![
         Case::new("produce 100 B acks=1", produce("suite-100", 100, "1")),
-        Case::new("produce 1 KiB acks=1", produce("suite-1k", 1024, "1")),
+        in_security_group(Case::new(
+            PRODUCE_PLAINTEXT_CASE,
+            produce(PLAINTEXT_1K_TOPIC, 1024, "1"),
+        )),
         Case::new("consume 100 B", bench("consume --topic suite-100".into())),
-        Case::new("consume 1 KiB", bench("consume --topic suite-1k".into())),
+        in_security_group(Case::new(CONSUME_PLAINTEXT_CASE, consume_1k())),
+    ];
+    // Right after the plaintext consume, while the topic they all read is as warm.
+    cases.extend(security_cases(seconds));
+    cases.extend([
         Case::new("produce 100 B acks=all", produce("suite-100-all", 100, "all")),
         Case::new("produce 1 KiB acks=all", produce("suite-1k-all", 1024, "all")),
         // Produce latency at a low rate with the bench's defaults (linger 5 ms): acks=all is
@@ -344,7 +375,48 @@ fn bench_cases(seconds: f64, e2e_seconds: f64) -> Vec<Case> {
         Case::new("e2e 100 B 10k/s acks=all", e2e("suite-e2e-100-10k", 100, 10_000)),
         Case::new("e2e 1 KiB 1k/s acks=all", e2e("suite-e2e-1k-1k", 1024, 1_000)),
         Case::new("e2e 1 KiB 10k/s acks=all", e2e("suite-e2e-1k-10k", 1024, 10_000)),
-    ]
+    ]);
+    cases
+}
+
+fn consume_1k() -> Load {
+    bench(format!("consume --topic {PLAINTEXT_1K_TOPIC}"))
+}
+
+/// The name of a security case: its plaintext counterpart's, over `listener`.
+pub fn over(plaintext: &str, listener: Listener) -> String {
+    match listener {
+        Listener::Plaintext => plaintext.to_string(),
+        Listener::Ssl => format!("{plaintext} over SSL"),
+        Listener::SaslSsl => format!("{plaintext} over SASL_SSL {SCRAM_MECHANISM}"),
+    }
+}
+
+/// The plaintext 1 KiB consume and produce loads over SSL and over SASL_SSL: the consume cases
+/// read the plaintext produce case's topic (the same records as the plaintext consume), the
+/// produce cases write topics of their own.
+fn security_cases(seconds: f64) -> Vec<Case> {
+    let secured = [Listener::Ssl, Listener::SaslSsl];
+    let consume = secured.map(|listener| Case {
+        listener,
+        group: Some(SECURITY_GROUP),
+        ..Case::new(&over(CONSUME_PLAINTEXT_CASE, listener), consume_1k())
+    });
+    let produce = secured.map(|listener| {
+        let topic = format!(
+            "{PLAINTEXT_1K_TOPIC}-{}",
+            listener.protocol().to_lowercase().replace('_', "-")
+        );
+        Case {
+            listener,
+            group: Some(SECURITY_GROUP),
+            ..Case::new(
+                &over(PRODUCE_PLAINTEXT_CASE, listener),
+                produce_throughput(&topic, 1024, "1", seconds, ""),
+            )
+        }
+    });
+    consume.into_iter().chain(produce).collect()
 }
 
 /// Idempotent producers, then transactional ones, the same load otherwise, each into a topic
@@ -625,6 +697,75 @@ mod tests {
     }
 
     #[test]
+    fn the_security_cases_differ_from_the_plaintext_ones_only_in_their_listener() {
+        let group = cases(&args("--only security --case-seconds 3"), false);
+        let names: Vec<&str> = group.iter().map(|case| case.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "produce 1 KiB acks=1",
+                "consume 1 KiB",
+                "consume 1 KiB over SSL",
+                "consume 1 KiB over SASL_SSL SCRAM-SHA-512",
+                "produce 1 KiB acks=1 over SSL",
+                "produce 1 KiB acks=1 over SASL_SSL SCRAM-SHA-512",
+            ],
+            "the plaintext cases first; the secured consumes right after the plaintext one"
+        );
+        let listeners: Vec<&str> = group.iter().map(|case| case.listener.protocol()).collect();
+        assert_eq!(
+            listeners,
+            [
+                "PLAINTEXT",
+                "PLAINTEXT",
+                "SSL",
+                "SASL_SSL",
+                "SSL",
+                "SASL_SSL"
+            ]
+        );
+        assert!(group.iter().all(|case| case.nodes == Nodes::One
+            && case.group == Some(SECURITY_GROUP)
+            && case.creates.is_empty()
+            && case.beside.is_none()));
+        let (produce, consume) = (&group[0], &group[1]);
+        for secured in &group[2..4] {
+            assert_eq!(secured.load, consume.load, "the same records read back");
+            assert_eq!(secured.disk_probe(), None);
+        }
+        let load_but_topic = |case: &Case| {
+            let Load::Bench(words) = &case.load else {
+                panic!("a bench load")
+            };
+            let topic = case.topic().unwrap().to_string();
+            let rest: Vec<&String> = words.iter().filter(|word| **word != topic).collect();
+            (topic, rest.into_iter().cloned().collect::<Vec<_>>())
+        };
+        let (plaintext_topic, plaintext_load) = load_but_topic(produce);
+        let mut topics = vec![plaintext_topic];
+        for secured in &group[4..] {
+            let (topic, load) = load_but_topic(secured);
+            assert_eq!(load, plaintext_load, "{}", secured.name);
+            assert_eq!(secured.disk_probe(), Some(Duration::from_secs(3)));
+            topics.push(topic);
+        }
+        assert_eq!(topics, ["suite-1k", "suite-1k-ssl", "suite-1k-sasl-ssl"]);
+        // By name too: the secured cases alone, or the SASL_SSL ones.
+        assert_eq!(cases(&args("--only SSL"), false).len(), 4);
+        assert_eq!(cases(&args("--only SASL_SSL"), false).len(), 2);
+        // The whole suite has them on its single broker, after the plaintext consume.
+        let all = cases(&args(""), false);
+        let at = |name: &str| all.iter().position(|case| case.name == name).unwrap();
+        assert_eq!(at("consume 1 KiB over SSL"), at("consume 1 KiB") + 1);
+        assert_eq!(
+            all.iter()
+                .filter(|case| case.listener != Listener::Plaintext)
+                .count(),
+            4
+        );
+    }
+
+    #[test]
     fn counts_read_with_thousands_separated() {
         assert_eq!(thousands(7), "7");
         assert_eq!(thousands(1_000), "1,000");
@@ -639,15 +780,15 @@ mod tests {
             .into_iter()
             .map(|case| case.name)
             .collect();
-        assert_eq!(names.len(), 21);
+        assert_eq!(names.len(), 25);
         assert!(names.iter().all(|name| !name.starts_with("librdkafka")));
         assert!(names.iter().all(|name| !name.starts_with("kcat")));
-        assert_eq!(names[17], "produce 1 KiB acks=1 100 partitions");
-        assert_eq!(names[18], "10,000 idle connections");
-        assert_eq!(names[19], "e2e 100 B 1k/s acks=all RF=3");
-        assert_eq!(names[20], "20,000 partitions, ulimit -n 4096");
+        assert_eq!(names[21], "produce 1 KiB acks=1 100 partitions");
+        assert_eq!(names[22], "10,000 idle connections");
+        assert_eq!(names[23], "e2e 100 B 1k/s acks=all RF=3");
+        assert_eq!(names[24], "20,000 partitions, ulimit -n 4096");
         let all = cases(&args("--librdkafka"), true);
-        assert_eq!(all.len(), 26);
+        assert_eq!(all.len(), 30);
         let three: Vec<&Case> = all
             .iter()
             .filter(|case| case.nodes == Nodes::ThreeVoters)
@@ -667,8 +808,8 @@ mod tests {
             .all(|case| case.name.contains("e2e") || case.name.contains("consume")));
         assert_eq!(
             only.len(),
-            10,
-            "five e2e, two consume, three with idle consumers"
+            12,
+            "five e2e, two plaintext and two secured consume, three with idle consumers"
         );
         let without_librdkafka = cases(&args("--only kcat"), true);
         assert!(

@@ -76,10 +76,14 @@ pub struct BenchLine {
 }
 
 impl BenchLine {
-    /// Parses `words` (after `strom bench`) with `--bootstrap address` added. The suite's
-    /// brokers are its own, in PLAINTEXT, so a `STROM_COMMAND_CONFIG` in the environment is
-    /// not for them.
-    pub fn parse(words: &[String], address: &str) -> Result<BenchLine, BenchError> {
+    /// Parses `words` (after `strom bench`) with `--bootstrap address` and `--command-config`
+    /// added. The suite's brokers are its own, and make the only properties files their
+    /// listeners need, so a `STROM_COMMAND_CONFIG` in the environment is not for them.
+    pub fn parse(
+        words: &[String],
+        address: &str,
+        command_config: Option<&Path>,
+    ) -> Result<BenchLine, BenchError> {
         let mut line: Vec<String> = vec!["strom bench".to_string()];
         line.extend(words.iter().cloned());
         line.extend(["--bootstrap".to_string(), address.to_string()]);
@@ -87,14 +91,20 @@ impl BenchLine {
             BenchError::InvalidArgument(format!("suite case '{}': {error}", words.join(" ")))
         })?;
         if let Some(common) = parsed.command.common_mut() {
-            common.command_config = None;
+            common.command_config = command_config.map(Path::to_path_buf);
         }
         Ok(parsed)
     }
 
     /// How to run `words` by hand.
-    pub fn command(words: &[String], address: &str) -> String {
-        format!("strom bench {} --bootstrap {address}", words.join(" "))
+    pub fn command(words: &[String], address: &str, command_config: Option<&Path>) -> String {
+        let config = command_config.map_or(String::new(), |path| {
+            format!(" --command-config {}", path.display())
+        });
+        format!(
+            "strom bench {} --bootstrap {address}{config}",
+            words.join(" ")
+        )
     }
 }
 
@@ -102,8 +112,9 @@ pub fn run_bench(
     runtime: &tokio::runtime::Runtime,
     words: &[String],
     address: &str,
+    command_config: Option<&Path>,
 ) -> Result<Outcome, BenchError> {
-    let parsed = BenchLine::parse(words, address)?;
+    let parsed = BenchLine::parse(words, address, command_config)?;
     let report: Report = match parsed.command {
         BenchCommand::Produce(args) => runtime.block_on(crate::produce::run(args))?,
         BenchCommand::Consume(args) => runtime.block_on(crate::consume::run(args))?,
@@ -127,7 +138,7 @@ pub fn run_bench(
         coordinator_retries: report.coordinator_retries.unwrap_or(0),
     });
     Ok(Outcome {
-        command: BenchLine::command(words, address),
+        command: BenchLine::command(words, address, command_config),
         records: throughput.records,
         records_per_s: throughput.records_per_s,
         mb_per_s: throughput.mb_per_s,
@@ -263,7 +274,7 @@ pub fn run_idle_connections(
         &connections.to_string(),
     ];
     Ok(Outcome {
-        command: BenchLine::command(&words.map(String::from), address),
+        command: BenchLine::command(&words.map(String::from), address, None),
         records: held.connections as u64,
         records_per_s: held.connections_per_s(),
         mb_per_s: 0.0,
@@ -410,12 +421,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_suite_connects_its_own_brokers_in_plaintext() {
+    fn the_suite_connects_its_own_brokers_with_its_own_properties() {
         let words = ["produce", "--command-config", "client.properties"].map(String::from);
-        let mut line = BenchLine::parse(&words, "127.0.0.1:1").unwrap();
+        let mut line = BenchLine::parse(&words, "127.0.0.1:1", None).unwrap();
         let common = line.command.common_mut().unwrap();
         assert_eq!(common.command_config, None);
         assert_eq!(common.bootstrap, "127.0.0.1:1");
+        let suite = Path::new("/suite/SSL.properties");
+        let mut line = BenchLine::parse(&words, "127.0.0.1:2", Some(suite)).unwrap();
+        let common = line.command.common_mut().unwrap();
+        assert_eq!(common.command_config.as_deref(), Some(suite));
+        assert_eq!(
+            BenchLine::command(&words[..1], "127.0.0.1:2", Some(suite)),
+            "strom bench produce --bootstrap 127.0.0.1:2 --command-config /suite/SSL.properties"
+        );
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Each run (`--runs N` repeats the whole set) makes a directory under `--dir`, measures the
 //! machine there ([`machine`]), starts `strom server` of this same binary on a free port with
-//! its data directory inside ([`broker`]), and runs the cases ([`cases`]) in order; then it
-//! stops that broker and starts three nodes (a three-voter cluster) for the replicated cases;
+//! its data directory inside ([`broker`]; with an SSL and a SASL_SSL listener beside the
+//! PLAINTEXT one, certificates made for the run, when cases connect over them: [`security`]),
+//! and runs the cases ([`cases`]) in order; then it stops that broker and starts three nodes
+//! (a three-voter cluster) for the replicated cases;
 //! last, once those have stopped too, come the cases that start a broker of their own: the
 //! many-partitions case ([`partitions`]) starts one under a small open-file limit, restarts it
 //! after SIGTERM and after SIGKILL, and reads its memory, descriptors and idle CPU.
@@ -22,6 +24,7 @@ mod cases;
 mod loads;
 mod machine;
 mod partitions;
+mod security;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,7 @@ use beside::Beside;
 use cases::{cases, Case, Load, NewTopic, Nodes};
 use loads::{ConnectionFigures, Outcome};
 use partitions::PartitionFigures;
+use security::Listener;
 
 pub use broker::{process_cpu_seconds, stat_cpu_ticks, status_kib, Brokers};
 pub use machine::{MachineLimits, MachineSizes};
@@ -303,7 +307,12 @@ fn run_once(
             continue;
         }
         let brokers = match nodes {
-            Nodes::One => Brokers::single(&tools.binary, run_dir)?,
+            Nodes::One => {
+                let secure = phase
+                    .iter()
+                    .any(|case| case.listener != Listener::Plaintext);
+                Brokers::single(&tools.binary, run_dir, secure)?
+            }
             Nodes::ThreeVoters => {
                 Brokers::three_voters(&tools.binary, &run_dir.join("cluster"), &context.runtime)?
             }
@@ -484,7 +493,7 @@ fn run_case(
     let broker_before = brokers.cpu_seconds()?;
     let broker_system_before = brokers.system_cpu_seconds()?;
     let bench_before = process_cpu_seconds(own_stat, context.clock_ticks_per_s)?;
-    let outcome = run_load(context, brokers, &case.load)?;
+    let outcome = run_load(context, brokers, case)?;
     let broker_cpu_s = brokers.cpu_seconds()? - broker_before;
     let broker_system_cpu_s = brokers.system_cpu_seconds()? - broker_system_before;
     let bench_cpu_s = process_cpu_seconds(own_stat, context.clock_ticks_per_s)? - bench_before;
@@ -524,11 +533,16 @@ fn run_case(
     })
 }
 
-fn run_load(context: &RunContext, brokers: &Brokers, load: &Load) -> Result<Outcome, BenchError> {
+fn run_load(context: &RunContext, brokers: &Brokers, case: &Case) -> Result<Outcome, BenchError> {
     let runtime = &context.runtime;
-    let address = brokers.bootstrap();
+    let (address, command_config) = brokers.endpoint(case.listener);
+    let load = &case.load;
+    assert!(
+        command_config.is_none() || matches!(load, Load::Bench(_)),
+        "only `strom bench` loads run over SSL"
+    );
     match load {
-        Load::Bench(words) => loads::run_bench(runtime, words, address),
+        Load::Bench(words) => loads::run_bench(runtime, words, address, command_config),
         Load::LibrdkafkaProduce { .. } | Load::LibrdkafkaE2e { .. } => {
             let python = context.tools.python.as_deref();
             let python = python.expect("a Python is found when librdkafka cases exist");

@@ -7,8 +7,12 @@
 
 use serde::Serialize;
 
-use super::cases::{IDEMPOTENT_CASE, IDLE_ALONE, NO_IDLE_CONSUMERS, TRANSACTIONAL_CASE};
+use super::cases::{
+    over, CONSUME_PLAINTEXT_CASE, IDEMPOTENT_CASE, IDLE_ALONE, NO_IDLE_CONSUMERS,
+    TRANSACTIONAL_CASE,
+};
 use super::partitions::{PartitionFigures, RestartFigures, TOO_MANY_OPEN_FILES};
+use super::security::Listener;
 use super::{CaseResult, RunResult};
 use crate::stats::{format_table, human_count, human_ms, LatencySummary, Spread};
 
@@ -26,6 +30,9 @@ const PARTITIONS_IDLE_CPU_PERCENT_MAX: f64 = 2.0;
 /// The least share of the idempotent producers' records/s the transactional ones must reach
 /// in the same run (issue 11).
 const TRANSACTIONAL_THROUGHPUT_SHARE_MIN: f64 = 0.80;
+/// The least share of the plaintext consume's MB/s the SASL_SSL consume of the same records
+/// must reach in the same run (issue 12).
+const SASL_SSL_CONSUME_SHARE_MIN: f64 = 0.60;
 
 /// One of the issue's targets, and whether the suite's figures meet it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -188,6 +195,9 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
         if let Some(transactions) = transactions_target(runs, &name) {
             check(transactions.target, transactions.measured, transactions.met);
         }
+        if let Some(secured) = security_target(runs, &name) {
+            check(secured.target, secured.measured, secured.met);
+        }
         if let Some(held) = idle_connections_target(runs, &name) {
             check(held.target, held.measured, held.met);
         }
@@ -300,24 +310,11 @@ fn transactions_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
     if name != TRANSACTIONAL_CASE {
         return None;
     }
-    let in_run = |run: &RunResult, name: &str| {
-        run.cases
-            .iter()
-            .find(|case| case.case == name)
-            .map(|case| case.records_per_s)
-    };
-    let pairs: Vec<(f64, f64)> = runs
-        .iter()
-        .filter_map(|run| Some((in_run(run, name)?, in_run(run, IDEMPOTENT_CASE)?)))
-        .collect();
-    let ratios: Vec<f64> = pairs
-        .iter()
-        .map(|(transactional, idempotent)| transactional / idempotent.max(f64::MIN_POSITIVE))
-        .collect();
-    let ratio = Spread::of(&ratios)?.median;
-    let median = |values: Vec<f64>| Spread::of(&values).map_or(0.0, |spread| spread.median);
-    let transactional = median(pairs.iter().map(|pair| pair.0).collect());
-    let idempotent = median(pairs.iter().map(|pair| pair.1).collect());
+    let SameRun {
+        ratio,
+        case: transactional,
+        baseline: idempotent,
+    } = same_run_ratio(runs, name, IDEMPOTENT_CASE, |case| case.records_per_s)?;
     Some(TargetCheck {
         target: format!(
             "{name}: records/s ≥ {:.0}% of the idempotent producers' in the same run",
@@ -330,6 +327,67 @@ fn transactions_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
             100.0 * ratio
         ),
         met: ratio >= TRANSACTIONAL_THROUGHPUT_SHARE_MIN,
+    })
+}
+
+/// SASL over TLS must cost consumers little: the SASL_SSL consume's MB/s against the plaintext
+/// consume's of the same records in the same run, the median of the runs' ratios.
+fn security_target(runs: &[RunResult], name: &str) -> Option<TargetCheck> {
+    if name != over(CONSUME_PLAINTEXT_CASE, Listener::SaslSsl) {
+        return None;
+    }
+    let SameRun {
+        ratio,
+        case: secured,
+        baseline: plaintext,
+    } = same_run_ratio(runs, name, CONSUME_PLAINTEXT_CASE, |case| case.mb_per_s)?;
+    Some(TargetCheck {
+        target: format!(
+            "{name}: MB/s ≥ {:.0}% of the plaintext consume's in the same run",
+            SASL_SSL_CONSUME_SHARE_MIN * 100.0
+        ),
+        measured: format!(
+            "{secured:.1} vs {plaintext:.1} MB/s = {:.0}%",
+            100.0 * ratio
+        ),
+        met: ratio >= SASL_SSL_CONSUME_SHARE_MIN,
+    })
+}
+
+/// One case's figure against another's taken in the same run.
+struct SameRun {
+    /// The median of the runs' ratios (case / baseline).
+    ratio: f64,
+    /// The medians of the two cases' figures over the runs that have both.
+    case: f64,
+    baseline: f64,
+}
+
+/// `figure` of case `name` against that of case `baseline`, run by run: the two follow each
+/// other on the same broker, while this VM's disk and neighbours change by more than a target's
+/// margin from minute to minute. `None` unless some run has both.
+fn same_run_ratio(
+    runs: &[RunResult],
+    name: &str,
+    baseline: &str,
+    figure: fn(&CaseResult) -> f64,
+) -> Option<SameRun> {
+    let in_run =
+        |run: &RunResult, name: &str| run.cases.iter().find(|case| case.case == name).map(figure);
+    let pairs: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|run| Some((in_run(run, name)?, in_run(run, baseline)?)))
+        .collect();
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(case, baseline)| case / baseline.max(f64::MIN_POSITIVE))
+        .collect();
+    let ratio = Spread::of(&ratios)?.median;
+    let median = |values: Vec<f64>| Spread::of(&values).map_or(0.0, |spread| spread.median);
+    Some(SameRun {
+        ratio,
+        case: median(pairs.iter().map(|pair| pair.0).collect()),
+        baseline: median(pairs.iter().map(|pair| pair.1).collect()),
     })
 }
 
@@ -516,7 +574,7 @@ pub fn render(result: &super::SuiteResult) -> String {
     out.push_str(&format_table(&case_rows(runs)));
     out.push('\n');
     let mut targets = vec![vec![
-        "target (issues 5, 9, 10 and 11)".to_string(),
+        "target (issues 5, 9, 10, 11 and 12)".to_string(),
         "measured (median)".to_string(),
         "met".to_string(),
     ]];
@@ -1076,6 +1134,53 @@ mod tests {
             .unwrap_or_else(|| panic!("{table}"));
         assert!(row.contains("40.0 (20.0–60.0) commits/s"), "{row}");
         assert!(row.contains("commit"), "{row}");
+    }
+
+    #[test]
+    fn sasl_ssl_consume_is_held_to_a_share_of_the_plaintext_consume_in_the_same_run() {
+        let sasl_ssl = over(CONSUME_PLAINTEXT_CASE, Listener::SaslSsl);
+        let ssl = over(CONSUME_PLAINTEXT_CASE, Listener::Ssl);
+        let three = |run_number: u32, plaintext: f64, secured: f64| {
+            let cases = vec![
+                case(
+                    CONSUME_PLAINTEXT_CASE,
+                    run_number,
+                    plaintext,
+                    1.0,
+                    (1.0, 2.0),
+                ),
+                case(&ssl, run_number, secured, 1.0, (1.0, 2.0)),
+                case(&sasl_ssl, run_number, secured, 1.0, (1.0, 2.0)),
+            ];
+            run(run_number, cases)
+        };
+        // Run by run: 50%, 70% and 65%.
+        let runs = vec![
+            three(1, 1000.0, 500.0),
+            three(2, 800.0, 560.0),
+            three(3, 1200.0, 780.0),
+        ];
+        let checks = check_targets(&runs);
+        let secured: Vec<&TargetCheck> = checks
+            .iter()
+            .filter(|check| check.target.contains("plaintext"))
+            .collect();
+        assert_eq!(secured.len(), 1, "SASL_SSL alone has a target: {checks:?}");
+        assert_eq!(
+            secured[0].target,
+            format!("{sasl_ssl}: MB/s ≥ 60% of the plaintext consume's in the same run")
+        );
+        assert_eq!(secured[0].measured, "560.0 vs 1000.0 MB/s = 65%");
+        assert!(secured[0].met);
+        let failing = check_targets(&[three(1, 1000.0, 590.0)]);
+        assert!(failing
+            .iter()
+            .any(|check| check.target.contains("plaintext") && !check.met));
+        let alone = check_targets(&[run(1, vec![case(&sasl_ssl, 1, 500.0, 1.0, (1.0, 2.0))])]);
+        assert!(
+            alone.is_empty(),
+            "no target without the plaintext case: {alone:?}"
+        );
     }
 
     fn many_partitions(run: u32, create_s: f64, serving_s: (f64, f64)) -> CaseResult {
