@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
 
-use super::{patch_of, Access, Checked};
+use super::{patch_of, take_refused, Access, Checked};
 
 const CLUSTER_DENIED: ErrorCode = ErrorCode::ClusterAuthorizationFailed;
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
@@ -33,14 +33,12 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
         RequestKind::CreateTopics(body) => create_topics(access, body),
         RequestKind::DeleteTopics(body) => delete_topics(access, body),
         RequestKind::CreatePartitions(mut body) => {
-            let mut refused = Vec::new();
-            body.topics.retain(|topic| {
-                let allowed = access.allows_topic(AclOperation::Alter, &topic.name);
-                if !allowed {
-                    refused.push(topic.name.clone());
-                }
-                allowed
-            });
+            let refused: Vec<_> = take_refused(&mut body.topics, |topic| {
+                access.allows_topic(AclOperation::Alter, &topic.name)
+            })
+            .into_iter()
+            .map(|topic| topic.name.clone())
+            .collect();
             let patch = patch_of(move |response| {
                 let ResponseKind::CreatePartitions(response) = response else {
                     return;
@@ -131,14 +129,12 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
 
 fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {
     let cluster_create = access.allows_cluster(AclOperation::Create);
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = cluster_create || access.allows_topic(AclOperation::Create, &topic.name);
-        if !allowed {
-            refused.push(topic.name.clone());
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        cluster_create || access.allows_topic(AclOperation::Create, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| topic.name.clone())
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::CreateTopics(request), None);
     }
@@ -162,32 +158,26 @@ fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {
 
 fn delete_topics(access: &Access, mut request: DeleteTopicsRequest) -> Checked {
     let image = access.broker().quorum.image();
-    let mut refused = Vec::new();
-    request.topic_names.retain(|name| {
-        let allowed = access.allows_topic(AclOperation::Delete, name);
-        if !allowed {
-            refused.push(DeletableTopicResult::default().with_name(Some(name.clone())));
-        }
-        allowed
+    let by_name = take_refused(&mut request.topic_names, |name| {
+        access.allows_topic(AclOperation::Delete, name)
     });
-    request.topics.retain(|topic| {
+    let by_id = take_refused(&mut request.topics, |topic| {
         let name = match &topic.name {
             Some(name) => Some(name.to_string()),
             None => image.topic_by_id(topic.topic_id).map(|t| t.name.clone()),
         };
         // An unknown id is the handler's to answer (UNKNOWN_TOPIC_ID).
-        let allowed = name
-            .as_deref()
-            .is_none_or(|name| access.allows_topic(AclOperation::Delete, name));
-        if !allowed {
-            refused.push(
-                DeletableTopicResult::default()
-                    .with_name(topic.name.clone())
-                    .with_topic_id(topic.topic_id),
-            );
-        }
-        allowed
+        name.as_deref()
+            .is_none_or(|name| access.allows_topic(AclOperation::Delete, name))
     });
+    let refused: Vec<DeletableTopicResult> = (by_name.into_iter())
+        .map(|name| DeletableTopicResult::default().with_name(Some(name)))
+        .chain(by_id.into_iter().map(|topic| {
+            DeletableTopicResult::default()
+                .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
+        }))
+        .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::DeleteTopics(request), None);
     }

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
 
-use super::{patch_of, Access, Checked};
+use super::{patch_of, take_refused, Access, Checked};
 
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 
@@ -27,19 +27,19 @@ pub fn produce(access: &Access, mut request: ProduceRequest) -> Checked {
     let transactional = request.transactional_id.as_ref().map(|id| id.to_string());
     let refused_all =
         transactional.is_some_and(|id| !access.allows_transactional_id(AclOperation::Write, &id));
-    let mut refused = Vec::new();
-    request.topic_data.retain(|topic| {
-        let allowed = !refused_all && access.allows_topic(AclOperation::Write, &topic.name);
-        if !allowed {
-            let partitions = topic
-                .partition_data
-                .iter()
-                .map(|p| p.index)
-                .collect::<Vec<_>>();
-            refused.push((topic.name.clone(), partitions));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topic_data, |topic| {
+        !refused_all && access.allows_topic(AclOperation::Write, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| {
+        let partitions = topic
+            .partition_data
+            .iter()
+            .map(|p| p.index)
+            .collect::<Vec<_>>();
+        (topic.name.clone(), partitions)
+    })
+    .collect();
     let code = match refused_all {
         true => ErrorCode::TransactionalIdAuthorizationFailed,
         false => TOPIC_DENIED,
@@ -78,19 +78,19 @@ pub fn fetch(access: &Access, mut request: FetchRequest) -> Checked {
     if follower && !refused_all {
         return Checked::Allowed(RequestKind::Fetch(request), None);
     }
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = !refused_all && access.allows_topic(AclOperation::Read, &topic.topic);
-        if !allowed {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| p.partition)
-                .collect::<Vec<_>>();
-            refused.push((topic.topic.clone(), topic.topic_id, partitions));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        !refused_all && access.allows_topic(AclOperation::Read, &topic.topic)
+    })
+    .into_iter()
+    .map(|topic| {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect::<Vec<_>>();
+        (topic.topic.clone(), topic.topic_id, partitions)
+    })
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::Fetch(request), None);
     }
@@ -121,19 +121,19 @@ pub fn fetch(access: &Access, mut request: FetchRequest) -> Checked {
 }
 
 pub fn list_offsets(access: &Access, mut request: ListOffsetsRequest) -> Checked {
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = access.allows_topic(AclOperation::Describe, &topic.name);
-        if !allowed {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| p.partition_index)
-                .collect::<Vec<_>>();
-            refused.push((topic.name.clone(), partitions));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        access.allows_topic(AclOperation::Describe, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect::<Vec<_>>();
+        (topic.name.clone(), partitions)
+    })
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::ListOffsets(request), None);
     }
@@ -170,19 +170,19 @@ pub fn offset_for_leader_epoch(
     if follower && !refused_all {
         return Checked::Allowed(RequestKind::OffsetForLeaderEpoch(request), None);
     }
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = !refused_all && access.allows_topic(AclOperation::Describe, &topic.topic);
-        if !allowed {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| p.partition)
-                .collect::<Vec<_>>();
-            refused.push((topic.topic.clone(), partitions));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        !refused_all && access.allows_topic(AclOperation::Describe, &topic.topic)
+    })
+    .into_iter()
+    .map(|topic| {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect::<Vec<_>>();
+        (topic.topic.clone(), partitions)
+    })
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::OffsetForLeaderEpoch(request), None);
     }

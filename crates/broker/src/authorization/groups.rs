@@ -30,7 +30,7 @@ use kafka_protocol::messages::{
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
 
-use super::{patch_of, Access, Checked};
+use super::{patch_of, take_refused, Access, Checked};
 
 /// A topic and the partitions a request named in it.
 type TopicPartitions = (TopicName, Vec<i32>);
@@ -63,14 +63,7 @@ pub fn find_coordinator(
             .with_port(-1);
         return Checked::Refused(ResponseKind::FindCoordinator(response));
     }
-    let mut refused = Vec::new();
-    request.coordinator_keys.retain(|key| {
-        let allowed = operation_ok(key);
-        if !allowed {
-            refused.push(key.clone());
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.coordinator_keys, |key| operation_ok(key));
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::FindCoordinator(request), None);
     }
@@ -207,14 +200,12 @@ pub fn offset_fetch(access: &Access, mut request: OffsetFetchRequest, version: i
         match &mut group.topics {
             None => hidden.push(group.group_id.clone()),
             Some(topics) => {
-                let mut refused = Vec::new();
-                topics.retain(|topic| {
-                    let allowed = access.allows_topic(AclOperation::Describe, &topic.name);
-                    if !allowed {
-                        refused.push((topic.name.clone(), topic.partition_indexes.clone()));
-                    }
-                    allowed
-                });
+                let refused: Vec<_> = take_refused(topics, |topic| {
+                    access.allows_topic(AclOperation::Describe, &topic.name)
+                })
+                .into_iter()
+                .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+                .collect();
                 if !refused.is_empty() {
                     refused_topics.push((group.group_id.clone(), refused));
                 }
@@ -283,14 +274,12 @@ fn offset_fetch_single(access: &Access, mut request: OffsetFetchRequest) -> Chec
         });
         return Checked::Allowed(RequestKind::OffsetFetch(request), patch);
     };
-    let mut refused = Vec::new();
-    topics.retain(|topic| {
-        let allowed = access.allows_topic(AclOperation::Describe, &topic.name);
-        if !allowed {
-            refused.push((topic.name.clone(), topic.partition_indexes.clone()));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(topics, |topic| {
+        access.allows_topic(AclOperation::Describe, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+    .collect();
     let patch = patch_of(move |response| {
         let ResponseKind::OffsetFetch(response) = response else {
             return;
@@ -315,13 +304,8 @@ fn offset_fetch_single(access: &Access, mut request: OffsetFetchRequest) -> Chec
 }
 
 pub fn describe_groups(access: &Access, mut request: DescribeGroupsRequest) -> Checked {
-    let mut refused = Vec::new();
-    request.groups.retain(|group| {
-        let allowed = access.allows_group(AclOperation::Describe, group);
-        if !allowed {
-            refused.push(group.clone());
-        }
-        allowed
+    let refused: Vec<_> = take_refused(&mut request.groups, |group| {
+        access.allows_group(AclOperation::Describe, group)
     });
     let patch = (!refused.is_empty()).then(|| -> super::Patch {
         Box::new(move |response| {
@@ -344,13 +328,8 @@ pub fn consumer_group_describe(
     access: &Access,
     mut request: ConsumerGroupDescribeRequest,
 ) -> Checked {
-    let mut refused = Vec::new();
-    request.group_ids.retain(|group| {
-        let allowed = access.allows_group(AclOperation::Describe, group);
-        if !allowed {
-            refused.push(group.clone());
-        }
-        allowed
+    let refused: Vec<_> = take_refused(&mut request.group_ids, |group| {
+        access.allows_group(AclOperation::Describe, group)
     });
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::ConsumerGroupDescribe(request), None);
@@ -397,13 +376,8 @@ pub fn list_groups(access: &Access, request: ListGroupsRequest) -> Checked {
 }
 
 pub fn delete_groups(access: &Access, mut request: DeleteGroupsRequest) -> Checked {
-    let mut refused = Vec::new();
-    request.groups_names.retain(|group| {
-        let allowed = access.allows_group(AclOperation::Delete, group);
-        if !allowed {
-            refused.push(group.clone());
-        }
-        allowed
+    let refused: Vec<_> = take_refused(&mut request.groups_names, |group| {
+        access.allows_group(AclOperation::Delete, group)
     });
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::DeleteGroups(request), None);
@@ -433,19 +407,19 @@ pub fn offset_delete(access: &Access, mut request: OffsetDeleteRequest) -> Check
         let response = OffsetDeleteResponse::default().with_error_code(GROUP_DENIED.code());
         return Checked::Refused(ResponseKind::OffsetDelete(response));
     }
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = access.allows_topic(AclOperation::Read, &topic.name);
-        if !allowed {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|p| p.partition_index)
-                .collect::<Vec<_>>();
-            refused.push((topic.name.clone(), partitions));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        access.allows_topic(AclOperation::Read, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| {
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect::<Vec<_>>();
+        (topic.name.clone(), partitions)
+    })
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::OffsetDelete(request), None);
     }

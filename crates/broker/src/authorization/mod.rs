@@ -139,6 +139,16 @@ pub fn check(
     }
 }
 
+/// Keeps the entries of `entries` that `allowed` accepts and returns the others, in order:
+/// the refused part of a partly authorized request.
+pub fn take_refused<T>(entries: &mut Vec<T>, mut allowed: impl FnMut(&T) -> bool) -> Vec<T> {
+    let (kept, refused) = std::mem::take(entries)
+        .into_iter()
+        .partition(|e| allowed(e));
+    *entries = kept;
+    refused
+}
+
 /// A patch from a closure over one response kind; other kinds pass untouched (a handler
 /// answers with its own API's kind, so they do not occur).
 pub fn patch_of<F>(apply: F) -> Option<Patch>

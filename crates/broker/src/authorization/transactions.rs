@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
 
-use super::{patch_of, Access, Checked};
+use super::{patch_of, take_refused, Access, Checked};
 
 const ID_DENIED: ErrorCode = ErrorCode::TransactionalIdAuthorizationFailed;
 
@@ -208,13 +208,8 @@ pub fn write_txn_markers(access: &Access, request: WriteTxnMarkersRequest) -> Ch
 }
 
 pub fn describe_transactions(access: &Access, mut request: DescribeTransactionsRequest) -> Checked {
-    let mut refused = Vec::new();
-    request.transactional_ids.retain(|id| {
-        let allowed = access.allows_transactional_id(AclOperation::Describe, id);
-        if !allowed {
-            refused.push(id.clone());
-        }
-        allowed
+    let refused: Vec<_> = take_refused(&mut request.transactional_ids, |id| {
+        access.allows_transactional_id(AclOperation::Describe, id)
     });
     // Kafka also leaves out topics the principal may not DESCRIBE: filter the answer too.
     let visible = access.filter(AclOperation::Describe, ResourceType::Topic);
@@ -250,14 +245,12 @@ pub fn list_transactions(access: &Access, request: ListTransactionsRequest) -> C
 }
 
 pub fn describe_producers(access: &Access, mut request: DescribeProducersRequest) -> Checked {
-    let mut refused = Vec::new();
-    request.topics.retain(|topic| {
-        let allowed = access.allows_topic(AclOperation::Read, &topic.name);
-        if !allowed {
-            refused.push((topic.name.clone(), topic.partition_indexes.clone()));
-        }
-        allowed
-    });
+    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
+        access.allows_topic(AclOperation::Read, &topic.name)
+    })
+    .into_iter()
+    .map(|topic| (topic.name.clone(), topic.partition_indexes.clone()))
+    .collect();
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::DescribeProducers(request), None);
     }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use strom_security::authorizer::AuthorizerConfig;
 use strom_types::limits::PARTITIONS_PER_TOPIC_MAX;
 
 use super::listeners::{self, STANDARD_AUTHORIZER};
@@ -1158,11 +1159,14 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         documentation: "Principals the authorizer allows everything, separated by semicolons \
                         (User:admin;User:CN=broker).",
         validator: Validator::Custom {
-            check: |text| super_users(text).map(drop),
+            check: |text| AuthorizerConfig::parse_super_users(text).map(drop),
             valid: "TYPE:NAME;...",
         },
         access: Access::Field {
-            apply: |c, v| c.security.super_users = super_users(v.text()).expect("checked"),
+            apply: |c, v| {
+                c.security.super_users =
+                    AuthorizerConfig::parse_super_users(v.text()).expect("checked")
+            },
             read: |c| {
                 let users = &c.security.super_users;
                 (!users.is_empty()).then(|| users.join(";"))
@@ -1260,20 +1264,6 @@ impl BrokerKey {
                 (config.given.get(self.name).cloned()).or_else(|| self.default.map(str::to_owned))
             }
         }
-    }
-}
-
-/// `super.users`: `User:a;User:b`, each `TYPE:NAME`.
-fn super_users(value: &str) -> Result<Vec<String>, String> {
-    let users: Vec<String> = (value.split(';').map(str::trim))
-        .filter(|user| !user.is_empty())
-        .map(str::to_owned)
-        .collect();
-    match users.iter().find(|user| !user.contains(':')) {
-        Some(bad) => Err(format!(
-            "'{bad}' is not a principal (TYPE:NAME, e.g. User:admin)"
-        )),
-        None => Ok(users),
     }
 }
 

@@ -232,7 +232,8 @@ pub fn parse_add_scram(value: &str) -> Result<BootstrapScram, String> {
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
         .ok_or("the credential goes in brackets: [name=USER,password=PASSWORD]")?;
-    let (mut user, mut password, mut iterations) = (None, None, 4096u32);
+    use strom_security::scram::{ITERATIONS_DEFAULT, ITERATIONS_MAX, ITERATIONS_MIN};
+    let (mut user, mut password, mut iterations) = (None, None, ITERATIONS_DEFAULT);
     for field in inner.split(',') {
         let (key, text) = field
             .split_once('=')
@@ -243,8 +244,10 @@ pub fn parse_add_scram(value: &str) -> Result<BootstrapScram, String> {
             "password" => password = Some(text.to_owned()),
             "iterations" => {
                 iterations = (text.parse().ok())
-                    .filter(|n| (4096..=16384).contains(n))
-                    .ok_or_else(|| format!("iterations '{text}' is not 4096-16384"))?;
+                    .filter(|n| (ITERATIONS_MIN..=ITERATIONS_MAX).contains(n))
+                    .ok_or_else(|| {
+                        format!("iterations '{text}' is not {ITERATIONS_MIN}-{ITERATIONS_MAX}")
+                    })?;
             }
             other => {
                 return Err(format!(
