@@ -480,8 +480,8 @@ async fn read_responses<R: AsyncRead + Unpin>(
                 });
             }
         };
-        let mut frame = BytesMut::zeroed(length);
-        if let Err(error) = reader.read_exact(&mut frame).await {
+        let mut frame = BytesMut::with_capacity(length);
+        if let Err(error) = read_frame(&mut reader, &mut frame, length).await {
             return shared
                 .fail(shared.disconnected(format!("reading a {length}-byte response: {error}")));
         }
@@ -501,6 +501,22 @@ async fn read_responses<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Reads `length` bytes into `frame` (empty, with that capacity) without zeroing it first.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frame: &mut BytesMut,
+    length: usize,
+) -> std::io::Result<()> {
+    use bytes::BufMut;
+    while frame.len() < length {
+        let wanted = length - frame.len();
+        if reader.read_buf(&mut (&mut *frame).limit(wanted)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 /// The writer task: frames out, whole and in order. Each frame is flushed: TLS may hold

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use rustls::pki_types::{DnsName, ServerName};
 use strom_security::tls::{self as security_tls, ClientTlsFiles};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -34,12 +35,17 @@ struct CachedConfig {
 /// The process-wide table of built configurations, newest last.
 static CONFIGS: Mutex<Vec<CachedConfig>> = Mutex::new(Vec::new());
 
+/// How much a TLS connection reads from its socket at once.
+const TLS_READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Runs the TLS handshake with the broker at `address` (HOST:PORT) over `stream`.
 pub(crate) async fn handshake(
     stream: TcpStream,
     address: &str,
     settings: &TlsConfig,
-) -> Result<TlsStream<TcpStream>, ClientError> {
+) -> Result<TlsStream<BufReader<TcpStream>>, ClientError> {
+    // rustls reads at most 4 KiB per call; a buffer beneath it reads the socket in 64 KiB.
+    let stream = BufReader::with_capacity(TLS_READ_BUFFER_BYTES, stream);
     let tls_error = |reason: String| ClientError::Tls {
         address: address.to_string(),
         reason,

@@ -200,6 +200,9 @@ pub fn server_config(files: &ServerTlsFiles) -> Result<Arc<rustls::ServerConfig>
     let config = builder
         .with_single_cert(chain, key)
         .map_err(|error| unusable_key(&keystore.path, error))?;
+    let mut config = config;
+    // The broker's order (AES-128-GCM first) wins over clients', which mostly prefer AES-256.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -242,9 +245,21 @@ pub fn peer_leaf_certificate(connection: &rustls::CommonState) -> Option<&[u8]> 
 }
 
 /// Every configuration uses ring and nothing else, whatever other crates in the process
-/// install as rustls's default provider.
+/// install as rustls's default provider. AES-128-GCM comes first (ring's order puts AES-256
+/// first): it is the suite TLS 1.3 makes mandatory, and its 10 rounds against AES-256's 14
+/// cost less per byte on both ends of a consumer's stream.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::CipherSuite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| match suite.suite() {
+            CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+            _ => 2,
+        });
+    Arc::new(provider)
 }
 
 fn configuration_error(error: impl fmt::Display) -> TlsError {

@@ -126,6 +126,10 @@ async fn open(
         },
         None => ANONYMOUS.to_owned(),
     };
+    let mut tls = tls;
+    // rustls encrypts at most 64 KiB ahead by default, so a 1 MiB Fetch response left in 16
+    // writes, each waking the reader; the gathered size lets it leave in one.
+    tls.get_mut().1.set_buffer_limit(Some(WRITE_GATHER_BYTES));
     let (reader, writer) = stream::split_tls(tls);
     Some((reader, writer, principal))
 }
