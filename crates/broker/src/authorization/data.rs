@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
 
-use super::{patch_of, take_refused, Access, Checked};
+use super::{patch_of, take_refused, take_refused_partitions, Access, Checked};
 
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 
@@ -27,19 +27,16 @@ pub fn produce(access: &Access, mut request: ProduceRequest) -> Checked {
     let transactional = request.transactional_id.as_ref().map(|id| id.to_string());
     let refused_all =
         transactional.is_some_and(|id| !access.allows_transactional_id(AclOperation::Write, &id));
-    let refused: Vec<_> = take_refused(&mut request.topic_data, |topic| {
-        !refused_all && access.allows_topic(AclOperation::Write, &topic.name)
-    })
-    .into_iter()
-    .map(|topic| {
-        let partitions = topic
-            .partition_data
-            .iter()
-            .map(|p| p.index)
-            .collect::<Vec<_>>();
-        (topic.name.clone(), partitions)
-    })
-    .collect();
+    let refused = take_refused_partitions(
+        &mut request.topic_data,
+        |topic| !refused_all && access.allows_topic(AclOperation::Write, &topic.name),
+        |topic| {
+            (
+                topic.name.clone(),
+                topic.partition_data.iter().map(|p| p.index).collect(),
+            )
+        },
+    );
     let code = match refused_all {
         true => ErrorCode::TransactionalIdAuthorizationFailed,
         false => TOPIC_DENIED,
@@ -121,19 +118,16 @@ pub fn fetch(access: &Access, mut request: FetchRequest) -> Checked {
 }
 
 pub fn list_offsets(access: &Access, mut request: ListOffsetsRequest) -> Checked {
-    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
-        access.allows_topic(AclOperation::Describe, &topic.name)
-    })
-    .into_iter()
-    .map(|topic| {
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .collect::<Vec<_>>();
-        (topic.name.clone(), partitions)
-    })
-    .collect();
+    let refused = take_refused_partitions(
+        &mut request.topics,
+        |topic| access.allows_topic(AclOperation::Describe, &topic.name),
+        |topic| {
+            (
+                topic.name.clone(),
+                topic.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::ListOffsets(request), None);
     }
@@ -170,19 +164,16 @@ pub fn offset_for_leader_epoch(
     if follower && !refused_all {
         return Checked::Allowed(RequestKind::OffsetForLeaderEpoch(request), None);
     }
-    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
-        !refused_all && access.allows_topic(AclOperation::Describe, &topic.topic)
-    })
-    .into_iter()
-    .map(|topic| {
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|p| p.partition)
-            .collect::<Vec<_>>();
-        (topic.topic.clone(), partitions)
-    })
-    .collect();
+    let refused = take_refused_partitions(
+        &mut request.topics,
+        |topic| !refused_all && access.allows_topic(AclOperation::Describe, &topic.topic),
+        |topic| {
+            (
+                topic.topic.clone(),
+                topic.partitions.iter().map(|p| p.partition).collect(),
+            )
+        },
+    );
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::OffsetForLeaderEpoch(request), None);
     }

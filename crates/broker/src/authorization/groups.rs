@@ -30,7 +30,7 @@ use kafka_protocol::messages::{
 use strom_types::security::{AclOperation, ResourceType};
 use strom_types::ErrorCode;
 
-use super::{patch_of, take_refused, Access, Checked};
+use super::{patch_of, take_refused, take_refused_partitions, Access, Checked};
 
 /// A topic and the partitions a request named in it.
 type TopicPartitions = (TopicName, Vec<i32>);
@@ -407,19 +407,16 @@ pub fn offset_delete(access: &Access, mut request: OffsetDeleteRequest) -> Check
         let response = OffsetDeleteResponse::default().with_error_code(GROUP_DENIED.code());
         return Checked::Refused(ResponseKind::OffsetDelete(response));
     }
-    let refused: Vec<_> = take_refused(&mut request.topics, |topic| {
-        access.allows_topic(AclOperation::Read, &topic.name)
-    })
-    .into_iter()
-    .map(|topic| {
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .collect::<Vec<_>>();
-        (topic.name.clone(), partitions)
-    })
-    .collect();
+    let refused = take_refused_partitions(
+        &mut request.topics,
+        |topic| access.allows_topic(AclOperation::Read, &topic.name),
+        |topic| {
+            (
+                topic.name.clone(),
+                topic.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
     if refused.is_empty() {
         return Checked::Allowed(RequestKind::OffsetDelete(request), None);
     }

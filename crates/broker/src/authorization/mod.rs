@@ -149,6 +149,16 @@ pub fn take_refused<T>(entries: &mut Vec<T>, mut allowed: impl FnMut(&T) -> bool
     refused
 }
 
+/// Takes the refused topics out of a request (see [`take_refused`]) and keeps of each what its
+/// answer needs: the key `describe` gives (the topic's name) and its partitions' indexes.
+pub fn take_refused_partitions<T, K>(
+    topics: &mut Vec<T>,
+    allowed: impl FnMut(&T) -> bool,
+    describe: impl Fn(&T) -> (K, Vec<i32>),
+) -> Vec<(K, Vec<i32>)> {
+    take_refused(topics, allowed).iter().map(describe).collect()
+}
+
 /// A patch from a closure over one response kind; other kinds pass untouched (a handler
 /// answers with its own API's kind, so they do not occur).
 pub fn patch_of<F>(apply: F) -> Option<Patch>
