@@ -21,7 +21,8 @@ for another host does not apply; ALL allows every operation; `User:*` ACLs apply
 Metadata lists only the topics the principal may DESCRIBE (READ/WRITE/DELETE/ALTER imply
 DESCRIBE, DESCRIBE_CONFIGS does not) and answers TOPIC_AUTHORIZATION_FAILED for one it names;
 CreateAcls/DescribeAcls/DeleteAcls round trip; `strom acl create|list|delete`; and a broker with
-`allow.everyone.if.no.acl.found=true`.
+`allow.everyone.if.no.acl.found=true`. A consumer whose READ ACL is deleted is refused on its
+next fetch.
 """
 
 from __future__ import annotations
@@ -491,6 +492,33 @@ def test_an_acl_for_user_wildcard_applies_to_everyone(acl_broker):
     assert produce(case, case.user) is None
     other = new_case(acl_broker)
     assert produce_outcome(case.address, other.user, case.topic) is None
+
+
+# -- revocation on a live connection -----------------------------------------------------------
+
+
+def test_a_consumer_loses_read_when_its_acl_is_deleted(acl_broker):
+    """Strom offers no incremental fetch sessions (every Fetch names all its partitions), so
+    a consumer whose READ ACL goes away is refused on its next fetch, on the same connection,
+    as Kafka refuses every partition of a session."""
+    case = new_case(acl_broker)
+    a_topic_with_a_record(case)
+    read = topic("READ").binding(case)
+    case.grant([read])
+    c = consumer(case.address, **case.user.librdkafka(), **{"fetch.wait.max.ms": 100})
+    no_group = ("GROUP_AUTHORIZATION_FAILED",)
+    try:
+        c.assign([TopicPartition(case.topic, 0, 0)])
+        assert first_error_or_record(c, TOPIC_DENIED, "fetch before the revocation", no_group) is None
+        delete_acls(case.address, case.admin, [acl_filter(case.principal, "TOPIC", case.topic)])
+        # A fetch authorized before the deletion may still be long-polling (as in Kafka, a
+        # request is authorized when it arrives); let it end, then write a record that the
+        # consumer's next fetches must not return.
+        time.sleep(0.5)
+        produce_all(producer(case.address, **case.admin.librdkafka()), case.topic, [{"value": b"after", "partition": 0}])
+        assert first_error_or_record(c, TOPIC_DENIED, "fetch after the revocation", no_group) == TOPIC_DENIED
+    finally:
+        c.close()
 
 
 # -- Metadata -----------------------------------------------------------------------------------
