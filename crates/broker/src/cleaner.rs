@@ -6,17 +6,22 @@
 //! so it runs on a blocking thread, one partition at a time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use strom_types::TimestampMs;
 
 use crate::Broker;
 
 pub async fn run(broker: Arc<Broker>) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(broker.config.cleaner_backoff_ms));
-    ticker.tick().await;
+    let mut since = Instant::now();
     loop {
-        ticker.tick().await;
+        if !broker
+            .wait_period(since, |config| config.cleaner_backoff_ms)
+            .await
+        {
+            return;
+        }
+        since = Instant::now();
         let cleaning = broker.clone();
         if tokio::task::spawn_blocking(move || clean(&cleaning))
             .await

@@ -34,6 +34,7 @@ pub mod fetchers;
 pub mod groups;
 pub mod handlers;
 pub mod isr;
+pub mod log_levels;
 pub mod network;
 pub mod resources;
 pub mod retention;
@@ -43,6 +44,7 @@ pub mod transactions;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use strom_metadata::MetadataQuorum;
 use strom_types::ProducerId;
@@ -69,9 +71,49 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(ProducerId, ProducerId)>,
     /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
     stopping: watch::Sender<bool>,
+    /// The effective config for the image's dynamic broker configs it was made from (see
+    /// [`Broker::effective_config`]).
+    effective: parking_lot::Mutex<EffectiveConfig>,
+}
+
+/// `config` with the dynamic broker configs of `made_from` applied.
+struct EffectiveConfig {
+    made_from: Arc<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
+    config: Arc<BrokerConfig>,
 }
 
 impl Broker {
+    /// The config in force: the one given at start (`config`) with the dynamic broker configs
+    /// of the current metadata image applied (AlterConfigs). Recomputed only when those change.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        let dynamic = self.quorum.image().broker_configs.clone();
+        let mut effective = self.effective.lock();
+        if !Arc::ptr_eq(&effective.made_from, &dynamic) {
+            effective.config = Arc::new(self.config.with_dynamic(&dynamic));
+            effective.made_from = dynamic;
+        }
+        effective.config.clone()
+    }
+
+    /// Waits until `period` (read from the effective config, in milliseconds) has passed since
+    /// `since`, re-reading it whenever the metadata image changes, so that a period shortened
+    /// by AlterConfigs takes effect at once rather than after the old one. Returns false when
+    /// the metadata quorum stopped.
+    pub async fn wait_period(&self, since: Instant, period: fn(&BrokerConfig) -> u64) -> bool {
+        let mut images = self.quorum.watch();
+        loop {
+            let deadline = since + Duration::from_millis(period(&self.effective_config()));
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline.into()) => return true,
+                changed = images.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     /// This node's id.
     pub fn node(&self) -> strom_types::BrokerId {
         strom_types::BrokerId(self.config.node_id)
@@ -180,6 +222,10 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let ticker = tokio::spawn(groups.clone().run_ticker());
     let (stopping, _) = watch::channel(false);
     let transactions = transactions::TransactionRuntime::new(&config);
+    let effective = EffectiveConfig {
+        made_from: Arc::default(),
+        config: Arc::new(config.clone()),
+    };
     let broker = Arc::new(Broker {
         config,
         capacity,
@@ -191,6 +237,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
+        effective: parking_lot::Mutex::new(effective),
     });
     broker.fetchers.update(&broker);
     let loading = broker.clone();

@@ -1,19 +1,23 @@
 //! The background task that deletes log segments past `retention.ms` / `retention.bytes`,
-//! every `log.retention.check.interval.ms`.
+//! every `log.retention.check.interval.ms` (as it is now: AlterConfigs can change it).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use strom_types::TimestampMs;
 
 use crate::Broker;
 
 pub async fn run(broker: Arc<Broker>) {
-    let period = Duration::from_millis(broker.config.retention_check_interval_ms);
-    let mut ticker = tokio::time::interval(period);
-    ticker.tick().await;
+    let mut since = Instant::now();
     loop {
-        ticker.tick().await;
+        if !broker
+            .wait_period(since, |config| config.retention_check_interval_ms)
+            .await
+        {
+            return;
+        }
+        since = Instant::now();
         let sweeping = broker.clone();
         if tokio::task::spawn_blocking(move || sweep(&sweeping))
             .await

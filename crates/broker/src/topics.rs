@@ -9,8 +9,10 @@
 //! CreateTopics answer comes after the logs exist). Images share every topic a command did not
 //! change (`Arc<TopicImage>`), and a topic whose part is the same `Arc` as last time is skipped,
 //! so applying an image costs what changed, not the cluster: one ISR change on a node hosting
-//! 20,000 partitions walks that partition's topic only. (A broker config change that alters
-//! topics' effective configs will have to reapply them itself.)
+//! 20,000 partitions walks that partition's topic only. Topics' configs are the image's
+//! overrides over this node's effective broker config (the static one with the image's dynamic
+//! broker configs applied): when the image's dynamic broker configs change, every topic is
+//! walked and each partition whose effective log config changed gets the new one.
 //!
 //! A partition whose log cannot be opened (no descriptors left, a full or failing disk) is
 //! *offline* here: requests for it are answered KAFKA_STORAGE_ERROR, as Kafka answers for a
@@ -167,6 +169,8 @@ pub struct TopicRegistry {
     /// How the logs found at start are recovered, until [`TopicRegistry::finish_start`]; a
     /// log opened later is opened alone (checked and fsynced before it serves).
     start_recovery: Mutex<Option<Recovery>>,
+    /// The image's dynamic broker configs the last reconcile applied (see the module docs).
+    dynamic_configs: Mutex<Arc<BTreeMap<String, BTreeMap<String, String>>>>,
 }
 
 fn partition_dir(data_dir: &Path, topic: &TopicName, index: PartitionIndex) -> PathBuf {
@@ -210,6 +214,7 @@ impl TopicRegistry {
             reopen_after: Mutex::new(None),
             proposals,
             start_recovery: Mutex::new(Some(Recovery::Crash)),
+            dynamic_configs: Mutex::new(Arc::default()),
         })
     }
 
@@ -261,6 +266,20 @@ impl TopicRegistry {
     /// opened is offline until a later reconcile opens it; the rest of the image still applies.
     pub fn reconcile(&self, config: &BrokerConfig, image: &MetadataImage) -> Reconciled {
         let _reconciling = self.reconciling.lock();
+        let dynamic_changed = {
+            let mut applied = self.dynamic_configs.lock();
+            let changed = !Arc::ptr_eq(&applied, &image.broker_configs);
+            *applied = image.broker_configs.clone();
+            changed
+        };
+        let effective;
+        let config = match image.broker_configs.is_empty() {
+            true => config,
+            false => {
+                effective = config.with_dynamic(&image.broker_configs);
+                &effective
+            }
+        };
         let current = self.topics.read().clone();
         let mut next = BTreeMap::new();
         let mut reconciled = Reconciled::default();
@@ -279,9 +298,11 @@ impl TopicRegistry {
             }
             // What changed costs work, not the whole cluster: an image applies one command to
             // the one topic it changes and shares every other topic with the image before.
-            if let Some(topic) = existing
-                .filter(|topic| Arc::ptr_eq(&topic.image, topic_image) && topic.offline.is_empty())
-            {
+            if let Some(topic) = existing.filter(|topic| {
+                Arc::ptr_eq(&topic.image, topic_image)
+                    && topic.offline.is_empty()
+                    && !dynamic_changed
+            }) {
                 next.insert(name, topic.clone());
                 continue;
             }
@@ -395,6 +416,7 @@ impl TopicRegistry {
         partitions.sort_by_key(|partition| partition.index());
         if let Some(topic) = existing {
             let unchanged = topic.overrides == image.configs
+                && topic.config == topic_config
                 && topic.partition_count == image.partitions.len() as i32
                 && topic.partitions.len() == partitions.len()
                 && topic.offline == offline;
@@ -405,7 +427,7 @@ impl TopicRegistry {
                     ..Topic::clone(topic)
                 });
             }
-            if topic.overrides != image.configs {
+            if topic.config.log != topic_config.log {
                 for partition in &partitions {
                     partition.set_log_config(topic_config.log.clone());
                 }

@@ -104,14 +104,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                // openraft narrates every election and replication step at info.
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    install_logging();
     // Before anything opens a file: partitions and connections all take descriptors.
     match resources::raise_open_files_limit() {
         Ok(raised) => tracing::info!("{raised}"),
@@ -122,6 +115,30 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(strom_broker::run(config, shutdown_signal()))
+}
+
+/// Logs to stderr through a filter from `STROM_LOG` that IncrementalAlterConfigs on the
+/// BROKER_LOGGER resource can replace at runtime (`strom_broker::log_levels`).
+fn install_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{reload, EnvFilter};
+    // openraft narrates every election and replication step at info.
+    let initial = std::env::var("STROM_LOG").unwrap_or_else(|_| "info,openraft=warn".to_owned());
+    let filter =
+        EnvFilter::try_new(&initial).unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    strom_broker::log_levels::install(
+        &initial,
+        Box::new(move |directives| {
+            let filter = EnvFilter::try_new(directives).map_err(|error| error.to_string())?;
+            handle.reload(filter).map_err(|error| error.to_string())
+        }),
+    );
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -56,9 +56,14 @@ pub enum MetadataCommand {
         count: i32,
         assignments: Option<Vec<Vec<i32>>>,
     },
-    AlterTopicConfigs {
-        id: Uuid,
-        configs: BTreeMap<String, String>,
+    /// AlterConfigs and IncrementalAlterConfigs: on `resource`, first removes every key not
+    /// in `set` when `replace` (the legacy AlterConfigs replaces the whole set), then removes
+    /// `delete` and sets `set`. The handler checked every key and value.
+    AlterConfigs {
+        resource: ConfigScope,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        replace: bool,
     },
     /// A partition leader changes its ISR (Kafka's AlterPartition). Refused unless the leader
     /// and epoch match the image.
@@ -88,6 +93,29 @@ pub enum MetadataCommand {
     DeleteAcls {
         acls: Vec<AclBinding>,
     },
+}
+
+/// Where a dynamic config applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigScope {
+    /// One topic's overrides.
+    Topic(Uuid),
+    /// Every broker (Kafka's BROKER resource with the empty name).
+    BrokerDefault,
+    /// One broker.
+    Broker(i32),
+}
+
+impl ConfigScope {
+    /// The key of a broker scope in [`crate::MetadataImage::broker_configs`]: Kafka's resource
+    /// name, empty for the cluster-wide default.
+    pub fn broker_key(&self) -> Option<String> {
+        match self {
+            ConfigScope::Topic(_) => None,
+            ConfigScope::BrokerDefault => Some(String::new()),
+            ConfigScope::Broker(id) => Some(id.to_string()),
+        }
+    }
 }
 
 /// One listener of a broker, as clients are told to reach it.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
-use crate::command::{CommandResult, Endpoint, MetadataCommand, MetadataError};
+use crate::command::{CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError};
 use crate::placement::{self, Candidate};
 
 /// No leader: the partition is offline.
@@ -90,6 +90,27 @@ pub struct MetadataImage {
     /// the ACLs copies it, and the broker rebuilds its authorizer when the `Arc` changes.
     #[serde(default)]
     pub acls: Arc<std::collections::BTreeSet<AclBinding>>,
+    /// Dynamic broker configs (AlterConfigs on BROKER resources) by Kafka's resource name:
+    /// the empty name for the cluster-wide default, a broker id for one broker. Shared between
+    /// images like the ACLs: brokers recompute their effective config when the `Arc` changes.
+    #[serde(default)]
+    pub broker_configs: Arc<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// Applies one AlterConfigs command to a scope's configs.
+fn alter_configs(
+    configs: &mut BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    replace: bool,
+) {
+    if replace {
+        configs.retain(|key, _| set.contains_key(key));
+    }
+    for key in delete {
+        configs.remove(key);
+    }
+    configs.extend(set.iter().map(|(key, value)| (key.clone(), value.clone())));
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
@@ -191,15 +212,32 @@ impl MetadataImage {
                 count,
                 assignments,
             } => self.create_partitions(*id, *count, assignments.as_deref()),
-            MetadataCommand::AlterTopicConfigs { id, configs } => {
-                match self.topic_name_by_id(*id) {
-                    Some(name) => {
-                        Arc::make_mut(self.topics.get_mut(&name).expect("found by id")).configs =
-                            configs.clone();
-                        CommandResult::Done
-                    }
-                    None => refuse(ErrorCode::UnknownTopicId, format!("no topic has id {id}")),
+            MetadataCommand::AlterConfigs {
+                resource,
+                set,
+                delete,
+                replace,
+            } => {
+                if let ConfigScope::Topic(id) = resource {
+                    let Some(name) = self.topic_name_by_id(*id) else {
+                        return refuse(
+                            ErrorCode::UnknownTopicOrPartition,
+                            format!("no topic has id {id}"),
+                        );
+                    };
+                    let topic = Arc::make_mut(self.topics.get_mut(&name).expect("found by id"));
+                    alter_configs(&mut topic.configs, set, delete, *replace);
+                    return CommandResult::Done;
                 }
+                let key = resource.broker_key().expect("a broker scope");
+                let scopes = Arc::make_mut(&mut self.broker_configs);
+                let configs = scopes.entry(key.clone()).or_default();
+                alter_configs(configs, set, delete, *replace);
+                // A scope left without keys is no scope.
+                if configs.is_empty() {
+                    scopes.remove(&key);
+                }
+                CommandResult::Done
             }
             MetadataCommand::AlterIsr {
                 topic,

@@ -17,6 +17,8 @@ pub mod image;
 pub mod placement;
 pub mod quorum;
 
-pub use command::{CommandResult, Endpoint, MetadataCommand, MetadataError, ScramUpsert};
+pub use command::{
+    CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError, ScramUpsert,
+};
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
 pub use quorum::{Health, MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

@@ -226,3 +226,86 @@ fn applying_the_same_log_gives_the_same_image() {
         "snapshots round-trip"
     );
 }
+
+#[test]
+fn alter_configs_sets_deletes_and_replaces_per_scope() {
+    use strom_metadata::ConfigScope;
+    let mut image = cluster(&[1]);
+    assert!(matches!(
+        create(&mut image, "t", 1, 1),
+        CommandResult::TopicCreated { .. }
+    ));
+    let id = image.topics["t"].id;
+    let map = |entries: &[(&str, &str)]| -> BTreeMap<String, String> {
+        (entries.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let alter =
+        |image: &mut MetadataImage, resource, set: &[(&str, &str)], delete: &[&str], replace| {
+            image.apply(&MetadataCommand::AlterConfigs {
+                resource,
+                set: map(set),
+                delete: delete.iter().map(|k| k.to_string()).collect(),
+                replace,
+            })
+        };
+    let topic = ConfigScope::Topic(id);
+    alter(
+        &mut image,
+        topic.clone(),
+        &[("retention.ms", "1"), ("segment.bytes", "2048")],
+        &[],
+        false,
+    );
+    alter(
+        &mut image,
+        topic.clone(),
+        &[("cleanup.policy", "compact")],
+        &["retention.ms"],
+        false,
+    );
+    assert_eq!(
+        image.topics["t"].configs,
+        map(&[("segment.bytes", "2048"), ("cleanup.policy", "compact")])
+    );
+    alter(&mut image, topic, &[("retention.ms", "5")], &[], true);
+    assert_eq!(image.topics["t"].configs, map(&[("retention.ms", "5")]));
+
+    // Broker scopes by Kafka's resource name; a scope left empty is removed.
+    let shared = image.broker_configs.clone();
+    alter(
+        &mut image,
+        ConfigScope::BrokerDefault,
+        &[("log.retention.ms", "9")],
+        &[],
+        false,
+    );
+    alter(
+        &mut image,
+        ConfigScope::Broker(1),
+        &[("log.roll.ms", "7")],
+        &[],
+        false,
+    );
+    assert!(!std::sync::Arc::ptr_eq(&shared, &image.broker_configs));
+    assert_eq!(image.broker_configs[""], map(&[("log.retention.ms", "9")]));
+    assert_eq!(image.broker_configs["1"], map(&[("log.roll.ms", "7")]));
+    alter(
+        &mut image,
+        ConfigScope::Broker(1),
+        &[],
+        &["log.roll.ms"],
+        false,
+    );
+    assert!(!image.broker_configs.contains_key("1"));
+
+    let unknown = alter(
+        &mut image,
+        ConfigScope::Topic(Uuid::from_u128(1)),
+        &[("retention.ms", "1")],
+        &[],
+        false,
+    );
+    assert_eq!(refusal(unknown), ErrorCode::UnknownTopicOrPartition);
+}

@@ -1,6 +1,7 @@
 //! Administration: CreateTopics (CREATE on the cluster or the topic), CreatePartitions
 //! (ALTER on the topic), DeleteTopics (DELETE on the topic), DescribeConfigs (DESCRIBE_CONFIGS
-//! on the topic, or on the cluster for broker configs), DescribeQuorum (DESCRIBE on the
+//! on the topic, or on the cluster for broker configs and loggers), AlterConfigs and
+//! IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeQuorum (DESCRIBE on the
 //! cluster), the ACL APIs (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs
 //! (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
 //! nothing.
@@ -12,7 +13,8 @@ use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
-    alter_user_scram_credentials_response, AlterUserScramCredentialsResponse, CreateAclsResponse,
+    alter_configs_response, alter_user_scram_credentials_response,
+    incremental_alter_configs_response, AlterUserScramCredentialsResponse, CreateAclsResponse,
     CreateTopicsRequest, DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse,
     DescribeConfigsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
     RequestKind, ResponseKind,
@@ -54,6 +56,50 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             Checked::Allowed(RequestKind::CreatePartitions(body), patch)
         }
         RequestKind::DescribeConfigs(body) => describe_configs(access, body),
+        RequestKind::AlterConfigs(mut body) => {
+            let refused = take_refused_configs(
+                access,
+                &mut body.resources,
+                |r| (r.resource_type, r.resource_name.as_str()),
+                |(kind, name, code)| {
+                    alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(str_bytes(&name))
+                        .with_error_code(code.code())
+                        .with_error_message(Some(str_bytes(code.message())))
+                },
+            );
+            let patch = (!refused.is_empty()).then(|| {
+                patch_of(move |response| {
+                    if let ResponseKind::AlterConfigs(response) = response {
+                        response.responses.extend(refused);
+                    }
+                })
+            });
+            Checked::Allowed(RequestKind::AlterConfigs(body), patch.flatten())
+        }
+        RequestKind::IncrementalAlterConfigs(mut body) => {
+            let refused = take_refused_configs(
+                access,
+                &mut body.resources,
+                |r| (r.resource_type, r.resource_name.as_str()),
+                |(kind, name, code)| {
+                    incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(str_bytes(&name))
+                        .with_error_code(code.code())
+                        .with_error_message(Some(str_bytes(code.message())))
+                },
+            );
+            let patch = (!refused.is_empty()).then(|| {
+                patch_of(move |response| {
+                    if let ResponseKind::IncrementalAlterConfigs(response) = response {
+                        response.responses.extend(refused);
+                    }
+                })
+            });
+            Checked::Allowed(RequestKind::IncrementalAlterConfigs(body), patch.flatten())
+        }
         RequestKind::DescribeQuorum(body) => {
             if access.allows_cluster(AclOperation::Describe) {
                 return Checked::Allowed(RequestKind::DescribeQuorum(body), None);
@@ -192,6 +238,40 @@ fn delete_topics(access: &Access, mut request: DeleteTopicsRequest) -> Checked {
         }
     });
     Checked::Allowed(RequestKind::DeleteTopics(request), patch)
+}
+
+/// Takes out of an AlterConfigs or IncrementalAlterConfigs request the resources the principal
+/// may not ALTER_CONFIGS (the topic, or the cluster for brokers, loggers and any other type,
+/// which the handler refuses anyway), answered by `answer` with (type, name, error).
+fn take_refused_configs<R, A>(
+    access: &Access,
+    resources: &mut Vec<R>,
+    key: impl Fn(&R) -> (i8, &str),
+    answer: impl Fn((i8, String, ErrorCode)) -> A,
+) -> Vec<A> {
+    let denial = |resource: &R| {
+        let (kind, name) = key(resource);
+        let (allowed, code) = match kind {
+            CONFIG_RESOURCE_TOPIC => (
+                access.allows_topic(AclOperation::AlterConfigs, name),
+                TOPIC_DENIED,
+            ),
+            _ => (
+                access.allows_cluster(AclOperation::AlterConfigs),
+                CLUSTER_DENIED,
+            ),
+        };
+        (!allowed).then(|| (kind, name.to_owned(), code))
+    };
+    let mut denials = Vec::new();
+    resources.retain(|resource| match denial(resource) {
+        Some(denied) => {
+            denials.push(answer(denied));
+            false
+        }
+        None => true,
+    });
+    denials
 }
 
 fn describe_configs(access: &Access, mut request: DescribeConfigsRequest) -> Checked {

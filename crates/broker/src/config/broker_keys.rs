@@ -23,7 +23,8 @@ pub struct BrokerKey {
     /// As Kafka prints it; `None` is Kafka's null (no value unless given).
     pub default: Option<&'static str>,
     pub validator: Validator,
-    /// Whether Kafka can change it at runtime; AlterConfigs will follow it.
+    /// Whether AlterConfigs can change it at runtime: Kafka's update mode where Strom applies
+    /// the key without a restart, read-only where it does not (yet).
     pub update_mode: UpdateMode,
     /// One sentence, for DescribeConfigs and the README.
     pub documentation: &'static str,
@@ -126,7 +127,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             check: |text| listeners::parse_listeners(text).map(drop),
             valid: "NAME://IP:PORT,...",
         },
-        update_mode: UpdateMode::PerBroker,
+        update_mode: UpdateMode::ReadOnly,
         documentation: "Where the broker accepts connections: named listeners, each with its \
                         security protocol from `listener.security.protocol.map` (a bare \
                         HOST:PORT is PLAINTEXT).",
@@ -152,7 +153,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             check: |text| listeners::parse_endpoints(text).map(drop),
             valid: "NAME://HOST:PORT,...",
         },
-        update_mode: UpdateMode::PerBroker,
         documentation: "The addresses clients are told to connect to, per listener; a listener \
                         without one advertises its own address, a wildcard host replaced by \
                         loopback.",
@@ -187,7 +187,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             check: |text| listeners::parse_protocol_map(text).map(drop),
             valid: "NAME:PROTOCOL,...",
         },
-        update_mode: UpdateMode::PerBroker,
         documentation: "Each listener name's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT \
                         or SASL_SSL.",
         access: Access::Field {
@@ -446,6 +445,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             of: "log.roll.ms",
             convert: |v| Value::Number(v.number() * HOUR_MS),
         },
+        update_mode: UpdateMode::ClusterWide,
         ..FIXED
     },
     BrokerKey {
@@ -467,6 +467,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             of: "log.retention.ms",
             convert: |v| Value::Number((v.number() * MINUTE_MS).max(-1)),
         },
+        update_mode: UpdateMode::ClusterWide,
         ..FIXED
     },
     BrokerKey {
@@ -479,6 +480,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             of: "log.retention.ms",
             convert: |v| Value::Number((v.number() * HOUR_MS).max(-1)),
         },
+        update_mode: UpdateMode::ClusterWide,
         ..FIXED
     },
     BrokerKey {
@@ -501,6 +503,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
             apply: |c, v| c.retention_check_interval_ms = v.number() as u64,
             read: |c| Some(c.retention_check_interval_ms.to_string()),
         },
+        update_mode: UpdateMode::ClusterWide,
         ..FIXED
     },
     BrokerKey {
@@ -617,7 +620,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "unclean.leader.election.enable",
         config_type: ConfigType::Boolean,
         default: Some("false"),
-        update_mode: UpdateMode::ClusterWide,
         documentation: "Accepted for Kafka's tools; Strom elects leaders from the in-sync \
                         replicas only.",
         ..FIXED
@@ -703,7 +705,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "max.connections",
         config_type: ConfigType::Int,
         validator: Validator::AtLeast(1),
-        update_mode: UpdateMode::ClusterWide,
         documentation: "Connections beyond this many are closed at once. Unset: the \
                         process's open-file limit less `log.max.open.files` and 256 for the \
                         quorum and files opened briefly.",
@@ -969,7 +970,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.keystore.type",
         default: Some("PEM"),
         validator: Validator::OneOf(&["PEM"]),
-        update_mode: UpdateMode::PerBroker,
         documentation: "The keystore's format: Strom reads PEM files (KIP-651), not JKS or \
                         PKCS12.",
         access: Access::Field {
@@ -982,7 +982,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.keystore.location",
         documentation: "A PEM file with this broker's private key and certificate chain, for \
                         SSL and SASL_SSL listeners and inter-broker TLS.",
-        update_mode: UpdateMode::PerBroker,
         access: Access::Field {
             apply: |c, v| c.security.keystore_location = Some(v.text().into()),
             read: |c| (c.security.keystore_location.as_ref()).map(|p| p.display().to_string()),
@@ -993,7 +992,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.key.password",
         config_type: ConfigType::Password,
         documentation: "The password of an encrypted (PKCS#8) private key in the keystore.",
-        update_mode: UpdateMode::PerBroker,
         access: Access::Field {
             apply: |c, v| c.security.key_password = Some(v.text().to_owned()),
             read: |c| c.security.key_password.clone(),
@@ -1004,7 +1002,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.truststore.type",
         default: Some("PEM"),
         validator: Validator::OneOf(&["PEM"]),
-        update_mode: UpdateMode::PerBroker,
         documentation: "The truststore's format: PEM CA certificates.",
         access: Access::Field {
             apply: |_, _| {},
@@ -1016,7 +1013,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.truststore.location",
         documentation: "A PEM file of the CA certificates that client (and peer broker) \
                         certificates must chain to.",
-        update_mode: UpdateMode::PerBroker,
         access: Access::Field {
             apply: |c, v| c.security.truststore_location = Some(v.text().into()),
             read: |c| (c.security.truststore_location.as_ref()).map(|p| p.display().to_string()),
@@ -1027,7 +1023,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.client.auth",
         default: Some("none"),
         validator: Validator::OneOf(&["none", "requested", "required"]),
-        update_mode: UpdateMode::PerBroker,
         documentation: "Whether TLS clients must (required) or may (requested) present a \
                         certificate; its subject DN becomes the principal.",
         access: Access::Field {
@@ -1052,7 +1047,6 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         config_type: ConfigType::List,
         default: Some("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"),
         validator: Validator::EachOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
-        update_mode: UpdateMode::PerBroker,
         documentation: "The SASL mechanisms SASL listeners offer; PLAIN checks passwords \
                         against the SCRAM credentials.",
         access: Access::Field {
@@ -1260,9 +1254,11 @@ impl BrokerKey {
                 let topic = self.topic_key().expect("a topic default has its topic key");
                 config.topic_defaults.get(topic.name).cloned()
             }
-            Access::Synonym { .. } => {
-                (config.given.get(self.name).cloned()).or_else(|| self.default.map(str::to_owned))
-            }
+            Access::Synonym { .. } => (config.dynamic.broker.get(self.name))
+                .or_else(|| config.dynamic.default.get(self.name))
+                .or_else(|| config.given.get(self.name))
+                .cloned()
+                .or_else(|| self.default.map(str::to_owned)),
         }
     }
 }

@@ -11,22 +11,19 @@ use super::BrokerConfig;
 /// Where a config value comes from, with Kafka's numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
-    /// Set on the topic (CreateTopics, later AlterConfigs).
+    /// Set on the topic (CreateTopics, AlterConfigs).
     DynamicTopic = 1,
-    /// Set at runtime for this broker (AlterConfigs; not yet in Strom).
+    /// Set at runtime for this broker (AlterConfigs).
     DynamicBroker = 2,
-    /// Set at runtime for every broker (AlterConfigs; not yet in Strom).
+    /// Set at runtime for every broker (AlterConfigs with the empty broker name).
     DynamicDefaultBroker = 3,
     /// Given at start: the config file, `--set`, or a flag.
     StaticBroker = 4,
     /// The built-in default.
     Default = 5,
+    /// A logger's level (BROKER_LOGGER).
+    DynamicBrokerLogger = 6,
 }
-
-/// Strom has no AlterConfigs yet, so every config is fixed once the broker has started and is
-/// described as read-only. With AlterConfigs, a broker key is read-only when its update mode is,
-/// and a topic config never is.
-const ALTERABLE: bool = false;
 
 /// One place a config's value could come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +51,30 @@ pub struct DescribedConfig {
 
 impl BrokerConfig {
     /// Every broker setting of [`BROKER_KEYS`] with its current value, for broker
-    /// DescribeConfigs.
+    /// DescribeConfigs of this broker. A key is read-only when its update mode is.
     pub fn describe(&self) -> Vec<DescribedConfig> {
         BROKER_KEYS
             .iter()
             .map(|key| {
-                let read_only = !ALTERABLE || key.update_mode == UpdateMode::ReadOnly;
+                let read_only = key.update_mode == UpdateMode::ReadOnly;
                 described(key.name, key.read(self), key, self.synonyms(key), read_only)
+            })
+            .collect()
+    }
+
+    /// The cluster-wide dynamic defaults, for DescribeConfigs of the BROKER resource with the
+    /// empty name: as Kafka answers it, only the keys set there, each with that value.
+    pub fn describe_broker_defaults(&self) -> Vec<DescribedConfig> {
+        BROKER_KEYS
+            .iter()
+            .filter_map(|key| {
+                let value = self.dynamic.default.get(key.name)?;
+                let synonyms = (self.synonyms(key).into_iter())
+                    .filter(|synonym| synonym.source != ConfigSource::DynamicBroker)
+                    .collect();
+                let mut config = described(key.name, Some(value.clone()), key, synonyms, false);
+                config.source = ConfigSource::DynamicDefaultBroker;
+                Some(config)
             })
             .collect()
     }
@@ -81,26 +95,41 @@ impl BrokerConfig {
                     source: ConfigSource::DynamicTopic,
                 });
                 let synonyms = set_on_topic.into_iter().chain(self.synonyms(broker));
-                described(topic.name, value, broker, synonyms.collect(), !ALTERABLE)
+                described(topic.name, value, broker, synonyms.collect(), false)
             })
             .collect()
     }
 
-    /// Where a broker key's value could come from, as Kafka lists it: first the key and its
-    /// synonyms given at start, then those with a default, each group in order of precedence.
+    /// Where a broker key's value could come from, as Kafka lists it: the key and its
+    /// synonyms set for this broker at runtime, then those set for every broker, then those
+    /// given at start, then those with a default, each group in order of precedence.
     fn synonyms(&self, key: &BrokerKey) -> Vec<ConfigSynonym> {
         let precedence = key.precedence();
-        let mut synonyms: Vec<ConfigSynonym> = (precedence.iter())
-            .filter_map(|key| {
-                let value = self.given.get(key.name)?;
-                Some(ConfigSynonym {
-                    name: key.name,
-                    value: Some(value.clone()),
-                    source: ConfigSource::StaticBroker,
+        let layer = |values: &BTreeMap<String, String>, source: ConfigSource| {
+            (precedence.iter())
+                .filter_map(|key| {
+                    Some(ConfigSynonym {
+                        name: key.name,
+                        value: Some(values.get(key.name)?.clone()),
+                        source,
+                    })
                 })
+                .collect::<Vec<_>>()
+        };
+        let mut synonyms = layer(&self.dynamic.broker, ConfigSource::DynamicBroker);
+        synonyms.extend(layer(
+            &self.dynamic.default,
+            ConfigSource::DynamicDefaultBroker,
+        ));
+        synonyms.extend((precedence.iter()).filter_map(|key| {
+            let value = self.given.get(key.name)?;
+            Some(ConfigSynonym {
+                name: key.name,
+                value: Some(value.clone()),
+                source: ConfigSource::StaticBroker,
             })
-            .collect();
-        // A value unlike the default that no `set` gave was written into its field at start
+        }));
+        // A value unlike the default that nothing set was written into its field at start
         // (`strom server --data-dir`): static all the same.
         let value = key.read(self);
         if synonyms.is_empty() && key.default.is_some() && value.as_deref() != key.default {

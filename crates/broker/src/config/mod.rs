@@ -17,6 +17,7 @@
 //! settings (`retention.ms`, `segment.bytes`, ...) are per-topic overrides of the broker's
 //! defaults, validated here whether they arrive in CreateTopics or at start-up.
 
+pub mod alter;
 mod broker_keys;
 mod describe;
 pub mod listeners;
@@ -121,6 +122,25 @@ pub struct BrokerConfig {
     /// The keys given through [`BrokerConfig::set`], with their values as given: DescribeConfigs
     /// reports them as static broker configs, the others as defaults.
     given: BTreeMap<&'static str, String>,
+    /// The dynamic broker configs applied over the static ones (see
+    /// [`BrokerConfig::with_dynamic`]); empty in the config built at start.
+    pub dynamic: DynamicConfigs,
+}
+
+/// The dynamic broker configs (AlterConfigs on BROKER resources) in force on this node, as the
+/// metadata image holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DynamicConfigs {
+    /// Set for every broker (the BROKER resource with the empty name).
+    pub default: BTreeMap<String, String>,
+    /// Set for this broker.
+    pub broker: BTreeMap<String, String>,
+}
+
+impl DynamicConfigs {
+    fn contains(&self, key: &str) -> bool {
+        self.broker.contains_key(key) || self.default.contains_key(key)
+    }
 }
 
 /// How this node takes part in the cluster. The defaults make a single-node cluster: one
@@ -218,6 +238,7 @@ impl Default for BrokerConfig {
             },
             security: listeners::SecuritySettings::default(),
             given: BTreeMap::new(),
+            dynamic: DynamicConfigs::default(),
         };
         // A synonym's default is its key's, in other terms (`log.retention.hours = 168`).
         for key in BROKER_KEYS.iter().filter(|key| key.synonym_of().is_none()) {
@@ -241,13 +262,57 @@ impl BrokerConfig {
         let parsed = entry.parse(value)?;
         // Kafka's precedence among synonyms, whatever the order they are given in:
         // `log.retention.hours` does not override a `log.retention.ms` given before it.
-        let outranked =
-            (entry.outranked_by().iter()).any(|stronger| self.given.contains_key(stronger.name));
-        if !outranked {
+        if !self.outranked(entry) {
             entry.apply(self, &parsed);
         }
         self.given.insert(entry.name, value.trim().to_owned());
         Ok(())
+    }
+
+    /// Whether a synonym stronger than `entry` has a value, static or dynamic: Kafka merges
+    /// the layers before resolving synonyms, so a dynamic `log.retention.hours` does not
+    /// override a static `log.retention.ms`.
+    fn outranked(&self, entry: &BrokerKey) -> bool {
+        (entry.outranked_by().iter()).any(|stronger| {
+            self.given.contains_key(stronger.name) || self.dynamic.contains(stronger.name)
+        })
+    }
+
+    /// This config (the one built at start) with the dynamic broker configs of `scopes` applied
+    /// over it: the metadata image's `broker_configs`, by resource name (empty for every
+    /// broker). Kafka's precedence: this broker's, then the cluster-wide default, then static,
+    /// then the built-in default. A key no longer alterable, or a value no longer valid (both
+    /// checked when it was set), is skipped.
+    pub fn with_dynamic(
+        &self,
+        scopes: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> BrokerConfig {
+        let layer = |name: &str| scopes.get(name).cloned().unwrap_or_default();
+        let dynamic = DynamicConfigs {
+            default: layer(""),
+            broker: layer(&self.node_id.to_string()),
+        };
+        let mut config = self.clone();
+        if dynamic.default.is_empty() && dynamic.broker.is_empty() {
+            return config;
+        }
+        config.dynamic = dynamic.clone();
+        for (key, value) in dynamic.default.iter().chain(&dynamic.broker) {
+            let Some(entry) = broker_key(key).filter(|e| e.update_mode != UpdateMode::ReadOnly)
+            else {
+                tracing::warn!(
+                    key,
+                    "ignoring a dynamic broker config that cannot change at runtime"
+                );
+                continue;
+            };
+            match entry.parse(value) {
+                Ok(parsed) if !config.outranked(entry) => entry.apply(&mut config, &parsed),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "ignoring a dynamic broker config"),
+            }
+        }
+        config
     }
 
     /// The value given for `key` at start, if it was given.
@@ -693,6 +758,68 @@ mod tests {
         let names: Vec<&str> = topic.iter().map(|c| c.name).collect();
         let table: Vec<&str> = TOPIC_KEYS.iter().map(|key| key.name).collect();
         assert_eq!(names, table);
+    }
+
+    #[test]
+    fn dynamic_configs_layer_over_static_ones_as_kafka_merges_them() {
+        let mut config = BrokerConfig::default();
+        config.set("node.id", "3").unwrap();
+        config.set("log.retention.hours", "2").unwrap();
+        let scopes = |entries: &[(&str, &str, &str)]| {
+            let mut scopes: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+            for (scope, key, value) in entries {
+                scopes
+                    .entry(scope.to_string())
+                    .or_default()
+                    .insert(key.to_string(), value.to_string());
+            }
+            scopes
+        };
+        // The default applies; another broker's scope does not.
+        let effective = config.with_dynamic(&scopes(&[
+            ("", "log.retention.ms", "1000"),
+            ("4", "log.retention.ms", "5"),
+        ]));
+        assert_eq!(effective.topic_defaults["retention.ms"], "1000");
+        // This broker's wins over the default.
+        let effective = config.with_dynamic(&scopes(&[
+            ("", "log.retention.ms", "1000"),
+            ("3", "log.retention.ms", "2000"),
+            ("3", "log.segment.bytes", "4096"),
+        ]));
+        assert_eq!(effective.topic_defaults["retention.ms"], "2000");
+        assert_eq!(effective.topic_defaults["segment.bytes"], "4096");
+        let described = effective.describe();
+        let retention = described
+            .iter()
+            .find(|c| c.name == "log.retention.ms")
+            .unwrap();
+        assert_eq!(retention.source, ConfigSource::DynamicBroker);
+        let sources: Vec<ConfigSource> = retention.synonyms.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources,
+            vec![
+                ConfigSource::DynamicBroker,
+                ConfigSource::DynamicDefaultBroker,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default,
+                ConfigSource::Default,
+            ]
+        );
+        // A synonym does not beat a stronger key set in another layer.
+        let effective = config.with_dynamic(&scopes(&[
+            ("", "log.retention.ms", "1000"),
+            ("3", "log.retention.hours", "5"),
+        ]));
+        assert_eq!(effective.topic_defaults["retention.ms"], "1000");
+        // Read-only keys stored by mistake are skipped.
+        let effective = config.with_dynamic(&scopes(&[("", "num.partitions", "9")]));
+        assert_eq!(effective.num_partitions, config.num_partitions);
+        assert_eq!(
+            effective.describe_broker_defaults().len(),
+            1,
+            "the empty name describes what is set there"
+        );
     }
 
     fn synonym(name: &'static str, value: &str, source: ConfigSource) -> ConfigSynonym {

@@ -117,7 +117,7 @@ impl CleanupPolicy {
 }
 
 /// The effective settings of one topic: broker defaults with the topic's overrides applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub log: LogConfig,
     pub cleanup: CleanupPolicy,

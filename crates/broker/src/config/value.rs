@@ -45,9 +45,9 @@ impl ConfigType {
     }
 }
 
-/// When Kafka lets a broker setting change without a restart (its "update mode"). Strom has no
-/// AlterConfigs yet, so every setting is fixed at start; this records what Kafka does, for
-/// AlterConfigs to follow.
+/// When a broker setting can change without a restart (Kafka's "update mode"): AlterConfigs
+/// on a BROKER resource accepts a key only when it is not read-only, and a per-broker key only
+/// for one broker, never as the cluster-wide default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateMode {
     /// Only at start.

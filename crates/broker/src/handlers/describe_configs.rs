@@ -1,5 +1,7 @@
 //! DescribeConfigs for topics (every topic config with its effective value and where it comes
-//! from) and for this broker (every setting of the broker key table by its Kafka name), with
+//! from), for this broker (every setting of the broker key table by its Kafka name), for every
+//! broker (the empty name: the cluster-wide dynamic defaults) and for this broker's loggers
+//! (BROKER_LOGGER), with
 //! synonyms (v1+, when asked), types and documentation (v3+, documentation when asked). The
 //! values, sources and synonyms come from `config::describe`.
 
@@ -17,8 +19,8 @@ use super::str_bytes;
 use crate::config::{ConfigSource, ConfigType, DescribedConfig};
 use crate::Broker;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+use super::alter_configs::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_TOPIC};
+use crate::log_levels;
 
 /// A topic's configs as (name, value, source, type), every key the broker knows; CreateTopics
 /// v5+ returns them too.
@@ -26,17 +28,20 @@ pub fn topic_entries(
     broker: &Broker,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(String, String, ConfigSource, ConfigType)> {
-    (broker.config.describe_topic(overrides).into_iter())
-        .map(|config| {
-            let value = config.value.unwrap_or_default();
-            (
-                config.name.to_owned(),
-                value,
-                config.source,
-                config.config_type,
-            )
-        })
-        .collect()
+    (broker
+        .effective_config()
+        .describe_topic(overrides)
+        .into_iter())
+    .map(|config| {
+        let value = config.value.unwrap_or_default();
+        (
+            config.name.to_owned(),
+            value,
+            config.source,
+            config.config_type,
+        )
+    })
+    .collect()
 }
 
 pub fn handle(
@@ -78,9 +83,11 @@ fn describe(
             .with_error_message(Some(str_bytes(message)))
     };
     let name = resource.resource_name.as_str();
+    let node_id = broker.config.node_id;
+    let config = broker.effective_config();
     let entries = match resource.resource_type {
         RESOURCE_TOPIC => match broker.topics.get(name) {
-            Some(topic) => broker.config.describe_topic(&topic.overrides),
+            Some(topic) => config.describe_topic(&topic.overrides),
             None => {
                 return failed(
                     ErrorCode::UnknownTopicOrPartition,
@@ -88,31 +95,66 @@ fn describe(
                 )
             }
         },
-        RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
-            broker.config.describe()
+        // As Kafka answers: the empty name is the cluster-wide dynamic defaults alone.
+        RESOURCE_BROKER if name.is_empty() => config.describe_broker_defaults(),
+        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER if name == node_id.to_string() => {
+            match resource.resource_type {
+                RESOURCE_BROKER => config.describe(),
+                _ => {
+                    let wanted = wanted_keys(&resource);
+                    let loggers = (log_levels::describe().into_iter())
+                        .filter(|(logger, _)| is_wanted(&wanted, logger))
+                        .map(|(logger, level)| logger_entry(logger, level))
+                        .collect();
+                    return result.with_configs(loggers);
+                }
+            }
         }
-        RESOURCE_BROKER => {
+        RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => {
             return failed(
                 ErrorCode::InvalidRequest,
-                format!("this is broker {}, not '{name}'", broker.config.node_id),
+                format!(
+                    "Unexpected broker id, expected {node_id} or empty string, but received {name}"
+                ),
             )
         }
         other => {
             return failed(
                 ErrorCode::InvalidRequest,
-                format!("config resource type {other} is not supported"),
+                format!("Unsupported resource type: {other}"),
             )
         }
     };
-    let wanted = resource
-        .configuration_keys
-        .map(|keys| keys.iter().map(|key| key.to_string()).collect::<Vec<_>>());
+    let wanted = wanted_keys(&resource);
     let configs = entries
         .into_iter()
-        .filter(|config| (wanted.as_ref()).is_none_or(|keys| keys.iter().any(|k| k == config.name)))
+        .filter(|config| is_wanted(&wanted, config.name))
         .map(|config| result_entry(config, detail))
         .collect();
     result.with_configs(configs)
+}
+
+/// The keys a resource asks for; `None` for all.
+fn wanted_keys(resource: &DescribeConfigsResource) -> Option<Vec<String>> {
+    (resource.configuration_keys.as_ref())
+        .map(|keys| keys.iter().map(|key| key.to_string()).collect())
+}
+
+fn is_wanted(wanted: &Option<Vec<String>>, name: &str) -> bool {
+    wanted
+        .as_ref()
+        .is_none_or(|keys| keys.iter().any(|k| k == name))
+}
+
+/// A logger and its level, as Kafka describes BROKER_LOGGER entries.
+fn logger_entry(logger: String, level: String) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(logger))
+        .with_value(Some(str_bytes(level)))
+        .with_read_only(false)
+        .with_config_source(ConfigSource::DynamicBrokerLogger as i8)
+        .with_is_sensitive(false)
+        .with_config_type(ConfigType::String as i8)
 }
 
 /// One config on the wire. The encoder leaves out what the request's version lacks

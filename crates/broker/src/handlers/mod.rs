@@ -6,6 +6,7 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
@@ -28,6 +29,7 @@ mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -142,6 +144,10 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::CreateTopics(body) => create_topics::handle(broker, body, version),
         RequestKind::CreatePartitions(body) => create_partitions::handle(broker, body, version),
         RequestKind::DeleteTopics(body) => delete_topics::handle(broker, body, version),
+        RequestKind::AlterConfigs(body) => alter_configs::handle(broker, body, version),
+        RequestKind::IncrementalAlterConfigs(body) => {
+            incremental_alter_configs::handle(broker, body, version)
+        }
         RequestKind::DescribeConfigs(body) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
         )),
