@@ -13,6 +13,7 @@ survives a restart.
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -22,6 +23,7 @@ from kafka.admin import ConfigResource as PyConfigResource
 from kafka.admin import ConfigResourceType, KafkaAdminClient
 
 import raw_configs
+from strom_broker import STROM_BIN
 from kafka_helpers import (
     admin_client,
     admin_request,
@@ -365,3 +367,52 @@ def test_bad_log_level_changes_are_refused(broker):
     # The legacy AlterConfigs has no BROKER_LOGGER.
     (result,) = raw_configs.legacy_alter(broker.bootstrap, [(8, node, [("root", "DEBUG")])])
     assert (result.error, result.message) == ("INVALID_REQUEST", "Unknown resource type 8"), result
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+def strom(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([STROM_BIN, *args], capture_output=True, text=True, timeout=60)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"`strom {' '.join(result.args[1:])}`: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def test_strom_topic_alter_and_config_commands(broker):
+    bs = ["--bootstrap", broker.bootstrap]
+    node = broker_id(broker.bootstrap)
+    topic = unique("dyn-cli")
+    create_topic(broker.bootstrap, topic, partitions=1)
+
+    ok(strom("topic", "alter", topic, "--set", "retention.ms=3600000", "--set", "max.message.bytes=5000",
+             "--partitions", "3", *bs))
+    configs = topic_configs(broker.bootstrap, topic)
+    assert (configs["retention.ms"].value, configs["max.message.bytes"].value) == ("3600000", "5000")
+    wait_until(lambda: len(admin_client(broker.bootstrap).list_topics(topic, timeout=10).topics[topic].partitions) == 3,
+               10, "three partitions")
+    ok(strom("topic", "alter", topic, "--delete", "max.message.bytes", "--append", "cleanup.policy=compact", *bs))
+    configs = topic_configs(broker.bootstrap, topic)
+    assert configs["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert configs["cleanup.policy"].value == "delete,compact"
+
+    # A bad value is refused with Kafka's error, and the command fails.
+    refused = strom("topic", "alter", topic, "--set", "retention.ms=soon", *bs)
+    assert refused.returncode != 0 and "INVALID_CONFIG" in refused.stderr, refused.stderr
+
+    ok(strom("config", "alter", "--broker-defaults", "--set", "log.retention.ms=7200000", *bs))
+    described = ok(strom("config", "describe", "--broker-defaults", *bs))
+    assert "log.retention.ms" in described and "7200000" in described and "DYNAMIC_DEFAULT_BROKER_CONFIG" in described
+    ok(strom("config", "alter", "--broker", node, "--set", "log.cleaner.backoff.ms=20000", *bs))
+    described = ok(strom("config", "describe", "--broker", node, "--changed", *bs))
+    assert "log.cleaner.backoff.ms" in described and "DYNAMIC_BROKER_CONFIG" in described, described
+    described = ok(strom("config", "describe", "--topic", topic, *bs))
+    assert "retention.ms" in described and "DYNAMIC_TOPIC_CONFIG" in described
+    refused = strom("config", "alter", "--broker", node, "--set", "num.partitions=4", *bs)
+    assert refused.returncode != 0 and "Cannot update these configs dynamically" in refused.stderr, refused.stderr
+    ok(strom("config", "alter", "--broker-loggers", node, "--set", "strom_log=DEBUG", *bs))
+    assert "DEBUG" in ok(strom("config", "describe", "--broker-loggers", node, *bs))
+    ok(strom("config", "alter", "--broker-defaults", "--delete", "log.retention.ms", *bs))
+    assert broker_defaults(broker.bootstrap) == {}

@@ -33,7 +33,7 @@ from typing import Callable
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import ConfigResource, NewTopic
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 import raw_kafka as rk
 from kafka_helpers import (
@@ -300,6 +300,26 @@ def describe_broker_configs(case: Case, who: ClientSecurity) -> str | None:
     return error_name_of(lambda: describe_configs(case.address, ConfigResource("BROKER", str(case.broker_id)), **who.librdkafka()))
 
 
+def incremental_alter(case: Case, who: ClientSecurity, resource: ConfigResource) -> str | None:
+    return admin_call(case, who, lambda a: a.incremental_alter_configs([resource], request_timeout=15), resource)
+
+
+def alter_topic_configs(case: Case, who: ClientSecurity) -> str | None:
+    entry = ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+    return incremental_alter(case, who, ConfigResource("TOPIC", case.topic, incremental_configs=[entry]))
+
+
+def alter_broker_configs(case: Case, who: ClientSecurity) -> str | None:
+    # A value equal to the default, so the module's other cases see no difference.
+    entry = ConfigEntry("log.cleaner.backoff.ms", "15000", incremental_operation=AlterConfigOpType.SET)
+    return incremental_alter(case, who, ConfigResource("BROKER", str(case.broker_id), incremental_configs=[entry]))
+
+
+def legacy_alter_topic_configs(case: Case, who: ClientSecurity) -> str | None:
+    resource = ConfigResource("TOPIC", case.topic, set_config={"retention.ms": "3600000"})
+    return admin_call(case, who, lambda a: a.alter_configs([resource], request_timeout=15), resource)
+
+
 def transaction(case: Case, who: ClientSecurity) -> str | None:
     p = Producer({"bootstrap.servers": case.address, "transactional.id": case.txn, **who.librdkafka()})
     try:
@@ -406,6 +426,9 @@ TABLE = [
     Api("DeleteTopics",                    topic("DELETE"),              TOPIC_DENIED,  delete_the_topic,     (topic("DESCRIBE"),),                 a_topic),
     Api("DescribeConfigs (topic)",         topic("DESCRIBE_CONFIGS"),    TOPIC_DENIED,  describe_topic_configs, (),                                 a_topic),
     Api("DescribeConfigs (broker)",        cluster("DESCRIBE_CONFIGS"),  CLUSTER_DENIED, describe_broker_configs),
+    Api("IncrementalAlterConfigs (topic)", topic("ALTER_CONFIGS"),       TOPIC_DENIED,  alter_topic_configs,  (),                                   a_topic),
+    Api("IncrementalAlterConfigs (broker)", cluster("ALTER_CONFIGS"),    CLUSTER_DENIED, alter_broker_configs),
+    Api("AlterConfigs (topic)",            topic("ALTER_CONFIGS"),       TOPIC_DENIED,  legacy_alter_topic_configs, (),                             a_topic),
     Api("transactions (transactional.id)", transactional_id("WRITE"),    TXN_DENIED,    transaction,          (topic("WRITE"),),                    a_topic),
     Api("idempotence (IDEMPOTENT_WRITE)",  cluster("IDEMPOTENT_WRITE"),  CLUSTER_DENIED, init_producer_id),
     Api("idempotence (WRITE on a topic)",  topic("WRITE"),               CLUSTER_DENIED, idempotent_produce,  (),                                   a_topic),

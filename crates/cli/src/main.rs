@@ -6,6 +6,7 @@ mod acl_bindings;
 mod bench;
 mod cluster;
 mod common;
+mod config;
 mod consume;
 mod group;
 mod produce;
@@ -45,6 +46,8 @@ enum Command {
     Producers(txn::ProducersArgs),
     /// Show the cluster: its id, brokers and controller quorum.
     Cluster(cluster::ClusterArgs),
+    /// Describe and change the configs of topics, brokers and loggers at runtime.
+    Config(config::ConfigArgs),
     /// Create, list and delete SCRAM users (their passwords set and kept by the brokers).
     User(user::UserArgs),
     /// Create, list and delete ACLs, with kafka-acls' flags.
@@ -96,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Txn(args) => txn::run(args),
         Command::Producers(args) => txn::run_producers(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Config(args) => config::run(args),
         Command::User(args) => user::run(args),
         Command::Acl(args) => acl::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,10 +1,14 @@
-//! `strom topic create|list|describe|delete`: topic administration over the Kafka protocol.
+//! `strom topic create|list|describe|alter|delete`: topic administration over the Kafka
+//! protocol.
 
-use strom_client::{Client, ConfigSource, OffsetSpec, PartitionMetadata, TopicMetadata};
+use strom_client::{
+    Client, ConfigResource, ConfigSource, OffsetSpec, PartitionMetadata, TopicMetadata,
+};
 
 use crate::common::{
     block_on, connect, existing_topic, parse_key_value, print_table, BootstrapArgs,
 };
+use crate::config::ChangeArgs;
 
 #[derive(clap::Args)]
 pub struct TopicArgs {
@@ -21,8 +25,23 @@ enum TopicCommand {
     /// Show a topic's partitions (leader, replicas, in-sync replicas, offsets) and the configs
     /// set on it.
     Describe(DescribeArgs),
+    /// Change a topic's configs without a restart, or give it more partitions.
+    Alter(AlterArgs),
     /// Delete a topic and all its records.
     Delete(DeleteArgs),
+}
+
+#[derive(clap::Args)]
+struct AlterArgs {
+    /// The topic's name.
+    name: String,
+    /// Grow the topic to this many partitions.
+    #[arg(long, short = 'p')]
+    partitions: Option<i32>,
+    #[command(flatten)]
+    changes: ChangeArgs,
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +92,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::Create(args) => create(args).await,
             TopicCommand::List(args) => list(args).await,
             TopicCommand::Describe(args) => describe(args).await,
+            TopicCommand::Alter(args) => alter(args).await,
             TopicCommand::Delete(args) => delete(args).await,
         }
     })?
@@ -98,6 +118,33 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         "created topic '{}' ({partitions} partitions, replication factor {factor})",
         created.name
     );
+    Ok(())
+}
+
+async fn alter(args: AlterArgs) -> anyhow::Result<()> {
+    let changes = args.changes.changes();
+    if changes.is_empty() && args.partitions.is_none() {
+        anyhow::bail!(
+            "nothing to change: give --set, --delete, --append, --subtract or --partitions"
+        );
+    }
+    let client = connect(&args.bootstrap, false).await?;
+    existing_topic(&client, &args.name).await?;
+    let resource = ConfigResource::Topic(args.name.clone());
+    if !changes.is_empty() {
+        let validate_only = args.changes.validate_only();
+        client
+            .alter_configs(&resource, &changes, validate_only)
+            .await?;
+        match validate_only {
+            true => println!("the config changes are valid (nothing changed: --validate-only)"),
+            false => println!("altered the configs of topic '{}'", args.name),
+        }
+    }
+    if let Some(count) = args.partitions {
+        client.create_partitions(&args.name, count).await?;
+        println!("topic '{}' now has {count} partitions", args.name);
+    }
     Ok(())
 }
 

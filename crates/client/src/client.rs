@@ -205,7 +205,7 @@ struct Connections {
 pub struct Client {
     bootstrap: Vec<String>,
     config: ClientConfig,
-    cache: Mutex<MetadataCache>,
+    pub(crate) cache: Mutex<MetadataCache>,
     connections: tokio::sync::Mutex<Connections>,
 }
 

@@ -17,6 +17,8 @@
 //! - [`client`] ties these together: bootstrap, metadata cache, routing of produce, fetch
 //!   and list-offsets to each partition's leader, bounded retries, and the admin calls.
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
+//! - [`admin_configs`] adds the config administration calls: describe and change the
+//!   configs of a topic, a broker, every broker and a broker's loggers; add partitions.
 //! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
 //!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
 //!   hashed here).
@@ -37,6 +39,7 @@
 //! answers the group APIs and whose `security` child the ACL and SCRAM APIs; both can be told
 //! to misbehave.
 
+pub mod admin_configs;
 pub mod admin_security;
 pub mod admin_txn;
 pub mod client;
@@ -65,6 +68,7 @@ mod group_tests;
 #[cfg(test)]
 mod security_tests;
 
+pub use admin_configs::{ConfigChange, ConfigResource};
 pub use admin_security::{
     AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
     UserScramCredentials,
