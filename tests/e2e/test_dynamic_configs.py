@@ -23,6 +23,7 @@ from kafka.admin import ConfigResource as PyConfigResource
 from kafka.admin import ConfigResourceType, KafkaAdminClient
 
 import raw_configs
+from cluster import FAST_FAILOVER_SETTINGS, cluster_factory, require_cluster_info  # noqa: F401 - fixture
 from strom_broker import STROM_BIN
 from kafka_helpers import (
     admin_client,
@@ -416,3 +417,40 @@ def test_strom_topic_alter_and_config_commands(broker):
     assert "DEBUG" in ok(strom("config", "describe", "--broker-loggers", node, *bs))
     ok(strom("config", "alter", "--broker-defaults", "--delete", "log.retention.ms", *bs))
     assert broker_defaults(broker.bootstrap) == {}
+
+
+# -- a cluster -----------------------------------------------------------------------------------
+
+
+def test_dynamic_configs_reach_every_node_and_survive_restarting_them_all(cluster_factory):  # noqa: F811
+    """Three nodes: a cluster-wide default, one broker's value and a topic's value are set
+    through different nodes; each node describes what applies to it; after every node is
+    stopped and started again, all of it is still there."""
+    require_cluster_info()
+    cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS)
+    cluster.wait_for_controller_leader(timeout_s=20)
+    cluster.wait_for_brokers(3, timeout_s=20)
+    topic = unique("dyn-cluster")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    alter_defaults(cluster.node(1).bootstrap, [("log.retention.ms", "7200000", RAW_SET)])
+    incremental(cluster.node(2).bootstrap, ResourceType.BROKER, "2", [("log.retention.ms", "3600000", SET)])
+    incremental(cluster.node(3).bootstrap, ResourceType.TOPIC, topic, [("segment.bytes", "1048576", SET)])
+
+    def check() -> None:
+        for node_id, retention in [(1, "7200000"), (2, "3600000"), (3, "7200000")]:
+            bootstrap = cluster.node(node_id).bootstrap
+            wait_until(
+                lambda: broker_configs(bootstrap, str(node_id))["log.retention.ms"].value == retention,
+                15, f"node {node_id} to apply log.retention.ms={retention}",
+            )
+            assert broker_defaults(bootstrap) == {"log.retention.ms": "7200000"}
+            configs = raw_configs.describe(bootstrap, 2, topic)
+            assert configs["segment.bytes"] == ("1048576", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+            assert configs["retention.ms"][0] == retention, (node_id, configs["retention.ms"])
+
+    check()
+    for node_id in (1, 2, 3):
+        cluster.stop(node_id)
+    cluster.start_all()
+    cluster.wait_for_controller_leader(timeout_s=30)
+    check()
