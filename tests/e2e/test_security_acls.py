@@ -27,6 +27,7 @@ next fetch.
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -392,6 +393,24 @@ def describe_user_scram_credentials(case: Case, who: ClientSecurity) -> str | No
     return error_name(rk.parse_describe_user_scram_credentials_error(payload))
 
 
+def describe_client_quotas(case: Case, who: ClientSecurity) -> str | None:
+    """Raw DescribeClientQuotas v0 (no Python client has it): every entity."""
+    body = struct.pack(">i", 0) + struct.pack(">?", False)
+    _, payload = raw_request(case, who, lambda v: rk.request(48, 0, 2, body, flexible=False), 48, 0)
+    (code,) = struct.unpack_from(">h", payload, 8)  # after the correlation id and throttle time
+    return error_name(code)
+
+
+def alter_client_quotas(case: Case, who: ClientSecurity) -> str | None:
+    """Raw AlterClientQuotas v0, validate_only: a quota for a user of the case's own."""
+    entity = struct.pack(">i", 1) + rk.string(b"user") + rk.string((case.prefix + "quota-user").encode())
+    ops = struct.pack(">i", 1) + rk.string(b"producer_byte_rate") + struct.pack(">d?", 1048576.0, False)
+    body = struct.pack(">i", 1) + entity + ops + struct.pack(">?", True)
+    _, payload = raw_request(case, who, lambda v: rk.request(49, 0, 2, body, flexible=False), 49, 0)
+    (code,) = struct.unpack_from(">h", payload, 12)  # the first entry's error code
+    return error_name(code)
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -429,6 +448,8 @@ TABLE = [
     Api("IncrementalAlterConfigs (topic)", topic("ALTER_CONFIGS"),       TOPIC_DENIED,  alter_topic_configs,  (),                                   a_topic),
     Api("IncrementalAlterConfigs (broker)", cluster("ALTER_CONFIGS"),    CLUSTER_DENIED, alter_broker_configs),
     Api("AlterConfigs (topic)",            topic("ALTER_CONFIGS"),       TOPIC_DENIED,  legacy_alter_topic_configs, (),                             a_topic),
+    Api("DescribeClientQuotas",            cluster("DESCRIBE_CONFIGS"),  CLUSTER_DENIED, describe_client_quotas),
+    Api("AlterClientQuotas",               cluster("ALTER_CONFIGS"),     CLUSTER_DENIED, alter_client_quotas),
     Api("transactions (transactional.id)", transactional_id("WRITE"),    TXN_DENIED,    transaction,          (topic("WRITE"),),                    a_topic),
     Api("idempotence (IDEMPOTENT_WRITE)",  cluster("IDEMPOTENT_WRITE"),  CLUSTER_DENIED, init_producer_id),
     Api("idempotence (WRITE on a topic)",  topic("WRITE"),               CLUSTER_DENIED, idempotent_produce,  (),                                   a_topic),

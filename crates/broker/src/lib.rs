@@ -36,6 +36,7 @@ pub mod handlers;
 pub mod isr;
 pub mod log_levels;
 pub mod network;
+pub mod quotas;
 pub mod resources;
 pub mod retention;
 pub mod security;
@@ -74,6 +75,8 @@ pub struct Broker {
     /// The effective config for the image's dynamic broker configs it was made from (see
     /// [`Broker::effective_config`]).
     effective: parking_lot::Mutex<EffectiveConfig>,
+    /// The produce and fetch rates measured against client quotas.
+    pub quota_rates: quotas::QuotaRates,
 }
 
 /// `config` with the dynamic broker configs of `made_from` applied.
@@ -238,6 +241,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
         effective: parking_lot::Mutex::new(effective),
+        quota_rates: quotas::QuotaRates::default(),
     });
     broker.fetchers.update(&broker);
     let loading = broker.clone();

@@ -10,6 +10,7 @@ mod config;
 mod consume;
 mod group;
 mod produce;
+mod quota;
 mod server;
 mod topic;
 mod txn;
@@ -48,6 +49,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Describe and change the configs of topics, brokers and loggers at runtime.
     Config(config::ConfigArgs),
+    /// Describe and change client quotas (byte rates) of users and client ids.
+    Quota(quota::QuotaArgs),
     /// Create, list and delete SCRAM users (their passwords set and kept by the brokers).
     User(user::UserArgs),
     /// Create, list and delete ACLs, with kafka-acls' flags.
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         Command::Producers(args) => txn::run_producers(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Config(args) => config::run(args),
+        Command::Quota(args) => quota::run(args),
         Command::User(args) => user::run(args),
         Command::Acl(args) => acl::run(args),
         Command::Bench(args) => bench::run(args),

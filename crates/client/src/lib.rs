@@ -19,6 +19,8 @@
 //! - [`cluster`] describes the cluster: brokers, controller and the metadata quorum.
 //! - [`admin_configs`] adds the config administration calls: describe and change the
 //!   configs of a topic, a broker, every broker and a broker's loggers; add partitions.
+//! - [`admin_quotas`] adds the client quota calls (KIP-546): describe and alter the quotas
+//!   of users, client ids and their defaults.
 //! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
 //!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
 //!   hashed here).
@@ -40,6 +42,7 @@
 //! to misbehave.
 
 pub mod admin_configs;
+pub mod admin_quotas;
 pub mod admin_security;
 pub mod admin_txn;
 pub mod client;
@@ -69,6 +72,7 @@ mod group_tests;
 mod security_tests;
 
 pub use admin_configs::{ConfigChange, ConfigResource};
+pub use admin_quotas::{ClientQuotas, QuotaEntity, QuotaMatch};
 pub use admin_security::{
     AclDeletion, AclFilter, ScramCredentialInfo, ScramDeletion, ScramUpsertion, UserAlteration,
     UserScramCredentials,

@@ -8,7 +8,7 @@ use strom_types::ErrorCode;
 use uuid::Uuid;
 
 /// One entry of the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetadataCommand {
     /// Names the cluster; the first command of a new cluster. Ignored once a cluster id is set.
     Bootstrap {
@@ -84,6 +84,11 @@ pub enum MetadataCommand {
         upserts: Vec<ScramUpsert>,
         deletions: Vec<(String, ScramMechanism)>,
     },
+    /// AlterClientQuotas (KIP-546): for each entity, removes `remove` and sets `set`, all or
+    /// none (the handler checked every entity, key and value).
+    AlterClientQuotas {
+        alterations: Vec<QuotaAlteration>,
+    },
     /// CreateAcls: adds these bindings (one already present is left as it is).
     CreateAcls {
         acls: Vec<AclBinding>,
@@ -93,6 +98,22 @@ pub enum MetadataCommand {
     DeleteAcls {
         acls: Vec<AclBinding>,
     },
+}
+
+/// A client quota entity: a user, a client id, or both; a `None` name is the entity type's
+/// default (`<default>` in Kafka's tools).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    pub user: Option<Option<String>>,
+    pub client_id: Option<Option<String>>,
+}
+
+/// One entity's quota changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotaAlteration {
+    pub entity: QuotaEntity,
+    pub set: BTreeMap<String, f64>,
+    pub remove: Vec<String>,
 }
 
 /// Where a dynamic config applies.

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
-use crate::command::{CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError};
+use crate::command::{
+    CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError, QuotaEntity,
+};
 use crate::placement::{self, Candidate};
 
 /// No leader: the partition is offline.
@@ -75,7 +77,7 @@ impl TopicImage {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
@@ -95,6 +97,10 @@ pub struct MetadataImage {
     /// images like the ACLs: brokers recompute their effective config when the `Arc` changes.
     #[serde(default)]
     pub broker_configs: Arc<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Client quotas (KIP-546) by entity, each entity with at least one value. Shared between
+    /// images like the ACLs: brokers re-read their quotas when the `Arc` changes.
+    #[serde(default)]
+    pub client_quotas: Arc<Vec<(QuotaEntity, BTreeMap<String, f64>)>>,
 }
 
 /// Applies one AlterConfigs command to a scope's configs.
@@ -212,6 +218,28 @@ impl MetadataImage {
                 count,
                 assignments,
             } => self.create_partitions(*id, *count, assignments.as_deref()),
+            MetadataCommand::AlterClientQuotas { alterations } => {
+                let quotas = Arc::make_mut(&mut self.client_quotas);
+                for alteration in alterations {
+                    let at = quotas
+                        .iter()
+                        .position(|(entity, _)| *entity == alteration.entity);
+                    let values = match at {
+                        Some(at) => &mut quotas[at].1,
+                        None => {
+                            quotas.push((alteration.entity.clone(), BTreeMap::new()));
+                            &mut quotas.last_mut().expect("just pushed").1
+                        }
+                    };
+                    for key in &alteration.remove {
+                        values.remove(key);
+                    }
+                    values.extend(alteration.set.iter().map(|(k, v)| (k.clone(), *v)));
+                }
+                quotas.retain(|(_, values)| !values.is_empty());
+                quotas.sort_by(|a, b| a.0.cmp(&b.0));
+                CommandResult::Done
+            }
             MetadataCommand::AlterConfigs {
                 resource,
                 set,

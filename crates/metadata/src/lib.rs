@@ -18,7 +18,8 @@ pub mod placement;
 pub mod quorum;
 
 pub use command::{
-    CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError, ScramUpsert,
+    CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError, QuotaAlteration,
+    QuotaEntity, ScramUpsert,
 };
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
 pub use quorum::{Health, MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

@@ -1,7 +1,8 @@
 //! Administration: CreateTopics (CREATE on the cluster or the topic), CreatePartitions
 //! (ALTER on the topic), DeleteTopics (DELETE on the topic), DescribeConfigs (DESCRIBE_CONFIGS
 //! on the topic, or on the cluster for broker configs and loggers), AlterConfigs and
-//! IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeQuorum (DESCRIBE on the
+//! IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and AlterClientQuotas
+//! (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum (DESCRIBE on the
 //! cluster), the ACL APIs (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs
 //! (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
 //! nothing.
@@ -13,9 +14,10 @@ use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
-    alter_configs_response, alter_user_scram_credentials_response,
-    incremental_alter_configs_response, AlterUserScramCredentialsResponse, CreateAclsResponse,
-    CreateTopicsRequest, DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse,
+    alter_client_quotas_response, alter_configs_response, alter_user_scram_credentials_response,
+    incremental_alter_configs_response, AlterClientQuotasResponse,
+    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest, DeleteAclsResponse,
+    DeleteTopicsRequest, DescribeAclsResponse, DescribeClientQuotasResponse,
     DescribeConfigsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
     RequestKind, ResponseKind,
 };
@@ -56,6 +58,39 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             Checked::Allowed(RequestKind::CreatePartitions(body), patch)
         }
         RequestKind::DescribeConfigs(body) => describe_configs(access, body),
+        RequestKind::DescribeClientQuotas(body) => {
+            if access.allows_cluster(AclOperation::DescribeConfigs) {
+                return Checked::Allowed(RequestKind::DescribeClientQuotas(body), None);
+            }
+            let response = DescribeClientQuotasResponse::default()
+                .with_error_code(CLUSTER_DENIED.code())
+                .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())))
+                .with_entries(None);
+            Checked::Refused(ResponseKind::DescribeClientQuotas(response))
+        }
+        RequestKind::AlterClientQuotas(body) => {
+            if access.allows_cluster(AclOperation::AlterConfigs) {
+                return Checked::Allowed(RequestKind::AlterClientQuotas(body), None);
+            }
+            let entries = (body.entries.iter())
+                .map(|entry| {
+                    let entity = (entry.entity.iter())
+                        .map(|part| {
+                            alter_client_quotas_response::EntityData::default()
+                                .with_entity_type(part.entity_type.clone())
+                                .with_entity_name(part.entity_name.clone())
+                        })
+                        .collect();
+                    alter_client_quotas_response::EntryData::default()
+                        .with_entity(entity)
+                        .with_error_code(CLUSTER_DENIED.code())
+                        .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())))
+                })
+                .collect();
+            Checked::Refused(ResponseKind::AlterClientQuotas(
+                AlterClientQuotasResponse::default().with_entries(entries),
+            ))
+        }
         RequestKind::AlterConfigs(mut body) => {
             let refused = take_refused_configs(
                 access,

@@ -6,6 +6,7 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_client_quotas;
 mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
@@ -18,6 +19,7 @@ mod delete_acls;
 mod delete_groups;
 mod delete_topics;
 mod describe_acls;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -92,9 +94,14 @@ pub fn dispatch(
         Checked::Refused(response) => Reply::Now(response),
         Checked::Allowed(body, patch) => {
             request.body = body;
+            let quota = crate::quotas::measure(broker, &mut request, context);
             let reply = route(broker, request, context);
-            match patch {
+            let reply = match patch {
                 Some(patch) => patched(reply, patch),
+                None => reply,
+            };
+            match quota {
+                Some(quota) => patched(reply, quota),
                 None => reply,
             }
         }
@@ -144,6 +151,10 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::CreateTopics(body) => create_topics::handle(broker, body, version),
         RequestKind::CreatePartitions(body) => create_partitions::handle(broker, body, version),
         RequestKind::DeleteTopics(body) => delete_topics::handle(broker, body, version),
+        RequestKind::AlterClientQuotas(body) => alter_client_quotas::handle(broker, body, version),
+        RequestKind::DescribeClientQuotas(body) => Reply::Now(ResponseKind::DescribeClientQuotas(
+            describe_client_quotas::handle(broker, body, version),
+        )),
         RequestKind::AlterConfigs(body) => alter_configs::handle(broker, body, version),
         RequestKind::IncrementalAlterConfigs(body) => {
             incremental_alter_configs::handle(broker, body, version)

@@ -98,6 +98,7 @@ impl Session {
                 principal: principal.into(),
                 peer,
                 listener: listener.name.as_str().into(),
+                throttle: Default::default(),
             },
             listener_protocol: listener.protocol,
             phase,

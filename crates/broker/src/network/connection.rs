@@ -146,6 +146,14 @@ async fn read_requests(
     let configured_bytes_max = broker.config.request_bytes_max;
     let mut reader = FrameReader::new(reader, session.frame_bytes_max(configured_bytes_max));
     loop {
+        // A quota muted the connection (KIP-219): read nothing until the time is over.
+        if let Some(muted) = session.context.throttle.remaining() {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(muted) => {}
+            }
+        }
         reader.set_request_bytes_max(session.frame_bytes_max(configured_bytes_max));
         let frame = tokio::select! {
             biased;

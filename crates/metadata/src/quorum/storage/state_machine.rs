@@ -39,7 +39,7 @@ use crate::quorum::types::{
 const SNAPSHOT_FILE: &str = "snapshot.json";
 
 /// A snapshot on disk and on the wire: both are these JSON bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotFile {
     pub meta: SnapshotMeta,
     pub image: MetadataImage,
