@@ -29,6 +29,9 @@
 //! - `timestamp`: [`Log::offset_for_timestamp`] and [`Log::max_timestamp`] for ListOffsets; the
 //!   only place records are decoded, one batch per lookup.
 //! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
+//! - `log_start`: [`Log::advance_log_start`] moves the log start offset up on request
+//!   (DeleteRecords, or a follower taking its leader's), deleting the segments wholly below it,
+//!   and keeps it in `log-start-offset-checkpoint` across restarts.
 //! - `compaction`: [`Log::compact`], Kafka's log cleaner for `cleanup.policy=compact`: maps each
 //!   key's latest offset, rewrites the inactive segments keeping only those records (and
 //!   tombstones until their delete horizon; aborted transactions' batches go, their markers
@@ -75,6 +78,7 @@ mod follower;
 mod index;
 mod leader_epoch;
 mod log;
+mod log_start;
 mod recovery;
 mod retention;
 mod rewrite;
@@ -96,6 +100,7 @@ pub use crate::error::LogError;
 pub use crate::files::{FilePool, PoolStats, DEFAULT_OPEN_FILES};
 pub use crate::follower::FollowerRun;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
+pub use crate::log_start::LogStartInfo;
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;
 pub use crate::sync::SyncHandle;

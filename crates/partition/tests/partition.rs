@@ -68,6 +68,7 @@ fn fetch(partition: &Partition, follower: i32, offset: i64, now: Instant) -> Fol
     let position = FollowerPosition {
         fetch_offset: Offset(offset),
         last_fetched_epoch: None,
+        log_start_offset: Offset(0),
     };
     partition
         .read_for_follower(BrokerId(follower), position, 1 << 20, now)
@@ -523,4 +524,68 @@ fn a_shutdown_rewrites_the_producer_snapshot_only_when_the_log_moved() {
         "the snapshot knew the retried batch"
     );
     assert_eq!(p.log_end_offset(), Offset(6));
+}
+
+/// DeleteRecords on the leader: refused past the high watermark, the log start moves, and the
+/// low watermark waits for every live follower to report a log start that far; a follower
+/// takes the leader's log start from a fetch answer, capped at its own high watermark.
+#[test]
+fn delete_records_moves_the_log_start_and_the_low_watermark_follows_the_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = leader_with(dir.path(), &[1, 2], 10);
+    let now = Instant::now();
+    let fetched = |offset, log_start| FollowerPosition {
+        fetch_offset: Offset(offset),
+        last_fetched_epoch: None,
+        log_start_offset: Offset(log_start),
+    };
+    p.read_for_follower(BrokerId(2), fetched(6, 0), 1 << 20, now)
+        .unwrap();
+    assert_eq!(p.high_watermark(), Offset(6));
+    let alive = |broker: BrokerId| broker != BrokerId(3);
+    match p.delete_records(Some(Offset(7)), alive) {
+        Err(error) => assert_eq!(error.code(), ErrorCode::OffsetOutOfRange),
+        Ok(deleted) => panic!("deleted past the high watermark: {deleted:?}"),
+    }
+    let deleted = p.delete_records(None, alive).unwrap();
+    assert_eq!(
+        (
+            deleted.requested,
+            deleted.low_watermark,
+            p.log_start_offset()
+        ),
+        (Offset(6), Offset(0), Offset(6))
+    );
+    // The follower reports its new log start with its next fetch.
+    p.read_for_follower(BrokerId(2), fetched(6, 6), 1 << 20, now)
+        .unwrap();
+    assert_eq!(p.low_watermark(alive).unwrap(), Offset(6));
+    // Replica 3 (out of the ISR) counts once its broker is alive: it never fetched.
+    assert_eq!(p.low_watermark(|_| true).unwrap(), Offset(-1));
+
+    let follower_dir = tempfile::tempdir().unwrap();
+    let f = open(follower_dir.path(), BrokerId(2), LogConfig::default());
+    f.apply_replica_state(state(&[1, 2], 1, 0), Instant::now());
+    let below_start = p.read_for_follower(BrokerId(2), fetched(0, 0), 1 << 20, now);
+    assert!(
+        matches!(below_start, Ok(FollowerRead::OutOfRange { .. })),
+        "a fetch below the log start is out of range: {below_start:?}"
+    );
+    let data = |high_watermark, log_start_offset, records| FetchedData {
+        error: ErrorCode::None,
+        high_watermark: Offset(high_watermark),
+        log_start_offset: Offset(log_start_offset),
+        diverging_epoch: None,
+        records,
+    };
+    let first_ten = Some(batch(10, None).freeze());
+    f.apply_fetched(LeaderEpoch(0), data(4, 6, first_ten))
+        .unwrap();
+    assert_eq!(
+        (f.log_start_offset(), f.high_watermark()),
+        (Offset(4), Offset(4)),
+        "capped at the follower's own high watermark"
+    );
+    f.apply_fetched(LeaderEpoch(0), data(8, 6, None)).unwrap();
+    assert_eq!(f.log_start_offset(), Offset(6));
 }
