@@ -20,6 +20,8 @@
 //! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
 //!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
 //!   hashed here).
+//! - [`admin_records`] adds DeleteRecords (to each partition's leader) and DescribeLogDirs
+//!   (to one broker).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
@@ -37,6 +39,7 @@
 //! answers the group APIs and whose `security` child the ACL and SCRAM APIs; both can be told
 //! to misbehave.
 
+pub mod admin_records;
 pub mod admin_security;
 pub mod admin_txn;
 pub mod client;

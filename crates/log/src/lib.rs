@@ -42,7 +42,7 @@
 //!   has gaps between batches: reads starting in one return the next batch.
 //! - `files`: the node's bounded pool of open segment files ([`FilePool`], `log.max.open.files`):
 //!   an idle partition holds no descriptor; indexes, directories and checkpoints are opened
-//!   only for the operation at hand.
+//!   only for the operation at hand. [`filesystem_space`] measures the disk under a directory.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
 //! - `txn_index`, `transactions`, `txn_recovery`: each segment's aborted-transaction index
@@ -97,7 +97,9 @@ pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
 pub use crate::epoch_cache::{NO_PARTITION_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::error::LogError;
-pub use crate::files::{FilePool, PoolStats, DEFAULT_OPEN_FILES};
+pub use crate::files::{
+    filesystem_space, FilePool, FilesystemSpace, PoolStats, DEFAULT_OPEN_FILES,
+};
 pub use crate::follower::FollowerRun;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::log_start::LogStartInfo;
