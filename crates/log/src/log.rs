@@ -12,7 +12,6 @@ use crate::config::LogConfig;
 use crate::epoch_cache::{check_epoch_not_behind, EpochCache, NO_PARTITION_LEADER_EPOCH};
 use crate::error::{IoContext, LogError};
 use crate::files::{self, FilePool};
-use crate::log_start;
 use crate::segment::Segment;
 use crate::sync::{Durability, SyncHandle, SyncTarget};
 
@@ -378,7 +377,7 @@ impl Log {
         self.forget_all_epochs()?;
         // First: a crash part-way then opens at the old segments' start or at this one (the
         // larger of the first segment's base and the checkpoint), never in between.
-        log_start::write(&self.dir, offset)?;
+        checkpoint::write_log_start(&self.dir, offset)?;
         while let Some(segment) = self.segments.pop() {
             segment.delete_files()?;
         }

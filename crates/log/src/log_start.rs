@@ -14,20 +14,14 @@
 //! log start is the larger of the first segment's base offset and the checkpoint; a checkpoint
 //! past the recovered log end (segment files removed by hand) restarts the log empty there, as
 //! Kafka's `LogLoader` does.
-//!
-//! Format, text like Kafka's checkpoints: a version line (`0`), then the offset.
-
-use std::path::Path;
+//! The file itself is `checkpoint`'s.
 
 use strom_types::Offset;
 
-use crate::checkpoint::replace_file;
-use crate::error::{IoContext, LogError};
+use crate::checkpoint::{read_log_start, write_log_start};
+use crate::error::LogError;
 use crate::files;
 use crate::log::Log;
-
-pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
-const VERSION: &str = "0";
 
 /// What moving the log start did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +56,7 @@ impl Log {
                 bytes_deleted: 0,
             });
         }
-        write(&self.dir, offset)?;
+        write_log_start(&self.dir, offset)?;
         tracing::info!(dir = %self.dir.display(), from = %self.log_start_offset, to = %offset, "advanced the log start offset");
         self.log_start_offset = offset;
         let (segments_deleted, bytes_deleted) = self.delete_segments_below_log_start()?;
@@ -108,7 +102,7 @@ impl Log {
     /// On open, after the segments are recovered and the epochs loaded: takes the checkpointed
     /// log start if it is above the first segment (see the module docs).
     pub(crate) fn recover_log_start(&mut self) -> Result<(), LogError> {
-        let Some(stored) = read(&self.dir)? else {
+        let Some(stored) = read_log_start(&self.dir)? else {
             return Ok(());
         };
         if stored <= self.log_start_offset {
@@ -124,39 +118,12 @@ impl Log {
     }
 }
 
-/// The stored log start; `None` if there is none or it cannot be read as one (logged: the log
-/// then starts at its first segment, which holds every record the checkpoint did).
-pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
-    let path = dir.join(LOG_START_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => String::new(),
-        Err(error) => return Err(error).at(&path),
-    };
-    let mut lines = text.lines();
-    let offset = match (lines.next(), lines.next(), lines.next()) {
-        (Some(VERSION), Some(offset), None) => offset.parse().ok().filter(|&offset| offset >= 0),
-        _ => None,
-    };
-    if offset.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring an unreadable log start checkpoint; the log starts at its first segment");
-    }
-    Ok(offset.map(Offset))
-}
-
-/// Replaces the checkpoint durably.
-pub(crate) fn write(dir: &Path, offset: Offset) -> Result<(), LogError> {
-    replace_file(
-        dir,
-        LOG_START_FILE,
-        format!("{VERSION}\n{}\n", offset.0).as_bytes(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::checkpoint::LOG_START_FILE;
     use crate::config::LogConfig;
     use crate::test_support::batch;
 
@@ -247,7 +214,7 @@ mod tests {
         let log = log_with_segments(dir.path(), 1);
         let config = log.config().clone();
         log.close().unwrap();
-        write(dir.path(), Offset(40)).unwrap();
+        write_log_start(dir.path(), Offset(40)).unwrap();
         let log = Log::open(dir.path(), config).unwrap();
         assert_eq!(
             (log.log_start_offset(), log.log_end_offset()),
