@@ -19,7 +19,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
 use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use strom_metadata::MetadataImage;
-use strom_partition::{Partition, PartitionError};
+use strom_partition::{Partition, PartitionError, RecordsDeleted};
 use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex};
 
 use super::Reply;
@@ -51,16 +51,16 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16
                     let answer = DeleteRecordsPartitionResult::default()
                         .with_partition_index(asked.partition_index);
                     match delete(broker, &image, name, topic.as_deref(), asked) {
-                        Ok((leader, requested, low_watermark)) => {
-                            if low_watermark < requested {
+                        Ok((leader, deleted)) => {
+                            if deleted.low_watermark < deleted.requested {
                                 pending.push(Pending {
                                     topic: topic_at,
                                     partition: partition_at,
                                     leader,
-                                    required: requested,
+                                    required: deleted.requested,
                                 });
                             }
-                            answer.with_low_watermark(low_watermark.0)
+                            answer.with_low_watermark(deleted.low_watermark.0)
                         }
                         Err(code) => answer
                             .with_error_code(code.code())
@@ -85,14 +85,14 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16
     }))
 }
 
-/// Deletes on one partition: its leader, the offset asked for and the low watermark now.
+/// Deletes on one partition: its leader, and what the leader did.
 fn delete(
     broker: &Arc<Broker>,
     image: &MetadataImage,
     name: &str,
     topic: Option<&Topic>,
     asked: &DeleteRecordsPartition,
-) -> Result<(Arc<Partition>, Offset, Offset), ErrorCode> {
+) -> Result<(Arc<Partition>, RecordsDeleted), ErrorCode> {
     let internal = name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC;
     if internal && image.topics.contains_key(name) {
         return Err(ErrorCode::InvalidTopicException);
@@ -104,7 +104,7 @@ fn delete(
     }
     let offset = (asked.offset != HIGH_WATERMARK).then_some(Offset(asked.offset));
     match leader.delete_records(offset, alive(broker)) {
-        Ok(deleted) => Ok((leader.clone(), deleted.requested, deleted.low_watermark)),
+        Ok(deleted) => Ok((leader.clone(), deleted)),
         Err(error) => {
             if error.is_fatal() {
                 tracing::error!(topic = name, partition = index.0, %error, "deleting records failed");
