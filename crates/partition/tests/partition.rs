@@ -589,3 +589,46 @@ fn delete_records_moves_the_log_start_and_the_low_watermark_follows_the_follower
     f.apply_fetched(LeaderEpoch(0), data(8, 6, None)).unwrap();
     assert_eq!(f.log_start_offset(), Offset(6));
 }
+
+/// Kafka's DelayedDeleteRecords: the wait ends when the last live follower reports the new
+/// log start in a fetch, and with REQUEST_TIMED_OUT at the deadline when it does not.
+#[tokio::test(start_paused = true)]
+async fn a_delete_records_wait_is_woken_by_the_followers_fetch_or_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = Arc::new(leader_with(dir.path(), &[1, 2], 8));
+    let fetched = |log_start| FollowerPosition {
+        fetch_offset: Offset(8),
+        last_fetched_epoch: None,
+        log_start_offset: Offset(log_start),
+    };
+    let now = Instant::now();
+    partition
+        .read_for_follower(BrokerId(2), fetched(0), 1 << 20, now)
+        .unwrap();
+    let alive = |broker: BrokerId| broker != BrokerId(3);
+    let deleted = partition.delete_records(Some(Offset(5)), alive).unwrap();
+    assert_eq!(deleted.low_watermark, Offset(0));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let timed_out = partition
+        .wait_low_watermark(Offset(5), alive, deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(timed_out.code(), ErrorCode::RequestTimedOut);
+
+    let waiting = {
+        let partition = partition.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            partition
+                .wait_low_watermark(Offset(5), alive, deadline)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    assert!(!waiting.is_finished(), "follower 2 still reports 0");
+    partition
+        .read_for_follower(BrokerId(2), fetched(5), 1 << 20, now)
+        .unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), Offset(5));
+}
