@@ -56,13 +56,13 @@ def produce_segments(bootstrap: str, topic: str, count: int, partition: int = 0,
     produce_all(p, topic, records)
 
 
-def delete_records(bootstrap: str, offsets: dict, **conf) -> dict:
+def delete_records(bootstrap: str, offsets: dict, operation_timeout: float = 20, **conf) -> dict:
     """confluent-kafka's delete_records: {(topic, partition): offset} -> {(topic, partition):
     low watermark, or the error's name}."""
     admin = admin_client(bootstrap, **conf)
     futures = admin.delete_records(
         [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()],
-        request_timeout=30, operation_timeout=20,
+        request_timeout=30, operation_timeout=operation_timeout,
     )
     answers = {}
     for tp, future in futures.items():
@@ -277,4 +277,24 @@ def test_followers_take_the_log_start_and_it_survives_failover(cluster_factory):
     wait_until(
         lambda: (directory / CHECKPOINT).read_text().split() == ["0", str(COUNT)],
         60, "the restarted replica took the leader's log start",
+    )
+
+    # A live follower that does not fetch (SIGSTOP) holds the low watermark back: the leader
+    # moves its own log start, and answers REQUEST_TIMED_OUT after the operation timeout, as
+    # Kafka's DelayedDeleteRecords does. Once the follower runs again it catches up.
+    cluster.wait_for_isr(topic, 0, 3, timeout_s=60)
+    produce_all(producer(cluster.bootstrap, acks="all"), topic, [{"value": b"more", "partition": 0}] * 10)
+    leader = cluster.wait_for_leader(topic, 0)
+    follower = next(node_id for node_id in cluster.nodes if node_id != leader)
+    cluster.pause(follower)
+    try:
+        answer = delete_records(cluster.node(leader).bootstrap, {(topic, 0): COUNT + 10}, operation_timeout=1)
+        assert answer == {(topic, 0): "REQUEST_TIMED_OUT"}
+        assert watermarks(cluster.node(leader).bootstrap, topic, 0)[0] == COUNT + 10
+    finally:
+        cluster.resume(follower)
+    directory = cluster.node(follower).partition_dir(topic, 0)
+    wait_until(
+        lambda: (directory / CHECKPOINT).read_text().split() == ["0", str(COUNT + 10)],
+        60, "the resumed follower took the leader's log start",
     )
