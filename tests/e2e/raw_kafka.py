@@ -22,6 +22,8 @@ SASL_HANDSHAKE = 17
 SASL_AUTHENTICATE = 36
 DESCRIBE_USER_SCRAM_CREDENTIALS = 50
 DESCRIBE_ACLS = 29
+DELETE_RECORDS = 21
+DESCRIBE_LOG_DIRS = 35
 UNSUPPORTED_VERSION = 35
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
@@ -477,3 +479,64 @@ def parse_describe_acls_error(payload: bytes) -> int:
     """The error code of a DescribeAcls v1 response (after the correlation id and throttle time)."""
     (error_code,) = struct.unpack_from(">h", payload, 8)
     return error_code
+
+
+def describe_log_dirs_request(version: int, correlation_id: int) -> bytes:
+    """A DescribeLogDirs request for every partition (topics null): v1 (non-flexible) or v2-4
+    (flexible)."""
+    if version >= 2:
+        return request(DESCRIBE_LOG_DIRS, version, correlation_id, uvarint(0) + b"\x00", flexible=True)
+    return request(DESCRIBE_LOG_DIRS, version, correlation_id, struct.pack(">i", -1), flexible=False)
+
+
+def parse_describe_log_dirs_response(payload: bytes, version: int) -> dict:
+    """error_code (v3+; 0 before) and results: [{error_code, log_dir, topics: {name: {partition:
+    (size, offset_lag, is_future)}}, total_bytes, usable_bytes}] (the byte counts -1 before v4)."""
+    flexible = version >= 2
+    position = skip_tagged_fields(payload, 4) if flexible else 4
+    position += 4  # throttle time
+    error_code = 0
+    if version >= 3:
+        (error_code,) = struct.unpack_from(">h", payload, position)
+        position += 2
+
+    def array_length(position: int) -> tuple[int, int]:
+        if flexible:
+            count, position = read_uvarint(payload, position)
+            return count - 1, position
+        (count,) = struct.unpack_from(">i", payload, position)
+        return count, position + 4
+
+    def text(position: int) -> tuple[str, int]:
+        value, position = read_compact_string(payload, position) if flexible else read_string(payload, position)
+        return value.decode(), position
+
+    results = []
+    count, position = array_length(position)
+    for _ in range(count):
+        (dir_error,) = struct.unpack_from(">h", payload, position)
+        log_dir, position = text(position + 2)
+        topics = {}
+        topic_count, position = array_length(position)
+        for _ in range(topic_count):
+            name, position = text(position)
+            partitions = {}
+            partition_count, position = array_length(position)
+            for _ in range(partition_count):
+                index, size, lag, future = struct.unpack_from(">iqq?", payload, position)
+                position += 4 + 8 + 8 + 1
+                if flexible:
+                    position = skip_tagged_fields(payload, position)
+                partitions[index] = (size, lag, future)
+            if flexible:
+                position = skip_tagged_fields(payload, position)
+            topics[name] = partitions
+        total_bytes = usable_bytes = -1
+        if version >= 4:
+            total_bytes, usable_bytes = struct.unpack_from(">qq", payload, position)
+            position += 16
+        if flexible:
+            position = skip_tagged_fields(payload, position)
+        results.append({"error_code": dir_error, "log_dir": log_dir, "topics": topics,
+                        "total_bytes": total_bytes, "usable_bytes": usable_bytes})
+    return {"error_code": error_code, "results": results}

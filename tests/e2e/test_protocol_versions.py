@@ -19,12 +19,16 @@ import pytest
 from kafka.protocol.admin import (
     CreateTopicsRequest,
     CreateTopicsResponse,
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
     DescribeClusterRequest,
     DescribeClusterResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
 )
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
@@ -42,11 +46,14 @@ CLASSES = {
     18: (ApiVersionsRequest, ApiVersionsResponse),
     19: (CreateTopicsRequest, CreateTopicsResponse),
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
+    21: (DeleteRecordsRequest, DeleteRecordsResponse),
     32: (DescribeConfigsRequest, DescribeConfigsResponse),
+    35: (DescribeLogDirsRequest, DescribeLogDirsResponse),
     60: (DescribeClusterRequest, DescribeClusterResponse),
 }
 NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 18: "ApiVersions", 19: "CreateTopics",
-         20: "DeleteTopics", 32: "DescribeConfigs", 60: "DescribeCluster"}
+         20: "DeleteTopics", 21: "DeleteRecords", 32: "DescribeConfigs", 35: "DescribeLogDirs",
+         60: "DescribeCluster"}
 TOPIC_RESOURCE = 2
 
 
@@ -62,6 +69,7 @@ class Session:
         # The versions to create and delete topics with when another API is under test.
         self.create_version = 0
         self.delete_version = 0
+        self.produce_version = 3
         self.sock = rk.connect(bootstrap, timeout_s=10)
 
     def reconnect(self):
@@ -219,6 +227,33 @@ def check_describe_configs(s: Session, version: int):
         assert retention.documentation, "documentation was asked for"
 
 
+def check_delete_records(s: Session, version: int):
+    """A record produced, then DeleteRecords up to the log end: the low watermark moves there."""
+    check_produce(s, s.produce_version)
+    partition = DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition(partition_index=0, offset=s.log_end_offset)
+    topic = DeleteRecordsRequest.DeleteRecordsTopic(name=s.topic, partitions=[partition])
+    response = s.call(21, version, DeleteRecordsRequest(topics=[topic], timeout_ms=10000))
+    (t,) = response.topics
+    (p,) = t.partitions
+    assert (t.name, p.partition_index, p.error_code) == (s.topic, 0, 0), f"error {p.error_code}"
+    assert p.low_watermark == s.log_end_offset
+
+
+def check_describe_log_dirs(s: Session, version: int):
+    wanted = DescribeLogDirsRequest.DescribableLogDirTopic(topic=s.topic, partitions=[0])
+    response = s.call(35, version, DescribeLogDirsRequest(topics=[wanted]))
+    if version >= 3:
+        assert response.error_code == 0
+    (result,) = response.results
+    assert result.error_code == 0 and result.log_dir
+    (t,) = result.topics
+    (p,) = t.partitions
+    assert (t.name, p.partition_index, p.offset_lag, p.is_future_key) == (s.topic, 0, 0, False)
+    assert p.partition_size >= 0
+    if version >= 4:
+        assert result.total_bytes >= result.usable_bytes > 0
+
+
 def check_describe_cluster(s: Session, version: int):
     response = s.call(60, version, DescribeClusterRequest(include_cluster_authorized_operations=False))
     assert response.error_code == 0
@@ -233,11 +268,13 @@ CHECKS = {
     2: check_list_offsets,
     19: lambda s, v: check_create_and_delete_topics(s, v, 19),
     20: lambda s, v: check_create_and_delete_topics(s, v, 20),
+    21: check_delete_records,
     32: check_describe_configs,
+    35: check_describe_log_dirs,
     60: check_describe_cluster,
 }
 # Metadata first (it finds the topic id), Produce before Fetch and ListOffsets.
-ORDER = [18, 3, 0, 1, 2, 19, 20, 32, 60]
+ORDER = [18, 3, 0, 1, 2, 19, 20, 21, 32, 35, 60]
 
 
 def advertised(bootstrap: str) -> dict:
@@ -261,6 +298,7 @@ def test_every_advertised_version(broker, api_key):
     s = Session(broker.bootstrap, topic)
     s.create_version = min(versions[19][1], CreateTopicsRequest.max_version)
     s.delete_version = min(versions[20][1], DeleteTopicsRequest.max_version)
+    s.produce_version = min(versions[0][1], ProduceRequest.max_version)
     failures = []
     try:
         # What the check of this API needs from the others: the topic id, some records.

@@ -293,6 +293,30 @@ def delete_the_topic(case: Case, who: ClientSecurity) -> str | None:
     return admin_call(case, who, lambda a: a.delete_topics([case.topic], request_timeout=15), case.topic)
 
 
+def delete_the_records(case: Case, who: ClientSecurity) -> str | None:
+    """confluent-kafka's delete_records up to the high watermark (-1)."""
+    def run():
+        futures = admin_request(
+            case.address, lambda a: a.delete_records([TopicPartition(case.topic, 0, -1)], request_timeout=15), **who.librdkafka()
+        )
+        (future,) = futures.values()
+        assert future.result().low_watermark == 1
+
+    return error_name_of(run)
+
+
+def describe_the_log_dirs(case: Case, who: ClientSecurity) -> str | None:
+    """Raw DescribeLogDirs v4 (confluent-kafka has no such call): refused, Kafka answers the
+    top-level CLUSTER_AUTHORIZATION_FAILED and no log directory."""
+    version, payload = raw_request(case, who, lambda v: rk.describe_log_dirs_request(v, correlation_id=2), rk.DESCRIBE_LOG_DIRS, 4)
+    answer = rk.parse_describe_log_dirs_response(payload, version)
+    if answer["error_code"] != 0:
+        assert answer["results"] == [], answer
+    else:
+        assert len(answer["results"]) == 1, answer
+    return error_name(answer["error_code"])
+
+
 def describe_topic_configs(case: Case, who: ClientSecurity) -> str | None:
     return error_name_of(lambda: describe_configs(case.address, ConfigResource("TOPIC", case.topic), **who.librdkafka()))
 
@@ -443,6 +467,8 @@ TABLE = [
     Api("CreateTopics",                    topic("CREATE", "new_topic"), TOPIC_DENIED,  create_new_topic),
     Api("CreateTopics (cluster ACL)",      cluster("CREATE"),            TOPIC_DENIED,  create_new_topic),
     Api("DeleteTopics",                    topic("DELETE"),              TOPIC_DENIED,  delete_the_topic,     (topic("DESCRIBE"),),                 a_topic),
+    Api("DeleteRecords",                   topic("DELETE"),              TOPIC_DENIED,  delete_the_records,   (topic("DESCRIBE"),),                 a_topic_with_a_record),
+    Api("DescribeLogDirs",                 cluster("DESCRIBE"),          CLUSTER_DENIED, describe_the_log_dirs),
     Api("DescribeConfigs (topic)",         topic("DESCRIBE_CONFIGS"),    TOPIC_DENIED,  describe_topic_configs, (),                                 a_topic),
     Api("DescribeConfigs (broker)",        cluster("DESCRIBE_CONFIGS"),  CLUSTER_DENIED, describe_broker_configs),
     Api("IncrementalAlterConfigs (topic)", topic("ALTER_CONFIGS"),       TOPIC_DENIED,  alter_topic_configs,  (),                                   a_topic),

@@ -1,4 +1,4 @@
-//! `strom topic create|list|describe|alter|delete`: topic administration over the Kafka
+//! `strom topic create|list|describe|alter|delete|empty`: topic administration over the Kafka
 //! protocol.
 
 use strom_client::{
@@ -29,6 +29,9 @@ enum TopicCommand {
     Alter(AlterArgs),
     /// Delete a topic and all its records.
     Delete(DeleteArgs),
+    /// Delete every record of a topic, keeping the topic (DeleteRecords up to each partition's
+    /// high watermark); prints each partition's new low watermark.
+    Empty(EmptyArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +89,17 @@ struct DeleteArgs {
     bootstrap: BootstrapArgs,
 }
 
+#[derive(clap::Args)]
+struct EmptyArgs {
+    /// The topic's name.
+    name: String,
+    /// How long each partition's leader waits for its followers to delete the records too.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: i32,
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
+}
+
 pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     block_on(async move {
         match args.command {
@@ -94,6 +108,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::Describe(args) => describe(args).await,
             TopicCommand::Alter(args) => alter(args).await,
             TopicCommand::Delete(args) => delete(args).await,
+            TopicCommand::Empty(args) => empty(args).await,
         }
     })?
 }
@@ -253,5 +268,40 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     let client = connect(&args.bootstrap, false).await?;
     client.delete_topics(&[args.name.as_str()]).await?;
     println!("deleted topic '{}'", args.name);
+    Ok(())
+}
+
+async fn empty(args: EmptyArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.timeout_ms >= 0,
+        "--timeout-ms must be 0 or more, not {}",
+        args.timeout_ms
+    );
+    let client = connect(&args.bootstrap, false).await?;
+    let topic = existing_topic(&client, &args.name).await?;
+    let everything: Vec<_> = (topic.partitions.iter())
+        .map(|partition| (partition.index, None))
+        .collect();
+    let deleted = client
+        .delete_records(&args.name, &everything, args.timeout_ms)
+        .await?;
+    let mut failed = 0;
+    for answer in deleted {
+        match answer.low_watermark {
+            Ok(low_watermark) => println!(
+                "partition {}: low watermark {low_watermark}",
+                answer.partition
+            ),
+            Err(error) => {
+                failed += 1;
+                println!("partition {}: {error}", answer.partition);
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} partition(s) of '{}' were not emptied",
+        args.name
+    );
     Ok(())
 }

@@ -24,6 +24,8 @@
 //! - [`admin_security`] adds the security administration calls: ACLs (create, describe,
 //!   delete) and users' SCRAM credentials (describe, set, delete; the password is salted and
 //!   hashed here).
+//! - [`admin_records`] adds DeleteRecords (to each partition's leader) and DescribeLogDirs
+//!   (to one broker).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
@@ -43,6 +45,7 @@
 
 pub mod admin_configs;
 pub mod admin_quotas;
+pub mod admin_records;
 pub mod admin_security;
 pub mod admin_txn;
 pub mod client;

@@ -1,15 +1,18 @@
-//! The cleaner checkpoint: the first offset compaction has not yet seen (Kafka's
-//! `cleaner-offset-checkpoint`, kept here per partition directory so it moves with the partition).
+//! The log's offset checkpoints, text files like Kafka's: a version line (`0`), then the offset.
 //!
-//! Everything below it was cleaned by an earlier pass, so a pass only needs to map the keys of
-//! the "dirty" part above it, and [`Log::dirty_ratio`](crate::Log::dirty_ratio) measures how
-//! much of the log that is. Losing the file costs only work: the whole log counts as dirty again.
-//!
-//! Format, text like Kafka's checkpoints: a version line (`0`), then the offset.
+//! - The cleaner checkpoint: the first offset compaction has not yet seen (Kafka's
+//!   `cleaner-offset-checkpoint`, kept here per partition directory so it moves with the
+//!   partition). Everything below it was cleaned by an earlier pass, so a pass only needs to map
+//!   the keys of the "dirty" part above it, and [`Log::dirty_ratio`](crate::Log::dirty_ratio)
+//!   measures how much of the log that is. Losing the file costs only work: the whole log counts
+//!   as dirty again.
+//! - The log start checkpoint (`log-start-offset-checkpoint`, see `log_start`): where a
+//!   DeleteRecords moved the log start inside a segment. Losing it puts the log start back at the
+//!   first segment's base offset.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use strom_types::Offset;
 
@@ -17,16 +20,39 @@ use crate::error::{IoContext, LogError};
 use crate::files;
 
 pub(crate) const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 const VERSION: &str = "0";
 
-fn path(dir: &Path) -> PathBuf {
-    dir.join(CHECKPOINT_FILE)
+/// The stored cleaner checkpoint; `None` if there is none or it cannot be read as one (logged:
+/// the only consequence is a full pass).
+pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
+    read_offset(
+        dir,
+        CHECKPOINT_FILE,
+        "the next compaction reads the whole log",
+    )
 }
 
-/// The stored checkpoint; `None` if there is none or it cannot be read as one (logged: the only
-/// consequence is a full pass).
-pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
-    let path = path(dir);
+/// Replaces the cleaner checkpoint atomically (see [`replace_file`]).
+pub(crate) fn write(dir: &Path, offset: Offset) -> Result<(), LogError> {
+    write_offset(dir, CHECKPOINT_FILE, offset)
+}
+
+/// The stored log start; `None` if there is none or it cannot be read as one (logged: the log
+/// then starts at its first segment, which holds every record the checkpoint did).
+pub(crate) fn read_log_start(dir: &Path) -> Result<Option<Offset>, LogError> {
+    read_offset(dir, LOG_START_FILE, "the log starts at its first segment")
+}
+
+/// Replaces the log start checkpoint durably (see [`replace_file`]).
+pub(crate) fn write_log_start(dir: &Path, offset: Offset) -> Result<(), LogError> {
+    write_offset(dir, LOG_START_FILE, offset)
+}
+
+/// The offset in checkpoint file `name`; an unreadable one is logged with what `losing_it`
+/// costs and read as `None`.
+fn read_offset(dir: &Path, name: &str, losing_it: &str) -> Result<Option<Offset>, LogError> {
+    let path = dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -39,18 +65,13 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Offset>, LogError> {
         _ => None,
     };
     if offset.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring an unreadable cleaner checkpoint; the next compaction reads the whole log");
+        tracing::warn!(path = %path.display(), "ignoring an unreadable checkpoint; {losing_it}");
     }
     Ok(offset.map(Offset))
 }
 
-/// Replaces the checkpoint atomically (see [`replace_file`]).
-pub(crate) fn write(dir: &Path, offset: Offset) -> Result<(), LogError> {
-    replace_file(
-        dir,
-        CHECKPOINT_FILE,
-        format!("{VERSION}\n{}\n", offset.0).as_bytes(),
-    )
+fn write_offset(dir: &Path, name: &str, offset: Offset) -> Result<(), LogError> {
+    replace_file(dir, name, format!("{VERSION}\n{}\n", offset.0).as_bytes())
 }
 
 /// Replaces the file `name` in `dir` with `contents` so that a crash leaves either the old file

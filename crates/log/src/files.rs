@@ -215,6 +215,26 @@ pub(crate) fn sync_path(path: &Path) -> Result<(), LogError> {
     File::open(path).at(path)?.sync_all().at(path)
 }
 
+/// The size of the filesystem holding `path` and the bytes an unprivileged writer may still
+/// use there (`statvfs`: blocks and available blocks times the fragment size), as Java's
+/// `FileStore.getTotalSpace` / `getUsableSpace` report them for DescribeLogDirs.
+pub fn filesystem_space(path: &Path) -> Result<FilesystemSpace, LogError> {
+    let stat = rustix::fs::statvfs(path)
+        .map_err(std::io::Error::from)
+        .at(path)?;
+    Ok(FilesystemSpace {
+        total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+        usable_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+    })
+}
+
+/// See [`filesystem_space`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilesystemSpace {
+    pub total_bytes: u64,
+    pub usable_bytes: u64,
+}
+
 /// Deletes a file; one already gone is not an error.
 pub(crate) fn remove_if_exists(path: &std::path::Path) -> Result<(), LogError> {
     match std::fs::remove_file(path) {
@@ -248,6 +268,14 @@ mod tests {
             .filter_map(|entry| std::fs::read_link(entry.unwrap().path()).ok())
             .filter(|target| target.starts_with(dir))
             .count()
+    }
+
+    #[test]
+    fn the_filesystem_space_of_a_directory_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = filesystem_space(dir.path()).unwrap();
+        assert!(space.total_bytes > 0 && space.usable_bytes <= space.total_bytes);
+        assert!(filesystem_space(&dir.path().join("missing")).is_err());
     }
 
     #[test]

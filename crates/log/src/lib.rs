@@ -29,6 +29,9 @@
 //! - `timestamp`: [`Log::offset_for_timestamp`] and [`Log::max_timestamp`] for ListOffsets; the
 //!   only place records are decoded, one batch per lookup.
 //! - `retention`: [`Log::apply_retention`] deletes whole old segments by time and size.
+//! - `log_start`: [`Log::advance_log_start`] moves the log start offset up on request
+//!   (DeleteRecords, or a follower taking its leader's), deleting the segments wholly below it,
+//!   and keeps it in `log-start-offset-checkpoint` across restarts.
 //! - `compaction`: [`Log::compact`], Kafka's log cleaner for `cleanup.policy=compact`: maps each
 //!   key's latest offset, rewrites the inactive segments keeping only those records (and
 //!   tombstones until their delete horizon; aborted transactions' batches go, their markers
@@ -39,7 +42,7 @@
 //!   has gaps between batches: reads starting in one return the next batch.
 //! - `files`: the node's bounded pool of open segment files ([`FilePool`], `log.max.open.files`):
 //!   an idle partition holds no descriptor; indexes, directories and checkpoints are opened
-//!   only for the operation at hand.
+//!   only for the operation at hand. [`filesystem_space`] measures the disk under a directory.
 //! - `sync`: group commit. [`Log::sync_handle`] collects the files with unsynced writes so the
 //!   caller can fsync them outside its lock, then report back with [`Log::mark_durable`].
 //! - `txn_index`, `transactions`, `txn_recovery`: each segment's aborted-transaction index
@@ -75,6 +78,7 @@ mod follower;
 mod index;
 mod leader_epoch;
 mod log;
+mod log_start;
 mod recovery;
 mod retention;
 mod rewrite;
@@ -93,9 +97,12 @@ pub use crate::compaction::{CompactionConfig, CompactionInfo};
 pub use crate::config::LogConfig;
 pub use crate::epoch_cache::{NO_PARTITION_LEADER_EPOCH, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use crate::error::LogError;
-pub use crate::files::{FilePool, PoolStats, DEFAULT_OPEN_FILES};
+pub use crate::files::{
+    filesystem_space, FilePool, FilesystemSpace, PoolStats, DEFAULT_OPEN_FILES,
+};
 pub use crate::follower::FollowerRun;
 pub use crate::log::{AppendInfo, Log, ReadInfo};
+pub use crate::log_start::LogStartInfo;
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;
 pub use crate::sync::SyncHandle;

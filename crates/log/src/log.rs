@@ -375,6 +375,9 @@ impl Log {
             "cannot restart the log at negative offset {offset}"
         );
         self.forget_all_epochs()?;
+        // First: a crash part-way then opens at the old segments' start or at this one (the
+        // larger of the first segment's base and the checkpoint), never in between.
+        checkpoint::write_log_start(&self.dir, offset)?;
         while let Some(segment) = self.segments.pop() {
             segment.delete_files()?;
         }

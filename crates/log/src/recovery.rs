@@ -17,7 +17,7 @@
 //! Then the cleaner checkpoint is read and lowered to the log end if recovery cut below it.
 //! Last, the leader epoch cache is loaded (see `leader_epoch`): from its checkpoint, or rebuilt
 //! from the batch headers of every segment when that is missing or unreadable, then cut to the
-//! recovered log's bounds.
+//! recovered log's bounds, and the log start is raised to its checkpoint (see `log_start`).
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -115,6 +115,7 @@ impl Log {
         // Recovery may have cut the log below the checkpoint; what is appended next is dirty.
         log.lower_first_dirty_offset(log_end_offset)?;
         log.recover_epochs()?;
+        log.recover_log_start()?;
         Ok(log)
     }
 }

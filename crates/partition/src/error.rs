@@ -26,6 +26,14 @@ pub enum PartitionError {
     NotEnoughReplicasAfterAppend { min: i32 },
     #[error("leadership moved before the records were replicated")]
     LeadershipMoved,
+    /// DeleteRecords past the high watermark (or at a negative offset).
+    #[error(
+        "cannot delete records up to offset {requested}: the high watermark is {high_watermark}"
+    )]
+    BeyondHighWatermark {
+        requested: strom_types::Offset,
+        high_watermark: strom_types::Offset,
+    },
     #[error("the in-sync replicas did not all confirm the records in time")]
     ReplicationTimedOut,
     /// An idempotent producer's batch was refused (sequence, epoch).
@@ -57,6 +65,7 @@ impl PartitionError {
             }
             PartitionError::LeadershipMoved => ErrorCode::NotLeaderOrFollower,
             PartitionError::ReplicationTimedOut => ErrorCode::RequestTimedOut,
+            PartitionError::BeyondHighWatermark { .. } => ErrorCode::OffsetOutOfRange,
             PartitionError::Producer { code, .. } => *code,
             PartitionError::StoragePoisoned => ErrorCode::KafkaStorageError,
             PartitionError::FetchRefused(code) => *code,

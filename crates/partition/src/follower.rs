@@ -44,6 +44,7 @@ impl Partition {
         let position = FollowerPosition {
             fetch_offset: store.log.log_end_offset(),
             last_fetched_epoch: store.log.latest_epoch().map(LeaderEpoch),
+            log_start_offset: store.log.log_start_offset(),
         };
         Some((position, store.log.log_start_offset(), leader_epoch))
     }
@@ -82,6 +83,7 @@ impl Partition {
                 self.visible_waiters.wake_all();
             }
         }
+        self.follow_log_start(data.log_start_offset)?;
         drop(state);
         Ok(Applied::Fetched)
     }

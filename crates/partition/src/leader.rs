@@ -1,5 +1,6 @@
 //! The leader's side of a follower's fetch: the divergence check (KIP-320), the follower's
-//! progress, the high watermark it may move, and a rejoin to the ISR it may earn.
+//! progress, the high watermark it may move, and a rejoin to the ISR it may earn. A fetch that
+//! reports a new log start wakes the visible waiters too: a DeleteRecords may wait for it.
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use strom_types::{BrokerId, LeaderEpoch, Offset};
 
 use crate::error::PartitionError;
 use crate::partition::Partition;
+use crate::progress::FetchedAt;
 use crate::read::{PartitionRead, ReadBound};
 
 /// Where a follower fetches from: its log end, and the epoch of its last batch.
@@ -14,6 +16,9 @@ use crate::read::{PartitionRead, ReadBound};
 pub struct FollowerPosition {
     pub fetch_offset: Offset,
     pub last_fetched_epoch: Option<LeaderEpoch>,
+    /// Where the follower's log starts (the leader's low watermark counts it, for
+    /// DeleteRecords); -1 when it did not say (Fetch before v5).
+    pub log_start_offset: Offset,
 }
 
 /// What the leader answers a follower's fetch with.
@@ -73,8 +78,12 @@ impl Partition {
                 log_start_offset: start,
             });
         }
-        store.progress.note_fetch(follower, fetch_offset, end, now);
-        let moved = self.advance_high_watermark(&state, &store);
+        let fetched_at = FetchedAt {
+            fetch_offset,
+            log_start: position.log_start_offset,
+        };
+        let log_start_moved = store.progress.note_fetch(follower, fetched_at, end, now);
+        let moved = self.advance_high_watermark(&state, &store) || log_start_moved;
         let rejoins = !state.isr.contains(&follower) && fetch_offset >= self.high_watermark();
         if rejoins {
             let mut isr = state.isr.clone();

@@ -24,6 +24,9 @@
 //!   ([`Partition::last_stable_offset`], [`Partition::append_marker`]), and the entries of the
 //!   aborted transactions, which the log keeps in its segments' `.txnindex` files and a
 //!   read_committed fetch reads back ([`Partition::aborted_transactions`]).
+//! - `log_start`: DeleteRecords on the leader ([`Partition::delete_records`]), the low
+//!   watermark it waits for (the smallest log start among the live replicas, from the
+//!   followers' fetches) and a follower taking its leader's log start.
 //! - `durability`: group commit, one fsync for every acks=all request waiting.
 //! - `health`: a failed write (a full disk) leaves the partition writable, unlike a failed
 //!   fsync; it is logged once per spell of failures.
@@ -49,6 +52,7 @@ mod error;
 mod follower;
 mod health;
 mod leader;
+mod log_start;
 mod partition;
 mod producers;
 mod progress;
@@ -65,6 +69,7 @@ pub use append::{AckWait, Acknowledgement, Acks, AppendOptions, LeaderAppend};
 pub use error::{log_error_code, PartitionError};
 pub use follower::{Applied, FetchedData};
 pub use leader::{FollowerPosition, FollowerRead};
+pub use log_start::RecordsDeleted;
 pub use partition::{Partition, PartitionId};
 pub use producers::{
     ProducerDescription, ProducerStates, SequenceCheck, REMEMBERED_BATCHES_PER_PRODUCER,

@@ -18,6 +18,9 @@ use strom_types::{BrokerId, Offset};
 struct Follower {
     /// The follower's log end (its last fetch offset). -1 until it fetches in this epoch.
     log_end: Offset,
+    /// The log start its last fetch reported (the low watermark's part). -1 until it fetches
+    /// in this epoch.
+    log_start: Offset,
     /// The last time it had caught up with the leader's log end.
     caught_up_at: Instant,
     /// When it last fetched, and the leader's log end then.
@@ -29,11 +32,19 @@ impl Follower {
     fn fresh(now: Instant) -> Follower {
         Follower {
             log_end: Offset(-1),
+            log_start: Offset(-1),
             caught_up_at: now,
             fetched_at: now,
             leader_end_at_fetch: Offset(-1),
         }
     }
+}
+
+/// What a follower's fetch says of its log: where it ends (the fetch offset) and starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FetchedAt {
+    pub(crate) fetch_offset: Offset,
+    pub(crate) log_start: Offset,
 }
 
 /// Every follower's progress in the current leader epoch, and whether an ISR change is on its
@@ -57,14 +68,20 @@ impl FollowerProgress {
         self.followers.clear();
     }
 
-    /// Records a fetch at `fetch_offset` while the leader's log ends at `leader_end`.
+    /// Records a fetch at `fetch_offset` from a follower whose log starts at `log_start`,
+    /// while the leader's log ends at `leader_end`. Returns whether the follower's log start
+    /// changed (a DeleteRecords may be waiting for it).
     pub(crate) fn note_fetch(
         &mut self,
         follower: BrokerId,
-        fetch_offset: Offset,
+        fetch: FetchedAt,
         leader_end: Offset,
         now: Instant,
-    ) {
+    ) -> bool {
+        let FetchedAt {
+            fetch_offset,
+            log_start,
+        } = fetch;
         let entry = self
             .followers
             .entry(follower)
@@ -77,6 +94,28 @@ impl FollowerProgress {
         entry.log_end = fetch_offset;
         entry.fetched_at = now;
         entry.leader_end_at_fetch = leader_end;
+        std::mem::replace(&mut entry.log_start, log_start) != log_start
+    }
+
+    /// Kafka's low watermark: the smallest log start among the leader (`leader_start`) and
+    /// its followers on live brokers (`alive`); a follower that has not fetched in this epoch
+    /// counts as -1. A DeleteRecords is done once it reaches the offset asked for.
+    pub(crate) fn low_watermark(
+        &self,
+        replicas: &[BrokerId],
+        local: BrokerId,
+        leader_start: Offset,
+        alive: impl Fn(BrokerId) -> bool,
+    ) -> Offset {
+        replicas
+            .iter()
+            .filter(|replica| **replica != local && alive(**replica))
+            .map(|replica| {
+                self.followers
+                    .get(replica)
+                    .map_or(Offset(-1), |follower| follower.log_start)
+            })
+            .fold(leader_start, Offset::min)
     }
 
     /// The smallest log end among the ISR, the leader's being `leader_end`.
@@ -121,6 +160,13 @@ mod tests {
     use super::*;
 
     const LEADER: BrokerId = BrokerId(1);
+
+    fn at_offset(fetch_offset: i64) -> FetchedAt {
+        FetchedAt {
+            fetch_offset: Offset(fetch_offset),
+            log_start: Offset(0),
+        }
+    }
     const ALL: [BrokerId; 3] = [BrokerId(1), BrokerId(2), BrokerId(3)];
 
     #[test]
@@ -132,11 +178,40 @@ mod tests {
             p.high_watermark_candidate(isr, LEADER, Offset(10))
         };
         assert_eq!(hw(&progress, &ALL), Offset(-1), "nobody fetched yet");
-        progress.note_fetch(BrokerId(2), Offset(7), Offset(10), now);
-        progress.note_fetch(BrokerId(3), Offset(4), Offset(10), now);
+        progress.note_fetch(BrokerId(2), at_offset(7), Offset(10), now);
+        progress.note_fetch(BrokerId(3), at_offset(4), Offset(10), now);
         assert_eq!(hw(&progress, &ALL), Offset(4));
         assert_eq!(hw(&progress, &ALL[..2]), Offset(7), "3 is outside the ISR");
         assert_eq!(hw(&progress, &ALL[..1]), Offset(10), "a leader alone");
+    }
+
+    #[test]
+    fn the_low_watermark_is_the_smallest_log_start_among_live_replicas() {
+        let now = Instant::now();
+        let mut progress = FollowerProgress::default();
+        progress.start_leading(&ALL, LEADER, now);
+        let all_alive = |_| true;
+        assert_eq!(
+            progress.low_watermark(&ALL, LEADER, Offset(5), all_alive),
+            Offset(-1),
+            "nobody fetched yet"
+        );
+        let started_at = |log_start| FetchedAt {
+            fetch_offset: Offset(10),
+            log_start: Offset(log_start),
+        };
+        assert!(progress.note_fetch(BrokerId(2), started_at(5), Offset(10), now));
+        assert!(!progress.note_fetch(BrokerId(2), started_at(5), Offset(10), now));
+        progress.note_fetch(BrokerId(3), started_at(2), Offset(10), now);
+        assert_eq!(
+            progress.low_watermark(&ALL, LEADER, Offset(5), all_alive),
+            Offset(2)
+        );
+        let three_dead = |broker| broker != BrokerId(3);
+        assert_eq!(
+            progress.low_watermark(&ALL, LEADER, Offset(5), three_dead),
+            Offset(5)
+        );
     }
 
     #[test]
@@ -147,12 +222,12 @@ mod tests {
         let mut progress = FollowerProgress::default();
         progress.start_leading(&ALL, LEADER, start);
         // 2 keeps reaching the log end seen at its previous fetch; 3 stays behind.
-        progress.note_fetch(BrokerId(2), Offset(10), Offset(10), at(0));
-        progress.note_fetch(BrokerId(3), Offset(2), Offset(10), at(0));
-        progress.note_fetch(BrokerId(2), Offset(12), Offset(12), at(80));
-        progress.note_fetch(BrokerId(3), Offset(3), Offset(12), at(80));
-        progress.note_fetch(BrokerId(2), Offset(12), Offset(14), at(150));
-        progress.note_fetch(BrokerId(3), Offset(4), Offset(14), at(150));
+        progress.note_fetch(BrokerId(2), at_offset(10), Offset(10), at(0));
+        progress.note_fetch(BrokerId(3), at_offset(2), Offset(10), at(0));
+        progress.note_fetch(BrokerId(2), at_offset(12), Offset(12), at(80));
+        progress.note_fetch(BrokerId(3), at_offset(3), Offset(12), at(80));
+        progress.note_fetch(BrokerId(2), at_offset(12), Offset(14), at(150));
+        progress.note_fetch(BrokerId(3), at_offset(4), Offset(14), at(150));
         assert_eq!(
             progress.lagging(&ALL, LEADER, at(150), lag),
             vec![BrokerId(3)]

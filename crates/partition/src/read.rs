@@ -124,7 +124,10 @@ impl Partition {
             OffsetSpec::MaxTimestamp => log.max_timestamp()?,
             OffsetSpec::Timestamp(timestamp) => log.offset_for_timestamp(timestamp)?,
         };
-        Ok(found)
+        // A record found below the log start (DeleteRecords moved it inside a segment) is
+        // gone for consumers: the first offset they can read from is the log start.
+        let start = log.log_start_offset();
+        Ok(found.map(|(offset, timestamp)| (offset.max(start), timestamp)))
     }
 
     /// OffsetForLeaderEpoch: the largest epoch at most `requested` and the offset it ends at

@@ -3,7 +3,7 @@
 //! progress. Everything here changes together: an append checks and records producer sequences
 //! in the same critical section that writes the batches, so a retry can never slip between.
 
-use strom_log::{AbortedTxnEntry, Log, LogError, RetentionInfo};
+use strom_log::{AbortedTxnEntry, Log, LogError, LogStartInfo, RetentionInfo};
 use strom_protocol::batch::Batches;
 use strom_types::{Offset, TimestampMs};
 
@@ -124,6 +124,16 @@ impl Store {
     pub(crate) fn apply_retention(&mut self, now: TimestampMs) -> Result<RetentionInfo, LogError> {
         let info = self.log.apply_retention(now)?;
         if info.segments_deleted > 0 {
+            self.snapshots.delete_below(info.log_start_offset);
+        }
+        Ok(info)
+    }
+
+    /// Moves the log start up to `offset` (DeleteRecords, or a follower taking its leader's),
+    /// deleting the segments and the snapshots below it.
+    pub(crate) fn advance_log_start(&mut self, offset: Offset) -> Result<LogStartInfo, LogError> {
+        let info = self.log.advance_log_start(offset)?;
+        if info.moved {
             self.snapshots.delete_below(info.log_start_offset);
         }
         Ok(info)

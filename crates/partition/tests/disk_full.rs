@@ -369,6 +369,7 @@ fn a_follower_fetch_cut_short_by_a_full_disk_keeps_what_it_wrote_durable_and_kno
     let position = FollowerPosition {
         fetch_offset: Offset(0),
         last_fetched_epoch: None,
+        log_start_offset: Offset(0),
     };
     let Ok(FollowerRead::Records(read)) =
         leader.read_for_follower(BrokerId(2), position, usize::MAX, Instant::now())

@@ -68,6 +68,7 @@ fn fetch(partition: &Partition, follower: i32, offset: i64, now: Instant) -> Fol
     let position = FollowerPosition {
         fetch_offset: Offset(offset),
         last_fetched_epoch: None,
+        log_start_offset: Offset(0),
     };
     partition
         .read_for_follower(BrokerId(follower), position, 1 << 20, now)
@@ -523,4 +524,111 @@ fn a_shutdown_rewrites_the_producer_snapshot_only_when_the_log_moved() {
         "the snapshot knew the retried batch"
     );
     assert_eq!(p.log_end_offset(), Offset(6));
+}
+
+/// DeleteRecords on the leader: refused past the high watermark, the log start moves, and the
+/// low watermark waits for every live follower to report a log start that far; a follower
+/// takes the leader's log start from a fetch answer, capped at its own high watermark.
+#[test]
+fn delete_records_moves_the_log_start_and_the_low_watermark_follows_the_followers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = leader_with(dir.path(), &[1, 2], 10);
+    let now = Instant::now();
+    let fetched = |offset, log_start| FollowerPosition {
+        fetch_offset: Offset(offset),
+        last_fetched_epoch: None,
+        log_start_offset: Offset(log_start),
+    };
+    p.read_for_follower(BrokerId(2), fetched(6, 0), 1 << 20, now)
+        .unwrap();
+    assert_eq!(p.high_watermark(), Offset(6));
+    let alive = |broker: BrokerId| broker != BrokerId(3);
+    match p.delete_records(Some(Offset(7)), alive) {
+        Err(error) => assert_eq!(error.code(), ErrorCode::OffsetOutOfRange),
+        Ok(deleted) => panic!("deleted past the high watermark: {deleted:?}"),
+    }
+    let deleted = p.delete_records(None, alive).unwrap();
+    assert_eq!(
+        (
+            deleted.requested,
+            deleted.low_watermark,
+            p.log_start_offset()
+        ),
+        (Offset(6), Offset(0), Offset(6))
+    );
+    // The follower reports its new log start with its next fetch.
+    p.read_for_follower(BrokerId(2), fetched(6, 6), 1 << 20, now)
+        .unwrap();
+    assert_eq!(p.low_watermark(alive).unwrap(), Offset(6));
+    // Replica 3 (out of the ISR) counts once its broker is alive: it never fetched.
+    assert_eq!(p.low_watermark(|_| true).unwrap(), Offset(-1));
+
+    let follower_dir = tempfile::tempdir().unwrap();
+    let f = open(follower_dir.path(), BrokerId(2), LogConfig::default());
+    f.apply_replica_state(state(&[1, 2], 1, 0), Instant::now());
+    let below_start = p.read_for_follower(BrokerId(2), fetched(0, 0), 1 << 20, now);
+    assert!(
+        matches!(below_start, Ok(FollowerRead::OutOfRange { .. })),
+        "a fetch below the log start is out of range: {below_start:?}"
+    );
+    let data = |high_watermark, log_start_offset, records| FetchedData {
+        error: ErrorCode::None,
+        high_watermark: Offset(high_watermark),
+        log_start_offset: Offset(log_start_offset),
+        diverging_epoch: None,
+        records,
+    };
+    let first_ten = Some(batch(10, None).freeze());
+    f.apply_fetched(LeaderEpoch(0), data(4, 6, first_ten))
+        .unwrap();
+    assert_eq!(
+        (f.log_start_offset(), f.high_watermark()),
+        (Offset(4), Offset(4)),
+        "capped at the follower's own high watermark"
+    );
+    f.apply_fetched(LeaderEpoch(0), data(8, 6, None)).unwrap();
+    assert_eq!(f.log_start_offset(), Offset(6));
+}
+
+/// Kafka's DelayedDeleteRecords: the wait ends when the last live follower reports the new
+/// log start in a fetch, and with REQUEST_TIMED_OUT at the deadline when it does not.
+#[tokio::test(start_paused = true)]
+async fn a_delete_records_wait_is_woken_by_the_followers_fetch_or_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = Arc::new(leader_with(dir.path(), &[1, 2], 8));
+    let fetched = |log_start| FollowerPosition {
+        fetch_offset: Offset(8),
+        last_fetched_epoch: None,
+        log_start_offset: Offset(log_start),
+    };
+    let now = Instant::now();
+    partition
+        .read_for_follower(BrokerId(2), fetched(0), 1 << 20, now)
+        .unwrap();
+    let alive = |broker: BrokerId| broker != BrokerId(3);
+    let deleted = partition.delete_records(Some(Offset(5)), alive).unwrap();
+    assert_eq!(deleted.low_watermark, Offset(0));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let timed_out = partition
+        .wait_low_watermark(Offset(5), alive, deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(timed_out.code(), ErrorCode::RequestTimedOut);
+
+    let waiting = {
+        let partition = partition.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            partition
+                .wait_low_watermark(Offset(5), alive, deadline)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    assert!(!waiting.is_finished(), "follower 2 still reports 0");
+    partition
+        .read_for_follower(BrokerId(2), fetched(5), 1 << 20, now)
+        .unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), Offset(5));
 }

@@ -1,30 +1,33 @@
 //! Administration: CreateTopics (CREATE on the cluster or the topic), CreatePartitions
-//! (ALTER on the topic), DeleteTopics (DELETE on the topic), DescribeConfigs (DESCRIBE_CONFIGS
-//! on the topic, or on the cluster for broker configs and loggers), AlterConfigs and
-//! IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and AlterClientQuotas
-//! (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum (DESCRIBE on the
-//! cluster), the ACL APIs (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs
-//! (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
-//! nothing.
+//! (ALTER on the topic), DeleteTopics and DeleteRecords (DELETE on the topic), DescribeConfigs
+//! (DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs and loggers),
+//! AlterConfigs and IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and
+//! AlterClientQuotas (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum and
+//! DescribeLogDirs (DESCRIBE on the cluster), the ACL APIs (DESCRIBE / ALTER on the cluster)
+//! and the SCRAM user APIs (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange
+//! and DescribeCluster need nothing.
 
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
     alter_client_quotas_response, alter_configs_response, alter_user_scram_credentials_response,
     incremental_alter_configs_response, AlterClientQuotasResponse,
     AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest, DeleteAclsResponse,
-    DeleteTopicsRequest, DescribeAclsResponse, DescribeClientQuotasResponse,
-    DescribeConfigsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
-    RequestKind, ResponseKind,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeAclsResponse, DescribeClientQuotasResponse,
+    DescribeConfigsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, RequestKind, ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
 
-use super::{patch_of, take_refused, Access, Checked};
+use super::{patch_of, take_refused, take_refused_partitions, Access, Checked};
 
 const CLUSTER_DENIED: ErrorCode = ErrorCode::ClusterAuthorizationFailed;
 const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
@@ -135,6 +138,7 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             });
             Checked::Allowed(RequestKind::IncrementalAlterConfigs(body), patch.flatten())
         }
+        RequestKind::DeleteRecords(body) => delete_records(access, body),
         RequestKind::DescribeQuorum(body) => {
             if access.allows_cluster(AclOperation::Describe) {
                 return Checked::Allowed(RequestKind::DescribeQuorum(body), None);
@@ -307,6 +311,61 @@ fn take_refused_configs<R, A>(
         None => true,
     });
     denials
+}
+
+/// DELETE on each topic; a refused topic's partitions are answered TOPIC_AUTHORIZATION_FAILED
+/// with Kafka's INVALID_LOW_WATERMARK (-1).
+fn delete_records(access: &Access, mut request: DeleteRecordsRequest) -> Checked {
+    let refused = take_refused_partitions(
+        &mut request.topics,
+        |topic| access.allows_topic(AclOperation::Delete, &topic.name),
+        |topic| {
+            let indexes = topic.partitions.iter().map(|p| p.partition_index);
+            (topic.name.clone(), indexes.collect())
+        },
+    );
+    if refused.is_empty() {
+        return Checked::Allowed(RequestKind::DeleteRecords(request), None);
+    }
+    let patch = patch_of(move |response| {
+        let ResponseKind::DeleteRecords(response) = response else {
+            return;
+        };
+        for (name, indexes) in refused {
+            let partitions = (indexes.into_iter())
+                .map(|index| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_low_watermark(-1)
+                        .with_error_code(TOPIC_DENIED.code())
+                })
+                .collect();
+            response.topics.push(
+                DeleteRecordsTopicResult::default()
+                    .with_name(name)
+                    .with_partitions(partitions),
+            );
+        }
+    });
+    Checked::Allowed(RequestKind::DeleteRecords(request), patch)
+}
+
+/// DESCRIBE on the cluster; refused, Kafka answers no log directories, with
+/// CLUSTER_AUTHORIZATION_FAILED as the top-level error from v3 (before it, the empty list is
+/// the only sign).
+pub fn describe_log_dirs(
+    access: &Access,
+    request: DescribeLogDirsRequest,
+    version: i16,
+) -> Checked {
+    if access.allows_cluster(AclOperation::Describe) {
+        return Checked::Allowed(RequestKind::DescribeLogDirs(request), None);
+    }
+    let mut response = DescribeLogDirsResponse::default();
+    if version >= 3 {
+        response.error_code = CLUSTER_DENIED.code();
+    }
+    Checked::Refused(ResponseKind::DescribeLogDirs(response))
 }
 
 fn describe_configs(access: &Access, mut request: DescribeConfigsRequest) -> Checked {

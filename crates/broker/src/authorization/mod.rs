@@ -135,6 +135,7 @@ pub fn check(
         }
         RequestKind::ListTransactions(body) => transactions::list_transactions(&access, body),
         RequestKind::DescribeProducers(body) => transactions::describe_producers(&access, body),
+        RequestKind::DescribeLogDirs(body) => admin::describe_log_dirs(&access, body, version),
         other => admin::check(&access, other),
     }
 }

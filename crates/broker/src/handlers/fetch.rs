@@ -161,6 +161,7 @@ fn read_partition(
             let position = FollowerPosition {
                 fetch_offset: offset,
                 last_fetched_epoch: requested_epoch(fetch.last_fetched_epoch),
+                log_start_offset: Offset(fetch.log_start_offset),
             };
             let read = partition.read_for_follower(follower, position, max_bytes, Instant::now());
             follower_data(fetch.partition, read, place)

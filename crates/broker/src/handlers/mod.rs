@@ -17,12 +17,14 @@ mod create_partitions;
 mod create_topics;
 mod delete_acls;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_acls;
 mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
 mod describe_transactions;
@@ -159,6 +161,10 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::IncrementalAlterConfigs(body) => {
             incremental_alter_configs::handle(broker, body, version)
         }
+        RequestKind::DeleteRecords(body) => delete_records::handle(broker, body, version),
+        RequestKind::DescribeLogDirs(body) => Reply::Now(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(broker, body, version),
+        )),
         RequestKind::DescribeConfigs(body) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
         )),
