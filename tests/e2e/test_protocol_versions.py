@@ -25,6 +25,8 @@ from kafka.protocol.admin import (
     DescribeClusterResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    ElectLeadersRequest,
+    ElectLeadersResponse,
 )
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
@@ -44,9 +46,10 @@ CLASSES = {
     20: (DeleteTopicsRequest, DeleteTopicsResponse),
     32: (DescribeConfigsRequest, DescribeConfigsResponse),
     60: (DescribeClusterRequest, DescribeClusterResponse),
+    43: (ElectLeadersRequest, ElectLeadersResponse),
 }
 NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 18: "ApiVersions", 19: "CreateTopics",
-         20: "DeleteTopics", 32: "DescribeConfigs", 60: "DescribeCluster"}
+         20: "DeleteTopics", 32: "DescribeConfigs", 60: "DescribeCluster", 43: "ElectLeaders"}
 TOPIC_RESOURCE = 2
 
 
@@ -225,6 +228,19 @@ def check_describe_cluster(s: Session, version: int):
     assert len(response.brokers) == 1 and response.cluster_id
 
 
+def check_elect_leaders(s: Session, version: int):
+    """A preferred election (the only type v0 has) of the topic's partition, which its only
+    replica leads already, and of a partition it does not have."""
+    wanted = ElectLeadersRequest.TopicPartitions(topic=s.topic, partitions=[0, 5])
+    request = ElectLeadersRequest(election_type=0, topic_partitions=[wanted], timeout_ms=10000)
+    response = s.call(43, version, request)
+    if version >= 1:
+        assert response.error_code == 0
+    (result,) = response.replica_election_results
+    codes = {p.partition_id: p.error_code for p in result.partition_result}
+    assert result.topic == s.topic and codes == {0: 84, 5: 3}, (result.topic, codes)
+
+
 CHECKS = {
     18: check_api_versions,
     3: check_metadata,
@@ -235,9 +251,10 @@ CHECKS = {
     20: lambda s, v: check_create_and_delete_topics(s, v, 20),
     32: check_describe_configs,
     60: check_describe_cluster,
+    43: check_elect_leaders,
 }
 # Metadata first (it finds the topic id), Produce before Fetch and ListOffsets.
-ORDER = [18, 3, 0, 1, 2, 19, 20, 32, 60]
+ORDER = [18, 3, 0, 1, 2, 19, 20, 32, 60, 43]
 
 
 def advertised(bootstrap: str) -> dict:

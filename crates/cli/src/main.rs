@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod common;
 mod consume;
+mod elect_leaders;
 mod group;
 mod produce;
 mod server;
@@ -43,7 +44,7 @@ enum Command {
     Txn(txn::TxnArgs),
     /// Show the producers a partition remembers: id, epoch, last sequence, open transaction.
     Producers(txn::ProducersArgs),
-    /// Show the cluster: its id, brokers and controller quorum.
+    /// Show the cluster (its id, brokers and controller quorum), and elect leaders.
     Cluster(cluster::ClusterArgs),
     /// Create, list and delete SCRAM users (their passwords set and kept by the brokers).
     User(user::UserArgs),

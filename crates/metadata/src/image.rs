@@ -15,7 +15,11 @@ use uuid::Uuid;
 
 use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
-use crate::command::{CommandResult, Endpoint, MetadataCommand, MetadataError};
+use crate::command::{
+    CommandResult, Election, Endpoint, MetadataCommand, MetadataError, PartitionElection,
+    TopicElections,
+};
+use crate::election;
 use crate::placement::{self, Candidate};
 
 /// No leader: the partition is offline.
@@ -233,6 +237,84 @@ impl MetadataImage {
                 }
                 CommandResult::Done
             }
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => match partitions {
+                Some(partitions) => self.elect_leaders(*election, partitions),
+                None => self.elect_all_leaders(*election),
+            },
+        }
+    }
+
+    /// ElectLeaders for the partitions named: one result per partition asked for, in order.
+    fn elect_leaders(
+        &mut self,
+        election: Election,
+        partitions: &[(String, Vec<i32>)],
+    ) -> CommandResult {
+        let results = partitions
+            .iter()
+            .map(|(topic, indexes)| TopicElections {
+                topic: topic.clone(),
+                partitions: (indexes.iter())
+                    .map(|index| self.elect_one(topic, *index, election))
+                    .collect(),
+            })
+            .collect();
+        CommandResult::Elections(results)
+    }
+
+    /// ElectLeaders without a partition list: every partition of every topic. As Kafka does,
+    /// partitions whose election was not needed are left out of the answer (but not their
+    /// topic).
+    fn elect_all_leaders(&mut self, election: Election) -> CommandResult {
+        let topics: Vec<(String, i32)> = (self.topics.values())
+            .map(|topic| (topic.name.clone(), topic.partitions.len() as i32))
+            .collect();
+        let results = topics
+            .into_iter()
+            .map(|(topic, count)| TopicElections {
+                partitions: (0..count)
+                    .map(|index| self.elect_one(&topic, index, election))
+                    .filter(|result| result.error != ErrorCode::ElectionNotNeeded)
+                    .collect(),
+                topic,
+            })
+            .collect();
+        CommandResult::Elections(results)
+    }
+
+    /// One partition's election, with Kafka's answer.
+    fn elect_one(&mut self, topic: &str, index: i32, election: Election) -> PartitionElection {
+        let outcome = |error: ErrorCode, message: Option<String>| PartitionElection {
+            partition: index,
+            error,
+            message,
+        };
+        let alive: Vec<i32> = (self.brokers.values())
+            .filter(|broker| !broker.fenced)
+            .map(|broker| broker.id)
+            .collect();
+        let Some(topic_image) = self.topics.get_mut(topic) else {
+            let message = format!("No such topic as {topic}");
+            return outcome(ErrorCode::UnknownTopicOrPartition, Some(message));
+        };
+        let Some(current) = usize::try_from(index)
+            .ok()
+            .and_then(|at| topic_image.partitions.get(at))
+        else {
+            let message = format!("No such partition as {topic}-{index}");
+            return outcome(ErrorCode::UnknownTopicOrPartition, Some(message));
+        };
+        // Elect on a copy first: the topic is copied (shared images) only when one changes.
+        let mut elected = current.clone();
+        match election::elect(&mut elected, election, |broker| alive.contains(&broker)) {
+            Ok(()) => {
+                Arc::make_mut(topic_image).partitions[index as usize] = elected;
+                outcome(ErrorCode::None, None)
+            }
+            Err(error) => outcome(error, Some(error.message().to_owned())),
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`image`]: the metadata image, and [`MetadataImage::apply`], which applies one committed
 //!   command and returns its result. Placement and leader election happen here, identically
 //!   on every node, because they depend only on the image and the log order.
+//! - [`election`]: the rules of ElectLeaders' preferred and unclean elections, and which
+//!   partitions the controller's automatic rebalance hands back to their preferred leader.
 //! - [`placement`]: replica assignment across brokers and racks.
 //! - [`quorum`]: the Raft quorum that orders the log (openraft), the only part with I/O: its
 //!   log and snapshots on disk, the controller transport, broker liveness on the leader, and
@@ -13,10 +15,14 @@
 //!   same committed log to its own image and follows it.
 
 pub mod command;
+pub mod election;
 pub mod image;
 pub mod placement;
 pub mod quorum;
 
-pub use command::{CommandResult, Endpoint, MetadataCommand, MetadataError, ScramUpsert};
+pub use command::{
+    CommandResult, Election, Endpoint, MetadataCommand, MetadataError, PartitionElection,
+    ScramUpsert, TopicElections,
+};
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
 pub use quorum::{Health, MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

@@ -1,8 +1,8 @@
 //! Administration: CreateTopics (CREATE on the cluster or the topic), CreatePartitions
 //! (ALTER on the topic), DeleteTopics (DELETE on the topic), DescribeConfigs (DESCRIBE_CONFIGS
 //! on the topic, or on the cluster for broker configs), DescribeQuorum (DESCRIBE on the
-//! cluster), the ACL APIs (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs
-//! (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
+//! cluster), ElectLeaders (ALTER on the cluster), the ACL APIs (DESCRIBE / ALTER on the
+//! cluster) and the SCRAM user APIs (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange and DescribeCluster need
 //! nothing.
 
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
@@ -12,10 +12,11 @@ use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
-    alter_user_scram_credentials_response, AlterUserScramCredentialsResponse, CreateAclsResponse,
-    CreateTopicsRequest, DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse,
-    DescribeConfigsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
-    RequestKind, ResponseKind,
+    alter_user_scram_credentials_response, elect_leaders_response,
+    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest,
+    DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse, DescribeConfigsRequest,
+    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, RequestKind, ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
@@ -63,6 +64,7 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                 .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())));
             Checked::Refused(ResponseKind::DescribeQuorum(response))
         }
+        RequestKind::ElectLeaders(body) => elect_leaders(access, body),
         RequestKind::CreateAcls(body) => {
             if access.allows_cluster(AclOperation::Alter) {
                 return Checked::Allowed(RequestKind::CreateAcls(body), None);
@@ -125,6 +127,35 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
         }
         other => Checked::Allowed(other, None),
     }
+}
+
+/// Kafka's `handleElectLeaders`: without ALTER on the cluster, every partition asked for (and
+/// the response, v1+) gets CLUSTER_AUTHORIZATION_FAILED.
+fn elect_leaders(access: &Access, request: ElectLeadersRequest) -> Checked {
+    if access.allows_cluster(AclOperation::Alter) {
+        return Checked::Allowed(RequestKind::ElectLeaders(request), None);
+    }
+    let message = Some(str_bytes(CLUSTER_DENIED.message()));
+    let results = (request.topic_partitions.iter().flatten())
+        .map(|topic| {
+            let partitions = (topic.partitions.iter())
+                .map(|partition| {
+                    elect_leaders_response::PartitionResult::default()
+                        .with_partition_id(*partition)
+                        .with_error_code(CLUSTER_DENIED.code())
+                        .with_error_message(message.clone())
+                })
+                .collect();
+            elect_leaders_response::ReplicaElectionResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partition_result(partitions)
+        })
+        .collect();
+    Checked::Refused(ResponseKind::ElectLeaders(
+        ElectLeadersResponse::default()
+            .with_error_code(CLUSTER_DENIED.code())
+            .with_replica_election_results(results),
+    ))
 }
 
 fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {

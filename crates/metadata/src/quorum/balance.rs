@@ -1,0 +1,155 @@
+//! The automatic preferred-leader rebalance, decided by the controller leader: when to look
+//! at the leaders, and what to propose then. Pure: it is ticked with the current time and
+//! image and returns the command to propose; the runtime owns the clock and the proposing.
+//! Which partitions qualify is [`election::imbalanced_partitions`]'s rule.
+//!
+//! Lifecycle: a leader makes a new balancer when it is elected and drops it when it loses
+//! leadership. A new balancer first checks one interval after its first tick, as Kafka's
+//! controller schedules its first check one interval after it becomes active: a cluster
+//! that has just failed over gets time for its brokers to come back first.
+
+use std::time::{Duration, Instant};
+
+use crate::command::{Election, MetadataCommand};
+use crate::election;
+use crate::image::MetadataImage;
+use crate::quorum::config::LeaderBalanceConfig;
+
+#[derive(Debug, Clone)]
+pub struct LeaderBalancer {
+    config: LeaderBalanceConfig,
+    /// When the next check is due; None until the first tick.
+    next_check: Option<Instant>,
+}
+
+impl LeaderBalancer {
+    pub fn new(config: LeaderBalanceConfig) -> LeaderBalancer {
+        LeaderBalancer {
+            config,
+            next_check: None,
+        }
+    }
+
+    /// At `now`: when a check is due, the preferred elections that would rebalance `image`'s
+    /// leaders, if any are needed. The next check is due one interval later, whatever this
+    /// one found.
+    pub fn tick(&mut self, now: Instant, image: &MetadataImage) -> Option<MetadataCommand> {
+        if !self.config.enabled {
+            return None;
+        }
+        let interval = Duration::from_millis(self.config.check_interval_ms);
+        let due = *self.next_check.get_or_insert(now + interval);
+        if now < due {
+            return None;
+        }
+        self.next_check = Some(now + interval);
+        let partitions =
+            election::imbalanced_partitions(image, self.config.imbalance_percentage_max);
+        (!partitions.is_empty()).then(|| MetadataCommand::ElectLeaders {
+            election: Election::Preferred,
+            partitions: Some(partitions),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::command::CommandResult;
+
+    const INTERVAL_MS: u64 = 2_000;
+
+    fn config(enabled: bool) -> LeaderBalanceConfig {
+        LeaderBalanceConfig {
+            enabled,
+            imbalance_percentage_max: 10,
+            check_interval_ms: INTERVAL_MS,
+        }
+    }
+
+    /// Brokers 1-3 and a topic of 3 partitions with replicas [1,2,3], [2,3,1], [3,1,2]; then
+    /// broker 1 fails and comes back, so the first partition is led by broker 2.
+    fn image_after_failover() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            image.apply(&MetadataCommand::RegisterBroker {
+                id,
+                incarnation: Uuid::from_u128(id as u128),
+                host: "h".into(),
+                port: 1,
+                rack: None,
+                endpoints: Vec::new(),
+            });
+        }
+        let created = image.apply(&MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(9),
+            partitions: 3,
+            replication_factor: 3,
+            assignments: Some(vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]),
+            configs: BTreeMap::new(),
+        });
+        assert!(matches!(created, CommandResult::TopicCreated { .. }));
+        image.apply(&MetadataCommand::FenceBroker { id: 1 });
+        image.apply(&MetadataCommand::UnfenceBroker { id: 1 });
+        assert_eq!(image.topics["t"].partitions[0].leader, 2);
+        image
+    }
+
+    #[test]
+    fn the_first_check_comes_one_interval_after_the_first_tick() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut image = image_after_failover();
+        // Broker 1 is back but not in sync yet: nothing to do.
+        let mut balancer = LeaderBalancer::new(config(true));
+        assert_eq!(balancer.tick(at(0), &image), None);
+        assert_eq!(balancer.tick(at(INTERVAL_MS), &image), None);
+        // It catches up (its leader adds it to the ISR); the next check elects it.
+        let partition = image.topics["t"].partitions[0].clone();
+        image.apply(&MetadataCommand::AlterIsr {
+            topic: Uuid::from_u128(9),
+            partition: 0,
+            leader: partition.leader,
+            leader_epoch: partition.leader_epoch,
+            isr: vec![2, 3, 1],
+        });
+        assert_eq!(balancer.tick(at(2 * INTERVAL_MS - 1), &image), None);
+        let command = balancer.tick(at(2 * INTERVAL_MS), &image);
+        assert_eq!(
+            command,
+            Some(MetadataCommand::ElectLeaders {
+                election: Election::Preferred,
+                partitions: Some(vec![("t".into(), vec![0])]),
+            })
+        );
+        image.apply(&command.unwrap());
+        assert_eq!(image.topics["t"].partitions[0].leader, 1);
+        assert_eq!(balancer.tick(at(3 * INTERVAL_MS), &image), None);
+    }
+
+    #[test]
+    fn a_disabled_balancer_never_proposes() {
+        let start = Instant::now();
+        let mut image = image_after_failover();
+        let partition = image.topics["t"].partitions[0].clone();
+        image.apply(&MetadataCommand::AlterIsr {
+            topic: Uuid::from_u128(9),
+            partition: 0,
+            leader: partition.leader,
+            leader_epoch: partition.leader_epoch,
+            isr: vec![2, 3, 1],
+        });
+        let mut balancer = LeaderBalancer::new(config(false));
+        for ms in [0, INTERVAL_MS, 10 * INTERVAL_MS] {
+            assert_eq!(
+                balancer.tick(start + Duration::from_millis(ms), &image),
+                None
+            );
+        }
+    }
+}
