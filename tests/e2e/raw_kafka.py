@@ -22,6 +22,8 @@ SASL_HANDSHAKE = 17
 SASL_AUTHENTICATE = 36
 DESCRIBE_USER_SCRAM_CREDENTIALS = 50
 DESCRIBE_ACLS = 29
+OFFSET_COMMIT = 8
+LEAVE_GROUP = 13
 DESCRIBE_GROUPS = 15
 LIST_GROUPS = 16
 DELETE_GROUPS = 42
@@ -601,6 +603,44 @@ def parse_consumer_group_describe_first_error(payload: bytes) -> tuple[int, str]
     _message, position = read_compact_string(payload, position + 2)
     group_id, _ = read_compact_string(payload, position)
     return error_code, group_id.decode()
+
+
+def offset_commit_request(correlation_id: int, group: str, topic: str, partition: int, offset: int) -> bytes:
+    """An OffsetCommit v2 request (non-flexible) of a simple consumer (generation -1, no member
+    id) for one partition."""
+    partition_entry = struct.pack(">iq", partition, offset) + string(b"")
+    topic_entry = string(topic.encode()) + struct.pack(">i", 1) + partition_entry
+    body = string(group.encode()) + struct.pack(">i", -1) + string(b"") + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + topic_entry
+    return request(OFFSET_COMMIT, 2, correlation_id, body, flexible=False)
+
+
+def parse_offset_commit_response(payload: bytes) -> dict[tuple[str, int], int]:
+    """{(topic, partition): error code} from an OffsetCommit v2 response."""
+    (topics,) = struct.unpack_from(">i", payload, 4)
+    position = 8
+    results = {}
+    for _ in range(topics):
+        name, position = read_string(payload, position)
+        (partitions,) = struct.unpack_from(">i", payload, position)
+        position += 4
+        for _ in range(partitions):
+            index, error_code = struct.unpack_from(">ih", payload, position)
+            position += 6
+            results[(name.decode(), index)] = error_code
+    return results
+
+
+def leave_group_request(correlation_id: int, group: str, member_id: str) -> bytes:
+    """A LeaveGroup v0 request (non-flexible)."""
+    body = string(group.encode()) + string(member_id.encode())
+    return request(LEAVE_GROUP, 0, correlation_id, body, flexible=False)
+
+
+def parse_leave_group_error(payload: bytes) -> int:
+    """The error code of a LeaveGroup v0 response."""
+    (error_code,) = struct.unpack_from(">h", payload, 4)
+    return error_code
 
 
 def exchange(bootstrap: str, payload: bytes, timeout_s: float = 5.0) -> bytes:

@@ -14,8 +14,8 @@ coordinator's NOT_COORDINATOR answers (item 8).
   quorum survives); the old leader then rejoins as a follower. Before that, PREFERRED answers
   PREFERRED_LEADER_NOT_AVAILABLE, and UNCLEAN on a partition that has a leader
   ELECTION_NOT_NEEDED.
-* Raw DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, ConsumerGroupHeartbeat and
-  ConsumerGroupDescribe sent to a broker that does not lead the group's `__consumer_offsets`
+* Raw DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, OffsetCommit, LeaveGroup,
+  ConsumerGroupHeartbeat and ConsumerGroupDescribe sent to a broker that does not lead the group's `__consumer_offsets`
   partition answer NOT_COORDINATOR (ListGroups leaves the group out instead); the coordinator
   answers them, and confluent-kafka's admin calls (which look the coordinator up) work.
 
@@ -26,7 +26,9 @@ test moves leadership.
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Consumer, ElectionType, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer, ConsumerGroupTopicPartitions, ElectionType, KafkaError, KafkaException, TopicPartition,
+)
 from confluent_kafka.admin import NewTopic
 
 import raw_kafka as rk
@@ -318,11 +320,20 @@ def test_group_apis_answer_not_coordinator_on_other_brokers(cluster_factory):  #
     assert consumer_describe(at_coordinator) == KafkaError.GROUP_ID_NOT_FOUND
     heartbeat = rk.exchange(at_other, rk.consumer_group_heartbeat_request(1, group, [topic]))
     assert rk.parse_consumer_group_heartbeat_response(heartbeat) == (nc, "This is not the correct coordinator.")
+    committed = rk.exchange(at_other, rk.offset_commit_request(1, group, topic, 0, 9))
+    assert rk.parse_offset_commit_response(committed) == {(topic, 0): nc}
+    left = rk.exchange(at_other, rk.leave_group_request(1, group, "someone"))
+    assert rk.parse_leave_group_error(left) == nc
     offset_delete = rk.exchange(at_other, rk.offset_delete_request(1, group, topic, [0]))
     assert rk.parse_offset_delete_error(offset_delete) == nc
     deleted = rk.exchange(at_other, rk.delete_groups_request(1, [group]))
     assert rk.parse_delete_groups_response(deleted) == {group: nc}
     assert describe(at_coordinator) == (0, "Empty"), "the refused delete deleted nothing"
+    committed_offsets = admin_request(
+        at_coordinator,
+        lambda a: a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])]),
+    )[group].result()
+    assert committed_offsets.topic_partitions[0].offset == 5, "the refused commit changed nothing"
 
     # confluent-kafka's admin client finds the coordinator whichever broker it starts from.
     bootstrap = at_other

@@ -62,8 +62,7 @@ impl clap::Args for Selection {
 
 impl clap::FromArgMatches for Selection {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Selection, clap::Error> {
-        let mut topics: Vec<(usize, String, Vec<i32>)> = match matches.get_many::<String>("topic")
-        {
+        let mut topics: Vec<(usize, String, Vec<i32>)> = match matches.get_many::<String>("topic") {
             Some(names) => (matches.indices_of("topic").expect("given").zip(names))
                 .map(|(at, name)| (at, name.clone(), Vec::new()))
                 .collect(),
@@ -72,11 +71,14 @@ impl clap::FromArgMatches for Selection {
         if let Some(partitions) = matches.get_many::<i32>("partition") {
             let indices = matches.indices_of("partition").expect("given");
             for (at, partition) in indices.zip(partitions) {
-                let Some(topic) = topics.iter_mut().rev().find(|(topic_at, ..)| *topic_at < at)
+                let Some(topic) = topics
+                    .iter_mut()
+                    .rev()
+                    .find(|(topic_at, ..)| *topic_at < at)
                 else {
                     return Err(clap::Error::raw(
                         clap::error::ErrorKind::ArgumentConflict,
-                        "--partition names a partition of the --topic given before it\n",
+                        "--partition names a partition of the --topic given before it",
                     ));
                 };
                 topic.2.push(*partition);
@@ -118,7 +120,9 @@ pub async fn run(args: ElectLeadersArgs) -> anyhow::Result<()> {
             Some(partitions)
         }
     };
-    let outcomes = client.elect_leaders(election, partitions.as_deref()).await?;
+    let outcomes = client
+        .elect_leaders(election, partitions.as_deref())
+        .await?;
     print_outcomes(&outcomes);
     let failed = (outcomes.iter())
         .filter(|outcome| outcome.result.is_err() && !outcome.not_needed())
@@ -141,11 +145,7 @@ fn print_outcomes(outcomes: &[ElectionOutcome]) {
             Err(_) if outcome.not_needed() => "not needed: the leader asked for leads".into(),
             Err(error) => error.to_string(),
         };
-        vec![
-            outcome.topic.clone(),
-            outcome.partition.to_string(),
-            result,
-        ]
+        vec![outcome.topic.clone(), outcome.partition.to_string(), result]
     }));
     print_table(&rows);
 }

@@ -847,7 +847,10 @@ impl Client {
 
     /// Sends an admin request to any broker; one that is not the controller and says so
     /// (`NOT_CONTROLLER`) makes us ask the controller named in fresh metadata.
-    pub(crate) async fn send_to_controller<Req>(&self, request: &Req) -> Result<Req::Response, ClientError>
+    pub(crate) async fn send_to_controller<Req>(
+        &self,
+        request: &Req,
+    ) -> Result<Req::Response, ClientError>
     where
         Req: kafka_protocol::protocol::Request,
         Req::Response: AdminResponse,

@@ -137,7 +137,9 @@ mod tests {
         assert!(outcomes[1].not_needed());
         let error = outcomes[2].result.as_ref().unwrap_err();
         assert!(
-            error.to_string().starts_with("PREFERRED_LEADER_NOT_AVAILABLE"),
+            error
+                .to_string()
+                .starts_with("PREFERRED_LEADER_NOT_AVAILABLE"),
             "{error}"
         );
         assert_eq!(outcomes[2].partition, PartitionIndex(2));

@@ -173,8 +173,13 @@ impl MetadataError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     Done,
-    TopicCreated { id: Uuid },
-    ProducerIds { first: i64, count: i64 },
+    TopicCreated {
+        id: Uuid,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
     /// What ElectLeaders did, per topic and partition.
     Elections(Vec<TopicElections>),
     Refused(MetadataError),

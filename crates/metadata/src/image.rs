@@ -4,7 +4,8 @@
 //! nodes that apply the same log hold the same image. Leader election is part of applying:
 //! fencing a broker moves each of its leaderships to the first unfenced in-sync replica (in
 //! replica order) and bumps the leader epoch; a partition with none left goes offline (leader
-//! -1) until an in-sync replica returns, unless the topic enables unclean election.
+//! -1) until an in-sync replica returns, unless the topic enables unclean election. ElectLeaders
+//! elects by [`PartitionState::elect`]'s rules.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use crate::command::{
     CommandResult, Election, Endpoint, MetadataCommand, MetadataError, PartitionElection,
     TopicElections,
 };
-use crate::election;
 use crate::placement::{self, Candidate};
 
 /// No leader: the partition is offline.
@@ -69,6 +69,67 @@ pub struct TopicImage {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionState>,
+}
+
+impl PartitionState {
+    /// Elects a leader by `election`'s rules (Kafka's controller's: `electLeader` with
+    /// `PartitionChangeBuilder`), with `alive` saying which brokers may lead (registered and
+    /// unfenced). A preferred election makes the first replica leader if it is alive and in
+    /// sync; an unclean one is only for a partition without a leader and takes an in-sync
+    /// replica if one is alive, else any live replica, whose log then becomes the truth (the
+    /// ISR shrinks to it). A new leader bumps the leader and partition epochs; nothing changes
+    /// when the election fails or is not needed.
+    pub fn elect(
+        &mut self,
+        election: Election,
+        alive: impl Fn(i32) -> bool,
+    ) -> Result<(), ErrorCode> {
+        let in_sync_and_alive = |replica: i32| self.isr.contains(&replica) && alive(replica);
+        let (leader, unclean) = match election {
+            Election::Preferred => {
+                let preferred = self.replicas.first().copied().unwrap_or(NO_LEADER);
+                if self.leader == preferred {
+                    return Err(ErrorCode::ElectionNotNeeded);
+                }
+                // Kafka keeps a valid leader rather than move to another non-preferred replica.
+                let leader = [preferred, self.leader]
+                    .into_iter()
+                    .chain(self.replicas.iter().skip(1).copied())
+                    .find(|replica| *replica != NO_LEADER && in_sync_and_alive(*replica));
+                match leader {
+                    Some(leader) if leader != self.leader => (leader, false),
+                    _ => return Err(ErrorCode::PreferredLeaderNotAvailable),
+                }
+            }
+            Election::Unclean => {
+                if self.leader != NO_LEADER {
+                    return Err(ErrorCode::ElectionNotNeeded);
+                }
+                let clean = self
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| in_sync_and_alive(*r));
+                let unclean = || self.replicas.iter().copied().find(|r| alive(*r));
+                match (clean, unclean()) {
+                    (Some(leader), _) => (leader, false),
+                    (None, Some(leader)) => (leader, true),
+                    (None, None) => return Err(ErrorCode::EligibleLeadersNotAvailable),
+                }
+            }
+        };
+        debug_assert!(self.replicas.contains(&leader) && alive(leader));
+        let epoch_before = self.leader_epoch;
+        self.leader = leader;
+        if unclean {
+            // The new leader's log is the partition's now: whatever only the others held is lost.
+            self.isr = vec![leader];
+        }
+        self.leader_epoch += 1;
+        self.partition_epoch += 1;
+        assert!(self.leader_epoch > epoch_before);
+        Ok(())
+    }
 }
 
 impl TopicImage {
@@ -309,7 +370,7 @@ impl MetadataImage {
         };
         // Elect on a copy first: the topic is copied (shared images) only when one changes.
         let mut elected = current.clone();
-        match election::elect(&mut elected, election, |broker| alive.contains(&broker)) {
+        match elected.elect(election, |broker| alive.contains(&broker)) {
             Ok(()) => {
                 Arc::make_mut(topic_image).partitions[index as usize] = elected;
                 outcome(ErrorCode::None, None)

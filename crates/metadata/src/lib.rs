@@ -4,18 +4,17 @@
 //!   proposer chooses anything random (topic ids) before proposing.
 //! - [`image`]: the metadata image, and [`MetadataImage::apply`], which applies one committed
 //!   command and returns its result. Placement and leader election happen here, identically
-//!   on every node, because they depend only on the image and the log order.
-//! - [`election`]: the rules of ElectLeaders' preferred and unclean elections, and which
-//!   partitions the controller's automatic rebalance hands back to their preferred leader.
+//!   on every node, because they depend only on the image and the log order; so do
+//!   ElectLeaders' preferred and unclean elections ([`PartitionState::elect`]).
 //! - [`placement`]: replica assignment across brokers and racks.
 //! - [`quorum`]: the Raft quorum that orders the log (openraft), the only part with I/O: its
-//!   log and snapshots on disk, the controller transport, broker liveness on the leader, and
+//!   log and snapshots on disk, the controller transport, broker liveness and the automatic
+//!   preferred-leader rebalance on the leader, and
 //!   [`MetadataQuorum`], the handle a node uses to propose commands and watch the image.
 //!   Combined nodes are voters; broker-only nodes are learners, so every broker applies the
 //!   same committed log to its own image and follows it.
 
 pub mod command;
-pub mod election;
 pub mod image;
 pub mod placement;
 pub mod quorum;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use strom_metadata::election;
 use strom_metadata::image::NO_LEADER;
+use strom_metadata::quorum::balance::imbalanced_partitions;
 use strom_metadata::{CommandResult, Election, MetadataCommand, MetadataImage};
 use strom_types::ErrorCode;
 use uuid::Uuid;
@@ -364,10 +364,17 @@ fn an_unclean_election_takes_a_live_out_of_sync_replica_only_when_no_leader_is_l
         [ErrorCode::PreferredLeaderNotAvailable]
     );
     let before = image.topics["e"].partitions[0].clone();
-    assert_eq!(elect(&mut image, Election::Unclean, &[0]), [ErrorCode::None]);
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::None]
+    );
     let after = &image.topics["e"].partitions[0];
     assert_eq!(after.leader, 2, "the first live replica");
-    assert_eq!(after.isr, vec![2], "the unclean leader's log is the truth now");
+    assert_eq!(
+        after.isr,
+        vec![2],
+        "the unclean leader's log is the truth now"
+    );
     assert_eq!(after.leader_epoch, before.leader_epoch + 1);
 }
 
@@ -385,7 +392,10 @@ fn an_unclean_election_without_any_live_replica_finds_no_eligible_leader() {
     // Broker 2 returns, out of sync: only an unclean election makes it leader.
     image.apply(&MetadataCommand::UnfenceBroker { id: 2 });
     assert_eq!(image.topics["e"].partitions[0].leader, NO_LEADER);
-    assert_eq!(elect(&mut image, Election::Unclean, &[0]), [ErrorCode::None]);
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::None]
+    );
     let partition = &image.topics["e"].partitions[0];
     assert_eq!(partition.leader, 2);
     assert_eq!(partition.isr, vec![2]);
@@ -407,7 +417,10 @@ fn electing_every_partition_leaves_out_those_that_needed_no_election() {
     };
     let e = topics.iter().find(|t| t.topic == "e").expect("every topic");
     assert_eq!(e.partitions.len(), 1);
-    assert_eq!((e.partitions[0].partition, e.partitions[0].error), (0, ErrorCode::None));
+    assert_eq!(
+        (e.partitions[0].partition, e.partitions[0].error),
+        (0, ErrorCode::None)
+    );
     for topic in &topics {
         assert!(topic
             .partitions
@@ -432,7 +445,10 @@ fn the_rebalance_picks_preferred_replicas_alive_and_in_sync_past_the_imbalance_t
     });
     image.apply(&MetadataCommand::FenceBroker { id: 1 });
     image.apply(&MetadataCommand::UnfenceBroker { id: 1 });
-    assert!(election::imbalanced_partitions(&image, 10).is_empty(), "1 is not in sync");
+    assert!(
+        imbalanced_partitions(&image, 10).is_empty(),
+        "1 is not in sync"
+    );
     // Broker 1 catches up on one partition only: that one is chosen (10 of 10 led elsewhere).
     let partition = image.topics["r"].partitions[3].clone();
     image.apply(&MetadataCommand::AlterIsr {
@@ -443,16 +459,16 @@ fn the_rebalance_picks_preferred_replicas_alive_and_in_sync_past_the_imbalance_t
         isr: vec![2, 3, 1],
     });
     assert_eq!(
-        election::imbalanced_partitions(&image, 10),
+        imbalanced_partitions(&image, 10),
         vec![("r".to_owned(), vec![3])]
     );
     // At 100 % nothing is ever imbalanced enough.
-    assert!(election::imbalanced_partitions(&image, 100).is_empty());
+    assert!(imbalanced_partitions(&image, 100).is_empty());
     image.apply(&MetadataCommand::ElectLeaders {
         election: Election::Preferred,
         partitions: Some(vec![("r".into(), vec![3])]),
     });
     // 9 of 10 led elsewhere is 90 %: over 10 %, but not over 90 %.
-    assert!(election::imbalanced_partitions(&image, 90).is_empty());
-    assert!(election::imbalanced_partitions(&image, 10).is_empty(), "none in sync");
+    assert!(imbalanced_partitions(&image, 90).is_empty());
+    assert!(imbalanced_partitions(&image, 10).is_empty(), "none in sync");
 }

@@ -13,10 +13,10 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
     alter_user_scram_credentials_response, elect_leaders_response,
-    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest,
-    DeleteAclsResponse, DeleteTopicsRequest, DescribeAclsResponse, DescribeConfigsRequest,
-    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
-    ElectLeadersResponse, RequestKind, ResponseKind,
+    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest, DeleteAclsResponse,
+    DeleteTopicsRequest, DescribeAclsResponse, DescribeConfigsRequest, DescribeQuorumResponse,
+    DescribeUserScramCredentialsResponse, ElectLeadersRequest, ElectLeadersResponse, RequestKind,
+    ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;

@@ -680,7 +680,14 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
                         be led elsewhere before the controller rebalances them.",
         access: Access::Field {
             apply: |c, v| c.cluster.leader_balance.imbalance_percentage_max = v.number() as i32,
-            read: |c| Some(c.cluster.leader_balance.imbalance_percentage_max.to_string()),
+            read: |c| {
+                Some(
+                    c.cluster
+                        .leader_balance
+                        .imbalance_percentage_max
+                        .to_string(),
+                )
+            },
         },
         ..FIXED
     },

@@ -1,18 +1,18 @@
 //! The automatic preferred-leader rebalance, decided by the controller leader: when to look
 //! at the leaders, and what to propose then. Pure: it is ticked with the current time and
 //! image and returns the command to propose; the runtime owns the clock and the proposing.
-//! Which partitions qualify is [`election::imbalanced_partitions`]'s rule.
+//! Which partitions qualify is [`imbalanced_partitions`]' rule, Kafka's controller's.
 //!
 //! Lifecycle: a leader makes a new balancer when it is elected and drops it when it loses
 //! leadership. A new balancer first checks one interval after its first tick, as Kafka's
 //! controller schedules its first check one interval after it becomes active: a cluster
 //! that has just failed over gets time for its brokers to come back first.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::command::{Election, MetadataCommand};
-use crate::election;
-use crate::image::MetadataImage;
+use crate::image::{MetadataImage, PartitionState};
 use crate::quorum::config::LeaderBalanceConfig;
 
 #[derive(Debug, Clone)]
@@ -43,8 +43,7 @@ impl LeaderBalancer {
             return None;
         }
         self.next_check = Some(now + interval);
-        let partitions =
-            election::imbalanced_partitions(image, self.config.imbalance_percentage_max);
+        let partitions = imbalanced_partitions(image, self.config.imbalance_percentage_max);
         (!partitions.is_empty()).then(|| MetadataCommand::ElectLeaders {
             election: Election::Preferred,
             partitions: Some(partitions),
@@ -52,10 +51,50 @@ impl LeaderBalancer {
     }
 }
 
+/// The partitions the controller's automatic rebalance should hand back to their preferred
+/// leader, by topic, as Kafka's controller chooses them: for each broker, the partitions it is
+/// the preferred (first) replica of but does not lead; when more than
+/// `imbalance_percentage_max` percent of them are led elsewhere, every one of them whose
+/// preferred replica is alive and in sync. Empty when the leaders are balanced enough.
+pub fn imbalanced_partitions(
+    image: &MetadataImage,
+    imbalance_percentage_max: i32,
+) -> Vec<(String, Vec<i32>)> {
+    // Per preferred broker: (partitions it is preferred for, those led elsewhere).
+    let mut by_broker: BTreeMap<i32, (i64, Vec<(&str, &PartitionState)>)> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for partition in &topic.partitions {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            let (count, elsewhere) = by_broker.entry(preferred).or_default();
+            *count += 1;
+            if partition.leader != preferred {
+                elsewhere.push((topic.name.as_str(), partition));
+            }
+        }
+    }
+    let mut chosen: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (broker, (count, elsewhere)) in by_broker {
+        // More than the percentage: elsewhere / count > percentage / 100, in integers.
+        let imbalanced = elsewhere.len() as i64 * 100 > i64::from(imbalance_percentage_max) * count;
+        if !imbalanced || !image.is_alive(broker) {
+            continue;
+        }
+        for (topic, partition) in elsewhere {
+            if partition.isr.contains(&broker) {
+                chosen
+                    .entry(topic.to_owned())
+                    .or_default()
+                    .push(partition.index);
+            }
+        }
+    }
+    chosen.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use uuid::Uuid;
 
     use super::*;

@@ -36,9 +36,9 @@ pub mod supervisor;
 mod tls_tests;
 pub mod types;
 
+pub use balance::LeaderBalancer;
 pub use config::{LeaderBalanceConfig, QuorumConfig, QuorumRole, QuorumStatus, QuorumTls};
 pub use error::QuorumError;
 pub use health::Health;
-pub use balance::LeaderBalancer;
 pub use liveness::BrokerLiveness;
 pub use node::MetadataQuorum;

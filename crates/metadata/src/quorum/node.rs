@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::command::{CommandResult, MetadataCommand};
 use crate::image::MetadataImage;
+use crate::quorum::balance::LeaderBalancer;
 use crate::quorum::config::{QuorumConfig, QuorumRole, QuorumStatus};
 use crate::quorum::error::QuorumError;
 use crate::quorum::health::Health;
@@ -35,7 +36,6 @@ use crate::quorum::limits::{
     CONTROLLER_TICK_MS_MAX, LEADER_ATTEMPTS_MAX, LEADER_CALL_TIMEOUT_MS, PROPOSE_TIMEOUT_MS,
     SHUTDOWN_WAIT_MS, SNAPSHOT_SEND_TIMEOUT_MS,
 };
-use crate::quorum::balance::LeaderBalancer;
 use crate::quorum::liveness::BrokerLiveness;
 use crate::quorum::network::rpc::{Request, Response};
 use crate::quorum::network::{self, Handler, Peers};
