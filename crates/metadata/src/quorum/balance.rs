@@ -44,11 +44,19 @@ impl LeaderBalancer {
         }
         self.next_check = Some(now + interval);
         let partitions = imbalanced_partitions(image, self.config.imbalance_percentage_max);
-        (!partitions.is_empty()).then(|| MetadataCommand::ElectLeaders {
+        (!partitions.is_empty()).then_some(MetadataCommand::ElectLeaders {
             election: Election::Preferred,
             partitions: Some(partitions),
         })
     }
+}
+
+/// One broker's partitions as their preferred (first) replica.
+#[derive(Default)]
+struct PreferredPartitions<'a> {
+    count: i64,
+    /// (topic, partition) of those another broker leads, or none does.
+    led_elsewhere: Vec<(&'a str, &'a PartitionState)>,
 }
 
 /// The partitions the controller's automatic rebalance should hand back to their preferred
@@ -60,22 +68,24 @@ pub fn imbalanced_partitions(
     image: &MetadataImage,
     imbalance_percentage_max: i32,
 ) -> Vec<(String, Vec<i32>)> {
-    // Per preferred broker: (partitions it is preferred for, those led elsewhere).
-    let mut by_broker: BTreeMap<i32, (i64, Vec<(&str, &PartitionState)>)> = BTreeMap::new();
+    let mut by_broker: BTreeMap<i32, PreferredPartitions> = BTreeMap::new();
     for topic in image.topics.values() {
         for partition in &topic.partitions {
             let Some(&preferred) = partition.replicas.first() else {
                 continue;
             };
-            let (count, elsewhere) = by_broker.entry(preferred).or_default();
-            *count += 1;
+            let of_broker = by_broker.entry(preferred).or_default();
+            of_broker.count += 1;
             if partition.leader != preferred {
-                elsewhere.push((topic.name.as_str(), partition));
+                of_broker
+                    .led_elsewhere
+                    .push((topic.name.as_str(), partition));
             }
         }
     }
     let mut chosen: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (broker, (count, elsewhere)) in by_broker {
+    for (broker, preferred) in by_broker {
+        let (count, elsewhere) = (preferred.count, preferred.led_elsewhere);
         // More than the percentage: elsewhere / count > percentage / 100, in integers.
         let imbalanced = elsewhere.len() as i64 * 100 > i64::from(imbalance_percentage_max) * count;
         if !imbalanced || !image.is_alive(broker) {
