@@ -3,8 +3,8 @@ coordinator's NOT_COORDINATOR answers (item 8).
 
 * A failover moves leadership off a partition's preferred replica (the first of its replica
   list); once that replica is back in sync, confluent-kafka's AdminClient.elect_leaders
-  (PREFERRED) brings leadership back, as Metadata shows, and a second call answers
-  ELECTION_NOT_NEEDED. Records written before, between and after are all there.
+  (PREFERRED) brings leadership back, as Metadata shows, and a second call (and
+  kafka-python's KafkaAdminClient.elect_leaders) answers ELECTION_NOT_NEEDED. Records written before, between and after are all there.
 * With `auto.leader.rebalance.enable` and a 2 s `leader.imbalance.check.interval.seconds`, the
   active controller brings leadership back by itself.
 * `strom cluster elect-leaders` (whole cluster, one topic, one partition; unknown partitions
@@ -30,6 +30,8 @@ from confluent_kafka import (
     Consumer, ConsumerGroupTopicPartitions, ElectionType, KafkaError, KafkaException, TopicPartition,
 )
 from confluent_kafka.admin import NewTopic
+
+from kafka.admin import KafkaAdminClient
 
 import raw_kafka as rk
 from cluster import (  # noqa: F401 - cluster_factory is the fixture
@@ -143,6 +145,15 @@ def test_preferred_election_brings_leadership_back_after_a_failover(cluster_fact
     wait_led_by_preferred(cluster, topic, ROTATED, 20)
     second = elect(cluster, ElectionType.PREFERRED, asked)
     assert second == {(topic, p): "ELECTION_NOT_NEEDED" for p in range(3)}
+    # kafka-python's admin client, for every partition of the topic (a list of topics).
+    admin = KafkaAdminClient(bootstrap_servers=cluster.live_bootstrap(), client_id="strom-e2e")
+    try:
+        response = admin.elect_leaders(0, [topic], raise_errors=False)
+    finally:
+        admin.close()
+    (result,) = response.replica_election_results
+    codes = {p.partition_id: p.error_code for p in result.partition_result}
+    assert (result.topic, codes) == (topic, {0: 84, 1: 84, 2: 84}), response
     # Unknown partitions and topics are answered per partition.
     unknown = elect(cluster, ElectionType.PREFERRED, [TopicPartition(topic, 7), TopicPartition(unique("none"), 0)])
     assert set(unknown.values()) == {"UNKNOWN_TOPIC_OR_PART"}, unknown  # librdkafka's name
