@@ -149,3 +149,59 @@ fn print_outcomes(outcomes: &[ElectionOutcome]) {
     }));
     print_table(&rows);
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Line {
+        #[command(flatten)]
+        selection: Selection,
+    }
+
+    fn parse(args: &[&str]) -> Result<Vec<(String, Vec<i32>)>, clap::Error> {
+        let matches = Line::command().try_get_matches_from(["strom"].iter().chain(args))?;
+        Ok(Line::from_arg_matches(&matches)?.selection.topics)
+    }
+
+    #[test]
+    fn each_partition_belongs_to_the_topic_before_it() {
+        let parsed = parse(&[
+            "--topic",
+            "a",
+            "--partition",
+            "1",
+            "--partition",
+            "0",
+            "--topic",
+            "b",
+            "--topic",
+            "c",
+            "--partition",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed,
+            [
+                ("a".to_owned(), vec![1, 0]),
+                ("b".to_owned(), vec![]),
+                ("c".to_owned(), vec![7])
+            ]
+        );
+        assert_eq!(parse(&[]).unwrap(), []);
+    }
+
+    #[test]
+    fn a_partition_before_any_topic_or_not_a_number_is_refused() {
+        let error = parse(&["--partition", "1", "--topic", "a"]).unwrap_err();
+        assert!(
+            error.to_string().contains("--topic given before it"),
+            "{error}"
+        );
+        assert!(parse(&["--topic", "a", "--partition", "x"]).is_err());
+    }
+}

@@ -170,6 +170,14 @@ impl MetadataImage {
         self.topic_by_id(id).map(|t| t.name.clone())
     }
 
+    /// The registered, unfenced brokers, by id.
+    fn alive_brokers(&self) -> Vec<i32> {
+        (self.brokers.values())
+            .filter(|broker| !broker.fenced)
+            .map(|broker| broker.id)
+            .collect()
+    }
+
     pub fn is_alive(&self, broker: i32) -> bool {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
@@ -314,12 +322,13 @@ impl MetadataImage {
         election: Election,
         partitions: &[(String, Vec<i32>)],
     ) -> CommandResult {
+        let alive = self.alive_brokers();
         let results = partitions
             .iter()
             .map(|(topic, indexes)| TopicElections {
                 topic: topic.clone(),
                 partitions: (indexes.iter())
-                    .map(|index| self.elect_one(topic, *index, election))
+                    .map(|index| self.elect_one(topic, *index, election, &alive))
                     .collect(),
             })
             .collect();
@@ -333,11 +342,12 @@ impl MetadataImage {
         let topics: Vec<(String, i32)> = (self.topics.values())
             .map(|topic| (topic.name.clone(), topic.partitions.len() as i32))
             .collect();
+        let alive = self.alive_brokers();
         let results = topics
             .into_iter()
             .map(|(topic, count)| TopicElections {
                 partitions: (0..count)
-                    .map(|index| self.elect_one(&topic, index, election))
+                    .map(|index| self.elect_one(&topic, index, election, &alive))
                     .filter(|result| result.error != ErrorCode::ElectionNotNeeded)
                     .collect(),
                 topic,
@@ -347,16 +357,18 @@ impl MetadataImage {
     }
 
     /// One partition's election, with Kafka's answer.
-    fn elect_one(&mut self, topic: &str, index: i32, election: Election) -> PartitionElection {
+    fn elect_one(
+        &mut self,
+        topic: &str,
+        index: i32,
+        election: Election,
+        alive: &[i32],
+    ) -> PartitionElection {
         let outcome = |error: ErrorCode, message: Option<String>| PartitionElection {
             partition: index,
             error,
             message,
         };
-        let alive: Vec<i32> = (self.brokers.values())
-            .filter(|broker| !broker.fenced)
-            .map(|broker| broker.id)
-            .collect();
         let Some(topic_image) = self.topics.get_mut(topic) else {
             let message = format!("No such topic as {topic}");
             return outcome(ErrorCode::UnknownTopicOrPartition, Some(message));
