@@ -24,6 +24,15 @@ DESCRIBE_USER_SCRAM_CREDENTIALS = 50
 DESCRIBE_ACLS = 29
 DELETE_RECORDS = 21
 DESCRIBE_LOG_DIRS = 35
+OFFSET_COMMIT = 8
+LEAVE_GROUP = 13
+DESCRIBE_GROUPS = 15
+LIST_GROUPS = 16
+DELETE_GROUPS = 42
+OFFSET_DELETE = 47
+CONSUMER_GROUP_HEARTBEAT = 68
+CONSUMER_GROUP_DESCRIBE = 69
+NOT_COORDINATOR = 16
 UNSUPPORTED_VERSION = 35
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
@@ -540,3 +549,165 @@ def parse_describe_log_dirs_response(payload: bytes, version: int) -> dict:
         results.append({"error_code": dir_error, "log_dir": log_dir, "topics": topics,
                         "total_bytes": total_bytes, "usable_bytes": usable_bytes})
     return {"error_code": error_code, "results": results}
+# -- the group APIs, at their oldest versions (enough to read the error codes) -------------------
+
+
+def describe_groups_request(correlation_id: int, groups: list[str]) -> bytes:
+    """A DescribeGroups v0 request (non-flexible)."""
+    body = struct.pack(">i", len(groups)) + b"".join(string(g.encode()) for g in groups)
+    return request(DESCRIBE_GROUPS, 0, correlation_id, body, flexible=False)
+
+
+def parse_describe_groups_response(payload: bytes) -> dict[str, tuple[int, str]]:
+    """{group id: (error code, state)} from a DescribeGroups v0 response."""
+    (count,) = struct.unpack_from(">i", payload, 4)
+    position = 8
+    groups = {}
+    for _ in range(count):
+        (error_code,) = struct.unpack_from(">h", payload, position)
+        group_id, position = read_string(payload, position + 2)
+        state, position = read_string(payload, position)
+        _protocol_type, position = read_string(payload, position)
+        _protocol, position = read_string(payload, position)
+        (members,) = struct.unpack_from(">i", payload, position)
+        position += 4
+        for _ in range(max(members, 0)):
+            for _ in range(3):  # member id, client id, client host
+                _, position = read_string(payload, position)
+            for _ in range(2):  # metadata, assignment
+                _, position = read_bytes_field(payload, position)
+        groups[group_id.decode()] = (error_code, (state or b"").decode())
+    return groups
+
+
+def list_groups_request(correlation_id: int) -> bytes:
+    """A ListGroups v0 request (non-flexible, no filters)."""
+    return request(LIST_GROUPS, 0, correlation_id, b"", flexible=False)
+
+
+def parse_list_groups_response(payload: bytes) -> tuple[int, list[str]]:
+    """(error code, group ids) from a ListGroups v0 response."""
+    error_code, count = struct.unpack_from(">hi", payload, 4)
+    position = 10
+    groups = []
+    for _ in range(count):
+        group_id, position = read_string(payload, position)
+        _protocol_type, position = read_string(payload, position)
+        groups.append(group_id.decode())
+    return error_code, groups
+
+
+def delete_groups_request(correlation_id: int, groups: list[str]) -> bytes:
+    """A DeleteGroups v0 request (non-flexible)."""
+    body = struct.pack(">i", len(groups)) + b"".join(string(g.encode()) for g in groups)
+    return request(DELETE_GROUPS, 0, correlation_id, body, flexible=False)
+
+
+def parse_delete_groups_response(payload: bytes) -> dict[str, int]:
+    """{group id: error code} from a DeleteGroups v0 response (after the throttle time)."""
+    (count,) = struct.unpack_from(">i", payload, 8)
+    position = 12
+    results = {}
+    for _ in range(count):
+        group_id, position = read_string(payload, position)
+        (error_code,) = struct.unpack_from(">h", payload, position)
+        position += 2
+        results[group_id.decode()] = error_code
+    return results
+
+
+def offset_delete_request(correlation_id: int, group: str, topic: str, partitions: list[int]) -> bytes:
+    """An OffsetDelete v0 request (non-flexible) for one topic's partitions."""
+    topic_entry = string(topic.encode()) + struct.pack(">i", len(partitions))
+    topic_entry += b"".join(struct.pack(">i", p) for p in partitions)
+    body = string(group.encode()) + struct.pack(">i", 1) + topic_entry
+    return request(OFFSET_DELETE, 0, correlation_id, body, flexible=False)
+
+
+def parse_offset_delete_error(payload: bytes) -> int:
+    """The top-level error code of an OffsetDelete v0 response."""
+    (error_code,) = struct.unpack_from(">h", payload, 4)
+    return error_code
+
+
+def consumer_group_heartbeat_request(correlation_id: int, group: str, topics: list[str]) -> bytes:
+    """A KIP-848 ConsumerGroupHeartbeat v0 (flexible): a new member (empty id, epoch 0) joining
+    `group` subscribed to `topics`."""
+    body = compact_string(group.encode()) + compact_string(b"") + struct.pack(">i", 0)
+    body += uvarint(0) + uvarint(0)  # instance id, rack id: null
+    body += struct.pack(">i", 30_000)  # rebalance timeout
+    body += compact_array([compact_string(t.encode()) for t in topics])
+    body += uvarint(0)  # server assignor: null
+    body += compact_array([])  # owned partitions: none
+    return request(CONSUMER_GROUP_HEARTBEAT, 0, correlation_id, body + b"\x00", flexible=True)
+
+
+def parse_consumer_group_heartbeat_response(payload: bytes) -> tuple[int, str | None]:
+    """(error code, error message) of a ConsumerGroupHeartbeat v0 response."""
+    position = skip_tagged_fields(payload, 4) + 4  # header tags, then the throttle time
+    (error_code,) = struct.unpack_from(">h", payload, position)
+    message, _ = read_compact_string(payload, position + 2)
+    return error_code, message.decode() if message is not None else None
+
+
+def consumer_group_describe_request(correlation_id: int, groups: list[str]) -> bytes:
+    """A KIP-848 ConsumerGroupDescribe v0 (flexible), without authorized operations."""
+    body = compact_array([compact_string(g.encode()) for g in groups]) + b"\x00"
+    return request(CONSUMER_GROUP_DESCRIBE, 0, correlation_id, body + b"\x00", flexible=True)
+
+
+def parse_consumer_group_describe_first_error(payload: bytes) -> tuple[int, str]:
+    """(error code, group id) of the first group in a ConsumerGroupDescribe v0 response."""
+    position = skip_tagged_fields(payload, 4) + 4  # header tags, then the throttle time
+    _count, position = read_uvarint(payload, position)
+    (error_code,) = struct.unpack_from(">h", payload, position)
+    _message, position = read_compact_string(payload, position + 2)
+    group_id, _ = read_compact_string(payload, position)
+    return error_code, group_id.decode()
+
+
+def offset_commit_request(correlation_id: int, group: str, topic: str, partition: int, offset: int) -> bytes:
+    """An OffsetCommit v2 request (non-flexible) of a simple consumer (generation -1, no member
+    id) for one partition."""
+    partition_entry = struct.pack(">iq", partition, offset) + string(b"")
+    topic_entry = string(topic.encode()) + struct.pack(">i", 1) + partition_entry
+    body = string(group.encode()) + struct.pack(">i", -1) + string(b"") + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + topic_entry
+    return request(OFFSET_COMMIT, 2, correlation_id, body, flexible=False)
+
+
+def parse_offset_commit_response(payload: bytes) -> dict[tuple[str, int], int]:
+    """{(topic, partition): error code} from an OffsetCommit v2 response."""
+    (topics,) = struct.unpack_from(">i", payload, 4)
+    position = 8
+    results = {}
+    for _ in range(topics):
+        name, position = read_string(payload, position)
+        (partitions,) = struct.unpack_from(">i", payload, position)
+        position += 4
+        for _ in range(partitions):
+            index, error_code = struct.unpack_from(">ih", payload, position)
+            position += 6
+            results[(name.decode(), index)] = error_code
+    return results
+
+
+def leave_group_request(correlation_id: int, group: str, member_id: str) -> bytes:
+    """A LeaveGroup v0 request (non-flexible)."""
+    body = string(group.encode()) + string(member_id.encode())
+    return request(LEAVE_GROUP, 0, correlation_id, body, flexible=False)
+
+
+def parse_leave_group_error(payload: bytes) -> int:
+    """The error code of a LeaveGroup v0 response."""
+    (error_code,) = struct.unpack_from(">h", payload, 4)
+    return error_code
+
+
+def exchange(bootstrap: str, payload: bytes, timeout_s: float = 5.0) -> bytes:
+    """Sends one request on a fresh connection and returns the response payload."""
+    with connect(bootstrap, timeout_s) as sock:
+        sock.sendall(payload)
+        response = read_response(sock, timeout_s)
+        assert response is not None, f"{bootstrap} closed the connection instead of answering"
+        return response

@@ -29,6 +29,8 @@ from kafka.protocol.admin import (
     DescribeConfigsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
+    ElectLeadersRequest,
+    ElectLeadersResponse,
 )
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
@@ -50,10 +52,11 @@ CLASSES = {
     32: (DescribeConfigsRequest, DescribeConfigsResponse),
     35: (DescribeLogDirsRequest, DescribeLogDirsResponse),
     60: (DescribeClusterRequest, DescribeClusterResponse),
+    43: (ElectLeadersRequest, ElectLeadersResponse),
 }
 NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 18: "ApiVersions", 19: "CreateTopics",
          20: "DeleteTopics", 21: "DeleteRecords", 32: "DescribeConfigs", 35: "DescribeLogDirs",
-         60: "DescribeCluster"}
+         60: "DescribeCluster", 43: "ElectLeaders"}
 TOPIC_RESOURCE = 2
 
 
@@ -260,6 +263,19 @@ def check_describe_cluster(s: Session, version: int):
     assert len(response.brokers) == 1 and response.cluster_id
 
 
+def check_elect_leaders(s: Session, version: int):
+    """A preferred election (the only type v0 has) of the topic's partition, which its only
+    replica leads already, and of a partition it does not have."""
+    wanted = ElectLeadersRequest.TopicPartitions(topic=s.topic, partitions=[0, 5])
+    request = ElectLeadersRequest(election_type=0, topic_partitions=[wanted], timeout_ms=10000)
+    response = s.call(43, version, request)
+    if version >= 1:
+        assert response.error_code == 0
+    (result,) = response.replica_election_results
+    codes = {p.partition_id: p.error_code for p in result.partition_result}
+    assert result.topic == s.topic and codes == {0: 84, 5: 3}, (result.topic, codes)
+
+
 CHECKS = {
     18: check_api_versions,
     3: check_metadata,
@@ -272,9 +288,10 @@ CHECKS = {
     32: check_describe_configs,
     35: check_describe_log_dirs,
     60: check_describe_cluster,
+    43: check_elect_leaders,
 }
 # Metadata first (it finds the topic id), Produce before Fetch and ListOffsets.
-ORDER = [18, 3, 0, 1, 2, 19, 20, 21, 32, 35, 60]
+ORDER = [18, 3, 0, 1, 2, 19, 20, 21, 32, 35, 60, 43]
 
 
 def advertised(bootstrap: str) -> dict:

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer, ConsumerGroupTopicPartitions, ElectionType, KafkaError, KafkaException, Producer, TopicPartition,
+)
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 import raw_kafka as rk
@@ -433,6 +435,17 @@ def alter_client_quotas(case: Case, who: ClientSecurity) -> str | None:
     _, payload = raw_request(case, who, lambda v: rk.request(49, 0, 2, body, flexible=False), 49, 0)
     (code,) = struct.unpack_from(">h", payload, 12)  # the first entry's error code
     return error_name(code)
+def elect_the_leaders(case: Case, who: ClientSecurity) -> str | None:
+    """A preferred election of a partition its preferred replica leads: ELECTION_NOT_NEEDED is
+    what an allowed request gets. (No timeouts: confluent-kafka 2.16.1's elect_leaders fails on
+    any keyword argument.)"""
+    def elect():
+        call = lambda a: a.elect_leaders(ElectionType.PREFERRED, [TopicPartition(case.topic, 0)])
+        for error in admin_request(case.address, call, **who.librdkafka()).result().values():
+            if error is not None and kafka_error_name(error) != "ELECTION_NOT_NEEDED":
+                raise error if isinstance(error, KafkaException) else KafkaException(error)
+
+    return error_name_of(elect)
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -484,6 +497,7 @@ TABLE = [
     Api("DeleteAcls",                      cluster("ALTER"),             CLUSTER_DENIED, delete_an_acl),
     Api("AlterUserScramCredentials",       cluster("ALTER"),             CLUSTER_DENIED, alter_user_scram_credentials),
     Api("DescribeUserScramCredentials",    cluster("DESCRIBE"),          CLUSTER_DENIED, describe_user_scram_credentials),
+    Api("ElectLeaders",                    cluster("ALTER"),             CLUSTER_DENIED, elect_the_leaders,    (),                                   a_topic),
 ]
 ROWS = {api.name: api for api in TABLE}
 VARIANT_CASES = [(api.name, variant) for api in TABLE for variant in api.variants]

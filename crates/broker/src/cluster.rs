@@ -48,6 +48,7 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
     quorum.is_voter = cluster.controller;
     quorum.broker_session_timeout_ms = cluster.broker_session_timeout_ms;
     quorum.broker_heartbeat_interval_ms = cluster.broker_heartbeat_interval_ms;
+    quorum.leader_balance = cluster.leader_balance;
     quorum.election_timeout_ms = match cluster.is_single_node() {
         true => SINGLE_NODE_ELECTION_TIMEOUT_MS.min(cluster.election_timeout_ms),
         false => cluster.election_timeout_ms,

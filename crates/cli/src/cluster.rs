@@ -1,6 +1,7 @@
 //! `strom cluster info`: the cluster's id, its brokers, and the metadata quorum (controller
 //! leader, epoch, high watermark, and each voter's and observer's log end offset and lag),
-//! after Kafka's `kafka-metadata-quorum.sh describe --status --replication`.
+//! after Kafka's `kafka-metadata-quorum.sh describe --status --replication`. `strom cluster
+//! elect-leaders` is [`crate::elect_leaders`].
 //!
 //! Two answers are joined: DescribeCluster (cluster id, brokers, controller) and DescribeQuorum
 //! (the quorum, asked of its leader when the first broker cannot vouch for every replica). A
@@ -24,6 +25,9 @@ enum ClusterCommand {
     /// Show the cluster id, the brokers, and the controller quorum: leader, epoch, high
     /// watermark, and each voter's and observer's log end offset and lag.
     Info(InfoArgs),
+    /// Elect preferred leaders (or, with --type unclean, any live replica where a partition
+    /// has no leader), for every partition or the --topic/--partition given.
+    ElectLeaders(crate::elect_leaders::ElectLeadersArgs),
 }
 
 #[derive(clap::Args)]
@@ -39,6 +43,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     block_on(async move {
         match args.command {
             ClusterCommand::Info(args) => info(args).await,
+            ClusterCommand::ElectLeaders(args) => crate::elect_leaders::run(args).await,
         }
     })?
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod config;
 mod consume;
+mod elect_leaders;
 mod group;
 mod produce;
 mod quota;
@@ -45,7 +46,7 @@ enum Command {
     Txn(txn::TxnArgs),
     /// Show the producers a partition remembers: id, epoch, last sequence, open transaction.
     Producers(txn::ProducersArgs),
-    /// Show the cluster: its id, brokers and controller quorum.
+    /// Show the cluster (its id, brokers and controller quorum), and elect leaders.
     Cluster(cluster::ClusterArgs),
     /// Describe and change the configs of topics, brokers and loggers at runtime.
     Config(config::ConfigArgs),

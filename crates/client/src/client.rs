@@ -847,7 +847,10 @@ impl Client {
 
     /// Sends an admin request to any broker; one that is not the controller and says so
     /// (`NOT_CONTROLLER`) makes us ask the controller named in fresh metadata.
-    async fn send_to_controller<Req>(&self, request: &Req) -> Result<Req::Response, ClientError>
+    pub(crate) async fn send_to_controller<Req>(
+        &self,
+        request: &Req,
+    ) -> Result<Req::Response, ClientError>
     where
         Req: kafka_protocol::protocol::Request,
         Req::Response: AdminResponse,
@@ -912,7 +915,7 @@ impl Client {
     }
 
     /// How long the broker may take over a produce, create or delete, as sent in the request.
-    fn broker_timeout_ms(&self) -> i32 {
+    pub(crate) fn broker_timeout_ms(&self) -> i32 {
         i32::try_from(self.request_timeout_ms()).unwrap_or(i32::MAX)
     }
 
@@ -975,7 +978,7 @@ fn fetch_request(
 }
 
 /// Admin responses that can say "ask the controller instead".
-trait AdminResponse {
+pub(crate) trait AdminResponse {
     fn not_controller(&self) -> bool;
 }
 

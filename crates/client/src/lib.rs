@@ -28,6 +28,8 @@
 //!   (to one broker).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
+//! - [`elections`] adds ElectLeaders: preferred or unclean leader elections, one outcome per
+//!   partition.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,
 //!   describe (with decoded assignments), committed offsets, the admin commit, deletes.
 //! - [`transactions`] is the producer's side of idempotence and transactions: producer ids,
@@ -51,6 +53,7 @@ pub mod admin_txn;
 pub mod client;
 pub mod cluster;
 pub mod connection;
+pub mod elections;
 pub mod error;
 pub mod frame;
 pub mod groups;
@@ -87,6 +90,7 @@ pub use client::{
 };
 pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use connection::{Connection, ConnectionOptions};
+pub use elections::{ElectionOutcome, ElectionType};
 pub use error::ClientError;
 pub use groups::{
     decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,

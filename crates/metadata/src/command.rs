@@ -98,6 +98,49 @@ pub enum MetadataCommand {
     DeleteAcls {
         acls: Vec<AclBinding>,
     },
+    /// ElectLeaders (KIP-460), from a client or from the controller's preferred-leader
+    /// rebalance: elects a leader of the given partitions (topic name, partition indexes) by
+    /// `election`'s rules, or of every partition when `partitions` is `None`.
+    ElectLeaders {
+        election: Election,
+        partitions: Option<Vec<(String, Vec<i32>)>>,
+    },
+}
+
+/// The kinds of ElectLeaders election, with Kafka's `election_type` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// The first replica of the replica list, if it is alive and in sync.
+    Preferred,
+    /// Any live replica of a partition that has no leader, in sync or not (writes may be lost).
+    Unclean,
+}
+
+impl Election {
+    /// Kafka's `election_type`: 0 preferred, 1 unclean.
+    pub fn from_wire(election_type: i8) -> Option<Election> {
+        match election_type {
+            0 => Some(Election::Preferred),
+            1 => Some(Election::Unclean),
+            _ => None,
+        }
+    }
+}
+
+/// How the election of one partition ended (Kafka's ElectLeaders `PartitionResult`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionElection {
+    pub partition: i32,
+    /// `ErrorCode::None` when a leader was elected.
+    pub error: ErrorCode,
+    pub message: Option<String>,
+}
+
+/// The elections of one topic's partitions, in the order they were asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicElections {
+    pub topic: String,
+    pub partitions: Vec<PartitionElection>,
 }
 
 /// A client quota entity: a user, a client id, or both; a `None` name is the entity type's
@@ -179,7 +222,14 @@ impl MetadataError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     Done,
-    TopicCreated { id: Uuid },
-    ProducerIds { first: i64, count: i64 },
+    TopicCreated {
+        id: Uuid,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    /// What ElectLeaders did, per topic and partition.
+    Elections(Vec<TopicElections>),
     Refused(MetadataError),
 }

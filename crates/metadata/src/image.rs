@@ -4,7 +4,8 @@
 //! nodes that apply the same log hold the same image. Leader election is part of applying:
 //! fencing a broker moves each of its leaderships to the first unfenced in-sync replica (in
 //! replica order) and bumps the leader epoch; a partition with none left goes offline (leader
-//! -1) until an in-sync replica returns, unless the topic enables unclean election.
+//! -1) until an in-sync replica returns, unless the topic enables unclean election. ElectLeaders
+//! elects by [`PartitionState::elect`]'s rules.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use uuid::Uuid;
 use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
 use crate::command::{
-    CommandResult, ConfigScope, Endpoint, MetadataCommand, MetadataError, QuotaEntity,
+    CommandResult, ConfigScope, Election, Endpoint, MetadataCommand, MetadataError,
+    PartitionElection, QuotaEntity, TopicElections,
 };
 use crate::placement::{self, Candidate};
 
@@ -67,6 +69,67 @@ pub struct TopicImage {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionState>,
+}
+
+impl PartitionState {
+    /// Elects a leader by `election`'s rules (Kafka's controller's: `electLeader` with
+    /// `PartitionChangeBuilder`), with `alive` saying which brokers may lead (registered and
+    /// unfenced). A preferred election makes the first replica leader if it is alive and in
+    /// sync; an unclean one is only for a partition without a leader and takes an in-sync
+    /// replica if one is alive, else any live replica, whose log then becomes the truth (the
+    /// ISR shrinks to it). A new leader bumps the leader and partition epochs; nothing changes
+    /// when the election fails or is not needed.
+    pub fn elect(
+        &mut self,
+        election: Election,
+        alive: impl Fn(i32) -> bool,
+    ) -> Result<(), ErrorCode> {
+        let in_sync_and_alive = |replica: i32| self.isr.contains(&replica) && alive(replica);
+        let (leader, unclean) = match election {
+            Election::Preferred => {
+                let preferred = self.replicas.first().copied().unwrap_or(NO_LEADER);
+                if self.leader == preferred {
+                    return Err(ErrorCode::ElectionNotNeeded);
+                }
+                // Kafka keeps a valid leader rather than move to another non-preferred replica.
+                let leader = [preferred, self.leader]
+                    .into_iter()
+                    .chain(self.replicas.iter().skip(1).copied())
+                    .find(|replica| *replica != NO_LEADER && in_sync_and_alive(*replica));
+                match leader {
+                    Some(leader) if leader != self.leader => (leader, false),
+                    _ => return Err(ErrorCode::PreferredLeaderNotAvailable),
+                }
+            }
+            Election::Unclean => {
+                if self.leader != NO_LEADER {
+                    return Err(ErrorCode::ElectionNotNeeded);
+                }
+                let clean = self
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| in_sync_and_alive(*r));
+                let unclean = || self.replicas.iter().copied().find(|r| alive(*r));
+                match (clean, unclean()) {
+                    (Some(leader), _) => (leader, false),
+                    (None, Some(leader)) => (leader, true),
+                    (None, None) => return Err(ErrorCode::EligibleLeadersNotAvailable),
+                }
+            }
+        };
+        debug_assert!(self.replicas.contains(&leader) && alive(leader));
+        let epoch_before = self.leader_epoch;
+        self.leader = leader;
+        if unclean {
+            // The new leader's log is the partition's now: whatever only the others held is lost.
+            self.isr = vec![leader];
+        }
+        self.leader_epoch += 1;
+        self.partition_epoch += 1;
+        assert!(self.leader_epoch > epoch_before);
+        Ok(())
+    }
 }
 
 impl TopicImage {
@@ -130,6 +193,14 @@ impl MetadataImage {
 
     fn topic_name_by_id(&self, id: Uuid) -> Option<String> {
         self.topic_by_id(id).map(|t| t.name.clone())
+    }
+
+    /// The registered, unfenced brokers, by id.
+    fn alive_brokers(&self) -> Vec<i32> {
+        (self.brokers.values())
+            .filter(|broker| !broker.fenced)
+            .map(|broker| broker.id)
+            .collect()
     }
 
     pub fn is_alive(&self, broker: i32) -> bool {
@@ -299,6 +370,88 @@ impl MetadataImage {
                 }
                 CommandResult::Done
             }
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => match partitions {
+                Some(partitions) => self.elect_leaders(*election, partitions),
+                None => self.elect_all_leaders(*election),
+            },
+        }
+    }
+
+    /// ElectLeaders for the partitions named: one result per partition asked for, in order.
+    fn elect_leaders(
+        &mut self,
+        election: Election,
+        partitions: &[(String, Vec<i32>)],
+    ) -> CommandResult {
+        let alive = self.alive_brokers();
+        let results = partitions
+            .iter()
+            .map(|(topic, indexes)| TopicElections {
+                topic: topic.clone(),
+                partitions: (indexes.iter())
+                    .map(|index| self.elect_one(topic, *index, election, &alive))
+                    .collect(),
+            })
+            .collect();
+        CommandResult::Elections(results)
+    }
+
+    /// ElectLeaders without a partition list: every partition of every topic. As Kafka does,
+    /// partitions whose election was not needed are left out of the answer (but not their
+    /// topic).
+    fn elect_all_leaders(&mut self, election: Election) -> CommandResult {
+        let topics: Vec<(String, i32)> = (self.topics.values())
+            .map(|topic| (topic.name.clone(), topic.partitions.len() as i32))
+            .collect();
+        let alive = self.alive_brokers();
+        let results = topics
+            .into_iter()
+            .map(|(topic, count)| TopicElections {
+                partitions: (0..count)
+                    .map(|index| self.elect_one(&topic, index, election, &alive))
+                    .filter(|result| result.error != ErrorCode::ElectionNotNeeded)
+                    .collect(),
+                topic,
+            })
+            .collect();
+        CommandResult::Elections(results)
+    }
+
+    /// One partition's election, with Kafka's answer.
+    fn elect_one(
+        &mut self,
+        topic: &str,
+        index: i32,
+        election: Election,
+        alive: &[i32],
+    ) -> PartitionElection {
+        let outcome = |error: ErrorCode, message: Option<String>| PartitionElection {
+            partition: index,
+            error,
+            message,
+        };
+        let Some(topic_image) = self.topics.get_mut(topic) else {
+            let message = format!("No such topic as {topic}");
+            return outcome(ErrorCode::UnknownTopicOrPartition, Some(message));
+        };
+        let Some(current) = usize::try_from(index)
+            .ok()
+            .and_then(|at| topic_image.partitions.get(at))
+        else {
+            let message = format!("No such partition as {topic}-{index}");
+            return outcome(ErrorCode::UnknownTopicOrPartition, Some(message));
+        };
+        // Elect on a copy first: the topic is copied (shared images) only when one changes.
+        let mut elected = current.clone();
+        match elected.elect(election, |broker| alive.contains(&broker)) {
+            Ok(()) => {
+                Arc::make_mut(topic_image).partitions[index as usize] = elected;
+                outcome(ErrorCode::None, None)
+            }
+            Err(error) => outcome(error, Some(error.message().to_owned())),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - the ISR is a non-empty subset of the replicas;
 //! - leader and partition epochs never go back, and a change of leader bumps the leader epoch;
 //! - without unclean election, a new leader was in the ISR before the change (no lost writes);
+//!   an unclean ElectLeaders only elects for a partition without a leader, and alone in sync;
 //! - one leader per (partition, leader epoch), across the whole run.
 //!
 //! Seeded by proptest, so a failure prints a reproducible case.
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 use strom_metadata::image::NO_LEADER;
-use strom_metadata::{MetadataCommand, MetadataImage};
+use strom_metadata::{Election, MetadataCommand, MetadataImage};
 use uuid::Uuid;
 
 const BROKERS: i32 = 4;
@@ -34,6 +35,12 @@ enum Step {
         partition: usize,
     },
     ControlledShutdown(i32),
+    /// ElectLeaders for (topic, partition): preferred, or unclean when the flag says so.
+    Elect {
+        topic: usize,
+        partition: usize,
+        unclean: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -48,6 +55,11 @@ fn step() -> impl Strategy<Value = Step> {
         (0usize..2, 0usize..4)
             .prop_map(|(topic, partition)| Step::StaleAlterIsr { topic, partition }),
         (1..=BROKERS).prop_map(Step::ControlledShutdown),
+        (0usize..2, 0usize..4, any::<bool>()).prop_map(|(topic, partition, unclean)| Step::Elect {
+            topic,
+            partition,
+            unclean
+        }),
     ]
 }
 
@@ -109,6 +121,17 @@ fn command_for(image: &MetadataImage, step: &Step) -> MetadataCommand {
                 isr,
             }
         }
+        Step::Elect {
+            topic,
+            partition,
+            unclean,
+        } => MetadataCommand::ElectLeaders {
+            election: match unclean {
+                true => Election::Unclean,
+                false => Election::Preferred,
+            },
+            partitions: Some(vec![(format!("t{topic}"), vec![*partition as i32])]),
+        },
         Step::StaleAlterIsr { topic, partition } => {
             let topic = &image.topics[&format!("t{topic}")];
             let state = &topic.partitions[*partition];
@@ -146,7 +169,12 @@ proptest! {
                     prop_assert!(partition.partition_epoch >= old.partition_epoch);
                     if partition.leader != old.leader {
                         prop_assert!(partition.leader_epoch > old.leader_epoch, "{old:?} -> {partition:?}");
-                        if partition.leader != NO_LEADER {
+                        let unclean = matches!(step, Step::Elect { unclean: true, .. });
+                        if unclean {
+                            // Only a partition without a leader, and the new one alone in sync.
+                            prop_assert_eq!(old.leader, NO_LEADER);
+                            prop_assert_eq!(&partition.isr, &vec![partition.leader]);
+                        } else if partition.leader != NO_LEADER {
                             prop_assert!(old.isr.contains(&partition.leader), "unclean election: {old:?} -> {partition:?}");
                         }
                     }

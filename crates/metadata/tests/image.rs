@@ -1,9 +1,11 @@
-//! The metadata image's rules: placement on create, election on fence, ISR changes.
+//! The metadata image's rules: placement on create, election on fence, ISR changes,
+//! ElectLeaders' preferred and unclean elections, the rebalance's choice of partitions.
 
 use std::collections::BTreeMap;
 
 use strom_metadata::image::NO_LEADER;
-use strom_metadata::{CommandResult, MetadataCommand, MetadataImage};
+use strom_metadata::quorum::balance::imbalanced_partitions;
+use strom_metadata::{CommandResult, Election, MetadataCommand, MetadataImage};
 use strom_types::ErrorCode;
 use uuid::Uuid;
 
@@ -308,4 +310,248 @@ fn alter_configs_sets_deletes_and_replaces_per_scope() {
         false,
     );
     assert_eq!(refusal(unknown), ErrorCode::UnknownTopicOrPartition);
+}
+
+/// A topic "e" with one partition on replicas [1, 2, 3] (1 preferred) on brokers 1-3.
+fn preferred_on_one() -> MetadataImage {
+    let mut image = cluster(&[1, 2, 3]);
+    let command = MetadataCommand::CreateTopic {
+        name: "e".into(),
+        id: Uuid::from_u128(77),
+        partitions: 1,
+        replication_factor: 3,
+        assignments: Some(vec![vec![1, 2, 3]]),
+        configs: BTreeMap::new(),
+    };
+    assert!(matches!(
+        image.apply(&command),
+        CommandResult::TopicCreated { .. }
+    ));
+    image
+}
+
+fn elect(image: &mut MetadataImage, election: Election, partitions: &[i32]) -> Vec<ErrorCode> {
+    let command = MetadataCommand::ElectLeaders {
+        election,
+        partitions: Some(vec![("e".into(), partitions.to_vec())]),
+    };
+    match image.apply(&command) {
+        CommandResult::Elections(topics) => {
+            assert_eq!(topics.len(), 1);
+            (topics[0].partitions.iter()).map(|p| p.error).collect()
+        }
+        other => panic!("expected elections, got {other:?}"),
+    }
+}
+
+/// The leader of "e"-0 adds `broker` back to its ISR, as it does once the broker caught up.
+fn rejoin_isr(image: &mut MetadataImage, broker: i32) {
+    let partition = image.topics["e"].partitions[0].clone();
+    let mut isr = partition.isr.clone();
+    isr.push(broker);
+    let command = MetadataCommand::AlterIsr {
+        topic: Uuid::from_u128(77),
+        partition: 0,
+        leader: partition.leader,
+        leader_epoch: partition.leader_epoch,
+        isr,
+    };
+    assert_eq!(image.apply(&command), CommandResult::Done);
+}
+
+#[test]
+fn a_preferred_election_returns_leadership_to_the_first_replica_once_it_is_in_sync() {
+    let mut image = preferred_on_one();
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::ElectionNotNeeded]
+    );
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    assert_eq!(image.topics["e"].partitions[0].leader, 2);
+    // Fenced, then back but not in sync yet: not available either way.
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::PreferredLeaderNotAvailable]
+    );
+    image.apply(&MetadataCommand::UnfenceBroker { id: 1 });
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::PreferredLeaderNotAvailable]
+    );
+    rejoin_isr(&mut image, 1);
+    let before = image.topics["e"].partitions[0].clone();
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::None]
+    );
+    let after = &image.topics["e"].partitions[0];
+    assert_eq!(after.leader, 1);
+    assert_eq!(after.isr, before.isr, "a clean election keeps the ISR");
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert!(after.partition_epoch > before.partition_epoch);
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::ElectionNotNeeded]
+    );
+}
+
+#[test]
+fn unknown_topics_and_partitions_are_answered_per_partition() {
+    let mut image = preferred_on_one();
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[1, -1, 0]),
+        [
+            ErrorCode::UnknownTopicOrPartition,
+            ErrorCode::UnknownTopicOrPartition,
+            ErrorCode::ElectionNotNeeded
+        ]
+    );
+    let command = MetadataCommand::ElectLeaders {
+        election: Election::Unclean,
+        partitions: Some(vec![("nope".into(), vec![0])]),
+    };
+    let CommandResult::Elections(topics) = image.apply(&command) else {
+        panic!("elections expected");
+    };
+    assert_eq!(topics[0].topic, "nope");
+    assert_eq!(
+        topics[0].partitions[0].error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+    assert_eq!(
+        topics[0].partitions[0].message.as_deref(),
+        Some("No such topic as nope")
+    );
+}
+
+#[test]
+fn an_unclean_election_takes_a_live_out_of_sync_replica_only_when_no_leader_is_left() {
+    let mut image = preferred_on_one();
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::ElectionNotNeeded]
+    );
+    // Broker 1 leads alone (the others fell out of the ISR), then dies.
+    let shrink = MetadataCommand::AlterIsr {
+        topic: Uuid::from_u128(77),
+        partition: 0,
+        leader: 1,
+        leader_epoch: 0,
+        isr: vec![1],
+    };
+    assert_eq!(image.apply(&shrink), CommandResult::Done);
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    assert_eq!(image.topics["e"].partitions[0].leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut image, Election::Preferred, &[0]),
+        [ErrorCode::PreferredLeaderNotAvailable]
+    );
+    let before = image.topics["e"].partitions[0].clone();
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::None]
+    );
+    let after = &image.topics["e"].partitions[0];
+    assert_eq!(after.leader, 2, "the first live replica");
+    assert_eq!(
+        after.isr,
+        vec![2],
+        "the unclean leader's log is the truth now"
+    );
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+}
+
+#[test]
+fn an_unclean_election_without_any_live_replica_finds_no_eligible_leader() {
+    let mut image = preferred_on_one();
+    for id in [2, 3, 1] {
+        image.apply(&MetadataCommand::FenceBroker { id });
+    }
+    assert_eq!(image.topics["e"].partitions[0].leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::EligibleLeadersNotAvailable]
+    );
+    // Broker 2 returns, out of sync: only an unclean election makes it leader.
+    image.apply(&MetadataCommand::UnfenceBroker { id: 2 });
+    assert_eq!(image.topics["e"].partitions[0].leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        [ErrorCode::None]
+    );
+    let partition = &image.topics["e"].partitions[0];
+    assert_eq!(partition.leader, 2);
+    assert_eq!(partition.isr, vec![2]);
+}
+
+#[test]
+fn electing_every_partition_leaves_out_those_that_needed_no_election() {
+    let mut image = preferred_on_one();
+    create(&mut image, "f", 2, 3);
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    image.apply(&MetadataCommand::UnfenceBroker { id: 1 });
+    rejoin_isr(&mut image, 1);
+    let command = MetadataCommand::ElectLeaders {
+        election: Election::Preferred,
+        partitions: None,
+    };
+    let CommandResult::Elections(topics) = image.apply(&command) else {
+        panic!("elections expected");
+    };
+    let e = topics.iter().find(|t| t.topic == "e").expect("every topic");
+    assert_eq!(e.partitions.len(), 1);
+    assert_eq!(
+        (e.partitions[0].partition, e.partitions[0].error),
+        (0, ErrorCode::None)
+    );
+    for topic in &topics {
+        assert!(topic
+            .partitions
+            .iter()
+            .all(|p| p.error != ErrorCode::ElectionNotNeeded));
+    }
+    assert_eq!(image.topics["e"].partitions[0].leader, 1);
+}
+
+#[test]
+fn the_rebalance_picks_preferred_replicas_alive_and_in_sync_past_the_imbalance_threshold() {
+    let mut image = cluster(&[1, 2, 3]);
+    // Broker 1 is preferred for 10 partitions; after a failover it leads none.
+    let assignments: Vec<Vec<i32>> = (0..10).map(|_| vec![1, 2, 3]).collect();
+    image.apply(&MetadataCommand::CreateTopic {
+        name: "r".into(),
+        id: Uuid::from_u128(5),
+        partitions: 10,
+        replication_factor: 3,
+        assignments: Some(assignments),
+        configs: BTreeMap::new(),
+    });
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    image.apply(&MetadataCommand::UnfenceBroker { id: 1 });
+    assert!(
+        imbalanced_partitions(&image, 10).is_empty(),
+        "1 is not in sync"
+    );
+    // Broker 1 catches up on one partition only: that one is chosen (10 of 10 led elsewhere).
+    let partition = image.topics["r"].partitions[3].clone();
+    image.apply(&MetadataCommand::AlterIsr {
+        topic: Uuid::from_u128(5),
+        partition: 3,
+        leader: partition.leader,
+        leader_epoch: partition.leader_epoch,
+        isr: vec![2, 3, 1],
+    });
+    assert_eq!(
+        imbalanced_partitions(&image, 10),
+        vec![("r".to_owned(), vec![3])]
+    );
+    // At 100 % nothing is ever imbalanced enough.
+    assert!(imbalanced_partitions(&image, 100).is_empty());
+    image.apply(&MetadataCommand::ElectLeaders {
+        election: Election::Preferred,
+        partitions: Some(vec![("r".into(), vec![3])]),
+    });
+    // 9 of 10 led elsewhere is 90 %: over 10 %, but not over 90 %.
+    assert!(imbalanced_partitions(&image, 90).is_empty());
+    assert!(imbalanced_partitions(&image, 10).is_empty(), "none in sync");
 }

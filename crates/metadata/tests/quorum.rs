@@ -138,6 +138,7 @@ fn cluster_config(id: i32, data_dir: &Path, voters: &[(i32, String)]) -> QuorumC
         broker_heartbeat_interval_ms: 200,
         election_timeout_ms: 400,
         snapshot_interval_entries: 10,
+        leader_balance: Default::default(),
         tls: None,
     }
 }

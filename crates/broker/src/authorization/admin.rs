@@ -3,9 +3,9 @@
 //! (DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs and loggers),
 //! AlterConfigs and IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and
 //! AlterClientQuotas (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum and
-//! DescribeLogDirs (DESCRIBE on the cluster), the ACL APIs (DESCRIBE / ALTER on the cluster)
-//! and the SCRAM user APIs (DESCRIBE / ALTER on the cluster). ApiVersions, the SASL exchange
-//! and DescribeCluster need nothing.
+//! DescribeLogDirs (DESCRIBE on the cluster), ElectLeaders (ALTER on the cluster), the ACL APIs
+//! (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs (DESCRIBE / ALTER on the cluster).
+//! ApiVersions, the SASL exchange and DescribeCluster need nothing.
 
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -18,11 +18,12 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
     alter_client_quotas_response, alter_configs_response, alter_user_scram_credentials_response,
-    incremental_alter_configs_response, AlterClientQuotasResponse,
+    elect_leaders_response, incremental_alter_configs_response, AlterClientQuotasResponse,
     AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest, DeleteAclsResponse,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeAclsResponse, DescribeClientQuotasResponse,
     DescribeConfigsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
-    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, RequestKind, ResponseKind,
+    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, RequestKind, ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
@@ -148,6 +149,7 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                 .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())));
             Checked::Refused(ResponseKind::DescribeQuorum(response))
         }
+        RequestKind::ElectLeaders(body) => elect_leaders(access, body),
         RequestKind::CreateAcls(body) => {
             if access.allows_cluster(AclOperation::Alter) {
                 return Checked::Allowed(RequestKind::CreateAcls(body), None);
@@ -210,6 +212,35 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
         }
         other => Checked::Allowed(other, None),
     }
+}
+
+/// Kafka's `handleElectLeaders`: without ALTER on the cluster, every partition asked for (and
+/// the response, v1+) gets CLUSTER_AUTHORIZATION_FAILED.
+fn elect_leaders(access: &Access, request: ElectLeadersRequest) -> Checked {
+    if access.allows_cluster(AclOperation::Alter) {
+        return Checked::Allowed(RequestKind::ElectLeaders(request), None);
+    }
+    let message = Some(str_bytes(CLUSTER_DENIED.message()));
+    let results = (request.topic_partitions.iter().flatten())
+        .map(|topic| {
+            let partitions = (topic.partitions.iter())
+                .map(|partition| {
+                    elect_leaders_response::PartitionResult::default()
+                        .with_partition_id(*partition)
+                        .with_error_code(CLUSTER_DENIED.code())
+                        .with_error_message(message.clone())
+                })
+                .collect();
+            elect_leaders_response::ReplicaElectionResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partition_result(partitions)
+        })
+        .collect();
+    Checked::Refused(ResponseKind::ElectLeaders(
+        ElectLeadersResponse::default()
+            .with_error_code(CLUSTER_DENIED.code())
+            .with_replica_election_results(results),
+    ))
 }
 
 fn create_topics(access: &Access, mut request: CreateTopicsRequest) -> Checked {

@@ -661,6 +661,53 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         },
         ..FIXED
     },
+    BrokerKey {
+        name: "auto.leader.rebalance.enable",
+        config_type: ConfigType::Boolean,
+        default: Some("true"),
+        documentation: "The active controller hands leadership back to preferred replicas \
+                        every `leader.imbalance.check.interval.seconds` where a broker's \
+                        imbalance exceeds `leader.imbalance.per.broker.percentage`.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.leader_balance.enabled = v.boolean(),
+            read: |c| Some(c.cluster.leader_balance.enabled.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "leader.imbalance.per.broker.percentage",
+        config_type: ConfigType::Int,
+        default: Some("10"),
+        documentation: "The share (in percent) of a broker's preferred partitions that may \
+                        be led elsewhere before the controller rebalances them.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.leader_balance.imbalance_percentage_max = v.number() as i32,
+            read: |c| {
+                Some(
+                    c.cluster
+                        .leader_balance
+                        .imbalance_percentage_max
+                        .to_string(),
+                )
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "leader.imbalance.check.interval.seconds",
+        config_type: ConfigType::Long,
+        default: Some("300"),
+        validator: Validator::AtLeast(1),
+        documentation: "How often the active controller checks the leaders' balance.",
+        access: Access::Field {
+            apply: |c, v| {
+                c.cluster.leader_balance.check_interval_ms =
+                    (v.number() as u64).saturating_mul(1000)
+            },
+            read: |c| Some((c.cluster.leader_balance.check_interval_ms / 1000).to_string()),
+        },
+        ..FIXED
+    },
     // -- capacity -------------------------------------------------------------------------------
     BrokerKey {
         name: "log.max.open.files",

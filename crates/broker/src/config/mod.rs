@@ -175,6 +175,9 @@ pub struct ClusterConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes`
     pub replica_fetch_max_bytes: usize,
+    /// `auto.leader.rebalance.enable`, `leader.imbalance.per.broker.percentage`,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_balance: strom_metadata::quorum::LeaderBalanceConfig,
 }
 
 impl Default for ClusterConfig {
@@ -228,6 +231,7 @@ impl Default for BrokerConfig {
                 replica_lag_time_max_ms: 0,
                 replica_fetch_wait_max_ms: 0,
                 replica_fetch_max_bytes: 0,
+                leader_balance: Default::default(),
             },
             listener_settings: listeners::ListenerSettings {
                 listeners: Vec::new(),
@@ -535,10 +539,11 @@ mod tests {
                 .any(|c| c.name == key));
         }
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
-        // coordinator's of issue 11, the named listeners and security keys of issue 12.
+        // coordinator's of issue 11, the named listeners and security keys of issue 12, the
+        // leader rebalance of issue 13.
         assert_eq!(
             BROKER_KEYS.len(),
-            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3
         );
     }
 

@@ -1,5 +1,5 @@
 //! ConsumerGroupDescribe (KIP-848): epochs, assignor, members with their current and target
-//! assignments.
+//! assignments. A group another broker coordinates is answered NOT_COORDINATOR.
 
 use std::sync::Arc;
 
@@ -42,6 +42,9 @@ pub fn handle(
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone());
+            if !broker.groups.is_coordinator(group_id.as_str()) {
+                return described.with_error_code(ErrorCode::NotCoordinator.code());
+            }
             let Some(description) = coordinator.describe_consumer(group_id.as_str()) else {
                 let message = format!("group '{}' is not a consumer group", group_id.as_str());
                 return described

@@ -1,5 +1,7 @@
 //! ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile and leave in one API; the
 //! coordinator computes assignments. Topics travel as ids on the wire and as names inside.
+//! A broker that does not coordinate the group answers NOT_COORDINATOR, as Kafka's does
+//! before looking at the request.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use strom_coordinator::assignors::Assignment;
 use strom_coordinator::consumer_group::ConsumerHeartbeat;
+use strom_types::ErrorCode;
 
 use super::str_bytes;
 use crate::Broker;
@@ -20,6 +23,12 @@ pub fn handle(
     client_id: &str,
     client_host: &str,
 ) -> ConsumerGroupHeartbeatResponse {
+    if !broker.groups.is_coordinator(request.group_id.as_str()) {
+        let error = ErrorCode::NotCoordinator;
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(error.message())));
+    }
     let owned = request.topic_partitions.map(|owned| {
         let mut assignment = Assignment::new();
         for topic in owned {

@@ -1,5 +1,6 @@
 //! DeleteGroups: an Empty group's committed offsets are deleted with tombstones in
-//! `__consumer_offsets`, then the group is forgotten. Groups with members are refused.
+//! `__consumer_offsets`, then the group is forgotten. Groups with members are refused, and
+//! groups another broker coordinates are answered NOT_COORDINATOR.
 
 use std::sync::Arc;
 
@@ -15,7 +16,10 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteGroupsRequest, _version: i16)
     Reply::Later(Box::pin(async move {
         let mut results = Vec::with_capacity(request.groups_names.len());
         for group_id in request.groups_names {
-            let prepared = groups.coordinator().prepare_delete(group_id.as_str());
+            let prepared = match groups.is_coordinator(group_id.as_str()) {
+                true => groups.coordinator().prepare_delete(group_id.as_str()),
+                false => Err(ErrorCode::NotCoordinator),
+            };
             let error = match prepared {
                 Err(error) => error,
                 Ok(tombstones) => match groups.write_tombstones(&tombstones).await {

@@ -1,10 +1,13 @@
 //! DescribeGroups: state, protocol and members (with metadata and assignment when Stable).
-//! A group this coordinator does not know is reported Dead, as Kafka does.
+//! A group this coordinator does not know is reported Dead, as Kafka does; a group another
+//! broker coordinates is answered NOT_COORDINATOR, so the client looks its coordinator up.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+use strom_types::ErrorCode;
 
 use super::str_bytes;
 use crate::Broker;
@@ -15,11 +18,15 @@ pub fn handle(
     _version: i16,
 ) -> DescribeGroupsResponse {
     let coordinator = broker.groups.coordinator();
+    let is_coordinator = |group: &str| broker.groups.is_coordinator(group);
     let groups = request
         .groups
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone());
+            if !is_coordinator(group_id.as_str()) {
+                return described.with_error_code(ErrorCode::NotCoordinator.code());
+            }
             let Some(description) = coordinator.describe(group_id.as_str()) else {
                 return described.with_group_state(str_bytes("Dead"));
             };

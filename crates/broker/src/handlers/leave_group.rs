@@ -1,4 +1,5 @@
-//! LeaveGroup: one member (v0-2) or several, by member id or group instance id (v3+).
+//! LeaveGroup: one member (v0-2) or several, by member id or group instance id (v3+). A broker
+//! that does not coordinate the group answers NOT_COORDINATOR.
 
 use std::sync::Arc;
 
@@ -14,6 +15,9 @@ pub fn handle(
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if !broker.groups.is_coordinator(request.group_id.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
+    }
     let members: Vec<(String, Option<String>)> = if version < 3 {
         vec![(request.member_id.to_string(), None)]
     } else {

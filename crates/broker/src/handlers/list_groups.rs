@@ -1,5 +1,7 @@
 //! ListGroups, with the state filter (v4+) and the type filter (v5+: "classic" groups of the
-//! JoinGroup protocol, "consumer" groups of KIP-848).
+//! JoinGroup protocol, "consumer" groups of KIP-848). As in Kafka, a broker lists the groups
+//! of the `__consumer_offsets` partitions it leads: a group is listed by its coordinator only
+//! (an admin client asks every broker and merges the answers).
 
 use std::sync::Arc;
 
@@ -34,7 +36,9 @@ pub fn handle(
         .list_consumer()
         .into_iter()
         .map(|(id, state)| (id, "consumer".to_owned(), state, "consumer"));
-    let mut all: Vec<_> = classic.chain(consumer).collect();
+    let mut all: Vec<_> = (classic.chain(consumer))
+        .filter(|(group_id, ..)| broker.groups.is_coordinator(group_id))
+        .collect();
     all.sort();
     let groups = all
         .into_iter()

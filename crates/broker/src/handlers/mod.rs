@@ -29,6 +29,7 @@ mod describe_producers;
 mod describe_quorum;
 mod describe_transactions;
 mod describe_user_scram_credentials;
+mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -174,6 +175,7 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::DescribeQuorum(body) => Reply::Now(ResponseKind::DescribeQuorum(
             describe_quorum::handle(broker, body, version),
         )),
+        RequestKind::ElectLeaders(body) => elect_leaders::handle(broker, body, version),
         RequestKind::FindCoordinator(body) => Reply::Now(ResponseKind::FindCoordinator(
             find_coordinator::handle(broker, body, version, &context.listener),
         )),

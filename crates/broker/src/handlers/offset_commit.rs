@@ -1,5 +1,6 @@
 //! OffsetCommit: validate the member and generation, write the offsets to
-//! `__consumer_offsets`, wait until they are fsynced, then make them visible.
+//! `__consumer_offsets`, wait until they are fsynced, then make them visible. Only the group's
+//! coordinator commits; another broker answers NOT_COORDINATOR.
 
 use std::sync::Arc;
 
@@ -18,13 +19,18 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, _version: i16)
     let groups = broker.groups.clone();
     let group_id = request.group_id.to_string();
     let now = groups.now_ms();
-    let validated = groups.coordinator().validate_commit(
-        &group_id,
-        request.member_id.as_str(),
-        request.group_instance_id.as_ref().map(|id| id.as_str()),
-        request.generation_id_or_member_epoch,
-        now,
-    );
+    // Another broker's group: every partition is answered NOT_COORDINATOR, before the member
+    // is looked at (this broker's view of the group may be stale).
+    let validated = match groups.is_coordinator(&group_id) {
+        false => Err(ErrorCode::NotCoordinator),
+        true => groups.coordinator().validate_commit(
+            &group_id,
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|id| id.as_str()),
+            request.generation_id_or_member_epoch,
+            now,
+        ),
+    };
     let metadata_max = groups.coordinator().config().offset_metadata_bytes_max;
     // Per partition: Ok(entry to write) or the error to answer with.
     let mut results = Vec::with_capacity(request.topics.len());

@@ -1,4 +1,5 @@
 //! OffsetDelete: drops a group's committed offsets for topics its members do not subscribe to.
+//! Only the group's coordinator does; another broker answers NOT_COORDINATOR.
 
 use std::sync::Arc;
 
@@ -17,6 +18,11 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16)
     let group_id = request.group_id.to_string();
     if let Err(error) = strom_coordinator::limits::check_group_id_not_empty(&group_id) {
         let response = OffsetDeleteResponse::default().with_error_code(error.code());
+        return Reply::Now(ResponseKind::OffsetDelete(response));
+    }
+    if !groups.is_coordinator(&group_id) {
+        let response =
+            OffsetDeleteResponse::default().with_error_code(ErrorCode::NotCoordinator.code());
         return Reply::Now(ResponseKind::OffsetDelete(response));
     }
     if groups.coordinator().group(&group_id).is_none() {

@@ -34,9 +34,32 @@ pub struct QuorumConfig {
     /// A snapshot of the image is written every this many applied entries, and the log before
     /// it is purged.
     pub snapshot_interval_entries: u64,
+    /// The controller leader's automatic preferred-leader rebalance.
+    pub leader_balance: LeaderBalanceConfig,
     /// Mutual TLS on the controller listener and on this node's connections to the others
     /// (Kafka's `CONTROLLER:SSL` with `ssl.client.auth=required`); None runs plain TCP.
     pub tls: Option<QuorumTls>,
+}
+
+/// Kafka's `auto.leader.rebalance.enable`, `leader.imbalance.per.broker.percentage` and
+/// `leader.imbalance.check.interval.seconds`: every interval, the controller leader hands
+/// leadership back to preferred replicas where a broker leads too few of its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderBalanceConfig {
+    pub enabled: bool,
+    pub imbalance_percentage_max: i32,
+    pub check_interval_ms: u64,
+}
+
+impl Default for LeaderBalanceConfig {
+    /// Kafka's defaults: on, 10 %, every 300 s.
+    fn default() -> Self {
+        LeaderBalanceConfig {
+            enabled: true,
+            imbalance_percentage_max: 10,
+            check_interval_ms: 300_000,
+        }
+    }
 }
 
 /// The TLS settings of the controller transport, built by the broker from its keystore and
@@ -85,6 +108,7 @@ impl QuorumConfig {
             broker_heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
             snapshot_interval_entries: 1_000,
+            leader_balance: LeaderBalanceConfig::default(),
             tls: None,
         }
     }
@@ -137,6 +161,9 @@ impl QuorumConfig {
                 "the election timeout {} ms is below 20 ms",
                 self.election_timeout_ms
             ));
+        }
+        if self.leader_balance.check_interval_ms == 0 {
+            return fail("leader.imbalance.check.interval.seconds must be at least 1".into());
         }
         if self.snapshot_interval_entries == 0 {
             return fail("the snapshot interval must be at least one entry".into());

@@ -13,11 +13,14 @@
 //!   heartbeats, learners joining).
 //! - [`health`]: whether the metadata log can be written, as a readiness check sees it.
 //! - [`liveness`]: which brokers the leader fences and unfences; pure, with an injected clock.
+//! - [`balance`]: when the leader checks whether leadership should go back to preferred
+//!   replicas; pure, with an injected clock.
 //! - [`node`]: [`MetadataQuorum`], the runtime: starts everything, routes requests to the
 //!   leader, runs the timers.
 //! - [`supervisor`]: runs Raft, and starts it again after a storage error stopped it.
 //! - [`limits`]: every bound, in one place.
 
+pub mod balance;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -33,7 +36,8 @@ pub mod supervisor;
 mod tls_tests;
 pub mod types;
 
-pub use config::{QuorumConfig, QuorumRole, QuorumStatus, QuorumTls};
+pub use balance::LeaderBalancer;
+pub use config::{LeaderBalanceConfig, QuorumConfig, QuorumRole, QuorumStatus, QuorumTls};
 pub use error::QuorumError;
 pub use health::Health;
 pub use liveness::BrokerLiveness;

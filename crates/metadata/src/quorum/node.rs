@@ -9,8 +9,8 @@
 //! [`Supervisor`], which starts a new one when a storage error stopped it; every use takes the
 //! current one, and waits follow metrics across restarts. While it is down this node does not
 //! lead, so requests get NotLeader, and a proposal it was leading gets Interrupted: both
-//! retriable. The liveness tracker is the only mutable state of its own: it lives behind a
-//! mutex, made afresh for each term in which this node leads.
+//! retriable. The liveness tracker and the leader balancer are the only mutable state of its
+//! own: each lives behind a mutex, made afresh for each term in which this node leads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::command::{CommandResult, MetadataCommand};
 use crate::image::MetadataImage;
+use crate::quorum::balance::LeaderBalancer;
 use crate::quorum::config::{QuorumConfig, QuorumRole, QuorumStatus};
 use crate::quorum::error::QuorumError;
 use crate::quorum::health::Health;
@@ -62,6 +63,9 @@ struct Node {
     peers: Arc<Peers>,
     /// The tracker of the term in which this node leads, made on first use in that term.
     liveness: Mutex<Option<(u64, BrokerLiveness)>>,
+    /// The preferred-leader balancer of the term in which this node leads, made like
+    /// `liveness`; only the controller loop uses it.
+    balancer: Mutex<Option<(u64, LeaderBalancer)>>,
 }
 
 fn stopped(error: impl std::fmt::Display) -> QuorumError {
@@ -135,6 +139,7 @@ impl MetadataQuorum {
             images,
             peers,
             liveness: Mutex::new(None),
+            balancer: Mutex::new(None),
         });
         node.form_cluster().await?;
         let mut tasks = Vec::new();
@@ -477,6 +482,16 @@ impl Node {
         use_it(&mut slot.as_mut().expect("just made").1)
     }
 
+    /// This term's balancer, made on its first use in the term.
+    fn balance_tick(&self, term: u64, image: &MetadataImage) -> Option<MetadataCommand> {
+        let mut slot = self.balancer.lock().expect("never held across a panic");
+        if slot.as_ref().is_none_or(|(t, _)| *t != term) {
+            *slot = Some((term, LeaderBalancer::new(self.config.leader_balance)));
+        }
+        let balancer = &mut slot.as_mut().expect("just made").1;
+        balancer.tick(std::time::Instant::now(), image)
+    }
+
     /// The controller address of node `id`: from the replicated membership, else the
     /// configured voters.
     fn address_of(&self, id: NodeId) -> Option<String> {
@@ -764,8 +779,8 @@ impl Node {
         }
     }
 
-    /// The leader's loop: names a new cluster, and fences and unfences brokers as their
-    /// heartbeats stop and resume.
+    /// The leader's loop: names a new cluster, fences and unfences brokers as their
+    /// heartbeats stop and resume, and hands leadership back to preferred replicas.
     async fn controller_loop(self: Arc<Node>) {
         let tick_ms =
             (self.config.broker_heartbeat_interval_ms / 2).clamp(10, CONTROLLER_TICK_MS_MAX);
@@ -775,6 +790,7 @@ impl Node {
             ticks.tick().await;
             let Some(term) = self.leading_term() else {
                 *self.liveness.lock().expect("never held across a panic") = None;
+                *self.balancer.lock().expect("never held across a panic") = None;
                 continue;
             };
             let image = self.image();
@@ -784,7 +800,13 @@ impl Node {
                 }]
             } else {
                 let now = std::time::Instant::now();
-                self.with_liveness(term, |liveness| liveness.tick(now, &image))
+                let mut commands = self.with_liveness(term, |liveness| liveness.tick(now, &image));
+                // Fencing first: a balance decided on an image about to change would only be
+                // refused in part.
+                if commands.is_empty() {
+                    commands.extend(self.balance_tick(term, &image));
+                }
+                commands
             };
             for command in commands {
                 tracing::info!(?command, "the controller leader proposes");

@@ -135,6 +135,7 @@ fn voter_config(id: i32, dir: &Path, voters: &[(i32, String)]) -> QuorumConfig {
         broker_heartbeat_interval_ms: 1_000,
         election_timeout_ms: 200,
         snapshot_interval_entries: 1_000,
+        leader_balance: Default::default(),
         tls: None,
     }
 }

@@ -229,6 +229,7 @@ fn node_config(id: i32, dir: &Path, voters: &[(i32, String)], tls: QuorumTls) ->
         broker_heartbeat_interval_ms: 1_000,
         election_timeout_ms: 300,
         snapshot_interval_entries: 1_000,
+        leader_balance: Default::default(),
         tls: Some(tls),
     }
 }
