@@ -34,6 +34,9 @@ pub const SAMPLES: usize = 11;
 /// One sample's span (Kafka's `quota.window.size.seconds`).
 pub const SAMPLE_MS: u64 = 1_000;
 
+/// How many rates the table holds before it drops those with no recent samples.
+const RATES_SWEEP_AT: usize = 1024;
+
 /// The keys of a client quota, Kafka's names.
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
@@ -193,6 +196,14 @@ impl QuotaRates {
         };
         let now = Instant::now();
         let mut rates = self.rates.lock();
+        // Clients measured under a default entity each have a rate: forget those whose samples
+        // all left the window, so changing client ids cannot grow the table without bound.
+        if rates.len() >= RATES_SWEEP_AT {
+            rates.retain(|_, rate| {
+                rate.purge(now);
+                !rate.samples.is_empty()
+            });
+        }
         let rate = rates.entry((kind, entity)).or_default();
         rate.record(bytes as f64, now);
         let (observed, window) = rate.measure(now);
@@ -274,9 +285,17 @@ pub fn measure(
                 if throttle.is_zero() {
                     return;
                 }
-                // As Kafka: a fetch over the quota is answered empty and not counted.
+                // As Kafka: a fetch over the quota is answered without records and not
+                // counted. Partitions answered with an error (refused by the ACLs) keep it.
                 rates.unrecord(&quotas, QuotaKind::Fetch, &user, &client_id, bytes);
-                response.responses.clear();
+                for topic in &mut response.responses {
+                    topic
+                        .partitions
+                        .retain(|partition| partition.error_code != 0);
+                }
+                response
+                    .responses
+                    .retain(|topic| !topic.partitions.is_empty());
                 response.throttle_time_ms = wire_ms(throttle);
                 mute.mute_for(throttle);
             })

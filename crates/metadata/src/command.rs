@@ -58,12 +58,15 @@ pub enum MetadataCommand {
     },
     /// AlterConfigs and IncrementalAlterConfigs: on `resource`, first removes every key not
     /// in `set` when `replace` (the legacy AlterConfigs replaces the whole set), then removes
-    /// `delete` and sets `set`. The handler checked every key and value.
+    /// `delete`, sets `set`, and applies `lists` (APPEND and SUBTRACT). The handler checked
+    /// every key and value.
     AlterConfigs {
         resource: ConfigScope,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
         replace: bool,
+        #[serde(default)]
+        lists: Vec<ListChange>,
     },
     /// A partition leader changes its ISR (Kafka's AlterPartition). Refused unless the leader
     /// and epoch match the image.
@@ -157,6 +160,36 @@ pub struct QuotaAlteration {
     pub entity: QuotaEntity,
     pub set: BTreeMap<String, f64>,
     pub remove: Vec<String>,
+}
+
+/// APPEND or SUBTRACT on a LIST config, combined with the value the image holds when the
+/// command is applied (`base` when the key has none), so that concurrent changes keep each
+/// other's items. A list left empty removes the key (its default applies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListChange {
+    pub key: String,
+    pub items: Vec<String>,
+    /// True to append the items not in the list yet, false to remove them.
+    pub append: bool,
+    pub base: String,
+}
+
+impl ListChange {
+    /// The list `current` (or `base`) with the change applied, comma-separated.
+    pub fn apply_to(&self, current: Option<&str>) -> String {
+        let current = current.unwrap_or(&self.base);
+        let mut list: Vec<&str> = (current.split(',').map(str::trim))
+            .filter(|item| !item.is_empty())
+            .collect();
+        for item in &self.items {
+            match self.append {
+                true if !list.contains(&item.as_str()) => list.push(item),
+                true => {}
+                false => list.retain(|existing| existing != item),
+            }
+        }
+        list.join(",")
+    }
 }
 
 /// Where a dynamic config applies.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
 use crate::command::{
-    CommandResult, ConfigScope, Election, Endpoint, MetadataCommand, MetadataError,
+    CommandResult, ConfigScope, Election, Endpoint, ListChange, MetadataCommand, MetadataError,
     PartitionElection, QuotaEntity, TopicElections,
 };
 use crate::placement::{self, Candidate};
@@ -172,6 +172,7 @@ fn alter_configs(
     set: &BTreeMap<String, String>,
     delete: &[String],
     replace: bool,
+    lists: &[ListChange],
 ) {
     if replace {
         configs.retain(|key, _| set.contains_key(key));
@@ -180,6 +181,13 @@ fn alter_configs(
         configs.remove(key);
     }
     configs.extend(set.iter().map(|(key, value)| (key.clone(), value.clone())));
+    for change in lists {
+        let value = change.apply_to(configs.get(&change.key).map(String::as_str));
+        match value.is_empty() {
+            true => configs.remove(&change.key),
+            false => configs.insert(change.key.clone(), value),
+        };
+    }
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
@@ -316,6 +324,7 @@ impl MetadataImage {
                 set,
                 delete,
                 replace,
+                lists,
             } => {
                 if let ConfigScope::Topic(id) = resource {
                     let Some(name) = self.topic_name_by_id(*id) else {
@@ -325,13 +334,13 @@ impl MetadataImage {
                         );
                     };
                     let topic = Arc::make_mut(self.topics.get_mut(&name).expect("found by id"));
-                    alter_configs(&mut topic.configs, set, delete, *replace);
+                    alter_configs(&mut topic.configs, set, delete, *replace, lists);
                     return CommandResult::Done;
                 }
                 let key = resource.broker_key().expect("a broker scope");
                 let scopes = Arc::make_mut(&mut self.broker_configs);
                 let configs = scopes.entry(key.clone()).or_default();
-                alter_configs(configs, set, delete, *replace);
+                alter_configs(configs, set, delete, *replace, lists);
                 // A scope left without keys is no scope.
                 if configs.is_empty() {
                     scopes.remove(&key);

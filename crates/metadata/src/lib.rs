@@ -20,7 +20,7 @@ pub mod placement;
 pub mod quorum;
 
 pub use command::{
-    CommandResult, ConfigScope, Election, Endpoint, MetadataCommand, MetadataError,
+    CommandResult, ConfigScope, Election, Endpoint, ListChange, MetadataCommand, MetadataError,
     PartitionElection, QuotaAlteration, QuotaEntity, ScramUpsert, TopicElections,
 };
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};

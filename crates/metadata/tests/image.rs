@@ -250,6 +250,7 @@ fn alter_configs_sets_deletes_and_replaces_per_scope() {
                 set: map(set),
                 delete: delete.iter().map(|k| k.to_string()).collect(),
                 replace,
+                lists: Vec::new(),
             })
         };
     let topic = ConfigScope::Topic(id);

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use strom_metadata::ListChange;
 use strom_types::ErrorCode;
 
 use super::broker_keys::{broker_key, BrokerKey};
@@ -79,6 +80,9 @@ pub struct Change {
     pub delete: Vec<String>,
     /// Remove every key not in `set` first (the legacy AlterConfigs).
     pub replace: bool,
+    /// APPEND and SUBTRACT, combined with the current list when the log applies them (checked
+    /// here against this node's view of it).
+    pub lists: Vec<ListChange>,
 }
 
 /// IncrementalAlterConfigs on one resource whose dynamic configs are `current`: each entry is
@@ -99,26 +103,44 @@ pub fn incremental(
     let mut change = Change::default();
     for (name, op, value) in ops {
         let value = value.as_deref().unwrap_or_default();
+        if let ConfigOp::Append | ConfigOp::Subtract = op {
+            let (config_type, default) = list_key(target, name)?;
+            if config_type != ConfigType::List {
+                return Err(not_a_list(target, *op, name));
+            }
+            let list = ListChange {
+                key: name.clone(),
+                items: (value.split(',').map(str::trim))
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                append: *op == ConfigOp::Append,
+                base: default.unwrap_or_default().to_owned(),
+            };
+            checked(
+                target,
+                name,
+                &list.apply_to(current.get(name).map(String::as_str)),
+            )?;
+            change.lists.push(list);
+            continue;
+        }
         let text = match op {
             ConfigOp::Delete => {
+                if target != Target::Topic && broker_key(name).is_none() {
+                    return Err(unknown(target, name));
+                }
                 change.delete.push(name.clone());
                 continue;
             }
-            ConfigOp::Set => value.to_owned(),
-            ConfigOp::Append | ConfigOp::Subtract => {
-                let (config_type, default) = list_key(target, name)?;
-                if config_type != ConfigType::List {
-                    return Err(not_a_list(target, *op, name));
-                }
-                let base = current.get(name).map(String::as_str).or(default);
-                combine(base.unwrap_or_default(), *op, value)
-            }
+            ConfigOp::Set | ConfigOp::Append | ConfigOp::Subtract => value.to_owned(),
         };
         change
             .set
             .insert(name.clone(), checked(target, name, &text)?);
     }
-    refuse_read_only(target, change.set.keys())?;
+    let lists = change.lists.iter().map(|list| &list.key);
+    refuse_read_only(target, change.set.keys().chain(&change.delete).chain(lists))?;
     Ok(change)
 }
 
@@ -196,21 +218,6 @@ fn not_a_list(target: Target, op: ConfigOp, name: &str) -> AlterError {
             ),
         ),
     }
-}
-
-/// A LIST value with `values` (comma-separated) appended (those not in it yet) or subtracted.
-fn combine(base: &str, op: ConfigOp, values: &str) -> String {
-    let mut items: Vec<&str> = (base.split(',').map(str::trim))
-        .filter(|item| !item.is_empty())
-        .collect();
-    for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-        match op {
-            ConfigOp::Append if !items.contains(&value) => items.push(value),
-            ConfigOp::Subtract => items.retain(|item| *item != value),
-            _ => {}
-        }
-    }
-    items.join(",")
 }
 
 fn unknown(target: Target, name: &str) -> AlterError {
@@ -309,13 +316,13 @@ mod tests {
             ],
         )
         .unwrap();
+        assert_eq!(change.set, map(&[("segment.bytes", "1048576")]));
+        // APPEND is combined with the list the log holds when it applies the change.
         assert_eq!(
-            change.set,
-            map(&[
-                ("segment.bytes", "1048576"),
-                ("cleanup.policy", "compact,delete")
-            ])
+            change.lists[0].apply_to(current.get("cleanup.policy").map(String::as_str)),
+            "compact,delete"
         );
+        assert_eq!(change.lists[0].apply_to(Some("delete")), "delete,compact");
         assert_eq!(change.delete, vec!["retention.ms".to_owned()]);
         assert!(!change.replace);
         // SUBTRACT starts from the built-in default when the topic has no value.

@@ -122,6 +122,7 @@ pub async fn alter_resource(
         set: change.set,
         delete: change.delete,
         replace: change.replace,
+        lists: change.lists,
     };
     match cluster::propose(broker, command).await {
         Ok(CommandResult::Refused(error)) => Err(AlterError {

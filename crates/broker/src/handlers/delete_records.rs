@@ -40,6 +40,52 @@ struct Pending {
 }
 
 pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16) -> Reply {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        let unanswered = failed_answer(&request, ErrorCode::UnknownServerError);
+        // Deleting rewrites a checkpoint, unlinks segments and fsyncs, per partition: not on
+        // the threads that serve the connections.
+        let deleting = broker.clone();
+        let deleted = tokio::task::spawn_blocking(move || delete_all(&deleting, &request)).await;
+        let (response, pending) = match deleted {
+            Ok(deleted) => deleted,
+            Err(error) => {
+                tracing::error!(%error, "DeleteRecords panicked");
+                return ResponseKind::DeleteRecords(unanswered);
+            }
+        };
+        ResponseKind::DeleteRecords(wait_replicated(&broker, response, pending, deadline).await)
+    }))
+}
+
+/// Every partition of the request answered with `code`.
+fn failed_answer(request: &DeleteRecordsRequest, code: ErrorCode) -> DeleteRecordsResponse {
+    let topics = (request.topics.iter())
+        .map(|wanted| {
+            let partitions = (wanted.partitions.iter())
+                .map(|asked| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(asked.partition_index)
+                        .with_error_code(code.code())
+                        .with_low_watermark(NO_LOW_WATERMARK)
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(wanted.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Deletes on every partition of the request: the answer so far, and the partitions whose low
+/// watermark is still short of the offset asked for.
+fn delete_all(
+    broker: &Arc<Broker>,
+    request: &DeleteRecordsRequest,
+) -> (DeleteRecordsResponse, Vec<Pending>) {
     let image = broker.quorum.image();
     let mut pending = Vec::new();
     let topics = (request.topics.iter().enumerate())
@@ -73,16 +119,10 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16
                 .with_partitions(partitions)
         })
         .collect();
-    let response = DeleteRecordsResponse::default().with_topics(topics);
-    if pending.is_empty() {
-        return Reply::Now(ResponseKind::DeleteRecords(response));
-    }
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
-    let broker = broker.clone();
-    Reply::Later(Box::pin(async move {
-        ResponseKind::DeleteRecords(wait_replicated(&broker, response, pending, deadline).await)
-    }))
+    (
+        DeleteRecordsResponse::default().with_topics(topics),
+        pending,
+    )
 }
 
 /// Deletes on one partition: its leader, and what the leader did.

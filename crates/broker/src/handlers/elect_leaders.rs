@@ -31,9 +31,16 @@ pub fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest, _version: i16)
     if request.topic_partitions.as_ref().is_some_and(Vec::is_empty) {
         return Reply::Now(ResponseKind::ElectLeaders(ElectLeadersResponse::default()));
     }
+    // As Kafka, the request is a set: a partition named twice is elected once.
     let partitions = request.topic_partitions.as_ref().map(|topics| {
-        (topics.iter())
-            .map(|topic| (topic.topic.to_string(), topic.partitions.clone()))
+        let mut wanted: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>> =
+            Default::default();
+        for topic in topics {
+            (wanted.entry(topic.topic.to_string()).or_default())
+                .extend(topic.partitions.iter().copied());
+        }
+        (wanted.into_iter())
+            .map(|(topic, partitions)| (topic, partitions.into_iter().collect()))
             .collect()
     });
     let command = MetadataCommand::ElectLeaders {
