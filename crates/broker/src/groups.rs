@@ -552,6 +552,8 @@ mod tests {
             leader: node,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         let topic = TopicImage {
             name: OFFSETS_TOPIC.to_owned(),

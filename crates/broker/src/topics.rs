@@ -414,6 +414,10 @@ impl TopicRegistry {
             partitions.push(partition);
         }
         partitions.sort_by_key(|partition| partition.index());
+        if existing.is_some_and(|topic| self.drop_moved_away(topic, image, now)) {
+            // Coordinators leave the partitions they were loaded from.
+            reconciled.leadership_changed = true;
+        }
         if let Some(topic) = existing {
             let unchanged = topic.overrides == image.configs
                 && topic.config == topic_config
@@ -447,6 +451,37 @@ impl TopicRegistry {
             config: topic_config,
             image: image.clone(),
         })
+    }
+
+    /// Stops hosting the partitions of `topic` that a reassignment moved off this node (they
+    /// are no longer replicas here in `image`) and deletes their logs. A partition this node
+    /// led takes the image's state first, so that produces and fetches waiting on it are woken
+    /// and answered NOT_LEADER_OR_FOLLOWER (the client goes to the new leader) rather than
+    /// left to time out. Returns whether a hosted partition was dropped.
+    fn drop_moved_away(&self, topic: &Topic, image: &TopicImage, now: Instant) -> bool {
+        let mut dropped = false;
+        let node = self.node_id.0;
+        let moved_away = |index: PartitionIndex| {
+            let state = usize::try_from(index.0)
+                .ok()
+                .and_then(|at| image.partitions.get(at));
+            state.filter(|state| !state.replicas.contains(&node))
+        };
+        for index in topic.replica_indexes() {
+            let Some(state) = moved_away(index) else {
+                continue;
+            };
+            if let Some(partition) = topic.partition(index) {
+                partition.apply_replica_state(replica_state(state), now);
+                dropped = true;
+            }
+            let dir = partition_dir(&self.data_dir, &topic.name, index);
+            tracing::info!(topic = %topic.name, partition = %index, replicas = ?state.replicas, "deleting the log of a partition moved off this node");
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), %error, "could not delete partition directory");
+            }
+        }
+        dropped
     }
 
     /// Opens `indexes` of one topic, on several threads when there are many: opening reads
@@ -716,6 +751,8 @@ mod tests {
             leader: node,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         let topic = TopicImage {
             name: "t".to_owned(),

@@ -1,7 +1,7 @@
 //! `strom cluster info`: the cluster's id, its brokers, and the metadata quorum (controller
 //! leader, epoch, high watermark, and each voter's and observer's log end offset and lag),
 //! after Kafka's `kafka-metadata-quorum.sh describe --status --replication`. `strom cluster
-//! elect-leaders` is [`crate::elect_leaders`].
+//! elect-leaders` is [`crate::elect_leaders`], `strom cluster reassign` [`crate::reassign`].
 //!
 //! Two answers are joined: DescribeCluster (cluster id, brokers, controller) and DescribeQuorum
 //! (the quorum, asked of its leader when the first broker cannot vouch for every replica). A
@@ -28,6 +28,10 @@ enum ClusterCommand {
     /// Elect preferred leaders (or, with --type unclean, any live replica where a partition
     /// has no leader), for every partition or the --topic/--partition given.
     ElectLeaders(crate::elect_leaders::ElectLeadersArgs),
+    /// Move partitions to new replica sets with Kafka's reassignment JSON: --plan a
+    /// proposal, --execute it, --verify it completed, --cancel it; --list the moves in
+    /// progress.
+    Reassign(crate::reassign::ReassignArgs),
 }
 
 #[derive(clap::Args)]
@@ -44,6 +48,13 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         match args.command {
             ClusterCommand::Info(args) => info(args).await,
             ClusterCommand::ElectLeaders(args) => crate::elect_leaders::run(args).await,
+            ClusterCommand::Reassign(args) => {
+                let status = crate::reassign::run(args).await?;
+                if status != 0 {
+                    std::process::exit(status);
+                }
+                Ok(())
+            }
         }
     })?
 }

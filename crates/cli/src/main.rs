@@ -12,6 +12,7 @@ mod elect_leaders;
 mod group;
 mod produce;
 mod quota;
+mod reassign;
 mod server;
 mod topic;
 mod txn;

@@ -60,6 +60,7 @@ pub mod groups;
 pub mod limits;
 pub mod metadata;
 pub mod partitioner;
+pub mod reassignments;
 pub mod records;
 pub mod security;
 mod tls;
@@ -100,6 +101,7 @@ pub use groups::{
 pub use kafka_protocol::records::{Compression, TimestampType};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::partition_for_key;
+pub use reassignments::{OngoingReassignment, Reassignment, ReassignmentOutcome};
 pub use records::{encode_batch, FetchedRecord, Header, ProduceRecord};
 pub use security::{
     CommandConfig, SaslConfig, SecurityConfig, SecurityConfigError, SecurityProtocol, TlsConfig,

@@ -108,7 +108,19 @@ pub enum MetadataCommand {
         election: Election,
         partitions: Option<Vec<(String, Vec<i32>)>>,
     },
+    /// AlterPartitionReassignments (KIP-455): moves each partition named (topic name,
+    /// partition index) to the replicas given, or cancels its reassignment in progress
+    /// (`None`). Each partition succeeds or fails alone, as in Kafka. The move completes
+    /// when the image applies the ISR change that brings the last target replica in sync.
+    AlterPartitionReassignments {
+        partitions: Vec<(String, Vec<PartitionTarget>)>,
+        /// False refuses a target with another replica count (KIP-860).
+        allow_replication_factor_change: bool,
+    },
 }
+
+/// A partition index and the replicas to move it to, or `None` to cancel its move.
+pub type PartitionTarget = (i32, Option<Vec<i32>>);
 
 /// The kinds of ElectLeaders election, with Kafka's `election_type` numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,20 +142,20 @@ impl Election {
     }
 }
 
-/// How the election of one partition ended (Kafka's ElectLeaders `PartitionResult`).
+/// How a change to one partition ended (an ElectLeaders election, a reassignment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionElection {
+pub struct PartitionOutcome {
     pub partition: i32,
     /// `ErrorCode::None` when a leader was elected.
     pub error: ErrorCode,
     pub message: Option<String>,
 }
 
-/// The elections of one topic's partitions, in the order they were asked for.
+/// The outcomes for one topic's partitions, in the order they were asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicElections {
+pub struct TopicOutcomes {
     pub topic: String,
-    pub partitions: Vec<PartitionElection>,
+    pub partitions: Vec<PartitionOutcome>,
 }
 
 /// A client quota entity: a user, a client id, or both; a `None` name is the entity type's
@@ -263,6 +275,8 @@ pub enum CommandResult {
         count: i64,
     },
     /// What ElectLeaders did, per topic and partition.
-    Elections(Vec<TopicElections>),
+    Elections(Vec<TopicOutcomes>),
+    /// What AlterPartitionReassignments did, per topic and partition.
+    Reassignments(Vec<TopicOutcomes>),
     Refused(MetadataError),
 }

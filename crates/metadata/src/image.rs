@@ -18,7 +18,7 @@ use strom_types::security::{AclBinding, ScramCredential, ScramMechanism};
 
 use crate::command::{
     CommandResult, ConfigScope, Election, Endpoint, ListChange, MetadataCommand, MetadataError,
-    PartitionElection, QuotaEntity, TopicElections,
+    PartitionOutcome, QuotaEntity, TopicOutcomes,
 };
 use crate::placement::{self, Candidate};
 
@@ -61,6 +61,13 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Grows with every change to this partition (Kafka's partition epoch).
     pub partition_epoch: i32,
+    /// The replicas a reassignment in progress adds (KIP-455): in `replicas`, not in the
+    /// ISR until they caught up. Empty when no reassignment is in progress.
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    /// The replicas a reassignment in progress removes once every target replica is in sync.
+    #[serde(default)]
+    pub removing: Vec<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +79,127 @@ pub struct TopicImage {
 }
 
 impl PartitionState {
+    /// Whether a reassignment is moving this partition.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas before the reassignment in progress: every replica it is not adding.
+    pub fn original_replicas(&self) -> Vec<i32> {
+        (self.replicas.iter().copied())
+            .filter(|replica| !self.adding.contains(replica))
+            .collect()
+    }
+
+    /// The replicas the partition ends with: every replica the reassignment is not removing.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        (self.replicas.iter().copied())
+            .filter(|replica| !self.removing.contains(replica))
+            .collect()
+    }
+
+    /// Starts moving the partition to `target` (AlterPartitionReassignments), as Kafka's
+    /// controller does: the replica list becomes the target followed by the replicas it
+    /// drops, which are `removing`; the target's new replicas are `adding`. A reassignment
+    /// already in progress is replaced (computed from the current list, adding replicas
+    /// included, as Kafka does). Completes at once when the ISR already holds the target.
+    fn reassign(&mut self, target: &[i32], alive: impl Fn(i32) -> bool) {
+        let removing: Vec<i32> = (self.replicas.iter().copied())
+            .filter(|replica| !target.contains(replica))
+            .collect();
+        let adding: Vec<i32> = (target.iter().copied())
+            .filter(|replica| !self.replicas.contains(replica))
+            .collect();
+        let replicas: Vec<i32> = target.iter().copied().chain(removing.clone()).collect();
+        if replicas == self.replicas && adding == self.adding && removing == self.removing {
+            return;
+        }
+        self.replicas = replicas;
+        self.adding = adding;
+        self.removing = removing;
+        self.partition_epoch += 1;
+        self.complete_reassignment(alive);
+    }
+
+    /// Cancels the reassignment in progress (Kafka's `PartitionReassignmentRevert`): back to
+    /// the original replicas, the ISR without the replicas being added. Refused when that
+    /// would leave no in-sync replica, unless `unclean` allows taking the first original
+    /// replica as the ISR.
+    fn cancel_reassignment(
+        &mut self,
+        unclean: bool,
+        alive: impl Fn(i32) -> bool,
+    ) -> Result<(), MetadataError> {
+        if !self.is_reassigning() {
+            return Err(MetadataError::new(
+                ErrorCode::NoReassignmentInProgress,
+                ErrorCode::NoReassignmentInProgress.message(),
+            ));
+        }
+        let replicas = self.original_replicas();
+        let mut isr: Vec<i32> = (self.isr.iter().copied())
+            .filter(|replica| !self.adding.contains(replica))
+            .collect();
+        if isr.is_empty() {
+            match (unclean, replicas.first()) {
+                (true, Some(first)) => isr.push(*first),
+                _ => {
+                    return Err(MetadataError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        "Unable to revert the partition assignment because it would require an unclean leader election.",
+                    ))
+                }
+            }
+        }
+        self.replicas = replicas;
+        self.isr = isr;
+        self.adding.clear();
+        self.removing.clear();
+        self.partition_epoch += 1;
+        self.follow_replicas(alive);
+        Ok(())
+    }
+
+    /// Ends the reassignment in progress once the ISR holds every target replica (Kafka's
+    /// `maybeCompleteReassignment`): the removed replicas leave the replica list and the ISR,
+    /// and a leader that was removed hands over to the first target replica in sync. Called
+    /// after every change to a reassigning partition; returns whether it completed.
+    fn complete_reassignment(&mut self, alive: impl Fn(i32) -> bool) -> bool {
+        if !self.is_reassigning() {
+            return false;
+        }
+        let isr: Vec<i32> = (self.isr.iter().copied())
+            .filter(|replica| !self.removing.contains(replica))
+            .collect();
+        let replicas = self.target_replicas();
+        if isr.is_empty() || replicas.is_empty() || !replicas.iter().all(|r| isr.contains(r)) {
+            return false;
+        }
+        self.replicas = replicas;
+        self.isr = isr;
+        self.adding.clear();
+        self.removing.clear();
+        self.partition_epoch += 1;
+        self.follow_replicas(alive);
+        true
+    }
+
+    /// After the replica list changed: a leader no longer in the list (or in the ISR) hands
+    /// over to the first replica in sync and alive, or the partition goes offline.
+    fn follow_replicas(&mut self, alive: impl Fn(i32) -> bool) {
+        let leader_stays = self.replicas.contains(&self.leader) && self.isr.contains(&self.leader);
+        if leader_stays {
+            return;
+        }
+        let successor = (self.replicas.iter().copied())
+            .find(|replica| self.isr.contains(replica) && alive(*replica));
+        let leader = successor.unwrap_or(NO_LEADER);
+        if leader != self.leader {
+            self.leader = leader;
+            self.leader_epoch += 1;
+        }
+    }
+
     /// Elects a leader by `election`'s rules (Kafka's controller's: `electLeader` with
     /// `PartitionChangeBuilder`), with `alive` saying which brokers may lead (registered and
     /// unfenced). A preferred election makes the first replica leader if it is alive and in
@@ -110,7 +238,10 @@ impl PartitionState {
                     .iter()
                     .copied()
                     .find(|r| in_sync_and_alive(*r));
-                let unclean = || self.replicas.iter().copied().find(|r| alive(*r));
+                // Never a replica a reassignment is still adding: it may hold nothing.
+                let unclean = || {
+                    (self.replicas.iter().copied()).find(|r| alive(*r) && !self.adding.contains(r))
+                };
                 match (clean, unclean()) {
                     (Some(leader), _) => (leader, false),
                     (None, Some(leader)) => (leader, true),
@@ -188,6 +319,30 @@ fn alter_configs(
             false => configs.insert(change.key.clone(), value),
         };
     }
+}
+
+/// Kafka's checks of a manual replica list: not empty, registered brokers, none twice.
+fn check_target_replicas(target: &[i32], registered: &[i32]) -> Result<(), MetadataError> {
+    let invalid =
+        |message: String| MetadataError::new(ErrorCode::InvalidReplicaAssignment, message);
+    if target.is_empty() {
+        return Err(invalid(
+            "The manual partition assignment includes an empty replica list.".to_owned(),
+        ));
+    }
+    let mut sorted = target.to_vec();
+    sorted.sort_unstable();
+    for (at, broker) in sorted.iter().enumerate() {
+        if !registered.contains(broker) {
+            return Err(invalid(format!("The manual partition assignment includes broker {broker}, but no such broker is registered.")));
+        }
+        if at > 0 && sorted[at - 1] == *broker {
+            return Err(invalid(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> CommandResult {
@@ -386,7 +541,82 @@ impl MetadataImage {
                 Some(partitions) => self.elect_leaders(*election, partitions),
                 None => self.elect_all_leaders(*election),
             },
+            MetadataCommand::AlterPartitionReassignments {
+                partitions,
+                allow_replication_factor_change,
+            } => {
+                let results = (partitions.iter())
+                    .map(|(topic, changes)| TopicOutcomes {
+                        topic: topic.clone(),
+                        partitions: (changes.iter())
+                            .map(|(index, target)| {
+                                let outcome = self.reassign_one(
+                                    topic,
+                                    *index,
+                                    target.as_deref(),
+                                    *allow_replication_factor_change,
+                                );
+                                let (error, message) = match outcome {
+                                    Ok(()) => (ErrorCode::None, None),
+                                    Err(error) => (error.code, Some(error.message)),
+                                };
+                                PartitionOutcome {
+                                    partition: *index,
+                                    error,
+                                    message,
+                                }
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                CommandResult::Reassignments(results)
+            }
         }
+    }
+
+    /// Moves one partition to `target`, or cancels its move (`None`), with Kafka's checks.
+    fn reassign_one(
+        &mut self,
+        topic: &str,
+        index: i32,
+        target: Option<&[i32]>,
+        allow_replication_factor_change: bool,
+    ) -> Result<(), MetadataError> {
+        let alive = self.alive_brokers();
+        let registered: Vec<i32> = self.brokers.keys().copied().collect();
+        let Some(topic_image) = self.topics.get_mut(topic) else {
+            return Err(MetadataError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("Unable to find a topic named {topic}."),
+            ));
+        };
+        let unclean = topic_image.unclean_election();
+        let Some(current) = usize::try_from(index)
+            .ok()
+            .and_then(|at| topic_image.partitions.get(at))
+        else {
+            return Err(MetadataError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("Unable to find partition {topic}:{index}."),
+            ));
+        };
+        let mut moved = current.clone();
+        let alive = |broker: i32| alive.contains(&broker);
+        match target {
+            None => moved.cancel_reassignment(unclean, alive)?,
+            Some(target) => {
+                check_target_replicas(target, &registered)?;
+                let original = current.original_replicas().len();
+                if !allow_replication_factor_change && target.len() != original {
+                    return Err(MetadataError::new(ErrorCode::InvalidReplicationFactor, format!("The replication factor is changed from {original} to {} but allowReplicationFactorChange is false.", target.len())));
+                }
+                moved.reassign(target, alive);
+            }
+        }
+        if moved != *current {
+            Arc::make_mut(topic_image).partitions[index as usize] = moved;
+        }
+        Ok(())
     }
 
     /// ElectLeaders for the partitions named: one result per partition asked for, in order.
@@ -398,7 +628,7 @@ impl MetadataImage {
         let alive = self.alive_brokers();
         let results = partitions
             .iter()
-            .map(|(topic, indexes)| TopicElections {
+            .map(|(topic, indexes)| TopicOutcomes {
                 topic: topic.clone(),
                 partitions: (indexes.iter())
                     .map(|index| self.elect_one(topic, *index, election, &alive))
@@ -418,7 +648,7 @@ impl MetadataImage {
         let alive = self.alive_brokers();
         let results = topics
             .into_iter()
-            .map(|(topic, count)| TopicElections {
+            .map(|(topic, count)| TopicOutcomes {
                 partitions: (0..count)
                     .map(|index| self.elect_one(&topic, index, election, &alive))
                     .filter(|result| result.error != ErrorCode::ElectionNotNeeded)
@@ -436,8 +666,8 @@ impl MetadataImage {
         index: i32,
         election: Election,
         alive: &[i32],
-    ) -> PartitionElection {
-        let outcome = |error: ErrorCode, message: Option<String>| PartitionElection {
+    ) -> PartitionOutcome {
+        let outcome = |error: ErrorCode, message: Option<String>| PartitionOutcome {
             partition: index,
             error,
             message,
@@ -538,13 +768,11 @@ impl MetadataImage {
                         .find(|r| *r != id && partition.isr.contains(r) && alive.contains(r));
                     let successor = successor.or_else(|| {
                         // Unclean election: any live replica, accepting lost writes.
+                        // Never a replica a reassignment is still adding: it may hold nothing.
                         let pick = unclean
                             .then(|| {
-                                partition
-                                    .replicas
-                                    .iter()
-                                    .copied()
-                                    .find(|r| alive.contains(r))
+                                (partition.replicas.iter().copied())
+                                    .find(|r| alive.contains(r) && !partition.adding.contains(r))
                             })
                             .flatten();
                         if let Some(pick) = pick {
@@ -625,6 +853,8 @@ impl MetadataImage {
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 
@@ -822,6 +1052,8 @@ impl MetadataImage {
         }
         partition.isr = isr.to_vec();
         partition.partition_epoch += 1;
+        // The replica that caught up may be the last a reassignment waited for.
+        partition.complete_reassignment(|broker| alive.contains(&broker));
         CommandResult::Done
     }
 }

@@ -21,7 +21,7 @@ pub mod quorum;
 
 pub use command::{
     CommandResult, ConfigScope, Election, Endpoint, ListChange, MetadataCommand, MetadataError,
-    PartitionElection, QuotaAlteration, QuotaEntity, ScramUpsert, TopicElections,
+    PartitionOutcome, QuotaAlteration, QuotaEntity, ScramUpsert, TopicOutcomes,
 };
 pub use image::{BrokerRegistration, MetadataImage, PartitionState, TopicImage};
 pub use quorum::{Health, MetadataQuorum, QuorumConfig, QuorumError, QuorumStatus};

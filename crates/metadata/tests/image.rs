@@ -556,3 +556,135 @@ fn the_rebalance_picks_preferred_replicas_alive_and_in_sync_past_the_imbalance_t
     assert!(imbalanced_partitions(&image, 90).is_empty());
     assert!(imbalanced_partitions(&image, 10).is_empty(), "none in sync");
 }
+
+/// Moves "e"-0 to `target` (or cancels its move) and returns the partition's outcome.
+fn reassign(
+    image: &mut MetadataImage,
+    target: Option<Vec<i32>>,
+    allow_rf_change: bool,
+) -> ErrorCode {
+    let command = MetadataCommand::AlterPartitionReassignments {
+        partitions: vec![("e".into(), vec![(0, target)])],
+        allow_replication_factor_change: allow_rf_change,
+    };
+    match image.apply(&command) {
+        CommandResult::Reassignments(topics) => topics[0].partitions[0].error,
+        other => panic!("expected reassignments, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_reassignment_adds_replicas_first_and_completes_once_they_are_in_sync() {
+    let mut image = preferred_on_one();
+    register(&mut image, 4);
+    register(&mut image, 5);
+    // Replace 1 (the leader) and 3 by 4 and 5.
+    assert_eq!(
+        reassign(&mut image, Some(vec![4, 2, 5]), true),
+        ErrorCode::None
+    );
+    let moving = image.topics["e"].partitions[0].clone();
+    assert_eq!(moving.replicas, vec![4, 2, 5, 1, 3]);
+    assert_eq!(
+        (moving.adding.clone(), moving.removing.clone()),
+        (vec![4, 5], vec![1, 3])
+    );
+    assert_eq!((moving.leader, moving.isr.clone()), (1, vec![1, 2, 3]));
+    // The balancer leaves a moving partition alone.
+    assert!(imbalanced_partitions(&image, 0).is_empty());
+
+    rejoin_isr(&mut image, 4);
+    let half = &image.topics["e"].partitions[0];
+    assert!(half.is_reassigning(), "5 is not in sync yet");
+    assert_eq!(half.isr, vec![1, 2, 3, 4]);
+
+    rejoin_isr(&mut image, 5);
+    let done = &image.topics["e"].partitions[0];
+    assert!(!done.is_reassigning());
+    assert_eq!(done.replicas, vec![4, 2, 5]);
+    assert_eq!(done.isr, vec![2, 4, 5]);
+    // The removed leader handed over to the first target replica in sync.
+    assert_eq!(done.leader, 4);
+    assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
+}
+
+#[test]
+fn a_reordering_completes_at_once_and_keeps_a_leader_that_stays() {
+    let mut image = preferred_on_one();
+    assert_eq!(
+        reassign(&mut image, Some(vec![3, 2, 1]), true),
+        ErrorCode::None
+    );
+    let partition = &image.topics["e"].partitions[0];
+    assert!(!partition.is_reassigning());
+    assert_eq!(partition.replicas, vec![3, 2, 1]);
+    assert_eq!((partition.leader, partition.leader_epoch), (1, 0));
+}
+
+#[test]
+fn cancelling_reverts_to_the_original_replicas() {
+    let mut image = preferred_on_one();
+    register(&mut image, 4);
+    assert_eq!(
+        reassign(&mut image, Some(vec![4, 2, 3]), true),
+        ErrorCode::None
+    );
+    assert_eq!(reassign(&mut image, None, true), ErrorCode::None);
+    let partition = &image.topics["e"].partitions[0];
+    assert!(!partition.is_reassigning());
+    assert_eq!(partition.replicas, vec![2, 3, 1]);
+    assert_eq!(
+        (partition.leader, partition.isr.clone()),
+        (1, vec![1, 2, 3])
+    );
+    assert_eq!(
+        reassign(&mut image, None, true),
+        ErrorCode::NoReassignmentInProgress
+    );
+}
+
+#[test]
+fn bad_targets_are_refused_with_kafkas_errors() {
+    let mut image = preferred_on_one();
+    let before = image.clone();
+    for target in [vec![], vec![1, 1, 2], vec![1, 2, 9]] {
+        let error = reassign(&mut image, Some(target.clone()), true);
+        assert_eq!(error, ErrorCode::InvalidReplicaAssignment, "{target:?}");
+    }
+    assert_eq!(
+        reassign(&mut image, Some(vec![1, 2]), false),
+        ErrorCode::InvalidReplicationFactor
+    );
+    assert_eq!(image, before);
+    let command = MetadataCommand::AlterPartitionReassignments {
+        partitions: vec![
+            ("e".into(), vec![(5, Some(vec![1]))]),
+            ("nope".into(), vec![(0, None)]),
+        ],
+        allow_replication_factor_change: true,
+    };
+    let CommandResult::Reassignments(topics) = image.apply(&command) else {
+        panic!("expected reassignments");
+    };
+    let errors: Vec<ErrorCode> = topics.iter().map(|t| t.partitions[0].error).collect();
+    assert_eq!(errors, vec![ErrorCode::UnknownTopicOrPartition; 2]);
+}
+
+#[test]
+fn a_fenced_leader_hands_over_to_an_in_sync_replica_never_to_one_being_added() {
+    let mut image = preferred_on_one();
+    register(&mut image, 4);
+    assert_eq!(
+        reassign(&mut image, Some(vec![4, 2, 3]), true),
+        ErrorCode::None
+    );
+    for id in [2, 3, 1] {
+        image.apply(&MetadataCommand::FenceBroker { id });
+    }
+    let partition = &image.topics["e"].partitions[0];
+    assert_eq!(partition.leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut image, Election::Unclean, &[0]),
+        vec![ErrorCode::EligibleLeadersNotAvailable]
+    );
+}

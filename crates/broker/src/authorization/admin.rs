@@ -3,7 +3,8 @@
 //! (DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs and loggers),
 //! AlterConfigs and IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and
 //! AlterClientQuotas (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum and
-//! DescribeLogDirs (DESCRIBE on the cluster), ElectLeaders (ALTER on the cluster), the ACL APIs
+//! DescribeLogDirs (DESCRIBE on the cluster), ElectLeaders and AlterPartitionReassignments (ALTER
+//! on the cluster), ListPartitionReassignments (DESCRIBE on the cluster), the ACL APIs
 //! (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs (DESCRIBE / ALTER on the cluster).
 //! ApiVersions, the SASL exchange and DescribeCluster need nothing.
 
@@ -17,13 +18,15 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::{
-    alter_client_quotas_response, alter_configs_response, alter_user_scram_credentials_response,
-    elect_leaders_response, incremental_alter_configs_response, AlterClientQuotasResponse,
-    AlterUserScramCredentialsResponse, CreateAclsResponse, CreateTopicsRequest, DeleteAclsResponse,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeAclsResponse, DescribeClientQuotasResponse,
-    DescribeConfigsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
-    DescribeQuorumResponse, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
-    ElectLeadersResponse, RequestKind, ResponseKind,
+    alter_client_quotas_response, alter_configs_response, alter_partition_reassignments_response,
+    alter_user_scram_credentials_response, elect_leaders_response,
+    incremental_alter_configs_response, AlterClientQuotasResponse,
+    AlterPartitionReassignmentsResponse, AlterUserScramCredentialsResponse, CreateAclsResponse,
+    CreateTopicsRequest, DeleteAclsResponse, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeAclsResponse, DescribeClientQuotasResponse, DescribeConfigsRequest,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumResponse,
+    DescribeUserScramCredentialsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsResponse, RequestKind, ResponseKind,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
@@ -150,6 +153,43 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             Checked::Refused(ResponseKind::DescribeQuorum(response))
         }
         RequestKind::ElectLeaders(body) => elect_leaders(access, body),
+        RequestKind::AlterPartitionReassignments(body) => {
+            if access.allows_cluster(AclOperation::Alter) {
+                return Checked::Allowed(RequestKind::AlterPartitionReassignments(body), None);
+            }
+            let message = Some(str_bytes(CLUSTER_DENIED.message()));
+            let responses = (body.topics.iter())
+                .map(|topic| {
+                    let partitions = (topic.partitions.iter())
+                        .map(|partition| {
+                            alter_partition_reassignments_response::ReassignablePartitionResponse::default()
+                                .with_partition_index(partition.partition_index)
+                                .with_error_code(CLUSTER_DENIED.code())
+                                .with_error_message(message.clone())
+                        })
+                        .collect();
+                    alter_partition_reassignments_response::ReassignableTopicResponse::default()
+                        .with_name(topic.name.clone())
+                        .with_partitions(partitions)
+                })
+                .collect();
+            Checked::Refused(ResponseKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(message)
+                    .with_responses(responses),
+            ))
+        }
+        RequestKind::ListPartitionReassignments(body) => {
+            if access.allows_cluster(AclOperation::Describe) {
+                return Checked::Allowed(RequestKind::ListPartitionReassignments(body), None);
+            }
+            Checked::Refused(ResponseKind::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
+            ))
+        }
         RequestKind::CreateAcls(body) => {
             if access.allows_cluster(AclOperation::Alter) {
                 return Checked::Allowed(RequestKind::CreateAcls(body), None);

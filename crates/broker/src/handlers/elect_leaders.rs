@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, ResponseKind};
-use strom_metadata::{CommandResult, Election, MetadataCommand, TopicElections};
+use strom_metadata::{CommandResult, Election, MetadataCommand, TopicOutcomes};
 use strom_types::ErrorCode;
 
 use super::{str_bytes, Reply};
@@ -65,7 +65,7 @@ pub fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest, _version: i16)
 }
 
 /// The response carrying what the image decided for each partition.
-fn answered(topics: Vec<TopicElections>) -> ElectLeadersResponse {
+fn answered(topics: Vec<TopicOutcomes>) -> ElectLeadersResponse {
     let results = topics
         .into_iter()
         .map(|topic| {
@@ -114,7 +114,7 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
     use kafka_protocol::messages::TopicName;
-    use strom_metadata::PartitionElection;
+    use strom_metadata::PartitionOutcome;
 
     #[test]
     fn a_failure_is_reported_at_the_top_and_on_every_partition() {
@@ -138,15 +138,15 @@ mod tests {
 
     #[test]
     fn each_partitions_outcome_is_answered_as_decided() {
-        let topics = vec![TopicElections {
+        let topics = vec![TopicOutcomes {
             topic: "t".into(),
             partitions: vec![
-                PartitionElection {
+                PartitionOutcome {
                     partition: 1,
                     error: ErrorCode::None,
                     message: None,
                 },
-                PartitionElection {
+                PartitionOutcome {
                     partition: 0,
                     error: ErrorCode::ElectionNotNeeded,
                     message: Some(ErrorCode::ElectionNotNeeded.message().into()),

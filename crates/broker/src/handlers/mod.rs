@@ -46,6 +46,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
+mod partition_reassignments;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
@@ -176,6 +177,12 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
             describe_quorum::handle(broker, body, version),
         )),
         RequestKind::ElectLeaders(body) => elect_leaders::handle(broker, body, version),
+        RequestKind::AlterPartitionReassignments(body) => {
+            partition_reassignments::alter(broker, body)
+        }
+        RequestKind::ListPartitionReassignments(body) => {
+            partition_reassignments::list(broker, body)
+        }
         RequestKind::FindCoordinator(body) => Reply::Now(ResponseKind::FindCoordinator(
             find_coordinator::handle(broker, body, version, &context.listener),
         )),

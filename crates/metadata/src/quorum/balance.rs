@@ -70,7 +70,8 @@ pub fn imbalanced_partitions(
 ) -> Vec<(String, Vec<i32>)> {
     let mut by_broker: BTreeMap<i32, PreferredPartitions> = BTreeMap::new();
     for topic in image.topics.values() {
-        for partition in &topic.partitions {
+        // A partition being reassigned is left to its reassignment, as Kafka does.
+        for partition in topic.partitions.iter().filter(|p| !p.is_reassigning()) {
             let Some(&preferred) = partition.replicas.first() else {
                 continue;
             };
