@@ -17,8 +17,9 @@
 //!   (indexes, producer state and waiters measure well under that) within half the machine's.
 //!
 //! The partition check applies the change to a copy of the image, as the controller would,
-//! and counts every broker's replicas in the result, so CreateTopics, CreatePartitions and
-//! auto-created topics are refused with a message that says which broker would exceed what.
+//! and counts every broker's replicas in the result, so CreateTopics, CreatePartitions,
+//! auto-created topics and reassignments are refused with a message that says which broker
+//! would exceed what.
 //! It uses this node's limit for every broker: set `max.broker.partitions` alike on all nodes.
 
 use std::collections::BTreeMap;
@@ -101,6 +102,7 @@ impl NodeCapacity {
         let code = match command {
             MetadataCommand::CreateTopic { .. } => ErrorCode::PolicyViolation,
             MetadataCommand::CreatePartitions { .. } => ErrorCode::InvalidPartitions,
+            MetadataCommand::AlterPartitionReassignments { .. } => ErrorCode::PolicyViolation,
             _ => return Ok(()),
         };
         let before = replicas_per_broker(image);
@@ -114,6 +116,7 @@ impl NodeCapacity {
             if count > self.partitions && count > had {
                 let what = match command {
                     MetadataCommand::CreateTopic { .. } => "creating this topic",
+                    MetadataCommand::AlterPartitionReassignments { .. } => "this reassignment",
                     _ => "adding these partitions",
                 };
                 return Err(BrokerError::new(

@@ -1,7 +1,8 @@
 //! `strom cluster info`: the cluster's id, its brokers, and the metadata quorum (controller
 //! leader, epoch, high watermark, and each voter's and observer's log end offset and lag),
 //! after Kafka's `kafka-metadata-quorum.sh describe --status --replication`. `strom cluster
-//! elect-leaders` is [`crate::elect_leaders`], `strom cluster reassign` [`crate::reassign`].
+//! elect-leaders` is [`crate::elect_leaders`], `strom cluster reassign` [`crate::reassign`],
+//! `decommission`, `rebalance` and `unregister` [`crate::rebalance`].
 //!
 //! Two answers are joined: DescribeCluster (cluster id, brokers, controller) and DescribeQuorum
 //! (the quorum, asked of its leader when the first broker cannot vouch for every replica). A
@@ -32,6 +33,14 @@ enum ClusterCommand {
     /// proposal, --execute it, --verify it completed, --cancel it; --list the moves in
     /// progress.
     Reassign(crate::reassign::ReassignArgs),
+    /// Move every replica off a broker (respecting racks), shown first and carried out with
+    /// --execute; a broker that is down is then unregistered.
+    Decommission(crate::rebalance::DecommissionArgs),
+    /// Spread replicas and preferred leaders evenly over the live brokers (rack awareness,
+    /// replica count, disk usage, leader count), shown first and carried out with --execute.
+    Rebalance(crate::rebalance::RebalanceArgs),
+    /// Remove a broker that was shut down for good from the cluster (UnregisterBroker).
+    Unregister(crate::rebalance::UnregisterArgs),
 }
 
 #[derive(clap::Args)]
@@ -48,6 +57,9 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         match args.command {
             ClusterCommand::Info(args) => info(args).await,
             ClusterCommand::ElectLeaders(args) => crate::elect_leaders::run(args).await,
+            ClusterCommand::Decommission(args) => crate::rebalance::decommission(args).await,
+            ClusterCommand::Rebalance(args) => crate::rebalance::rebalance(args).await,
+            ClusterCommand::Unregister(args) => crate::rebalance::unregister(args).await,
             ClusterCommand::Reassign(args) => {
                 let status = crate::reassign::run(args).await?;
                 if status != 0 {

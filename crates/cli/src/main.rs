@@ -13,6 +13,7 @@ mod group;
 mod produce;
 mod quota;
 mod reassign;
+mod rebalance;
 mod server;
 mod topic;
 mod txn;

@@ -28,6 +28,8 @@
 //!   (to one broker).
 //! - [`admin_txn`] adds the transaction administration calls (list, describe, producers of a
 //!   partition, abort), after `kafka-transactions.sh`.
+//! - [`reassignments`] adds partition reassignment (KIP-455: start, cancel, list moves) and
+//!   UnregisterBroker.
 //! - [`elections`] adds ElectLeaders: preferred or unclean leader elections, one outcome per
 //!   partition.
 //! - [`groups`] adds the consumer-group calls, routed to each group's coordinator: list,

@@ -1,6 +1,7 @@
 //! Partition reassignment (KIP-455), as `kafka-reassign-partitions.sh` and the admin clients'
 //! `alterPartitionReassignments` / `listPartitionReassignments` do: start or cancel moves of
-//! partitions to new replica sets, and list the moves in progress.
+//! partitions to new replica sets, and list the moves in progress; and UnregisterBroker, for a
+//! broker whose replicas were moved away and that was shut down for good.
 //!
 //! Per-partition answers stay per partition (a partition whose target is refused does not
 //! fail the others); only a request-wide error fails the call.
@@ -11,7 +12,8 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
 };
 use strom_types::{ErrorCode, PartitionIndex};
 
@@ -71,7 +73,24 @@ impl AdminResponse for ListPartitionReassignmentsResponse {
     }
 }
 
+impl AdminResponse for UnregisterBrokerResponse {
+    fn not_controller(&self) -> bool {
+        self.error_code == ErrorCode::NotController.code()
+    }
+}
+
 impl Client {
+    /// Removes broker `id`'s registration (UnregisterBroker): refused while it is alive.
+    pub async fn unregister_broker(&self, id: i32) -> Result<(), ClientError> {
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+        let response = self.send_to_controller(&request).await?;
+        ClientError::check(
+            response.error_code,
+            response.error_message.as_deref(),
+            Subject::default(),
+        )
+    }
+
     /// Starts (or cancels) the moves given; one outcome per partition, in the broker's order.
     pub async fn alter_partition_reassignments(
         &self,

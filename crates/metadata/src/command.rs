@@ -39,6 +39,12 @@ pub enum MetadataCommand {
     ControlledShutdown {
         id: i32,
     },
+    /// UnregisterBroker: a broker that was shut down for good leaves the cluster. It leaves
+    /// every ISR and leadership as when fenced, then its registration is removed. Refused for
+    /// a broker that is alive (registered and unfenced): it would keep serving unregistered.
+    UnregisterBroker {
+        id: i32,
+    },
     CreateTopic {
         name: String,
         id: Uuid,

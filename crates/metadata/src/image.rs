@@ -414,6 +414,23 @@ impl MetadataImage {
             MetadataCommand::FenceBroker { id } | MetadataCommand::ControlledShutdown { id } => {
                 self.fence(*id)
             }
+            MetadataCommand::UnregisterBroker { id } => match self.brokers.get(id) {
+                None => refuse(
+                    ErrorCode::BrokerIdNotRegistered,
+                    format!("Broker ID {id} is not currently registered"),
+                ),
+                Some(broker) if !broker.fenced => refuse(
+                    ErrorCode::InvalidRequest,
+                    format!("Broker {id} is alive: shut it down before unregistering it"),
+                ),
+                Some(_) => {
+                    // Leaves ISRs and leaderships as a fenced broker would; already fenced, so
+                    // only what fencing kept (a last ISR member) is left to it.
+                    self.fence(*id);
+                    self.brokers.remove(id);
+                    CommandResult::Done
+                }
+            },
             MetadataCommand::UnfenceBroker { id } => match self.brokers.get_mut(id) {
                 Some(broker) => {
                     broker.fenced = false;

@@ -688,3 +688,23 @@ fn a_fenced_leader_hands_over_to_an_in_sync_replica_never_to_one_being_added() {
         vec![ErrorCode::EligibleLeadersNotAvailable]
     );
 }
+
+#[test]
+fn only_a_broker_that_is_down_can_be_unregistered() {
+    let mut image = preferred_on_one();
+    let unregister =
+        |image: &mut MetadataImage, id| image.apply(&MetadataCommand::UnregisterBroker { id });
+    assert_eq!(
+        refusal(unregister(&mut image, 9)),
+        ErrorCode::BrokerIdNotRegistered
+    );
+    assert_eq!(
+        refusal(unregister(&mut image, 1)),
+        ErrorCode::InvalidRequest
+    );
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    assert_eq!(unregister(&mut image, 1), CommandResult::Done);
+    assert!(!image.brokers.contains_key(&1));
+    let partition = &image.topics["e"].partitions[0];
+    assert_eq!((partition.leader, partition.isr.clone()), (2, vec![2, 3]));
+}

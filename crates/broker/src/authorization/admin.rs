@@ -4,7 +4,8 @@
 //! AlterConfigs and IncrementalAlterConfigs (ALTER_CONFIGS likewise), DescribeClientQuotas and
 //! AlterClientQuotas (DESCRIBE_CONFIGS / ALTER_CONFIGS on the cluster), DescribeQuorum and
 //! DescribeLogDirs (DESCRIBE on the cluster), ElectLeaders and AlterPartitionReassignments (ALTER
-//! on the cluster), ListPartitionReassignments (DESCRIBE on the cluster), the ACL APIs
+//! on the cluster), ListPartitionReassignments (DESCRIBE on the cluster), UnregisterBroker
+//! (ALTER on the cluster), the ACL APIs
 //! (DESCRIBE / ALTER on the cluster) and the SCRAM user APIs (DESCRIBE / ALTER on the cluster).
 //! ApiVersions, the SASL exchange and DescribeCluster need nothing.
 
@@ -26,7 +27,7 @@ use kafka_protocol::messages::{
     DescribeAclsResponse, DescribeClientQuotasResponse, DescribeConfigsRequest,
     DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumResponse,
     DescribeUserScramCredentialsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListPartitionReassignmentsResponse, RequestKind, ResponseKind,
+    ListPartitionReassignmentsResponse, RequestKind, ResponseKind, UnregisterBrokerResponse,
 };
 use strom_types::security::AclOperation;
 use strom_types::ErrorCode;
@@ -178,6 +179,16 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                     .with_error_code(CLUSTER_DENIED.code())
                     .with_error_message(message)
                     .with_responses(responses),
+            ))
+        }
+        RequestKind::UnregisterBroker(body) => {
+            if access.allows_cluster(AclOperation::Alter) {
+                return Checked::Allowed(RequestKind::UnregisterBroker(body), None);
+            }
+            Checked::Refused(ResponseKind::UnregisterBroker(
+                UnregisterBrokerResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
             ))
         }
         RequestKind::ListPartitionReassignments(body) => {

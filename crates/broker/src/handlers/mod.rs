@@ -50,6 +50,7 @@ mod partition_reassignments;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod unregister_broker;
 mod write_txn_markers;
 
 use std::future::Future;
@@ -180,6 +181,7 @@ fn route(broker: &Arc<Broker>, request: RequestFrame, context: &RequestContext) 
         RequestKind::AlterPartitionReassignments(body) => {
             partition_reassignments::alter(broker, body)
         }
+        RequestKind::UnregisterBroker(body) => unregister_broker::handle(broker, body),
         RequestKind::ListPartitionReassignments(body) => {
             partition_reassignments::list(broker, body)
         }
