@@ -799,3 +799,55 @@ def test_reassignment_survives_kills_of_the_controller_and_a_moving_replica(clus
     assert_no_panic(cluster)
     mark("replicas checked")
     print("timings:\n  " + "\n  ".join(timings) + "\n" + report.summary())
+
+
+# -- 6. replication throttle (--throttle) ------------------------------------------------------
+
+THROTTLE_BYTES_PER_S = 300_000
+THROTTLED_PARTITION_BYTES = 1_500_000
+
+
+def topic_config(cluster: Cluster, topic: str, key: str) -> str | None:
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    described = admin_request(cluster.live_bootstrap(), lambda a: a.describe_configs([resource]))[resource].result()
+    entry = described.get(key)
+    return entry.value if entry is not None else None
+
+
+@pytest.mark.timeout(150)
+def test_throttled_move_is_held_to_the_rate_and_verify_clears_the_throttle(cluster_factory, tmp_path):  # noqa: F811
+    """Two partitions of ~1.5 MB each move from node 1 to node 2 (RF 1): the first with
+    `--execute --throttle 300000` takes at least 1.5 MB / 300 kB/s less a burst (> 3 s) and
+    longer than twice the unthrottled second; while it runs the topic holds Kafka's throttled
+    replica lists and the brokers the rates; `--verify` clears both once it completed."""
+    require_reassign_cli()
+    cluster = started(cluster_factory, 2)
+    topic = unique("throttled")
+    create_assigned(cluster, topic, [[1], [1]])
+    value = random.Random(SEED).randbytes(10_000)
+    records = [dict(partition=p, value=value) for p in (0, 1) for _ in range(THROTTLED_PARTITION_BYTES // len(value))]
+    produce_all(producer(cluster.live_bootstrap(), acks="all", **{"linger.ms": 5}), topic, records)
+
+    def timed_move(partition: int, *extra: str) -> float:
+        path = tmp_path / f"move-{partition}.json"
+        path.write_text(reassignment_json(topic, {partition: [2]}))
+        started_at = time.monotonic()
+        result = reassign(cluster, "--execute", str(path), *extra)
+        assert result.returncode == 0, show(result)
+        if extra:
+            assert topic_config(cluster, topic, "leader.replication.throttled.replicas") == f"{partition}:1"
+            assert topic_config(cluster, topic, "follower.replication.throttled.replicas") == f"{partition}:2"
+        verify_until_complete(cluster, path, topic, [partition], timeout_s=60)
+        return time.monotonic() - started_at
+
+    throttled = timed_move(0, "--throttle", str(THROTTLE_BYTES_PER_S))
+    for key in ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas"):
+        assert topic_config(cluster, topic, key) in ("", None), f"{key} not cleared by --verify"
+    unthrottled = timed_move(1)
+    assert throttled > 3.0, f"the throttled move took {throttled:.1f} s"
+    assert throttled > 2 * unthrottled, f"throttled {throttled:.1f} s, unthrottled {unthrottled:.1f} s"
+    for partition in (0, 1):
+        assert len(read_partition(cluster, topic, partition, len(records) // 2)) == len(records) // 2
+    assert_no_panic(cluster)

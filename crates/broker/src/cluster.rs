@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strom_metadata::{
-    CommandResult, MetadataCommand, MetadataImage, MetadataQuorum, QuorumConfig, QuorumError,
-};
+use strom_metadata::{CommandResult, MetadataCommand, MetadataQuorum, QuorumConfig, QuorumError};
 use strom_types::{ErrorCode, ProducerId};
 use uuid::Uuid;
 
@@ -198,7 +196,7 @@ pub async fn ensure_offsets_topic(
     loop {
         let image = images.borrow_and_update().clone();
         if image.topics.contains_key(OFFSETS_TOPIC) {
-            topics.reconcile(config, &image);
+            topics.reconcile_latest(config, || quorum.image());
             return Ok(());
         }
         let alive = image.brokers.values().filter(|b| !b.fenced).count();
@@ -233,7 +231,7 @@ pub async fn ensure_offsets_topic(
         }
         _ => {}
     }
-    topics.reconcile(config, &quorum.image());
+    topics.reconcile_latest(config, || quorum.image());
     Ok(())
 }
 
@@ -276,16 +274,19 @@ pub async fn follow_image(broker: Arc<Broker>) {
             }
             () = tokio::time::sleep(reopen_after.unwrap_or_default()), if reopen_after.is_some() => {}
         }
-        let image = images.borrow_and_update().clone();
-        sync_registry(&broker, image).await;
+        images.borrow_and_update();
+        sync_registry(&broker).await;
     }
 }
 
-/// Reconciles the registry with `image` on a blocking thread (it opens and deletes logs).
-async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
+/// Reconciles the registry with the latest image on a blocking thread (it opens and deletes
+/// logs). Several run at once (the image-following task's, proposals'); each applies the image
+/// current when its turn comes, never an older one than the last.
+async fn sync_registry(broker: &Arc<Broker>) {
     let syncing = broker.clone();
     let reconciled = tokio::task::spawn_blocking(move || {
-        let reconciled = syncing.topics.reconcile(&syncing.config, &image);
+        let quorum = &syncing.quorum;
+        let reconciled = (syncing.topics).reconcile_latest(&syncing.config, || quorum.image());
         if reconciled.leadership_changed {
             // Offsets partitions this node now leads: load what the previous leader committed.
             syncing.groups.follow_leadership();
@@ -299,6 +300,8 @@ async fn sync_registry(broker: &Arc<Broker>, image: Arc<MetadataImage>) {
     match reconciled.await {
         Ok(reconciled) if !reconciled.topics_changed => {}
         Ok(_) => broker.fetchers.update(broker),
+        // Cancelled: the runtime is shutting down.
+        Err(error) if error.is_cancelled() => {}
         Err(error) => {
             tracing::error!(%error, "reconciling the topic registry panicked");
             broker.fetchers.update(broker);
@@ -322,7 +325,7 @@ pub async fn propose(
             )
         })?
         .map_err(quorum_error)?;
-    sync_registry(broker, broker.quorum.image()).await;
+    sync_registry(broker).await;
     match result {
         CommandResult::Refused(error) => Err(BrokerError::new(error.code, error.message)),
         done => Ok(done),

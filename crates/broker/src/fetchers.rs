@@ -2,11 +2,13 @@
 //! follows partitions of, fetching all of them in one long-polling Fetch request (replica id
 //! set, v12 for KIP-320's diverging epoch). Each answer is applied by the partition
 //! (`Partition::apply_fetched`: truncate a divergent tail, or append and fsync) before the next
-//! fetch, so the fetch offset a follower reports tells the leader what it holds on disk.
+//! fetch, so the fetch offset a follower reports tells the leader what it holds on disk. A
+//! replica held back by the follower's replication throttle (`replication_quota`) is left out
+//! of the next fetch while the throttled bytes fetched are over the rate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -27,6 +29,8 @@ use crate::Broker;
 const REPLICA_FETCH_VERSION: i16 = 12;
 /// How long a fetcher waits before retrying after an error.
 const FETCH_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest a fetcher whose every partition is throttled waits before looking again.
+const THROTTLE_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// A running fetcher and the channel that hands it its partitions.
 type Fetcher = (JoinHandle<()>, watch::Sender<Vec<Arc<Partition>>>);
@@ -127,6 +131,13 @@ async fn fetch_from(
         }
         let conn = connection.as_ref().expect("connected above");
         let (request, sent) = fetch_request(&broker, &partitions);
+        if sent.is_empty() {
+            // Every partition is held back by the follower's replication throttle.
+            let limit = follower_throttle_rate(&broker);
+            let wait = broker.follower_throttle.wait(limit, Instant::now());
+            tokio::time::sleep(wait.clamp(FETCH_RETRY_BACKOFF, THROTTLE_WAIT_MAX)).await;
+            continue;
+        }
         let wait_ms = broker.config.cluster.replica_fetch_wait_max_ms;
         let timeout_ms = wait_ms + 10_000;
         let response = tokio::select! {
@@ -156,7 +167,11 @@ async fn fetch_from(
                     topic.topic.to_string(),
                     PartitionIndex(data.partition_index),
                 );
-                if let Some((partition, epoch)) = sent.get(&key) {
+                if let Some((partition, epoch, throttled)) = sent.get(&key) {
+                    if *throttled {
+                        let bytes = data.records.as_ref().map_or(0, |records| records.len());
+                        broker.follower_throttle.record(bytes, Instant::now());
+                    }
                     answers.push((partition.clone(), *epoch, data));
                 }
             }
@@ -204,15 +219,34 @@ fn broker_address(broker: &Broker, id: BrokerId) -> Option<String> {
 }
 
 /// The partitions a fetch asked for, by topic name and index, with the leader epoch each was
-/// fetched in.
-type Sent = HashMap<(String, PartitionIndex), (Arc<Partition>, LeaderEpoch)>;
+/// fetched in and whether the follower's replication throttle counts its bytes.
+type Sent = HashMap<(String, PartitionIndex), (Arc<Partition>, LeaderEpoch, bool)>;
+
+fn follower_throttle_rate(broker: &Broker) -> u64 {
+    (broker.effective_config().cluster).follower_replication_throttled_rate
+}
+
+/// Whether this node's replica of `partition` is throttled as a follower: listed in its
+/// topic's `follower.replication.throttled.replicas` and out of the ISR.
+fn follower_throttled(broker: &Broker, partition: &Partition) -> bool {
+    let node = broker.config.node_id;
+    let listed = (broker.topics.get(partition.topic().as_str()))
+        .is_some_and(|topic| (topic.config.follower_throttled).includes(partition.index().0, node));
+    listed && !partition.replica_state().isr.contains(&BrokerId(node))
+}
 
 /// The Fetch request for `partitions`, and what it asked for.
 fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>]) -> (FetchRequest, Sent) {
     let config = &broker.config.cluster;
     let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut sent = HashMap::with_capacity(partitions.len());
+    let limit = follower_throttle_rate(broker);
+    let held_back = broker.follower_throttle.exceeded(limit, Instant::now());
     for partition in partitions {
+        let throttled = follower_throttled(broker, partition);
+        if throttled && held_back {
+            continue;
+        }
         // A partition whose fsync failed stops fetching: what it reports would not be on disk.
         let Some((position, log_start_offset, epoch)) = partition.follower_position() else {
             continue;
@@ -226,7 +260,10 @@ fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>]) -> (FetchReques
             .with_partition_max_bytes(config.replica_fetch_max_bytes as i32);
         let topic = partition.topic().to_string();
         topics.entry(topic.clone()).or_default().push(fetch);
-        sent.insert((topic, partition.index()), (partition.clone(), epoch));
+        sent.insert(
+            (topic, partition.index()),
+            (partition.clone(), epoch, throttled),
+        );
     }
     let topics = topics
         .into_iter()

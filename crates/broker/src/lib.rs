@@ -37,6 +37,7 @@ pub mod isr;
 pub mod log_levels;
 pub mod network;
 pub mod quotas;
+pub mod replication_quota;
 pub mod resources;
 pub mod retention;
 pub mod security;
@@ -77,6 +78,10 @@ pub struct Broker {
     effective: parking_lot::Mutex<EffectiveConfig>,
     /// The produce and fetch rates measured against client quotas.
     pub quota_rates: quotas::QuotaRates,
+    /// The replication throttles' rates: bytes this node sent as a leader, and fetched as a
+    /// follower, for throttled replicas.
+    pub leader_throttle: replication_quota::ReplicationQuota,
+    pub follower_throttle: replication_quota::ReplicationQuota,
 }
 
 /// `config` with the dynamic broker configs of `made_from` applied.
@@ -242,6 +247,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         stopping,
         effective: parking_lot::Mutex::new(effective),
         quota_rates: quotas::QuotaRates::default(),
+        leader_throttle: Default::default(),
+        follower_throttle: Default::default(),
     });
     broker.fetchers.update(&broker);
     let loading = broker.clone();

@@ -111,13 +111,13 @@ pub fn resolve(
 
 /// A rate over a sliding window of samples (Kafka's `Rate` over a `SampledStat`).
 #[derive(Debug, Default)]
-struct Rate {
+pub(crate) struct Rate {
     /// (sample start, total recorded in it), oldest first.
     samples: VecDeque<(Instant, f64)>,
 }
 
 impl Rate {
-    fn record(&mut self, value: f64, now: Instant) {
+    pub(crate) fn record(&mut self, value: f64, now: Instant) {
         self.purge(now);
         match self.samples.back_mut() {
             Some((start, total)) if now.duration_since(*start) < sample_span() => *total += value,
@@ -149,7 +149,7 @@ impl Rate {
     }
 
     /// Units per second, and the window it was measured over.
-    fn measure(&mut self, now: Instant) -> (f64, Duration) {
+    pub(crate) fn measure(&mut self, now: Instant) -> (f64, Duration) {
         self.purge(now);
         let total: f64 = self.samples.iter().map(|(_, total)| total).sum();
         let window = self.window(now);
@@ -163,7 +163,7 @@ fn sample_span() -> Duration {
 
 /// How long a client must wait for `rate` to fall back to `quota` over `window` (Kafka's
 /// `QuotaUtils.throttleTime`: X = (O - T) / T * W), capped at the whole window.
-fn throttle_time(rate: f64, quota: f64, window: Duration) -> Duration {
+pub(crate) fn throttle_time(rate: f64, quota: f64, window: Duration) -> Duration {
     if rate <= quota || quota <= 0.0 {
         return Duration::ZERO;
     }

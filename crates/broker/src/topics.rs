@@ -266,6 +266,23 @@ impl TopicRegistry {
     /// opened is offline until a later reconcile opens it; the rest of the image still applies.
     pub fn reconcile(&self, config: &BrokerConfig, image: &MetadataImage) -> Reconciled {
         let _reconciling = self.reconciling.lock();
+        self.reconcile_locked(config, image)
+    }
+
+    /// Reconciles with the image `latest` returns once no other reconcile runs: the image
+    /// read then is at least as new as any applied before, so reconciles started out of order
+    /// (the image-following task's and a proposal's) never take this node back to an older
+    /// image: no leader epoch goes back, no deleted log comes back.
+    pub fn reconcile_latest(
+        &self,
+        config: &BrokerConfig,
+        latest: impl FnOnce() -> Arc<MetadataImage>,
+    ) -> Reconciled {
+        let _reconciling = self.reconciling.lock();
+        self.reconcile_locked(config, &latest())
+    }
+
+    fn reconcile_locked(&self, config: &BrokerConfig, image: &MetadataImage) -> Reconciled {
         let dynamic_changed = {
             let mut applied = self.dynamic_configs.lock();
             let changed = !Arc::ptr_eq(&applied, &image.broker_configs);

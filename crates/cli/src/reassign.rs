@@ -6,12 +6,18 @@
 //!   assignment and a proposed one spreading each topic's partitions over the brokers given,
 //!   with their racks, by the placement new topics get (leaders and followers round-robin,
 //!   racks alternated). `--output FILE` also writes the proposal there.
-//! - `--execute FILE`: starts the moves of Kafka's reassignment file
+//! - `--execute FILE [--throttle BYTES_PER_S]`: starts the moves of Kafka's reassignment file
 //!   (`{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2,3]}]}`), after
-//!   printing the current assignment of those partitions (to save for a rollback).
+//!   printing the current assignment of those partitions (to save for a rollback). With
+//!   `--throttle`, as Kafka's tool: every broker of the moves gets
+//!   `leader.replication.throttled.rate` and `follower.replication.throttled.rate`, each topic
+//!   `leader.replication.throttled.replicas` (the current replicas of its moving partitions)
+//!   and `follower.replication.throttled.replicas` (the replicas being added).
 //! - `--verify FILE`: whether each move completed (no move in progress and the replicas are
 //!   the target). Exits 0 when every move completed, 3 while some are in progress, 1 when a
-//!   partition has neither (a move that was cancelled or replaced).
+//!   partition has neither (a move that was cancelled or replaced). Once every move
+//!   completed, it clears the throttles: the two rates on every live broker, the two replica
+//!   lists on the file's topics.
 //! - `--cancel FILE`: cancels the moves of those partitions still in progress; the partitions
 //!   keep their original replicas.
 //! - `--list`: every move in progress.
@@ -23,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use strom_client::{Client, OngoingReassignment, Reassignment};
+use strom_client::{Client, ConfigChange, ConfigResource, OngoingReassignment, Reassignment};
 use strom_metadata::placement::{self, Candidate};
 
 use crate::common::{connect, existing_topic, print_table, BootstrapArgs};
@@ -47,6 +53,10 @@ pub struct ReassignArgs {
     /// Start the moves in this reassignment file (Kafka's JSON).
     #[arg(long, value_name = "FILE")]
     execute: Option<PathBuf>,
+    /// With --execute, hold the moves' replication to this many bytes per second per broker
+    /// (--verify clears it once they completed).
+    #[arg(long, value_name = "BYTES_PER_S", requires = "execute")]
+    throttle: Option<u64>,
     /// Report whether the moves in this reassignment file completed.
     #[arg(long, value_name = "FILE")]
     verify: Option<PathBuf>,
@@ -93,7 +103,7 @@ pub async fn run(args: ReassignArgs) -> anyhow::Result<i32> {
     if let Some(file) = &args.plan {
         plan(&client, file, &args.brokers, args.output.as_deref()).await?;
     } else if let Some(file) = &args.execute {
-        execute(&client, &read_reassignment(file)?).await?;
+        execute(&client, &read_reassignment(file)?, args.throttle).await?;
     } else if let Some(file) = &args.verify {
         return verify(&client, &read_reassignment(file)?).await;
     } else if let Some(file) = &args.cancel {
@@ -262,7 +272,118 @@ fn partition_names<'a>(partitions: impl Iterator<Item = (&'a str, i32)>) -> Stri
         .join(",")
 }
 
-async fn execute(client: &Client, file: &ReassignmentFile) -> anyhow::Result<()> {
+/// The replication throttle keys (KIP-73).
+const LEADER_RATE: &str = "leader.replication.throttled.rate";
+const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// Kafka's throttled replica lists for moving `file`'s partitions from `current`, by topic:
+/// (the current replicas, the replicas being added), each `partition:broker,...`.
+fn throttled_replicas(
+    file: &ReassignmentFile,
+    current: &ReassignmentFile,
+) -> BTreeMap<String, (String, String)> {
+    let mut lists: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for moved in &file.partitions {
+        let Some(now) = (current.partitions.iter())
+            .find(|p| p.topic == moved.topic && p.partition == moved.partition)
+        else {
+            continue;
+        };
+        let (leaders, followers) = lists.entry(moved.topic.clone()).or_default();
+        leaders.extend(
+            now.replicas
+                .iter()
+                .map(|b| format!("{}:{b}", moved.partition)),
+        );
+        followers.extend(
+            (moved.replicas.iter())
+                .filter(|b| !now.replicas.contains(b))
+                .map(|b| format!("{}:{b}", moved.partition)),
+        );
+    }
+    (lists.into_iter())
+        .map(|(topic, (leaders, followers))| (topic, (leaders.join(","), followers.join(","))))
+        .collect()
+}
+
+/// Sets the throttle of `--execute --throttle`: the rates on every broker of the moves, the
+/// replica lists on their topics.
+async fn set_throttle(
+    client: &Client,
+    file: &ReassignmentFile,
+    current: &ReassignmentFile,
+    rate: u64,
+) -> anyhow::Result<()> {
+    let brokers: std::collections::BTreeSet<i32> = (file.partitions.iter())
+        .flat_map(|p| p.replicas.iter().copied())
+        .chain(
+            current
+                .partitions
+                .iter()
+                .flat_map(|p| p.replicas.iter().copied()),
+        )
+        .collect();
+    for broker in &brokers {
+        let changes = [
+            ConfigChange::Set(LEADER_RATE.into(), rate.to_string()),
+            ConfigChange::Set(FOLLOWER_RATE.into(), rate.to_string()),
+        ];
+        (client.alter_configs(&ConfigResource::Broker(*broker), &changes, false))
+            .await
+            .with_context(|| format!("throttling broker {broker}"))?;
+    }
+    for (topic, (leaders, followers)) in throttled_replicas(file, current) {
+        let mut changes = vec![ConfigChange::Set(LEADER_REPLICAS.into(), leaders)];
+        if !followers.is_empty() {
+            changes.push(ConfigChange::Set(FOLLOWER_REPLICAS.into(), followers));
+        }
+        (client.alter_configs(&ConfigResource::Topic(topic.clone()), &changes, false))
+            .await
+            .with_context(|| format!("throttling topic {topic}"))?;
+    }
+    let ids: Vec<String> = brokers.iter().map(i32::to_string).collect();
+    println!(
+        "Warning: You must run --verify periodically, until the reassignment completes, to ensure the throttle is removed."
+    );
+    println!(
+        "The inter-broker throttle limit was set to {rate} B/s on brokers {}",
+        ids.join(",")
+    );
+    Ok(())
+}
+
+/// Removes every replication throttle: the rates on every live broker, the replica lists on
+/// `topics` (Kafka's `clearAllThrottles`).
+async fn clear_throttles(client: &Client, topics: &[&str]) -> anyhow::Result<()> {
+    let metadata = client.metadata(Some(&[])).await?;
+    for broker in &metadata.brokers {
+        let changes = [
+            ConfigChange::Delete(LEADER_RATE.into()),
+            ConfigChange::Delete(FOLLOWER_RATE.into()),
+        ];
+        client
+            .alter_configs(&ConfigResource::Broker(broker.id.0), &changes, false)
+            .await?;
+    }
+    for topic in topics {
+        let changes = [
+            ConfigChange::Delete(LEADER_REPLICAS.into()),
+            ConfigChange::Delete(FOLLOWER_REPLICAS.into()),
+        ];
+        client
+            .alter_configs(&ConfigResource::Topic(topic.to_string()), &changes, false)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn execute(
+    client: &Client,
+    file: &ReassignmentFile,
+    throttle: Option<u64>,
+) -> anyhow::Result<()> {
     let topics = topics_of(file);
     let current = current_assignment(client, &topics).await?;
     let mut unknown = Vec::new();
@@ -289,6 +410,10 @@ async fn execute(client: &Client, file: &ReassignmentFile) -> anyhow::Result<()>
     println!("{}", to_json(&rollback));
     println!();
     println!("Save this to use as the --execute file during rollback");
+    if let Some(rate) = throttle {
+        let current = current_assignment(client, &topics).await?;
+        set_throttle(client, file, &current, rate).await?;
+    }
     let moves: Vec<Reassignment> = (file.partitions.iter())
         .map(|moved| Reassignment {
             topic: moved.topic.clone(),
@@ -368,7 +493,16 @@ async fn verify(client: &Client, file: &ReassignmentFile) -> anyhow::Result<i32>
     if diverged > 0 {
         bail!("{diverged} partition(s) are not being moved to the replicas the file names");
     }
-    Ok(if in_progress > 0 { EXIT_IN_PROGRESS } else { 0 })
+    if in_progress > 0 {
+        return Ok(EXIT_IN_PROGRESS);
+    }
+    clear_throttles(client, &topics_of(file)).await?;
+    println!("Clearing broker-level throttles on every broker");
+    println!(
+        "Clearing topic-level throttles on topic(s) {}",
+        topics_of(file).join(",")
+    );
+    Ok(0)
 }
 
 async fn cancel(client: &Client, file: &ReassignmentFile) -> anyhow::Result<()> {
@@ -455,6 +589,14 @@ mod tests {
         let read = file(json).unwrap();
         assert_eq!(read.partitions[1].replicas, vec![2, 3]);
         assert_eq!(to_json(&read), json);
+    }
+
+    #[test]
+    fn throttled_lists_name_the_current_replicas_and_those_being_added() {
+        let moving = file(r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[3,2]},{"topic":"t","partition":1,"replicas":[1,2]}]}"#).unwrap();
+        let current = file(r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2]},{"topic":"t","partition":1,"replicas":[2,1]}]}"#).unwrap();
+        let lists = throttled_replicas(&moving, &current);
+        assert_eq!(lists["t"], ("0:1,0:2,1:2,1:1".to_owned(), "0:3".to_owned()));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum Access {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+/// Kafka's "no limit" for a rate: `Long.MAX_VALUE`.
+const NO_RATE_LIMIT: &str = "9223372036854775807";
 const MINUTE_MS: i64 = 60_000;
 
 /// What most keys share: Kafka fixes them at start and no flag sets them. An entry states the
@@ -658,6 +660,49 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         access: Access::Field {
             apply: |c, v| c.cluster.replica_fetch_max_bytes = v.number() as usize,
             read: |c| Some(c.cluster.replica_fetch_max_bytes.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "leader.replication.throttled.rate",
+        config_type: ConfigType::Long,
+        default: Some(NO_RATE_LIMIT),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Bytes per second a leader sends to the replicas its topics list in \
+                        leader.replication.throttled.replicas while they are out of sync (a \
+                        reassignment's moves).",
+        access: Access::Field {
+            apply: |c, v| c.cluster.leader_replication_throttled_rate = v.number() as u64,
+            read: |c| {
+                Some(
+                    c.cluster
+                        .leader_replication_throttled_rate
+                        .min(i64::MAX as u64)
+                        .to_string(),
+                )
+            },
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "follower.replication.throttled.rate",
+        config_type: ConfigType::Long,
+        default: Some(NO_RATE_LIMIT),
+        validator: Validator::AtLeast(0),
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Bytes per second a follower fetches for the replicas its topics list \
+                        in follower.replication.throttled.replicas while they are out of sync.",
+        access: Access::Field {
+            apply: |c, v| c.cluster.follower_replication_throttled_rate = v.number() as u64,
+            read: |c| {
+                Some(
+                    c.cluster
+                        .follower_replication_throttled_rate
+                        .min(i64::MAX as u64)
+                        .to_string(),
+                )
+            },
         },
         ..FIXED
     },

@@ -175,6 +175,12 @@ pub struct ClusterConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes`
     pub replica_fetch_max_bytes: usize,
+    /// `leader.replication.throttled.rate`: bytes per second this node sends, as a leader, to
+    /// throttled replicas (a reassignment's); `u64::MAX` for no limit.
+    pub leader_replication_throttled_rate: u64,
+    /// `follower.replication.throttled.rate`: bytes per second this node fetches, as a
+    /// follower, for throttled replicas; `u64::MAX` for no limit.
+    pub follower_replication_throttled_rate: u64,
     /// `auto.leader.rebalance.enable`, `leader.imbalance.per.broker.percentage`,
     /// `leader.imbalance.check.interval.seconds`.
     pub leader_balance: strom_metadata::quorum::LeaderBalanceConfig,
@@ -231,6 +237,8 @@ impl Default for BrokerConfig {
                 replica_lag_time_max_ms: 0,
                 replica_fetch_wait_max_ms: 0,
                 replica_fetch_max_bytes: 0,
+                leader_replication_throttled_rate: u64::MAX,
+                follower_replication_throttled_rate: u64::MAX,
                 leader_balance: Default::default(),
             },
             listener_settings: listeners::ListenerSettings {
@@ -252,6 +260,13 @@ impl Default for BrokerConfig {
                     .expect("a default passes its key's checks");
                 key.apply(&mut config, &value);
             }
+        }
+        for key in topic_keys::TOPIC_ONLY_KEYS {
+            let default = key.default.expect("a topic-only key has a default");
+            let value = key
+                .parse(default)
+                .expect("a default passes its key's checks");
+            key.apply(&mut config, &value);
         }
         // `advertised.listeners` has no default: clients are told the listener.
         config.advertise = (config.listen.ip().to_string(), config.listen.port());
@@ -540,10 +555,10 @@ mod tests {
         }
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
         // coordinator's of issue 11, the named listeners and security keys of issue 12, the
-        // leader rebalance of issue 13.
+        // leader rebalance and the replication throttles of issue 13.
         assert_eq!(
             BROKER_KEYS.len(),
-            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2
         );
     }
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use strom_log::{CompactionConfig, LogConfig};
 
-use super::broker_keys::{broker_key, BrokerKey};
-use super::value::{ConfigType, Value};
+use super::broker_keys::{broker_key, Access, BrokerKey};
+use super::value::{ConfigType, UpdateMode, Validator, Value};
 use super::{invalid, BrokerConfig, ConfigError};
 
 /// One topic-level config (Kafka's `LogConfig` keys).
@@ -32,6 +32,14 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
     key("compression.type", "compression.type"),
     key("delete.retention.ms", "log.cleaner.delete.retention.ms"),
     key("index.interval.bytes", "log.index.interval.bytes"),
+    key(
+        "leader.replication.throttled.replicas",
+        "leader.replication.throttled.replicas",
+    ),
+    key(
+        "follower.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+    ),
     key("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
     key("max.message.bytes", "message.max.bytes"),
     key("message.timestamp.type", "log.message.timestamp.type"),
@@ -51,6 +59,91 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
     ),
 ];
 
+/// Topic configs that have no broker-wide default key in Kafka, each described as a broker key
+/// would be (type, default, checks, documentation) but never a broker setting: they are not in
+/// `BROKER_KEYS`, so broker AlterConfigs and DescribeConfigs do not know them.
+pub const TOPIC_ONLY_KEYS: &[BrokerKey] = &[
+    BrokerKey {
+        name: "leader.replication.throttled.replicas",
+        config_type: ConfigType::List,
+        default: Some(""),
+        validator: THROTTLED_REPLICAS,
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "The replicas (partition:broker, or * for all) whose leader sends to \
+                        out-of-sync followers within leader.replication.throttled.rate.",
+        flag: None,
+        access: Access::TopicDefault,
+    },
+    BrokerKey {
+        name: "follower.replication.throttled.replicas",
+        config_type: ConfigType::List,
+        default: Some(""),
+        validator: THROTTLED_REPLICAS,
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "The replicas (partition:broker, or * for all) that fetch while out of \
+                        sync within follower.replication.throttled.rate.",
+        flag: None,
+        access: Access::TopicDefault,
+    },
+];
+
+const THROTTLED_REPLICAS: Validator = Validator::Custom {
+    check: |text| match ThrottledReplicas::parse(text) {
+        Some(_) => Ok(()),
+        None => Err(
+            "must be the literal '*' or a list of replicas in the following format: \
+                     [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+                .to_owned(),
+        ),
+    },
+    valid: "[partitionId]:[brokerId],[partitionId]:[brokerId],...",
+};
+
+/// Which replicas of a topic a replication throttle applies to
+/// (`leader.replication.throttled.replicas`, `follower.replication.throttled.replicas`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ThrottledReplicas {
+    #[default]
+    None,
+    /// `*`: every replica of the topic.
+    All,
+    /// `partition:broker` pairs.
+    Some(Vec<(i32, i32)>),
+}
+
+impl ThrottledReplicas {
+    /// Kafka's forms: empty, `*`, or `partition:broker,...` with non-negative integers.
+    pub fn parse(text: &str) -> Option<ThrottledReplicas> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(ThrottledReplicas::None);
+        }
+        if text == "*" {
+            return Some(ThrottledReplicas::All);
+        }
+        let pair = |item: &str| {
+            let (partition, broker) = item.trim().split_once(':')?;
+            let partition: i32 = partition.trim().parse().ok().filter(|p| *p >= 0)?;
+            let broker: i32 = broker.trim().parse().ok().filter(|b| *b >= 0)?;
+            Some((partition, broker))
+        };
+        let pairs: Option<Vec<(i32, i32)>> = (text.split(','))
+            .filter(|item| !item.trim().is_empty())
+            .map(pair)
+            .collect();
+        pairs.map(ThrottledReplicas::Some)
+    }
+
+    /// Whether the replica of `partition` on `broker` is throttled.
+    pub fn includes(&self, partition: i32, broker: i32) -> bool {
+        match self {
+            ThrottledReplicas::None => false,
+            ThrottledReplicas::All => true,
+            ThrottledReplicas::Some(pairs) => pairs.contains(&(partition, broker)),
+        }
+    }
+}
+
 /// The topic config of this name.
 pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
     TOPIC_KEYS.iter().find(|key| key.name == name)
@@ -59,7 +152,9 @@ pub fn topic_key(name: &str) -> Option<&'static TopicKey> {
 impl TopicKey {
     /// The broker key that supplies this config's default, type, validation and documentation.
     pub fn broker_key(&self) -> &'static BrokerKey {
-        broker_key(self.broker_default_key).expect("a topic key's broker key is in the table")
+        broker_key(self.broker_default_key)
+            .or_else(|| (TOPIC_ONLY_KEYS.iter()).find(|key| key.name == self.broker_default_key))
+            .expect("a topic key's broker key is in a table")
     }
 
     pub fn config_type(&self) -> ConfigType {
@@ -125,6 +220,10 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: i32,
+    /// The replicas whose leader sends within `leader.replication.throttled.rate`.
+    pub leader_throttled: ThrottledReplicas,
+    /// The replicas that fetch within `follower.replication.throttled.rate`.
+    pub follower_throttled: ThrottledReplicas,
 }
 
 impl BrokerConfig {
@@ -150,6 +249,14 @@ impl BrokerConfig {
             timestamp_type: TimestampType::parse(value("message.timestamp.type"))
                 .expect("validated when set"),
             min_insync_replicas: number("min.insync.replicas") as i32,
+            leader_throttled: ThrottledReplicas::parse(value(
+                "leader.replication.throttled.replicas",
+            ))
+            .expect("validated when set"),
+            follower_throttled: ThrottledReplicas::parse(value(
+                "follower.replication.throttled.replicas",
+            ))
+            .expect("validated when set"),
             cleanup: CleanupPolicy::parse(value("cleanup.policy")),
             compaction: CompactionConfig {
                 delete_retention_ms: number("delete.retention.ms"),

@@ -2,7 +2,9 @@
 //! log end (followers), honouring `max_bytes` per partition and per response; long-poll until
 //! `min_bytes` are there or `max_wait_ms` passes. A waiting fetch is registered with the
 //! partitions it reads (Kafka's DelayedFetch in a purgatory keyed by partition): an append or
-//! a high-watermark move wakes only the fetches of that partition.
+//! a high-watermark move wakes only the fetches of that partition. A follower's replica that
+//! the leader's replication throttle holds back (`replication_quota`) is answered without
+//! records while the throttled bytes sent are over the rate.
 //!
 //! Incremental fetch sessions (KIP-227) are not offered: every response carries session id 0,
 //! which tells clients to keep sending full fetch requests.
@@ -89,6 +91,16 @@ fn read(
     let mut failed = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     let image = broker.quorum.image();
+    let now = Instant::now();
+    // A follower's fetch: the leader's replication throttle may hold its replicas back.
+    let follower = (request.replica_id.0 >= 0).then_some(BrokerId(request.replica_id.0));
+    let throttle_exceeded = follower.is_some() && {
+        let limit = broker
+            .effective_config()
+            .cluster
+            .leader_replication_throttled_rate;
+        broker.leader_throttle.exceeded(limit, now)
+    };
     for wanted in &request.topics {
         let name = wanted.topic.as_str();
         let topic = broker.topics.get(name);
@@ -105,11 +117,30 @@ fn read(
                 );
                 let data = match found {
                     Ok(partition) => {
+                        let throttled = follower.is_some_and(|follower| {
+                            let listed = (topic.as_deref()).is_some_and(|topic| {
+                                let node = broker.config.node_id;
+                                topic
+                                    .config
+                                    .leader_throttled
+                                    .includes(fetch.partition, node)
+                            });
+                            listed && !partition.replica_state().isr.contains(&follower)
+                        });
                         let place = Place {
                             budget: &mut budget,
                             first_with_data: total == 0,
                         };
-                        read_partition(request, partition, fetch, place, waiter)
+                        let mut data = read_partition(request, partition, fetch, place, waiter);
+                        let sent = data.records.as_ref().map_or(0, |records| records.len());
+                        if throttled && throttle_exceeded {
+                            // Held back: the follower asks again once the rate allows.
+                            data.records = Some(Default::default());
+                            budget += sent;
+                        } else if throttled {
+                            broker.leader_throttle.record(sent, now);
+                        }
+                        data
                     }
                     Err(error) => empty(fetch.partition).with_error_code(error.code.code()),
                 };
