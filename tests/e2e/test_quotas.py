@@ -2,7 +2,10 @@
 `strom quota` (neither Python client has the quota APIs), Kafka's validation errors through raw
 requests, and enforcement: a producer limited to 1 MiB/s and a consumer limited to 2 MiB/s
 measure within 10% of their limits over 20 s, while an unlimited producer on the same broker
-runs at many times that.
+runs at many times that; `controller_mutation_rate` refuses the topic asked for past the quota
+with THROTTLING_QUOTA_EXCEEDED (kafka-python, strict mode) and lets the client create again
+once the rate falls; `request_percentage` throttles and mutes a client hammering Metadata while
+another client id is never throttled.
 """
 
 from __future__ import annotations
@@ -166,3 +169,82 @@ def test_byte_rate_quotas_are_enforced_and_spare_other_clients(broker):
     print(f"limited consumer: {rate / MIB:.3f} MiB/s")
     assert consumed < free_out["bytes"], "the consumer read everything: the quota did not hold it back"
     assert abs(rate - 2 * MIB) <= 0.2 * MIB, f"{rate / MIB:.3f} MiB/s against a 2 MiB/s quota"
+
+
+# -- controller_mutation_rate and request_percentage ----------------------------------------------
+
+THROTTLING_QUOTA_EXCEEDED = 89
+METADATA = 3
+
+
+def create_errors(bootstrap: str, client_id: str, names: list[str], partitions: int) -> dict[str, int]:
+    """CreateTopics through kafka-python (the newest version both speak: strict mode)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=20000)
+    try:
+        result = admin.create_topics(
+            {name: {"num_partitions": partitions, "replication_factor": 1} for name in names}, raise_errors=False
+        )
+    finally:
+        admin.close()
+    return {topic["name"]: topic["error_code"] for topic in result["topics"]}
+
+
+def test_controller_mutation_rate_refuses_topics_past_the_quota(broker):
+    ok(strom("quota", "alter", "--client-id", "mutator", "--set", "controller_mutation_rate=10",
+             "--bootstrap", broker.bootstrap))
+    names = [unique("mutation") for _ in range(3)]
+    # 10 partitions are within 10/s; 20 are over, but the topic that takes the rate over is
+    # still accepted (Kafka's strict mode); the next one is refused.
+    errors = create_errors(broker.bootstrap, "mutator", names, 10)
+    assert errors == {names[0]: 0, names[1]: 0, names[2]: THROTTLING_QUOTA_EXCEEDED}, errors
+    # Another client id has no quota.
+    free = [unique("free") for _ in range(3)]
+    assert set(create_errors(broker.bootstrap, "free", free, 10).values()) == {0}
+    # Once the rate is back under the quota (20 partitions over the 11 s window), it may
+    # create again.
+    deadline = time.monotonic() + 30
+    while True:
+        retry = create_errors(broker.bootstrap, "mutator", [names[2]], 1)
+        if retry[names[2]] == 0:
+            break
+        assert retry[names[2]] == THROTTLING_QUOTA_EXCEEDED, retry
+        assert time.monotonic() < deadline, "the mutation quota never let the client create again"
+        time.sleep(1)
+
+
+def test_request_percentage_throttles_a_busy_client_only(broker):
+    ok(strom("quota", "alter", "--client-id", "busy", "--set", "request_percentage=0.5",
+             "--bootstrap", broker.bootstrap))
+    # Enough topics that a Metadata answer takes a measurable time to build.
+    for _ in range(20):
+        create_topic(broker.bootstrap, unique("meta"), partitions=8)
+
+    def hammer(client_id: str, seconds: float) -> tuple[int, int]:
+        """Metadata requests one after another for `seconds`: (answered, largest throttle ms)."""
+        sock = rk.connect(broker.bootstrap)
+        answered, throttle_max = 0, 0
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                header = rk.request_header(METADATA, 9, answered, True, client_id=client_id.encode())
+                # topics null (all), no auto-create, no authorized operations, no tags.
+                body = b"\x00" + struct.pack(">???", False, False, False) + b"\x00"
+                sock.sendall(rk.frame(header + body))
+                payload = rk.read_response(sock, timeout_s=20)
+                assert payload is not None, "no answer"
+                # correlation id, header tags (flexible), then throttle_time_ms.
+                (throttle,) = struct.unpack_from(">i", payload, 5)
+                throttle_max = max(throttle_max, throttle)
+                answered += 1
+        finally:
+            sock.close()
+        return answered, throttle_max
+
+    busy, busy_throttle = hammer("busy", 4.0)
+    free, free_throttle = hammer("free", 4.0)
+    assert busy_throttle > 0, "the busy client was never throttled"
+    assert free_throttle == 0
+    # Muted while throttled, the busy client gets far fewer answers than an unlimited one.
+    assert busy * 3 < free, (busy, free)

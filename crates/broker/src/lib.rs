@@ -38,6 +38,7 @@ pub mod log_levels;
 pub mod network;
 pub mod quotas;
 pub mod replication_quota;
+pub mod request_quotas;
 pub mod resources;
 pub mod retention;
 pub mod security;

@@ -13,8 +13,8 @@
 //! `producer_byte_rate` counts the record bytes of each Produce request; `consumer_byte_rate`
 //! the record bytes of each consumer Fetch response, and a fetch that would exceed the quota is
 //! answered empty, with the throttle time, and not counted, as Kafka does. Follower fetches are
-//! not counted. `request_percentage` and `controller_mutation_rate` are stored and described
-//! but not enforced yet.
+//! not counted. `request_percentage` and `controller_mutation_rate` are measured by
+//! `request_quotas`, with the same rates and throttling.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -56,6 +56,10 @@ pub const QUOTA_KEYS: &[(&str, bool)] = &[
 pub enum QuotaKind {
     Produce,
     Fetch,
+    /// Time spent handling requests, in percent of one thread (see `request_quotas`).
+    Request,
+    /// Partitions created and deleted (see `request_quotas`).
+    ControllerMutation,
 }
 
 impl QuotaKind {
@@ -63,6 +67,8 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
+            QuotaKind::Request => REQUEST_PERCENTAGE,
+            QuotaKind::ControllerMutation => CONTROLLER_MUTATION_RATE,
         }
     }
 }
@@ -188,6 +194,19 @@ impl QuotaRates {
         client_id: &str,
         bytes: usize,
     ) -> Duration {
+        self.record_amount(quotas, kind, user, client_id, bytes as f64)
+    }
+
+    /// Records `amount` (bytes, percent-seconds of handling, partitions) for the client if a
+    /// quota of `kind` applies to it; returns how long it is to be throttled.
+    pub fn record_amount(
+        &self,
+        quotas: &QuotaTable,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+        amount: f64,
+    ) -> Duration {
         if quotas.is_empty() {
             return Duration::ZERO;
         }
@@ -205,9 +224,31 @@ impl QuotaRates {
             });
         }
         let rate = rates.entry((kind, entity)).or_default();
-        rate.record(bytes as f64, now);
+        rate.record(amount, now);
         let (observed, window) = rate.measure(now);
         throttle_time(observed, quota, window)
+    }
+
+    /// How long the client is to be throttled for what it was measured at already, without
+    /// recording anything; `None` when no quota of `kind` applies to it.
+    pub fn throttle_now(
+        &self,
+        quotas: &QuotaTable,
+        kind: QuotaKind,
+        user: &str,
+        client_id: &str,
+    ) -> Option<Duration> {
+        let (entity, quota) = resolve(quotas, user, client_id, kind.key())?;
+        let now = Instant::now();
+        let mut rates = self.rates.lock();
+        let throttle = match rates.get_mut(&(kind, entity)) {
+            Some(rate) => {
+                let (observed, window) = rate.measure(now);
+                throttle_time(observed, quota, window)
+            }
+            None => Duration::ZERO,
+        };
+        Some(throttle)
     }
 
     /// Takes back bytes recorded for a fetch that was answered empty instead.
@@ -304,7 +345,7 @@ pub fn measure(
     }
 }
 
-fn wire_ms(time: Duration) -> i32 {
+pub(crate) fn wire_ms(time: Duration) -> i32 {
     time.as_millis().min(i32::MAX as u128) as i32
 }
 

@@ -100,15 +100,14 @@ pub fn dispatch(
         Checked::Allowed(body, patch) => {
             request.body = body;
             let quota = crate::quotas::measure(broker, &mut request, context);
+            let mutations = crate::request_quotas::limit_mutations(broker, &mut request, context);
+            let timer = crate::request_quotas::time(broker, &request, context);
             let reply = route(broker, request, context);
-            let reply = match patch {
-                Some(patch) => patched(reply, patch),
-                None => reply,
-            };
-            match quota {
-                Some(quota) => patched(reply, quota),
-                None => reply,
-            }
+            let request_time = timer.and_then(|timer| timer.finish());
+            [patch, quota, mutations, request_time]
+                .into_iter()
+                .flatten()
+                .fold(reply, patched)
         }
     }
 }
