@@ -17,7 +17,15 @@ from collections import Counter
 import pytest
 from confluent_kafka.admin import NewTopic
 
-from cluster import FAST_FAILOVER_SETTINGS, Cluster, cluster_factory, require_cluster_info  # noqa: F401
+from confluent_kafka import Consumer, TopicPartition
+
+from cluster import (  # noqa: F401 - cluster_factory is the fixture
+    FAST_FAILOVER_SETTINGS,
+    Cluster,
+    cluster_factory,
+    offsets_partition_for,
+    require_cluster_info,
+)
 from kafka_helpers import admin_client, admin_request, consume_range, produce_all, producer, unique, wait_until
 
 SETTINGS = {
@@ -52,6 +60,26 @@ def check_records(cluster: Cluster, topic: str) -> None:
         records = consume_range(cluster.live_bootstrap(), topic, partition, 0, RECORDS_PER_PARTITION)
         values = [r.value for r in records]
         assert values == [f"{partition}-{i}".encode() for i in range(RECORDS_PER_PARTITION)], partition
+
+
+def check_group_commits(cluster: Cluster, topic: str) -> None:
+    """A group on every `__consumer_offsets` partition commits an offset and reads it back:
+    whichever node the moves made its coordinator serves it."""
+    partitions = int(SETTINGS["offsets.topic.num.partitions"])
+    groups: dict[int, str] = {}
+    n = 0
+    while len(groups) < partitions:
+        name = f"moved-group-{n}"
+        groups.setdefault(offsets_partition_for(name, partitions), name)
+        n += 1
+    for offsets_partition, group in sorted(groups.items()):
+        consumer = Consumer({"bootstrap.servers": cluster.live_bootstrap(), "group.id": group, "enable.auto.commit": False})
+        try:
+            consumer.commit(offsets=[TopicPartition(topic, 0, 7 + offsets_partition)], asynchronous=False)
+            (committed,) = consumer.committed([TopicPartition(topic, 0)], timeout=20)
+            assert committed.offset == 7 + offsets_partition, (group, committed)
+        finally:
+            consumer.close()
 
 
 def partition_dirs(cluster: Cluster, node: int, topic: str) -> list[str]:
@@ -100,6 +128,9 @@ def test_rebalance_onto_a_new_broker_then_decommission_one(cluster_factory):  # 
         # The preferred election after the moves: the first replica leads.
         wait_until(lambda: cluster.partition_state(topic, partition).leader == state.replicas[0], 20, "preferred leader")
     check_records(cluster, topic)
+    # __consumer_offsets moved too (node 4 now coordinates some groups): commits work anywhere.
+    assert any(4 in replicas for (name, _), replicas in after.items() if name == "__consumer_offsets"), after
+    check_group_commits(cluster, topic)
     again = cli(cluster, "cluster", "rebalance")
     assert "nothing to move" in again.stdout, again.stdout
 
@@ -125,3 +156,4 @@ def test_rebalance_onto_a_new_broker_then_decommission_one(cluster_factory):  # 
     for partition in range(PARTITIONS):
         cluster.wait_for_isr(topic, partition, 2)
     check_records(cluster, topic)
+    check_group_commits(cluster, topic)

@@ -289,7 +289,7 @@ async fn sync_registry(broker: &Arc<Broker>) {
         let reconciled = (syncing.topics).reconcile_latest(&syncing.config, || quorum.image());
         if reconciled.leadership_changed {
             // Offsets partitions this node now leads: load what the previous leader committed.
-            syncing.groups.follow_leadership();
+            syncing.groups.follow_leadership(&syncing.topics);
         }
         if reconciled.leadership_changed || reconciled.topics_changed {
             // Transaction state partitions likewise (the topic itself may have just appeared).

@@ -56,7 +56,9 @@ pub struct GroupRuntime {
     coordinator: Mutex<GroupCoordinator>,
     waiting: Mutex<HashMap<ReplyTo, oneshot::Sender<GroupReply>>>,
     next_reply: AtomicU64,
-    offsets_topic: Arc<Topic>,
+    /// `__consumer_offsets` as this node hosts it, from the registry after each change (a
+    /// reassignment adds and removes partitions here).
+    offsets_topic: parking_lot::RwLock<Arc<Topic>>,
     /// The offsets partitions this node leads and has loaded.
     led: Mutex<std::collections::BTreeSet<PartitionIndex>>,
 }
@@ -93,7 +95,7 @@ impl GroupRuntime {
             coordinator: Mutex::new(coordinator),
             waiting: Mutex::new(HashMap::new()),
             next_reply: AtomicU64::new(1),
-            offsets_topic: topic,
+            offsets_topic: parking_lot::RwLock::new(topic),
             led: Mutex::new(led),
         })
     }
@@ -106,21 +108,40 @@ impl GroupRuntime {
     }
 
     /// The offsets partition `group` hashes to, if this node hosts it.
-    fn offsets_partition(&self, group: &str) -> Option<&Arc<Partition>> {
-        let index = offsets::partition_for(group, self.offsets_topic.partition_count);
-        self.offsets_topic.partition(PartitionIndex(index))
+    fn offsets_partition(&self, group: &str) -> Option<Arc<Partition>> {
+        let topic = self.offsets_topic();
+        let index = offsets::partition_for(group, topic.partition_count);
+        topic.partition(PartitionIndex(index)).cloned()
     }
 
-    /// After a metadata change: replays every offsets partition this node has just become the
-    /// leader of, so committed offsets written under the previous leader are served here.
-    pub fn follow_leadership(&self) {
+    fn offsets_topic(&self) -> Arc<Topic> {
+        self.offsets_topic.read().clone()
+    }
+
+    /// After a metadata change: takes `__consumer_offsets` as the registry now has it, and
+    /// replays every offsets partition this node has just become the leader of (also one a
+    /// reassignment just brought here), so committed offsets written under the previous leader
+    /// are served here; forgets the pending transactions of those it no longer leads (also one
+    /// moved off this node).
+    pub fn follow_leadership(&self, topics: &TopicRegistry) {
+        if let Some(current) = topics.get(OFFSETS_TOPIC) {
+            *self.offsets_topic.write() = current;
+        }
+        let topic = self.offsets_topic();
         let mut led = self.led.lock();
-        for partition in &self.offsets_topic.partitions {
+        let count = topic.partition_count;
+        let moved_away: Vec<PartitionIndex> = (led.iter().copied())
+            .filter(|index| topic.partition(*index).is_none())
+            .collect();
+        for index in moved_away {
+            led.remove(&index);
+            self.coordinator.lock().forget_transactions(index, count);
+        }
+        for partition in &topic.partitions {
             let leads = partition.is_leader();
             let index = partition.index();
             if leads && !led.contains(&index) {
                 let mut coordinator = self.coordinator.lock();
-                let count = self.offsets_topic.partition_count;
                 match replay_partition(partition, count, &mut coordinator) {
                     Ok(records) => {
                         tracing::info!(
@@ -137,7 +158,6 @@ impl GroupRuntime {
             } else if !leads && led.remove(&index) {
                 // The new leader completes these groups' transactions; markers are not
                 // written here any more, so what is pending here would never end.
-                let count = self.offsets_topic.partition_count;
                 self.coordinator.lock().forget_transactions(index, count);
             }
         }
@@ -230,8 +250,7 @@ impl GroupRuntime {
         let mut batch = encode_batch(records, Some((producer_id, producer_epoch)))?;
         let partition = self
             .offsets_partition(group)
-            .ok_or(ErrorCode::NotCoordinator)?
-            .clone();
+            .ok_or(ErrorCode::NotCoordinator)?;
         self.coordinator
             .lock()
             .begin_txn_offsets(group, producer_id, entries);
@@ -265,7 +284,7 @@ impl GroupRuntime {
         producer_id: ProducerId,
         commit: bool,
     ) {
-        let count = self.offsets_topic.partition_count;
+        let count = self.offsets_topic().partition_count;
         let committed = self.coordinator.lock().complete_transaction(
             offsets_partition,
             count,
@@ -309,8 +328,7 @@ impl GroupRuntime {
         }
         let partition = self
             .offsets_partition(group)
-            .ok_or(ErrorCode::NotCoordinator)?
-            .clone();
+            .ok_or(ErrorCode::NotCoordinator)?;
         let mut batch = encode_batch(records, None)?;
         let appended = partition
             .append_as_leader(&mut batch, self.append_options())
@@ -323,7 +341,7 @@ impl GroupRuntime {
         AppendOptions {
             acks: Acks::All,
             log_append_time: None,
-            min_insync_replicas: self.offsets_topic.config.min_insync_replicas,
+            min_insync_replicas: self.offsets_topic().config.min_insync_replicas,
         }
     }
 
@@ -592,7 +610,7 @@ mod tests {
 
     /// What the WriteTxnMarkers handler does: the marker, durable, then the runtime told.
     async fn end(runtime: &GroupRuntime, group: &str, producer: i64, epoch: i16, commit: bool) {
-        let partition = runtime.offsets_partition(group).unwrap().clone();
+        let partition = runtime.offsets_partition(group).unwrap();
         let kind = if commit {
             MarkerType::Commit
         } else {
@@ -625,7 +643,7 @@ mod tests {
         registry.reconcile(&config, &image(config.node_id, 3));
         let runtime = open(&registry, &config);
         let group = "eos";
-        let offsets_partition = runtime.offsets_partition(group).unwrap().clone();
+        let offsets_partition = runtime.offsets_partition(group).unwrap();
         let (committer, aborter, open_one) = (7, 8, 9);
 
         runtime

@@ -243,6 +243,15 @@ pub fn follow_leadership(broker: &Arc<Broker>) {
     };
     let runtime = &broker.transactions;
     let mut loaded = runtime.loaded.lock();
+    // A state partition a reassignment moved off this node is no longer in the topic here.
+    let moved_away: Vec<PartitionIndex> = (loaded.keys().copied())
+        .filter(|index| topic.partition(*index).is_none())
+        .collect();
+    for index in moved_away {
+        loaded.remove(&index);
+        runtime.coordinator.lock().unload(index);
+        tracing::info!(partition = %index, "no longer coordinating the transactions of a state partition moved off this node");
+    }
     let (mut newly_loaded, mut loaded_ids) = (0, 0);
     for partition in &topic.partitions {
         let index = partition.index();
