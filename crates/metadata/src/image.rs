@@ -263,11 +263,16 @@ impl PartitionState {
     }
 }
 
+/// The config that lets a partition without an in-sync replica elect another one.
+const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
+
 impl TopicImage {
-    fn unclean_election(&self) -> bool {
-        self.configs
-            .get("unclean.leader.election.enable")
-            .is_some_and(|v| v == "true")
+    /// `unclean.leader.election.enable` for this topic: its own, else `cluster_default`.
+    fn unclean_election(&self, cluster_default: bool) -> bool {
+        match self.configs.get(UNCLEAN_ELECTION) {
+            Some(value) => value == "true",
+            None => cluster_default,
+        }
     }
 }
 
@@ -364,6 +369,16 @@ impl MetadataImage {
             .filter(|broker| !broker.fenced)
             .map(|broker| broker.id)
             .collect()
+    }
+
+    /// The cluster-wide dynamic default of `unclean.leader.election.enable` (AlterConfigs on
+    /// the BROKER resource with the empty name): what elections use where a topic sets none.
+    /// Elections happen as the image applies commands, so they read the image only, as
+    /// Kafka's controller reads its own config.
+    pub fn unclean_election_default(&self) -> bool {
+        (self.broker_configs.get(""))
+            .and_then(|configs| configs.get(UNCLEAN_ELECTION))
+            .is_some_and(|value| value == "true")
     }
 
     pub fn is_alive(&self, broker: i32) -> bool {
@@ -601,13 +616,14 @@ impl MetadataImage {
     ) -> Result<(), MetadataError> {
         let alive = self.alive_brokers();
         let registered: Vec<i32> = self.brokers.keys().copied().collect();
+        let cluster_unclean = self.unclean_election_default();
         let Some(topic_image) = self.topics.get_mut(topic) else {
             return Err(MetadataError::new(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("Unable to find a topic named {topic}."),
             ));
         };
-        let unclean = topic_image.unclean_election();
+        let unclean = topic_image.unclean_election(cluster_unclean);
         let Some(current) = usize::try_from(index)
             .ok()
             .and_then(|at| topic_image.partitions.get(at))
@@ -756,6 +772,7 @@ impl MetadataImage {
             );
         };
         broker.fenced = true;
+        let cluster_unclean = self.unclean_election_default();
         let alive: Vec<i32> = self
             .brokers
             .values()
@@ -767,7 +784,7 @@ impl MetadataImage {
                 continue;
             }
             let topic = Arc::make_mut(topic);
-            let unclean = topic.unclean_election();
+            let unclean = topic.unclean_election(cluster_unclean);
             for partition in &mut topic.partitions {
                 if !partition.replicas.contains(&id) {
                     continue;

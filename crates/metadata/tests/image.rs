@@ -708,3 +708,37 @@ fn only_a_broker_that_is_down_can_be_unregistered() {
     let partition = &image.topics["e"].partitions[0];
     assert_eq!((partition.leader, partition.isr.clone()), (2, vec![2, 3]));
 }
+
+#[test]
+fn the_cluster_wide_unclean_default_applies_where_a_topic_sets_none() {
+    let mut image = preferred_on_one();
+    // "e"-0 shrinks to leader 1 alone, then 1 dies: no in-sync replica is left.
+    let partition = image.topics["e"].partitions[0].clone();
+    let shrink = MetadataCommand::AlterIsr {
+        topic: Uuid::from_u128(77),
+        partition: 0,
+        leader: 1,
+        leader_epoch: partition.leader_epoch,
+        isr: vec![1],
+    };
+    assert_eq!(image.apply(&shrink), CommandResult::Done);
+    let mut unclean = image.clone();
+    image.apply(&MetadataCommand::FenceBroker { id: 1 });
+    assert_eq!(image.topics["e"].partitions[0].leader, NO_LEADER);
+
+    let default = MetadataCommand::AlterConfigs {
+        resource: strom_metadata::ConfigScope::BrokerDefault,
+        set: BTreeMap::from([(
+            "unclean.leader.election.enable".to_owned(),
+            "true".to_owned(),
+        )]),
+        delete: Vec::new(),
+        replace: false,
+        lists: Vec::new(),
+    };
+    assert_eq!(unclean.apply(&default), CommandResult::Done);
+    assert!(unclean.unclean_election_default());
+    unclean.apply(&MetadataCommand::FenceBroker { id: 1 });
+    let elected = &unclean.topics["e"].partitions[0];
+    assert_eq!((elected.leader, elected.isr.clone()), (2, vec![2]));
+}

@@ -622,8 +622,11 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "unclean.leader.election.enable",
         config_type: ConfigType::Boolean,
         default: Some("false"),
-        documentation: "Accepted for Kafka's tools; Strom elects leaders from the in-sync \
-                        replicas only.",
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Whether a partition whose in-sync replicas are all down elects a live \
+                        out-of-sync one (losing what only the others had). Elections read the \
+                        topic's value, else the cluster-wide dynamic default (AlterConfigs on \
+                        the empty broker name), not a value given at start.",
         ..FIXED
     },
     // -- replication ----------------------------------------------------------------------------
