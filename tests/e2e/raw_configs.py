@@ -1,6 +1,6 @@
 """AlterConfigs v0 and IncrementalAlterConfigs v0 as raw requests, for what the clients will not
 send: BROKER_LOGGER in the legacy API, operations Kafka refuses for loggers, a resource named
-twice."""
+twice; and over a connection already open (`sock`), when the broker admits no new one."""
 
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ def _text(value: str | None) -> bytes:
 
 
 def incremental_alter(bootstrap: str, resources: list[tuple[int, str, list[tuple[str, int, str | None]]]],
-                      validate_only: bool = False) -> list[Result]:
-    """resources: (type, name, [(config, operation, value)])."""
+                      validate_only: bool = False, sock=None) -> list[Result]:
+    """resources: (type, name, [(config, operation, value)]); over `sock` when given."""
     body = _array([
         struct.pack(">b", kind) + _text(name)
         + _array([_text(config) + struct.pack(">b", op) + _text(value) for config, op, value in configs])
         for kind, name, configs in resources
     ]) + struct.pack(">?", validate_only)
-    return _exchange(bootstrap, INCREMENTAL_ALTER_CONFIGS, body)
+    return _exchange(bootstrap, INCREMENTAL_ALTER_CONFIGS, body, sock)
 
 
 def legacy_alter(bootstrap: str, resources: list[tuple[int, str, list[tuple[str, str | None]]]],
@@ -52,13 +52,15 @@ def legacy_alter(bootstrap: str, resources: list[tuple[int, str, list[tuple[str,
     return _exchange(bootstrap, ALTER_CONFIGS, body)
 
 
-def _exchange(bootstrap: str, api_key: int, body: bytes) -> list[Result]:
-    sock = rk.connect(bootstrap)
+def _exchange(bootstrap: str, api_key: int, body: bytes, sock=None) -> list[Result]:
+    own = sock is None
+    sock = rk.connect(bootstrap) if own else sock
     try:
         sock.sendall(rk.request(api_key, 0, 7, body, flexible=False))
         payload = rk.read_response(sock, timeout_s=20)
     finally:
-        sock.close()
+        if own:
+            sock.close()
     assert payload is not None, "the broker closed the connection"
     # correlation id, throttle time, then the results.
     position = 8

@@ -97,6 +97,12 @@ class Pki:
         )
         self.key_password = KEY_PASSWORD
 
+    def renewed_server(self, name: str) -> Identity:
+        """The server certificate renewed, as a rotation makes it: the same subject and names
+        from the same CA, a new key and serial number."""
+        loopback = [ipaddress.ip_address("127.0.0.1")]
+        return self._issue(name, "strom-server", sans=(loopback, ["localhost"]))
+
     def _write(self, name: str, data: bytes) -> pathlib.Path:
         path = self.directory / name
         path.write_bytes(data)

@@ -101,9 +101,8 @@ async fn fetch_from(
     leader: BrokerId,
     mut assigned: watch::Receiver<Vec<Arc<Partition>>>,
 ) {
-    let options = ConnectionOptions {
+    let mut options = ConnectionOptions {
         client_id: format!("strom-replica-fetcher-{}", broker.config.node_id),
-        security: broker.inter_broker_security(),
         ..ConnectionOptions::default()
     };
     let mut connection: Option<Connection> = None;
@@ -120,6 +119,8 @@ async fn fetch_from(
                 tokio::time::sleep(FETCH_RETRY_BACKOFF).await;
                 continue;
             };
+            // Read at each connect: a keystore changed at runtime serves the next one.
+            options.security = broker.inter_broker_security();
             match Connection::connect(&address, &options).await {
                 Ok(connected) => connection = Some(connected),
                 Err(error) => {

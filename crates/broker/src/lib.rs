@@ -16,8 +16,10 @@
 //! partitions this node hosts, reconciled on every new image), the [`fetchers`] that follow
 //! other leaders, and the [`groups`] runtime around the group coordinator. In the background:
 //! [`cluster::follow_image`], [`isr`] (shrinking ISRs and proposing partitions' ISR changes),
-//! [`retention`], the [`cleaner`], the group ticker and the [`transactions`] ticker. [`resources`] reads (and at start-up
-//! raises) the process's open-file limit, which bounds what the broker keeps open.
+//! [`retention`], the [`cleaner`], the group ticker, the [`transactions`] ticker and
+//! [`listener_tls::follow`] (the TLS listeners' certificate and trust, reloaded when
+//! AlterConfigs changes them). [`resources`] reads (and at start-up raises) the process's
+//! open-file limit, which bounds what the broker keeps open.
 //!
 //! Imports point one way: `network` -> `handlers` -> `cluster`, `groups`, `fetchers`, `isr`
 //! -> `topics` -> `config`, `error`; `transactions` -> `cluster`; `cluster` reaches the
@@ -34,6 +36,7 @@ pub mod fetchers;
 pub mod groups;
 pub mod handlers;
 pub mod isr;
+pub mod listener_tls;
 pub mod log_levels;
 pub mod network;
 pub mod quotas;
@@ -68,6 +71,9 @@ pub struct Broker {
     pub transactions: transactions::TransactionRuntime,
     /// TLS, SASL and the authorizer (see [`security`]).
     pub security: security::SecurityRuntime,
+    /// The TLS listeners' configurations, swapped when their files change (see
+    /// [`listener_tls`]).
+    pub listener_tls: listener_tls::ListenerTls,
     /// The follower side of replication: one fetcher per leader this node follows.
     pub fetchers: fetchers::Fetchers,
     /// The block of producer ids the controller handed this broker: next to hand out, end.
@@ -123,6 +129,12 @@ impl Broker {
         }
     }
 
+    /// How many client connections the listeners admit now: `max.connections` of the
+    /// effective config (AlterConfigs changes it at runtime), else the bound derived at start.
+    pub fn connections_max(&self) -> usize {
+        (self.effective_config().connections_max).unwrap_or(self.capacity.connections)
+    }
+
     /// This node's id.
     pub fn node(&self) -> strom_types::BrokerId {
         strom_types::BrokerId(self.config.node_id)
@@ -140,13 +152,15 @@ impl Broker {
     /// How this broker connects to the others (replica fetches, transaction markers): the
     /// inter-broker listener's protocol; over TLS it presents its own keystore (so a broker
     /// certificate's principal, a super user, passes the peers' authorizers) and trusts the
-    /// truststore. SASL between brokers is not offered: use SSL with mutual TLS.
+    /// truststore: those the listeners serve now, so a keystore changed at runtime is used by
+    /// the next connection. SASL between brokers is not offered: use SSL with mutual TLS.
     pub fn inter_broker_security(&self) -> strom_client::SecurityConfig {
         use crate::config::listeners::SecurityProtocol;
         let protocol = (self.config.inter_broker_listener())
             .map(|listener| listener.protocol)
             .unwrap_or(SecurityProtocol::Plaintext);
-        let security = &self.config.security;
+        let security = (self.listener_tls.in_force())
+            .unwrap_or_else(|| listener_tls::TlsSettings::of(&self.config));
         let protocol = match protocol {
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
                 strom_client::SecurityProtocol::Ssl
@@ -156,10 +170,10 @@ impl Broker {
         strom_client::SecurityConfig {
             protocol,
             tls: strom_client::TlsConfig {
-                ca_location: security.truststore_location.clone(),
+                ca_location: security.truststore_location,
                 certificate_location: security.keystore_location.clone(),
-                key_location: security.keystore_location.clone(),
-                key_password: security.key_password.clone(),
+                key_location: security.keystore_location,
+                key_password: security.key_password,
                 verify_hostname: false,
             },
             sasl: None,
@@ -191,7 +205,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     config.validate_listeners()?;
     let security = security::SecurityRuntime::new(&config)?;
     // The listeners' TLS files are read now, so a bad keystore stops the start at once.
-    let listener_contexts = listener_contexts(&config)?;
+    let listener_tls = listener_tls::ListenerTls::new(&config)?;
+    let listener_contexts = listener_contexts(&config, &listener_tls)?;
     let capacity = capacity::NodeCapacity::derive(&config);
     strom_log::FilePool::process().set_capacity(capacity.open_files);
     tracing::info!(
@@ -243,6 +258,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         groups,
         transactions,
         security,
+        listener_tls,
         fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
@@ -274,6 +290,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let retention = tokio::spawn(retention::run(broker.clone()));
     let cleaner = tokio::spawn(cleaner::run(broker.clone()));
     let jwks = tokio::spawn(security::refresh_jwks(broker.clone()));
+    let tls_follower = tokio::spawn(listener_tls::follow(broker.clone()));
     // Like Kafka's controlled shutdown: leaderships move away while this node still serves,
     // so producers and consumers fail over to the new leaders before the listener closes.
     let leaving = broker.clone();
@@ -285,6 +302,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     retention.abort();
     cleaner.abort();
     jwks.abort();
+    tls_follower.abort();
     ticker.abort();
     transaction_ticker.abort();
     follower.abort();
@@ -298,37 +316,20 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
 }
 
 /// Each client listener's address and context; SSL listeners share one acceptor, SASL_SSL
-/// listeners another (see [`security::SecurityRuntime::tls_acceptor`]).
+/// listeners another (see [`listener_tls::ListenerTls::acceptor`]).
 fn listener_contexts(
     config: &BrokerConfig,
+    tls: &listener_tls::ListenerTls,
 ) -> anyhow::Result<
     Vec<(
         std::net::SocketAddr,
         Arc<network::authentication::ListenerContext>,
     )>,
 > {
-    use config::listeners::SecurityProtocol;
-    let listeners = config.client_listeners()?;
-    let acceptor_for = |protocol: SecurityProtocol| -> anyhow::Result<Option<_>> {
-        match listeners.iter().any(|l| l.protocol == protocol) {
-            true => Ok(Some(security::SecurityRuntime::tls_acceptor(
-                config,
-                protocol.uses_sasl(),
-            )?)),
-            false => Ok(None),
-        }
-    };
-    let ssl = acceptor_for(SecurityProtocol::Ssl)?;
-    let sasl_ssl = acceptor_for(SecurityProtocol::SaslSsl)?;
-    Ok((listeners.into_iter())
+    Ok((config.client_listeners()?.into_iter())
         .map(|listener| {
-            let tls = match listener.protocol {
-                SecurityProtocol::Ssl => ssl.clone(),
-                SecurityProtocol::SaslSsl => sasl_ssl.clone(),
-                _ => None,
-            };
             let context = network::authentication::ListenerContext {
-                tls,
+                tls: tls.acceptor(listener.protocol),
                 protocol: listener.protocol,
                 name: listener.name,
             };

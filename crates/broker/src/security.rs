@@ -1,7 +1,7 @@
-//! The broker's security state, built once at start from the config: the TLS acceptor of
-//! each TLS listener, the SASL options (the OAUTHBEARER validator with its JWKS), the
-//! certificate principal mapper, and the authorizer, rebuilt whenever the metadata image's
-//! ACLs change. Every denial is logged once per principal, operation and resource.
+//! The broker's security state, built once at start from the config: the SASL options (the
+//! OAUTHBEARER validator with its JWKS), the certificate principal mapper, and the authorizer,
+//! rebuilt whenever the metadata image's ACLs change. (The TLS listeners' configurations,
+//! which can change at runtime, are `listener_tls`'s.) Every denial is logged once per principal, operation and resource.
 //!
 //! Checks happen in [`crate::authorization`], once per request before dispatch; nothing below
 //! the handlers knows about principals.
@@ -15,7 +15,6 @@ use strom_security::authorizer::{Authorizer, AuthorizerConfig};
 use strom_security::oauthbearer::{JwtValidator, OAuthConfig};
 use strom_security::principal::{subject_dn, PrincipalMapper};
 use strom_security::sasl::ServerOptions;
-use strom_security::tls::{server_config, ClientAuth, ServerTlsFiles};
 use strom_types::security::{AclBinding, AclOperation, ResourceType};
 
 use crate::config::BrokerConfig;
@@ -84,31 +83,6 @@ impl SecurityRuntime {
             authorizer,
             denials: Mutex::new(HashSet::new()),
         })
-    }
-
-    /// The TLS acceptor of SSL listeners (`sasl` false) or SASL_SSL ones (`sasl` true): the
-    /// keystore, and the truststore for client certificates as `ssl.client.auth` asks. As in
-    /// Kafka (KIP-684), `ssl.client.auth` applies to SSL listeners only: a SASL_SSL client
-    /// authenticates with SASL and is not asked for a certificate.
-    pub fn tls_acceptor(
-        config: &BrokerConfig,
-        sasl: bool,
-    ) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-        let security = &config.security;
-        let client_auth = match security.client_auth.as_str() {
-            _ if sasl => ClientAuth::None,
-            "required" => ClientAuth::Required,
-            "requested" => ClientAuth::Requested,
-            _ => ClientAuth::None,
-        };
-        let files = ServerTlsFiles {
-            keystore_location: security.keystore_location.clone().unwrap_or_default(),
-            key_password: security.key_password.clone(),
-            truststore_location: security.truststore_location.clone(),
-            client_auth,
-        };
-        let tls = server_config(&files).map_err(|error| anyhow::anyhow!("{error}"))?;
-        Ok(tokio_rustls::TlsAcceptor::from(tls))
     }
 
     pub fn sasl_options(&self) -> &ServerOptions {

@@ -302,8 +302,9 @@ pub struct MetadataImage {
     pub client_quotas: Arc<Vec<(QuotaEntity, BTreeMap<String, f64>)>>,
 }
 
-/// Applies one AlterConfigs command to a scope's configs.
-fn alter_configs(
+/// Applies one AlterConfigs command to a scope's configs (brokers use it too, to see what a
+/// change would leave before they propose it).
+pub fn alter_configs(
     configs: &mut BTreeMap<String, String>,
     set: &BTreeMap<String, String>,
     delete: &[String],

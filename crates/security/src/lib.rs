@@ -6,7 +6,8 @@
 //! - [`principal`]: a TLS peer's principal: the certificate's subject DN as Kafka prints it,
 //!   through `ssl.principal.mapping.rules`.
 //! - [`tls`]: rustls server and client configurations from Kafka's PEM keystores and
-//!   truststores (KIP-651), and the peer certificate a principal is made from.
+//!   truststores (KIP-651), and the peer certificate a principal is made from;
+//!   [`tls_reconfigure`]: Kafka's checks of a keystore or truststore changed at runtime.
 //! - [`authorizer`]: Kafka's StandardAuthorizer over a set of ACL bindings, and ACL filters.
 
 pub mod authorizer;
@@ -17,3 +18,4 @@ pub mod principal;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
+pub mod tls_reconfigure;

@@ -180,14 +180,43 @@ pub enum TlsError {
     #[error("ssl.key.location {key_location} is set without ssl.certificate.location")]
     CertificateLocationMissing { key_location: PathBuf },
 
+    #[error("Keystore DistinguishedName does not match: existing={{DN={existing}}}, new={{DN={new}}} (ssl.allow.dn.changes=false)")]
+    DistinguishedNameChanged { existing: String, new: String },
+
+    #[error("Keystore SubjectAltNames do not match: existing={{SAN=[{existing}]}}, new={{SAN=[{new}]}} (ssl.allow.san.changes=false)")]
+    SubjectAltNamesChanged { existing: String, new: String },
+
+    #[error(
+        "Cannot add SSL truststore to an existing listener for which no truststore was configured."
+    )]
+    TruststoreAdded,
+
+    #[error("the old and new SSL settings cannot complete a handshake with each other: {0}")]
+    Handshake(String),
+
     #[error("TLS configuration refused: {0}")]
     Configuration(String),
 }
 
+/// A broker listener's TLS configuration and the certificate it presents.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    /// The keystore's leaf certificate (DER): what a keystore change is compared with (see
+    /// [`crate::tls_reconfigure`]).
+    pub leaf: CertificateDer<'static>,
+}
+
 /// Builds a broker listener's TLS configuration from its keystore and truststore.
 pub fn server_config(files: &ServerTlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_tls(files).map(|tls| tls.config)
+}
+
+/// [`server_config`], with the leaf certificate it presents.
+pub fn server_tls(files: &ServerTlsFiles) -> Result<ServerTls, TlsError> {
     let keystore = PemFile::read(&files.keystore_location)?;
     let chain = keystore.certificates()?;
+    let leaf = chain[0].clone();
     let key = keystore.private_key(files.key_password.as_deref())?;
     let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -203,7 +232,10 @@ pub fn server_config(files: &ServerTlsFiles) -> Result<Arc<rustls::ServerConfig>
     let mut config = config;
     // The broker's order (AES-128-GCM first) wins over clients', which mostly prefer AES-256.
     config.ignore_client_order = true;
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        leaf,
+    })
 }
 
 /// Builds a client's TLS configuration: the broker's certificate is checked against

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
 use strom_security::tls::{
-    client_config, peer_leaf_certificate, server_config, ClientAuth, ClientTlsFiles,
+    client_config, peer_leaf_certificate, server_config, server_tls, ClientAuth, ClientTlsFiles,
     ServerTlsFiles, TlsError,
 };
+use strom_security::tls_reconfigure::{ensure_compatible, handshake as tls_handshake};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -276,4 +277,83 @@ fn settings_that_cannot_work_are_refused() {
         matches!(error, TlsError::CertificateLocationMissing { .. }),
         "{error}"
     );
+}
+
+// -- reconfiguration at runtime (`tls_reconfigure`) ---------------------------------------------
+
+fn leaf(keystore: &str) -> Vec<u8> {
+    let files = ServerTlsFiles {
+        keystore_location: fixture(keystore),
+        key_password: Some(SERVER_KEY_PASSWORD.to_owned()),
+        truststore_location: None,
+        client_auth: ClientAuth::None,
+    };
+    server_tls(&files).unwrap().leaf.to_vec()
+}
+
+#[test]
+fn a_new_keystore_must_keep_the_subject_and_the_alternative_names() {
+    // The same certificate in another key format: compatible.
+    ensure_compatible(
+        &leaf("server-pkcs8.pem"),
+        &leaf("server-encrypted.pem"),
+        false,
+        false,
+    )
+    .unwrap();
+    let (server, bob, mallory) = (
+        leaf("server-pkcs8.pem"),
+        leaf("bob.pem"),
+        leaf("mallory.pem"),
+    );
+    let error = ensure_compatible(&server, &bob, false, false).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Keystore DistinguishedName does not match: existing={DN=CN=localhost}, new={DN=CN=bob} \
+         (ssl.allow.dn.changes=false)"
+    );
+    // mallory keeps DNS:localhost but drops IP:127.0.0.1.
+    let error = ensure_compatible(&server, &mallory, true, false).unwrap_err();
+    assert!(
+        matches!(error, TlsError::SubjectAltNamesChanged { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("IP:127.0.0.1"), "{error}");
+    // Adding names is fine; so is anything once both changes are allowed.
+    ensure_compatible(&mallory, &server, true, false).unwrap();
+    ensure_compatible(&server, &bob, true, true).unwrap();
+}
+
+#[test]
+fn old_and_new_settings_are_tried_in_a_handshake_in_memory() {
+    let server = server_config(&server_files("server-pkcs8.pem", ClientAuth::Required)).unwrap();
+    let lenient = |certificate: &str| ClientTlsFiles {
+        certificate_location: Some(fixture(certificate)),
+        verify_hostname: false,
+        ..client_files()
+    };
+    tls_handshake(server.clone(), client_config(&lenient("bob.pem")).unwrap()).unwrap();
+    // The server does not trust mallory's CA.
+    let error = tls_handshake(server, client_config(&lenient("mallory.pem")).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("the server:"), "{error}");
+    // Nor does the client trust a server keystore of mallory's.
+    let untrusted = server_config(&server_files("mallory.pem", ClientAuth::None)).unwrap();
+    let error = tls_handshake(untrusted, client_config(&lenient("bob.pem")).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("the client:"), "{error}");
+}
+
+#[test]
+fn a_server_key_that_does_not_match_its_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keystore = dir.path().join("mismatched.pem");
+    let key = std::fs::read_to_string(fixture("server-pkcs8.pem")).unwrap();
+    let key_only = &key[..key.find("-----BEGIN CERTIFICATE").unwrap()];
+    let certificate = std::fs::read_to_string(fixture("bob-certificate.pem")).unwrap();
+    std::fs::write(&keystore, format!("{key_only}{certificate}")).unwrap();
+    let files = ServerTlsFiles {
+        keystore_location: keystore,
+        ..server_files("unused", ClientAuth::None)
+    };
+    let error = server_config(&files).unwrap_err();
+    assert!(matches!(error, TlsError::UnusableKey { .. }), "{error}");
 }

@@ -413,4 +413,64 @@ mod tests {
         .unwrap();
         assert!(legacy.replace);
     }
+
+    #[test]
+    fn tls_files_change_per_broker_and_max_connections_anywhere() {
+        let none = BTreeMap::new();
+        let tls = [
+            op("ssl.keystore.location", ConfigOp::Set, Some("/certs/b.pem")),
+            op("ssl.key.password", ConfigOp::Set, Some("secret")),
+            op("ssl.truststore.location", ConfigOp::Delete, None),
+        ];
+        let change = incremental(Target::Broker, &none, &tls).unwrap();
+        assert_eq!(
+            change.set,
+            map(&[
+                ("ssl.key.password", "secret"),
+                ("ssl.keystore.location", "/certs/b.pem")
+            ])
+        );
+        // Kafka's refusal of per-broker keys as the cluster-wide default, keys sorted.
+        let default = incremental(Target::BrokerDefault, &none, &tls).unwrap_err();
+        assert_eq!(
+            (default.code, default.message.as_str()),
+            (
+                ErrorCode::InvalidRequest,
+                "Cannot update these configs at default cluster level, broker id must be \
+                 specified: Set(ssl.key.password, ssl.keystore.location, ssl.truststore.location)"
+            )
+        );
+        let legacy = replace(
+            Target::BrokerDefault,
+            &[("ssl.keystore.type".to_owned(), Some("PEM".to_owned()))],
+        );
+        assert_eq!(legacy.unwrap_err().code, ErrorCode::InvalidRequest);
+        for target in [Target::Broker, Target::BrokerDefault] {
+            let change = incremental(
+                target,
+                &none,
+                &[op("max.connections", ConfigOp::Set, Some("100"))],
+            )
+            .unwrap();
+            assert_eq!(change.set, map(&[("max.connections", "100")]));
+        }
+        let zero = incremental(
+            Target::BrokerDefault,
+            &none,
+            &[op("max.connections", ConfigOp::Set, Some("0"))],
+        );
+        assert_eq!(zero.unwrap_err().code, ErrorCode::InvalidRequest);
+        // What stays fixed: how clients authenticate, and the store formats Strom reads.
+        for (key, value) in [
+            ("ssl.client.auth", "required"),
+            ("ssl.keystore.type", "JKS"),
+        ] {
+            let refused = incremental(
+                Target::Broker,
+                &none,
+                &[op(key, ConfigOp::Set, Some(value))],
+            );
+            assert_eq!(refused.unwrap_err().code, ErrorCode::InvalidRequest);
+        }
+    }
 }

@@ -800,7 +800,9 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "max.connections",
         config_type: ConfigType::Int,
         validator: Validator::AtLeast(1),
-        documentation: "Connections beyond this many are closed at once. Unset: the \
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Connections beyond this many are closed at once; lowered at runtime, \
+                        it refuses new ones and keeps those open. Unset: the \
                         process's open-file limit less `log.max.open.files` and 256 for the \
                         quorum and files opened briefly.",
         access: Access::Field {
@@ -1065,6 +1067,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.keystore.type",
         default: Some("PEM"),
         validator: Validator::OneOf(&["PEM"]),
+        update_mode: UpdateMode::PerBroker,
         documentation: "The keystore's format: Strom reads PEM files (KIP-651), not JKS or \
                         PKCS12.",
         access: Access::Field {
@@ -1075,8 +1078,10 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     },
     BrokerKey {
         name: "ssl.keystore.location",
+        update_mode: UpdateMode::PerBroker,
         documentation: "A PEM file with this broker's private key and certificate chain, for \
-                        SSL and SASL_SSL listeners and inter-broker TLS.",
+                        SSL and SASL_SSL listeners and inter-broker TLS. Changed at runtime, \
+                        new connections get the new certificate.",
         access: Access::Field {
             apply: |c, v| c.security.keystore_location = Some(v.text().into()),
             read: |c| (c.security.keystore_location.as_ref()).map(|p| p.display().to_string()),
@@ -1086,6 +1091,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     BrokerKey {
         name: "ssl.key.password",
         config_type: ConfigType::Password,
+        update_mode: UpdateMode::PerBroker,
         documentation: "The password of an encrypted (PKCS#8) private key in the keystore.",
         access: Access::Field {
             apply: |c, v| c.security.key_password = Some(v.text().to_owned()),
@@ -1097,6 +1103,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         name: "ssl.truststore.type",
         default: Some("PEM"),
         validator: Validator::OneOf(&["PEM"]),
+        update_mode: UpdateMode::PerBroker,
         documentation: "The truststore's format: PEM CA certificates.",
         access: Access::Field {
             apply: |_, _| {},
@@ -1106,6 +1113,7 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     },
     BrokerKey {
         name: "ssl.truststore.location",
+        update_mode: UpdateMode::PerBroker,
         documentation: "A PEM file of the CA certificates that client (and peer broker) \
                         certificates must chain to.",
         access: Access::Field {
@@ -1123,6 +1131,31 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         access: Access::Field {
             apply: |c, v| c.security.client_auth = v.text().to_owned(),
             read: |c| Some(c.security.client_auth.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.allow.dn.changes",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        documentation: "Lets a keystore changed at runtime hold a certificate of another \
+                        subject (DN); otherwise such a change is refused.",
+        access: Access::Field {
+            apply: |c, v| c.security.allow_dn_changes = v.boolean(),
+            read: |c| Some(c.security.allow_dn_changes.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "ssl.allow.san.changes",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        documentation: "Lets a keystore changed at runtime hold a certificate without some of \
+                        the old one's subject alternative names; otherwise such a change is \
+                        refused.",
+        access: Access::Field {
+            apply: |c, v| c.security.allow_san_changes = v.boolean(),
+            read: |c| Some(c.security.allow_san_changes.to_string()),
         },
         ..FIXED
     },

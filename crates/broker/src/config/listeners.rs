@@ -101,6 +101,10 @@ pub struct SecuritySettings {
     pub truststore_location: Option<PathBuf>,
     /// `ssl.client.auth`: none, requested or required.
     pub client_auth: String,
+    /// `ssl.allow.dn.changes`: a keystore changed at runtime may name another subject.
+    pub allow_dn_changes: bool,
+    /// `ssl.allow.san.changes`: a keystore changed at runtime may drop alternative names.
+    pub allow_san_changes: bool,
     /// `ssl.principal.mapping.rules`
     pub principal_mapping_rules: String,
     /// `sasl.enabled.mechanisms`

@@ -555,10 +555,11 @@ mod tests {
         }
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
         // coordinator's of issue 11, the named listeners and security keys of issue 12, the
-        // leader rebalance and the replication throttles of issue 13.
+        // leader rebalance, the replication throttles and the keystore change rules
+        // (`ssl.allow.dn.changes`, `ssl.allow.san.changes`) of issue 13.
         assert_eq!(
             BROKER_KEYS.len(),
-            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2 + 2
         );
     }
 

@@ -19,6 +19,7 @@ use strom_types::ErrorCode;
 use super::{str_bytes, Reply};
 use crate::cluster;
 use crate::config::alter::{self, AlterError, Change, Target};
+use crate::listener_tls;
 use crate::Broker;
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -92,6 +93,7 @@ pub async fn alter_resource(
     change: impl FnOnce(Target, &BTreeMap<String, String>) -> Result<Change, AlterError>,
 ) -> Result<(), AlterError> {
     let image = broker.quorum.image();
+    let scopes = image.broker_configs.clone();
     let (target, scope, current) = match kind {
         RESOURCE_TOPIC => {
             let topic = image.topics.get(name).ok_or_else(|| AlterError {
@@ -114,6 +116,9 @@ pub async fn alter_resource(
     };
     drop(image);
     let change = change(target, &current)?;
+    if let Some(key) = scope.broker_key() {
+        check_broker_change(broker, &scopes, &key, &change).await?;
+    }
     if validate_only {
         return Ok(());
     }
@@ -134,6 +139,51 @@ pub async fn alter_resource(
             code: error.code,
             message: error.message,
         }),
+    }
+}
+
+/// Checks what a change of dynamic broker configs needs the running broker for: the TLS files
+/// of the config it would make load and may replace those the listeners serve (Kafka's
+/// `SslFactory.validateReconfiguration`; see `listener_tls`). Refused as Kafka refuses a
+/// dynamic config that fails validation: INVALID_REQUEST (KAFKA-13609).
+async fn check_broker_change(
+    broker: &Arc<Broker>,
+    scopes: &BTreeMap<String, BTreeMap<String, String>>,
+    key: &str,
+    change: &Change,
+) -> Result<(), AlterError> {
+    let mut scopes = scopes.clone();
+    let configs = scopes.entry(key.to_owned()).or_default();
+    strom_metadata::image::alter_configs(
+        configs,
+        &change.set,
+        &change.delete,
+        change.replace,
+        &change.lists,
+    );
+    let prospective = broker.config.with_dynamic(&scopes);
+    let mut keys =
+        (change.set.keys().chain(&change.delete)).chain(change.lists.iter().map(|l| &l.key));
+    let touched = keys.any(|key| listener_tls::TLS_KEYS.contains(&key.as_str()));
+    let checking = broker.clone();
+    // Reads and parses files (and may decrypt a key): off the async threads.
+    let checked =
+        tokio::task::spawn_blocking(move || checking.listener_tls.validate(&prospective, touched))
+            .await;
+    match checked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ssl_refused(error)),
+        Err(error) => Err(ssl_refused(error)),
+    }
+}
+
+/// Kafka's words for a dynamic SSL update that does not validate (its `SslFactory` error,
+/// wrapped by `DynamicBrokerConfig`).
+fn ssl_refused(detail: impl std::fmt::Display) -> AlterError {
+    const SSL_FACTORY: &str = "Validation of dynamic config update of SSLFactory failed";
+    AlterError {
+        code: ErrorCode::InvalidRequest,
+        message: format!("Invalid dynamic configuration: {SSL_FACTORY}: {detail}"),
     }
 }
 

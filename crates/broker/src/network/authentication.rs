@@ -46,7 +46,8 @@ pub const ANONYMOUS: &str = "User:ANONYMOUS";
 pub struct ListenerContext {
     pub name: String,
     pub protocol: SecurityProtocol,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The acceptor of a TLS listener, read for each connection: AlterConfigs may swap it.
+    pub tls: Option<Arc<crate::listener_tls::SharedAcceptor>>,
 }
 
 /// What the reader does with a frame, once the session has looked at it.

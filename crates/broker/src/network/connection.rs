@@ -32,7 +32,7 @@ use strom_protocol::{decode_request, encode_response_chunks, DecodeError};
 use strom_types::limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch};
 
 use super::authentication::{Intercepted, ListenerContext, RequestContext, Session, ANONYMOUS};
 use super::frame_reader::FrameReader;
@@ -72,7 +72,7 @@ pub async fn serve(
     peer: SocketAddr,
     listener: Arc<ListenerContext>,
     stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slot: super::listener::ConnectionSlot,
 ) {
     tracing::debug!(%peer, listener = listener.name, "connection opened");
     let Some((reader, writer, principal)) = open(&broker, socket, peer, &listener).await else {
@@ -100,7 +100,7 @@ async fn open(
     };
     let handshake = tokio::time::timeout(
         Duration::from_millis(TLS_HANDSHAKE_MS_MAX),
-        acceptor.accept(socket),
+        acceptor.current().accept(socket),
     );
     let tls = match handshake.await {
         Ok(Ok(tls)) => tls,

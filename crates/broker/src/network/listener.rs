@@ -4,7 +4,9 @@
 //! finish.
 //!
 //! A connection beyond `max.connections` is closed as soon as it is accepted (Kafka closes
-//! those beyond `max.connections.per.ip` the same way). When `accept` itself fails, most
+//! those beyond `max.connections.per.ip` the same way). The limit is read from the effective
+//! config at each accept, so AlterConfigs changes it at runtime; lowering it closes nothing
+//! already open, it refuses new connections until the count is back under it. When `accept` itself fails, most
 //! often for want of descriptors (EMFILE, ENFILE), the listener pauses briefly and tries
 //! again: the pending connection stays queued, so retrying at once would spin, and the
 //! connections already open go on being served meanwhile. Both are logged at most once per
@@ -14,8 +16,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::authentication::ListenerContext;
@@ -38,6 +42,30 @@ pub struct BoundListener {
     pub context: Arc<ListenerContext>,
 }
 
+/// One open client connection's place under `max.connections`, given back when dropped.
+pub struct ConnectionSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl ConnectionSlot {
+    /// A slot if fewer than `limit` are taken. Slots are taken by the accepting task alone,
+    /// so the count cannot grow between the check and the increment.
+    fn take(open: &Arc<AtomicUsize>, limit: usize) -> Option<ConnectionSlot> {
+        if open.load(Ordering::Acquire) >= limit {
+            return None;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        Some(ConnectionSlot { open: open.clone() })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let before = self.open.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "a connection slot given back twice");
+    }
+}
+
 /// A connection accepted on one of the listeners.
 struct Accepted {
     socket: TcpStream,
@@ -50,8 +78,8 @@ pub async fn serve(
     listeners: Vec<BoundListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limit = broker.capacity.connections;
-    let slots = Arc::new(Semaphore::new(limit));
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut limit = broker.connections_max();
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut refusals = Throttle::new(WARNING_INTERVAL);
@@ -68,7 +96,12 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(Accepted { socket, peer, listener }) = accepted.recv() => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                let now = broker.connections_max();
+                if now != limit {
+                    tracing::info!(from = limit, to = now, open = open.load(Ordering::Acquire), "max.connections changed");
+                    limit = now;
+                }
+                let Some(slot) = ConnectionSlot::take(&open, limit) else {
                     if let Some(unlogged) = refusals.admit(Instant::now()) {
                         tracing::warn!(%peer, limit, unlogged, "max.connections reached; refusing connections");
                     }
@@ -163,6 +196,25 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_follow_a_limit_that_changes() {
+        let open = Arc::new(AtomicUsize::new(0));
+        let first = ConnectionSlot::take(&open, 2).unwrap();
+        let second = ConnectionSlot::take(&open, 2).unwrap();
+        assert!(ConnectionSlot::take(&open, 2).is_none());
+        // Lowered below what is open: nothing is closed, nothing new is admitted.
+        assert!(ConnectionSlot::take(&open, 1).is_none());
+        drop(first);
+        assert!(ConnectionSlot::take(&open, 1).is_none());
+        drop(second);
+        let third = ConnectionSlot::take(&open, 1).unwrap();
+        // Raised: admitted again.
+        let fourth = ConnectionSlot::take(&open, 3).unwrap();
+        assert_eq!(open.load(Ordering::Acquire), 2);
+        drop((third, fourth));
+        assert_eq!(open.load(Ordering::Acquire), 0);
+    }
 
     #[test]
     fn a_throttle_lets_one_through_per_interval_and_counts_the_rest() {
