@@ -4,10 +4,14 @@
   `strom cluster rebalance` shows a plan and moves nothing; with `--execute` the replicas and
   preferred leaders spread evenly over the four brokers (within one), every partition keeps two
   distinct in-sync replicas, and every record is still there.
-* `strom cluster decommission 3` moves every replica off node 3 (still running: it is told to
-  stop it first, and UnregisterBroker refuses a live broker); once stopped, `strom cluster
-  unregister 3` removes it: DescribeCluster no longer lists it, its partition directories are
-  gone, and the records are all there. An unknown broker id is BROKER_ID_NOT_REGISTERED.
+* `strom cluster decommission 3` moves every replica off node 3 under an acks=all idempotent
+  producer and a consumer (the cluster keeps acknowledging; the log is exactly what was
+  acknowledged). Node 3 still runs, so it is told to stop it first, and UnregisterBroker
+  refuses a live broker; once stopped, `strom cluster unregister 3` removes it: DescribeCluster
+  no longer lists it, its partition directories are gone, and the records are all there. An
+  unknown broker id is BROKER_ID_NOT_REGISTERED. Groups on every `__consumer_offsets`
+  partition commit and read back their offsets after each step, wherever the moves put their
+  coordinator.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from confluent_kafka import Consumer, TopicPartition
 from cluster import (  # noqa: F401 - cluster_factory is the fixture
     FAST_FAILOVER_SETTINGS,
     Cluster,
+    ContinuousConsumer,
+    SteadyProducer,
     cluster_factory,
     offsets_partition_for,
     require_cluster_info,
@@ -134,12 +140,44 @@ def test_rebalance_onto_a_new_broker_then_decommission_one(cluster_factory):  # 
     again = cli(cluster, "cluster", "rebalance")
     assert "nothing to move" in again.stdout, again.stdout
 
-    # Decommission node 3 while it runs: every replica moves off; it must be stopped first.
-    out = cli(cluster, "cluster", "decommission", "3", "--execute", "--timeout", "90")
+    # Decommission node 3 while it runs, under an acks=all producer and a consumer on a topic
+    # every partition of which has a replica on node 3: every replica moves off, the cluster
+    # keeps serving; node 3 must be stopped before it can be unregistered.
+    busy = unique("busy")
+    busy_assignment = [[3, 1], [2, 3], [3, 4], [4, 3]]
+    new = NewTopic(busy, num_partitions=len(busy_assignment), replica_assignment=busy_assignment)
+    admin_request(cluster.live_bootstrap(), lambda a: a.create_topics([new], request_timeout=30))[busy].result()
+    for partition in range(len(busy_assignment)):
+        cluster.wait_for_isr(busy, partition, 2)
+    consumer = ContinuousConsumer(cluster.live_bootstrap(), busy, len(busy_assignment)).start()
+    load = SteadyProducer(
+        cluster.live_bootstrap(), busy, len(busy_assignment), rate=200, tag="busy", enable_idempotence=True
+    ).start()
+    try:
+        load.wait_for_acks(100, 20, "before the decommission")
+        acked_before = load.acked_count()
+        out = cli(cluster, "cluster", "decommission", "3", "--execute", "--timeout", "90")
+        load.wait_for_acks(load.acked_count() + 100, 20, "after the decommission")
+        load.stop()
+    except BaseException:
+        load._stop = True
+        consumer.stop()
+        raise
     assert "still runs" in out.stdout, out.stdout
+    assert load.errors == [], load.describe()
+    assert load.acked_count() > acked_before + 100
+    high_watermarks = {p: cluster.high_watermark(busy, p) for p in range(len(busy_assignment))}
+    consumer.wait_until_caught_up(high_watermarks, 30)
+    consumer.stop()
+    for p in range(len(busy_assignment)):
+        # Nothing lost, nothing twice: the log is exactly the acknowledged records.
+        values = [r.value for r in consume_range(cluster.live_bootstrap(), busy, p, 0, high_watermarks[p])]
+        by_offset = {d.offset: d.value for d in load.acknowledged if d.partition == p}
+        assert dict(enumerate(values)) == by_offset, f"{busy}[{p}]: the log differs from what was acknowledged"
     for replicas in layout(cluster).values():
         assert 3 not in replicas, layout(cluster)
     wait_until(lambda: partition_dirs(cluster, 3, topic) == [], 20, "node 3's partition directories deleted")
+    wait_until(lambda: partition_dirs(cluster, 3, busy) == [], 20, "node 3's partition directories deleted")
     refused = cli(cluster, "cluster", "unregister", "3", check=False)
     assert refused.returncode != 0 and "alive" in refused.stderr, refused.stderr
     unknown = cli(cluster, "cluster", "unregister", "9", check=False)
