@@ -25,6 +25,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use strom_metadata::MetadataImage;
 use strom_protocol::RequestFrame;
 use strom_types::ErrorCode;
@@ -267,7 +268,7 @@ impl Refused {
     /// Adds THROTTLING_QUOTA_EXCEEDED answers for the topics taken out.
     fn answer(&self, response: &mut ResponseKind, throttle: Duration) {
         let code = ErrorCode::ThrottlingQuotaExceeded;
-        let message = Some(crate::handlers::str_bytes(format!(
+        let message = Some(StrBytes::from_string(format!(
             "The throttling quota has been exceeded; retry after {} ms.",
             throttle.as_millis()
         )));

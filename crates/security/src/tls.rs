@@ -203,7 +203,7 @@ pub enum TlsError {
 pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
     /// The keystore's leaf certificate (DER): what a keystore change is compared with (see
-    /// [`crate::tls_reconfigure`]).
+    /// the `tls_reconfigure` module).
     pub leaf: CertificateDer<'static>,
 }
 
