@@ -241,11 +241,12 @@ fn fetch_request(broker: &Broker, partitions: &[Arc<Partition>]) -> (FetchReques
     let config = &broker.config.cluster;
     let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut sent = HashMap::with_capacity(partitions.len());
+    // Without a follower replication rate nothing is throttled: no topic is looked up.
     let limit = follower_throttle_rate(broker);
     let held_back = broker.follower_throttle.exceeded(limit, Instant::now());
     for partition in partitions {
-        let throttled = follower_throttled(broker, partition);
-        if throttled && held_back {
+        let throttled = held_back.is_some() && follower_throttled(broker, partition);
+        if throttled && held_back == Some(true) {
             continue;
         }
         // A partition whose fsync failed stops fetching: what it reports would not be on disk.

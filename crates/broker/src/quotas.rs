@@ -76,6 +76,9 @@ impl QuotaKind {
 /// The quota entities of the metadata image, as its `client_quotas` holds them.
 pub type QuotaTable = [(QuotaEntity, BTreeMap<String, f64>)];
 
+/// The image's `client_quotas`, read once per request by the dispatcher.
+pub type SharedQuotas = Arc<Vec<(QuotaEntity, BTreeMap<String, f64>)>>;
+
 /// The quota `key` that applies to `user` and `client_id`, with the entity it is set on and the
 /// rate's own key (a default entity measured per user / client id).
 pub fn resolve(
@@ -274,13 +277,14 @@ impl QuotaRates {
 /// `throttle_time_ms` (and empties a throttled fetch); the connection is muted for that long.
 pub fn measure(
     broker: &Arc<Broker>,
+    quotas: &SharedQuotas,
     request: &mut RequestFrame,
     context: &RequestContext,
 ) -> Option<Patch> {
-    let quotas = broker.quorum.image().client_quotas.clone();
     if quotas.is_empty() {
         return None;
     }
+    let quotas = quotas.clone();
     let client_id = request.client_id.clone().unwrap_or_default();
     let user = context.user().to_owned();
     match &mut request.body {

@@ -28,13 +28,14 @@ pub struct ReplicationQuota {
 }
 
 impl ReplicationQuota {
-    /// Whether the bytes recorded lately exceed `limit` bytes per second.
-    pub fn exceeded(&self, limit: u64, now: Instant) -> bool {
+    /// Under a `limit` of bytes per second: `None` when it is no limit (nothing is throttled,
+    /// nothing need be looked up or counted), else whether the bytes recorded lately exceed it.
+    pub fn exceeded(&self, limit: u64, now: Instant) -> Option<bool> {
         if limit >= UNLIMITED {
-            return false;
+            return None;
         }
         let (rate, _) = self.rate.lock().measure(now);
-        rate > limit as f64
+        Some(rate > limit as f64)
     }
 
     /// How long until the rate is back at `limit`.
@@ -62,16 +63,22 @@ mod tests {
     fn a_throttle_holds_back_only_past_its_limit() {
         let quota = ReplicationQuota::default();
         let now = Instant::now();
-        assert!(!quota.exceeded(1000, now));
+        assert_eq!(quota.exceeded(1000, now), Some(false));
         quota.record(500, now);
-        assert!(
-            !quota.exceeded(1000, now),
+        let within = quota.exceeded(1000, now);
+        assert_eq!(
+            within,
+            Some(false),
             "500 B in the first second is within 1000 B/s"
         );
         quota.record(1500, now);
-        assert!(quota.exceeded(1000, now));
+        assert_eq!(quota.exceeded(1000, now), Some(true));
         assert!(quota.wait(1000, now) > Duration::ZERO);
-        assert!(!quota.exceeded(u64::MAX, now), "the default is no limit");
-        assert!(!quota.exceeded(UNLIMITED, now));
+        assert_eq!(
+            quota.exceeded(u64::MAX, now),
+            None,
+            "the default is no limit"
+        );
+        assert_eq!(quota.exceeded(UNLIMITED, now), None);
     }
 }

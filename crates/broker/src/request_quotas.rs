@@ -32,7 +32,7 @@ use strom_types::ErrorCode;
 
 use crate::authorization::{patch_of, Patch};
 use crate::context::RequestContext;
-use crate::quotas::{wire_ms, QuotaKind, QuotaTable};
+use crate::quotas::{wire_ms, QuotaKind, SharedQuotas};
 use crate::Broker;
 
 /// The first versions in which a controller mutation quota refuses topics (strict mode).
@@ -43,12 +43,7 @@ const DELETE_TOPICS_STRICT: i16 = 5;
 /// A request whose handling time counts against its client's `request_percentage`.
 pub struct RequestTimer {
     broker: Arc<Broker>,
-    quotas: Arc<
-        Vec<(
-            strom_metadata::QuotaEntity,
-            std::collections::BTreeMap<String, f64>,
-        )>,
-    >,
+    quotas: SharedQuotas,
     user: String,
     client_id: String,
     context: RequestContext,
@@ -58,24 +53,19 @@ pub struct RequestTimer {
 /// Starts timing `request` when a `request_percentage` quota applies to its client.
 pub fn time(
     broker: &Arc<Broker>,
+    quotas: &SharedQuotas,
     request: &RequestFrame,
     context: &RequestContext,
 ) -> Option<RequestTimer> {
-    let quotas = broker.quorum.image().client_quotas.clone();
     if quotas.is_empty() || exempt(&request.body) {
         return None;
     }
     let user = context.user().to_owned();
     let client_id = request.client_id.clone().unwrap_or_default();
-    crate::quotas::resolve(
-        &quotas,
-        &user,
-        &client_id,
-        crate::quotas::REQUEST_PERCENTAGE,
-    )?;
+    crate::quotas::resolve(quotas, &user, &client_id, crate::quotas::REQUEST_PERCENTAGE)?;
     Some(RequestTimer {
         broker: broker.clone(),
-        quotas,
+        quotas: quotas.clone(),
         user,
         client_id,
         context: context.clone(),
@@ -101,8 +91,7 @@ impl RequestTimer {
     pub fn finish(self) -> Option<Patch> {
         // Percent of one thread: a second of handling in a one-second window is 100.
         let percent_seconds = self.started.elapsed().as_secs_f64() * 100.0;
-        let throttle = record(
-            &self.broker,
+        let throttle = self.broker.quota_rates.record_amount(
             &self.quotas,
             QuotaKind::Request,
             &self.user,
@@ -115,17 +104,6 @@ impl RequestTimer {
         self.context.throttle.mute_for(throttle);
         patch_of(move |response| set_throttle_time(response, throttle))
     }
-}
-
-fn record(
-    broker: &Broker,
-    quotas: &QuotaTable,
-    kind: QuotaKind,
-    user: &str,
-    client_id: &str,
-    amount: f64,
-) -> Duration {
-    (broker.quota_rates).record_amount(quotas, kind, user, client_id, amount)
 }
 
 /// Applies the controller mutation quota to a CreateTopics, CreatePartitions or DeleteTopics
@@ -170,8 +148,7 @@ pub fn limit_mutations(
         if strict && over {
             return false;
         }
-        record(
-            broker,
+        rates.record_amount(
             &quotas,
             kind,
             &user,

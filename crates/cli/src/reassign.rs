@@ -31,6 +31,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use strom_client::{Client, ConfigChange, ConfigResource, OngoingReassignment, Reassignment};
 use strom_metadata::placement::{self, Candidate};
+use strom_types::ErrorCode;
 
 use crate::common::{connect, existing_topic, print_table, BootstrapArgs};
 
@@ -527,7 +528,7 @@ async fn cancel(client: &Client, file: &ReassignmentFile) -> anyhow::Result<()> 
         match &outcome.result {
             Ok(()) => cancelled.push((outcome.topic.as_str(), outcome.partition.0)),
             // Completed between the listing and the cancel: nothing left to cancel.
-            Err(error) if error.code() == Some(85) => {}
+            Err(_) if outcome.failed_with(ErrorCode::NoReassignmentInProgress) => {}
             Err(error) => failed.push(format!("{}-{}: {error}", outcome.topic, outcome.partition)),
         }
     }

@@ -110,38 +110,35 @@ impl Layout {
         named.len() + unnamed
     }
 
-    fn replica_counts(&self, partitions: &[Placed]) -> BTreeMap<i32, usize> {
-        let mut counts: BTreeMap<i32, usize> = self.brokers.iter().map(|b| (b.id, 0)).collect();
+    /// Per live broker, the sum of `amount(partition, position in its replica list)` over
+    /// the replicas it holds.
+    fn per_broker(
+        &self,
+        partitions: &[Placed],
+        amount: impl Fn(&Placed, usize) -> u64,
+    ) -> BTreeMap<i32, u64> {
+        let mut totals: BTreeMap<i32, u64> = self.brokers.iter().map(|b| (b.id, 0)).collect();
         for partition in partitions {
-            for replica in &partition.replicas {
-                if let Some(count) = counts.get_mut(replica) {
-                    *count += 1;
+            for (position, replica) in partition.replicas.iter().enumerate() {
+                if let Some(total) = totals.get_mut(replica) {
+                    *total += amount(partition, position);
                 }
             }
         }
-        counts
+        totals
+    }
+
+    fn replica_counts(&self, partitions: &[Placed]) -> BTreeMap<i32, u64> {
+        self.per_broker(partitions, |_, _| 1)
     }
 
     fn bytes(&self, partitions: &[Placed]) -> BTreeMap<i32, u64> {
-        let mut bytes: BTreeMap<i32, u64> = self.brokers.iter().map(|b| (b.id, 0)).collect();
-        for partition in partitions {
-            for replica in &partition.replicas {
-                if let Some(total) = bytes.get_mut(replica) {
-                    *total += partition.size;
-                }
-            }
-        }
-        bytes
+        self.per_broker(partitions, |partition, _| partition.size)
     }
 
-    fn leader_counts(&self, partitions: &[Placed]) -> BTreeMap<i32, usize> {
-        let mut counts: BTreeMap<i32, usize> = self.brokers.iter().map(|b| (b.id, 0)).collect();
-        for partition in partitions {
-            if let Some(count) = partition.replicas.first().and_then(|l| counts.get_mut(l)) {
-                *count += 1;
-            }
-        }
-        counts
+    /// Preferred leaderships: the partitions each broker is the first replica of.
+    fn leader_counts(&self, partitions: &[Placed]) -> BTreeMap<i32, u64> {
+        self.per_broker(partitions, |_, position| u64::from(position == 0))
     }
 }
 

@@ -8,10 +8,10 @@
 
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
-use strom_types::{ErrorCode, PartitionIndex};
+use strom_types::ErrorCode;
 
 use crate::client::{topic_name, AdminResponse, Client};
-use crate::error::Subject;
+use crate::error::{PartitionOutcome, Subject};
 use crate::ClientError;
 
 /// Which leader to elect (Kafka's `ElectionType`).
@@ -32,20 +32,14 @@ impl ElectionType {
     }
 }
 
-/// How one partition's election ended.
-#[derive(Debug)]
-pub struct ElectionOutcome {
-    pub topic: String,
-    pub partition: PartitionIndex,
-    /// `Ok` when a leader was elected; ELECTION_NOT_NEEDED and the other answers otherwise.
-    pub result: Result<(), ClientError>,
-}
+/// How one partition's election ended: `Ok` when a leader was elected; ELECTION_NOT_NEEDED
+/// and the other answers otherwise.
+pub type ElectionOutcome = PartitionOutcome;
 
-impl ElectionOutcome {
+impl PartitionOutcome {
     /// True when the partition already had the leader asked for.
     pub fn not_needed(&self) -> bool {
-        let not_needed = ErrorCode::ElectionNotNeeded.code();
-        matches!(&self.result, Err(error) if error.code() == Some(not_needed))
+        self.failed_with(ErrorCode::ElectionNotNeeded)
     }
 }
 
@@ -89,22 +83,18 @@ impl Client {
 /// The outcomes a response carries, or its request-wide error.
 fn outcomes(response: ElectLeadersResponse) -> Result<Vec<ElectionOutcome>, ClientError> {
     ClientError::check(response.error_code, None, Subject::default())?;
-    let mut outcomes = Vec::new();
-    for topic in response.replica_election_results {
-        for partition in topic.partition_result {
-            let index = PartitionIndex(partition.partition_id);
-            let subject = Subject::partition(topic.topic.as_str(), index);
-            outcomes.push(ElectionOutcome {
-                topic: topic.topic.to_string(),
-                partition: index,
-                result: ClientError::check(
+    let outcomes = (response.replica_election_results.iter())
+        .flat_map(|topic| {
+            (topic.partition_result.iter()).map(|partition| {
+                PartitionOutcome::from_wire(
+                    topic.topic.as_str(),
+                    partition.partition_id,
                     partition.error_code,
                     partition.error_message.as_deref(),
-                    subject,
-                ),
-            });
-        }
-    }
+                )
+            })
+        })
+        .collect();
     Ok(outcomes)
 }
 
@@ -114,6 +104,7 @@ mod tests {
     use kafka_protocol::messages::elect_leaders_response::{
         PartitionResult, ReplicaElectionResult,
     };
+    use strom_types::PartitionIndex;
 
     fn response(error_code: i16, partitions: &[(i32, i16)]) -> ElectLeadersResponse {
         let partitions = (partitions.iter())

@@ -493,3 +493,30 @@ mod tests {
         assert!(ClientError::check(0, None, subject).is_ok());
     }
 }
+
+/// How a change to one partition ended, as an admin response answers it per partition
+/// (ElectLeaders, AlterPartitionReassignments).
+#[derive(Debug)]
+pub struct PartitionOutcome {
+    pub topic: String,
+    pub partition: strom_types::PartitionIndex,
+    /// `Ok` when the change was made; the broker's error otherwise.
+    pub result: Result<(), ClientError>,
+}
+
+impl PartitionOutcome {
+    /// One partition's answer: its error code and message as the response carries them.
+    pub fn from_wire(topic: &str, partition: i32, code: i16, message: Option<&str>) -> Self {
+        let partition = strom_types::PartitionIndex(partition);
+        PartitionOutcome {
+            topic: topic.to_owned(),
+            partition,
+            result: ClientError::check(code, message, Subject::partition(topic, partition)),
+        }
+    }
+
+    /// True when the broker answered with `code`.
+    pub fn failed_with(&self, code: strom_types::ErrorCode) -> bool {
+        matches!(&self.result, Err(error) if error.code() == Some(code.code()))
+    }
+}

@@ -94,7 +94,7 @@ pub use client::{
 pub use cluster::{ClusterDescription, QuorumDescription, QuorumReplica};
 pub use connection::{Connection, ConnectionOptions};
 pub use elections::{ElectionOutcome, ElectionType};
-pub use error::ClientError;
+pub use error::{ClientError, PartitionOutcome};
 pub use groups::{
     decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
     GroupState, GroupType, PartitionOffset, TopicPartition, TopicPartitions,

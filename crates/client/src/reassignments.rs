@@ -15,10 +15,10 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, UnregisterBrokerRequest,
     UnregisterBrokerResponse,
 };
-use strom_types::{ErrorCode, PartitionIndex};
+use strom_types::ErrorCode;
 
 use crate::client::{topic_name, AdminResponse, Client};
-use crate::error::Subject;
+use crate::error::{PartitionOutcome, Subject};
 use crate::ClientError;
 
 /// One partition's move: to `replicas`, or `None` to cancel the move in progress.
@@ -30,12 +30,7 @@ pub struct Reassignment {
 }
 
 /// How the broker answered one partition's move.
-#[derive(Debug)]
-pub struct ReassignmentOutcome {
-    pub topic: String,
-    pub partition: PartitionIndex,
-    pub result: Result<(), ClientError>,
-}
+pub type ReassignmentOutcome = PartitionOutcome;
 
 /// A move in progress: the replica list during the move (the target followed by the replicas
 /// it removes), and the replicas it adds and removes.
@@ -125,22 +120,18 @@ impl Client {
             response.error_message.as_deref(),
             Subject::default(),
         )?;
-        let mut outcomes = Vec::new();
-        for topic in response.responses {
-            for partition in topic.partitions {
-                let index = PartitionIndex(partition.partition_index);
-                let subject = Subject::partition(topic.name.as_str(), index);
-                outcomes.push(ReassignmentOutcome {
-                    topic: topic.name.to_string(),
-                    partition: index,
-                    result: ClientError::check(
+        let outcomes = (response.responses.iter())
+            .flat_map(|topic| {
+                (topic.partitions.iter()).map(|partition| {
+                    PartitionOutcome::from_wire(
+                        topic.name.as_str(),
+                        partition.partition_index,
                         partition.error_code,
                         partition.error_message.as_deref(),
-                        subject,
-                    ),
-                });
-            }
-        }
+                    )
+                })
+            })
+            .collect();
         Ok(outcomes)
     }
 

@@ -151,12 +151,7 @@ impl PartitionState {
                 }
             }
         }
-        self.replicas = replicas;
-        self.isr = isr;
-        self.adding.clear();
-        self.removing.clear();
-        self.partition_epoch += 1;
-        self.follow_replicas(alive);
+        self.end_reassignment(replicas, isr, alive);
         Ok(())
     }
 
@@ -175,18 +170,19 @@ impl PartitionState {
         if isr.is_empty() || replicas.is_empty() || !replicas.iter().all(|r| isr.contains(r)) {
             return false;
         }
+        self.end_reassignment(replicas, isr, alive);
+        true
+    }
+
+    /// Ends the reassignment (completed or cancelled) with these replicas and ISR; a leader no
+    /// longer in them hands over to the first replica in sync and alive, or the partition goes
+    /// offline.
+    fn end_reassignment(&mut self, replicas: Vec<i32>, isr: Vec<i32>, alive: impl Fn(i32) -> bool) {
         self.replicas = replicas;
         self.isr = isr;
         self.adding.clear();
         self.removing.clear();
         self.partition_epoch += 1;
-        self.follow_replicas(alive);
-        true
-    }
-
-    /// After the replica list changed: a leader no longer in the list (or in the ISR) hands
-    /// over to the first replica in sync and alive, or the partition goes offline.
-    fn follow_replicas(&mut self, alive: impl Fn(i32) -> bool) {
         let leader_stays = self.replicas.contains(&self.leader) && self.isr.contains(&self.leader);
         if leader_stays {
             return;

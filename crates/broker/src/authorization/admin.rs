@@ -40,6 +40,22 @@ const TOPIC_DENIED: ErrorCode = ErrorCode::TopicAuthorizationFailed;
 /// Kafka's ConfigResource types in DescribeConfigs.
 const CONFIG_RESOURCE_TOPIC: i8 = 2;
 
+/// A request that needs `op` on the cluster and is otherwise answered with only a top-level
+/// CLUSTER_AUTHORIZATION_FAILED (the response kind has the request's name).
+macro_rules! cluster_only {
+    ($access:expr, $op:ident, $kind:ident, $response:ident, $body:expr) => {
+        if $access.allows_cluster(AclOperation::$op) {
+            Checked::Allowed(RequestKind::$kind($body), None)
+        } else {
+            Checked::Refused(ResponseKind::$kind(
+                $response::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
+            ))
+        }
+    };
+}
+
 pub fn check(access: &Access, request: RequestKind) -> Checked {
     match request {
         RequestKind::CreateTopics(body) => create_topics(access, body),
@@ -144,15 +160,13 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             Checked::Allowed(RequestKind::IncrementalAlterConfigs(body), patch.flatten())
         }
         RequestKind::DeleteRecords(body) => delete_records(access, body),
-        RequestKind::DescribeQuorum(body) => {
-            if access.allows_cluster(AclOperation::Describe) {
-                return Checked::Allowed(RequestKind::DescribeQuorum(body), None);
-            }
-            let response = DescribeQuorumResponse::default()
-                .with_error_code(CLUSTER_DENIED.code())
-                .with_error_message(Some(str_bytes(CLUSTER_DENIED.message())));
-            Checked::Refused(ResponseKind::DescribeQuorum(response))
-        }
+        RequestKind::DescribeQuorum(body) => cluster_only!(
+            access,
+            Describe,
+            DescribeQuorum,
+            DescribeQuorumResponse,
+            body
+        ),
         RequestKind::ElectLeaders(body) => elect_leaders(access, body),
         RequestKind::AlterPartitionReassignments(body) => {
             if access.allows_cluster(AclOperation::Alter) {
@@ -181,26 +195,20 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                     .with_responses(responses),
             ))
         }
-        RequestKind::UnregisterBroker(body) => {
-            if access.allows_cluster(AclOperation::Alter) {
-                return Checked::Allowed(RequestKind::UnregisterBroker(body), None);
-            }
-            Checked::Refused(ResponseKind::UnregisterBroker(
-                UnregisterBrokerResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
-            ))
-        }
-        RequestKind::ListPartitionReassignments(body) => {
-            if access.allows_cluster(AclOperation::Describe) {
-                return Checked::Allowed(RequestKind::ListPartitionReassignments(body), None);
-            }
-            Checked::Refused(ResponseKind::ListPartitionReassignments(
-                ListPartitionReassignmentsResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
-            ))
-        }
+        RequestKind::UnregisterBroker(body) => cluster_only!(
+            access,
+            Alter,
+            UnregisterBroker,
+            UnregisterBrokerResponse,
+            body
+        ),
+        RequestKind::ListPartitionReassignments(body) => cluster_only!(
+            access,
+            Describe,
+            ListPartitionReassignments,
+            ListPartitionReassignmentsResponse,
+            body
+        ),
         RequestKind::CreateAcls(body) => {
             if access.allows_cluster(AclOperation::Alter) {
                 return Checked::Allowed(RequestKind::CreateAcls(body), None);
@@ -224,14 +232,7 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
             ))
         }
         RequestKind::DescribeAcls(body) => {
-            if access.allows_cluster(AclOperation::Describe) {
-                return Checked::Allowed(RequestKind::DescribeAcls(body), None);
-            }
-            Checked::Refused(ResponseKind::DescribeAcls(
-                DescribeAclsResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
-            ))
+            cluster_only!(access, Describe, DescribeAcls, DescribeAclsResponse, body)
         }
         RequestKind::AlterUserScramCredentials(body) => {
             if access.allows_cluster(AclOperation::Alter) {
@@ -251,16 +252,13 @@ pub fn check(access: &Access, request: RequestKind) -> Checked {
                 AlterUserScramCredentialsResponse::default().with_results(results),
             ))
         }
-        RequestKind::DescribeUserScramCredentials(body) => {
-            if access.allows_cluster(AclOperation::Describe) {
-                return Checked::Allowed(RequestKind::DescribeUserScramCredentials(body), None);
-            }
-            Checked::Refused(ResponseKind::DescribeUserScramCredentials(
-                DescribeUserScramCredentialsResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(str_bytes(CLUSTER_DENIED.message()))),
-            ))
-        }
+        RequestKind::DescribeUserScramCredentials(body) => cluster_only!(
+            access,
+            Describe,
+            DescribeUserScramCredentials,
+            DescribeUserScramCredentialsResponse,
+            body
+        ),
         other => Checked::Allowed(other, None),
     }
 }

@@ -92,15 +92,13 @@ fn read(
     let mut topics = Vec::with_capacity(request.topics.len());
     let image = broker.quorum.image();
     let now = Instant::now();
-    // A follower's fetch: the leader's replication throttle may hold its replicas back.
+    // A follower's fetch under a leader replication rate: the throttle may hold its replicas
+    // back (`Some(exceeded)`); without a rate nothing is looked up or counted.
     let follower = (request.replica_id.0 >= 0).then_some(BrokerId(request.replica_id.0));
-    let throttle_exceeded = follower.is_some() && {
-        let limit = broker
-            .effective_config()
-            .cluster
-            .leader_replication_throttled_rate;
+    let throttle = follower.and_then(|_| {
+        let limit = (broker.effective_config().cluster).leader_replication_throttled_rate;
         broker.leader_throttle.exceeded(limit, now)
-    };
+    });
     for wanted in &request.topics {
         let name = wanted.topic.as_str();
         let topic = broker.topics.get(name);
@@ -117,23 +115,24 @@ fn read(
                 );
                 let data = match found {
                     Ok(partition) => {
-                        let throttled = follower.is_some_and(|follower| {
-                            let listed = (topic.as_deref()).is_some_and(|topic| {
-                                let node = broker.config.node_id;
-                                topic
-                                    .config
-                                    .leader_throttled
-                                    .includes(fetch.partition, node)
+                        let throttled = throttle.is_some()
+                            && follower.is_some_and(|follower| {
+                                let listed = (topic.as_deref()).is_some_and(|topic| {
+                                    let node = broker.config.node_id;
+                                    topic
+                                        .config
+                                        .leader_throttled
+                                        .includes(fetch.partition, node)
+                                });
+                                listed && !partition.replica_state().isr.contains(&follower)
                             });
-                            listed && !partition.replica_state().isr.contains(&follower)
-                        });
                         let place = Place {
                             budget: &mut budget,
                             first_with_data: total == 0,
                         };
                         let mut data = read_partition(request, partition, fetch, place, waiter);
                         let sent = data.records.as_ref().map_or(0, |records| records.len());
-                        if throttled && throttle_exceeded {
+                        if throttled && throttle == Some(true) {
                             // Held back: the follower asks again once the rate allows.
                             data.records = Some(Default::default());
                             budget += sent;

@@ -99,9 +99,11 @@ pub fn dispatch(
         Checked::Refused(response) => Reply::Now(response),
         Checked::Allowed(body, patch) => {
             request.body = body;
-            let quota = crate::quotas::measure(broker, &mut request, context);
+            // Read once: every quota below looks at the same table.
+            let quotas = broker.quorum.image().client_quotas.clone();
+            let quota = crate::quotas::measure(broker, &quotas, &mut request, context);
             let mutations = crate::request_quotas::limit_mutations(broker, &mut request, context);
-            let timer = crate::request_quotas::time(broker, &request, context);
+            let timer = crate::request_quotas::time(broker, &quotas, &request, context);
             let reply = route(broker, request, context);
             let request_time = timer.and_then(|timer| timer.finish());
             [patch, quota, mutations, request_time]
