@@ -785,6 +785,17 @@ def check_after_restart(
     cluster.wait_for_brokers(3, timeout_s=RECOVERY_TIMEOUT_S)
     for watched_topic, partition in watched:
         cluster.wait_for_isr(watched_topic, partition, 3, timeout_s=RECOVERY_TIMEOUT_S)
+    # A restarted leader's high watermark starts at the log start and moves once its followers
+    # fetch: until it is back to where the output ended, LSO == HW says nothing.
+    admin = admin_client(cluster.live_bootstrap())
+    wait_until(
+        lambda: all(
+            hw >= output_ends[p]
+            for p, hw in list_offsets(cluster, topic, IsolationLevel.READ_UNCOMMITTED, admin).items()
+        ),
+        RECOVERY_TIMEOUT_S,
+        "the high watermarks back to the output's ends after a restart of every node",
+    )
     wait_stable(cluster, topic, TRANSACTION_MAX_TIMEOUT_MS / 1000, "after a restart of every node")
     assert list_offsets(cluster, topic, IsolationLevel.READ_COMMITTED) == output_ends
     again = read_all(cluster, topic, output_ends, "read_committed")
