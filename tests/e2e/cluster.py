@@ -181,6 +181,12 @@ class ClusterNode(Broker):
         """Ports are the cluster's to pick (see Cluster._pick_ports)."""
         raise AssertionError("a cluster node's ports are picked by its Cluster")
 
+    def pick_admin_port(self) -> int:
+        # A node in a network namespace has the namespace's ports to itself.
+        if self.cluster.lab is not None:
+            return 9644
+        return free_port_on(self.host)
+
     @property
     def controller_address(self) -> str:
         return f"{self.host}:{self.controller_port}"

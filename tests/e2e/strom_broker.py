@@ -87,6 +87,9 @@ class Broker:
         self.open_files_limit = open_files_limit
         self.config_file = config_file
         self.extra_args = list(extra_args or [])
+        # The admin listener's port (metrics, health, console): picked at the first start, kept
+        # across restarts like the Kafka ports.
+        self.admin_port: int | None = None
         self.process: subprocess.Popen | None = None
         self.starts = 0
         # Byte offset in the log file where the current (or last) run's output begins.
@@ -99,6 +102,22 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def admin_address(self) -> str:
+        assert self.admin_port is not None, f"{self.name} has not started yet"
+        return f"{self.host}:{self.admin_port}"
+
+    @property
+    def admin_url(self) -> str:
+        """http://HOST:PORT of the admin listener (/metrics, /v1/health/*, the console)."""
+        return f"http://{self.admin_address}"
+
+    def pick_admin_port(self) -> int:
+        """A free port on this broker's host for its admin listener."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((self.host, 0))
+            return s.getsockname()[1]
 
     def address(self, listener: str) -> str:
         """HOST:PORT of one named listener (a broker started with `listeners`)."""
@@ -138,6 +157,9 @@ class Broker:
         if self.listener_ports is None:
             args += ["--listen", self.bootstrap]
         args += ["--data-dir", str(self.data_dir)]
+        if self.admin_port is None:
+            self.admin_port = self.pick_admin_port()
+        args += ["--admin-listen", self.admin_address]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         settings = dict(self.settings)
@@ -164,6 +186,7 @@ class Broker:
         for attempt in range(attempts):
             if self.starts == 0 and (unpicked or attempt > 0):
                 self.pick_ports()
+                self.admin_port = None
             try:
                 self._spawn_and_wait(timeout_s)
                 return self

@@ -45,6 +45,7 @@ pub mod request_quotas;
 pub mod resources;
 pub mod retention;
 pub mod security;
+pub mod telemetry;
 pub mod topics;
 pub mod transactions;
 
@@ -201,6 +202,16 @@ impl Broker {
 /// `shutdown` resolves; then moves its leaderships away (in a cluster of several), stops
 /// accepting, lets in-flight requests finish, and flushes and closes the logs.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with(config, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the broker to `serving` once it has joined the cluster, opened its logs
+/// and bound its listeners (the admin listener's readiness and metrics start from there).
+pub async fn run_with(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+    serving: impl FnOnce(Arc<Broker>),
+) -> anyhow::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
     config.validate_listeners()?;
     let security = security::SecurityRuntime::new(&config)?;
@@ -291,6 +302,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let cleaner = tokio::spawn(cleaner::run(broker.clone()));
     let jwks = tokio::spawn(security::refresh_jwks(broker.clone()));
     let tls_follower = tokio::spawn(listener_tls::follow(broker.clone()));
+    serving(broker.clone());
     // Like Kafka's controlled shutdown: leaderships move away while this node still serves,
     // so producers and consumers fail over to the new leaders before the listener closes.
     let leaving = broker.clone();
@@ -331,6 +343,7 @@ fn listener_contexts(
             let context = network::authentication::ListenerContext {
                 tls: tls.acceptor(listener.protocol),
                 protocol: listener.protocol,
+                connections: telemetry::ListenerConnections::new(&listener.name),
                 name: listener.name,
             };
             (listener.address, Arc::new(context))

@@ -66,6 +66,8 @@ pub struct Topic {
     /// The topic's part of the image this was made from: a later image sharing it (the same
     /// `Arc`) changed nothing here, and reconciling skips the topic.
     image: Arc<TopicImage>,
+    /// Records and bytes produced and consumed here, kept across the topic's reconciles.
+    pub traffic: Arc<crate::telemetry::TopicTraffic>,
 }
 
 /// Where one partition of a topic stands on this node.
@@ -104,6 +106,25 @@ impl Topic {
     fn replica_indexes(&self) -> impl Iterator<Item = PartitionIndex> + '_ {
         let hosted = self.partitions.iter().map(|partition| partition.index());
         hosted.chain(self.offline.iter().copied())
+    }
+}
+
+/// Counts what a partition's new state says for `/metrics`: a leadership this node won in a
+/// new epoch (unclean when it was not in the ISR before), or, as its leader, an ISR that shrank
+/// or grew within the epoch (Kafka's IsrShrinksPerSec and IsrExpandsPerSec).
+fn count_change(node: BrokerId, before: &ReplicaState, after: &ReplicaState, change: StateChange) {
+    match change {
+        StateChange::BecameLeader => {
+            crate::telemetry::leadership_won(!before.isr.contains(&node));
+        }
+        StateChange::ReplicasChanged if after.is_led_by(node) => {
+            if after.isr.len() < before.isr.len() {
+                crate::telemetry::isr_changed(true);
+            } else if after.isr.len() > before.isr.len() {
+                crate::telemetry::isr_changed(false);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -417,8 +438,12 @@ impl TopicRegistry {
             };
             let replica = replica_state(state);
             let (leader, epoch, isr) = (replica.leader, replica.leader_epoch, replica.isr.clone());
-            let opened = partition.leader_epoch() == LeaderEpoch::UNKNOWN;
+            let before = partition.replica_state();
+            let opened = before.leader_epoch == LeaderEpoch::UNKNOWN;
             let change = partition.apply_replica_state(replica, now);
+            if !opened {
+                count_change(self.node_id, &before, &partition.replica_state(), change);
+            }
             if matches!(
                 change,
                 StateChange::BecameLeader | StateChange::BecameFollower
@@ -467,6 +492,10 @@ impl TopicRegistry {
             overrides: image.configs.clone(),
             config: topic_config,
             image: image.clone(),
+            traffic: existing.map_or_else(
+                || crate::telemetry::TopicTraffic::new(name.as_str()),
+                |topic| topic.traffic.clone(),
+            ),
         })
     }
 

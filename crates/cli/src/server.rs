@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// This node's id (Kafka's `node.id`), unique in the cluster.
     #[arg(long)]
     node_id: Option<i32>,
+    /// Where the admin listener serves /metrics, health and the web console (`admin.listen`),
+    /// HOST:PORT. Default: the client listener's host, port 9644.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin_listen: Option<String>,
     /// Where this node serves the other controllers (metadata quorum traffic), HOST:PORT.
     /// Needed in a cluster of several nodes.
     #[arg(long, value_name = "HOST:PORT")]
@@ -79,6 +83,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(node_id) = args.node_id {
         config.set("node.id", &node_id.to_string())?;
     }
+    if let Some(listen) = &args.admin_listen {
+        config.set("admin.listen", listen)?;
+    }
     if let Some(listen) = &args.controller_listen {
         config.set("controller.listeners", listen)?;
     }
@@ -104,33 +111,86 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    install_logging();
+    let config = build_config(&args)?;
+    install_logging(config.log_format_json);
+    // Before anything registers a metric: handles made earlier would count nowhere.
+    let prometheus = strom_http::exposition::install()?;
     // Before anything opens a file: partitions and connections all take descriptors.
     match resources::raise_open_files_limit() {
         Ok(raised) => tracing::info!("{raised}"),
         Err(error) => tracing::warn!("{error}"),
     }
-    let config = build_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(strom_broker::run(config, shutdown_signal()))
+    runtime.block_on(async move {
+        let admin = strom_http::AdminState::new(prometheus.clone());
+        let upkeep = tokio::spawn(strom_http::exposition::run_upkeep(prometheus));
+        let admin_server = match bind_admin(&config).await? {
+            Some(listener) => {
+                let serving = admin.clone();
+                Some(tokio::spawn(async move {
+                    let stopped = std::future::pending::<()>();
+                    if let Err(error) = strom_http::admin::serve(listener, serving, stopped).await {
+                        tracing::error!(%error, "the admin listener stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
+        let serving = admin.clone();
+        let result = strom_broker::run_with(config, shutdown_signal(), move |broker| {
+            serving.serving(broker)
+        })
+        .await;
+        upkeep.abort();
+        if let Some(server) = admin_server {
+            server.abort();
+        }
+        result
+    })
 }
 
-/// Logs to stderr through a filter from `STROM_LOG` that IncrementalAlterConfigs on the
+/// The admin listener's socket: `admin.listen` as given (failing the start when it cannot be
+/// bound), else the client listener's host on port 9644, skipped with a warning when that is
+/// taken (a second `strom server` on the same host still starts).
+async fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if let Some(address) = config.admin_listen {
+        return strom_http::admin::bind(address).await.map(Some);
+    }
+    let address = std::net::SocketAddr::new(config.listen.ip(), strom_http::ADMIN_PORT_DEFAULT);
+    match strom_http::admin::bind(address).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) => {
+            tracing::warn!("no admin listener (metrics, health, console): {error}; choose another address with --admin-listen");
+            Ok(None)
+        }
+    }
+}
+
+/// Logs to stderr, as text (colours only on a terminal: not in log files) or one JSON object
+/// per line, through a filter from `STROM_LOG` that IncrementalAlterConfigs on the
 /// BROKER_LOGGER resource can replace at runtime (`strom_broker::log_levels`).
-fn install_logging() {
+fn install_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{reload, EnvFilter};
+    use tracing_subscriber::{reload, EnvFilter, Layer};
     // openraft narrates every election and replication step at info.
     let initial = std::env::var("STROM_LOG").unwrap_or_else(|_| "info,openraft=warn".to_owned());
     let filter =
         EnvFilter::try_new(&initial).unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     let (filter, handle) = reload::Layer::new(filter);
+    let format = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let format = match json {
+        true => format.json().boxed(),
+        false => format
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .boxed(),
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(format)
         .init();
     strom_broker::log_levels::install(
         &initial,
@@ -170,6 +230,7 @@ mod tests {
             config: None,
             settings: Vec::new(),
             node_id: None,
+            admin_listen: None,
             controller_listen: None,
             controller_quorum: None,
             add_scram: Vec::new(),

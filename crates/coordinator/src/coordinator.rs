@@ -881,6 +881,29 @@ impl GroupCoordinator {
         })
     }
 
+    /// Every committed offset, as (group, topic, partition, offset): what consumer lag is
+    /// measured from.
+    pub fn committed_offsets(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> + '_ {
+        self.offsets.iter().flat_map(|(group, offsets)| {
+            (offsets.iter()).map(move |((topic, partition), stored)| {
+                (
+                    group.as_str(),
+                    topic.as_str(),
+                    *partition,
+                    stored.offset.offset,
+                )
+            })
+        })
+    }
+
+    /// Each group's member count (classic and KIP-848 groups), groups with none included.
+    pub fn member_counts(&self) -> Vec<(&str, usize)> {
+        let classic = (self.groups.iter()).map(|(id, group)| (id.as_str(), group.members.len()));
+        let consumer =
+            (self.consumer_groups.iter()).map(|(id, group)| (id.as_str(), group.members.len()));
+        classic.chain(consumer).collect()
+    }
+
     /// Classic groups, sorted by id.
     pub fn list(&self) -> Vec<GroupListing> {
         let mut listings: Vec<GroupListing> = self

@@ -51,6 +51,17 @@ impl SyncTarget {
     }
 }
 
+/// How long each group commit's fsyncs took (`strom_log_flush_latency_seconds`, Kafka's
+/// LogFlushRateAndTimeMs); the handle is made once, so a sync pays a histogram sample only.
+static FLUSH_LATENCY: std::sync::LazyLock<metrics::Histogram> =
+    std::sync::LazyLock::new(|| metrics::histogram!("strom_log_flush_latency_seconds"));
+
+/// Registers `strom_log_flush_latency_seconds` now, so that it is scraped (empty) before the
+/// first fsync.
+pub fn register_metrics() {
+    std::sync::LazyLock::force(&FLUSH_LATENCY);
+}
+
 /// Files to fsync and the log end offset they make durable; see the module docs.
 #[must_use = "a sync handle does nothing until sync() is called"]
 pub struct SyncHandle {
@@ -62,8 +73,12 @@ impl SyncHandle {
     /// fdatasyncs every file (the caller must not hold the log's lock) and returns the offset
     /// that is now durable, for [`Log::mark_durable`](crate::Log::mark_durable).
     pub fn sync(self) -> Result<Offset, LogError> {
+        let started = std::time::Instant::now();
         for file in &self.files {
             file.sync()?;
+        }
+        if !self.files.is_empty() {
+            FLUSH_LATENCY.record(started.elapsed().as_secs_f64());
         }
         Ok(self.offset)
     }

@@ -312,6 +312,45 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         ..FIXED
     },
     BrokerKey {
+        name: "admin.listen",
+        config_type: ConfigType::String,
+        validator: Validator::Custom {
+            check: |text| listen_address(text).map(drop),
+            valid: "IP:PORT",
+        },
+        documentation: "Where the admin listener serves `/metrics`, `/v1/health/live`, \
+                        `/v1/health/ready` and the web console (Strom's key). Default: the \
+                        first client listener's host, port 9644; a default port already in \
+                        use is logged and skipped, a given one stops the start.",
+        flag: Some("--admin-listen"),
+        access: Access::Field {
+            apply: |c, v| c.admin_listen = Some(listen_address(v.text()).expect("checked")),
+            read: |c| c.admin_listen.map(|address| address.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "log.format",
+        config_type: ConfigType::String,
+        default: Some("text"),
+        validator: Validator::Custom {
+            check: |text| match text {
+                "text" | "json" => Ok(()),
+                _ => Err("must be text or json".to_owned()),
+            },
+            valid: "text, json",
+        },
+        documentation: "How `strom server` writes its log to stderr: `text` (ANSI colours only \
+                        on a terminal) or `json` (one object per line). Levels per module come \
+                        from `STROM_LOG` and change at runtime through BROKER_LOGGER \
+                        (IncrementalAlterConfigs) or `PUT /api/loggers` (Strom's key).",
+        access: Access::Field {
+            apply: |c, v| c.log_format_json = v.text() == "json",
+            read: |c| Some(if c.log_format_json { "json" } else { "text" }.to_owned()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
         name: "controller.quorum.election.timeout.ms",
         config_type: ConfigType::Int,
         default: Some("1000"),

@@ -76,6 +76,11 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// `listeners`: where the broker accepts clients.
     pub listen: SocketAddr,
+    /// `admin.listen`: where the admin listener (metrics, health, console) is served; `None`:
+    /// the first client listener's host, port 9644.
+    pub admin_listen: Option<SocketAddr>,
+    /// `log.format`: true for one JSON object per line, false for text.
+    pub log_format_json: bool,
     /// `advertised.listeners`: the address clients are told to connect to.
     pub advertise: (String, u16),
     /// `log.dirs`
@@ -205,6 +210,8 @@ impl Default for BrokerConfig {
         let mut config = BrokerConfig {
             node_id: 0,
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin_listen: None,
+            log_format_json: false,
             advertise: (String::new(), 0),
             data_dir: PathBuf::new(),
             auto_create_topics: false,

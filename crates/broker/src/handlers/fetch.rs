@@ -25,6 +25,7 @@ use strom_types::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex};
 
 use super::Reply;
+use crate::telemetry;
 use crate::topics::{led_partition, requested_epoch};
 use crate::Broker;
 
@@ -45,7 +46,7 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
     let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64;
     let enough = |bytes: usize| bytes >= request.min_bytes.max(0) as usize;
     if failed || enough(bytes) || wait_ms == 0 {
-        return Reply::Now(ResponseKind::Fetch(response));
+        return Reply::Now(sent(broker, &request, response));
     }
     let broker = broker.clone();
     let mut stopping = broker.watch_shutdown();
@@ -68,14 +69,48 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
             unchanged = None;
             let (response, bytes, failed) = read(&broker, &request, None);
             if failed || bytes >= request.min_bytes.max(0) as usize {
-                return ResponseKind::Fetch(response);
+                return sent(&broker, &request, response);
             }
         }
-        match unchanged.filter(|_| reuse_first) {
-            Some(response) => ResponseKind::Fetch(response),
-            None => ResponseKind::Fetch(read(&broker, &request, None).0),
-        }
+        let response = match unchanged.filter(|_| reuse_first) {
+            Some(response) => response,
+            None => read(&broker, &request, None).0,
+        };
+        sent(&broker, &request, response)
     }))
+}
+
+/// Counts the record bytes of the answer that is sent (a long poll's earlier reads are not):
+/// per topic for a consumer, as replication traffic for a follower.
+fn sent(broker: &Broker, request: &FetchRequest, response: FetchResponse) -> ResponseKind {
+    let bytes_of = |topic: &FetchableTopicResponse| -> u64 {
+        (topic.partitions.iter())
+            .map(|partition| {
+                partition
+                    .records
+                    .as_ref()
+                    .map_or(0, |records| records.len() as u64)
+            })
+            .sum()
+    };
+    if request.replica_id.0 >= 0 {
+        telemetry::replicated(response.responses.iter().map(bytes_of).sum());
+    } else {
+        for topic in &response.responses {
+            let bytes = bytes_of(topic);
+            if bytes == 0 {
+                continue;
+            }
+            let hosted = match topic.topic.is_empty() {
+                true => broker.topics.get_by_id(topic.topic_id),
+                false => broker.topics.get(topic.topic.as_str()),
+            };
+            if let Some(hosted) = hosted {
+                hosted.traffic.consumed(bytes);
+            }
+        }
+    }
+    ResponseKind::Fetch(response)
 }
 
 /// Reads every requested partition once, registering `waiter` with each when given. Returns

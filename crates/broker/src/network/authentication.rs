@@ -48,6 +48,8 @@ pub struct ListenerContext {
     pub protocol: SecurityProtocol,
     /// The acceptor of a TLS listener, read for each connection: AlterConfigs may swap it.
     pub tls: Option<Arc<crate::listener_tls::SharedAcceptor>>,
+    /// Its open connections, for `strom_connections{listener}`.
+    pub connections: crate::telemetry::ListenerConnections,
 }
 
 /// What the reader does with a frame, once the session has looked at it.

@@ -24,10 +24,10 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use strom_protocol::{decode_request, encode_response_chunks, DecodeError};
 use strom_types::limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX;
 use tokio::io::AsyncWriteExt;
@@ -37,7 +37,9 @@ use tokio::sync::{mpsc, watch};
 use super::authentication::{Intercepted, ListenerContext, RequestContext, Session, ANONYMOUS};
 use super::frame_reader::FrameReader;
 use super::stream::{self, ReadSide, WriteSide};
+use super::warnings;
 use crate::handlers::{self, Reply};
+use crate::telemetry;
 use crate::Broker;
 
 /// One encoded response frame: chunks for one vectored write (a Fetch response's record sets
@@ -75,6 +77,7 @@ pub async fn serve(
     _slot: super::listener::ConnectionSlot,
 ) {
     tracing::debug!(%peer, listener = listener.name, "connection opened");
+    let _counted = listener.connections.open();
     let Some((reader, writer, principal)) = open(&broker, socket, peer, &listener).await else {
         return;
     };
@@ -166,7 +169,8 @@ async fn read_requests(
                 Ok(Ok(Some(frame))) => frame,
                 Ok(Ok(None)) => return,
                 Ok(Err(reason)) => {
-                    tracing::warn!(%peer, "closing connection: {reason}");
+                    telemetry::frame_refused();
+                    warnings::client_warning(peer, &reason);
                     return;
                 }
             },
@@ -220,6 +224,7 @@ enum Handled {
 /// Decodes and handles one frame.
 fn handle_frame(broker: &Arc<Broker>, frame: Bytes, context: &RequestContext) -> Handled {
     let peer = context.peer;
+    let arrived = Instant::now();
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(DecodeError::UnsupportedVersion {
@@ -232,13 +237,18 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, context: &RequestContext) ->
             return Handled::Ready(vec![response]);
         }
         Err(error) => {
-            tracing::warn!(%peer, "closing connection: {error}");
+            telemetry::frame_refused();
+            warnings::client_warning(peer, &error);
             return Handled::Close;
         }
     };
     let (correlation_id, api_key, version) =
         (request.correlation_id, request.api_key, request.api_version);
-    let encode = move |body| match encode_response_chunks(correlation_id, api_key, version, body) {
+    let encode = move |body: ResponseKind| {
+        telemetry::request_answered(api_key, &body, arrived.elapsed());
+        encode_response_chunks(correlation_id, api_key, version, body)
+    };
+    let encode = move |body| match encode(body) {
         Ok(chunks) => Some(chunks),
         Err(error) => {
             tracing::error!(%peer, "{error}");
@@ -248,7 +258,10 @@ fn handle_frame(broker: &Arc<Broker>, frame: Bytes, context: &RequestContext) ->
     let handled = move |reply| match reply {
         Reply::Now(body) => encode(body).map_or(Handled::Close, Handled::Ready),
         Reply::Later(future) => Handled::Deferred(Box::pin(async move { encode(future.await) })),
-        Reply::Silent => Handled::Silent,
+        Reply::Silent => {
+            telemetry::request_silent(api_key, arrived.elapsed());
+            Handled::Silent
+        }
         Reply::Ordered(_) => {
             tracing::error!(%peer, "a handler's ordered reply resolved to another one");
             Handled::Close

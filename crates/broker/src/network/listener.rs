@@ -82,7 +82,7 @@ pub async fn serve(
     let mut limit = broker.connections_max();
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let mut refusals = Throttle::new(WARNING_INTERVAL);
+    let mut refusals = super::warnings::Throttle::new(WARNING_INTERVAL);
     // One accept loop per listener; they hand connections over here, where the limit and
     // the connection tasks are.
     let (accepted_sender, mut accepted) = mpsc::channel::<Accepted>(64);
@@ -138,7 +138,7 @@ pub async fn serve(
 
 /// Accepts connections on one listener and hands them over, until the receiver is gone.
 async fn accept_loop(listener: BoundListener, accepted: mpsc::Sender<Accepted>) {
-    let mut accept_failures = Throttle::new(WARNING_INTERVAL);
+    let mut accept_failures = super::warnings::Throttle::new(WARNING_INTERVAL);
     loop {
         match listener.socket.accept().await {
             Ok((socket, peer)) => {
@@ -159,37 +159,6 @@ async fn accept_loop(listener: BoundListener, accepted: mpsc::Sender<Accepted>) 
                 tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
             }
         }
-    }
-}
-
-/// Lets one warning through per interval and counts those it holds back.
-struct Throttle {
-    interval: Duration,
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl Throttle {
-    fn new(interval: Duration) -> Throttle {
-        Throttle {
-            interval,
-            last: None,
-            unlogged: 0,
-        }
-    }
-
-    /// `Some(n)` if a warning may be logged at `now`, `n` being how many were held back since
-    /// the last one; `None` if this one is held back.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < self.interval)
-        {
-            self.unlogged += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
     }
 }
 
@@ -220,7 +189,7 @@ mod tests {
     fn a_throttle_lets_one_through_per_interval_and_counts_the_rest() {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
-        let mut throttle = Throttle::new(Duration::from_secs(1));
+        let mut throttle = crate::network::warnings::Throttle::new(Duration::from_secs(1));
         assert_eq!(throttle.admit(at(0)), Some(0));
         assert_eq!(throttle.admit(at(10)), None);
         assert_eq!(throttle.admit(at(999)), None);

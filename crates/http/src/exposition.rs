@@ -1,0 +1,304 @@
+//! `/metrics`: the process's Prometheus recorder, and the gauges read off the broker at each
+//! scrape.
+//!
+//! Two kinds of series, rendered one after the other in Prometheus' text format by
+//! `metrics-exporter-prometheus`: what the broker counts as it works (requests, latencies,
+//! traffic, ISR changes, elections, connections, fsyncs), held by the process's recorder made
+//! in [`install`]; and what describes state now (partitions under-replicated or offline, log
+//! sizes, consumer lag), set on a recorder made afresh for each scrape, so that a topic or a
+//! group that is gone leaves no stale series behind. Per-partition series exist only for
+//! consumer lag, as the issue asks, so a node of 10,000 partitions stays scrapeable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use strom_broker::telemetry as names;
+use strom_broker::Broker;
+use strom_types::PartitionIndex;
+
+use crate::admin::AdminState;
+
+/// Request latencies from 100 µs to 30 s (a produce with acks=1 is well under a millisecond
+/// here, a long-poll fetch waits up to its max_wait_ms, 500 ms by default).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// fsync latencies from 50 µs to 10 s.
+const FLUSH_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
+
+const FLUSH_LATENCY: &str = "strom_log_flush_latency_seconds";
+
+/// How often histogram samples are folded into their buckets when nobody scrapes (the
+/// recorder keeps samples until then).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Makes the process's Prometheus recorder and installs it as the `metrics` facade's global
+/// recorder; call it before the broker starts, so the handles it registers count here.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(names::REQUEST_LATENCY.into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(FLUSH_LATENCY.into()), FLUSH_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|_| anyhow::anyhow!("a metrics recorder is already installed"))?;
+    describe_counted();
+    strom_broker::telemetry::register_all();
+    Ok(handle)
+}
+
+/// Folds histogram samples into buckets every few seconds, scraped or not.
+pub async fn run_upkeep(handle: PrometheusHandle) {
+    let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe_counted() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        names::REQUESTS,
+        "Requests answered, by API and the error the answer carries (none, or Kafka's error name; MALFORMED_FRAME for frames refused before any handler)."
+    );
+    describe_histogram!(
+        names::REQUEST_LATENCY,
+        "Time from a request's arrival to its response being ready, by API."
+    );
+    describe_counter!(
+        names::TOPIC_RECORDS_IN,
+        "Records producers appended, by topic."
+    );
+    describe_counter!(
+        names::TOPIC_BYTES_IN,
+        "Record batch bytes producers appended, by topic."
+    );
+    describe_counter!(
+        names::TOPIC_BYTES_OUT,
+        "Record bytes sent to consumers, by topic."
+    );
+    describe_counter!(
+        names::REPLICATION_BYTES_OUT,
+        "Record bytes sent to followers."
+    );
+    describe_counter!(
+        names::ISR_SHRINKS,
+        "ISR shrinks of partitions this node leads."
+    );
+    describe_counter!(
+        names::ISR_EXPANDS,
+        "ISR expansions of partitions this node leads."
+    );
+    describe_counter!(
+        names::LEADER_ELECTIONS,
+        "Leaderships this node took in a new leader epoch (sum over the nodes for the cluster)."
+    );
+    describe_counter!(
+        names::UNCLEAN_LEADER_ELECTIONS,
+        "Leaderships this node took without being in the ISR."
+    );
+    describe_gauge!(names::CONNECTIONS, "Open client connections, by listener.");
+    describe_histogram!(FLUSH_LATENCY, "Time each group commit's fsyncs took.");
+}
+
+pub fn routes() -> Router<AdminState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(state): State<AdminState>) -> impl IntoResponse {
+    state.process().collect();
+    let mut text = state.prometheus().render();
+    if let Some(broker) = state.broker().cloned() {
+        // Walks every hosted partition: off the async threads.
+        let current = tokio::task::spawn_blocking(move || render_state(&broker)).await;
+        match current {
+            Ok(current) => text.push_str(&current),
+            Err(error) => tracing::error!(%error, "reading the broker's state for /metrics failed"),
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// The gauges that describe the broker's state now, rendered from a recorder of their own.
+pub fn render_state(broker: &Broker) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        partition_gauges(broker);
+        node_gauges(broker);
+        group_gauges(broker);
+    });
+    handle.render()
+}
+
+pub const PARTITIONS_UNDER_REPLICATED: &str = "strom_partitions_under_replicated";
+pub const PARTITIONS_UNDER_MIN_ISR: &str = "strom_partitions_under_min_isr";
+pub const PARTITIONS_OFFLINE: &str = "strom_partitions_offline";
+pub const PARTITIONS_LEADER: &str = "strom_partitions_leader";
+pub const CONTROLLER_ACTIVE: &str = "strom_controller_active";
+pub const METADATA_LOG_END_OFFSET: &str = "strom_metadata_log_end_offset";
+pub const LOG_SIZE: &str = "strom_log_size_bytes";
+pub const DISK_FREE: &str = "strom_disk_free_bytes";
+pub const GROUP_LAG: &str = "strom_consumer_group_lag";
+pub const GROUP_MEMBERS: &str = "strom_consumer_group_members";
+
+/// Kafka's per-leader partition gauges (each partition is counted by its leader, so the
+/// cluster's figure is the sum over the nodes), the offline count from the active controller
+/// only (as Kafka's OfflinePartitionsCount), and log sizes per topic.
+fn partition_gauges(broker: &Broker) {
+    use metrics::{describe_gauge, gauge};
+    let node = broker.node();
+    let (mut under_replicated, mut under_min_isr, mut leader) = (0u64, 0u64, 0u64);
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for topic in broker.topics.all() {
+        let size = sizes.entry(topic.name.to_string()).or_default();
+        for partition in &topic.partitions {
+            *size += partition.size_bytes();
+            let state = partition.replica_state();
+            if !state.is_led_by(node) {
+                continue;
+            }
+            leader += 1;
+            under_replicated += u64::from(state.isr.len() < state.replicas.len());
+            under_min_isr += u64::from((state.isr.len() as i32) < topic.config.min_insync_replicas);
+        }
+    }
+    let image = broker.quorum.image();
+    let active = broker.quorum.leader() == Some(node.0);
+    let offline = match active {
+        true => (image.topics.values())
+            .flat_map(|topic| topic.partitions.iter())
+            .filter(|partition| partition.leader < 0)
+            .count(),
+        false => 0,
+    };
+    describe_gauge!(
+        PARTITIONS_UNDER_REPLICATED,
+        "Partitions this node leads whose ISR is smaller than their replica set."
+    );
+    describe_gauge!(
+        PARTITIONS_UNDER_MIN_ISR,
+        "Partitions this node leads whose ISR is below min.insync.replicas (acks=all produces fail)."
+    );
+    describe_gauge!(
+        PARTITIONS_OFFLINE,
+        "Partitions without a leader, reported by the active controller (0 on other nodes)."
+    );
+    describe_gauge!(PARTITIONS_LEADER, "Partitions this node leads.");
+    describe_gauge!(
+        LOG_SIZE,
+        "Bytes of the logs of a topic's partitions this node hosts."
+    );
+    gauge!(PARTITIONS_UNDER_REPLICATED).set(under_replicated as f64);
+    gauge!(PARTITIONS_UNDER_MIN_ISR).set(under_min_isr as f64);
+    gauge!(PARTITIONS_OFFLINE).set(offline as f64);
+    gauge!(PARTITIONS_LEADER).set(leader as f64);
+    for (topic, bytes) in sizes {
+        gauge!(LOG_SIZE, "topic" => topic).set(bytes as f64);
+    }
+}
+
+fn node_gauges(broker: &Broker) {
+    use metrics::{describe_gauge, gauge};
+    let active = broker.quorum.leader() == Some(broker.node().0);
+    let status = broker.quorum.status();
+    describe_gauge!(
+        CONTROLLER_ACTIVE,
+        "1 on the metadata quorum's leader, else 0."
+    );
+    describe_gauge!(
+        METADATA_LOG_END_OFFSET,
+        "Index of the last entry in this node's metadata log."
+    );
+    describe_gauge!(
+        DISK_FREE,
+        "Bytes free for the broker on the data directory's filesystem."
+    );
+    gauge!(CONTROLLER_ACTIVE).set(if active { 1.0 } else { 0.0 });
+    gauge!(METADATA_LOG_END_OFFSET).set(status.last_log_index.unwrap_or(0) as f64);
+    match rustix::fs::statvfs(&broker.config.data_dir) {
+        Ok(stats) => {
+            gauge!(DISK_FREE).set((stats.f_bavail as f64) * (stats.f_frsize as f64));
+        }
+        Err(error) => tracing::debug!(%error, "statvfs of the data directory failed"),
+    }
+}
+
+/// Lag and members of the groups this node coordinates (each group is reported by its
+/// coordinator alone). Lag is measured against the high watermark of the partitions this node
+/// hosts (a follower's high watermark trails its leader's by a fetch at most); a partition
+/// hosted elsewhere has no lag series here.
+fn group_gauges(broker: &Broker) {
+    use metrics::{describe_gauge, gauge};
+    let (committed, members): (Vec<_>, Vec<_>) = {
+        let coordinator = broker.groups.coordinator();
+        let committed = (coordinator.committed_offsets())
+            .map(|(group, topic, partition, offset)| {
+                (group.to_owned(), topic.to_owned(), partition, offset)
+            })
+            .collect();
+        let members = (coordinator.member_counts().into_iter())
+            .map(|(group, count)| (group.to_owned(), count))
+            .collect();
+        (committed, members)
+    };
+    describe_gauge!(
+        GROUP_LAG,
+        "Records between a group's committed offset and the partition's high watermark, from the group's coordinator."
+    );
+    describe_gauge!(
+        GROUP_MEMBERS,
+        "Members of a group, from the group's coordinator."
+    );
+    let mut coordinated: BTreeMap<String, bool> = BTreeMap::new();
+    let mut is_coordinator = |group: &str| {
+        *coordinated
+            .entry(group.to_owned())
+            .or_insert_with(|| broker.groups.is_coordinator(group))
+    };
+    for (group, topic, partition, offset) in committed {
+        if !is_coordinator(&group) {
+            continue;
+        }
+        let hosted = broker.topics.get(&topic);
+        let Some(hosted) = hosted
+            .as_ref()
+            .and_then(|t| t.partition(PartitionIndex(partition)))
+        else {
+            continue;
+        };
+        let high_watermark = hosted.high_watermark().0;
+        if high_watermark < 0 || offset < 0 {
+            continue;
+        }
+        let lag = (high_watermark - offset).max(0);
+        gauge!(GROUP_LAG, "group" => group, "topic" => topic, "partition" => partition.to_string())
+            .set(lag as f64);
+    }
+    for (group, count) in members {
+        if is_coordinator(&group) {
+            gauge!(GROUP_MEMBERS, "group" => group).set(count as f64);
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Strom's HTTP side: the admin listener every node serves (`admin.listen`, port 9644 by
+//! default) on axum, the one HTTP stack of the project (the schema registry and connectors will
+//! be served by it too).
+//!
+//! A request's path: [`admin::serve`] accepts it and routes it to [`exposition`] (`/metrics`,
+//! Prometheus' text format), [`health`] (`/v1/health/live`, `/v1/health/ready`), [`api`] (the
+//! console's JSON API under `/api/`) or [`console`] (the console's pages). The listener starts
+//! before the node joins its cluster, so liveness answers at once and readiness says why the
+//! node is not ready yet; the broker is handed to the [`admin::AdminState`] once it serves.
+//!
+//! Metrics: [`exposition::install`] makes the process's Prometheus recorder, before the broker
+//! starts, so every handle the broker and the log register (`strom_broker::telemetry`) counts
+//! into it; what describes state (partition health, log sizes, consumer lag) is read off the
+//! broker at each scrape.
+
+pub mod admin;
+pub mod api;
+pub mod console;
+pub mod exposition;
+pub mod health;
+
+pub use admin::{AdminState, ADMIN_PORT_DEFAULT};
