@@ -451,6 +451,7 @@ class Cluster:
                         node.kill()
                     node.starts = 0
                     node.use_ports(self._pick_ports(node.host, self._ports_per_node()))
+                    node.admin_port = None
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -1,0 +1,192 @@
+"""The admin listener (issue 14): /metrics after a known workload, health, logs.
+
+* N records of S bytes produced one request each: /metrics shows exactly N records in for the
+  topic, at least N*S bytes in, as many Produce latency samples as Produce requests answered
+  (N more than before), every bucket ending at the count; a consumer's fetches show as bytes
+  out; a group that committed part of each partition has lag high watermark - committed per
+  partition, from its coordinator.
+* A 3-node cluster: `strom_partitions_under_replicated` (summed over the nodes, each counting
+  what it leads) becomes non-zero when a node stops and returns to zero once it is back;
+  exactly one node reports `strom_controller_active 1`; the leaderships the stop moved are
+  counted as elections by the nodes that took them. A node alone, before its quorum exists,
+  is live but not ready, and says why.
+* Malformed frames are counted in strom_requests_total{error="MALFORMED_FRAME"} and their
+  warnings are rate-limited with a count of those held back; `log.format=json` writes one JSON
+  object per line; text logs written to a file carry no ANSI colour codes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from cluster import FAST_FAILOVER_SETTINGS, cluster_factory  # noqa: F401 - the fixture
+from kafka_helpers import consume_range, create_topic, producer, unique, wait_until, watermarks
+from metrics_helpers import get, ready, scrape
+
+RECORDS = 240
+RECORD_BYTES = 100
+PARTITIONS = 3
+
+
+def test_a_known_workload_shows_in_the_metrics(broker):
+    topic = unique("metrics")
+    create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
+    before = scrape(broker.admin_url)
+    produced_before = before.total("strom_requests_total", api="Produce")
+    samples_before = before.value("strom_request_latency_seconds_count", api="Produce") or 0
+
+    # linger.ms=0 and a flush after each record: one Produce request per record.
+    p = producer(broker.bootstrap, linger_ms=0, batch_num_messages=1)
+    for i in range(RECORDS):
+        p.produce(topic, key=f"k{i}".encode(), value=bytes([65 + i % 26]) * RECORD_BYTES, partition=i % PARTITIONS)
+        p.flush(10)
+    assert len(p) == 0
+
+    after = scrape(broker.admin_url)
+    assert after.value("strom_topic_records_in_total", topic=topic) == RECORDS
+    assert after.value("strom_topic_bytes_in_total", topic=topic) >= RECORDS * RECORD_BYTES
+    produce_requests = after.total("strom_requests_total", api="Produce") - produced_before
+    assert produce_requests == RECORDS, f"{produce_requests} Produce requests counted"
+    assert after.value("strom_requests_total", api="Produce", error="none") >= RECORDS
+    samples = after.value("strom_request_latency_seconds_count", api="Produce") - samples_before
+    assert samples == produce_requests, f"{samples} latency samples for {produce_requests} requests"
+    infinite = after.value("strom_request_latency_seconds_bucket", api="Produce", le="+Inf")
+    assert infinite == after.value("strom_request_latency_seconds_count", api="Produce")
+    assert after.types["strom_request_latency_seconds"] == "histogram"
+    assert after.types["strom_log_flush_latency_seconds"] == "histogram"
+    assert after.value("strom_connections", listener="PLAINTEXT") >= 1
+
+    # A consumer reads everything: bytes out, to consumers only.
+    for partition in range(PARTITIONS):
+        consume_range(broker.bootstrap, topic, partition, 0, RECORDS // PARTITIONS)
+    out = scrape(broker.admin_url).value("strom_topic_bytes_out_total", topic=topic)
+    assert out >= RECORDS * RECORD_BYTES, out
+
+    # A group commits part of each partition: lag = high watermark - committed, per partition.
+    group = unique("metrics-group")
+    committed = {0: 5, 1: 40, 2: RECORDS // PARTITIONS}
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in committed.items()], asynchronous=False)
+    finally:
+        c.close()
+    expected = {p: watermarks(broker.bootstrap, topic, p)[1] - o for p, o in committed.items()}
+    assert expected[2] == 0 and expected[0] > 0
+
+    def lags():
+        metrics = scrape(broker.admin_url)
+        found = {p: metrics.value("strom_consumer_group_lag", group=group, topic=topic, partition=p) for p in committed}
+        return found if found == expected else None
+
+    wait_until(lags, 10, f"lag {expected} for {group}")
+    metrics = scrape(broker.admin_url)
+    assert metrics.value("strom_partitions_leader") >= PARTITIONS
+    assert metrics.value("strom_partitions_under_replicated") == 0
+    assert metrics.value("strom_partitions_offline") == 0
+    assert metrics.value("strom_controller_active") == 1
+    assert metrics.value("strom_metadata_log_end_offset") > 0
+    assert metrics.value("strom_log_size_bytes", topic=topic) >= RECORDS * RECORD_BYTES
+    assert metrics.value("strom_disk_free_bytes") > 0
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
+        assert name in metrics.names(), name
+
+
+def test_health_endpoints_and_json_logs(start_broker):
+    broker = start_broker(settings={"log.format": "json"})
+    status, body = get(f"{broker.admin_url}/v1/health/live")
+    assert status == 200 and json.loads(body)["status"] == "live"
+    status, body = ready(broker.admin_url)
+    assert status == 200, body
+    create_topic(broker.bootstrap, unique("json-logs"))
+    broker.stop()
+    lines = [line for line in broker.run_log().splitlines() if line.strip() and not line.startswith("====")]
+    assert lines, "the broker logged nothing"
+    for line in lines:
+        entry = json.loads(line)
+        assert {"timestamp", "level", "fields"} <= set(entry), entry
+
+
+def test_text_logs_in_a_file_have_no_colour_codes(broker):
+    create_topic(broker.bootstrap, unique("plain-logs"))
+    assert "INFO" in broker.run_log()
+    assert "\x1b[" not in broker.run_log()
+
+
+def malformed_frame() -> bytes:
+    """A frame whose request header names API key 32767, which does not exist."""
+    body = struct.pack(">hhi", 32767, 0, 1) + struct.pack(">h", -1)
+    return struct.pack(">i", len(body)) + body
+
+
+def test_malformed_frames_are_counted_and_their_warnings_rate_limited(broker):
+    frames = 400
+    started = time.monotonic()
+    for _ in range(frames):
+        with socket.create_connection((broker.host, broker.port), timeout=5) as s:
+            s.sendall(malformed_frame())
+            s.settimeout(5)
+            assert s.recv(1) == b"", "the broker answered a malformed frame instead of closing"
+    elapsed = time.monotonic() - started
+    metrics = scrape(broker.admin_url)
+    assert metrics.value("strom_requests_total", api="unknown", error="MALFORMED_FRAME") >= frames
+    warnings = [line for line in broker.run_log().splitlines() if "WARN" in line and "closing connection" in line]
+    # At most one a second (plus the first), and they say how many were held back.
+    assert 1 <= len(warnings) <= elapsed + 2, f"{len(warnings)} warnings in {elapsed:.1f} s"
+    if len(warnings) > 1:
+        assert any("suppressed" in line for line in warnings), warnings
+    # The broker still serves.
+    create_topic(broker.bootstrap, unique("after-malformed"))
+
+
+def cluster_total(cluster, name: str) -> float:
+    return sum(scrape(n.admin_url).total(name) for n in cluster.nodes.values() if n.running)
+
+
+def test_under_replicated_partitions_follow_a_stopped_node(cluster_factory):
+    cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS)
+    topic = unique("urp")
+    cluster.create_topic(topic, partitions=3, replication_factor=3)
+    p = producer(cluster.bootstrap, **cluster.client_conf)
+    for i in range(30):
+        p.produce(topic, value=b"x" * 50, partition=i % 3)
+    p.flush(10)
+    wait_until(lambda: cluster_total(cluster, "strom_partitions_under_replicated") == 0, 20, "no URP at first")
+    assert cluster_total(cluster, "strom_controller_active") == 1
+    led_by_3 = [part for part in range(3) if cluster.partition_leader(topic, part) == 3]
+    elections_before = cluster_total(cluster, "strom_leader_elections_total")
+
+    cluster.stop(3)
+    wait_until(lambda: cluster_total(cluster, "strom_partitions_under_replicated") > 0, 30, "URP after node 3 stopped")
+    if led_by_3:
+        assert cluster_total(cluster, "strom_leader_elections_total") >= elections_before + len(led_by_3)
+    assert sum(scrape(n.admin_url).total("strom_isr_shrinks_total") for n in cluster.nodes.values() if n.running) >= 1
+
+    cluster.start(3)
+    wait_until(lambda: cluster_total(cluster, "strom_partitions_under_replicated") == 0, 60, "no URP once node 3 is back")
+    assert cluster_total(cluster, "strom_isr_expands_total") >= 1
+    assert cluster_total(cluster, "strom_partitions_offline") == 0
+
+
+def test_a_node_without_its_quorum_is_live_but_not_ready(cluster_factory):
+    cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS, start=False)
+    node = cluster.node(1)
+    node.spawn()
+
+    def not_ready():
+        try:
+            status, body = ready(node.admin_url)
+        except OSError:
+            return None
+        return (status, body) if status == 503 else None
+
+    status, body = wait_until(not_ready, 20, "node 1 answering /v1/health/ready with 503")
+    assert "quorum" in body["reason"], body
+    status, _ = get(f"{node.admin_url}/v1/health/live")
+    assert status == 200
+    cluster.start_all()
+    wait_until(lambda: ready(node.admin_url)[0] == 200, 30, "node 1 ready once its quorum exists")
