@@ -18,8 +18,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import socket
 import struct
+import subprocess
+import threading
 import time
 
 from confluent_kafka import Consumer, TopicPartition
@@ -27,6 +31,7 @@ from confluent_kafka import Consumer, TopicPartition
 from cluster import FAST_FAILOVER_SETTINGS, cluster_factory  # noqa: F401 - the fixture
 from kafka_helpers import consume_range, create_topic, producer, unique, wait_until, watermarks
 from metrics_helpers import get, ready, scrape
+from strom_broker import STROM_BIN
 
 RECORDS = 240
 RECORD_BYTES = 100
@@ -190,3 +195,76 @@ def test_a_node_without_its_quorum_is_live_but_not_ready(cluster_factory):
     assert status == 200
     cluster.start_all()
     wait_until(lambda: ready(node.admin_url)[0] == 200, 30, "node 1 ready once its quorum exists")
+
+
+def bench_produce(bootstrap: str, topic: str, records: int, rate: int) -> dict:
+    """`strom bench produce` of `records` at `rate` records/s: its throughput figures."""
+    result = subprocess.run(
+        [STROM_BIN, "bench", "produce", "--bootstrap", bootstrap, "--topic", topic, "--partitions", "3",
+         "--records", str(records), "--rate", str(rate), "--json"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["throughput"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Scraper(threading.Thread):
+    """GETs /metrics every second until stopped; counts its scrapes."""
+
+    def __init__(self, admin_url: str):
+        super().__init__(daemon=True)
+        self.admin_url = admin_url
+        self.stopping = threading.Event()
+        self.scrapes = 0
+
+    def run(self):
+        while not self.stopping.wait(1.0):
+            scrape(self.admin_url)
+            self.scrapes += 1
+
+    def stop(self) -> int:
+        self.stopping.set()
+        self.join()
+        return self.scrapes
+
+
+def test_scraping_every_second_costs_under_three_percent_of_produce(broker):
+    """Runs of `strom bench produce` (acks=all, 3 partitions, 100-byte records) alternate
+    without and with a scraper hitting /metrics every second, in this one run. Each run offers
+    the same fixed load, so the broker's CPU seconds per record compare like for like; the
+    wall-clock throughput of a free-running bench swings by 2x between identical runs on this
+    shared 2-core machine (measured: 1.19M to 2.43M records/s with acks=1), far more than the 3%
+    to detect, while CPU per record at a fixed offered load does not. Both are reported; the
+    CPU cost is asserted within 3%."""
+    topic = unique("metrics-cost")
+    records, rate = 150_000, 50_000
+    bench_produce(broker.bootstrap, topic, 20_000, 0)  # creates the topic, warms the broker up
+    pid = broker.process.pid
+    cost = {"plain": [0.0, 0], "scraped": [0.0, 0]}
+    throughput = {"plain": [], "scraped": []}
+    for _ in range(4):
+        for kind in ("plain", "scraped"):
+            scraper = Scraper(broker.admin_url) if kind == "scraped" else None
+            if scraper:
+                scraper.start()
+            before = cpu_seconds(pid)
+            figures = bench_produce(broker.bootstrap, topic, records, rate)
+            cost[kind][0] += cpu_seconds(pid) - before
+            cost[kind][1] += figures["records"]
+            throughput[kind].append(round(figures["records_per_s"]))
+            if scraper:
+                assert scraper.stop() >= 2
+    per_million = {kind: seconds / count * 1e6 for kind, (seconds, count) in cost.items()}
+    ratio = per_million["scraped"] / per_million["plain"]
+    print(
+        f"broker CPU per million records at {rate} records/s offered: without scraping "
+        f"{per_million['plain']:.3f} s, scraped every second {per_million['scraped']:.3f} s "
+        f"(ratio {ratio:.3f}); records/s achieved {throughput}"
+    )
+    assert ratio <= 1.03, f"scraping every second cost {100 * (ratio - 1):.1f}% more broker CPU per record"
