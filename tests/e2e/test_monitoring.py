@@ -393,11 +393,12 @@ def test_metrics_endpoint_passes_promtool_check_metrics(start_broker):
     text = scrape(broker.admin_url)
     result = run([PROMTOOL, "check", "metrics"], stdin=text.encode())
     problems = [line for line in result.stderr.decode().splitlines() if line.strip()]
-    # promtool exits 1 on text it cannot parse ("error while linting: ..."), 3 on lint problems
-    # (one line each: "NAME no help text", "NAME counter metrics should have \"_total\" suffix",
-    # non-base units, ...) and 0 on clean input. metrics-exporter-prometheus writes # HELP only for
-    # metrics given a description, so "no help text" is tolerated exactly when the exposition has
-    # no HELP line at all; once some metrics are described, every family must be.
+    # promtool (2.42) exits 1 on text it cannot parse ("error while linting: ..."), 3 on lint
+    # problems (one line each on stderr: "NAME no help text", "NAME counter metrics should have
+    # \"_total\" suffix", non-base units, ...) and 0 on clean input. metrics-exporter-prometheus
+    # writes # HELP only for metrics given a description; Strom describes every family (promtool
+    # exits 0), so "no help text" would be tolerated only from an exposition with no HELP at all,
+    # and once some families are described, a family left without is a failure.
     assert result.returncode in (0, 3), f"promtool check metrics exited {result.returncode}:\n{output_of(result)}"
     if "# HELP " not in text:
         problems = [p for p in problems if not p.endswith(" no help text")]
