@@ -123,6 +123,23 @@ impl SecurityRuntime {
         allowed
     }
 
+    /// May `principal`, connecting from `host`, do `operation` on the resource? For requests
+    /// that do not come through a Kafka listener (the admin listener's HTTP API).
+    pub fn authorize_principal(
+        &self,
+        acls: &Arc<BTreeSet<AclBinding>>,
+        principal: &str,
+        host: IpAddr,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        let Some(state) = &self.authorizer else {
+            return true;
+        };
+        (state.authorizer_for(acls)).authorize(principal, host, operation, resource_type, name)
+    }
+
     /// A check for `context`'s principal against the ACLs of now, that can be kept beyond the
     /// request (to filter a response that is not ready yet). Denials it finds are not logged.
     pub fn snapshot(

@@ -124,14 +124,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let admin = strom_http::AdminState::new(prometheus.clone());
+        let admin = strom_http::AdminState::new(prometheus.clone(), &config);
+        let admin_tls = match config.admin_ssl {
+            true => Some(strom_http::admin::tls_config(&config)?),
+            false => None,
+        };
         let upkeep = tokio::spawn(strom_http::exposition::run_upkeep(prometheus));
         let admin_server = match bind_admin(&config).await? {
             Some(listener) => {
                 let serving = admin.clone();
                 Some(tokio::spawn(async move {
                     let stopped = std::future::pending::<()>();
-                    if let Err(error) = strom_http::admin::serve(listener, serving, stopped).await {
+                    let served = strom_http::admin::serve(listener, admin_tls, serving, stopped);
+                    if let Err(error) = served.await {
                         tracing::error!(%error, "the admin listener stopped");
                     }
                 }))

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::admin::AdminState;
+use crate::state::AdminState;
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/cluster", get(cluster))

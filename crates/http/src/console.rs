@@ -3,7 +3,7 @@
 use axum::routing::get;
 use axum::Router;
 
-use crate::admin::AdminState;
+use crate::state::AdminState;
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route(

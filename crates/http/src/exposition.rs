@@ -22,7 +22,7 @@ use strom_broker::telemetry as names;
 use strom_broker::Broker;
 use strom_types::PartitionIndex;
 
-use crate::admin::AdminState;
+use crate::state::AdminState;
 
 /// Request latencies from 100 µs to 30 s (a produce with acks=1 is well under a millisecond
 /// here, a long-poll fetch waits up to its max_wait_ms, 500 ms by default).

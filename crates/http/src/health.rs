@@ -14,7 +14,7 @@ use serde_json::json;
 use strom_broker::Broker;
 use strom_metadata::Health;
 
-use crate::admin::AdminState;
+use crate::state::AdminState;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()

@@ -8,6 +8,9 @@
 //! before the node joins its cluster, so liveness answers at once and readiness says why the
 //! node is not ready yet; the broker is handed to the [`admin::AdminState`] once it serves.
 //!
+//! [`auth`] guards `/metrics` and `/api/`: HTTP Basic against the SCRAM users and the broker's
+//! ACLs, over HTTPS with `admin.ssl.enable`.
+//!
 //! Metrics: [`exposition::install`] makes the process's Prometheus recorder, before the broker
 //! starts, so every handle the broker and the log register (`strom_broker::telemetry`) counts
 //! into it; what describes state (partition health, log sizes, consumer lag) is read off the
@@ -15,8 +18,11 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod console;
 pub mod exposition;
 pub mod health;
+pub mod state;
 
-pub use admin::{AdminState, ADMIN_PORT_DEFAULT};
+pub use admin::ADMIN_PORT_DEFAULT;
+pub use state::AdminState;

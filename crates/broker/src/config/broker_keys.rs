@@ -330,6 +330,41 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         ..FIXED
     },
     BrokerKey {
+        name: "admin.ssl.enable",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        validator: Validator::Any,
+        documentation: "Serve the admin listener over HTTPS with the broker's keystore \
+                        (`ssl.keystore.location`, `ssl.key.password`) (Strom's key).",
+        access: Access::Field {
+            apply: |c, v| c.admin_ssl = v.boolean(),
+            read: |c| Some(c.admin_ssl.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
+        name: "admin.authentication",
+        config_type: ConfigType::String,
+        default: Some("auto"),
+        validator: Validator::Custom {
+            check: |text| match text {
+                "auto" | "none" | "basic" => Ok(()),
+                _ => Err("must be auto, none or basic".to_owned()),
+            },
+            valid: "auto, none, basic",
+        },
+        documentation: "How the admin listener's `/metrics` and `/api/` know who asks: `basic` \
+                        (HTTP Basic against the SCRAM users; ACLs apply: DESCRIBE on the \
+                        cluster to read, ALTER to change), `none` (anonymous), `auto` (basic \
+                        when an authorizer is configured). Health checks and the console's \
+                        static pages need no login (Strom's key).",
+        access: Access::Field {
+            apply: |c, v| c.admin_authentication = v.text().to_owned(),
+            read: |c| Some(c.admin_authentication.clone()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
         name: "log.format",
         config_type: ConfigType::String,
         default: Some("text"),

@@ -79,6 +79,10 @@ pub struct BrokerConfig {
     /// `admin.listen`: where the admin listener (metrics, health, console) is served; `None`:
     /// the first client listener's host, port 9644.
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.ssl.enable`: HTTPS on the admin listener.
+    pub admin_ssl: bool,
+    /// `admin.authentication`: auto, none or basic.
+    pub admin_authentication: String,
     /// `log.format`: true for one JSON object per line, false for text.
     pub log_format_json: bool,
     /// `advertised.listeners`: the address clients are told to connect to.
@@ -212,6 +216,8 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             admin_listen: None,
             log_format_json: false,
+            admin_ssl: false,
+            admin_authentication: String::new(),
             advertise: (String::new(), 0),
             data_dir: PathBuf::new(),
             auto_create_topics: false,
@@ -563,10 +569,11 @@ mod tests {
         // Keys added since the table: the capacity bounds of issue 10 and the transaction
         // coordinator's of issue 11, the named listeners and security keys of issue 12, the
         // leader rebalance, the replication throttles and the keystore change rules
-        // (`ssl.allow.dn.changes`, `ssl.allow.san.changes`) of issue 13.
+        // (`ssl.allow.dn.changes`, `ssl.allow.san.changes`) of issue 13, and the admin
+        // listener's and log format's of issue 14.
         assert_eq!(
             BROKER_KEYS.len(),
-            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2 + 2
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2 + 2 + 4
         );
     }
 
