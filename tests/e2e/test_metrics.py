@@ -241,9 +241,12 @@ def test_scraping_every_second_costs_under_three_percent_of_produce(broker):
     wall-clock throughput of a free-running bench swings by 2x between identical runs on this
     shared 2-core machine (measured: 1.19M to 2.43M records/s with acks=1), far more than the 3%
     to detect, while CPU per record at a fixed offered load does not. Both are reported; the
-    CPU cost is asserted within 3%."""
+    CPU cost is asserted within 3%. A scrape costs the broker about 1 ms of CPU (measured: 200
+    scrapes, 0.2 s), so at 200,000 records/s (about 0.3 s of broker CPU a second) one a second
+    is well under 1%; at a low offered load the same scrape is a larger share and the noise
+    of a shared machine dominates."""
     topic = unique("metrics-cost")
-    records, rate = 150_000, 50_000
+    records, rate = 600_000, 200_000
     bench_produce(broker.bootstrap, topic, 20_000, 0)  # creates the topic, warms the broker up
     pid = broker.process.pid
     cost = {"plain": [0.0, 0], "scraped": [0.0, 0]}
