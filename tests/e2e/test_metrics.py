@@ -177,6 +177,33 @@ def test_under_replicated_partitions_follow_a_stopped_node(cluster_factory):
     assert cluster_total(cluster, "strom_partitions_offline") == 0
 
 
+def test_lag_of_partitions_hosted_elsewhere_comes_from_their_leaders(cluster_factory):
+    """An RF=1 topic spread over 3 nodes: the group's coordinator hosts at most one of its
+    partitions, and still reports the lag of all three."""
+    cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS)
+    topic, group = unique("remote-lag"), unique("remote-lag-group")
+    cluster.create_topic(topic, partitions=3, replication_factor=1)
+    p = producer(cluster.bootstrap, **cluster.client_conf)
+    for i in range(60):
+        p.produce(topic, value=b"v" * 20, partition=i % 3)
+    p.flush(10)
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, part, part * 5) for part in range(3)], asynchronous=False)
+    finally:
+        c.close()
+    expected = {part: 20 - part * 5 for part in range(3)}
+
+    def lags():
+        found = {}
+        for node in cluster.nodes.values():
+            for sample in scrape(node.admin_url).series("strom_consumer_group_lag", group=group, topic=topic):
+                found[int(sample.labels["partition"])] = sample.value
+        return found if found == expected else None
+
+    wait_until(lags, 20, f"lag {expected} of {group} across the nodes")
+
+
 def test_a_node_without_its_quorum_is_live_but_not_ready(cluster_factory):
     cluster = cluster_factory(3, settings=FAST_FAILOVER_SETTINGS, start=False)
     node = cluster.node(1)

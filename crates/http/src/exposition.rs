@@ -10,6 +10,7 @@
 //! consumer lag, as the issue asks, so a node of 10,000 partitions stays scrapeable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -124,9 +125,7 @@ async fn scrape(State(state): State<AdminState>) -> impl IntoResponse {
     state.process().collect();
     let mut text = state.prometheus().render();
     if let Some(broker) = state.broker().cloned() {
-        // Walks every hosted partition: off the async threads.
-        let current = tokio::task::spawn_blocking(move || render_state(&broker)).await;
-        match current {
+        match render_current(broker).await {
             Ok(current) => text.push_str(&current),
             Err(error) => tracing::error!(%error, "reading the broker's state for /metrics failed"),
         }
@@ -140,14 +139,24 @@ async fn scrape(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// The state gauges: groups and partitions are read off the async threads (they walk every
+/// hosted partition); high watermarks of partitions hosted elsewhere are asked of their
+/// leaders.
+async fn render_current(broker: Arc<Broker>) -> Result<String, tokio::task::JoinError> {
+    let reading = broker.clone();
+    let groups = tokio::task::spawn_blocking(move || coordinated_groups(&reading)).await?;
+    let remote = remote_high_watermarks(&broker, &groups).await;
+    tokio::task::spawn_blocking(move || render_state(&broker, &groups, &remote)).await
+}
+
 /// The gauges that describe the broker's state now, rendered from a recorder of their own.
-pub fn render_state(broker: &Broker) -> String {
+pub fn render_state(broker: &Broker, groups: &Groups, remote: &HighWatermarks) -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
         partition_gauges(broker);
         node_gauges(broker);
-        group_gauges(broker);
+        group_gauges(broker, groups, remote);
     });
     handle.render()
 }
@@ -245,12 +254,22 @@ fn node_gauges(broker: &Broker) {
     }
 }
 
-/// Lag and members of the groups this node coordinates (each group is reported by its
-/// coordinator alone). Lag is measured against the high watermark of the partitions this node
-/// hosts (a follower's high watermark trails its leader's by a fetch at most); a partition
-/// hosted elsewhere has no lag series here.
-fn group_gauges(broker: &Broker) {
-    use metrics::{describe_gauge, gauge};
+/// What this node coordinates: committed offsets as (group, topic, partition, offset), and
+/// member counts, of the groups whose offsets partition it leads (each group is reported by
+/// its coordinator alone).
+#[derive(Default)]
+pub struct Groups {
+    committed: Vec<(String, String, i32, i64)>,
+    members: Vec<(String, usize)>,
+}
+
+/// High watermarks by (topic, partition).
+pub type HighWatermarks = BTreeMap<(String, i32), i64>;
+
+/// How long a scrape waits for the leaders of partitions hosted elsewhere.
+const REMOTE_HIGH_WATERMARKS_MS_MAX: u64 = 2_000;
+
+fn coordinated_groups(broker: &Broker) -> Groups {
     let (committed, members): (Vec<_>, Vec<_>) = {
         let coordinator = broker.groups.coordinator();
         let committed = (coordinator.committed_offsets())
@@ -263,6 +282,103 @@ fn group_gauges(broker: &Broker) {
             .collect();
         (committed, members)
     };
+    let mut coordinated: BTreeMap<String, bool> = BTreeMap::new();
+    let mut is_coordinator = |group: &str| {
+        *coordinated
+            .entry(group.to_owned())
+            .or_insert_with(|| broker.groups.is_coordinator(group))
+    };
+    Groups {
+        committed: (committed.into_iter())
+            .filter(|(group, ..)| is_coordinator(group))
+            .collect(),
+        members: (members.into_iter())
+            .filter(|(group, _)| is_coordinator(group))
+            .collect(),
+    }
+}
+
+/// A partition's high watermark if this node hosts it (a follower's trails its leader's by
+/// a fetch at most).
+fn local_high_watermark(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
+    let hosted = broker.topics.get(topic)?;
+    let high_watermark = hosted
+        .partition(PartitionIndex(partition))?
+        .high_watermark()
+        .0;
+    (high_watermark >= 0).then_some(high_watermark)
+}
+
+/// The high watermarks of the committed partitions this node does not host, asked of their
+/// leaders with one ListOffsets each (over the inter-broker connections the transaction
+/// runtime keeps); a leader that does not answer in time leaves its partitions out.
+async fn remote_high_watermarks(broker: &Arc<Broker>, groups: &Groups) -> HighWatermarks {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId as WireBrokerId, ListOffsetsRequest, TopicName};
+    let image = broker.quorum.image();
+    let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+    for (_, topic, partition, _) in &groups.committed {
+        if local_high_watermark(broker, topic, *partition).is_some() {
+            continue;
+        }
+        let leader = (image.topics.get(topic))
+            .and_then(|t| t.partitions.iter().find(|p| p.index == *partition))
+            .map(|p| p.leader)
+            .filter(|&leader| leader >= 0 && leader != broker.node().0);
+        if let Some(leader) = leader {
+            let partitions = by_leader.entry(leader).or_default().entry(topic.clone());
+            let partitions = partitions.or_default();
+            if !partitions.contains(partition) {
+                partitions.push(*partition);
+            }
+        }
+    }
+    let mut found = HighWatermarks::new();
+    for (leader, topics) in by_leader {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(WireBrokerId(-1))
+            .with_topics(
+                (topics.into_iter())
+                    .map(|(topic, partitions)| {
+                        ListOffsetsTopic::default()
+                            .with_name(TopicName(topic.into()))
+                            .with_partitions(
+                                (partitions.into_iter())
+                                    .map(|index| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(index)
+                                            .with_timestamp(-1)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let asked = async {
+            let connection = broker.transactions.peer(broker, leader).await.ok()?;
+            connection.send(&request).await.ok()
+        };
+        let limit = Duration::from_millis(REMOTE_HIGH_WATERMARKS_MS_MAX);
+        let Ok(Some(response)) = tokio::time::timeout(limit, asked).await else {
+            tracing::debug!(leader, "no high watermarks from a leader for consumer lag");
+            continue;
+        };
+        for topic in response.topics {
+            for partition in topic.partitions {
+                if partition.error_code == 0 && partition.offset >= 0 {
+                    let key = (topic.name.to_string(), partition.partition_index);
+                    found.insert(key, partition.offset);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Lag (high watermark minus committed offset, per partition) and members of the groups this
+/// node coordinates.
+fn group_gauges(broker: &Broker, groups: &Groups, remote: &HighWatermarks) {
+    use metrics::{describe_gauge, gauge};
     describe_gauge!(
         GROUP_LAG,
         "Records between a group's committed offset and the partition's high watermark, from the group's coordinator."
@@ -271,34 +387,17 @@ fn group_gauges(broker: &Broker) {
         GROUP_MEMBERS,
         "Members of a group, from the group's coordinator."
     );
-    let mut coordinated: BTreeMap<String, bool> = BTreeMap::new();
-    let mut is_coordinator = |group: &str| {
-        *coordinated
-            .entry(group.to_owned())
-            .or_insert_with(|| broker.groups.is_coordinator(group))
-    };
-    for (group, topic, partition, offset) in committed {
-        if !is_coordinator(&group) {
-            continue;
-        }
-        let hosted = broker.topics.get(&topic);
-        let Some(hosted) = hosted
-            .as_ref()
-            .and_then(|t| t.partition(PartitionIndex(partition)))
-        else {
+    for (group, topic, partition, offset) in &groups.committed {
+        let high_watermark = local_high_watermark(broker, topic, *partition)
+            .or_else(|| remote.get(&(topic.clone(), *partition)).copied());
+        let Some(high_watermark) = high_watermark.filter(|_| *offset >= 0) else {
             continue;
         };
-        let high_watermark = hosted.high_watermark().0;
-        if high_watermark < 0 || offset < 0 {
-            continue;
-        }
         let lag = (high_watermark - offset).max(0);
-        gauge!(GROUP_LAG, "group" => group, "topic" => topic, "partition" => partition.to_string())
+        gauge!(GROUP_LAG, "group" => group.clone(), "topic" => topic.clone(), "partition" => partition.to_string())
             .set(lag as f64);
     }
-    for (group, count) in members {
-        if is_coordinator(&group) {
-            gauge!(GROUP_MEMBERS, "group" => group).set(count as f64);
-        }
+    for (group, count) in &groups.members {
+        gauge!(GROUP_MEMBERS, "group" => group.clone()).set(*count as f64);
     }
 }
