@@ -23,6 +23,8 @@ struct Inner {
     broker: OnceLock<Arc<Broker>>,
     prometheus: PrometheusHandle,
     process: metrics_process::Collector,
+    /// The console API's own state (its Kafka client), made on first use.
+    api: crate::api::ApiState,
 }
 
 impl AdminState {
@@ -34,6 +36,7 @@ impl AdminState {
                 broker: OnceLock::new(),
                 prometheus,
                 process,
+                api: crate::api::ApiState::default(),
             }),
         }
     }
@@ -54,6 +57,10 @@ impl AdminState {
 
     pub(crate) fn process(&self) -> &metrics_process::Collector {
         &self.inner.process
+    }
+
+    pub(crate) fn api(&self) -> &crate::api::ApiState {
+        &self.inner.api
     }
 }
 
