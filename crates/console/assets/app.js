@@ -82,7 +82,8 @@ function fmtBytes(n) {
   let value = Number(n);
   let unit = 0;
   while (Math.abs(value) >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
-  return (unit === 0 ? value.toFixed(0) : value.toFixed(1)) + " " + units[unit];
+  const digits = unit === 0 && (value >= 10 || Number.isInteger(value)) ? 0 : 1;
+  return value.toFixed(digits) + " " + units[unit];
 }
 
 function fmtRate(n, bytes) {
@@ -253,25 +254,30 @@ function overviewSummary(cluster) {
         voters)));
 }
 
-// A line chart of one series, drawn as SVG: the last CHART_POINTS samples, scaled to the max.
+// A line chart of one series, drawn as SVG: the last CHART_POINTS samples across the width,
+// scaled to their maximum.
 function chartPanel(title, points, bytes, colour) {
-  const width = 600, height = 160, left = 56, bottom = 18, top = 8;
+  const width = 600, height = 180, left = 64, bottom = 20, top = 10;
   const max = Math.max(1, ...points.map((p) => p.v));
-  const x = (i) => left + (i * (width - left - 4)) / Math.max(1, CHART_POINTS - 1);
+  const slots = Math.max(2, points.length);
+  const x = (i) => left + (i * (width - left - 4)) / (slots - 1);
   const y = (v) => top + (height - top - bottom) * (1 - v / max);
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", role: "img", "aria-label": title });
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
   for (const fraction of [0, 0.5, 1]) {
     const gy = y(max * fraction);
     chart.append(svg("line", { class: "grid-line", x1: left, x2: width, y1: gy, y2: gy }));
     chart.append(svg("text", { x: 2, y: gy + 4 }, fmtRate(max * fraction, bytes)));
   }
-  const offset = CHART_POINTS - points.length;
   if (points.length > 1) {
-    const coords = points.map((p, i) => `${x(i + offset).toFixed(1)},${y(p.v).toFixed(1)}`);
-    chart.append(svg("path", { class: "area s" + colour, d: `M${x(offset)},${y(0)} L${coords.join(" L")} L${x(offset + points.length - 1)},${y(0)} Z` }));
+    const coords = points.map((p, i) => `${x(i).toFixed(1)},${y(p.v).toFixed(1)}`);
+    const last = points.length - 1;
+    chart.append(svg("path", { class: "area s" + colour, d: `M${x(0)},${y(0)} L${coords.join(" L")} L${x(last)},${y(0)} Z` }));
     chart.append(svg("path", { class: "line s" + colour, d: "M" + coords.join(" L") }));
+    const seconds = Math.round((points[last].t - points[0].t) / 1000);
+    chart.append(svg("text", { x: left, y: height - 4 }, `last ${seconds} s`));
+  } else {
+    chart.append(svg("text", { x: left, y: height - 4 }, "measuring…"));
   }
-  chart.append(svg("text", { x: left, y: height - 3 }, `last ${CHART_POINTS * POLL_MS / 1000} s`));
   const current = points.length ? points[points.length - 1].v : 0;
   return el("div", { class: "panel chart" },
     el("h2", {}, title, " ", el("span", { class: "muted" }, fmtRate(current, bytes))),
