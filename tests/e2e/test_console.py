@@ -42,6 +42,7 @@ from kafka_helpers import (
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
@@ -106,7 +107,9 @@ def driver(tmp_path_factory):
 
 
 def wait(driver, condition, message: str):
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition, message)
+    """Waits for condition(driver); elements a page redraws meanwhile are looked up again."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
 
 
 def open_page(driver, broker, route: str) -> None:
@@ -417,7 +420,84 @@ def test_api_errors_are_json_and_say_what_is_wrong(console_broker):
     assert status == 400 and "no_such_crate" in answer["error"]
     with urllib.request.urlopen(f"{console_broker.admin_url}/assets/app.js", timeout=WAIT_S) as response:
         assert response.headers["Content-Type"].startswith("text/javascript")
-        assert response.headers["ETag"]
+        assert response.headers["Cache-Control"] == "no-cache"
+        etag = response.headers["ETag"]
+    again = urllib.request.Request(f"{console_broker.admin_url}/assets/app.js", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as unchanged:
+        urllib.request.urlopen(again, timeout=WAIT_S)
+    assert unchanged.value.code == 304
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{console_broker.admin_url}/assets/nothing.js", timeout=WAIT_S)
     assert missing.value.code == 404
+
+
+def test_group_offsets_reset_from_the_page_and_deleted(console_broker, driver):
+    bootstrap = console_broker.bootstrap
+    topic = unique("console-reset")
+    group = unique("console-reset-group")
+    create_topic(bootstrap, topic, partitions=2)
+    p = producer(bootstrap)
+    for i in range(40):
+        p.produce(topic, value=f"{i}", partition=i % 2)
+    flush(p)
+    commit_offsets(bootstrap, group, topic, {0: 5, 1: 7})
+
+    # While a consumer is a member, Kafka's rule refuses the reset.
+    member = consumer(bootstrap, **{"group.id": group, "session.timeout.ms": 6000})
+    member.subscribe([topic])
+    try:
+        wait_until(lambda: member.poll(0.5) is not None or member.assignment(), 30, "the consumer joined no group")
+        status, answer = api(console_broker, "POST", f"/groups/{group}/reset-offsets", {"topic": topic, "to": "earliest"})
+        assert status == 409 and "member" in answer["error"], answer
+    finally:
+        member.close()
+
+    open_page(driver, console_broker, f"/groups/{group}")
+    wait(driver, lambda d: d.find_element(By.ID, "group-state").text == "Empty" or d.refresh(), "group not empty")
+    fill(driver, "reset-topic", topic)
+    Select(driver.find_element(By.ID, "reset-to")).select_by_value("offset")
+    fill(driver, "reset-offset", "3")
+    driver.find_element(By.CSS_SELECTOR, "#reset-form button[type=submit]").click()
+    wait(driver, lambda d: d.find_element(By.ID, "total-lag").text == "34", "lag after the reset is not 17 + 17")
+
+    reader = consumer(bootstrap, **{"group.id": group})
+    try:
+        committed = reader.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=20)
+    finally:
+        reader.close()
+    assert [(c.partition, c.offset) for c in committed] == [(0, 3), (1, 3)]
+
+    driver.find_element(By.ID, "delete-group").click()
+    wait(driver, expected_conditions.alert_is_present(), "no confirmation asked")
+    driver.switch_to.alert.accept()
+    wait(driver, lambda d: d.current_url.endswith("#/groups"), "the console did not return to the group list")
+    status, answer = api(console_broker, "GET", "/groups")
+    assert group not in {g["group_id"] for g in answer["groups"]}
+    assert api(console_broker, "GET", f"/groups/{group}")[0] == 404
+
+
+def test_users_acls_and_loggers_through_the_api(console_broker):
+    user = unique("console-user")
+    status, _ = api(console_broker, "POST", "/users", {"user": user, "password": "s3cret", "mechanism": "SCRAM-SHA-512"})
+    assert status == 201
+    users = {u["user"]: u for u in api(console_broker, "GET", "/users")[1]["users"]}
+    assert users[user]["credentials"] == [{"mechanism": "SCRAM-SHA-512", "iterations": 4096}]
+    assert api(console_broker, "DELETE", f"/users/{user}")[0] == 200
+    assert user not in {u["user"] for u in api(console_broker, "GET", "/users")[1]["users"]}
+
+    binding = {"resource_type": "TOPIC", "resource_name": "orders", "pattern_type": "PREFIXED",
+               "principal": f"User:{user}", "host": "*", "operation": "READ", "permission": "ALLOW"}
+    assert api(console_broker, "POST", "/acls", binding)[0] == 201
+    assert binding in api(console_broker, "GET", "/acls")[1]["acls"]
+    status, answer = api(console_broker, "DELETE", "/acls", binding)
+    assert status == 200 and answer["deleted"] == [binding]
+    assert binding not in api(console_broker, "GET", "/acls")[1]["acls"]
+    status, answer = api(console_broker, "POST", "/acls", dict(binding, operation="SIDEWAYS"))
+    assert status == 400 and "SIDEWAYS" in answer["error"]
+
+    status, answer = api(console_broker, "PUT", "/loggers", {"strom_broker::handlers": "DEBUG"})
+    assert status == 200
+    levels = {l["logger"]: l["level"] for l in answer["loggers"]}
+    assert levels["strom_broker::handlers"] == "DEBUG"
+    status, answer = api(console_broker, "PUT", "/loggers", {"strom_broker::handlers": None})
+    assert "strom_broker::handlers" not in {l["logger"] for l in answer["loggers"]}

@@ -257,7 +257,7 @@ function overviewSummary(cluster) {
 // A line chart of one series, drawn as SVG: the last CHART_POINTS samples across the width,
 // scaled to their maximum.
 function chartPanel(title, points, bytes, colour) {
-  const width = 600, height = 180, left = 64, bottom = 20, top = 10;
+  const width = 600, height = 190, left = 92, bottom = 24, top = 12;
   const max = Math.max(1, ...points.map((p) => p.v));
   const slots = Math.max(2, points.length);
   const x = (i) => left + (i * (width - left - 4)) / (slots - 1);
@@ -266,7 +266,7 @@ function chartPanel(title, points, bytes, colour) {
   for (const fraction of [0, 0.5, 1]) {
     const gy = y(max * fraction);
     chart.append(svg("line", { class: "grid-line", x1: left, x2: width, y1: gy, y2: gy }));
-    chart.append(svg("text", { x: 2, y: gy + 4 }, fmtRate(max * fraction, bytes)));
+    chart.append(svg("text", { x: 2, y: gy + 5 }, fmtRate(max * fraction, bytes)));
   }
   if (points.length > 1) {
     const coords = points.map((p, i) => `${x(i).toFixed(1)},${y(p.v).toFixed(1)}`);
