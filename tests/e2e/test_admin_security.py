@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from kafka_helpers import wait_until
+from kafka_helpers import create_topic, unique, wait_until
 from metrics_helpers import Metrics
 from secure_clients import acl, create_acls
 from security_helpers import (  # noqa: F401 - pki is a fixture
@@ -104,6 +104,27 @@ def test_a_user_needs_describe_on_the_cluster(secured):
     wait_until(lambda: https(broker, context, "/metrics", login=READER)[0] == 200, 15, "reader allowed to read /metrics")
     status, _, body = https(broker, context, "/api/cluster", login=READER)
     assert status == 200 and json.loads(body)["controller_id"] is not None
+
+
+def test_the_console_api_asks_kafka_as_the_logged_in_user(secured):
+    """The API's Kafka requests are the user's own (SASL as the Basic login), so the broker's
+    per-topic ACLs decide what the console shows: the super user sees a topic the reader, who
+    may only DESCRIBE the cluster, does not; changing anything needs ALTER on the cluster."""
+    broker, context = secured
+    topic = unique("admin-sec")
+    create_topic(broker.address("SASL_PLAINTEXT"), topic, **ADMIN_LOGIN.librdkafka())
+    create_acls(broker.address("SASL_PLAINTEXT"), ADMIN_LOGIN, [acl("User:reader", "DESCRIBE", "CLUSTER", "kafka-cluster")])
+    wait_until(lambda: https(broker, context, "/api/topics", login=READER)[0] == 200, 15, "reader allowed to list topics")
+
+    def names(login):
+        status, _, body = https(broker, context, "/api/topics", login=login)
+        assert status == 200, body
+        return {t["name"] for t in json.loads(body)["topics"]}
+
+    wait_until(lambda: topic in names(ADMIN), 15, f"{topic} listed for the super user")
+    assert topic not in names(READER)
+    status, _, body = https(broker, context, "/api/topics", login=READER, method="POST")
+    assert status == 403, body
 
 
 def test_plain_http_to_the_tls_port_gets_no_answer(secured):
