@@ -29,7 +29,7 @@ struct Inner {
     console_client: tokio::sync::OnceCell<Arc<strom_client::Client>>,
     /// The console API's clients logged in as the users of HTTP Basic logins, by user: the
     /// broker's ACLs then judge each request as that user's (see the api module).
-    user_clients: Mutex<HashMap<String, (Vec<u8>, Arc<strom_client::Client>)>>,
+    user_clients: Mutex<HashMap<String, UserClient>>,
 }
 
 impl AdminState {
@@ -114,7 +114,10 @@ pub struct Peer(pub SocketAddr);
 /// stored key, so its old password is checked afresh; a deleted user has no credential left
 /// to check against.
 #[derive(Default)]
-pub struct VerifiedLogins(Mutex<HashMap<String, (Vec<u8>, Vec<u8>)>>);
+pub struct VerifiedLogins(Mutex<HashMap<String, VerifiedLogin>>);
+
+/// A password's digest and the stored key of the credential it matched.
+type VerifiedLogin = (Vec<u8>, Vec<u8>);
 
 /// Most users whose verified login is remembered; past it, the memory starts afresh.
 const VERIFIED_LOGINS_MAX: usize = 1024;
@@ -145,6 +148,9 @@ impl VerifiedLogins {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// A console client and the digest of the password it logged in with.
+type UserClient = (Vec<u8>, Arc<strom_client::Client>);
 
 /// Most users whose console client is kept; past it, they are made afresh.
 const USER_CLIENTS_MAX: usize = 64;
