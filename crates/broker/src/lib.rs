@@ -81,6 +81,9 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(ProducerId, ProducerId)>,
     /// Set once shutdown begins; waiting fetches answer at once instead of waiting it out.
     stopping: watch::Sender<bool>,
+    /// Set as soon as a shutdown is asked for, while leaderships move away and before
+    /// `stopping`: readiness checks answer "not ready" from here.
+    draining: std::sync::atomic::AtomicBool,
     /// The effective config for the image's dynamic broker configs it was made from (see
     /// [`Broker::effective_config`]).
     effective: parking_lot::Mutex<EffectiveConfig>,
@@ -186,6 +189,11 @@ impl Broker {
         self.security.sasl_options()
     }
 
+    /// Whether a shutdown has been asked for (leaderships moving away, or stopping).
+    pub fn is_shutting_down(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire) || *self.stopping.borrow()
+    }
+
     /// Tells every waiting request that the broker is stopping.
     pub fn begin_shutdown(&self) {
         self.stopping.send_replace(true);
@@ -273,6 +281,7 @@ pub async fn run_with(
         fetchers: fetchers::Fetchers::default(),
         producer_ids: tokio::sync::Mutex::new((ProducerId(0), ProducerId(0))),
         stopping,
+        draining: Default::default(),
         effective: parking_lot::Mutex::new(effective),
         quota_rates: quotas::QuotaRates::default(),
         leader_throttle: Default::default(),
@@ -308,6 +317,9 @@ pub async fn run_with(
     let leaving = broker.clone();
     let shutdown = async move {
         shutdown.await;
+        leaving
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
         cluster::leave(&leaving).await;
     };
     network::listener::serve(broker.clone(), listeners, shutdown).await;

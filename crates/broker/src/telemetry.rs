@@ -5,8 +5,9 @@
 //! installed (`strom server` installs the Prometheus one before the broker starts; tests that
 //! run a broker in-process install none, and every call is a no-op). The hot path never looks
 //! a metric up by name: each handle is registered once (per API, per topic, per listener) and
-//! kept, so counting a request is an atomic add and a histogram sample, with no lock and no
-//! allocation. Gauges that describe state (partition health, log sizes, lag) are not kept
+//! kept, so counting a request is an atomic add and a histogram sample, with no lock (a sample
+//! is a lock-free push into the exporter's bucket, which allocates a block per 64 samples
+//! until the next upkeep folds them into the histogram, every 5 s). Gauges that describe state (partition health, log sizes, lag) are not kept
 //! here: the admin listener reads them off the broker when it is scraped.
 
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -98,7 +99,7 @@ pub fn request_answered(key: ApiKey, response: &ResponseKind, elapsed: Duration)
 }
 
 /// Counts a request that was never answered because its frame was refused (the connection
-/// closes), or an acks=0 produce (no response: counted as its API without error).
+/// closes). It has no latency sample: it never reached a handler.
 pub fn frame_refused() {
     REQUEST_TELEMETRY.malformed.increment(1);
 }

@@ -118,9 +118,19 @@ fn count_change(node: BrokerId, before: &ReplicaState, after: &ReplicaState, cha
             crate::telemetry::leadership_won(!before.isr.contains(&node));
         }
         StateChange::ReplicasChanged if after.is_led_by(node) => {
-            if after.isr.len() < before.isr.len() {
+            // Sets, not sizes: one replica leaving as another joins is a shrink and an expand.
+            if before
+                .isr
+                .iter()
+                .any(|replica| !after.isr.contains(replica))
+            {
                 crate::telemetry::isr_changed(true);
-            } else if after.isr.len() > before.isr.len() {
+            }
+            if after
+                .isr
+                .iter()
+                .any(|replica| !before.isr.contains(replica))
+            {
                 crate::telemetry::isr_changed(false);
             }
         }

@@ -38,7 +38,7 @@ const FLUSH_BUCKETS: &[f64] = &[
     2.5, 10.0,
 ];
 
-const FLUSH_LATENCY: &str = "strom_log_flush_latency_seconds";
+const FLUSH_LATENCY: &str = strom_log::FLUSH_LATENCY_METRIC;
 
 /// How often histogram samples are folded into their buckets when nobody scrapes (the
 /// recorder keeps samples until then).
@@ -178,22 +178,24 @@ pub const GROUP_MEMBERS: &str = "strom_consumer_group_members";
 fn partition_gauges(broker: &Broker) {
     use metrics::{describe_gauge, gauge};
     let node = broker.node();
+    let image = broker.quorum.image();
     let (mut under_replicated, mut under_min_isr, mut leader) = (0u64, 0u64, 0u64);
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     for topic in broker.topics.all() {
         let size = sizes.entry(topic.name.to_string()).or_default();
-        for partition in &topic.partitions {
-            *size += partition.size_bytes();
-            let state = partition.replica_state();
-            if !state.is_led_by(node) {
-                continue;
-            }
+        *size += topic.partitions.iter().map(|p| p.size_bytes()).sum::<u64>();
+        let Some(state) = image.topics.get(topic.name.as_str()) else {
+            continue;
+        };
+        for partition in state.partitions.iter().filter(|p| p.leader == node.0) {
             leader += 1;
-            under_replicated += u64::from(state.isr.len() < state.replicas.len());
-            under_min_isr += u64::from((state.isr.len() as i32) < topic.config.min_insync_replicas);
+            // Kafka's rule: replicas a reassignment is still adding do not count as missing.
+            let replicas = partition.replicas.len() - partition.adding.len();
+            under_replicated += u64::from(partition.isr.len() < replicas);
+            under_min_isr +=
+                u64::from((partition.isr.len() as i32) < topic.config.min_insync_replicas);
         }
     }
-    let image = broker.quorum.image();
     let active = broker.quorum.leader() == Some(node.0);
     let offline = match active {
         true => (image.topics.values())
@@ -333,7 +335,9 @@ async fn remote_high_watermarks(broker: &Arc<Broker>, groups: &Groups) -> HighWa
             }
         }
     }
-    let mut found = HighWatermarks::new();
+    // Every leader at once, under one deadline: a scrape waits 2 s at most, however many
+    // leaders do not answer.
+    let mut asking = tokio::task::JoinSet::new();
     for (leader, topics) in by_leader {
         let request = ListOffsetsRequest::default()
             .with_replica_id(WireBrokerId(-1))
@@ -354,13 +358,17 @@ async fn remote_high_watermarks(broker: &Arc<Broker>, groups: &Groups) -> HighWa
                     })
                     .collect(),
             );
-        let asked = async {
-            let connection = broker.transactions.peer(broker, leader).await.ok()?;
+        let broker = broker.clone();
+        asking.spawn(async move {
+            let connection = broker.transactions.peer(&broker, leader).await.ok()?;
             connection.send(&request).await.ok()
-        };
-        let limit = Duration::from_millis(REMOTE_HIGH_WATERMARKS_MS_MAX);
-        let Ok(Some(response)) = tokio::time::timeout(limit, asked).await else {
-            tracing::debug!(leader, "no high watermarks from a leader for consumer lag");
+        });
+    }
+    let mut found = HighWatermarks::new();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(REMOTE_HIGH_WATERMARKS_MS_MAX);
+    while let Ok(Some(answered)) = tokio::time::timeout_at(deadline, asking.join_next()).await {
+        let Ok(Some(response)) = answered else {
             continue;
         };
         for topic in response.topics {
@@ -371,6 +379,12 @@ async fn remote_high_watermarks(broker: &Arc<Broker>, groups: &Groups) -> HighWa
                 }
             }
         }
+    }
+    if !asking.is_empty() {
+        tracing::debug!(
+            leaders = asking.len(),
+            "no high watermarks in time from some leaders for consumer lag"
+        );
     }
     found
 }

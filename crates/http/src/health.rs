@@ -2,9 +2,11 @@
 //!
 //! Live: the process answers HTTP (200 always). Ready: the node serves clients with current
 //! metadata: it has joined the metadata quorum, knows a controller leader, its metadata log
-//! works, and the image it applied has it registered and unfenced (the controller unfences a
-//! broker once it heartbeats, so its image has caught up at least to that point). Otherwise
-//! 503 with the reason, as JSON.
+//! works, it is not shutting down (leaderships moving away count), and the image it applied
+//! has it registered and unfenced (so that image has caught up at least to its own
+//! registration, and the controller has not fenced it for missed heartbeats). Otherwise 503
+//! with the reason, as JSON. Not detected: a node cut off from the quorum that still believes
+//! in its last leader reads as ready until its image shows it fenced.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,7 +44,7 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, Json<serde_json:
 
 /// Why the broker is not ready, if it is not.
 pub fn readiness(broker: &Broker) -> Result<(), String> {
-    if *broker.watch_shutdown().borrow() {
+    if broker.is_shutting_down() {
         return Err("shutting down".to_owned());
     }
     if broker.quorum.leader().is_none() {

@@ -105,5 +105,5 @@ pub use crate::log::{AppendInfo, Log, ReadInfo};
 pub use crate::log_start::LogStartInfo;
 pub use crate::recovery::{sync_filesystem, Recovery};
 pub use crate::retention::RetentionInfo;
-pub use crate::sync::{register_metrics, SyncHandle};
+pub use crate::sync::{register_metrics, SyncHandle, FLUSH_LATENCY_METRIC};
 pub use crate::txn_index::AbortedTxnEntry;

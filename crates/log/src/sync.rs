@@ -54,7 +54,10 @@ impl SyncTarget {
 /// How long each group commit's fsyncs took (`strom_log_flush_latency_seconds`, Kafka's
 /// LogFlushRateAndTimeMs); the handle is made once, so a sync pays a histogram sample only.
 static FLUSH_LATENCY: std::sync::LazyLock<metrics::Histogram> =
-    std::sync::LazyLock::new(|| metrics::histogram!("strom_log_flush_latency_seconds"));
+    std::sync::LazyLock::new(|| metrics::histogram!(FLUSH_LATENCY_METRIC));
+
+/// The name of the fsync latency histogram (the exporter gives it its buckets by this name).
+pub const FLUSH_LATENCY_METRIC: &str = "strom_log_flush_latency_seconds";
 
 /// Registers `strom_log_flush_latency_seconds` now, so that it is scraped (empty) before the
 /// first fsync.

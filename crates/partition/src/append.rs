@@ -47,6 +47,9 @@ pub struct LeaderAppend {
     pub log_start_offset: Offset,
     /// What an acknowledgement waits for.
     pub ack: AckWait,
+    /// False for a retry of batches already written (answered with their original offsets):
+    /// nothing new is in the log.
+    pub appended: bool,
 }
 
 /// An acknowledgement's condition: the records below `end` fsynced here and below the high
@@ -137,6 +140,7 @@ impl Partition {
                 log_append_time: None,
                 log_start_offset: store.log.log_start_offset(),
                 ack: ack(last_offset.plus(1)),
+                appended: false,
             });
         }
         let end_before = store.log.log_end_offset();
@@ -177,6 +181,7 @@ impl Partition {
             log_append_time: info.log_append_time,
             log_start_offset,
             ack: ack(info.last_offset.plus(1)),
+            appended: true,
         })
     }
 

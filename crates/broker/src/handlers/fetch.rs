@@ -25,7 +25,7 @@ use strom_types::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use strom_types::{BrokerId, ErrorCode, Offset, PartitionIndex};
 
 use super::Reply;
-use crate::telemetry;
+use crate::telemetry::{self, TopicTraffic};
 use crate::topics::{led_partition, requested_epoch};
 use crate::Broker;
 
@@ -42,11 +42,11 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
     // Registered with each partition before its first read, so an append between the read and
     // the wait still wakes it.
     let waiter = Waiter::new();
-    let (response, bytes, failed) = read(broker, &request, Some(&waiter));
+    let (response, bytes, failed, traffic) = read(broker, &request, Some(&waiter));
     let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64;
     let enough = |bytes: usize| bytes >= request.min_bytes.max(0) as usize;
     if failed || enough(bytes) || wait_ms == 0 {
-        return Reply::Now(sent(broker, &request, response));
+        return Reply::Now(sent(&request, response, &traffic));
     }
     let broker = broker.clone();
     let mut stopping = broker.watch_shutdown();
@@ -54,7 +54,7 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
     // consumer sees (the high watermark, leadership) wakes it. A follower's is read again, for
     // the high watermark its followers' fetches moved meanwhile.
     let reuse_first = request.replica_id.0 < 0;
-    let mut unchanged = Some(response);
+    let mut unchanged = Some((response, traffic));
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         loop {
@@ -67,22 +67,29 @@ pub fn handle(broker: &Arc<Broker>, request: FetchRequest, _version: i16) -> Rep
                 () = tokio::time::sleep_until(deadline) => break,
             }
             unchanged = None;
-            let (response, bytes, failed) = read(&broker, &request, None);
+            let (response, bytes, failed, traffic) = read(&broker, &request, None);
             if failed || bytes >= request.min_bytes.max(0) as usize {
-                return sent(&broker, &request, response);
+                return sent(&request, response, &traffic);
             }
         }
-        let response = match unchanged.filter(|_| reuse_first) {
-            Some(response) => response,
-            None => read(&broker, &request, None).0,
+        let (response, traffic) = match unchanged.filter(|_| reuse_first) {
+            Some(first) => first,
+            None => {
+                let (response, _, _, traffic) = read(&broker, &request, None);
+                (response, traffic)
+            }
         };
-        sent(&broker, &request, response)
+        sent(&request, response, &traffic)
     }))
 }
 
+/// Each requested topic's traffic counters (None for a topic not hosted here), in the
+/// request's order, as the read found them: counting needs no second lookup.
+type Traffic = Vec<Option<Arc<TopicTraffic>>>;
+
 /// Counts the record bytes of the answer that is sent (a long poll's earlier reads are not):
 /// per topic for a consumer, as replication traffic for a follower.
-fn sent(broker: &Broker, request: &FetchRequest, response: FetchResponse) -> ResponseKind {
+fn sent(request: &FetchRequest, response: FetchResponse, traffic: &Traffic) -> ResponseKind {
     let bytes_of = |topic: &FetchableTopicResponse| -> u64 {
         (topic.partitions.iter())
             .map(|partition| {
@@ -96,17 +103,9 @@ fn sent(broker: &Broker, request: &FetchRequest, response: FetchResponse) -> Res
     if request.replica_id.0 >= 0 {
         telemetry::replicated(response.responses.iter().map(bytes_of).sum());
     } else {
-        for topic in &response.responses {
-            let bytes = bytes_of(topic);
-            if bytes == 0 {
-                continue;
-            }
-            let hosted = match topic.topic.is_empty() {
-                true => broker.topics.get_by_id(topic.topic_id),
-                false => broker.topics.get(topic.topic.as_str()),
-            };
-            if let Some(hosted) = hosted {
-                hosted.traffic.consumed(bytes);
+        for (topic, counters) in response.responses.iter().zip(traffic) {
+            if let Some(counters) = counters {
+                counters.consumed(bytes_of(topic));
             }
         }
     }
@@ -114,17 +113,18 @@ fn sent(broker: &Broker, request: &FetchRequest, response: FetchResponse) -> Res
 }
 
 /// Reads every requested partition once, registering `waiter` with each when given. Returns
-/// the response, the record bytes in it, and whether any partition failed (a failure answers
-/// at once, without waiting).
+/// the response, the record bytes in it, whether any partition failed (a failure answers
+/// at once, without waiting), and each topic's traffic counters.
 fn read(
     broker: &Arc<Broker>,
     request: &FetchRequest,
     waiter: Option<&Waiter>,
-) -> (FetchResponse, usize, bool) {
+) -> (FetchResponse, usize, bool, Traffic) {
     let mut budget = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
     let mut total = 0;
     let mut failed = false;
     let mut topics = Vec::with_capacity(request.topics.len());
+    let mut traffic = Vec::with_capacity(request.topics.len());
     let image = broker.quorum.image();
     let now = Instant::now();
     // A follower's fetch under a leader replication rate: the throttle may hold its replicas
@@ -137,6 +137,7 @@ fn read(
     for wanted in &request.topics {
         let name = wanted.topic.as_str();
         let topic = broker.topics.get(name);
+        traffic.push(topic.as_ref().map(|topic| topic.traffic.clone()));
         let partitions = wanted
             .partitions
             .iter()
@@ -192,7 +193,7 @@ fn read(
     let response = FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics);
-    (response, total, failed)
+    (response, total, failed, traffic)
 }
 
 /// The response's byte budget, and whether no partition before this one returned data (only

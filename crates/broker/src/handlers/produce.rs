@@ -295,7 +295,9 @@ fn append(
     };
     let bytes = owned.len() as u64;
     let appended = partition.append_as_leader(&mut owned, options)?;
-    topic.traffic.produced(record_count, bytes);
+    if appended.appended {
+        topic.traffic.produced(record_count, bytes);
+    }
     let response = PartitionProduceResponse::default()
         .with_index(data.index)
         .with_base_offset(appended.base_offset.0)
