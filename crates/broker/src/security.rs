@@ -110,13 +110,15 @@ impl SecurityRuntime {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
-        let Some(state) = &self.authorizer else {
-            return true;
-        };
-        let authorizer = state.authorizer_for(acls);
         let host = context.peer.ip();
-        let allowed =
-            authorizer.authorize(&context.principal, host, operation, resource_type, name);
+        let allowed = self.authorize_principal(
+            acls,
+            &context.principal,
+            host,
+            operation,
+            resource_type,
+            name,
+        );
         if !allowed {
             self.log_denial(context, host, operation, resource_type, name);
         }

@@ -149,24 +149,11 @@ pub fn print_configs(configs: &[ConfigEntry], changed_only: bool) {
         rows.push(vec![
             config.name.clone(),
             value,
-            source_name(config.source),
+            config.source.kafka_name(),
             dynamic.to_owned(),
         ]);
     }
     print_table(&rows);
-}
-
-/// Kafka's name for a config source, as `kafka-configs.sh --describe --all` prints it.
-fn source_name(source: ConfigSource) -> String {
-    match source {
-        ConfigSource::Topic => "DYNAMIC_TOPIC_CONFIG".to_owned(),
-        ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG".to_owned(),
-        ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG".to_owned(),
-        ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG".to_owned(),
-        ConfigSource::Default => "DEFAULT_CONFIG".to_owned(),
-        ConfigSource::Other(6) => "DYNAMIC_BROKER_LOGGER_CONFIG".to_owned(),
-        ConfigSource::Other(other) => format!("SOURCE_{other}"),
-    }
 }
 
 async fn alter(args: AlterArgs) -> anyhow::Result<()> {

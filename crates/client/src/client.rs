@@ -139,6 +139,19 @@ impl ConfigSource {
             other => ConfigSource::Other(other),
         }
     }
+
+    /// Kafka's name for the source, as `kafka-configs.sh --describe --all` prints it.
+    pub fn kafka_name(self) -> String {
+        match self {
+            ConfigSource::Topic => "DYNAMIC_TOPIC_CONFIG".to_owned(),
+            ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG".to_owned(),
+            ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG".to_owned(),
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG".to_owned(),
+            ConfigSource::Default => "DEFAULT_CONFIG".to_owned(),
+            ConfigSource::Other(6) => "DYNAMIC_BROKER_LOGGER_CONFIG".to_owned(),
+            ConfigSource::Other(other) => format!("SOURCE_{other}"),
+        }
+    }
 }
 
 /// One config of a topic.

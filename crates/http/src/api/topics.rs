@@ -10,9 +10,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strom_client::{
-    Client, ConfigChange, ConfigEntry, ConfigResource, ConfigSource, OffsetSpec, TopicMetadata,
-};
+use strom_client::{Client, ConfigChange, ConfigEntry, ConfigResource, OffsetSpec, TopicMetadata};
 use strom_types::{BrokerId, ErrorCode, PartitionIndex};
 
 use super::{body, connected, query, ApiError, ApiResult};
@@ -227,24 +225,12 @@ fn configs_json(configs: &[ConfigEntry]) -> Vec<Value> {
             json!({
                 "name": config.name,
                 "value": config.value,
-                "source": source_name(config.source),
+                "source": config.source.kafka_name(),
                 "read_only": config.read_only,
                 "sensitive": config.is_sensitive,
             })
         })
         .collect()
-}
-
-/// Kafka's names of config sources, as `kafka-configs.sh` prints them.
-fn source_name(source: ConfigSource) -> String {
-    match source {
-        ConfigSource::Topic => "DYNAMIC_TOPIC_CONFIG".to_owned(),
-        ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG".to_owned(),
-        ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG".to_owned(),
-        ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG".to_owned(),
-        ConfigSource::Default => "DEFAULT_CONFIG".to_owned(),
-        ConfigSource::Other(code) => format!("UNKNOWN({code})"),
-    }
 }
 
 async fn alter_configs(
