@@ -298,3 +298,22 @@ def test_scraping_every_second_costs_under_three_percent_of_produce(broker):
         f"(ratio {ratio:.3f}); records/s achieved {throughput}"
     )
     assert ratio <= 1.03, f"scraping every second cost {100 * (ratio - 1):.1f}% more broker CPU per record"
+
+
+def test_idle_admin_connections_are_capped_and_kafka_keeps_serving(broker):
+    """200 connections that never send a byte: the admin listener holds at most 128 (the rest
+    wait in the backlog, taking no descriptor of the broker's), Kafka clients are served
+    meanwhile, and once they close the admin listener answers again."""
+    fds_before = len(os.listdir(f"/proc/{broker.process.pid}/fd"))
+    idle = []
+    try:
+        for _ in range(200):
+            idle.append(socket.create_connection((broker.host, broker.admin_port), timeout=5))
+        time.sleep(0.5)
+        fds_during = len(os.listdir(f"/proc/{broker.process.pid}/fd"))
+        assert fds_during - fds_before <= 128 + 8, f"{fds_during - fds_before} descriptors for 200 idle connections"
+        create_topic(broker.bootstrap, unique("while-idle-admin"))
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: get(f"{broker.admin_url}/v1/health/live", timeout_s=2)[0] == 200, 20, "the admin listener answering again")

@@ -51,7 +51,10 @@ pub async fn serve(
     let app = router(state).into_make_service_with_connect_info::<Peer>();
     match tls {
         None => {
-            let listener = PlainListener(listener);
+            let listener = PlainListener {
+                listener,
+                slots: connection_slots(),
+            };
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?
@@ -95,10 +98,7 @@ const TLS_READY_MAX: usize = 64;
 /// Accepts TCP connections and hands over those whose TLS handshake succeeded; handshakes run
 /// as tasks of their own, so a slow or silent client holds up nobody else.
 struct TlsListener {
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
+    ready: tokio::sync::mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -109,8 +109,10 @@ impl TlsListener {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (sender, ready) = tokio::sync::mpsc::channel(TLS_READY_MAX);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let slots = connection_slots();
         tokio::spawn(async move {
             loop {
+                let slot = take_slot(&slots).await;
                 let (socket, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -124,7 +126,15 @@ impl TlsListener {
                     let limit = std::time::Duration::from_millis(TLS_HANDSHAKE_MS_MAX);
                     match tokio::time::timeout(limit, acceptor.accept(socket)).await {
                         Ok(Ok(tls)) => {
-                            let _ = handover.send((tls, peer)).await;
+                            let _ = handover
+                                .send((
+                                    Counted {
+                                        io: tls,
+                                        _slot: slot,
+                                    },
+                                    peer,
+                                ))
+                                .await;
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "admin listener: TLS handshake failed")
@@ -155,8 +165,11 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Plai
     }
 }
 
+/// A TLS connection past its handshake, holding its connection slot.
+type TlsConnection = Counted<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
 impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = TlsConnection;
     type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Peer) {
@@ -173,18 +186,79 @@ impl axum::serve::Listener for TlsListener {
 }
 
 /// Plain TCP, with the peer as a [`Peer`].
-struct PlainListener(tokio::net::TcpListener);
+struct PlainListener {
+    listener: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
 
 impl axum::serve::Listener for PlainListener {
-    type Io = tokio::net::TcpStream;
+    type Io = Counted<tokio::net::TcpStream>;
     type Addr = Peer;
 
     async fn accept(&mut self) -> (Self::Io, Peer) {
-        let (io, peer) = axum::serve::Listener::accept(&mut self.0).await;
-        (io, Peer(peer))
+        let slot = take_slot(&self.slots).await;
+        let (io, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+        (Counted { io, _slot: slot }, Peer(peer))
     }
 
     fn local_addr(&self) -> std::io::Result<Peer> {
-        self.0.local_addr().map(Peer)
+        self.listener.local_addr().map(Peer)
+    }
+}
+
+/// Connections the admin listener holds open at most (TLS handshakes in progress included):
+/// past it, it accepts nothing until one closes, so idle or slow HTTP clients cannot take the
+/// descriptors the Kafka listeners need.
+const ADMIN_CONNECTIONS_MAX: usize = 128;
+
+fn connection_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS_MAX))
+}
+
+/// Waits for a free connection slot (the semaphore is never closed).
+async fn take_slot(slots: &Arc<tokio::sync::Semaphore>) -> tokio::sync::OwnedSemaphorePermit {
+    match slots.clone().acquire_owned().await {
+        Ok(slot) => slot,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// A connection holding its slot until it is dropped.
+struct Counted<S> {
+    io: S,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
