@@ -129,7 +129,8 @@ impl VerifiedLogins {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         (logins.get(&login.user)).is_some_and(|(digest, key)| {
-            constant_time_eq(digest, &login.digest()) && key.as_slice() == stored_key
+            strom_security::scram::constant_time_eq(digest, &login.digest())
+                && key.as_slice() == stored_key
         })
     }
 
@@ -143,10 +144,6 @@ impl VerifiedLogins {
         }
         logins.insert(login.user.clone(), (login.digest(), stored_key.to_vec()));
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A console client and the digest of the password it logged in with.

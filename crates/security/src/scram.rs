@@ -154,7 +154,7 @@ pub(crate) fn xor(left: &[u8], right: &[u8]) -> Vec<u8> {
 }
 
 /// Equality whose time does not depend on where the inputs first differ.
-pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     left.ct_eq(right).into()
 }
 
