@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import socket
+import statistics
 import struct
 import subprocess
 import threading
@@ -262,42 +263,55 @@ class Scraper(threading.Thread):
 
 
 def test_scraping_every_second_costs_under_three_percent_of_produce(broker):
-    """Runs of `strom bench produce` (acks=all, 3 partitions, 100-byte records) alternate
-    without and with a scraper hitting /metrics every second, in this one run. Each run offers
-    the same fixed load, so the broker's CPU seconds per record compare like for like; the
-    wall-clock throughput of a free-running bench swings by 2x between identical runs on this
-    shared 2-core machine (measured: 1.19M to 2.43M records/s with acks=1), far more than the 3%
-    to detect, while CPU per record at a fixed offered load does not. Both are reported; the
-    CPU cost is asserted within 3%. A scrape costs the broker about 1 ms of CPU (measured: 200
-    scrapes, 0.2 s), so at 200,000 records/s (about 0.3 s of broker CPU a second) one a second
-    is well under 1%; at a low offered load the same scrape is a larger share and the noise
-    of a shared machine dominates."""
+    """`strom bench produce` (acks=all, 3 partitions, 100-byte records) at a fixed offered
+    load of 200,000 records/s, run without and with a scraper hitting /metrics every second,
+    alternating in this one run (plain, scraped, scraped, plain: the order cancels the drift
+    of a broker whose log and page cache grow).
+
+    Asserted: (1) the throughput achieved with scraping is within 3% of the figure without;
+    (2) what scraping once a second costs the broker in CPU is under 3% of the CPU it spends
+    serving that load. The second is measured directly, as the broker's CPU time over 200
+    back-to-back scrapes of its loaded state, over its CPU time a second under the load: the
+    per-run CPU of a produce run swings by about 10% between identical runs on this shared
+    2-core machine (mostly system time: sockets and fsync), so a with/without comparison of
+    CPU per record cannot resolve 3% (it is printed, as is each run's figure). A free-running
+    bench is no better: its throughput swung 1.19M to 2.43M records/s between identical runs."""
     topic = unique("metrics-cost")
     records, rate = 600_000, 200_000
     bench_produce(broker.bootstrap, topic, 20_000, 0)  # creates the topic, warms the broker up
     pid = broker.process.pid
-    cost = {"plain": [0.0, 0], "scraped": [0.0, 0]}
+    cpu = {"plain": [], "scraped": []}  # broker CPU seconds per run
+    seconds = {"plain": [], "scraped": []}  # each run's wall-clock seconds
     throughput = {"plain": [], "scraped": []}
-    for _ in range(4):
-        for kind in ("plain", "scraped"):
+    for _ in range(2):
+        for kind in ("plain", "scraped", "scraped", "plain"):
             scraper = Scraper(broker.admin_url) if kind == "scraped" else None
             if scraper:
                 scraper.start()
             before = cpu_seconds(pid)
             figures = bench_produce(broker.bootstrap, topic, records, rate)
-            cost[kind][0] += cpu_seconds(pid) - before
-            cost[kind][1] += figures["records"]
-            throughput[kind].append(round(figures["records_per_s"]))
+            cpu[kind].append(cpu_seconds(pid) - before)
+            seconds[kind].append(figures["records"] / figures["records_per_s"])
+            throughput[kind].append(figures["records_per_s"])
             if scraper:
                 assert scraper.stop() >= 2
-    per_million = {kind: seconds / count * 1e6 for kind, (seconds, count) in cost.items()}
-    ratio = per_million["scraped"] / per_million["plain"]
+    before = cpu_seconds(pid)
+    for _ in range(200):
+        scrape(broker.admin_url)
+    per_scrape = (cpu_seconds(pid) - before) / 200
+    load_cpu_per_second = sum(cpu["plain"]) / sum(seconds["plain"])
+    share = per_scrape / load_cpu_per_second
+    achieved = {kind: statistics.mean(figures) for kind, figures in throughput.items()}
+    per_million = {kind: sum(cpu[kind]) / (records * len(cpu[kind])) * 1e6 for kind in cpu}
     print(
-        f"broker CPU per million records at {rate} records/s offered: without scraping "
-        f"{per_million['plain']:.3f} s, scraped every second {per_million['scraped']:.3f} s "
-        f"(ratio {ratio:.3f}); records/s achieved {throughput}"
+        f"at {rate} records/s offered: achieved {achieved['plain']:.0f} records/s without scraping, "
+        f"{achieved['scraped']:.0f} scraped every second; a scrape costs the broker {per_scrape * 1e3:.2f} ms "
+        f"of CPU, {100 * share:.2f}% of the {load_cpu_per_second:.3f} CPU s/s the load takes; "
+        f"broker CPU s per million records (noisy) without {per_million['plain']:.3f}, "
+        f"scraped {per_million['scraped']:.3f}; per run {cpu}"
     )
-    assert ratio <= 1.03, f"scraping every second cost {100 * (ratio - 1):.1f}% more broker CPU per record"
+    assert achieved["scraped"] >= 0.97 * achieved["plain"], f"throughput with scraping {achieved}"
+    assert share <= 0.03, f"a scrape a second costs {100 * share:.1f}% of the broker's CPU under the load"
 
 
 def test_idle_admin_connections_are_capped_and_kafka_keeps_serving(broker):
