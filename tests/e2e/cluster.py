@@ -187,6 +187,11 @@ class ClusterNode(Broker):
             return 9644
         return free_port_on(self.host)
 
+    def pick_registry_port(self) -> int:
+        if self.cluster.lab is not None:
+            return 8081
+        return free_port_on(self.host)
+
     @property
     def controller_address(self) -> str:
         return f"{self.host}:{self.controller_port}"
@@ -452,6 +457,7 @@ class Cluster:
                     node.starts = 0
                     node.use_ports(self._pick_ports(node.host, self._ports_per_node()))
                     node.admin_port = None
+                    node.registry_port = None
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -90,6 +90,8 @@ class Broker:
         # The admin listener's port (metrics, health, console): picked at the first start, kept
         # across restarts like the Kafka ports.
         self.admin_port: int | None = None
+        # The schema registry's port, picked and kept the same way.
+        self.registry_port: int | None = None
         self.process: subprocess.Popen | None = None
         self.starts = 0
         # Byte offset in the log file where the current (or last) run's output begins.
@@ -112,6 +114,18 @@ class Broker:
     def admin_url(self) -> str:
         """http://HOST:PORT of the admin listener (/metrics, /v1/health/*, the console)."""
         return f"http://{self.admin_address}"
+
+    @property
+    def registry_url(self) -> str:
+        """http://HOST:PORT of the schema registry (Confluent's REST API)."""
+        assert self.registry_port is not None, f"{self.name} has not started yet"
+        return f"http://{self.host}:{self.registry_port}"
+
+    def pick_registry_port(self) -> int:
+        """A free port on this broker's host for its schema registry."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((self.host, 0))
+            return s.getsockname()[1]
 
     def pick_admin_port(self) -> int:
         """A free port on this broker's host for its admin listener."""
@@ -160,6 +174,9 @@ class Broker:
         if self.admin_port is None:
             self.admin_port = self.pick_admin_port()
         args += ["--admin-listen", self.admin_address]
+        if self.registry_port is None:
+            self.registry_port = self.pick_registry_port()
+        args += ["--schema-registry-listen", f"{self.host}:{self.registry_port}"]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         settings = dict(self.settings)
@@ -187,6 +204,7 @@ class Broker:
             if self.starts == 0 and (unpicked or attempt > 0):
                 self.pick_ports()
                 self.admin_port = None
+                self.registry_port = None
             try:
                 self._spawn_and_wait(timeout_s)
                 return self
