@@ -64,6 +64,10 @@ const TYPE_NAMES: [&str; 14] = [
 
 type NodeId = usize;
 
+/// Defaults already checked against a type, by type and the address of the value (every value
+/// checked lives in the graph, which does not change while it is checked).
+type DefaultMemo = HashMap<(NodeId, *const Value), bool>;
+
 /// Properties (custom attributes) in the order the text gives them: Java keeps that order and
 /// writes them back in it.
 type Props = Vec<(String, Value)>;
@@ -835,6 +839,7 @@ impl Graph {
 
     /// Confluent validates defaults for new schemas (`avro.validate.defaults`).
     fn check_defaults(&self) -> Result<(), InvalidSchema> {
+        let mut memo = DefaultMemo::new();
         for node in &self.nodes {
             let Node::Record { fields, .. } = node else {
                 continue;
@@ -843,7 +848,7 @@ impl Graph {
                 let Some(default) = &field.default else {
                     continue;
                 };
-                if !self.valid_default(field.node, default, 0)? {
+                if !self.valid_default(field.node, default, 0, &mut memo)? {
                     return Err(invalid(format!(
                         "Invalid default for field {}: {} not a {}",
                         field.name,
@@ -857,15 +862,34 @@ impl Graph {
     }
 
     /// Java's `Schema.isValidDefault` (1.12: a union's default may match any branch).
+    /// Remembered per type and value: a record default that leaves fields out takes theirs,
+    /// and records of records of such fields would otherwise be checked exponentially often.
     fn valid_default(
         &self,
         id: NodeId,
         value: &Value,
         depth: usize,
+        memo: &mut DefaultMemo,
     ) -> Result<bool, InvalidSchema> {
         if depth > RESOLVED_DEPTH_MAX {
             return Err(too_deep());
         }
+        let key = (id, std::ptr::from_ref(value));
+        if let Some(&valid) = memo.get(&key) {
+            return Ok(valid);
+        }
+        let valid = self.check_default(id, value, depth, memo)?;
+        memo.insert(key, valid);
+        Ok(valid)
+    }
+
+    fn check_default(
+        &self,
+        id: NodeId,
+        value: &Value,
+        depth: usize,
+        memo: &mut DefaultMemo,
+    ) -> Result<bool, InvalidSchema> {
         Ok(match (&self.nodes[id], value) {
             (Node::Primitive(kind, _), value) => match kind {
                 Primitive::Null => value.is_null(),
@@ -880,7 +904,7 @@ impl Graph {
             (Node::Enum { .. } | Node::Fixed { .. }, value) => value.is_string(),
             (Node::Array(items, _), Value::Array(values)) => {
                 for value in values {
-                    if !self.valid_default(*items, value, depth + 1)? {
+                    if !self.valid_default(*items, value, depth + 1, memo)? {
                         return Ok(false);
                     }
                 }
@@ -888,7 +912,7 @@ impl Graph {
             }
             (Node::Map(values_id, _), Value::Object(values)) => {
                 for value in values.values() {
-                    if !self.valid_default(*values_id, value, depth + 1)? {
+                    if !self.valid_default(*values_id, value, depth + 1, memo)? {
                         return Ok(false);
                     }
                 }
@@ -896,7 +920,7 @@ impl Graph {
             }
             (Node::Union(branches), value) => {
                 for &branch in branches {
-                    if self.valid_default(branch, value, depth + 1)? {
+                    if self.valid_default(branch, value, depth + 1, memo)? {
                         return Ok(true);
                     }
                 }
@@ -908,7 +932,7 @@ impl Graph {
                     let Some(value) = values.get(&field.name).or(field.default.as_ref()) else {
                         return Ok(false);
                     };
-                    if !self.valid_default(field.node, value, depth + 1)? {
+                    if !self.valid_default(field.node, value, depth + 1, memo)? {
                         return Ok(false);
                     }
                 }
@@ -1000,6 +1024,7 @@ struct Renderer<'g> {
     /// Named types already written in full: later uses are written by name.
     known: HashSet<String>,
     out: String,
+    memo: DefaultMemo,
 }
 
 impl<'g> Renderer<'g> {
@@ -1009,6 +1034,7 @@ impl<'g> Renderer<'g> {
             normalize,
             known: graph.referenced.iter().cloned().collect(),
             out: String::new(),
+            memo: DefaultMemo::new(),
         };
         renderer.node(graph.root, None, 0)?;
         Ok(renderer.out)
@@ -1246,7 +1272,11 @@ impl<'g> Renderer<'g> {
                 let branch = branches
                     .iter()
                     .copied()
-                    .find(|&branch| graph.valid_default(branch, value, depth).unwrap_or(false))
+                    .find(|&branch| {
+                        graph
+                            .valid_default(branch, value, depth, &mut self.memo)
+                            .unwrap_or(false)
+                    })
                     .unwrap_or(branches[0]);
                 self.default(branch, value, depth + 1)?;
             }
