@@ -30,6 +30,10 @@ pub struct ServerArgs {
     /// HOST:PORT. Default: the client listener's host, port 9644.
     #[arg(long, value_name = "HOST:PORT")]
     admin_listen: Option<String>,
+    /// Where the schema registry (Confluent's REST API) is served (`schema.registry.listen`),
+    /// HOST:PORT. Default: the client listener's host, port 8081.
+    #[arg(long, value_name = "HOST:PORT")]
+    schema_registry_listen: Option<String>,
     /// Where this node serves the other controllers (metadata quorum traffic), HOST:PORT.
     /// Needed in a cluster of several nodes.
     #[arg(long, value_name = "HOST:PORT")]
@@ -86,6 +90,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<BrokerConfig> {
     if let Some(listen) = &args.admin_listen {
         config.set("admin.listen", listen)?;
     }
+    if let Some(listen) = &args.schema_registry_listen {
+        config.set("schema.registry.listen", listen)?;
+    }
     if let Some(listen) = &args.controller_listen {
         config.set("controller.listeners", listen)?;
     }
@@ -129,6 +136,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             true => Some(strom_http::admin::tls_config(&config)?),
             false => None,
         };
+        let registry_tls = admin_tls.clone();
         let upkeep = tokio::spawn(strom_http::exposition::run_upkeep(prometheus));
         let admin_server = match bind_admin(&config).await? {
             Some(listener) => {
@@ -143,13 +151,27 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let registry_server = match bind_registry(&config).await? {
+            Some(listener) => {
+                let registry = strom_http::registry::RegistryState::new(admin.clone());
+                let tls = registry_tls;
+                Some(tokio::spawn(async move {
+                    let stopped = std::future::pending::<()>();
+                    let served = strom_http::registry::serve(listener, tls, registry, stopped);
+                    if let Err(error) = served.await {
+                        tracing::error!(%error, "the schema registry stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
         let serving = admin.clone();
         let result = strom_broker::run_with(config, shutdown_signal(), move |broker| {
             serving.serving(broker)
         })
         .await;
         upkeep.abort();
-        if let Some(server) = admin_server {
+        for server in [admin_server, registry_server].into_iter().flatten() {
             server.abort();
         }
         result
@@ -168,6 +190,25 @@ async fn bind_admin(config: &BrokerConfig) -> anyhow::Result<Option<tokio::net::
         Ok(listener) => Ok(Some(listener)),
         Err(error) => {
             tracing::warn!("no admin listener (metrics, health, console): {error}; choose another address with --admin-listen");
+            Ok(None)
+        }
+    }
+}
+
+/// The schema registry's socket, as [`bind_admin`] binds the admin listener's (port 8081 by
+/// default).
+async fn bind_registry(config: &BrokerConfig) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if let Some(address) = config.schema_registry_listen {
+        return strom_http::admin::bind(address).await.map(Some);
+    }
+    let port = strom_http::registry::REGISTRY_PORT_DEFAULT;
+    let address = std::net::SocketAddr::new(config.listen.ip(), port);
+    match strom_http::admin::bind(address).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) => {
+            tracing::warn!(
+                "no schema registry: {error}; choose another address with --schema-registry-listen"
+            );
             Ok(None)
         }
     }
@@ -236,6 +277,7 @@ mod tests {
             settings: Vec::new(),
             node_id: None,
             admin_listen: None,
+            schema_registry_listen: None,
             controller_listen: None,
             controller_quorum: None,
             add_scram: Vec::new(),

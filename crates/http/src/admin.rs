@@ -31,7 +31,7 @@ pub fn router(state: AdminState) -> Router {
 pub async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {address} (admin.listen): {error}"))
+        .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))
 }
 
 /// Serves the admin listener on `listener` until `shutdown` resolves: over HTTPS when `tls`
@@ -42,13 +42,24 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let what = "admin (metrics, health, console)";
+    serve_router(listener, tls, router(state), what, shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, over HTTPS when `tls` is given,
+/// holding at most [`ADMIN_CONNECTIONS_MAX`] connections: the admin listener and the schema
+/// registry are served this way.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    what: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(
-        listener = "admin",
-        "listening on {scheme}://{local} (metrics, health, console)"
-    );
-    let app = router(state).into_make_service_with_connect_info::<Peer>();
+    tracing::info!("{what}: listening on {scheme}://{local}");
+    let app = app.into_make_service_with_connect_info::<Peer>();
     match tls {
         None => {
             let listener = PlainListener {

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod console;
 pub mod exposition;
 pub mod health;
+pub mod registry;
 pub mod state;
 
 pub use admin::ADMIN_PORT_DEFAULT;

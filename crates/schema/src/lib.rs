@@ -221,17 +221,17 @@ pub fn check(level: Compatibility, new: &Schema, previous: &[(i32, &Schema)]) ->
     };
     let mut reasons = Vec::new();
     for (version, old) in against.iter().rev() {
+        let mut found = Vec::new();
         if backward {
-            for reason in new.incompatibilities_reading(old) {
-                reasons.push(format!("{reason} (reading data of version {version})"));
-            }
+            found.extend(new.incompatibilities_reading(old));
         }
         if forward {
-            for reason in old.incompatibilities_reading(new) {
-                reasons.push(format!(
-                    "{reason} (version {version} reading data of the new schema)"
-                ));
-            }
+            found.extend(old.incompatibilities_reading(new));
+        }
+        if !found.is_empty() {
+            // Confluent's verbose form: the differences, then which version they are with.
+            reasons.extend(found);
+            reasons.push(format!("{{oldSchemaVersion: {version}}}"));
         }
     }
     reasons

@@ -330,6 +330,26 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         ..FIXED
     },
     BrokerKey {
+        name: "schema.registry.listen",
+        config_type: ConfigType::String,
+        validator: Validator::Custom {
+            check: |text| listen_address(text).map(drop),
+            valid: "IP:PORT",
+        },
+        documentation: "Where the schema registry (Confluent Schema Registry's REST API) is \
+                        served (Strom's key). Default: the first client listener's host, port \
+                        8081; a default port already in use is logged and skipped, a given one \
+                        stops the start.",
+        flag: Some("--schema-registry-listen"),
+        access: Access::Field {
+            apply: |c, v| {
+                c.schema_registry_listen = Some(listen_address(v.text()).expect("checked"))
+            },
+            read: |c| c.schema_registry_listen.map(|address| address.to_string()),
+        },
+        ..FIXED
+    },
+    BrokerKey {
         name: "admin.ssl.enable",
         config_type: ConfigType::Boolean,
         default: Some("false"),

@@ -81,6 +81,9 @@ pub struct BrokerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `admin.ssl.enable`: HTTPS on the admin listener.
     pub admin_ssl: bool,
+    /// `schema.registry.listen`: where the schema registry is served; `None`: the first client
+    /// listener's host, port 8081.
+    pub schema_registry_listen: Option<SocketAddr>,
     /// `admin.authentication`: auto, none or basic.
     pub admin_authentication: String,
     /// `log.format`: true for one JSON object per line, false for text.
@@ -217,6 +220,7 @@ impl Default for BrokerConfig {
             admin_listen: None,
             log_format_json: false,
             admin_ssl: false,
+            schema_registry_listen: None,
             admin_authentication: String::new(),
             advertise: (String::new(), 0),
             data_dir: PathBuf::new(),

@@ -151,7 +151,7 @@ fn starting() -> ApiError {
 /// Connects to this node's client listener. With a SASL login: the first SASL listener, as
 /// that user. Without: the inter-broker listener (over TLS it presents the broker's own
 /// certificate, whose principal the authorizer knows), else the first that needs no SASL login.
-async fn connect(
+pub(crate) async fn connect(
     broker: &Broker,
     sasl: Option<strom_client::SaslConfig>,
 ) -> Result<Client, ApiError> {
@@ -215,6 +215,10 @@ impl ApiError {
             status,
             message: message.into(),
         }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {

@@ -1,0 +1,192 @@
+//! The schema registry: Confluent Schema Registry's REST API, served by every node on
+//! `schema.registry.listen` (port 8081 by default), its state kept in the compacted topic
+//! `_schemas` in Confluent's record layout.
+//!
+//! - [`topic`]: reading and writing `_schemas` (any node writes; writes are sequenced by the
+//!   offset they expect, so ids never collide).
+//! - [`store`]: the state the records build: schemas by id, subjects' versions, configs, modes.
+//! - [`routes`]: the endpoints, Confluent's paths, bodies, error codes and content type.
+//!
+//! Formats, normalization and compatibility are the `strom-schema` crate's.
+
+pub mod routes;
+pub mod store;
+pub mod topic;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+use crate::state::AdminState;
+use topic::SchemasTopic;
+
+/// The registry's port when `schema.registry.listen` is not given (Confluent's).
+pub const REGISTRY_PORT_DEFAULT: u16 = 8081;
+
+/// Confluent's content type, of every answer.
+pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// What the registry's handlers share: the admin state (the broker once it serves, the
+/// logins the auth guard checked) and `_schemas`, opened on the first request.
+#[derive(Clone)]
+pub struct RegistryState {
+    pub admin: AdminState,
+    topic: Arc<OnceCell<Arc<SchemasTopic>>>,
+}
+
+impl RegistryState {
+    pub fn new(admin: AdminState) -> RegistryState {
+        RegistryState {
+            admin,
+            topic: Arc::default(),
+        }
+    }
+
+    /// `_schemas`, caught up with what the cluster acknowledged before this call (a schema
+    /// registered on any node is readable here at once).
+    pub async fn current(&self) -> Result<Arc<SchemasTopic>, RegistryError> {
+        let topic = self.opened().await?;
+        topic.catch_up().await?;
+        Ok(topic)
+    }
+
+    /// `_schemas`, opened (created if need be) on first use.
+    pub async fn opened(&self) -> Result<Arc<SchemasTopic>, RegistryError> {
+        let broker = (self.admin.broker())
+            .ok_or_else(|| RegistryError::unavailable("the broker is starting"))?
+            .clone();
+        let topic = self
+            .topic
+            .get_or_try_init(|| async {
+                let client = crate::api::connect(&broker, None)
+                    .await
+                    .map_err(|e| RegistryError::unavailable(e.message()))?;
+                let brokers = broker.quorum.image().brokers.len();
+                let node = broker.node().0;
+                SchemasTopic::open(Arc::new(client), node, brokers)
+                    .await
+                    .map(Arc::new)
+            })
+            .await?;
+        Ok(topic.clone())
+    }
+}
+
+/// A failed request, as Confluent answers it: an HTTP status and `{error_code, message}`.
+#[derive(Debug, Clone)]
+pub struct RegistryError {
+    pub status: StatusCode,
+    pub code: i32,
+    pub message: String,
+}
+
+impl RegistryError {
+    pub fn new(status: StatusCode, code: i32, message: impl Into<String>) -> RegistryError {
+        RegistryError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn subject_not_found(subject: &str) -> RegistryError {
+        RegistryError::new(
+            StatusCode::NOT_FOUND,
+            40401,
+            format!("Subject '{subject}' not found."),
+        )
+    }
+
+    pub fn version_not_found(version: impl std::fmt::Display) -> RegistryError {
+        RegistryError::new(
+            StatusCode::NOT_FOUND,
+            40402,
+            format!("Version {version} not found."),
+        )
+    }
+
+    pub fn schema_not_found(id: Option<i32>) -> RegistryError {
+        let message = match id {
+            Some(id) => format!("Schema {id} not found"),
+            None => "Schema not found".to_owned(),
+        };
+        RegistryError::new(StatusCode::NOT_FOUND, 40403, message)
+    }
+
+    pub fn invalid_schema(message: impl std::fmt::Display) -> RegistryError {
+        RegistryError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!("Invalid schema: {message}"),
+        )
+    }
+
+    pub fn unprocessable(code: i32, message: impl Into<String>) -> RegistryError {
+        RegistryError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> RegistryError {
+        RegistryError::new(StatusCode::BAD_REQUEST, 400, message)
+    }
+
+    pub fn store(message: impl Into<String>) -> RegistryError {
+        RegistryError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> RegistryError {
+        RegistryError::new(StatusCode::SERVICE_UNAVAILABLE, 50003, message)
+    }
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        reply(
+            self.status,
+            json!({"error_code": self.code, "message": self.message}),
+        )
+    }
+}
+
+/// A JSON answer with Confluent's content type.
+pub fn reply(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+pub fn ok(body: Value) -> Response {
+    reply(StatusCode::OK, body)
+}
+
+/// Largest request body: a schema of [`strom_schema::SCHEMA_BYTES_MAX`] bytes escaped in
+/// JSON, with room to spare; larger bodies get 413 before they are read whole.
+const BODY_BYTES_MAX: usize = 2 * strom_schema::SCHEMA_BYTES_MAX;
+
+/// The registry's routes, behind the admin listener's guard (HTTP Basic and ACLs when
+/// `admin.authentication` asks for them).
+pub fn router(state: RegistryState) -> axum::Router {
+    let admin = state.admin.clone();
+    routes::routes()
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin,
+            crate::auth::guard,
+        ))
+        .with_state(state)
+}
+
+/// Serves the registry on `listener` until `shutdown` resolves (HTTPS with `tls`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: RegistryState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state);
+    crate::admin::serve_router(listener, tls, app, "schema registry", shutdown).await
+}
