@@ -28,6 +28,10 @@ transaction and rewinds the consumer to the last committed positions; a retriabl
 commit retries the commit; a fatal error exits with status 3 (the test starts a new copier, as
 an application's supervisor would), and so do 20 aborts in a row. An abort for
 _UNSUPPORTED_FEATURE (the broker lacks an API, e.g. TxnOffsetCommit) exits with status 4.
+A transactional call still blocked WATCHDOG_GRACE_S past its own timeout is fatal too (status
+3, `stuck` event): librdkafka's send_offsets_to_transaction does not enforce its timeout while
+it waits for a group coordinator that went down (librdkafka issues #5456 and #5511: when the
+coordinator's node leaves Metadata, as a fenced node does, the request waits for ever).
 
 With `--hold-file F`: once a batch is produced and flushed and (group mode) its offsets sent
 (the transaction is open, its records are in the output partitions and its offsets are staged
@@ -39,15 +43,22 @@ copier mid-transaction this way to kill a node or the copier itself at that mome
 Stdout: one JSON object a line, flushed at once: `started`, `resumed` (the positions it starts
 from), `committed` (transaction number, records, `copied`: the sum of the input positions
 committed), `aborted` (the error), `held`, `released`, `done` (every input partition copied up
-to --end-offsets; then it exits 0), `fatal`.
+to --end-offsets; then it exits 0), `fatal`, `stuck` (a call the watchdog gave up on; then it
+exits 3), `idle` (every 5 s while nothing is consumed: the assignment's positions). Stderr:
+librdkafka's log with its `eos` (producer) and `cgrp` (consumer) debug contexts, and, on
+SIGUSR1 or when the watchdog fires, every thread's Python stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, Producer, TopicPartition
@@ -72,6 +83,12 @@ COMMITTED_RETRIABLE = {
 ABORTS_IN_A_ROW_MAX = 20
 HOLD_MAX_S = 120.0
 CALL_TIMEOUT_S = 30.0
+# How long past its own timeout a transactional call may stay blocked before the copier
+# gives up on its librdkafka handle and exits fatally (see the module docstring).
+WATCHDOG_GRACE_S = 5.0
+# While consume() returns nothing, an `idle` event this often (assignment and positions), so
+# that a copier that stopped copying says where it stands.
+IDLE_REPORT_S = 5.0
 
 
 def emit(event: str, **fields) -> None:
@@ -102,6 +119,8 @@ class Copier:
             "message.timeout.ms": args.transaction_timeout_ms,
             "linger.ms": 5,
             "acks": "all",
+            # The transaction state machine's steps, to stderr: what a stuck copier waited for.
+            "debug": "eos",
         })
         consumer_config = {
             **common,
@@ -115,6 +134,8 @@ class Copier:
             # transactions span several output partitions (and their leaders).
             "max.partition.fetch.bytes": 8192,
             "check.crcs": True,
+            # Joins, assignments and offset fetches, to stderr (see `debug` above).
+            "debug": "cgrp",
         }
         if args.mode == "group":
             consumer_config.update({
@@ -197,6 +218,8 @@ class Copier:
 
     def run(self) -> None:
         self.start()
+        idle_since = time.monotonic()
+        idle_reported = idle_since
         while True:
             messages = []
             for message in self.consumer.consume(num_messages=self.args.batch, timeout=0.5):
@@ -208,8 +231,23 @@ class Copier:
                 if self.done():
                     emit("done", positions=self.committed_positions)
                     return
+                if time.monotonic() - idle_reported >= IDLE_REPORT_S:
+                    idle_reported = time.monotonic()
+                    self.report_idle(idle_reported - idle_since)
                 continue
+            idle_since = idle_reported = time.monotonic()
             self.copy(messages)
+
+    def report_idle(self, seconds: float) -> None:
+        """An `idle` event: how long consume() has returned nothing, the assignment and the
+        consumer's positions (-1001: none yet, e.g. its committed offsets are not fetched)."""
+        try:
+            assignment = self.consumer.assignment()
+            positions = {tp.partition: tp.offset for tp in self.consumer.position(assignment)}
+        except KafkaException as exception:
+            emit("idle", seconds=round(seconds, 1), error=str(exception.args[0]))
+            return
+        emit("idle", seconds=round(seconds, 1), positions=positions, committed=self.committed_positions)
 
     def done(self) -> bool:
         if self.end_offsets is None:
@@ -228,9 +266,9 @@ class Copier:
         try:
             if self.args.mode == "group":
                 offsets = [TopicPartition(self.args.input, p, o) for p, o in positions.items()]
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), CALL_TIMEOUT_S
-                )
+                metadata = self.consumer.consumer_group_metadata()
+                with guarded("send_offsets_to_transaction"):
+                    self.producer.send_offsets_to_transaction(offsets, metadata, CALL_TIMEOUT_S)
             self.hold_if_asked(txn, sum(positions.values()), sorted({m.partition() for m in messages}))
             self.commit()
         except KafkaException as exception:
@@ -252,7 +290,8 @@ class Copier:
         """commit_transaction, retried while its error is retriable."""
         while True:
             try:
-                self.producer.commit_transaction(CALL_TIMEOUT_S)
+                with guarded("commit_transaction"):
+                    self.producer.commit_transaction(CALL_TIMEOUT_S)
                 return
             except KafkaException as exception:
                 error = exception.args[0]
@@ -328,11 +367,57 @@ class Copier:
         return text != "" and int(text) <= copied
 
 
+class Watchdog:
+    """Exits the process (FATAL_EXIT) when a call in `guard` outlives its timeout by
+    WATCHDOG_GRACE_S: librdkafka's send_offsets_to_transaction can block for ever waiting for
+    a group coordinator that went away (see the module docstring), and a thread blocked in
+    librdkafka cannot be interrupted, so the copier exits and is started again, as after any
+    fatal error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (call, deadline) of the call under way.
+        self._call: tuple[str, float] | None = None
+        threading.Thread(target=self._watch, name="watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def guard(self, what: str, timeout_s: float = CALL_TIMEOUT_S):
+        with self._lock:
+            self._call = (what, time.monotonic() + timeout_s + WATCHDOG_GRACE_S)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._call = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self._lock:
+                call = self._call
+            if call is not None and time.monotonic() > call[1]:
+                emit("stuck", call=call[0], error=f"{call[0]} still blocked {WATCHDOG_GRACE_S:.0f} s past its timeout")
+                faulthandler.dump_traceback(all_threads=True)
+                os._exit(FATAL_EXIT)
+
+
+_watchdog: Watchdog | None = None
+
+
+def guarded(what: str, timeout_s: float = CALL_TIMEOUT_S):
+    """A context in which a librdkafka call with this timeout runs under the watchdog."""
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = Watchdog()
+    return _watchdog.guard(what, timeout_s)
+
+
 def retry(call, what: str) -> None:
     """Calls `call` until it succeeds; retriable errors are retried, others exit (fatal)."""
     while True:
         try:
-            call()
+            with guarded(what):
+                call()
             return
         except KafkaException as exception:
             error = exception.args[0]
@@ -351,6 +436,8 @@ def list_offsets(admin: AdminClient, topic: str, partitions: list[int], isolatio
 
 
 def main() -> None:
+    # `kill -USR1` prints every thread's Python stack to stderr: where a stuck copier waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input", required=True)

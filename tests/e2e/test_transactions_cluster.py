@@ -70,6 +70,7 @@ import json
 import os
 import pathlib
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -239,6 +240,19 @@ class Copiers:
         text = self.runs[-1][2].read_text(errors="replace") if self.runs else ""
         return "\n".join(line for line in text.splitlines() if not line.startswith("%"))[-4000:]
 
+    def rdkafka_tail(self, lines: int = 40) -> str:
+        """The last lines of librdkafka's log (its `eos` and `cgrp` debug contexts) of the
+        current run."""
+        text = self.runs[-1][2].read_text(errors="replace") if self.runs else ""
+        return "\n".join([line[:400] for line in text.splitlines() if line.startswith("%")][-lines:])
+
+    def dump_stacks(self) -> None:
+        """Has a running copier print its threads' Python stacks to its stderr (SIGUSR1)."""
+        process = self.current
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+
     def copied(self) -> int:
         """Input records copied by committed transactions, as the copiers reported them."""
         return max(
@@ -258,9 +272,13 @@ class Copiers:
         try:
             return wait_until(check, timeout_s, what, interval_s=0.01)
         except AssertionError as error:
-            tail = self.events()[-5:]
+            self.dump_stacks()
+            tail = self.events()[-12:]
+            run = len(self.runs) - 1
             raise AssertionError(
-                f"{error}; copier's last events: {tail}; {self.diagnose()}; stderr:\n{self.stderr_tail()}"
+                f"{error}; copier run {run} ({self.runs[run][1]}), its last events: {tail}; earlier runs' "
+                f"fatal exits: {self.fatal_exits}; {self.diagnose()}; stderr (with the Python stacks):\n"
+                f"{self.stderr_tail()}\nlibrdkafka's last lines:\n{self.rdkafka_tail()}"
             ) from None
 
     def wait_held(self, at: int, timeout_s: float = PROGRESS_TIMEOUT_S) -> dict:
@@ -691,7 +709,9 @@ def run_pipeline(cluster_factory, tmp_path: pathlib.Path, mode: str) -> None:  #
     copiers = Copiers(workdir, [
         "--bootstrap", cluster.bootstrap, "--input", source, "--output", sink, "--partitions", str(PARTITIONS),
         "--transactional-id", transactional_id, "--group", group, "--mode", mode, "--end-offsets", ends,
-    ], diagnose=lambda: describe_transaction_state(cluster, transactional_id, sink))
+    ], diagnose=lambda: describe_transaction_state(
+        cluster, transactional_id, sink, group if mode == "group" else None, source
+    ))
     pipeline = Pipeline(cluster, copiers, transactional_id, group, source, sink, mode, watched)
     observer = ContinuousConsumer(cluster.bootstrap, sink, PARTITIONS, isolation_level="read_committed")
     observer.start()
@@ -742,9 +762,13 @@ def run_pipeline(cluster_factory, tmp_path: pathlib.Path, mode: str) -> None:  #
     check_after_restart(cluster, sink, output_ends, committed, uncommitted, watched)
 
 
-def describe_transaction_state(cluster: Cluster, transactional_id: str, topic: str) -> str:
-    """For failure messages: `strom txn describe` and the topic's last stable offsets and high
-    watermarks (best effort)."""
+def describe_transaction_state(
+    cluster: Cluster, transactional_id: str, topic: str, group: str | None = None, source: str | None = None
+) -> str:
+    """For failure messages: `strom txn describe`, the topic's last stable offsets and high
+    watermarks, the group's stable committed offsets (OffsetFetch with require_stable, as the
+    copier's consumer asks: UNSTABLE_OFFSET_COMMIT while a transaction holds them) and the lines
+    of the brokers' logs that name the transactional id or the group (best effort)."""
     parts = []
     try:
         result = cluster.run_cli(["txn", "describe", transactional_id, "--bootstrap", cluster.live_bootstrap()])
@@ -758,6 +782,27 @@ def describe_transaction_state(cluster: Cluster, transactional_id: str, topic: s
         parts.append(f"{topic} LSO {lso} HW {hw}")
     except Exception as error:  # noqa: BLE001
         parts.append(f"{topic} offsets: {error}")
+    if group is not None and source is not None:
+        try:
+            from confluent_kafka import ConsumerGroupTopicPartitions
+
+            admin = admin_client(cluster.live_bootstrap())
+            request = ConsumerGroupTopicPartitions(group, [TopicPartition(source, p) for p in range(PARTITIONS)])
+            futures = admin.list_consumer_group_offsets([request], require_stable=True, request_timeout=10)
+            fetched = futures[group].result(timeout=15).topic_partitions
+            stable = {tp.partition: tp.error.str() if tp.error else tp.offset for tp in fetched}
+            parts.append(f"group {group}'s stable offsets of {source}: {stable}")
+        except Exception as error:  # noqa: BLE001
+            parts.append(f"group {group}'s stable offsets: {error}")
+    needles = [transactional_id] + ([group] if group else [])
+    for node in cluster.nodes.values():
+        try:
+            lines = [line for line in node.log_path.read_text(errors="replace").splitlines()
+                     if any(needle in line for needle in needles)]
+        except OSError as error:
+            lines = [f"unreadable: {error}"]
+        parts.append(f"{node.name}'s log lines naming {needles} (last 15 of {len(lines)}):\n" + "\n".join(
+            line[:500] for line in lines[-15:]))
     return "; ".join(parts)
 
 
