@@ -12,6 +12,9 @@ use strom_types::ErrorCode;
 pub struct BrokerError {
     pub code: ErrorCode,
     pub message: String,
+    /// The record (its index in the partition's records) a produce was refused for, reported
+    /// in Produce's `record_errors`.
+    pub record_index: Option<usize>,
 }
 
 impl BrokerError {
@@ -19,7 +22,13 @@ impl BrokerError {
         BrokerError {
             code,
             message: message.into(),
+            record_index: None,
         }
+    }
+
+    pub fn at_record(mut self, index: usize) -> BrokerError {
+        self.record_index = Some(index);
+        self
     }
 }
 

@@ -44,6 +44,7 @@ pub mod replication_quota;
 pub mod request_quotas;
 pub mod resources;
 pub mod retention;
+pub mod schema_validation;
 pub mod security;
 pub mod telemetry;
 pub mod topics;
@@ -93,6 +94,9 @@ pub struct Broker {
     /// follower, for throttled replicas.
     pub leader_throttle: replication_quota::ReplicationQuota,
     pub follower_throttle: replication_quota::ReplicationQuota,
+    /// Registered schema ids, for topics with schema validation on (see
+    /// [`schema_validation`]).
+    pub schema_validation: schema_validation::SchemaValidation,
 }
 
 /// `config` with the dynamic broker configs of `made_from` applied.
@@ -286,6 +290,7 @@ pub async fn run_with(
         quota_rates: quotas::QuotaRates::default(),
         leader_throttle: Default::default(),
         follower_throttle: Default::default(),
+        schema_validation: Default::default(),
     });
     broker.fetchers.update(&broker);
     let loading = broker.clone();

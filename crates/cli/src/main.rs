@@ -14,6 +14,7 @@ mod produce;
 mod quota;
 mod reassign;
 mod rebalance;
+mod schema;
 mod server;
 mod topic;
 mod txn;
@@ -58,6 +59,8 @@ enum Command {
     User(user::UserArgs),
     /// Create, list and delete ACLs, with kafka-acls' flags.
     Acl(acl::AclArgs),
+    /// The schema registry: list, get, register, delete, check compatibility, configure.
+    Schema(schema::SchemaArgs),
     /// Measure any Kafka-compatible broker: produce, consume, end-to-end latency, the suite.
     Bench(bench::BenchArgs),
 }
@@ -109,6 +112,7 @@ fn main() -> std::process::ExitCode {
         Command::Quota(args) => quota::run(args),
         Command::User(args) => user::run(args),
         Command::Acl(args) => acl::run(args),
+        Command::Schema(args) => schema::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

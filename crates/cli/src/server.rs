@@ -151,9 +151,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let registry = strom_http::registry::RegistryState::new(admin.clone());
         let registry_server = match bind_registry(&config).await? {
             Some(listener) => {
-                let registry = strom_http::registry::RegistryState::new(admin.clone());
+                let registry = registry.clone();
                 let tls = registry_tls;
                 Some(tokio::spawn(async move {
                     let stopped = std::future::pending::<()>();
@@ -167,6 +168,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         let serving = admin.clone();
         let result = strom_broker::run_with(config, shutdown_signal(), move |broker| {
+            registry.serving(&broker);
             serving.serving(broker)
         })
         .await;

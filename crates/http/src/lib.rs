@@ -26,4 +26,5 @@ pub mod registry;
 pub mod state;
 
 pub use admin::ADMIN_PORT_DEFAULT;
+pub use axum::http::Method;
 pub use state::AdminState;

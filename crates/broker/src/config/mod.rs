@@ -574,10 +574,10 @@ mod tests {
         // coordinator's of issue 11, the named listeners and security keys of issue 12, the
         // leader rebalance, the replication throttles and the keystore change rules
         // (`ssl.allow.dn.changes`, `ssl.allow.san.changes`) of issue 13, and the admin
-        // listener's and log format's of issue 14.
+        // listener's and log format's of issue 14, the schema registry's listener of issue 15.
         assert_eq!(
             BROKER_KEYS.len(),
-            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2 + 2 + 4
+            SETTABLE_BEFORE_THE_TABLE.len() + 2 + 7 + 3 + 17 + 3 + 2 + 2 + 4 + 1
         );
     }
 

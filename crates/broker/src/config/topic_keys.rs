@@ -30,6 +30,14 @@ const fn key(name: &'static str, broker_default_key: &'static str) -> TopicKey {
 pub const TOPIC_KEYS: &[TopicKey] = &[
     key("cleanup.policy", "log.cleanup.policy"),
     key("compression.type", "compression.type"),
+    key(
+        "confluent.key.schema.validation",
+        "confluent.key.schema.validation",
+    ),
+    key(
+        "confluent.value.schema.validation",
+        "confluent.value.schema.validation",
+    ),
     key("delete.retention.ms", "log.cleaner.delete.retention.ms"),
     key("index.interval.bytes", "log.index.interval.bytes"),
     key(
@@ -63,6 +71,30 @@ pub const TOPIC_KEYS: &[TopicKey] = &[
 /// would be (type, default, checks, documentation) but never a broker setting: they are not in
 /// `BROKER_KEYS`, so broker AlterConfigs and DescribeConfigs do not know them.
 pub const TOPIC_ONLY_KEYS: &[BrokerKey] = &[
+    BrokerKey {
+        name: "confluent.key.schema.validation",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        validator: Validator::Any,
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Produce refuses records whose key does not start with a schema id \
+                        registered in the schema registry (magic byte 0, 4-byte id), with \
+                        INVALID_RECORD (Confluent Server's name). Null keys pass.",
+        flag: None,
+        access: Access::TopicDefault,
+    },
+    BrokerKey {
+        name: "confluent.value.schema.validation",
+        config_type: ConfigType::Boolean,
+        default: Some("false"),
+        validator: Validator::Any,
+        update_mode: UpdateMode::ClusterWide,
+        documentation: "Produce refuses records whose value does not start with a schema id \
+                        registered in the schema registry (magic byte 0, 4-byte id), with \
+                        INVALID_RECORD (Confluent Server's name). Null values (tombstones) pass.",
+        flag: None,
+        access: Access::TopicDefault,
+    },
     BrokerKey {
         name: "leader.replication.throttled.replicas",
         config_type: ConfigType::List,
@@ -220,6 +252,8 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: i32,
+    /// `confluent.key.schema.validation`, `confluent.value.schema.validation`.
+    pub schema_validation: crate::schema_validation::Checked,
     /// The replicas whose leader sends within `leader.replication.throttled.rate`.
     pub leader_throttled: ThrottledReplicas,
     /// The replicas that fetch within `follower.replication.throttled.rate`.
@@ -249,6 +283,10 @@ impl BrokerConfig {
             timestamp_type: TimestampType::parse(value("message.timestamp.type"))
                 .expect("validated when set"),
             min_insync_replicas: number("min.insync.replicas") as i32,
+            schema_validation: crate::schema_validation::Checked {
+                key: value("confluent.key.schema.validation").trim() == "true",
+                value: value("confluent.value.schema.validation").trim() == "true",
+            },
             leader_throttled: ThrottledReplicas::parse(value(
                 "leader.replication.throttled.replicas",
             ))

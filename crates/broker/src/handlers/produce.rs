@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::PartitionProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_coordinator::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
@@ -22,7 +24,7 @@ use super::{str_bytes, Reply};
 use crate::config::TimestampType;
 use crate::error::BrokerError;
 use crate::topics::{led_partition, Topic};
-use crate::{transactions, Broker};
+use crate::{schema_validation, transactions, Broker};
 
 /// A partition an acks=all answer waits for.
 struct AckWaiter {
@@ -33,6 +35,45 @@ struct AckWaiter {
 }
 
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
+    if names_unknown_schema_ids(broker, &request) {
+        // A topic with schema validation names an id this node has not read yet: it may have
+        // been registered elsewhere a moment ago. Read `_schemas` to its end first (this
+        // connection's later requests wait, so its batches keep their order).
+        let broker = broker.clone();
+        return Reply::Ordered(Box::pin(async move {
+            broker.schema_validation.refresh().await;
+            match handle_checked(&broker, request, version) {
+                Reply::Ordered(next) => next.await,
+                reply => reply,
+            }
+        }));
+    }
+    handle_checked(broker, request, version)
+}
+
+/// Whether a partition of a topic with schema validation on has a record naming a schema id
+/// not known here (records without one are refused by `append` without asking anyone).
+fn names_unknown_schema_ids(broker: &Broker, request: &ProduceRequest) -> bool {
+    request.topic_data.iter().any(|topic| {
+        let Some(registered) = broker.topics.get(topic.name.as_str()) else {
+            return false;
+        };
+        let checked = registered.config.schema_validation;
+        checked.any()
+            && (topic.partition_data.iter())
+                .filter_map(|data| data.records.as_ref())
+                .any(
+                    |records| match schema_validation::schema_ids(records, checked) {
+                        Ok(ids) => {
+                            (ids.iter()).any(|(_, id)| !broker.schema_validation.is_registered(*id))
+                        }
+                        Err(_) => false,
+                    },
+                )
+    })
+}
+
+fn handle_checked(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Reply {
     match verification(broker, &request) {
         Verification::NotNeeded => respond(broker, request, version, &Verdicts::new()),
         Verification::Local(verdicts) => respond(broker, request, version, &verdicts),
@@ -282,6 +323,9 @@ fn append(
     if topic.config.cleanup.compact {
         require_keys(&records)?;
     }
+    if topic.config.schema_validation.any() {
+        require_schema_ids(broker, &records, topic.config.schema_validation)?;
+    }
     // Base offsets (and LogAppendTime stamps) are rewritten in place: the request's own buffer
     // when nothing else refers to it (the last partition of a request), else one copy.
     let mut owned = records
@@ -389,13 +433,44 @@ fn require_keys(records: &Bytes) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Schema validation: every checked key or value names a registered schema id.
+fn require_schema_ids(
+    broker: &Broker,
+    records: &Bytes,
+    checked: schema_validation::Checked,
+) -> Result<(), BrokerError> {
+    let refused = |index: usize, message: String| {
+        BrokerError::new(ErrorCode::InvalidRecord, message).at_record(index)
+    };
+    let ids = schema_validation::schema_ids(records, checked)
+        .map_err(|refusal| refused(refusal.index, refusal.message))?;
+    match (ids.iter()).find(|(_, id)| !broker.schema_validation.is_registered(*id)) {
+        Some((index, id)) => Err(refused(
+            *index,
+            format!(
+                "record {index} names schema id {id}, which is not registered: schema \
+                 validation is on for this topic"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn error_response(index: i32, error: BrokerError) -> PartitionProduceResponse {
+    let record_errors = (error.record_index.iter())
+        .map(|record| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(*record as i32)
+                .with_batch_index_error_message(Some(str_bytes(error.message.clone())))
+        })
+        .collect();
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(error.code.code())
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
+        .with_record_errors(record_errors)
         .with_error_message(Some(str_bytes(error.message)))
 }
 

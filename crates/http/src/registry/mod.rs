@@ -9,6 +9,7 @@
 //!
 //! Formats, normalization and compatibility are the `strom-schema` crate's.
 
+pub mod client;
 pub mod routes;
 pub mod store;
 pub mod topic;
@@ -189,4 +190,34 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = router(state);
     crate::admin::serve_router(listener, tls, app, "schema registry", shutdown).await
+}
+
+impl RegistryState {
+    /// Lets the broker check schema ids (topic schema validation) against this registry.
+    pub fn serving(&self, broker: &strom_broker::Broker) {
+        broker
+            .schema_validation
+            .install(Arc::new(RegisteredIds(self.clone())));
+    }
+}
+
+/// The registry's ids as the broker's produce path asks for them.
+struct RegisteredIds(RegistryState);
+
+impl strom_broker::schema_validation::SchemaIds for RegisteredIds {
+    fn is_registered(&self, id: i32) -> bool {
+        (self.0.topic.get()).is_some_and(|topic| {
+            let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+            store.schema(id).is_some()
+        })
+    }
+
+    fn refresh(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let state = self.0.clone();
+        Box::pin(async move {
+            if let Err(error) = state.current().await {
+                tracing::warn!(error = %error.message, "schema validation: cannot read {}", topic::TOPIC);
+            }
+        })
+    }
 }
