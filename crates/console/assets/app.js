@@ -542,6 +542,7 @@ async function pageMessages(name) {
 
 function showBytes(bytes, mode) {
   if (bytes === null || bytes === undefined) return el("span", { class: "muted" }, "null");
+  if (bytes.schema_id !== undefined && mode !== "hex") return showDecoded(bytes);
   const cut = bytes.truncated ? el("div", { class: "muted" }, `(first part of ${fmtBytes(bytes.size)})`) : null;
   if (mode === "hex" || bytes.text === null) {
     const raw = atob(bytes.base64);
@@ -555,6 +556,30 @@ function showBytes(bytes, mode) {
     } catch (_) { /* not JSON: shown as text */ }
   }
   return el("div", {}, el("pre", { class: "value text" }, bytes.text), cut);
+}
+
+// A record written by a schema registry serializer: the decoded datum, its format and schema
+// id, and the schema itself on demand.
+function showDecoded(bytes) {
+  const label = `${bytes.schema_type} · schema ${bytes.schema_id}`;
+  const schemaText = el("pre", { class: "value schema" });
+  const schema = el("details", { class: "schema", dataset: { schemaId: String(bytes.schema_id) } },
+    el("summary", {}, "schema"), schemaText);
+  schema.addEventListener("toggle", async () => {
+    if (!schema.open || schemaText.textContent) return;
+    try {
+      const answer = await api("GET", "/schemas/" + bytes.schema_id);
+      let text = answer.schema;
+      try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* .proto text */ }
+      schemaText.textContent = text;
+    } catch (error) {
+      schemaText.textContent = String(error.message || error);
+    }
+  });
+  const body = bytes.decoded !== undefined
+    ? el("pre", { class: "value decoded" }, JSON.stringify(bytes.decoded, null, 2))
+    : el("div", { class: "error" }, "cannot decode: " + bytes.decode_error);
+  return el("div", {}, el("span", { class: "tag", dataset: { schemaType: bytes.schema_type } }, label), body, schema);
 }
 
 // ---- produce -----------------------------------------------------------------------------

@@ -30,6 +30,8 @@ struct Inner {
     /// The console API's clients logged in as the users of HTTP Basic logins, by user: the
     /// broker's ACLs then judge each request as that user's (see the api module).
     user_clients: Mutex<HashMap<String, UserClient>>,
+    /// `_schemas`, once the schema registry (or the console decoding a record) opened it.
+    schemas: tokio::sync::OnceCell<Arc<crate::registry::topic::SchemasTopic>>,
 }
 
 impl AdminState {
@@ -45,6 +47,7 @@ impl AdminState {
                 logins: Default::default(),
                 console_client: tokio::sync::OnceCell::new(),
                 user_clients: Mutex::default(),
+                schemas: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -59,6 +62,12 @@ impl AdminState {
 
     pub(crate) fn console_client(&self) -> &tokio::sync::OnceCell<Arc<strom_client::Client>> {
         &self.inner.console_client
+    }
+
+    pub(crate) fn schemas(
+        &self,
+    ) -> &tokio::sync::OnceCell<Arc<crate::registry::topic::SchemasTopic>> {
+        &self.inner.schemas
     }
 
     /// The client logged in as `login`'s user with its password, if one is kept.

@@ -136,6 +136,16 @@ impl Schema {
         }
     }
 
+    /// One datum written with this schema (the bytes after Confluent's 5-byte header: magic
+    /// byte and schema id) as JSON, for people to read (the console's message browser).
+    pub fn decode(&self, datum: &[u8]) -> Result<serde_json::Value, String> {
+        match self {
+            Schema::Avro(schema) => schema.decode(datum),
+            Schema::Json(schema) => schema.decode(datum),
+            Schema::Protobuf(schema) => schema.decode(datum),
+        }
+    }
+
     /// What keeps a reader using `self` from reading data written with `older` (empty when it
     /// can), in Confluent's terms: BACKWARD checks new against old this way, FORWARD the other
     /// way round. Schemas of different formats are never compatible.

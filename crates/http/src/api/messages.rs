@@ -14,6 +14,10 @@
 //! timestamp_type, key, value, headers: [{key, value}]}]}` where a key, value or header value
 //! is `null` or `{text, base64, size, truncated}`: `text` the bytes as UTF-8 when they are
 //! (else null), `base64` always; values longer than [`VALUE_SHOWN_BYTES_MAX`] are cut there.
+//! A key or value written by Confluent's serializers (magic byte 0 and a registered schema
+//! id) also has `schema_id`, `schema_type` and `decoded` (the datum as JSON, decoded with the
+//! registry's schema) or `decode_error`. `GET /api/schemas/{id}` answers `{id, schema_type,
+//! schema, references}` for the page to show the schema.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -49,7 +53,9 @@ const FETCH_BYTES_MAX: i32 = 1024 * 1024;
 pub const VALUE_SHOWN_BYTES_MAX: usize = 256 * 1024;
 
 pub fn routes() -> Router<AdminState> {
-    Router::new().route("/topics/{name}/messages", get(browse).post(produce))
+    Router::new()
+        .route("/schemas/{id}", get(schema))
+        .route("/topics/{name}/messages", get(browse).post(produce))
 }
 
 #[derive(Deserialize)]
@@ -106,6 +112,27 @@ impl Stop {
     }
 }
 
+/// A registered schema, for the browser to show beside a decoded record.
+async fn schema(State(state): State<AdminState>, Path(id): Path<i32>) -> ApiResult {
+    let topic = crate::registry::opened(&state)
+        .await
+        .map_err(|e| ApiError::new(e.status, e.message))?;
+    topic
+        .catch_up()
+        .await
+        .map_err(|e| ApiError::new(e.status, e.message))?;
+    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let schema = store
+        .schema(id)
+        .ok_or_else(|| ApiError::not_found(format!("no schema has id {id}")))?;
+    Ok(Json(json!({
+        "id": id,
+        "schema_type": schema.schema_type.name(),
+        "schema": schema.schema,
+        "references": schema.references,
+    })))
+}
+
 async fn browse(
     State(state): State<AdminState>,
     Path(name): Path<String>,
@@ -137,7 +164,25 @@ async fn browse(
         value: non_empty(&browse.value),
         header: non_empty(&browse.header),
     };
-    let scan = scan(client, &name, partition, start, limit, &filters).await?;
+    // Records written by Confluent's serializers are shown decoded too, when the registry
+    // opens (it may not: a node without its listener still has `_schemas` to read).
+    let mut decoder = match crate::registry::opened(&state).await {
+        Ok(topic) => {
+            let _ = topic.catch_up().await;
+            Some(crate::registry::Decoder::new(topic))
+        }
+        Err(_) => None,
+    };
+    let scan = scan(
+        client,
+        &name,
+        partition,
+        start,
+        limit,
+        &filters,
+        &mut decoder,
+    )
+    .await?;
     Ok(Json(json!({
         "topic": name,
         "partition": partition.0,
@@ -230,6 +275,7 @@ async fn scan(
     start: Offset,
     limit: usize,
     filters: &Filters,
+    decoder: &mut Option<crate::registry::Decoder>,
 ) -> Result<Scan, ApiError> {
     let mut scan = Scan {
         messages: Vec::new(),
@@ -265,7 +311,7 @@ async fn scan(
             scan.bytes += weight(record);
             scan.next_offset = Offset(record.offset.0 + 1);
             if filters.matches(record) {
-                scan.messages.push(record_json(partition, record));
+                scan.messages.push(record_json(partition, record, decoder));
                 if scan.messages.len() >= limit {
                     break;
                 }
@@ -294,7 +340,20 @@ fn weight(record: &FetchedRecord) -> usize {
         + header_bytes
 }
 
-fn record_json(partition: PartitionIndex, record: &FetchedRecord) -> Value {
+fn record_json(
+    partition: PartitionIndex,
+    record: &FetchedRecord,
+    decoder: &mut Option<crate::registry::Decoder>,
+) -> Value {
+    let mut shown = |bytes: Option<&Bytes>| {
+        let mut json = bytes_json(bytes);
+        let decoded = (bytes.zip(decoder.as_mut())).and_then(|(b, d)| d.decode(b));
+        if let (Some(Value::Object(decoded)), Value::Object(fields)) = (decoded, &mut json) {
+            fields.extend(decoded);
+        }
+        json
+    };
+    let (key, value) = (shown(record.key.as_ref()), shown(record.value.as_ref()));
     let headers: Vec<Value> = (record.headers.iter())
         .map(|(name, value)| json!({ "key": name, "value": bytes_json(value.as_ref()) }))
         .collect();
@@ -307,8 +366,8 @@ fn record_json(partition: PartitionIndex, record: &FetchedRecord) -> Value {
         "offset": record.offset.0,
         "timestamp_ms": record.timestamp.0,
         "timestamp_type": timestamp_type,
-        "key": bytes_json(record.key.as_ref()),
-        "value": bytes_json(record.value.as_ref()),
+        "key": key,
+        "value": value,
         "headers": headers,
     })
 }

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use tokio::sync::OnceCell;
 
 use crate::state::AdminState;
 use topic::SchemasTopic;
@@ -35,15 +34,11 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 #[derive(Clone)]
 pub struct RegistryState {
     pub admin: AdminState,
-    topic: Arc<OnceCell<Arc<SchemasTopic>>>,
 }
 
 impl RegistryState {
     pub fn new(admin: AdminState) -> RegistryState {
-        RegistryState {
-            admin,
-            topic: Arc::default(),
-        }
+        RegistryState { admin }
     }
 
     /// `_schemas`, caught up with what the cluster acknowledged before this call (a schema
@@ -56,11 +51,18 @@ impl RegistryState {
 
     /// `_schemas`, opened (created if need be) on first use.
     pub async fn opened(&self) -> Result<Arc<SchemasTopic>, RegistryError> {
-        let broker = (self.admin.broker())
+        opened(&self.admin).await
+    }
+}
+
+/// `_schemas`, opened (created if need be) on first use by the registry or the console.
+pub async fn opened(admin: &AdminState) -> Result<Arc<SchemasTopic>, RegistryError> {
+    {
+        let broker = (admin.broker())
             .ok_or_else(|| RegistryError::unavailable("the broker is starting"))?
             .clone();
-        let topic = self
-            .topic
+        let topic = admin
+            .schemas()
             .get_or_try_init(|| async {
                 let client = crate::api::connect(&broker, None)
                     .await
@@ -206,7 +208,7 @@ struct RegisteredIds(RegistryState);
 
 impl strom_broker::schema_validation::SchemaIds for RegisteredIds {
     fn is_registered(&self, id: i32) -> bool {
-        (self.0.topic.get()).is_some_and(|topic| {
+        (self.0.admin.schemas().get()).is_some_and(|topic| {
             let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
             store.schema(id).is_some()
         })
@@ -219,5 +221,47 @@ impl strom_broker::schema_validation::SchemaIds for RegisteredIds {
                 tracing::warn!(error = %error.message, "schema validation: cannot read {}", topic::TOPIC);
             }
         })
+    }
+}
+
+/// Decodes record keys and values written by Confluent's serializers (magic byte 0, a 4-byte
+/// schema id, the datum) with the schemas of this registry, for the console's message browser.
+/// Schemas are parsed once per decoder.
+pub struct Decoder {
+    topic: Arc<SchemasTopic>,
+    parsed: std::collections::HashMap<i32, Option<Arc<strom_schema::Schema>>>,
+}
+
+impl Decoder {
+    pub fn new(topic: Arc<SchemasTopic>) -> Decoder {
+        Decoder {
+            topic,
+            parsed: Default::default(),
+        }
+    }
+
+    /// `{schema_id, schema_type, decoded}` (or `decode_error`) for bytes that name a
+    /// registered schema; `None` for anything else.
+    pub fn decode(&mut self, bytes: &[u8]) -> Option<Value> {
+        let [0, a, b, c, d, datum @ ..] = bytes else {
+            return None;
+        };
+        let id = i32::from_be_bytes([*a, *b, *c, *d]);
+        let topic = &self.topic;
+        let schema = self
+            .parsed
+            .entry(id)
+            .or_insert_with(|| {
+                let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+                let stored = store.schema(id)?;
+                routes::parse_stored(&store, stored).ok().map(Arc::new)
+            })
+            .clone()?;
+        let mut answer = json!({"schema_id": id, "schema_type": schema.schema_type().name()});
+        match schema.decode(datum) {
+            Ok(decoded) => answer["decoded"] = decoded,
+            Err(error) => answer["decode_error"] = error.into(),
+        }
+        Some(answer)
     }
 }

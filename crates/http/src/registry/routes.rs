@@ -255,7 +255,7 @@ fn parse_with(
     Schema::parse(schema_type, text, &dependencies).map_err(RegistryError::invalid_schema)
 }
 
-fn parse_stored(store: &Store, schema: &StoredSchema) -> Result<Schema, RegistryError> {
+pub(crate) fn parse_stored(store: &Store, schema: &StoredSchema) -> Result<Schema, RegistryError> {
     parse_with(
         store,
         schema.schema_type,
