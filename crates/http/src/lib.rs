@@ -11,6 +11,10 @@
 //! [`auth`] guards `/metrics` and `/api/`: HTTP Basic against the SCRAM users and the broker's
 //! ACLs, over HTTPS with `admin.ssl.enable`.
 //!
+//! [`registry`] is the schema registry, on a listener of its own (`schema.registry.listen`,
+//! port 8081 by default): Confluent's REST API over the `_schemas` topic, behind the same
+//! guard.
+//!
 //! Metrics: [`exposition::install`] makes the process's Prometheus recorder, before the broker
 //! starts, so every handle the broker and the log register (`strom_broker::telemetry`) counts
 //! into it; what describes state (partition health, log sizes, consumer lag) is read off the
