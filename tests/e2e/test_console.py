@@ -333,6 +333,56 @@ def test_message_browser_finds_a_record_by_key(console_broker, driver):
     assert severe_entries(driver) == []
 
 
+def test_message_browser_decodes_avro_json_and_protobuf_through_the_registry(console_broker, driver):
+    """Records written by confluent-kafka's Avro, JSON Schema and Protobuf serializers show
+    decoded, with their format and schema id, and the schema opens beside them."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    bootstrap = console_broker.bootstrap
+    topic = unique("console-decoded")
+    create_topic(bootstrap, topic, partitions=1)
+    registry = SchemaRegistryClient({"url": console_broker.registry_url})
+    avro = AvroSerializer(registry, '{"type": "record", "name": "Reading", "fields": ['
+                                    '{"name": "sensor", "type": "string"}, {"name": "celsius", "type": "double"}]}',
+                          conf={"subject.name.strategy": lambda ctx, name: f"{topic}-avro"})
+    json_schema = JSONSerializer('{"type": "object", "properties": {"city": {"type": "string"}}}', registry,
+                                 conf={"subject.name.strategy": lambda ctx, name: f"{topic}-json"})
+    file = descriptor_pb2.FileDescriptorProto(name="console_order.proto", package="console", syntax="proto3")
+    message = file.message_type.add(name="Order")
+    message.field.add(name="item", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    order = message_factory.GetMessageClass(pool.FindMessageTypeByName("console.Order"))
+    protobuf = ProtobufSerializer(order, registry, {"use.deprecated.format": False,
+                                                    "subject.name.strategy": lambda ctx, name: f"{topic}-pb"})
+    context = SerializationContext(topic, MessageField.VALUE)
+    p = producer(bootstrap)
+    p.produce(topic, key="avro", value=avro({"sensor": "s-17", "celsius": 21.5}, context), partition=0)
+    p.produce(topic, key="json", value=json_schema({"city": "Utrecht"}, context), partition=0)
+    p.produce(topic, key="pb", value=protobuf(order(item="kettle-42"), context), partition=0)
+    flush(p)
+
+    open_page(driver, console_broker, f"/topics/{topic}/messages")
+    rows = wait(driver, lambda d: (r := d.find_elements(By.CSS_SELECTOR, "#messages-table tr.message")) and len(r) == 3 and r,
+                "the three records did not show")
+    texts = [row.text for row in rows]
+    assert "AVRO" in texts[0] and '"sensor": "s-17"' in texts[0] and "21.5" in texts[0], texts[0]
+    assert "JSON" in texts[1] and '"city": "Utrecht"' in texts[1], texts[1]
+    assert "PROTOBUF" in texts[2] and '"item": "kettle-42"' in texts[2], texts[2]
+    details = rows[0].find_element(By.CSS_SELECTOR, "details.schema")
+    details.find_element(By.TAG_NAME, "summary").click()
+    wait(driver, lambda d: "celsius" in details.find_element(By.CSS_SELECTOR, "pre.schema").text,
+         "the Avro schema did not open beside the record")
+    screenshot(driver, "messages-decoded")
+    assert severe_entries(driver) == []
+
+
 def test_group_lag_on_the_page_equals_the_clis(console_broker, driver):
     bootstrap = console_broker.bootstrap
     topic = unique("console-lag")
