@@ -605,6 +605,12 @@ async fn register(
     let (id, version) = topic
         .write(|store| {
             let mode = check_writable(store, &subject)?;
+            if submitted.id.is_none() && mode == Mode::Import {
+                return Err(RegistryError::unprocessable(
+                    42205,
+                    format!("Subject {subject} is in import mode: a schema id must be given"),
+                ));
+            }
             if submitted.id.is_some() && mode != Mode::Import {
                 return Err(RegistryError::unprocessable(
                     42205,
@@ -648,9 +654,10 @@ async fn register(
                         s.schema_type != submitted.schema_type || s.schema != text
                     });
                     if clash {
+                        // Confluent: an operation not permitted (42205), not ID_DOES_NOT_MATCH.
                         return Err(RegistryError::unprocessable(
-                            42207,
-                            format!("Schema id {id} is already taken by another schema"),
+                            42205,
+                            format!("Overwrite new schema with id {id} is not permitted."),
                         ));
                     }
                     id
@@ -664,6 +671,12 @@ async fn register(
                 .copied()
                 .unwrap_or(0);
             let version = submitted.version.unwrap_or(latest + 1);
+            if mode != Mode::Import && version != latest + 1 {
+                return Err(RegistryError::unprocessable(
+                    42201,
+                    format!("Invalid schema: version {version} is not one more than the previous version {latest}"),
+                ));
+            }
             if store.version(&subject, version).is_some() {
                 return Err(RegistryError::unprocessable(
                     42202,
@@ -733,6 +746,10 @@ async fn delete_subject(
                     format!("Subject '{subject}' was soft deleted.Set permanent=true to delete permanently"),
                 )),
                 false => {
+                    let in_use = numbers.iter().any(|n| !store.referenced_by(&subject, *n).is_empty());
+                    if in_use {
+                        return Err(reference_exists(&subject));
+                    }
                     let latest = numbers.last().copied().unwrap_or(0);
                     let key = json!({"keytype": "DELETE_SUBJECT", "subject": subject, "magic": 0});
                     let value = json!({"subject": subject, "version": latest});
@@ -788,7 +805,10 @@ async fn delete_version(
     let deleted = topic
         .write(|store| {
             check_writable(store, &subject)?;
-            let found = find_version(store, &subject, &spec, permanent)?;
+            // A numbered version is found soft-deleted too (to say so); `latest` is the newest
+            // live one unless deleting permanently.
+            let deleted = permanent || matches!(spec, VersionSpec::Number(_));
+            let found = find_version(store, &subject, &spec, deleted)?;
             if !store.referenced_by(&subject, found.version).is_empty() {
                 return Err(reference_exists(&subject));
             }
@@ -1032,12 +1052,12 @@ async fn delete_config_for(state: RegistryState, subject: Option<String>) -> Ans
         .write(|store| {
             let Some(config) = store.config(subject.as_deref()) else {
                 return match &subject {
-                    Some(subject) => Err(RegistryError::new(
-                        StatusCode::NOT_FOUND,
-                        40408,
-                        format!("Subject '{subject}' does not have subject-level compatibility configured"),
+                    // Confluent answers "subject not found" when there is no level to delete.
+                    Some(subject) => Err(RegistryError::subject_not_found(subject)),
+                    None => Ok((
+                        json!({"compatibilityLevel": Compatibility::default().name()}),
+                        None,
                     )),
-                    None => Ok((json!({"compatibilityLevel": Compatibility::default().name()}), None)),
                 };
             };
             let stored_key = store.config_key(subject.as_deref()).unwrap_or_default();

@@ -28,8 +28,11 @@ const PARTITION: PartitionIndex = PartitionIndex(0);
 /// Most bytes one fetch of `_schemas` brings.
 const FETCH_BYTES_MAX: i32 = 8 * 1024 * 1024;
 
-/// Most attempts of one write that keep losing to writes from elsewhere.
-const WRITE_ATTEMPTS_MAX: usize = 20;
+/// How long one write may keep losing to writes from other nodes before it gives up.
+const WRITE_MS_MAX: u64 = 30_000;
+/// After a lost round, a write waits a random time up to this, doubling from 5 ms: nodes
+/// that collided spread out instead of colliding again.
+const LOST_BACKOFF_MS_MAX: u64 = 200;
 
 pub struct SchemasTopic {
     client: Arc<Client>,
@@ -132,7 +135,9 @@ impl SchemasTopic {
         mut decide: impl FnMut(&Store) -> Result<(T, Option<Write>), RegistryError>,
     ) -> Result<T, RegistryError> {
         let _writing = self.writing.lock().await;
-        for _ in 0..WRITE_ATTEMPTS_MAX {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(WRITE_MS_MAX);
+        let mut backoff_ms = 5;
+        while tokio::time::Instant::now() < deadline {
             self.catch_up().await?;
             let (answer, write, seq) = {
                 let store = self.store.read().unwrap_or_else(|p| p.into_inner());
@@ -169,6 +174,9 @@ impl SchemasTopic {
                         seq,
                         "{TOPIC}: another node's write came first; deciding again"
                     );
+                    let pause = rand::random::<u64>() % (backoff_ms + 1);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    backoff_ms = (backoff_ms * 2).min(LOST_BACKOFF_MS_MAX);
                 }
                 Err(error) => {
                     // Whether it landed is unknown: the next round reads the log and decides
@@ -179,7 +187,7 @@ impl SchemasTopic {
             }
         }
         Err(RegistryError::store(format!(
-            "{TOPIC}: gave up after {WRITE_ATTEMPTS_MAX} attempts to write"
+            "{TOPIC}: gave up writing after {WRITE_MS_MAX} ms of losing to other nodes' writes"
         )))
     }
 }
