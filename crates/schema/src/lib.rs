@@ -218,6 +218,48 @@ impl Compatibility {
 /// the latest only, or every one for the transitive levels. Returns the reasons it is not
 /// compatible, each naming the version it fails against; empty when it is.
 pub fn check(level: Compatibility, new: &Schema, previous: &[(i32, &Schema)]) -> Vec<String> {
+    (failures(level, new, previous).into_iter())
+        .map(|failure| match failure.forward {
+            false => format!(
+                "{} (reading data of version {})",
+                failure.message, failure.version
+            ),
+            true => format!(
+                "{} (version {} reading data of the new schema)",
+                failure.message, failure.version
+            ),
+        })
+        .collect()
+}
+
+/// [`check`]'s answer in Confluent's verbose form: each failing version's messages, then
+/// `{oldSchemaVersion: N}`; what the registry puts in a 409 and in `?verbose=true` answers.
+pub fn check_verbose(
+    level: Compatibility,
+    new: &Schema,
+    previous: &[(i32, &Schema)],
+) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut failures = failures(level, new, previous).into_iter().peekable();
+    while let Some(failure) = failures.next() {
+        let version = failure.version;
+        messages.push(failure.message);
+        if failures.peek().is_none_or(|next| next.version != version) {
+            messages.push(format!("{{oldSchemaVersion: {version}}}"));
+        }
+    }
+    messages
+}
+
+/// One incompatibility: the version it is with, whether the old version is the reader
+/// (FORWARD), and the format's message.
+struct Failure {
+    version: i32,
+    forward: bool,
+    message: String,
+}
+
+fn failures(level: Compatibility, new: &Schema, previous: &[(i32, &Schema)]) -> Vec<Failure> {
     let against: &[(i32, &Schema)] = match (level.transitive(), previous.split_last()) {
         (_, None) => &[],
         (true, Some(_)) => previous,
@@ -229,20 +271,26 @@ pub fn check(level: Compatibility, new: &Schema, previous: &[(i32, &Schema)]) ->
         Compatibility::Forward | Compatibility::ForwardTransitive => (false, true),
         Compatibility::Full | Compatibility::FullTransitive => (true, true),
     };
-    let mut reasons = Vec::new();
+    let mut failures = Vec::new();
     for (version, old) in against.iter().rev() {
-        let mut found = Vec::new();
         if backward {
-            found.extend(new.incompatibilities_reading(old));
+            for message in new.incompatibilities_reading(old) {
+                failures.push(Failure {
+                    version: *version,
+                    forward: false,
+                    message,
+                });
+            }
         }
         if forward {
-            found.extend(old.incompatibilities_reading(new));
-        }
-        if !found.is_empty() {
-            // Confluent's verbose form: the differences, then which version they are with.
-            reasons.extend(found);
-            reasons.push(format!("{{oldSchemaVersion: {version}}}"));
+            for message in old.incompatibilities_reading(new) {
+                failures.push(Failure {
+                    version: *version,
+                    forward: true,
+                    message,
+                });
+            }
         }
     }
-    reasons
+    failures
 }

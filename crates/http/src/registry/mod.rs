@@ -26,6 +26,9 @@ use topic::SchemasTopic;
 /// The registry's port when `schema.registry.listen` is not given (Confluent's).
 pub const REGISTRY_PORT_DEFAULT: u16 = 8081;
 
+/// How long a read waits to catch up with `_schemas` before answering from what it has.
+const CATCH_UP_MS_MAX: u64 = 1_500;
+
 /// Confluent's content type, of every answer.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -42,10 +45,26 @@ impl RegistryState {
     }
 
     /// `_schemas`, caught up with what the cluster acknowledged before this call (a schema
-    /// registered on any node is readable here at once).
+    /// registered on any node is readable here at once). While the partition has no leader
+    /// (a failover) reads answer from what this node has after [`CATCH_UP_MS_MAX`], as
+    /// Confluent's followers answer from their cache.
     pub async fn current(&self) -> Result<Arc<SchemasTopic>, RegistryError> {
         let topic = self.opened().await?;
-        topic.catch_up().await?;
+        let caught_up = tokio::time::timeout(
+            std::time::Duration::from_millis(CATCH_UP_MS_MAX),
+            topic.catch_up(),
+        )
+        .await;
+        match caught_up {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(error = %error.message, "serving {} as read so far", topic::TOPIC)
+            }
+            Err(_) => tracing::debug!(
+                "serving {} as read so far: catching up is slow",
+                topic::TOPIC
+            ),
+        }
         Ok(topic)
     }
 
@@ -175,12 +194,36 @@ const BODY_BYTES_MAX: usize = 2 * strom_schema::SCHEMA_BYTES_MAX;
 pub fn router(state: RegistryState) -> axum::Router {
     let admin = state.admin.clone();
     routes::routes()
+        .layer(axum::middleware::map_response(confluent_errors))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .route_layer(axum::middleware::from_fn_with_state(
             admin,
             crate::auth::guard,
         ))
         .with_state(state)
+}
+
+/// Errors axum answers before a handler runs (a body over the limit: 413; a method a path does
+/// not take: 405) in Confluent's JSON form.
+async fn confluent_errors(response: Response) -> Response {
+    let status = response.status();
+    let plain = (response.headers().get(header::CONTENT_TYPE))
+        .is_none_or(|kind| kind.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than {BODY_BYTES_MAX} bytes")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "HTTP 405 Method Not Allowed".to_owned(),
+        StatusCode::NOT_FOUND => "HTTP 404 Not Found".to_owned(),
+        other => other.to_string(),
+    };
+    reply(
+        status,
+        json!({"error_code": status.as_u16(), "message": message}),
+    )
 }
 
 /// Serves the registry on `listener` until `shutdown` resolves (HTTPS with `tls`).

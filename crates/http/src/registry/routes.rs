@@ -642,7 +642,7 @@ async fn register(
                     })
                     .collect();
                 let previous: Vec<(i32, &Schema)> = previous.iter().map(|(v, s)| (*v, s)).collect();
-                let reasons = strom_schema::check(level, &parsed, &previous);
+                let reasons = strom_schema::check_verbose(level, &parsed, &previous);
                 if !reasons.is_empty() {
                     return Err(incompatible(&subject, level, &reasons));
                 }
@@ -910,7 +910,7 @@ async fn compatibility(
         (Some(_), Compatibility::FullTransitive) => Compatibility::Full,
         (_, level) => level,
     };
-    let reasons = strom_schema::check(level, &parsed, &previous);
+    let reasons = strom_schema::check_verbose(level, &parsed, &previous);
     let mut body = json!({"is_compatible": reasons.is_empty()});
     if flag(&params, "verbose") {
         let mut messages: Vec<Value> = reasons.into_iter().map(Value::String).collect();

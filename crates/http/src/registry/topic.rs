@@ -25,8 +25,11 @@ use super::RegistryError;
 pub const TOPIC: &str = "_schemas";
 const PARTITION: PartitionIndex = PartitionIndex(0);
 
+/// Largest record of `_schemas` (its `max.message.bytes`).
+const RECORD_BYTES_MAX: usize = 3 * strom_schema::SCHEMA_BYTES_MAX;
+
 /// Most bytes one fetch of `_schemas` brings.
-const FETCH_BYTES_MAX: i32 = 8 * 1024 * 1024;
+const FETCH_BYTES_MAX: i32 = 2 * RECORD_BYTES_MAX as i32;
 
 /// How long one write may keep losing to writes from other nodes before it gives up.
 const WRITE_MS_MAX: u64 = 30_000;
@@ -59,7 +62,11 @@ impl SchemasTopic {
         brokers: usize,
     ) -> Result<SchemasTopic, RegistryError> {
         let replication = brokers.clamp(1, 3) as i16;
-        let configs = vec![("cleanup.policy".to_owned(), "compact".to_owned())];
+        let configs = vec![
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            // A record holds a whole schema (up to SCHEMA_BYTES_MAX, escaped in JSON).
+            ("max.message.bytes".to_owned(), RECORD_BYTES_MAX.to_string()),
+        ];
         match client.create_topics(TOPIC, 1, replication, configs).await {
             Ok(_) => tracing::info!(replication, "created {TOPIC}"),
             Err(error)
@@ -178,6 +185,9 @@ impl SchemasTopic {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                     backoff_ms = (backoff_ms * 2).min(LOST_BACKOFF_MS_MAX);
                 }
+                Err(error) if hopeless(&error) => {
+                    return Err(RegistryError::store(format!("{TOPIC}: {error}")));
+                }
                 Err(error) => {
                     // Whether it landed is unknown: the next round reads the log and decides
                     // on what is there (a write that landed makes the change a no-op).
@@ -190,4 +200,22 @@ impl SchemasTopic {
             "{TOPIC}: gave up writing after {WRITE_MS_MAX} ms of losing to other nodes' writes"
         )))
     }
+}
+
+/// Produce errors no retry can cure: the record is too large or refused, or this node may not
+/// write `_schemas`.
+fn hopeless(error: &strom_client::ClientError) -> bool {
+    use strom_types::ErrorCode::*;
+    matches!(
+        error.error_code(),
+        Some(
+            MessageTooLarge
+                | RecordListTooLarge
+                | InvalidRecord
+                | CorruptMessage
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | InvalidTopicException
+        )
+    )
 }
