@@ -19,7 +19,8 @@
   IMPORT is refused with 42205; IMPORT with subjects present needs ?force=true.
 * Configs: a subject's NONE overrides the global FULL for that subject only.
 * A `_schemas` topic in Confluent's own key/value layout, written before the registry's first
-  request (a schema, a config, a soft delete), is what the registry serves.
+  request (a NOOP, schemas, a config, a version's soft delete, a subject's DELETE_SUBJECT), is
+  what the registry serves; new ids never collide with the copied ones.
 * Broker-side validation: with `confluent.value.schema.validation=true` (or `.key.`) Produce
   refuses records without magic byte 0 and a registered schema id with INVALID_RECORD; without
   it nothing is checked.
@@ -426,16 +427,20 @@ def test_a_subject_config_overrides_the_global_one_for_that_subject_only(broker,
 LEGACY_SUBJECT = "legacy-orders-value"
 LEGACY_V1 = avro_record("Order", [{"name": "id", "type": "long"}])
 LEGACY_V2 = avro_record("Order", [{"name": "id", "type": "long"}, {"name": "note", "type": "string", "default": ""}])
+LEGACY_GONE = "legacy-gone-value"
+LEGACY_GONE_SCHEMA = avro_record("Gone", [{"name": "g", "type": "int"}])
 
 
 def confluent_records() -> list[tuple[dict, dict | None]]:
     """(key, value) records as a Confluent registry writes them to `_schemas` (no Strom fields):
-    a NOOP, two versions (ids 7 and 9), the subject's config, then version 2 soft-deleted."""
-    def schema_key(version):
-        return {"keytype": "SCHEMA", "subject": LEGACY_SUBJECT, "version": version, "magic": 1}
+    a NOOP, two versions (ids 7 and 9), the subject's config, then version 2 soft-deleted (the
+    version's record again with deleted=true); another subject (id 11) soft-deleted as a whole
+    (a DELETE_SUBJECT record up to its version 1)."""
+    def schema_key(version, subject=LEGACY_SUBJECT):
+        return {"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}
 
-    def schema_value(version, schema_id, schema, deleted):
-        return {"subject": LEGACY_SUBJECT, "version": version, "id": schema_id, "schema": compact(schema), "deleted": deleted}
+    def schema_value(version, schema_id, schema, deleted, subject=LEGACY_SUBJECT):
+        return {"subject": subject, "version": version, "id": schema_id, "schema": compact(schema), "deleted": deleted}
 
     return [
         ({"keytype": "NOOP", "magic": 0}, None),
@@ -443,6 +448,8 @@ def confluent_records() -> list[tuple[dict, dict | None]]:
         (schema_key(2), schema_value(2, 9, LEGACY_V2, False)),
         ({"keytype": "CONFIG", "subject": LEGACY_SUBJECT, "magic": 0}, {"compatibilityLevel": "NONE"}),
         (schema_key(2), schema_value(2, 9, LEGACY_V2, True)),
+        (schema_key(1, LEGACY_GONE), schema_value(1, 11, LEGACY_GONE_SCHEMA, False, LEGACY_GONE)),
+        ({"keytype": "DELETE_SUBJECT", "subject": LEGACY_GONE, "magic": 0}, {"subject": LEGACY_GONE, "version": 1}),
     ]
 
 
@@ -465,11 +472,14 @@ def test_a_schemas_topic_copied_from_a_confluent_registry_loads(broker):
         assert json.loads(registry.ok("GET", "/schemas/ids/9")["schema"]) == LEGACY_V2
         assert_error(registry.get(f"/subjects/{LEGACY_SUBJECT}/versions/2"), 404, 40402)
         assert registry.ok("GET", f"/config/{LEGACY_SUBJECT}") == {"compatibilityLevel": "NONE"}
+        assert LEGACY_GONE not in subjects(registry) and LEGACY_GONE in subjects(registry, deleted="true")
+        assert_error(registry.get(f"/subjects/{LEGACY_GONE}/versions"), 404, 40401)
+        assert json.loads(registry.ok("GET", "/schemas/ids/11")["schema"]) == LEGACY_GONE_SCHEMA
 
         # NONE from the copied config: an incompatible schema is accepted, as version 3
         # (after the soft-deleted 2), with an id that collides with neither copied id.
         new_id = registry.register(LEGACY_SUBJECT, avro_record("Order", [{"name": "id", "type": "string"}]))
-        assert new_id not in (7, 9)
+        assert new_id not in (7, 9, 11)
         assert versions(registry, LEGACY_SUBJECT) == [1, 3]
         # The copied text registered elsewhere keeps its copied id.
         assert registry.register(unique("legacy-copy"), LEGACY_V1) == 7
