@@ -166,9 +166,16 @@ PERSON = {
     "fields": [{"name": "name", "type": "string"}, {"name": "home", "type": "conf.Address"}],
 }
 JSON_SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "additionalProperties": False}
+JSON_ADDED = {**JSON_SCHEMA, "properties": {**JSON_SCHEMA["properties"], "m": {"type": "string"}}}
+JSON_RETYPED = {**JSON_SCHEMA, "properties": {"n": {"type": "string"}}}
+JSON_OPEN = {"type": "object", "properties": {"n": {"type": "integer"}}}
+JSON_OPEN_ADDED = {"type": "object", "properties": {"n": {"type": "integer"}, "m": {"type": "string"}}}
 PROTO = proto_text("conf", "User", [("name", 1, "string"), ("age", 2, "int32")])
+PROTO_ADDED = proto_text("conf", "User", [("name", 1, "string"), ("age", 2, "int32"), ("email", 3, "string")])
+PROTO_RETYPED = proto_text("conf", "User", [("name", 1, "int32"), ("age", 2, "int32")])
 
-S = compact(PAYMENT)
+METADATA = {"properties": {"owner": "e2e", "tier": "gold"}}
+WITH_METADATA = {"type": "record", "name": "Meta", "namespace": "conf", "fields": [{"name": "m", "type": "int"}]}
 
 
 def schema_of(schema: dict, **extra) -> dict:
@@ -252,9 +259,14 @@ ROWS: list[Row] = [
         body={"schema": '{"type": "record", "name": '}),
     Row("an unknown schemaType", "POST", "/subjects/orders-value/versions", 422, err(42201),
         body={"schema": compact(PAYMENT), "schemaType": "XML"}),
+    Row("metadata and a rule set are accepted with a schema", "POST", "/subjects/meta-value/versions", 200,
+        {"id": Other("id1")}, body=schema_of(WITH_METADATA, metadata=METADATA, ruleSet={"domainRules": []})),
+    Row("the metadata is kept", "GET", "/subjects/meta-value/versions/1", 200, {"metadata": METADATA}),
     # Lookup.
     Row("lookup finds a registered schema", "POST", "/subjects/orders-value", 200,
         {"subject": "orders-value", "version": 1, "id": Same("id1"), "schema": JsonText(PAYMENT)}, body=schema_of(PAYMENT)),
+    Row("lookup with ?normalize=true", "POST", "/subjects/orders-value", 200, {"version": 1, "id": Same("id1")},
+        body=schema_of(PAYMENT), params={"normalize": "true"}),
     Row("lookup of an unregistered schema", "POST", "/subjects/orders-value", 404, err(40403), body=schema_of(UNRELATED)),
     Row("lookup in an unknown subject", "POST", "/subjects/no-such-subject", 404, err(40401), body=schema_of(PAYMENT)),
     # Compatibility.
@@ -324,12 +336,25 @@ ROWS: list[Row] = [
         body=schema_of(JSON_SCHEMA, schemaType="JSON"), capture={"json_id": "id"}),
     Row("a JSON schema's type is JSON", "GET", "/subjects/json-value/versions/1", 200,
         {"schemaType": "JSON", "id": Same("json_id"), "schema": JsonText(JSON_SCHEMA)}),
+    Row("register an open-model JSON schema", "POST", "/subjects/json-open/versions", 200, {"id": Other("json_id")},
+        body=schema_of(JSON_OPEN, schemaType="JSON")),
     Row("register a Protobuf schema", "POST", "/subjects/proto-value/versions", 200, {"id": Other("id1", "id2", "json_id")},
         body={"schema": PROTO, "schemaType": "PROTOBUF"}, capture={"proto_id": "id"}),
     Row("a Protobuf schema's type is PROTOBUF", "GET", "/schemas/ids/{proto_id}", 200,
         {"schemaType": "PROTOBUF", "schema": Pred("proto text with message User", lambda v, s: "message User" in v)}),
     Row("?format=serialized answers a FileDescriptorProto", "GET", "/schemas/ids/{proto_id}", 200,
         serialized_descriptor_with("User"), params={"format": "serialized"}),
+    Row("Protobuf: a new field is compatible", "POST", "/compatibility/subjects/proto-value/versions/latest", 200,
+        {"is_compatible": True}, body={"schema": PROTO_ADDED, "schemaType": "PROTOBUF"}),
+    Row("Protobuf: string -> int32 is not", "POST", "/compatibility/subjects/proto-value/versions/latest", 200,
+        {"is_compatible": False}, body={"schema": PROTO_RETYPED, "schemaType": "PROTOBUF"}),
+    Row("JSON: an optional property added to a closed model is compatible", "POST",
+        "/compatibility/subjects/json-value/versions/latest", 200, {"is_compatible": True},
+        body=schema_of(JSON_ADDED, schemaType="JSON")),
+    Row("JSON: a property's type changed is not", "POST", "/compatibility/subjects/json-value/versions/latest", 200,
+        {"is_compatible": False}, body=schema_of(JSON_RETYPED, schemaType="JSON")),
+    Row("JSON: a property added to an open model is not", "POST", "/compatibility/subjects/json-open/versions/latest",
+        200, {"is_compatible": False}, body=schema_of(JSON_OPEN_ADDED, schemaType="JSON")),
     Row("an invalid Protobuf schema", "POST", "/subjects/proto-value/versions", 422, err(42201),
         body={"schema": "message {", "schemaType": "PROTOBUF"}),
     Row("an invalid JSON schema", "POST", "/subjects/json-value/versions", 422, err(42201),
