@@ -21,6 +21,10 @@
 * A `_schemas` topic in Confluent's own key/value layout, written before the registry's first
   request (a NOOP, schemas, a config, a version's soft delete, a subject's DELETE_SUBJECT), is
   what the registry serves; new ids never collide with the copied ones.
+* What Strom writes to `_schemas` is Confluent's layout (a version's SCHEMA record, its soft
+  delete as the same record with deleted=true, a CONFIG record); the whole state (versions,
+  soft deletes, configs, modes, ids) survives a graceful restart and a kill -9, and ids
+  registered afterwards are new.
 * Broker-side validation: with `confluent.value.schema.validation=true` (or `.key.`) Produce
   refuses records without magic byte 0 and a registered schema id with INVALID_RECORD; without
   it nothing is checked.
@@ -44,6 +48,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import json_format
 
 from kafka_helpers import (
+    consume_all,
     consume_range,
     create_topic,
     list_topic_names,
@@ -484,6 +489,70 @@ def test_a_schemas_topic_copied_from_a_confluent_registry_loads(broker):
         assert versions(registry, LEGACY_SUBJECT) == [1, 3]
         # The copied text registered elsewhere keeps its copied id.
         assert registry.register(unique("legacy-copy"), LEGACY_V1) == 7
+
+
+# -- what Strom writes to _schemas, and restarts --------------------------------------------
+
+
+def test_strom_writes_schemas_in_confluents_record_layout(broker, registry):
+    subject = unique("layout")
+    schema_id = registry.register(subject, AVRO_V1)
+    registry.ok("PUT", f"/config/{subject}", {"compatibility": "FULL"})
+    assert registry.ok("DELETE", f"/subjects/{subject}/versions/1") == 1
+
+    records = consume_all(broker.bootstrap, "_schemas", 0)
+    parsed = [(json.loads(r.key), None if r.value is None else json.loads(r.value)) for r in records]
+    versions_written = [(k, v) for k, v in parsed if k.get("keytype") == "SCHEMA" and k.get("subject") == subject]
+    assert versions_written, f"no SCHEMA record for {subject} in _schemas: {parsed}"
+    for key, value in versions_written:
+        assert (key["version"], key["magic"]) == (1, 1), key
+        assert (value["subject"], value["version"], value["id"]) == (subject, 1, schema_id), value
+        assert json.loads(value["schema"]) == AVRO_V1, value
+        assert value.get("schemaType", "AVRO") == "AVRO", value
+        assert isinstance(value["deleted"], bool), value
+    assert versions_written[0][1]["deleted"] is False
+    # The soft delete is the version's record again, with deleted=true (as Confluent writes it).
+    assert versions_written[-1][1]["deleted"] is True, versions_written
+    configs = [(k, v) for k, v in parsed if k.get("keytype") == "CONFIG" and k.get("subject") == subject]
+    assert configs, f"no CONFIG record for {subject}: {parsed}"
+    assert configs[-1][0]["magic"] == 0 and configs[-1][1]["compatibilityLevel"] == "FULL", configs
+
+
+def registry_state(registry: Registry, subject: str, readonly: str, ids: list[int]) -> dict:
+    return {
+        "versions": versions(registry, subject),
+        "deleted versions": versions(registry, subject, deleted="true"),
+        "global config": registry.ok("GET", "/config"),
+        "subject config": registry.ok("GET", f"/config/{subject}"),
+        "mode": registry.ok("GET", f"/mode/{readonly}"),
+        "readonly versions": versions(registry, readonly),
+        "schemas": {i: registry.ok("GET", f"/schemas/ids/{i}")["schema"] for i in ids},
+        "latest": registry.ok("GET", f"/subjects/{subject}/versions/latest"),
+    }
+
+
+def test_the_registry_state_survives_a_restart_and_a_kill_9(broker, registry):
+    subject, readonly = unique("persist"), unique("persist-ro")
+    ids = three_versions(registry, subject)
+    assert registry.ok("DELETE", f"/subjects/{subject}/versions/2") == 2
+    registry.ok("PUT", "/config", {"compatibility": "FULL"})
+    ids.append(registry.register(readonly, '"string"'))
+    registry.ok("PUT", f"/mode/{readonly}", {"mode": "READONLY"})
+    before = registry_state(registry, subject, readonly, ids)
+    assert before["deleted versions"] == [1, 2, 3] and before["mode"] == {"mode": "READONLY"}
+
+    for how in ("SIGTERM", "kill -9"):
+        if how == "SIGTERM":
+            broker.restart()
+        else:
+            broker.kill()
+            broker.start()
+        wait_for_registry(broker.registry_url)
+        assert registry_state(registry, subject, readonly, ids) == before, f"after {how}"
+        fresh = registry.register(unique("after-restart"), avro_record(f"After{len(ids)}", [{"name": "a", "type": "int"}]))
+        assert fresh not in ids, f"after {how}: id {fresh} reused"
+        ids.append(fresh)
+        before["schemas"][fresh] = registry.ok("GET", f"/schemas/ids/{fresh}")["schema"]
 
 
 # -- broker-side schema validation --------------------------------------------------------
