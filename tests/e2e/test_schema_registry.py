@@ -15,8 +15,9 @@
   (40401, 40402, 40404-40407) and the `?deleted=true` listings; version numbers continue after
   deleted ones and a re-registered text keeps its id.
 * Modes: READONLY refuses registration with 42205 and still serves reads; IMPORT registers with
-  explicit ids and versions (and refuses registration without an id); an explicit id outside
-  IMPORT is refused with 42205; IMPORT with subjects present needs ?force=true.
+  explicit ids and versions (and refuses registration without an id, or with an id another
+  text holds); an explicit id outside IMPORT is refused with 42205; IMPORT with subjects present
+  needs ?force=true.
 * Configs: a subject's NONE overrides the global FULL for that subject only.
 * A `_schemas` topic in Confluent's own key/value layout, written before the registry's first
   request (a NOOP, schemas, a config, a version's soft delete, a subject's DELETE_SUBJECT), is
@@ -30,7 +31,8 @@
   it nothing is checked.
 * Hostile input: a 10 MiB schema, 100,000 levels of nesting in a schema and in the request body,
   invalid UTF-8, a body that is not JSON, an unknown schemaType, missing and cyclic references:
-  each gets a clear 4xx with a Confluent error body, and the registry serves after each.
+  each gets a clear 4xx (with Confluent's error body, but for a 413), nothing is registered, and
+  the registry serves after each.
 """
 
 from __future__ import annotations
