@@ -85,9 +85,21 @@ class Registry:
             path = f"{path}?{urllib.parse.urlencode(params)}"
         connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         try:
-            connection.request(method, path, body=content, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
+            try:
+                connection.request(method, path, body=content, headers=headers)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                # The server answered (e.g. 413) and closed before the whole body was sent: its
+                # answer may still be readable, as an HTTP client reads it after a failed send.
+                if connection.sock is None:
+                    raise AssertionError(f"{method} {path}: connection closed while sending, no answer: {error!r}")
+            try:
+                response = connection.getresponse()
+                data = response.read()
+            except (ConnectionResetError, http.client.RemoteDisconnected) as error:
+                raise AssertionError(
+                    f"{method} {path} ({len(content or b'')} bytes): the connection was reset and no answer "
+                    f"could be read ({error!r}); the server closed without reading the request"
+                ) from error
             status, response_headers = response.status, {k.lower(): v for k, v in response.getheaders()}
         finally:
             connection.close()
