@@ -2,7 +2,8 @@
 
 * A schema registered on node 1 is readable on node 3 at once (the next request, no sleep),
   by id and by subject/version, and the same text registered on another node under another
-  subject gets the same id.
+  subject gets the same id; a config, a mode and a delete made on one node hold on another at
+  once.
 * 30 distinct schemas registered at once from all three nodes (threads released together) get
   30 distinct ids, and every node answers every id with the schema registered under it; 30
   schemas sent at once into one subject get versions 1..30 exactly once each; one text sent at
@@ -101,6 +102,15 @@ def test_a_schema_registered_on_node_1_is_readable_on_node_3_at_once(cluster_fac
         back_id = nodes[3].register(other, schema_n(100 + round_))
         lookup = nodes[1].post(f"/subjects/{other}", {"schema": compact(schema_n(100 + round_))})
         assert lookup.status == 200 and lookup.body["id"] == back_id, lookup.describe()
+        # Configs, modes and deletes too: set on one node, seen on another by the next request.
+        nodes[2].ok("PUT", f"/config/{subject}", {"compatibility": "FULL_TRANSITIVE"})
+        assert nodes[1].ok("GET", f"/config/{subject}") == {"compatibilityLevel": "FULL_TRANSITIVE"}
+        nodes[3].ok("PUT", f"/mode/{other}", {"mode": "READONLY"})
+        refused = nodes[1].post(f"/subjects/{other}/versions", {"schema": compact(schema_n(900))})
+        assert (refused.status, refused.error_code) == (422, 42205), refused.describe()
+        assert nodes[1].ok("DELETE", f"/subjects/{subject}") == [1]
+        gone = nodes[3].get(f"/subjects/{subject}/versions")
+        assert (gone.status, gone.error_code) == (404, 40401), gone.describe()
 
 
 COUNT = 30
