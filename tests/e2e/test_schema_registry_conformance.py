@@ -291,6 +291,11 @@ ROWS: list[Row] = [
         {"id": Other("id1")}, body=schema_of(PAYMENT_V2), capture={"id2": "id"}),
     Row("two versions", "GET", "/subjects/orders-value/versions", 200, [1, 2]),
     Row("latest is version 2", "GET", "/subjects/orders-value/versions/latest", 200, {"version": 2, "id": Same("id2")}),
+    Row("an explicit version that is the next one is taken", "POST", "/subjects/versioned/versions", 200,
+        {"id": Same("id1")}, body=schema_of(PAYMENT, version=1)),
+    Row("an explicit version that skips ahead is refused outside IMPORT", "POST", "/subjects/versioned/versions", 422,
+        err(42201), body=schema_of(PAYMENT_V2, version=5)),
+    Row("the explicit version is the one stored", "GET", "/subjects/versioned/versions", 200, [1]),
     # Configs.
     Row("set the global level", "PUT", "/config", 200, {"compatibility": "FULL"}, body={"compatibility": "FULL"}),
     Row("read the global level", "GET", "/config", 200, {"compatibilityLevel": "FULL"}),
