@@ -26,7 +26,10 @@ pub mod auth;
 pub mod console;
 pub mod exposition;
 pub mod health;
+pub mod listener;
+pub mod node_client;
 pub mod registry;
+pub mod registry_store;
 pub mod state;
 
 pub use admin::ADMIN_PORT_DEFAULT;

@@ -31,7 +31,7 @@ struct Inner {
     /// broker's ACLs then judge each request as that user's (see the api module).
     user_clients: Mutex<HashMap<String, UserClient>>,
     /// `_schemas`, once the schema registry (or the console decoding a record) opened it.
-    schemas: tokio::sync::OnceCell<Arc<crate::registry::topic::SchemasTopic>>,
+    schemas: tokio::sync::OnceCell<Arc<crate::registry_store::topic::SchemasTopic>>,
 }
 
 impl AdminState {
@@ -66,7 +66,7 @@ impl AdminState {
 
     pub(crate) fn schemas(
         &self,
-    ) -> &tokio::sync::OnceCell<Arc<crate::registry::topic::SchemasTopic>> {
+    ) -> &tokio::sync::OnceCell<Arc<crate::registry_store::topic::SchemasTopic>> {
         &self.inner.schemas
     }
 

@@ -37,7 +37,7 @@ use strom_client::{
 use strom_types::{Offset, PartitionIndex, TimestampMs};
 
 use super::topics::{existing_topic, offset_range};
-use super::{body, connected, query, ApiError, ApiResult};
+use super::{body, connected, query, serving, ApiError, ApiResult};
 use crate::state::AdminState;
 
 /// Records one request returns by default, and at most.
@@ -114,7 +114,7 @@ impl Stop {
 
 /// A registered schema, for the browser to show beside a decoded record.
 async fn schema(State(state): State<AdminState>, Path(id): Path<i32>) -> ApiResult {
-    let topic = crate::registry::opened(&state)
+    let topic = crate::registry_store::opened(state.schemas(), serving(&state)?)
         .await
         .map_err(|e| ApiError::new(e.status, e.message))?;
     topic
@@ -166,10 +166,11 @@ async fn browse(
     };
     // Records written by Confluent's serializers are shown decoded too, when the registry
     // opens (it may not: a node without its listener still has `_schemas` to read).
-    let mut decoder = match crate::registry::opened(&state).await {
+    let schemas = crate::registry_store::opened(state.schemas(), serving(&state)?).await;
+    let mut decoder = match schemas {
         Ok(topic) => {
             let _ = topic.catch_up().await;
-            Some(crate::registry::Decoder::new(topic))
+            Some(crate::registry_store::Decoder::new(topic))
         }
         Err(_) => None,
     };
@@ -275,7 +276,7 @@ async fn scan(
     start: Offset,
     limit: usize,
     filters: &Filters,
-    decoder: &mut Option<crate::registry::Decoder>,
+    decoder: &mut Option<crate::registry_store::Decoder>,
 ) -> Result<Scan, ApiError> {
     let mut scan = Scan {
         messages: Vec::new(),
@@ -343,7 +344,7 @@ fn weight(record: &FetchedRecord) -> usize {
 fn record_json(
     partition: PartitionIndex,
     record: &FetchedRecord,
-    decoder: &mut Option<crate::registry::Decoder>,
+    decoder: &mut Option<crate::registry_store::Decoder>,
 ) -> Value {
     let mut shown = |bytes: Option<&Bytes>| {
         let mut json = bytes_json(bytes);

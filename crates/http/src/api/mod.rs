@@ -64,9 +64,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
-use strom_broker::config::listeners::SecurityProtocol as ListenerProtocol;
 use strom_broker::Broker;
-use strom_client::{Client, ClientConfig, ClientError, SecurityProtocol};
+use strom_client::{Client, ClientError};
 use strom_types::ErrorCode;
 
 use crate::state::{AdminState, Login, LOGIN};
@@ -81,10 +80,6 @@ pub fn routes() -> Router<AdminState> {
         .merge(loggers::routes())
 }
 
-/// How long the console's client waits for the broker: short, since a person is waiting.
-const REQUEST_TIMEOUT_MS: u64 = 10_000;
-const CONNECT_TIMEOUT_MS: u64 = 3_000;
-
 /// The broker, once it serves, and the client to ask it with: logged in as the request's
 /// user (HTTP Basic, see the auth module) on a SASL listener when the request has a login and
 /// the node has one, so the broker's ACLs judge it as that user's; else the console's own.
@@ -96,7 +91,11 @@ pub(crate) async fn connected(state: &AdminState) -> Result<(&Broker, Arc<Client
         }
     }
     let client = (state.console_client())
-        .get_or_try_init(|| async { connect(broker, None).await.map(Arc::new) })
+        .get_or_try_init(|| async {
+            (crate::node_client::connect(broker, None).await)
+                .map(Arc::new)
+                .map_err(ApiError::from)
+        })
         .await?;
     Ok((broker, client.clone()))
 }
@@ -122,7 +121,10 @@ async fn user_client(
         password: login.password.clone(),
         token: None,
     };
-    match connect(broker, Some(sasl)).await {
+    match crate::node_client::connect(broker, Some(sasl))
+        .await
+        .map_err(ApiError::from)
+    {
         Ok(client) => {
             let client = Arc::new(client);
             state.keep_user_client(login, client.clone());
@@ -148,60 +150,6 @@ fn starting() -> ApiError {
     )
 }
 
-/// Connects to this node's client listener. With a SASL login: the first SASL listener, as
-/// that user. Without: the inter-broker listener (over TLS it presents the broker's own
-/// certificate, whose principal the authorizer knows), else the first that needs no SASL login.
-pub(crate) async fn connect(
-    broker: &Broker,
-    sasl: Option<strom_client::SaslConfig>,
-) -> Result<Client, ApiError> {
-    let listeners = broker.config.client_listeners().map_err(|error| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("listeners: {error}"),
-        )
-    })?;
-    let inter_broker = broker.config.inter_broker_listener().ok();
-    let wants_sasl = sasl.is_some();
-    let chosen = (inter_broker.into_iter().chain(listeners))
-        .find(|listener| listener.protocol.uses_sasl() == wants_sasl)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the console needs a PLAINTEXT or SSL client listener on this node, or a SASL \
-                 one and an HTTP Basic login (admin.authentication=basic)",
-            )
-        })?;
-    let (host, port) = broker.advertised(&chosen.name);
-    let mut security = broker.inter_broker_security();
-    security.protocol = match chosen.protocol {
-        ListenerProtocol::Ssl => SecurityProtocol::Ssl,
-        ListenerProtocol::SaslSsl => SecurityProtocol::SaslSsl,
-        ListenerProtocol::SaslPlaintext => SecurityProtocol::SaslPlaintext,
-        _ => SecurityProtocol::Plaintext,
-    };
-    if sasl.is_some() {
-        // As the user alone: no broker certificate whose principal would be a super user.
-        security.tls.certificate_location = None;
-        security.tls.key_location = None;
-    }
-    security.sasl = sasl;
-    let mut config = ClientConfig {
-        // Browsing a topic that does not exist must not create it.
-        allow_auto_topic_creation: false,
-        ..ClientConfig::default()
-    };
-    config.connection.client_id = "strom-console".to_owned();
-    config.connection.request_timeout_ms = REQUEST_TIMEOUT_MS;
-    config.connection.connect_timeout_ms = CONNECT_TIMEOUT_MS;
-    config.connection.security = security;
-    let bootstrap = match host.contains(':') {
-        true => format!("[{host}]:{port}"),
-        false => format!("{host}:{port}"),
-    };
-    Ok(Client::connect(&bootstrap, config).await?)
-}
-
 /// A failed request: its status and what to tell the person.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -215,10 +163,6 @@ impl ApiError {
             status,
             message: message.into(),
         }
-    }
-
-    pub(crate) fn message(&self) -> &str {
-        &self.message
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
@@ -237,6 +181,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<crate::node_client::ConnectError> for ApiError {
+    fn from(error: crate::node_client::ConnectError) -> ApiError {
+        match error {
+            crate::node_client::ConnectError::NoListener(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
+            crate::node_client::ConnectError::Client(error) => ApiError::from(error),
+        }
     }
 }
 

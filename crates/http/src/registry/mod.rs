@@ -2,35 +2,31 @@
 //! `schema.registry.listen` (port 8081 by default), its state kept in the compacted topic
 //! `_schemas` in Confluent's record layout.
 //!
-//! - [`topic`]: reading and writing `_schemas` (any node writes; writes are sequenced by the
-//!   offset they expect, so ids never collide).
-//! - [`store`]: the state the records build: schemas by id, subjects' versions, configs, modes.
+//! - [`crate::registry_store`]: reading and writing `_schemas` (any node writes; writes are
+//!   sequenced by the offset they expect, so ids never collide), and the state the records
+//!   build: schemas by id, subjects' versions, configs, modes.
 //! - [`routes`]: the endpoints, Confluent's paths, bodies, error codes and content type.
 //!
 //! Formats, normalization and compatibility are the `strom-schema` crate's.
 
 pub mod client;
 pub mod routes;
-pub mod store;
-pub mod topic;
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use serde_json::json;
 
+use crate::registry_store::topic::{self, SchemasTopic};
+pub use crate::registry_store::{ok, reply, RegistryError, CONTENT_TYPE};
 use crate::state::AdminState;
-use topic::SchemasTopic;
 
 /// The registry's port when `schema.registry.listen` is not given (Confluent's).
 pub const REGISTRY_PORT_DEFAULT: u16 = 8081;
 
 /// How long a read waits to catch up with `_schemas` before answering from what it has.
 const CATCH_UP_MS_MAX: u64 = 1_500;
-
-/// Confluent's content type, of every answer.
-pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// What the registry's handlers share: the admin state (the broker once it serves, the
 /// logins the auth guard checked) and `_schemas`, opened on the first request.
@@ -76,113 +72,9 @@ impl RegistryState {
 
 /// `_schemas`, opened (created if need be) on first use by the registry or the console.
 pub async fn opened(admin: &AdminState) -> Result<Arc<SchemasTopic>, RegistryError> {
-    {
-        let broker = (admin.broker())
-            .ok_or_else(|| RegistryError::unavailable("the broker is starting"))?
-            .clone();
-        let topic = admin
-            .schemas()
-            .get_or_try_init(|| async {
-                let client = crate::api::connect(&broker, None)
-                    .await
-                    .map_err(|e| RegistryError::unavailable(e.message()))?;
-                let brokers = broker.quorum.image().brokers.len();
-                let node = broker.node().0;
-                SchemasTopic::open(Arc::new(client), node, brokers)
-                    .await
-                    .map(Arc::new)
-            })
-            .await?;
-        Ok(topic.clone())
-    }
-}
-
-/// A failed request, as Confluent answers it: an HTTP status and `{error_code, message}`.
-#[derive(Debug, Clone)]
-pub struct RegistryError {
-    pub status: StatusCode,
-    pub code: i32,
-    pub message: String,
-}
-
-impl RegistryError {
-    pub fn new(status: StatusCode, code: i32, message: impl Into<String>) -> RegistryError {
-        RegistryError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn subject_not_found(subject: &str) -> RegistryError {
-        RegistryError::new(
-            StatusCode::NOT_FOUND,
-            40401,
-            format!("Subject '{subject}' not found."),
-        )
-    }
-
-    pub fn version_not_found(version: impl std::fmt::Display) -> RegistryError {
-        RegistryError::new(
-            StatusCode::NOT_FOUND,
-            40402,
-            format!("Version {version} not found."),
-        )
-    }
-
-    pub fn schema_not_found(id: Option<i32>) -> RegistryError {
-        let message = match id {
-            Some(id) => format!("Schema {id} not found"),
-            None => "Schema not found".to_owned(),
-        };
-        RegistryError::new(StatusCode::NOT_FOUND, 40403, message)
-    }
-
-    pub fn invalid_schema(message: impl std::fmt::Display) -> RegistryError {
-        RegistryError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42201,
-            format!("Invalid schema: {message}"),
-        )
-    }
-
-    pub fn unprocessable(code: i32, message: impl Into<String>) -> RegistryError {
-        RegistryError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> RegistryError {
-        RegistryError::new(StatusCode::BAD_REQUEST, 400, message)
-    }
-
-    pub fn store(message: impl Into<String>) -> RegistryError {
-        RegistryError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, message)
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> RegistryError {
-        RegistryError::new(StatusCode::SERVICE_UNAVAILABLE, 50003, message)
-    }
-}
-
-impl IntoResponse for RegistryError {
-    fn into_response(self) -> Response {
-        reply(
-            self.status,
-            json!({"error_code": self.code, "message": self.message}),
-        )
-    }
-}
-
-/// A JSON answer with Confluent's content type.
-pub fn reply(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
-}
-
-pub fn ok(body: Value) -> Response {
-    reply(StatusCode::OK, body)
+    let broker =
+        (admin.broker()).ok_or_else(|| RegistryError::unavailable("the broker is starting"))?;
+    crate::registry_store::opened(admin.schemas(), broker).await
 }
 
 /// Largest request body: a schema of [`strom_schema::SCHEMA_BYTES_MAX`] bytes escaped in
@@ -234,7 +126,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(state);
-    crate::admin::serve_router(listener, tls, app, "schema registry", shutdown).await
+    crate::listener::serve_router(listener, tls, app, "schema registry", shutdown).await
 }
 
 impl RegistryState {
@@ -264,47 +156,5 @@ impl strom_broker::schema_validation::SchemaIds for RegisteredIds {
                 tracing::warn!(error = %error.message, "schema validation: cannot read {}", topic::TOPIC);
             }
         })
-    }
-}
-
-/// Decodes record keys and values written by Confluent's serializers (magic byte 0, a 4-byte
-/// schema id, the datum) with the schemas of this registry, for the console's message browser.
-/// Schemas are parsed once per decoder.
-pub struct Decoder {
-    topic: Arc<SchemasTopic>,
-    parsed: std::collections::HashMap<i32, Option<Arc<strom_schema::Schema>>>,
-}
-
-impl Decoder {
-    pub fn new(topic: Arc<SchemasTopic>) -> Decoder {
-        Decoder {
-            topic,
-            parsed: Default::default(),
-        }
-    }
-
-    /// `{schema_id, schema_type, decoded}` (or `decode_error`) for bytes that name a
-    /// registered schema; `None` for anything else.
-    pub fn decode(&mut self, bytes: &[u8]) -> Option<Value> {
-        let [0, a, b, c, d, datum @ ..] = bytes else {
-            return None;
-        };
-        let id = i32::from_be_bytes([*a, *b, *c, *d]);
-        let topic = &self.topic;
-        let schema = self
-            .parsed
-            .entry(id)
-            .or_insert_with(|| {
-                let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
-                let stored = store.schema(id)?;
-                routes::parse_stored(&store, stored).ok().map(Arc::new)
-            })
-            .clone()?;
-        let mut answer = json!({"schema_id": id, "schema_type": schema.schema_type().name()});
-        match schema.decode(datum) {
-            Ok(decoded) => answer["decoded"] = decoded,
-            Err(error) => answer["decode_error"] = error.into(),
-        }
-        Some(answer)
     }
 }

@@ -14,11 +14,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strom_schema::{Compatibility, Dependency, Schema, SchemaType};
+use strom_schema::{Compatibility, Schema, SchemaType};
 
-use super::store::{Mode, Reference, Store, StoredSchema};
-use super::topic::Write;
-use super::{ok, RegistryError, RegistryState};
+use super::RegistryState;
+use crate::registry_store::store::{self, Mode, Reference, Store, StoredSchema};
+use crate::registry_store::topic::Write;
+use crate::registry_store::{ok, parse_stored, parse_with, RegistryError};
 
 type Answer = Result<Response, RegistryError>;
 type Params = Query<HashMap<String, String>>;
@@ -139,7 +140,7 @@ fn schema_fields(body: &mut serde_json::Map<String, Value>, schema: &StoredSchem
 }
 
 /// A subject version as `GET /subjects/{s}/versions/{v}` answers it.
-fn version_body(store: &Store, subject: &str, version: &super::store::Version) -> Value {
+fn version_body(store: &Store, subject: &str, version: &store::Version) -> Value {
     let mut body = serde_json::Map::new();
     body.insert("subject".into(), subject.into());
     body.insert("version".into(), version.version.into());
@@ -173,95 +174,6 @@ fn formatted(
         },
         _ => Ok(schema.schema.clone()),
     }
-}
-
-// -- references -----------------------------------------------------------------------
-
-/// Deepest chain of references followed.
-const REFERENCE_DEPTH_MAX: usize = 32;
-
-/// The texts `references` name, and theirs, deepest first; a missing one or a cycle is an
-/// invalid schema.
-fn dependencies(
-    store: &Store,
-    references: &[Reference],
-) -> Result<Vec<(String, String)>, RegistryError> {
-    let mut ordered: Vec<(String, String)> = Vec::new();
-    let mut seen: BTreeSet<(String, i32)> = BTreeSet::new();
-    fn visit(
-        store: &Store,
-        reference: &Reference,
-        depth: usize,
-        path: &mut Vec<(String, i32)>,
-        seen: &mut BTreeSet<(String, i32)>,
-        ordered: &mut Vec<(String, String)>,
-    ) -> Result<(), RegistryError> {
-        let at = (reference.subject.clone(), reference.version);
-        if path.contains(&at) {
-            return Err(RegistryError::invalid_schema(format!(
-                "the references form a cycle through {} version {}",
-                reference.subject, reference.version
-            )));
-        }
-        if depth > REFERENCE_DEPTH_MAX {
-            return Err(RegistryError::invalid_schema("references nest too deep"));
-        }
-        if !seen.insert(at.clone()) {
-            return Ok(());
-        }
-        let version = store
-            .version(&reference.subject, reference.version)
-            .filter(|v| !v.deleted)
-            .ok_or_else(|| {
-                RegistryError::invalid_schema(format!(
-                    "the reference {} names subject '{}' version {}, which does not exist",
-                    reference.name, reference.subject, reference.version
-                ))
-            })?;
-        let schema = store
-            .schema(version.id)
-            .ok_or_else(|| RegistryError::schema_not_found(Some(version.id)))?;
-        path.push(at);
-        for inner in &schema.references {
-            visit(store, inner, depth + 1, path, seen, ordered)?;
-        }
-        path.pop();
-        ordered.push((reference.name.clone(), schema.schema.clone()));
-        Ok(())
-    }
-    for reference in references {
-        visit(
-            store,
-            reference,
-            0,
-            &mut Vec::new(),
-            &mut seen,
-            &mut ordered,
-        )?;
-    }
-    Ok(ordered)
-}
-
-fn parse_with(
-    store: &Store,
-    schema_type: SchemaType,
-    text: &str,
-    references: &[Reference],
-) -> Result<Schema, RegistryError> {
-    let dependencies = dependencies(store, references)?;
-    let dependencies: Vec<Dependency<'_>> = (dependencies.iter())
-        .map(|(name, schema)| Dependency { name, schema })
-        .collect();
-    Schema::parse(schema_type, text, &dependencies).map_err(RegistryError::invalid_schema)
-}
-
-pub(crate) fn parse_stored(store: &Store, schema: &StoredSchema) -> Result<Schema, RegistryError> {
-    parse_with(
-        store,
-        schema.schema_type,
-        &schema.schema,
-        &schema.references,
-    )
 }
 
 // -- a schema in a request body -------------------------------------------------------
@@ -494,7 +406,7 @@ fn find_version<'a>(
     subject: &str,
     spec: &VersionSpec,
     deleted: bool,
-) -> Result<&'a super::store::Version, RegistryError> {
+) -> Result<&'a store::Version, RegistryError> {
     let versions = store
         .versions(subject)
         .filter(|versions| deleted || versions.values().any(|v| !v.deleted))
@@ -619,11 +531,11 @@ async fn register(
             }
             let (parsed, text) = prepare(store, &submitted, normalize)?;
             let versions = store.versions(&subject);
-            let live: Vec<&super::store::Version> = (versions.into_iter())
+            let live: Vec<&store::Version> = (versions.into_iter())
                 .flat_map(|v| v.values())
                 .filter(|v| !v.deleted)
                 .collect();
-            let same = |v: &&super::store::Version| {
+            let same = |v: &&store::Version| {
                 store.schema(v.id).is_some_and(|s| {
                     s.schema_type == submitted.schema_type
                         && s.schema == text
@@ -779,7 +691,7 @@ async fn delete_subject(
 
 /// Tombstones for every record that wrote these versions, so compaction removes them.
 fn tombstones<'a>(
-    versions: impl Iterator<Item = &'a super::store::Version>,
+    versions: impl Iterator<Item = &'a store::Version>,
 ) -> Vec<(Value, Option<Value>)> {
     (versions.flat_map(|v| v.keys.iter()))
         .filter_map(|key| serde_json::from_slice::<Value>(key).ok())
@@ -887,7 +799,7 @@ async fn compatibility(
     let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
     let (parsed, _) = prepare(&store, &submitted, flag(&params, "normalize"))?;
     let level = store.compatibility(&subject);
-    let against: Vec<&super::store::Version> = match &version {
+    let against: Vec<&store::Version> = match &version {
         Some(spec) => match find_version(&store, &subject, spec, false) {
             Ok(found) => vec![found],
             // Nothing to be incompatible with yet.
@@ -924,7 +836,7 @@ async fn compatibility(
 
 // -- /config and /mode ------------------------------------------------------------------
 
-fn config_body(config: &super::store::Config) -> Value {
+fn config_body(config: &store::Config) -> Value {
     let mut body = config.fields.clone();
     body.remove("compatibilityLevel");
     if let Some(level) = config.compatibility {
