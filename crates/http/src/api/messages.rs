@@ -121,7 +121,7 @@ async fn schema(State(state): State<AdminState>, Path(id): Path<i32>) -> ApiResu
         .catch_up()
         .await
         .map_err(|e| ApiError::new(e.status, e.message))?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let schema = store
         .schema(id)
         .ok_or_else(|| ApiError::not_found(format!("no schema has id {id}")))?;

@@ -144,7 +144,7 @@ struct RegisteredIds(RegistryState);
 impl strom_broker::schema_validation::SchemaIds for RegisteredIds {
     fn is_registered(&self, id: i32) -> bool {
         (self.0.admin.schemas().get()).is_some_and(|topic| {
-            let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+            let store = topic.read();
             store.schema(id).is_some()
         })
     }

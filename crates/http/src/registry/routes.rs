@@ -262,7 +262,7 @@ fn prepare(
 
 async fn list_schemas(State(state): State<RegistryState>, Query(params): Params) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let prefix = params
         .get("subjectPrefix")
         .map(String::as_str)
@@ -295,7 +295,7 @@ async fn schema_by_id(
 ) -> Answer {
     let id = parse_id(&id)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let schema = store
         .schema(id)
         .ok_or_else(|| RegistryError::schema_not_found(Some(id)))?;
@@ -311,7 +311,7 @@ async fn schema_by_id(
 async fn schema_text_by_id(State(state): State<RegistryState>, Path(id): Path<String>) -> Answer {
     let id = parse_id(&id)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let schema = store
         .schema(id)
         .ok_or_else(|| RegistryError::schema_not_found(Some(id)))?;
@@ -333,7 +333,7 @@ async fn subjects_by_id(
 ) -> Answer {
     let id = parse_id(&id)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let deleted = flag(&params, "deleted");
     let uses = store.uses_of(id);
     let subjects: BTreeSet<&str> = (uses.iter())
@@ -353,7 +353,7 @@ async fn versions_by_id(
 ) -> Answer {
     let id = parse_id(&id)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     if store.schema(id).is_none() {
         return Err(RegistryError::schema_not_found(Some(id)));
     }
@@ -369,7 +369,7 @@ async fn versions_by_id(
 
 async fn list_subjects(State(state): State<RegistryState>, Query(params): Params) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let prefix = params
         .get("subjectPrefix")
         .map(String::as_str)
@@ -386,7 +386,7 @@ async fn list_versions(
     Query(params): Params,
 ) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let deleted = flag(&params, "deleted");
     let versions: Vec<i32> = (store.versions(&subject).into_iter())
         .flat_map(|v| v.values())
@@ -428,7 +428,7 @@ async fn get_version(
 ) -> Answer {
     let spec = parse_version(&version)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let found = find_version(&store, &subject, &spec, flag(&params, "deleted"))?;
     let mut body = version_body(&store, &subject, found);
     if let (Some(schema), Some(format)) = (store.schema(found.id), params.get("format")) {
@@ -444,7 +444,7 @@ async fn get_version_schema(
 ) -> Answer {
     let spec = parse_version(&version)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let found = find_version(&store, &subject, &spec, flag(&params, "deleted"))?;
     let schema = store
         .schema(found.id)
@@ -458,7 +458,7 @@ async fn referenced_by(
 ) -> Answer {
     let spec = parse_version(&version)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let found = find_version(&store, &subject, &spec, false)?;
     Ok(ok(json!(store.referenced_by(&subject, found.version))))
 }
@@ -472,7 +472,7 @@ async fn lookup(
 ) -> Answer {
     let submitted = submitted(&body)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let deleted = flag(&params, "deleted");
     let versions = store
         .versions(&subject)
@@ -796,7 +796,7 @@ async fn compatibility(
 ) -> Answer {
     let submitted = submitted(&body)?;
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let (parsed, _) = prepare(&store, &submitted, flag(&params, "normalize"))?;
     let level = store.compatibility(&subject);
     let against: Vec<&store::Version> = match &version {
@@ -847,7 +847,7 @@ fn config_body(config: &store::Config) -> Value {
 
 async fn get_global_config(State(state): State<RegistryState>) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     Ok(ok(match store.config(None) {
         Some(config) if config.compatibility.is_some() => config_body(config),
         _ => json!({"compatibilityLevel": Compatibility::default().name()}),
@@ -860,7 +860,7 @@ async fn get_config(
     Query(params): Params,
 ) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     if let Some(config) = store.config(Some(&subject)) {
         return Ok(ok(config_body(config)));
     }
@@ -987,7 +987,7 @@ async fn delete_config_for(state: RegistryState, subject: Option<String>) -> Ans
 
 async fn get_global_mode(State(state): State<RegistryState>) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     let mode = store.mode(None).unwrap_or(Mode::Readwrite);
     Ok(ok(json!({"mode": mode.name()})))
 }
@@ -998,7 +998,7 @@ async fn get_mode(
     Query(params): Params,
 ) -> Answer {
     let topic = state.current().await?;
-    let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+    let store = topic.read();
     match store.mode(Some(&subject)) {
         Some(mode) => Ok(ok(json!({"mode": mode.name()}))),
         None if flag(&params, "defaultToGlobal") => {

@@ -250,7 +250,7 @@ impl Decoder {
             .parsed
             .entry(id)
             .or_insert_with(|| {
-                let store = topic.store.read().unwrap_or_else(|p| p.into_inner());
+                let store = topic.read();
                 let stored = store.schema(id)?;
                 parse_stored(&store, stored).ok().map(Arc::new)
             })

@@ -88,6 +88,13 @@ impl SchemasTopic {
         Ok(topic)
     }
 
+    /// The state as read so far.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Reads `_schemas` up to its high watermark now: what any node acknowledged before this
     /// call is in the store when it returns.
     pub async fn catch_up(&self) -> Result<(), RegistryError> {
