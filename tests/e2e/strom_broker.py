@@ -171,10 +171,13 @@ class Broker:
         if self.listener_ports is None:
             args += ["--listen", self.bootstrap]
         args += ["--data-dir", str(self.data_dir)]
-        if self.admin_port is None:
+        while self.admin_port is None or self.admin_port in self.ports():
             self.admin_port = self.pick_admin_port()
         args += ["--admin-listen", self.admin_address]
-        if self.registry_port is None:
+        # Ports are picked one at a time, each free when picked: the registry's must not be
+        # one picked for this broker already (the OS may hand the same free port out twice).
+        taken = {self.admin_port, *self.ports()}
+        while self.registry_port is None or self.registry_port in taken:
             self.registry_port = self.pick_registry_port()
         args += ["--schema-registry-listen", f"{self.host}:{self.registry_port}"]
         if self.config_file is not None:

@@ -26,7 +26,7 @@ use crate::state::AdminState;
 pub const REGISTRY_PORT_DEFAULT: u16 = 8081;
 
 /// How long a read waits to catch up with `_schemas` before answering from what it has.
-const CATCH_UP_MS_MAX: u64 = 1_500;
+const CATCH_UP_MS_MAX: u64 = 5_000;
 
 /// What the registry's handlers share: the admin state (the broker once it serves, the
 /// logins the auth guard checked) and `_schemas`, opened on the first request.
