@@ -426,21 +426,25 @@ async fn get_version(
     Path((subject, version)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    let spec = parse_version(&version)?;
-    let topic = state.current().await?;
-    let store = topic.read();
-    let found = find_version(&store, &subject, &spec, flag(&params, "deleted"))?;
-    let mut body = version_body(&store, &subject, found);
-    if let (Some(schema), Some(format)) = (store.schema(found.id), params.get("format")) {
-        body["schema"] = formatted(schema, &store, Some(format))?.into();
-    }
-    Ok(ok(body))
+    answer_version(state, subject, version, params, false).await
 }
 
 async fn get_version_schema(
     State(state): State<RegistryState>,
     Path((subject, version)): Path<(String, String)>,
     Query(params): Params,
+) -> Answer {
+    answer_version(state, subject, version, params, true).await
+}
+
+/// `GET /subjects/{s}/versions/{v}`, or with `schema_only` its `/schema`: the schema's text
+/// alone.
+async fn answer_version(
+    state: RegistryState,
+    subject: String,
+    version: String,
+    params: HashMap<String, String>,
+    schema_only: bool,
 ) -> Answer {
     let spec = parse_version(&version)?;
     let topic = state.current().await?;
@@ -449,7 +453,14 @@ async fn get_version_schema(
     let schema = store
         .schema(found.id)
         .ok_or_else(|| RegistryError::schema_not_found(Some(found.id)))?;
-    Ok(raw_schema(&schema.schema))
+    if schema_only {
+        return Ok(raw_schema(&schema.schema));
+    }
+    let mut body = version_body(&store, &subject, found);
+    if let Some(format) = params.get("format") {
+        body["schema"] = formatted(schema, &store, Some(format))?.into();
+    }
+    Ok(ok(body))
 }
 
 async fn referenced_by(

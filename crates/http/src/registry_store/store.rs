@@ -262,12 +262,10 @@ impl Store {
     }
 
     fn apply_delete_subject(&mut self, value: Option<&[u8]>) -> Result<(), String> {
-        let Some(value) = value else { return Ok(()) };
-        let value: Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-        let subject = value
-            .get("subject")
-            .and_then(Value::as_str)
-            .ok_or("no subject")?;
+        let Some((subject, value)) = subject_value(value)? else {
+            return Ok(());
+        };
+        let subject = subject.as_str();
         let up_to = value
             .get("version")
             .and_then(Value::as_i64)
@@ -283,12 +281,10 @@ impl Store {
     }
 
     fn apply_clear_subject(&mut self, value: Option<&[u8]>) -> Result<(), String> {
-        let Some(value) = value else { return Ok(()) };
-        let value: Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-        let subject = value
-            .get("subject")
-            .and_then(Value::as_str)
-            .ok_or("no subject")?;
+        let Some((subject, _)) = subject_value(value)? else {
+            return Ok(());
+        };
+        let subject = subject.as_str();
         if let Some(versions) = self.subjects.get_mut(subject) {
             versions.retain(|_, version| !version.deleted);
             if versions.is_empty() {
@@ -398,6 +394,15 @@ impl Store {
             .or_else(|| self.mode(None))
             .unwrap_or(Mode::Readwrite)
     }
+}
+
+/// A DELETE_SUBJECT or CLEAR_SUBJECT value: its subject and the whole value; `None` for a
+/// tombstone.
+fn subject_value(value: Option<&[u8]>) -> Result<Option<(String, Value)>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let value: Value = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    let subject = (value.get("subject").and_then(Value::as_str)).ok_or("no subject")?;
+    Ok(Some((subject.to_owned(), value)))
 }
 
 #[cfg(test)]
